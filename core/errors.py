@@ -1,0 +1,62 @@
+"""One error hierarchy for the whole project.
+
+Every error a user can cause carries its HTTP status and a CLI exit code, so the REST
+exception handler and the CLI render the same message the same way.
+"""
+
+from __future__ import annotations
+
+
+class TracehouseError(Exception):
+    """Base class: ``message`` is one line a user can act on."""
+
+    status = 500
+    exit_code = 1
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": False, "error": self.message, "code": self.code, "status": self.status}
+
+
+class BadInput(TracehouseError):
+    """The input (a file, a flag, a form field) is wrong; nothing was written."""
+
+    status = 400
+    exit_code = 2
+    code = "bad_input"
+
+
+class BadTrace(BadInput):
+    """A trace file cannot be read: truncated, not JSON, not a trace, no events."""
+
+    status = 422
+    code = "bad_trace"
+
+
+class TooLarge(BadInput):
+    status = 413
+    code = "too_large"
+
+
+class NotFound(TracehouseError):
+    status = 404
+    exit_code = 3
+    code = "not_found"
+
+
+class SchemaOutOfDate(TracehouseError):
+    """The database was made by an older (or newer) tracehouse; names the command that fixes it."""
+
+    status = 503
+    exit_code = 4
+    code = "schema_out_of_date"
+
+
+class DatabaseError(TracehouseError):
+    status = 503
+    exit_code = 5
+    code = "database_error"

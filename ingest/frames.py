@@ -1,0 +1,99 @@
+"""The typed frames every trace-format parser returns, and normalization consumes.
+
+Each parser (``kineto.py``, ``nsys.py``, ...) is a pure function from a file to a
+:class:`ParsedTrace`; ``attribution.py`` turns one into kernel rows with operator,
+attention type, sequence lengths and component.  Keeping the contract here lets a new
+format plug in without touching normalization.
+
+Times are absolute integer nanoseconds (``Int64``).  A *launch* is the host-side call that
+enqueued a GPU activity (``cudaLaunchKernel``, ``hipLaunchKernel``, ``cuLaunchKernel``, a
+memcpy call); it joins its GPU activity by ``correlation`` and sits inside host ranges on the
+same ``(pid, tid)``.  A *range* is a host-side interval that may enclose launches: an aten
+op (``cpu_op``), a user / NVTX annotation (``annotation``) or a Python frame (``python``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+GPU_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "kind": pl.String,  # kernel / memcpy / memset
+    "name": pl.String,
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "correlation": pl.Int64,
+    "external_id": pl.Int64,
+    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
+    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64,
+    "bytes": pl.Int64,
+}
+
+LAUNCH_SCHEMA: dict[str, pl.DataType] = {
+    "pid": pl.Int64,
+    "tid": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "correlation": pl.Int64,
+    "name": pl.String,
+}
+
+RANGE_SCHEMA: dict[str, pl.DataType] = {
+    "pid": pl.Int64,
+    "tid": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "name": pl.String,
+    "cat": pl.String,  # cpu_op / annotation / python
+    "input_dims": pl.String,  # JSON text of the op's input shapes, when recorded
+}
+
+RANGE_CATEGORIES = ("cpu_op", "annotation", "python")
+
+
+@dataclass(slots=True)
+class DeviceInfo:
+    """What a trace says about one GPU (Kineto ``deviceProperties``, nsys ``TARGET_INFO_GPU``)."""
+
+    device: int
+    name: str
+    memory_bytes: int | None = None
+    sm_count: int | None = None
+    compute_capability: str | None = None
+    vendor: str | None = None
+    memory_bandwidth_bytes_s: float | None = None
+    clock_hz: float | None = None
+
+
+@dataclass(slots=True)
+class ParsedTrace:
+    """A trace file, parsed but not yet attributed."""
+
+    format: str  # kineto / nsys / ...
+    gpu_events: pl.DataFrame
+    launches: pl.DataFrame
+    ranges: pl.DataFrame
+    devices: list[DeviceInfo] = field(default_factory=list)
+    event_count: int = 0
+    rank: int | None = None
+    world_size: int | None = None
+    # Problems that did not stop the parse (negative durations, non-UTF-8 names ...), by kind.
+    warnings: dict[str, int] = field(default_factory=dict)
+    # True when the trace has no GPU activity and host ops are the execution units.
+    cpu_only: bool = False
+
+
+def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast ``df`` to ``schema`` (missing columns become nulls)."""
+    exprs = [
+        (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in schema.items()
+    ]
+    return df.select(exprs)

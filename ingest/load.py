@@ -1,0 +1,154 @@
+"""Loading: attributed kernel rows and run metadata into the database, inside the caller's
+transaction (one per trace).  Bulk paths: ``COPY`` on PostgreSQL, ``executemany`` on SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import UTC, datetime
+
+import orjson
+import polars as pl
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.ingest.hardware import device_row
+from tracehouse.ingest.meta import RunMeta
+from tracehouse.ingest.model_catalog import family_and_architecture
+from tracehouse.schema.models import (
+    Hardware, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
+)
+
+KERNEL_TABLE_COLUMNS = (
+    "run_id", "trace_id", "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name_id",
+    "correlation", "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
+    "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
+    "head_dim", "component", "step", "cpu_op_id", "annotation_id",
+)
+_SYMBOL_CHUNK = 500
+
+
+def _upsert(session: Session, table, values: dict, conflict: list[str]) -> None:  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=conflict))
+
+
+def hardware_id(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
+    device = None
+    if parsed.devices and not parsed.cpu_only:
+        busiest = kernels.group_by("device").agg(pl.col("dur_ns").sum()).sort("dur_ns", descending=True)
+        used = busiest["device"][0] if busiest.height else None
+        device = next((d for d in parsed.devices if d.device == used), parsed.devices[0])
+    row = device_row(device, meta.hardware, parsed.cpu_only)
+    _upsert(session, Hardware.__table__, row, ["name"])
+    return session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))  # type: ignore[return-value]
+
+
+def model_id(session: Session, meta: RunMeta) -> int | None:
+    if not meta.model:
+        return None
+    family, architecture = family_and_architecture(meta.model)
+    row = {"name": meta.model, "family": meta.family or family,
+           "architecture": meta.architecture or architecture, "param_count": meta.param_count}
+    _upsert(session, Model.__table__, row, ["name"])
+    model = session.scalars(select(Model).where(Model.name == meta.model)).one()
+    # A later run may know more (a collector computes param counts); fill gaps, never overwrite.
+    for key in ("family", "architecture", "param_count"):
+        if getattr(model, key) is None and row[key] is not None:
+            setattr(model, key, row[key])
+    return model.id
+
+
+def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
+    """``text → symbol id`` for every distinct non-null name, inserting the new ones."""
+    texts = names.drop_nulls().unique().to_list()
+    digests = {hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest(): t for t in texts}
+    found: dict[str, int] = {}
+    keys = list(digests)
+    for i in range(0, len(keys), _SYMBOL_CHUNK):
+        chunk = keys[i:i + _SYMBOL_CHUNK]
+        found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
+    missing = [{"digest": d, "text": digests[d]} for d in keys if d not in found]
+    if missing:
+        dialect = session.get_bind().dialect.name
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Symbol.__table__)
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["digest"]), missing)
+        for i in range(0, len(missing), _SYMBOL_CHUNK):
+            chunk = [m["digest"] for m in missing[i:i + _SYMBOL_CHUNK]]
+            found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
+    return pl.DataFrame({"text": [digests[d] for d in found], "symbol_id": list(found.values())},
+                        schema={"text": pl.String, "symbol_id": pl.Int64})
+
+
+def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
+    start = kernels["start_ns"].min() if kernels.height else 0
+    end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item() if kernels.height else 0
+    run = Run(
+        model_id=model_id(session, meta), hardware_id=hardware_id(session, parsed, kernels, meta),
+        attention_backend=meta.attention_backend, scale=meta.scale, batch=meta.batch, dtype=meta.dtype,
+        image_size=meta.image_size, frames=meta.frames, denoising_steps=meta.denoising_steps,
+        decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
+        peak_memory_bytes=meta.peak_memory_bytes, rank=parsed.rank, world_size=parsed.world_size,
+        host=meta.host, device_kind="cpu" if parsed.cpu_only else "gpu",
+        kernel_count=kernels.height, total_ns=int(kernels["dur_ns"].sum()), span_ns=int(end - start),
+        created_at=datetime.now(UTC),
+    )
+    session.add(run)
+    session.flush()
+    if meta.tags:
+        session.execute(insert(RunTag.__table__), [{"run_id": run.id, "key": k, "value": v} for k, v in meta.tags.items()])
+    return run.id
+
+
+def insert_trace(session: Session, run_id: int, parsed: ParsedTrace, *, sha256: str, size: int,
+                 original_name: str, raw_path: str) -> int:
+    trace = Trace(run_id=run_id, format=parsed.format, sha256=sha256, size_bytes=size,
+                  event_count=parsed.event_count, original_name=original_name, raw_path=raw_path,
+                  status="ingested", warning_count=sum(parsed.warnings.values()),
+                  warnings=orjson.dumps(parsed.warnings).decode() if parsed.warnings else None,
+                  ingested_at=datetime.now(UTC))
+    session.add(trace)
+    session.flush()
+    return trace.id
+
+
+def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
+    symbols = symbol_ids(session, pl.concat([kernels["name"], kernels["cpu_op"], kernels["annotation"]]))
+    rows = (kernels
+            .join(symbols.rename({"symbol_id": "name_id"}), left_on="name", right_on="text", how="left")
+            .join(symbols.rename({"symbol_id": "cpu_op_id"}), left_on="cpu_op", right_on="text", how="left")
+            .join(symbols.rename({"symbol_id": "annotation_id"}), left_on="annotation", right_on="text", how="left")
+            .with_columns(run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64))
+            .select(KERNEL_TABLE_COLUMNS))
+    _bulk_insert(session, Kernel.__tablename__, rows)
+    insert_rollups(session, run_id, rows)
+
+
+def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
+    keys = ["operator", "attention_type", "seq_q", "seq_kv", "component"]
+    by_op = rows.group_by(keys).agg(kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum())
+    _bulk_insert(session, OperatorRollup.__tablename__, by_op.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    by_name = rows.group_by("name_id", "operator", "kind").agg(
+        kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),
+        min_ns=pl.col("dur_ns").min(), max_ns=pl.col("dur_ns").max())
+    _bulk_insert(session, KernelRollup.__tablename__, by_name.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+
+
+def _bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
+    if rows.is_empty():
+        return
+    dbapi = session.connection().connection.driver_connection
+    columns = ", ".join(f'"{c}"' for c in rows.columns)
+    if session.get_bind().dialect.name == "postgresql":
+        buf = io.BytesIO()
+        rows.write_csv(buf, include_header=False)
+        with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+        return
+    marks = ", ".join("?" for _ in rows.columns)
+    dbapi.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows.iter_rows())

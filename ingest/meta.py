@@ -1,0 +1,106 @@
+"""Run metadata: what a user (CLI flags, upload form) or a collector manifest says about a run.
+
+The trace itself says little (device name, rank); the knobs the paper sweeps (image size,
+frames, steps, attention backend) only exist here.  A collector writes a manifest JSON next
+to each trace (``<trace>.manifest.json``) with the keys of :class:`RunMeta`; unknown keys
+go into ``tags`` so nothing a lab records is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import orjson
+
+from tracehouse.core.errors import BadInput
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeta:
+    model: str | None = None
+    family: str | None = None  # llm / tti / ttv
+    architecture: str | None = None
+    param_count: int | None = None
+    scale: str | None = None  # tiny / paper
+    hardware: str | None = None  # overrides the trace's deviceProperties
+    attention_backend: str | None = None  # baseline / flash / ...
+    batch: int | None = None
+    dtype: str | None = None
+    image_size: int | None = None
+    frames: int | None = None
+    denoising_steps: int | None = None
+    decode_tokens: int | None = None
+    text_length: int | None = None
+    peak_memory_bytes: int | None = None
+    host: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def merged(self, other: "RunMeta") -> "RunMeta":
+        """``other``'s set values win; tags are merged key by key."""
+        changes = {f.name: getattr(other, f.name) for f in fields(other)
+                   if f.name != "tags" and getattr(other, f.name) is not None}
+        return replace(self, **changes, tags={**self.tags, **other.tags})
+
+
+_INT_FIELDS = {f.name for f in fields(RunMeta) if "int" in str(f.type)}
+_KNOWN = {f.name for f in fields(RunMeta)}
+
+
+def meta_from_mapping(values: dict[str, object]) -> RunMeta:
+    """Build :class:`RunMeta` from loose key/values (``--meta K=V``, form fields, a manifest).
+
+    Known keys are typed (integers checked); every other scalar becomes a tag.
+    """
+    known: dict[str, object] = {}
+    tags: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "tags" and isinstance(value, dict):
+            tags.update({str(k): str(v) for k, v in value.items()})
+        elif key in _INT_FIELDS:
+            try:
+                known[key] = int(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise BadInput(f"metadata {key}={value!r} is not an integer") from None
+        elif key in _KNOWN:
+            known[key] = str(value)
+        elif isinstance(value, (str, int, float, bool)):
+            tags[key] = str(value)
+    return RunMeta(**known, tags=tags)
+
+
+def parse_key_values(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--meta expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def manifest_path_for(trace_path: Path) -> Path:
+    name = trace_path.name
+    for suffix in (".json.gz", ".json", ".sqlite", ".csv"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return trace_path.with_name(name + MANIFEST_SUFFIX)
+
+
+def load_manifest(trace_path: Path) -> RunMeta:
+    """The manifest beside a trace, or empty metadata when there is none."""
+    path = manifest_path_for(trace_path)
+    if not path.exists():
+        return RunMeta()
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"{path.name}: manifest is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path.name}: manifest must be a JSON object")
+    return meta_from_mapping(data)

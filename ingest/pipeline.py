@@ -1,0 +1,109 @@
+"""Ingest one trace file: detect → parse → attribute → load, in one transaction.
+
+A failure at any step leaves the database exactly as it was; the raw file is kept
+(content-addressed by sha256) only once its run is committed, so it can be re-ingested
+when the classification improves.  The same bytes twice give the existing run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.settings import load_settings
+from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.ingest.kineto import parse_kineto
+from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
+from tracehouse.ingest.meta import RunMeta, load_manifest
+from tracehouse.schema.db import session_scope
+from tracehouse.schema.models import Trace
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    run_id: int
+    trace_id: int
+    created: bool  # False when the same file was already ingested
+    kernel_count: int = 0
+    warnings: dict[str, int] = field(default_factory=dict)
+
+
+def detect_format(path: Path) -> str:
+    head = path.open("rb").read(64)
+    if head.startswith(b"\x1f\x8b") or head.lstrip()[:1] in (b"{", b"["):
+        return "kineto"
+    if head.startswith(SQLITE_MAGIC):
+        return "nsys"
+    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON or .json.gz)")
+
+
+PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto}
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".json.gz") else path.suffix
+    return raw_dir / sha256[:2] / f"{sha256}{suffix}"
+
+
+def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
+                raw_dir: Path | None = None, original_name: str | None = None,
+                max_bytes: int | None = None) -> IngestResult:
+    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadTrace(f"{path}: no such file")
+    settings = load_settings()
+    sha256, size = file_sha256(path)
+    limit = max_bytes or settings.max_trace_bytes
+    if size > limit:
+        raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
+    with session_scope(engine) as session:
+        existing = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+    if existing is not None:
+        return IngestResult(run_id=existing[0], trace_id=existing[1], created=False)
+
+    fmt = detect_format(path)
+    parser = PARSERS.get(fmt)
+    if parser is None:
+        raise BadTrace(f"{path.name}: {fmt} traces are not supported yet")
+    parsed = parser(path)
+    kernels = attribute(parsed)
+    run_meta = load_manifest(path).merged(meta or RunMeta())
+    target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
+    with session_scope(engine) as session:
+        run_id = insert_run(session, parsed, kernels, run_meta)
+        trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
+                                original_name=original_name or path.name, raw_path=str(target))
+        insert_kernels(session, run_id, trace_id, kernels)
+        # Keep the raw bytes before committing: a committed run always has its file.
+        _keep_raw(path, target)
+    return IngestResult(run_id=run_id, trace_id=trace_id, created=True,
+                        kernel_count=kernels.height, warnings=dict(parsed.warnings))
+
+
+def _keep_raw(path: Path, target: Path) -> None:
+    if target.exists() or path.resolve() == target.resolve():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    shutil.copyfile(path, tmp)
+    tmp.replace(target)

@@ -1,0 +1,105 @@
+"""Every attribution rule, as data.
+
+Three sources, most specific first (see ``attribution.py`` for how they combine):
+
+1. collector annotations (``annotation.py``) — say operator, attention type, seq lens outright;
+2. ``OP_RULES`` — the aten / autograd op that encloses the launch (highest priority among all
+   enclosing ops wins, so the ``bmm`` inside ``scaled_dot_product_attention`` is attention);
+3. ``KERNEL_RULES`` — the kernel's own name, first match wins.
+
+``AUTHORITATIVE_KERNEL_RULES`` are kernel-name rules that override the op: an NCCL kernel is
+communication whichever op launched it.  Patterns are case-insensitive regular expressions
+(Rust regex syntax, applied by polars to the distinct names only).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# (operator, priority, pattern on the enclosing cpu op's name)
+OP_RULES: tuple[tuple[str, int, str], ...] = (
+    ("attention", 100, r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
+                       r"memory_efficient_attention|xformers|fmha|multi_head_attention|"
+                       r"_native_multi_head_attention|attention"),
+    ("communication", 95, r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
+                          r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^"),
+    ("conv", 90, r"conv|cudnn_convolution|mkldnn_convolution|slow_conv|_convolution|upsample.*conv"),
+    ("groupnorm", 80, r"group_norm|groupnorm"),
+    ("layernorm", 80, r"layer_norm|layernorm|rms_norm|rmsnorm"),
+    ("normalization", 80, r"batch_norm|batchnorm|instance_norm|instancenorm"),
+    ("softmax", 70, r"softmax"),
+    ("embedding", 65, r"embedding"),
+    ("linear", 60, r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
+                   r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
+                   r"linearbackward|matmulbackward|aten::addbmm$"),
+    ("pooling", 50, r"pool"),
+    ("optimizer", 40, r"optimizer|_foreach_|fused_adam|fused_sgd"),
+)
+
+# (operator, pattern on the kernel name); first match wins
+AUTHORITATIVE_KERNEL_RULES: tuple[tuple[str, str], ...] = (
+    ("communication", r"nccl|rccl|allreduce|all_reduce|allgather|all_gather|reducescatter|sendrecv"),
+)
+
+KERNEL_RULES: tuple[tuple[str, str], ...] = (
+    ("attention", r"flash_fwd|flash_bwd|flash::|fmha|fused_mha|mha_|attention|attn_"),
+    ("softmax", r"softmax"),
+    ("conv", r"conv|implicit_gemm|implicit_convolve|winograd|fft2d|fprop|dgrad|wgrad|"
+             r"nchwtonhwc|nhwctonchw|cudnn::.*(?:conv|engine)|cask_cudnn|scudnn|cudnn_infer|"
+             r"computeoffsets|cudnn::ops::"),
+    ("groupnorm", r"group_norm|groupnorm"),
+    ("layernorm", r"layer_norm|layernorm|rms_norm|rmsnorm|gammabeta"),
+    ("normalization", r"batch_norm|batchnorm|bn_fw|bn_bw|instance_norm|welford|cudnn::bn_"),
+    ("linear", r"gemm|gemv|cutlass|cublas|cijk_|matmul|splitk|s1688|s16816|h1688|h16816|"
+               r"triton_tem_fused_.*mm|dot_kernel"),
+    ("embedding", r"embedding|indexselect|index_select"),
+    ("pooling", r"pool"),
+    ("optimizer", r"multi_tensor_apply|adam|sgd_|lamb_"),
+    ("reduction", r"reduce_kernel|reduction|triton_red_|triton_per_|cub::|radix|sort|topk|scan_|argmax"),
+    ("elementwise", r"elementwise|vectorized|unrolled|functor|triton_poi_|pointwise|fill|copy|"
+                    r"catarray|where|dropout|gelu|silu|relu|sigmoid|tanh|add|mul|div|"
+                    r"index|scatter|gather|masked|clamp|pow|exp"),
+)
+
+KIND_OPERATORS = {"memcpy": "memcpy", "memset": "memset"}
+
+# An enclosing module or annotation with one of these names makes the matmul / softmax inside
+# it attention, for models that compute attention by hand (bmm + softmax + bmm).
+ATTENTION_SCOPE_PATTERN = r"attention|attn"
+ATTENTION_BUILDING_BLOCKS = frozenset({
+    "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::softmax", "aten::_softmax",
+    "aten::einsum", "aten::mul", "aten::div",
+})
+
+# Input Dims layout of each attention op family: BHLD for SDPA, BLHD for flash / xformers.
+BLHD_ATTENTION_PATTERN = r"flash_attn::|aten::_flash_attention_forward|aten::_efficient_attention_forward|xformers"
+
+PROFILER_STEP_PATTERN = r"^ProfilerStep#(\d+)$"
+
+
+def _chain(rules: tuple[tuple[str, str], ...], col: pl.Expr) -> pl.Expr:
+    expr: pl.Expr = pl.lit(None, dtype=pl.String)
+    for operator, pattern in reversed(rules):
+        expr = pl.when(col.str.contains(f"(?i){pattern}")).then(pl.lit(operator)).otherwise(expr)
+    return expr
+
+
+def classify_op_names(names: pl.Series) -> pl.DataFrame:
+    """name → (op_operator, op_priority) for op names; null when no rule matches."""
+    col = pl.col("name")
+    op: pl.Expr = pl.lit(None, dtype=pl.String)
+    prio: pl.Expr = pl.lit(None, dtype=pl.Int32)
+    for operator, priority, pattern in reversed(OP_RULES):
+        hit = col.str.contains(f"(?i){pattern}")
+        op = pl.when(hit).then(pl.lit(operator)).otherwise(op)
+        prio = pl.when(hit).then(pl.lit(priority, dtype=pl.Int32)).otherwise(prio)
+    return pl.DataFrame({"name": names.unique()}).with_columns(op_operator=op, op_priority=prio)
+
+
+def classify_kernel_names(names: pl.Series) -> pl.DataFrame:
+    """name → (authoritative_operator, name_operator) for kernel names."""
+    col = pl.col("name")
+    return pl.DataFrame({"name": names.unique()}).with_columns(
+        authoritative_operator=_chain(AUTHORITATIVE_KERNEL_RULES, col),
+        name_operator=_chain(KERNEL_RULES, col),
+    )

@@ -1,0 +1,76 @@
+"""Schema versioning: migrations are the only way the schema changes.
+
+An empty database is migrated on first use; a database at an older revision refuses to be
+used and names the command that upgrades it (MLflow's ``_verify_schema`` habit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from tracehouse.core.errors import SchemaOutOfDate
+
+
+
+def _migrations_dir() -> Path:
+    import tracehouse.migrations as pkg
+
+    return Path(pkg.__file__).resolve().parent
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_migrations_dir()))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def upgrade_command(url: str) -> str:
+    return f"tracehouse db upgrade --db '{url}'"
+
+
+def ensure_schema(engine: Engine, url_for_message: str, *, create_if_empty: bool = True) -> None:
+    """Migrate an empty database; refuse an out-of-date one with the exact command to run."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None and create_if_empty:
+        from tracehouse.schema.db import table_names
+
+        if table_names(engine) - {"alembic_version"}:
+            raise SchemaOutOfDate(
+                f"database has tables but no tracehouse schema version; is it another "
+                f"application's? Run {upgrade_command(url_for_message)} only if it is ours")
+        upgrade(engine)
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current not in known:
+        raise SchemaOutOfDate(
+            f"database schema {current} is newer than this tracehouse (head {head}); upgrade tracehouse")
+    raise SchemaOutOfDate(
+        f"database schema {current} is out of date (head {head}); run: {upgrade_command(url_for_message)}")

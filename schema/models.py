@@ -1,0 +1,197 @@
+"""SQLAlchemy 2 models: what users query, not the JSON.
+
+Change these only together with a migration (``migrations/versions``); a test compares the
+models with the migrated database on SQLite and PostgreSQL.  Constraint names come from the
+naming convention so migrations can refer to them on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Hardware(Base):
+    """A device kind (not a physical card); peaks come from the built-in catalogue."""
+
+    __tablename__ = "hardware"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    catalog_key: Mapped[str | None] = mapped_column(String(64))
+    vendor: Mapped[str | None] = mapped_column(String(32))
+    sm_count: Mapped[int | None] = mapped_column(Integer)
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    compute_capability: Mapped[str | None] = mapped_column(String(16))
+    peak_fp64_flops: Mapped[float | None] = mapped_column(Float)
+    peak_fp32_flops: Mapped[float | None] = mapped_column(Float)
+    peak_tf32_flops: Mapped[float | None] = mapped_column(Float)
+    peak_fp16_flops: Mapped[float | None] = mapped_column(Float)
+    peak_bf16_flops: Mapped[float | None] = mapped_column(Float)
+    peak_int8_ops: Mapped[float | None] = mapped_column(Float)
+    peak_bandwidth_bytes_s: Mapped[float | None] = mapped_column(Float)
+
+
+class Model(Base):
+    __tablename__ = "model"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    family: Mapped[str | None] = mapped_column(String(16))  # llm / tti / ttv
+    architecture: Mapped[str | None] = mapped_column(String(64))
+    param_count: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Run(Base):
+    """One profiled execution: a model on a device with a set of knobs."""
+
+    __tablename__ = "run"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("model.id"), index=True)
+    hardware_id: Mapped[int | None] = mapped_column(ForeignKey("hardware.id"), index=True)
+    attention_backend: Mapped[str | None] = mapped_column(String(32))
+    scale: Mapped[str | None] = mapped_column(String(16))
+    batch: Mapped[int | None] = mapped_column(Integer)
+    dtype: Mapped[str | None] = mapped_column(String(16))
+    image_size: Mapped[int | None] = mapped_column(Integer)
+    frames: Mapped[int | None] = mapped_column(Integer)
+    denoising_steps: Mapped[int | None] = mapped_column(Integer)
+    decode_tokens: Mapped[int | None] = mapped_column(Integer)
+    text_length: Mapped[int | None] = mapped_column(Integer)
+    param_count: Mapped[int | None] = mapped_column(BigInteger)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    world_size: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
+    device_kind: Mapped[str] = mapped_column(String(8))  # gpu / cpu: what the kernel rows are
+    kernel_count: Mapped[int] = mapped_column(BigInteger)
+    total_ns: Mapped[int] = mapped_column(BigInteger)  # sum of kernel durations (GPU busy, not wall)
+    span_ns: Mapped[int] = mapped_column(BigInteger)  # first kernel start to last kernel end
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunTag(Base):
+    __tablename__ = "run_tag"
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Trace(Base):
+    """A source file.  The raw bytes are kept (content-addressed) so it can be re-ingested."""
+
+    __tablename__ = "trace"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    event_count: Mapped[int] = mapped_column(BigInteger)
+    original_name: Mapped[str] = mapped_column(Text)
+    raw_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # ingested
+    warning_count: Mapped[int] = mapped_column(Integer)
+    warnings: Mapped[str | None] = mapped_column(Text)  # JSON {kind: count}
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Symbol(Base):
+    """Kernel and op names, stored once: kernel names run to kilobytes of C++ templates."""
+
+    __tablename__ = "symbol"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A unique index on the text itself breaks PostgreSQL's btree row limit for long names.
+    digest: Mapped[str] = mapped_column(String(40), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Kernel(Base):
+    """One GPU activity (kernel, memcpy, memset) or, for CPU-only runs, one top-level host op."""
+
+    __tablename__ = "kernel"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    trace_id: Mapped[int] = mapped_column(ForeignKey("trace.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # execution order within the run
+    kind: Mapped[str] = mapped_column(String(8))  # kernel / memcpy / memset / cpu
+    device: Mapped[int | None] = mapped_column(Integer)
+    stream: Mapped[int | None] = mapped_column(BigInteger)
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    dur_ns: Mapped[int] = mapped_column(BigInteger)
+    name_id: Mapped[int] = mapped_column(ForeignKey("symbol.id"))
+    correlation: Mapped[int | None] = mapped_column(BigInteger)
+    grid_x: Mapped[int | None] = mapped_column(Integer)
+    grid_y: Mapped[int | None] = mapped_column(Integer)
+    grid_z: Mapped[int | None] = mapped_column(Integer)
+    block_x: Mapped[int | None] = mapped_column(Integer)
+    block_y: Mapped[int | None] = mapped_column(Integer)
+    block_z: Mapped[int | None] = mapped_column(Integer)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    operator: Mapped[str] = mapped_column(String(32))
+    operator_source: Mapped[str] = mapped_column(String(16))  # annotation / op / kernel_name
+    attention_type: Mapped[str | None] = mapped_column(String(32))
+    seq_q: Mapped[int | None] = mapped_column(Integer)
+    seq_kv: Mapped[int | None] = mapped_column(Integer)
+    batch: Mapped[int | None] = mapped_column(Integer)
+    heads: Mapped[int | None] = mapped_column(Integer)
+    head_dim: Mapped[int | None] = mapped_column(Integer)
+    component: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[int | None] = mapped_column(Integer)
+    cpu_op_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
+    annotation_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
+
+    __table_args__ = (
+        Index("ix_kernel_run_id_seq", "run_id", "seq"),
+        Index("ix_kernel_run_id_operator", "run_id", "operator"),
+    )
+
+
+class OperatorRollup(Base):
+    """run × operator × attention type × seq lens × component → count, total ns; kept at ingest
+    so breakdowns never scan kernels."""
+
+    __tablename__ = "operator_rollup"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    operator: Mapped[str] = mapped_column(String(32))
+    attention_type: Mapped[str | None] = mapped_column(String(32))
+    seq_q: Mapped[int | None] = mapped_column(Integer)
+    seq_kv: Mapped[int | None] = mapped_column(Integer)
+    component: Mapped[str | None] = mapped_column(String(32))
+    kernel_count: Mapped[int] = mapped_column(BigInteger)
+    total_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class KernelRollup(Base):
+    """run × kernel name × operator → count, total/min/max ns."""
+
+    __tablename__ = "kernel_rollup"
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    name_id: Mapped[int] = mapped_column(ForeignKey("symbol.id"), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    kernel_count: Mapped[int] = mapped_column(BigInteger)
+    total_ns: Mapped[int] = mapped_column(BigInteger)
+    min_ns: Mapped[int] = mapped_column(BigInteger)
+    max_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+ALL_TABLES = tuple(Base.metadata.sorted_tables)
+__all__ = [
+    "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",
+    "OperatorRollup", "KernelRollup",
+]
