@@ -22,6 +22,7 @@ from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
+from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -43,10 +44,10 @@ def detect_format(path: Path) -> str:
         return "kineto"
     if head.startswith(SQLITE_MAGIC):
         return "nsys"
-    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON or .json.gz)")
+    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz or an Nsight Systems SQLite export)")
 
 
-PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto}
+PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
@@ -82,28 +83,33 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         return IngestResult(run_id=existing[0], trace_id=existing[1], created=False)
 
     fmt = detect_format(path)
-    parser = PARSERS.get(fmt)
-    if parser is None:
-        raise BadTrace(f"{path.name}: {fmt} traces are not supported yet")
-    parsed = parser(path)
+    parsed = PARSERS[fmt](path)
     kernels = attribute(parsed)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
-    with session_scope(engine) as session:
-        run_id = insert_run(session, parsed, kernels, run_meta)
-        trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
-                                original_name=original_name or path.name, raw_path=str(target))
-        insert_kernels(session, run_id, trace_id, kernels)
-        # Keep the raw bytes before committing: a committed run always has its file.
-        _keep_raw(path, target)
+    kept = False
+    try:
+        with session_scope(engine) as session:
+            run_id = insert_run(session, parsed, kernels, run_meta)
+            trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
+                                    original_name=original_name or path.name, raw_path=str(target))
+            insert_kernels(session, run_id, trace_id, kernels)
+            # Keep the raw bytes before committing: a committed run always has its file.
+            kept = _keep_raw(path, target)
+    except BaseException:
+        if kept:
+            target.unlink(missing_ok=True)
+        raise
     return IngestResult(run_id=run_id, trace_id=trace_id, created=True,
                         kernel_count=kernels.height, warnings=dict(parsed.warnings))
 
 
-def _keep_raw(path: Path, target: Path) -> None:
+def _keep_raw(path: Path, target: Path) -> bool:
+    """Copy the raw file into the content-addressed store; True when this call created it."""
     if target.exists() or path.resolve() == target.resolve():
-        return
+        return False
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
     shutil.copyfile(path, tmp)
     tmp.replace(target)
+    return True

@@ -34,6 +34,11 @@ OP_RULES: tuple[tuple[str, int, str], ...] = (
                    r"linearbackward|matmulbackward|aten::addbmm$"),
     ("pooling", 50, r"pool"),
     ("optimizer", 40, r"optimizer|_foreach_|fused_adam|fused_sgd"),
+    # Generic tensor ops: lowest priority, so any enclosing module-level op above wins.
+    ("reduction", 6, r"^aten::(?:sum|mean|amax|amin|max|min|argmax|argmin|topk|sort|cumsum|norm|linalg_vector_norm)$"),
+    ("elementwise", 5, r"^aten::(?:add|add_|mul|mul_|sub|rsub|div|div_|silu|gelu|relu|sigmoid|tanh|exp|"
+                       r"pow|neg|sqrt|rsqrt|sin|cos|clamp|where|copy_|fill_|zero_|cat|clone|contiguous|"
+                       r"_to_copy|to|dropout|masked_fill|lerp|addcmul_|addcdiv_|abs|log)$"),
 )
 
 # (operator, pattern on the kernel name); first match wins

@@ -69,8 +69,9 @@ def ensure_schema(engine: Engine, url_for_message: str, *, create_if_empty: bool
         return
     script = ScriptDirectory.from_config(alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
-    if current not in known:
+    if current is not None and current not in known:
         raise SchemaOutOfDate(
             f"database schema {current} is newer than this tracehouse (head {head}); upgrade tracehouse")
     raise SchemaOutOfDate(
-        f"database schema {current} is out of date (head {head}); run: {upgrade_command(url_for_message)}")
+        f"database schema {current or '(none)'} is out of date (head {head}); "
+        f"run: {upgrade_command(url_for_message)}")

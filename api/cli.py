@@ -1,0 +1,147 @@
+"""The ``tracehouse`` command line: a thin layer over ingest and the analysis functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.progress import Progress
+
+from tracehouse.core.errors import TracehouseError
+from tracehouse.core.settings import load_settings
+
+app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
+
+
+def _engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[no-untyped-def]
+    from tracehouse.schema.db import make_engine
+    from tracehouse.schema.migrate import ensure_schema
+
+    url = load_settings().resolved_database_url(db)
+    engine = make_engine(url)
+    ensure_schema(engine, url, create_if_empty=migrate_empty)
+    return engine
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Migrate the database to the current schema (creates it when empty)."""
+    from tracehouse.schema.db import make_engine
+    from tracehouse.schema.migrate import current_revision, upgrade
+
+    url = load_settings().resolved_database_url(db)
+    engine = make_engine(url)
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current(db: DbOption = None) -> None:
+    """Print the database's schema revision and the one this tracehouse expects."""
+    from tracehouse.schema.db import make_engine
+    from tracehouse.schema.migrate import current_revision, head_revision
+
+    engine = make_engine(load_settings().resolved_database_url(db))
+    typer.echo(f"current {current_revision(engine) or '(empty)'}; head {head_revision()}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files (.json, .json.gz)")],
+    db: DbOption = None,
+    model: Annotated[str | None, typer.Option(help="Model name, e.g. stable-diffusion")] = None,
+    hardware: Annotated[str | None, typer.Option(help="Device name; overrides the trace's")] = None,
+    backend: Annotated[str | None, typer.Option(help="Attention backend: baseline, flash, ...")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE run metadata or tag (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results")] = False,
+) -> None:
+    """Ingest trace files; prints the run id of each (one transaction per file)."""
+    from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+    from tracehouse.ingest.pipeline import ingest_file
+
+    values: dict[str, object] = dict(parse_key_values(meta or []))
+    values.update({k: v for k, v in (("model", model), ("hardware", hardware),
+                                     ("attention_backend", backend)) if v is not None})
+    run_meta = meta_from_mapping(values)
+    engine = _engine(db)
+    results = []
+    with Progress(transient=True, disable=len(paths) < 2 or as_json) as progress:
+        task = progress.add_task("ingesting", total=len(paths))
+        for path in paths:
+            res = ingest_file(engine, path, run_meta, raw_dir=load_settings().raw_dir())
+            results.append({"path": str(path), "run_id": res.run_id, "created": res.created,
+                            "kernels": res.kernel_count, "warnings": res.warnings})
+            progress.advance(task)
+    if as_json:
+        typer.echo(orjson.dumps(results).decode())
+        return
+    for r in results:
+        note = "" if r["created"] else " (already ingested)"
+        typer.echo(f"{r['path']}: run {r['run_id']}{note}")
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """List the runs in the database."""
+    from tracehouse.analyses.runs import list_runs
+    from tracehouse.api.output import render
+    from tracehouse.schema.db import session_scope
+
+    with session_scope(_engine(db)) as session:
+        frame = list_runs(session, model=model)
+    typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
+
+
+@app.command()
+def breakdown(
+    run_id: Annotated[int, typer.Argument(help="Run id (see `tracehouse runs`)")],
+    by: Annotated[str, typer.Option(help="operator | attention_type | seq_len | component | kernel")] = "operator",
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    db: DbOption = None,
+) -> None:
+    """Where one run's GPU time went: count, total ns and share per group."""
+    from tracehouse.analyses.breakdown import breakdown as run_breakdown
+    from tracehouse.api.output import FORMATS, render
+    from tracehouse.core.errors import BadInput
+    from tracehouse.schema.db import session_scope
+
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with session_scope(_engine(db)) as session:
+        frame = run_breakdown(session, run_id, by)
+    typer.echo(render(frame, fmt, title=f"run {run_id} by {by}"), nl=False)
+
+
+def main() -> None:
+    """Entry point: one place turns errors into a one-line message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except TracehouseError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

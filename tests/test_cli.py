@@ -1,0 +1,54 @@
+"""The command line is a thin layer: its JSON equals the analysis function's frame."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import polars as pl
+
+from tests.conftest import DATA, Database
+from tracehouse.analyses.breakdown import breakdown
+from tracehouse.schema.db import session_scope
+
+TRACE = DATA / "sd_tiny_cpu_flash.json.gz"
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_ingest_runs_breakdown_round_trip(db: Database) -> None:
+    out = _cli("ingest", str(TRACE), "--db", db.url, "--meta", "lab=a", "--backend", "flash", "--json")
+    assert out.returncode == 0, out.stderr
+    [result] = json.loads(out.stdout)
+    assert result["created"] and result["kernels"] > 0
+    again = json.loads(_cli("ingest", str(TRACE), "--db", db.url, "--json").stdout)
+    assert again[0]["run_id"] == result["run_id"] and not again[0]["created"]
+
+    runs = json.loads(_cli("runs", "--db", db.url, "--json").stdout)
+    assert [r["run_id"] for r in runs] == [result["run_id"]]
+    assert runs[0]["model"] == "stable-diffusion" and runs[0]["attention_backend"] == "flash"
+
+    for by in ("operator", "attention_type", "seq_len", "component", "kernel"):
+        shown = _cli("breakdown", str(result["run_id"]), "--by", by, "--format", "json", "--db", db.url)
+        assert shown.returncode == 0, shown.stderr
+        with session_scope(db.engine) as s:
+            expected = breakdown(s, result["run_id"], by)
+        assert json.loads(shown.stdout) == json.loads(json.dumps(expected.to_dicts()))
+    csv = _cli("breakdown", str(result["run_id"]), "--format", "csv", "--db", db.url)
+    with session_scope(db.engine) as s:
+        by_operator = breakdown(s, result["run_id"], "operator")
+    shown_csv = pl.read_csv(io.StringIO(csv.stdout))
+    assert shown_csv["operator"].to_list() == by_operator["operator"].to_list()
+    assert shown_csv["total_ns"].to_list() == by_operator["total_ns"].to_list()
+
+
+def test_unknown_run_and_bad_option_exit_nonzero(db: Database) -> None:
+    missing = _cli("breakdown", "999", "--db", db.url)
+    assert missing.returncode == 3 and missing.stderr.strip() == "error: run 999 does not exist"
+    bad = _cli("breakdown", "1", "--by", "colour", "--db", db.url)
+    assert bad.returncode == 2 and "unknown breakdown" in bad.stderr

@@ -1,0 +1,46 @@
+"""Migrations are the only way the schema changes: models and the migrated database agree,
+and a database that is not at head refuses to be used, naming the command that fixes it."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from tests.conftest import Database
+from tracehouse.core.errors import SchemaOutOfDate
+from tracehouse.schema.migrate import current_revision, ensure_schema, head_revision
+from tracehouse.schema.models import Base
+
+
+def test_models_match_migrated_database(db: Database) -> None:
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+    assert current_revision(db.engine) == head_revision()
+
+
+def test_empty_database_is_created_on_first_use(empty_db: Database) -> None:
+    ensure_schema(empty_db.engine, empty_db.url)
+    assert current_revision(empty_db.engine) == head_revision()
+
+
+def test_unmigrated_database_refuses_with_upgrade_command(empty_db: Database) -> None:
+    with pytest.raises(SchemaOutOfDate, match="tracehouse db upgrade --db"):
+        ensure_schema(empty_db.engine, empty_db.url, create_if_empty=False)
+
+
+def test_database_at_unknown_revision_refuses(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffff'"))
+    with pytest.raises(SchemaOutOfDate, match="newer than this tracehouse"):
+        ensure_schema(db.engine, db.url)
+
+
+def test_foreign_tables_are_not_touched(empty_db: Database) -> None:
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE someone_elses (id integer)"))
+    with pytest.raises(SchemaOutOfDate, match="no tracehouse schema version"):
+        ensure_schema(empty_db.engine, empty_db.url)
