@@ -1,0 +1,279 @@
+"""Nsight Systems SQLite exports (``nsys export --type sqlite``) -> :class:`ParsedTrace`.
+
+The export is a relational dump whose shape drifts between nsys releases: a table exists
+only when the capture produced rows of that kind (no ``CUPTI_ACTIVITY_KIND_MEMCPY`` without
+memcpys, no ``NVTX_EVENTS`` without NVTX), and columns are added over time (schema 3.24 has
+``qmd*`` / cluster columns 3.16 lacks).  So every query is built from the columns that
+``PRAGMA table_info`` reports rather than from a fixed list, and enum ids are looked up in
+the export's own ``ENUM_*`` tables where they exist.
+
+Times are integer ns relative to the session start and are kept as-is; a kernel joins its
+launch by ``correlationId``, which CUPTI makes unique only within one process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+
+from tracehouse.core.errors import BadTrace
+
+from .frames import (
+    GPU_EVENT_SCHEMA,
+    LAUNCH_SCHEMA,
+    RANGE_SCHEMA,
+    DeviceInfo,
+    ParsedTrace,
+    conform,
+)
+
+KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
+MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
+MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
+RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
+NVTX = "NVTX_EVENTS"
+GPU_INFO = "TARGET_INFO_GPU"
+
+# Fallbacks for exports without ENUM_NSYS_EVENT_TYPE; the ids have been stable since 2020.
+NVTX_RANGE_TYPES = {"NvtxPushPopRange": 59, "NvtxStartEndRange": 60}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# nsys appends the CUPTI callback version ("cudaLaunchKernel_v7000"); Kineto and users say
+# "cudaLaunchKernel".  A "_v2" that is part of the API name is kept (only the last suffix goes).
+_API_VERSION = r"_v\d{4,}$"
+# globalTid packs (hardware id, pid, tid) as 24-bit fields; globalPid is the same with tid = 0.
+PID_SQL = "(({col} >> 24) & 16777215)"
+TID_SQL = "({col} & 16777215)"
+
+
+def parse_nsys(path: Path) -> ParsedTrace:
+    """Read an nsys SQLite export; raise :class:`BadTrace` when it is not one or is damaged."""
+    path = Path(path)
+    _check_sqlite_file(path)
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise BadTrace(f"{path.name}: cannot open as SQLite ({exc})") from None
+    try:
+        return _parse(con, path.name)
+    except sqlite3.DatabaseError as exc:
+        # Corruption usually surfaces only when a damaged page is read, mid-query.
+        raise BadTrace(f"{path.name}: damaged SQLite file ({exc})") from None
+    finally:
+        con.close()
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Reject non-SQLite and truncated files cheaply, before SQLite reads pages lazily."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadTrace(f"{path.name}: cannot read ({exc.strerror})") from None
+    if not header.startswith(SQLITE_MAGIC) or len(header) < 100:
+        raise BadTrace(f"{path.name}: not a SQLite file (expected an nsys --type sqlite export)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    page_count = int.from_bytes(header[28:32], "big")
+    # The in-header page count is trustworthy only when its change counter matches.
+    if header[24:28] == header[92:96] and size < page_size * page_count:
+        raise BadTrace(
+            f"{path.name}: truncated SQLite file ({size} of {page_size * page_count} bytes)"
+        )
+
+
+def _parse(con: sqlite3.Connection, name: str) -> ParsedTrace:
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "StringIds" not in tables or not tables & {"META_DATA_EXPORT", KERNEL, RUNTIME}:
+        raise BadTrace(f"{name}: not an Nsight Systems export (no StringIds / META_DATA_EXPORT)")
+    if KERNEL not in tables and RUNTIME not in tables:
+        raise BadTrace(f"{name}: nsys export has no CUDA kernels and no CUDA runtime calls")
+    cols = {t: _columns(con, t) for t in tables}
+    gpu = pl.concat(
+        [_kernels(con, cols), _memcpys(con, cols), _memsets(con, cols)], how="vertical"
+    )
+    runtime = _runtime(con, cols)
+    warnings: dict[str, int] = {}
+    ranges = _nvtx_ranges(con, cols, warnings)
+    gpu, runtime = _qualify_correlation(gpu, runtime, warnings)
+    # A launch is a call that enqueued GPU work; the other runtime calls (cuGetProcAddress,
+    # cudaStreamIsCapturing ...) would only dilute attribution.
+    launches = runtime.join(gpu.select("correlation").unique(), on="correlation", how="semi")
+    return ParsedTrace(
+        format="nsys",
+        gpu_events=conform(gpu.sort("start_ns"), GPU_EVENT_SCHEMA),
+        launches=conform(launches.sort("start_ns"), LAUNCH_SCHEMA),
+        ranges=conform(ranges.sort("start_ns"), RANGE_SCHEMA),
+        devices=_devices(con, cols),
+        event_count=gpu.height + runtime.height + ranges.height,
+        warnings=warnings,
+    )
+
+
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
+
+
+def _frame(con: sqlite3.Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Run ``sql`` into a frame with an explicit schema (no type guessing on sparse columns)."""
+    rows = con.execute(sql).fetchall()
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _opt(table_cols: set[str], col: str, alias: str | None = None) -> str:
+    """``col`` if the table has it, else NULL: columns come and go between schema versions."""
+    return f"{col if col in table_cols else 'NULL'} AS {alias or col}"
+
+
+def _string(table_cols: set[str], *id_cols: str) -> str:
+    """SQL for the first non-null StringIds value among ``id_cols`` that the table has."""
+    present = [c for c in id_cols if c in table_cols]
+    if not present:
+        return "NULL"
+    lookups = [f"(SELECT value FROM StringIds WHERE id = t.{c})" for c in present]
+    return lookups[0] if len(lookups) == 1 else f"COALESCE({', '.join(lookups)})"
+
+
+GPU_RAW = {
+    "kind": pl.String, "name": pl.String, "device": pl.Int64, "stream": pl.Int64,
+    "start_ns": pl.Int64, "end_ns": pl.Int64, "correlation": pl.Int64, "pid": pl.Int64,
+    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
+    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64, "bytes": pl.Int64,
+}
+
+
+def _gpu_activity(
+    con: sqlite3.Connection, cols: dict[str, set[str]], table: str, kind: str, name_sql: str
+) -> pl.DataFrame:
+    if table not in cols:
+        return pl.DataFrame(schema=GPU_RAW)
+    c = cols[table]
+    dims = [
+        _opt(c, f"{g}{a}", f"{g.lower()}_{a.lower()}") for g in ("grid", "block") for a in "XYZ"
+    ]
+    sql = (
+        f"SELECT '{kind}', {name_sql}, {_opt(c, 'deviceId')}, {_opt(c, 'streamId')}, "
+        f"t.start, t.\"end\", {_opt(c, 'correlationId')}, "
+        f"{PID_SQL.format(col='t.globalPid') if 'globalPid' in c else 'NULL'}, "
+        f"{', '.join(dims)}, {_opt(c, 'bytes')} FROM {table} AS t"
+    )
+    return _frame(con, sql, GPU_RAW)
+
+
+def _kernels(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
+    # The demangled name is what Kineto reports; shortName drops the template arguments.
+    name = _string(cols.get(KERNEL, set()), "demangledName", "shortName", "mangledName")
+    return _gpu_activity(con, cols, KERNEL, "kernel", name)
+
+
+def _memcpys(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
+    name = "'Memcpy'"
+    if "ENUM_CUDA_MEMCPY_OPER" in cols and "copyKind" in cols.get(MEMCPY, set()):
+        label = "(SELECT label FROM ENUM_CUDA_MEMCPY_OPER WHERE id = t.copyKind)"
+        name = f"COALESCE('Memcpy ' || {label}, 'Memcpy')"
+    return _gpu_activity(con, cols, MEMCPY, "memcpy", name)
+
+
+def _memsets(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
+    name = "'Memset'"
+    if "ENUM_CUDA_MEM_KIND" in cols and "memKind" in cols.get(MEMSET, set()):
+        label = "(SELECT label FROM ENUM_CUDA_MEM_KIND WHERE id = t.memKind)"
+        name = f"COALESCE('Memset (' || {label} || ')', 'Memset')"
+    return _gpu_activity(con, cols, MEMSET, "memset", name)
+
+
+def _runtime(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
+    schema = {"pid": pl.Int64, "tid": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
+              "correlation": pl.Int64, "name": pl.String}
+    if RUNTIME not in cols:
+        return pl.DataFrame(schema=schema)
+    c = cols[RUNTIME]
+    sql = (
+        f"SELECT {PID_SQL.format(col='t.globalTid')}, {TID_SQL.format(col='t.globalTid')}, "
+        f"t.start, t.\"end\", {_opt(c, 'correlationId')}, {_string(c, 'nameId')} "
+        f"FROM {RUNTIME} AS t"
+    )
+    df = _frame(con, sql, schema)
+    return df.with_columns(pl.col("name").str.replace(_API_VERSION, ""))
+
+
+def _nvtx_type_ids(con: sqlite3.Connection, cols: dict[str, set[str]]) -> list[int]:
+    if "ENUM_NSYS_EVENT_TYPE" in cols:
+        names = ", ".join(f"'{n}'" for n in NVTX_RANGE_TYPES)
+        rows = con.execute(f"SELECT id FROM ENUM_NSYS_EVENT_TYPE WHERE name IN ({names})")
+        ids = [r[0] for r in rows]
+        if ids:
+            return ids
+    return list(NVTX_RANGE_TYPES.values())
+
+
+def _nvtx_ranges(
+    con: sqlite3.Connection, cols: dict[str, set[str]], warnings: dict[str, int]
+) -> pl.DataFrame:
+    schema = {"pid": pl.Int64, "tid": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
+              "name": pl.String}
+    if NVTX not in cols:
+        return pl.DataFrame(schema=schema).with_columns(cat=pl.lit("annotation"))
+    c = cols[NVTX]
+    # Registered strings (nvtxDomainRegisterString) leave text NULL and set textId.
+    text = "t.text" if "text" in c else "NULL"
+    if "textId" in c:
+        text = f"COALESCE({text}, (SELECT value FROM StringIds WHERE id = t.textId))"
+    types = ", ".join(str(i) for i in _nvtx_type_ids(con, cols))
+    sql = (
+        f"SELECT {PID_SQL.format(col='t.globalTid')}, {TID_SQL.format(col='t.globalTid')}, "
+        f"t.start, t.\"end\", {text} FROM {NVTX} AS t WHERE t.eventType IN ({types})"
+    )
+    df = _frame(con, sql, schema)
+    open_ended = df.filter(pl.col("end_ns").is_null()).height
+    if open_ended:
+        # A range still open when the capture stopped has no extent to attribute kernels to.
+        warnings["nvtx_range_without_end"] = open_ended
+    return df.filter(pl.col("end_ns").is_not_null()).with_columns(
+        dur_ns=pl.col("end_ns") - pl.col("start_ns"), cat=pl.lit("annotation")
+    )
+
+
+def _qualify_correlation(
+    gpu: pl.DataFrame, runtime: pl.DataFrame, warnings: dict[str, int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Make correlation ids unique across processes and turn end times into durations.
+
+    CUPTI numbers correlations per process, and the frames carry no pid on GPU events, so
+    with several processes the id becomes ``pid << 32 | correlationId`` on both sides.
+    """
+    pids = pl.concat([gpu["pid"], runtime["pid"]]).drop_nulls().unique()
+    if pids.len() > 1:
+        warnings["correlation_qualified_by_pid"] = pids.len()
+        qualified = (pl.col("pid") * (1 << 32) + pl.col("correlation")).alias("correlation")
+        gpu, runtime = gpu.with_columns(qualified), runtime.with_columns(qualified)
+    dur = (pl.col("end_ns") - pl.col("start_ns")).alias("dur_ns")
+    return gpu.with_columns(dur), runtime.with_columns(dur)
+
+
+def _devices(con: sqlite3.Connection, cols: dict[str, set[str]]) -> list[DeviceInfo]:
+    if GPU_INFO not in cols:
+        return []
+    c = cols[GPU_INFO]
+    # cuDevice is the CUDA ordinal that CUPTI's deviceId uses; older exports only have id.
+    device = "COALESCE(cuDevice, id)" if "cuDevice" in c else "id"
+    sql = (
+        f"SELECT {device}, name, {_opt(c, 'totalMemory')}, {_opt(c, 'smCount')}, "
+        f"{_opt(c, 'computeMajor')}, {_opt(c, 'computeMinor')}, "
+        f"{_opt(c, 'memoryBandwidth')}, {_opt(c, 'clockRate')} FROM {GPU_INFO}"
+    )
+    devices = []
+    for dev, name, mem, sms, major, minor, bandwidth, clock in con.execute(sql):
+        devices.append(DeviceInfo(
+            device=int(dev or 0),
+            name=str(name),
+            memory_bytes=mem,
+            sm_count=sms,
+            compute_capability=f"{major}.{minor}" if major is not None else None,
+            vendor="NVIDIA",
+            memory_bandwidth_bytes_s=float(bandwidth) if bandwidth else None,
+            clock_hz=float(clock) if clock else None,
+        ))
+    return devices
