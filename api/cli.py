@@ -125,6 +125,65 @@ def breakdown(
     typer.echo(render(frame, fmt, title=f"run {run_id} by {by}"), nl=False)
 
 
+@app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    public_read: Annotated[bool, typer.Option("--public-read", help="Reads need no token")] = False,
+) -> None:
+    """Run the REST service (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from tracehouse.api.app import create_app
+
+    settings = load_settings(database_url=db, host=host, port=port, public_read=public_read or None)
+    # Refuse an out-of-date database before binding the port, with the command that fixes it.
+    _engine(settings.resolved_database_url()).dispose()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who holds it, e.g. lab-a")],
+    scope: Annotated[str, typer.Option(help="read | write | admin")] = "read",
+    db: DbOption = None,
+) -> None:
+    """Create a token; it is printed once and stored hashed."""
+    from tracehouse.api.auth import create_token
+    from tracehouse.schema.db import session_scope
+
+    with session_scope(_engine(db)) as session:
+        typer.echo(create_token(session, name, scope))
+
+
+@app.command()
+def upload(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files")],
+    server: Annotated[str, typer.Option(help="Service URL, e.g. http://127.0.0.1:8000")],
+    token: Annotated[str, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token")],
+    meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the ingest jobs to finish")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Upload traces to a tracehouse service (manifests beside them go along)."""
+    from tracehouse.api.client import upload_files
+
+    results = upload_files(paths, server, token, meta or [], wait=wait, progress=not as_json)
+    if as_json:
+        typer.echo(orjson.dumps(results).decode())
+        return
+    for r in results:
+        state = f"run {r['run_id']}" if r["status"] == "done" else f"{r['status']} {r.get('error') or ''}"
+        typer.echo(f"{r['path']}: job {r['job_id']} {state}".rstrip())
+    if any(r["status"] == "failed" for r in results):
+        raise typer.Exit(2)
+
+
 def main() -> None:
     """Entry point: one place turns errors into a one-line message and an exit code."""
     try:

@@ -42,6 +42,18 @@ class TooLarge(BadInput):
     code = "too_large"
 
 
+class Unauthorized(TracehouseError):
+    status = 401
+    exit_code = 6
+    code = "unauthorized"
+
+
+class Forbidden(TracehouseError):
+    status = 403
+    exit_code = 6
+    code = "forbidden"
+
+
 class NotFound(TracehouseError):
     status = 404
     exit_code = 3

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir,
                            description="Where raw uploaded traces and the default database live")
     max_trace_bytes: int = Field(default=2 * 1024**3, description="Largest trace accepted")
+    host: str = Field(default="127.0.0.1", description="Address the service listens on")
+    port: int = Field(default=8000, description="Port the service listens on")
+    public_read: bool = Field(default=False, description="Serve read queries without a token")
+    max_rows: int = Field(default=100_000, description="Row cap on one query answer")
 
     def resolved_database_url(self, override: str | None = None) -> str:
         if override:
@@ -31,6 +35,9 @@ class Settings(BaseSettings):
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
+
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
 
 def load_settings(**overrides: object) -> Settings:

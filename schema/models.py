@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -190,8 +190,41 @@ class KernelRollup(Base):
     max_ns: Mapped[int] = mapped_column(BigInteger)
 
 
+class ApiToken(Base):
+    """An API token; only its sha256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(8))  # read / write / admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class IngestJob(Base):
+    """An uploaded file waiting for (or done with) ingest.  Jobs live in the database so a
+    restarted service picks up what was queued; ingest itself is one transaction, so a crash
+    mid-job leaves no partial run and the job simply runs again."""
+
+    __tablename__ = "ingest_job"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued / running / done / failed
+    original_name: Mapped[str] = mapped_column(Text)
+    upload_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[str | None] = mapped_column(Text)  # JSON object of run metadata
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 __all__ = [
     "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",
-    "OperatorRollup", "KernelRollup",
+    "OperatorRollup", "KernelRollup", "ApiToken", "IngestJob",
 ]

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from tests.conftest import Database
 from tracehouse.core.errors import SchemaOutOfDate
-from tracehouse.schema.migrate import current_revision, ensure_schema, head_revision
+from tracehouse.schema.migrate import current_revision, ensure_schema, head_revision, upgrade
 from tracehouse.schema.models import Base
 
 
@@ -30,6 +30,14 @@ def test_empty_database_is_created_on_first_use(empty_db: Database) -> None:
 def test_unmigrated_database_refuses_with_upgrade_command(empty_db: Database) -> None:
     with pytest.raises(SchemaOutOfDate, match="tracehouse db upgrade --db"):
         ensure_schema(empty_db.engine, empty_db.url, create_if_empty=False)
+
+
+def test_database_at_older_revision_refuses_with_upgrade_command(empty_db: Database) -> None:
+    upgrade(empty_db.engine, "0001")
+    with pytest.raises(SchemaOutOfDate, match=r"0001 is out of date.*tracehouse db upgrade --db"):
+        ensure_schema(empty_db.engine, empty_db.url)
+    upgrade(empty_db.engine)
+    ensure_schema(empty_db.engine, empty_db.url)
 
 
 def test_database_at_unknown_revision_refuses(db: Database) -> None:

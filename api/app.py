@@ -1,0 +1,51 @@
+"""The FastAPI application factory: nothing is created at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tracehouse.api.jobs import Worker
+from tracehouse.api.responses import install_error_handlers
+from tracehouse.api.routes import runs, traces
+from tracehouse.core.settings import Settings
+from tracehouse.schema.db import make_engine
+from tracehouse.schema.migrate import ensure_schema
+
+DESCRIPTION = """Trace database and query service for generative-AI GPU workloads.
+
+Upload PyTorch Profiler or Nsight Systems traces from lab machines (`POST /v1/traces`), then
+ask where GPU time went: by operator, attention type, sequence length, component, kernel,
+across runs and hardware. Every error has the shape
+`{"ok": false, "error": "...", "code": "...", "status": N}`. Tables come back as JSON rows,
+or CSV / Parquet with `?format=csv|parquet`. Send `Authorization: Bearer <token>`
+(`tracehouse token create`)."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url()
+        engine = make_engine(url)
+        ensure_schema(engine, url)  # migrates an empty database, refuses an out-of-date one
+        worker = Worker(engine, settings)
+        app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            engine.dispose()
+
+    app = FastAPI(title="tracehouse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(traces.router)
+    app.include_router(runs.router)
+
+    @app.get("/healthz", tags=["service"], summary="Liveness")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,49 @@
+"""One JSON error shape for every failure, and frames as JSON, CSV or Parquet."""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import polars as pl
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tracehouse.api.output import frame_to_json
+from tracehouse.core.errors import TracehouseError
+
+Format = Literal["json", "csv", "parquet"]
+
+
+def error_body(message: str, status: int, code: str) -> dict[str, object]:
+    return {"ok": False, "error": message, "code": code, "status": status}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TracehouseError)
+    async def tracehouse_error(_: Request, exc: TracehouseError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse(error_body(message, 422, "invalid_request"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), exc.status_code, "http_error"),
+                            status_code=exc.status_code)
+
+
+def frame_response(frame: pl.DataFrame, fmt: Format = "json") -> Response:
+    if fmt == "csv":
+        return Response(frame.write_csv(), media_type="text/csv")
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        frame.write_parquet(buf)
+        return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
+    return Response(frame_to_json(frame), media_type="application/json")

@@ -1,0 +1,57 @@
+"""Runs: list, one run, delete, and one run's breakdown."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy import delete
+
+from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
+from tracehouse.analyses.common import get_run
+from tracehouse.analyses.runs import list_runs, run_tags
+from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
+from tracehouse.api.responses import Format, frame_response
+from tracehouse.ingest.meta import parse_key_values
+from tracehouse.schema.models import IngestJob, Run
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
+
+
+@router.get("", summary="List runs")
+def runs(session: SessionDep, _: ReadToken, model: str | None = None, family: str | None = None,
+         hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
+         attention_backend: str | None = None,
+         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+         format: FormatQuery = "json") -> Response:
+    """Runs matching every filter, oldest first."""
+    frame = list_runs(session, model=model, family=family, hardware=hardware,
+                      attention_backend=attention_backend, tags=parse_key_values(tag))
+    return frame_response(frame, format)
+
+
+@router.get("/{run_id}", summary="One run's metadata and tags")
+def run(run_id: int, session: SessionDep, _: ReadToken) -> Response:
+    get_run(session, run_id)
+    row = list_runs(session).filter(run_id=run_id).to_dicts()[0]
+    row["tags"] = run_tags(session, run_id)
+    return Response(orjson.dumps(row, option=orjson.OPT_NAIVE_UTC), media_type="application/json")
+
+
+@router.delete("/{run_id}", status_code=204, summary="Delete a run and its kernels")
+def delete_run(run_id: int, session: SessionDep, _: WriteToken) -> Response:
+    get_run(session, run_id)
+    session.execute(delete(IngestJob).where(IngestJob.run_id == run_id))
+    session.execute(delete(Run).where(Run.id == run_id))
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/breakdown", summary="Operator breakdown of a run (paper Fig 7)")
+def run_breakdown(run_id: int, session: SessionDep, _: ReadToken,
+                  by: Annotated[str, Query(description=" | ".join(BY_CHOICES))] = "operator",
+                  format: FormatQuery = "json") -> Response:
+    """Count, total ns and share of the run's kernel time per group."""
+    return frame_response(breakdown(session, run_id, by), format)

@@ -1,0 +1,151 @@
+"""Uploads: ``POST /v1/traces`` queues an ingest job; ``GET /v1/jobs/{id}`` reports on it."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import shutil
+import time
+import uuid
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from sqlalchemy.orm import Session
+from pydantic import BaseModel, Field
+
+from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, WriteToken
+from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, TracehouseError
+from tracehouse.core.settings import Settings
+from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+from tracehouse.ingest.pipeline import detect_format
+from tracehouse.schema.models import IngestJob
+
+router = APIRouter(prefix="/v1", tags=["uploads"])
+CHUNK = 1 << 20
+
+
+class JobOut(BaseModel):
+    job_id: int = Field(examples=[1])
+    status: str = Field(description="queued / running / done / failed", examples=["done"])
+    run_id: int | None = Field(default=None, description="The run, once done", examples=[7])
+    error: str | None = Field(default=None, description="Why it failed", examples=[None])
+    original_name: str = Field(examples=["sd_a100_flash.json.gz"])
+
+
+def _job_out(job: IngestJob) -> JobOut:
+    return JobOut(job_id=job.id, status=job.status, run_id=job.run_id, error=job.error,
+                  original_name=job.original_name)
+
+
+async def _spool(upload: UploadFile, settings: Settings) -> tuple[Path, str, int]:
+    """Stream the upload to disk in chunks (never whole in memory), hashing as it goes."""
+    # A folder per upload keeps the user's file name, which error messages quote.
+    folder = settings.upload_dir() / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (Path(upload.filename or "trace").name or "trace")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with target.open("wb") as out:
+            while chunk := await upload.read(CHUNK):
+                size += len(chunk)
+                if size > settings.max_trace_bytes:
+                    raise TooLarge(f"upload exceeds the {settings.max_trace_bytes}-byte limit")
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise BadInput("the uploaded file is empty")
+        check_container(target)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return target, digest.hexdigest(), size
+
+
+def check_container(path: Path) -> None:
+    """Cheap checks answered before queueing: a known format, and an intact gzip stream
+    (decompressed in chunks to nowhere).  What needs a full parse is the job's to report."""
+    detect_format(path)
+    with path.open("rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return
+    try:
+        with gzip.open(path, "rb") as gz:
+            while gz.read(CHUNK * 4):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+
+
+def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | None]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if manifest:
+        try:
+            loaded = orjson.loads(manifest)
+        except orjson.JSONDecodeError as exc:
+            raise BadInput(f"manifest is not valid JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise BadInput("manifest must be a JSON object")
+        values.update(loaded)
+    values.update(parse_key_values(meta))
+    values.update({k: v for k, v in fields.items() if v is not None})
+    meta_from_mapping(values)  # validate now: a bad integer is the uploader's 400, not a failed job
+    return values
+
+
+@router.post("/traces", status_code=202, response_model=JobOut,
+             summary="Upload a trace; returns an ingest job")
+async def upload_trace(
+    request: Request, session: SessionDep, settings: SettingsDep, token: WriteToken,
+    file: Annotated[UploadFile, File(description="PyTorch Profiler .json/.json.gz or nsys .sqlite")],
+    model: Annotated[str | None, Form(examples=["stable-diffusion"])] = None,
+    hardware: Annotated[str | None, Form(description="Overrides the trace's device name")] = None,
+    attention_backend: Annotated[str | None, Form(examples=["flash"])] = None,
+    meta: Annotated[list[str], Form(description="KEY=VALUE run metadata or tags")] = [],  # noqa: B006
+    manifest: Annotated[str | None, Form(description="A collectors run manifest (JSON)")] = None,
+    wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
+                                 "a failed ingest then answers 422 with its error")] = 0,
+) -> JobOut:
+    """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``)."""
+    values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
+                                        "attention_backend": attention_backend})
+    path, sha256, size = await _spool(file, settings)
+    job = IngestJob(status="queued", original_name=Path(file.filename or "trace").name,
+                    upload_path=str(path), sha256=sha256, size_bytes=size,
+                    meta=orjson.dumps(values).decode(), token_id=token.id if token else None,
+                    attempts=0, created_at=datetime.now(UTC))
+    session.add(job)
+    session.commit()
+    request.app.state.worker.wake()
+    if wait:
+        job = await _wait_for(session, job.id, wait)
+    return _job_out(job)
+
+
+async def _wait_for(session: Session, job_id: int, seconds: float) -> IngestJob:
+    deadline = time.monotonic() + seconds
+    while True:
+        session.expire_all()
+        job = session.get(IngestJob, job_id)
+        assert job is not None
+        if job.status == "failed":
+            error = BadTrace(job.error or "ingest failed")
+            if (job.error or "").startswith("internal error"):
+                error = TracehouseError(job.error or "ingest failed")
+            raise error
+        if job.status == "done" or time.monotonic() > deadline:
+            return job
+        await asyncio.sleep(0.1)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's state")
+def get_job(job_id: int, session: SessionDep, _: ReadToken) -> JobOut:
+    """queued / running / done (with ``run_id``) / failed (with ``error``)."""
+    job = session.get(IngestJob, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return _job_out(job)

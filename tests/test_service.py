@@ -1,0 +1,209 @@
+"""End to end: a real uvicorn server on a free localhost port, real uploads over HTTP with
+tokens, and answers checked against independent readings of the same files."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import polars as pl
+import pytest
+from sqlalchemy import func, select
+
+from tests import independent
+from tests.conftest import BACKENDS, DATA, KINETO_DIR, Database, require_shared
+from tracehouse.analyses.breakdown import breakdown
+from tracehouse.api.auth import create_token
+from tracehouse.schema.db import session_scope
+from tracehouse.schema.models import IngestJob, Run
+
+SD = DATA / "sd_tiny_cpu_baseline.json.gz"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, db: Database, data_dir: Path, **env: str) -> None:
+        self.db, self.port = db, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), **env}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port)],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def token(self, scope: str) -> dict[str, str]:
+        with session_scope(self.db.engine) as s:
+            return {"Authorization": f"Bearer {create_token(s, f'test-{scope}', scope)}"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp(f"svc-{request.param}")
+    db = Database(request.param, tmp).migrate()
+    srv = Server(db, tmp / "data").start()
+    yield srv
+    srv.stop()
+    db.drop()
+
+
+def _upload(srv: Server, path: Path, headers: dict, wait: float = 60, **form) -> httpx.Response:  # type: ignore[no-untyped-def]
+    with path.open("rb") as fh:
+        return httpx.post(f"{srv.url}/v1/traces", params={"wait": wait} if wait else None,
+                          files={"file": (path.name, fh)}, data=form, headers=headers, timeout=120)
+
+
+def _run_count(srv: Server) -> int:
+    with session_scope(srv.db.engine) as s:
+        return s.scalar(select(func.count()).select_from(Run))
+
+
+def test_tokens_and_scopes(server: Server) -> None:
+    assert httpx.get(f"{server.url}/v1/runs").status_code == 401
+    assert httpx.get(f"{server.url}/v1/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    read = server.token("read")
+    assert httpx.get(f"{server.url}/v1/runs", headers=read).status_code == 200
+    denied = _upload(server, SD, read)
+    assert denied.status_code == 403
+    assert denied.json() == {"ok": False, "error": denied.json()["error"], "code": "forbidden", "status": 403}
+
+
+@pytest.mark.parametrize("name", ["a100_nccl_training.json.gz", "mi250_rocm.json.gz"])
+def test_upload_real_trace_and_query(server: Server, name: str) -> None:
+    require_shared()
+    path = KINETO_DIR / name
+    write, read = server.token("write"), server.token("read")
+    queued = _upload(server, path, write, wait=0, model="llama", attention_backend="flash")
+    assert queued.status_code == 202 and queued.json()["status"] in ("queued", "running", "done")
+    job = queued.json()
+    for _ in range(300):
+        job = httpx.get(f"{server.url}/v1/jobs/{job['job_id']}", headers=read).json()
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "done", job
+    trace = independent.load(path)
+    rows = httpx.get(f"{server.url}/v1/runs/{job['run_id']}/breakdown", params={"by": "kernel"}, headers=read).json()
+    assert sum(r["kernel_count"] for r in rows) == sum(independent.kind_counts(trace).values())
+    assert sum(r["total_ns"] for r in rows) == independent.total_ns(trace)
+    run = httpx.get(f"{server.url}/v1/runs/{job['run_id']}", headers=read).json()
+    assert (run["model"], run["attention_backend"]) == ("llama", "flash")
+    again = _upload(server, path, write).json()
+    assert again["status"] == "done" and again["run_id"] == job["run_id"]
+
+
+def test_rest_cli_and_python_give_the_same_numbers(server: Server) -> None:
+    write, read = server.token("write"), server.token("read")
+    run_id = _upload(server, SD, write).json()["run_id"]
+    for by in ("operator", "seq_len", "component"):
+        rest = httpx.get(f"{server.url}/v1/runs/{run_id}/breakdown", params={"by": by}, headers=read).json()
+        cli = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "breakdown", str(run_id), "--by", by,
+                              "--format", "json", "--db", server.db.url], capture_output=True, text=True, env=server.env)
+        with session_scope(server.db.engine) as s:
+            python = orjson.loads(orjson.dumps(breakdown(s, run_id, by).to_dicts()))
+        assert rest == python == orjson.loads(cli.stdout)
+    csv = httpx.get(f"{server.url}/v1/runs/{run_id}/breakdown", params={"format": "csv"}, headers=read)
+    parquet = httpx.get(f"{server.url}/v1/runs/{run_id}/breakdown", params={"format": "parquet"}, headers=read)
+    from_csv, from_parquet = pl.read_csv(io.StringIO(csv.text)), pl.read_parquet(io.BytesIO(parquet.content))
+    assert from_csv["operator"].to_list() == from_parquet["operator"].to_list()
+    assert from_csv["total_ns"].to_list() == from_parquet["total_ns"].to_list()
+
+
+@pytest.mark.parametrize(("content", "status", "message"), [
+    (SD.read_bytes()[:5000], 422, "truncated or corrupt gzip"),
+    (b"\x00\x01 not a trace", 422, "unrecognized trace format"),
+    (b'{"traceEvents": [{"ph": "X", "cat": "kernel"', 422, "not valid JSON"),
+    (b'{"hello": 1}', 422, "not a PyTorch Profiler trace"),
+    (b"", 400, "empty"),
+])
+def test_bad_uploads_answer_4xx_and_change_nothing(server: Server, tmp_path: Path, content: bytes,
+                                                   status: int, message: str) -> None:
+    path = tmp_path / "bad.json.gz"
+    path.write_bytes(content)
+    before = _run_count(server)
+    reply = _upload(server, path, server.token("write"))
+    assert reply.status_code == status, reply.text
+    body = reply.json()
+    assert body["ok"] is False and body["status"] == status and message in body["error"]
+    assert _run_count(server) == before
+
+
+def test_error_shape_on_every_kind_of_failure(server: Server) -> None:
+    read = server.token("read")
+    for url, status in (("/v1/runs/999999", 404), ("/v1/jobs/999999", 404),
+                        ("/v1/runs/1/breakdown?by=colour", 400), ("/v1/runs/abc", 422), ("/nowhere", 404)):
+        reply = httpx.get(server.url + url, headers=read)
+        body = reply.json()
+        assert reply.status_code == status and set(body) == {"ok", "error", "code", "status"}, url
+        assert body["ok"] is False and body["status"] == status
+
+
+def test_upload_size_limit(tmp_path: Path) -> None:
+    db = Database("sqlite", tmp_path).migrate()
+    srv = Server(db, tmp_path / "data", TRACEHOUSE_MAX_TRACE_BYTES="10000").start()
+    try:
+        reply = _upload(srv, SD, srv.token("write"))
+        assert reply.status_code == 413 and "limit" in reply.json()["error"]
+        assert _run_count(srv) == 0
+    finally:
+        srv.stop()
+
+
+def test_queued_and_interrupted_jobs_survive_a_restart(tmp_path: Path) -> None:
+    """Jobs are rows: a job left 'running' by a crash and one still 'queued' both finish
+    after the service starts again, with no duplicate or partial run."""
+    db = Database("sqlite", tmp_path).migrate()
+    spool = tmp_path / "data" / "uploads"
+    jobs = []
+    with session_scope(db.engine) as s:
+        for status, src in (("running", SD), ("queued", DATA / "sd_tiny_cpu_flash.json.gz")):
+            (spool / status).mkdir(parents=True)
+            target = spool / status / src.name
+            target.write_bytes(src.read_bytes())
+            job = IngestJob(status=status, original_name=src.name, upload_path=str(target), sha256="x",
+                            size_bytes=target.stat().st_size, meta=None, attempts=1 if status == "running" else 0,
+                            created_at=datetime.now(UTC))
+            s.add(job)
+            s.flush()
+            jobs.append(job.id)
+    srv = Server(db, tmp_path / "data").start()
+    try:
+        read = srv.token("read")
+        for _ in range(300):
+            states = [httpx.get(f"{srv.url}/v1/jobs/{j}", headers=read).json() for j in jobs]
+            if all(st["status"] == "done" for st in states):
+                break
+            time.sleep(0.1)
+        assert [st["status"] for st in states] == ["done", "done"]
+        assert _run_count(srv) == 2
+    finally:
+        srv.stop()
