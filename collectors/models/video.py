@@ -1,0 +1,77 @@
+"""Make-A-Video: a text-conditioned video diffusion UNet whose every level has, after each spatial
+ResNet, a temporal convolution (kernel 3 over frames) and, after each spatial transformer, a
+temporal transformer.  Spatial attention runs over ``(B*F, H*W)`` (annotated ``spatial``),
+temporal attention over ``(B*H*W, F)`` (annotated ``temporal``); cross-attention to the text
+runs per frame.
+
+Paper scale: the spatiotemporal decoder at 16 frames x 64x64 pixels (Singer et al. 2022) with
+the diffusers ``UNet3DConditionModel`` layout (320/640/1280/1280, CLIP ViT-L text).  Frame
+interpolation and the spatiotemporal super-resolution networks are not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tracehouse.collectors.annotate import component
+from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
+from tracehouse.collectors.models.blocks import Transformer, TransformerConfig, UNet, UNetConfig
+from tracehouse.collectors.models.text import CLIP_L, clip_text, encode_text
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    text: TransformerConfig
+    unet: UNetConfig
+    knobs: Knobs
+    guidance: bool = True
+
+
+CONFIGS = {
+    "tiny": VideoConfig(
+        text=clip_text(32, 2, 2, vocab=1000),
+        unet=UNetConfig(in_ch=3, out_ch=3, channels=(32, 64), layers=1, attn=(True, True), heads=2,
+                        cross_dim=32, groups=8, temporal=True, spatial_kind="spatial"),
+        knobs=Knobs(image_size=16, frames=4, steps=2, text_length=8),
+    ),
+    "paper": VideoConfig(
+        text=CLIP_L,
+        unet=UNetConfig(in_ch=3, out_ch=3, channels=(320, 640, 1280, 1280), layers=2,
+                        attn=(True, True, True, False), heads=8, cross_dim=768, temporal=True,
+                        spatial_kind="spatial"),
+        knobs=Knobs(image_size=64, frames=16, steps=50, text_length=77),
+    ),
+}
+
+
+def build(cfg: VideoConfig):
+    return {"text_encoder": Transformer(cfg.text), "unet": UNet(cfg.unet)}
+
+
+def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
+    k = ctx.knobs
+    b, n, f, s = k.batch, (2 if cfg.guidance else 1), k.frames, k.image_size
+    text = encode_text(m["text_encoder"], ctx, b * n, causal=True)
+    text = text.repeat_interleave(f, dim=0)  # per-frame cross-attention memory: (B*n*F, L, D)
+    x = ctx.randn(b, cfg.unet.in_ch, f, s, s)
+    for step in range(k.steps):
+        t = torch.full((b * n * f,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
+        inp = torch.cat([x] * n).permute(0, 2, 1, 3, 4).reshape(b * n * f, cfg.unet.in_ch, s, s)
+        with component("unet", step):
+            eps = m["unet"](inp, t, text, frames=f)
+        eps = eps.reshape(b * n, f, cfg.unet.out_ch, s, s).permute(0, 2, 1, 3, 4)
+        if n == 2:
+            e_u, e_c = eps.chunk(2)
+            eps = e_u + 7.5 * (e_c - e_u)
+        x = x - 0.02 * eps
+
+
+SPEC = ModelSpec(
+    name="make-a-video", family="ttv", architecture="video-diffusion-unet",
+    configs=CONFIGS, build=build, run=run,
+    published={"text_encoder": (123_060_480, 0.01)},
+    published_note="CLIP ViT-L/14 text encoder; the video UNet count is computed (no single published figure)",
+    knob_names=("batch", "image_size", "frames", "steps", "text_length"),
+)

@@ -1,0 +1,265 @@
+"""Run one model of the suite under ``torch.profiler`` and write ``<out>/<name>.json.gz`` plus
+its manifest ``<out>/<name>.manifest.json`` (keys: ``tracehouse.ingest.meta.RunMeta`` fields)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from tracehouse.collectors.annotate import FALLBACKS, StepWindow, step_window
+from tracehouse.collectors.models import canonical, get_spec, short_name
+from tracehouse.collectors.models.base import Knobs, RunContext
+from tracehouse.collectors.models.blocks import count_params
+from tracehouse.ingest.annotation import parse_annotation
+from tracehouse.ingest.meta import manifest_path_for
+
+ATTENTION_BACKENDS = {
+    "baseline": [SDPBackend.MATH],  # materialised softmax(QK^T)V
+    "flash": [SDPBackend.FLASH_ATTENTION],  # CUDA flash kernels; the flash CPU kernel on the CPU
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+    "cudnn": [SDPBackend.CUDNN_ATTENTION],
+    "auto": None,  # let SDPA choose
+}
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPE_SHORT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+KNOB_SHORT = {"image_size": "img", "frames": "f", "steps": "s", "batch": "b",
+              "decode_tokens": "dec", "text_length": "txt"}
+
+
+@dataclass
+class CollectResult:
+    trace: Path
+    manifest: Path
+    meta: dict[str, Any]
+    wall_s: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}") from None
+
+
+def trace_name(model: str, scale: str, device: str, attention: str, overrides: Knobs | None,
+               dtype: torch.dtype) -> str:
+    parts = [short_name(model), scale, device.split(":")[0], attention]
+    if overrides is not None:
+        for key, short in KNOB_SHORT.items():
+            value = getattr(overrides, key)
+            if value is not None and not (key == "batch" and value == 1):
+                parts.append(f"{short}{value}")
+    if dtype != torch.float32:
+        parts.append(DTYPE_SHORT.get(dtype, str(dtype).removeprefix("torch.")))
+    return "_".join(parts)
+
+
+def param_count(model: str, scale: str) -> int:
+    """Parameters of the model at ``scale``, built on the meta device (nothing allocated)."""
+    spec = get_spec(model)
+    with torch.device("meta"):
+        modules = spec.build(spec.config(scale))
+    return sum(count_params(m) for m in modules.values())
+
+
+def _backend_ctx(attention: str):
+    if attention not in ATTENTION_BACKENDS:
+        raise ValueError(f"unknown attention backend {attention!r}; known: {sorted(ATTENTION_BACKENDS)}")
+    backends = ATTENTION_BACKENDS[attention]
+    return contextlib.nullcontext() if backends is None else sdpa_kernel(backends)
+
+
+def _host_info(device: torch.device) -> dict[str, str]:
+    tags = {"torch_version": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "cpu_threads": str(torch.get_num_threads()),
+            "device": str(device)}
+    if torch.version.cuda:
+        tags["cuda_version"] = str(torch.version.cuda)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        tags.update(gpu_name=props.name, gpu_memory_bytes=str(props.total_memory),
+                    gpu_sm_count=str(props.multi_processor_count),
+                    gpu_compute_capability=f"{props.major}.{props.minor}")
+    return tags
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
+    """Gzip the Chrome trace, dropping the bulky ``[memory]`` instants after reading the peak
+    (overall and per component range) from them.  Returns ``{"": peak, component: peak}``.
+    ``device_type``: the allocator to read (0: CPU, 1: CUDA)."""
+    data = json.loads(raw.read_text())
+    events = data.get("traceEvents", [])
+    mem = [(e["ts"], int(e["args"].get("Total Allocated", 0))) for e in events
+           if e.get("name") == "[memory]" and "args" in e
+           and int(e["args"].get("Device Type", 0)) == device_type]
+    peaks: dict[str, int] = {}
+    if mem:
+        peaks[""] = max(v for _, v in mem)
+        mem.sort()
+        comps = []
+        for e in events:
+            if e.get("cat") == "user_annotation" and e.get("ph") == "X":
+                ann = parse_annotation(e.get("name", ""))
+                if ann is not None and ann.component and ann.operator is None:
+                    comps.append((ann.component, e["ts"], e["ts"] + e.get("dur", 0)))
+        import bisect
+        times = [t for t, _ in mem]
+        for comp, t0, t1 in comps:
+            lo, hi = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1)
+            if hi > lo:
+                peaks[comp] = max(peaks.get(comp, 0), max(v for _, v in mem[lo:hi]))
+    data["traceEvents"] = [e for e in events if e.get("name") != "[memory]"]
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    with gzip.GzipFile(dest, "wb", compresslevel=9, mtime=0) as fh:
+        fh.write(payload)
+    return peaks
+
+
+_PROFILER_WARM = {"done": False}
+
+
+def _warm_profiler() -> None:
+    """The first profiler session of a process pays ~1 s of Kineto start-up: pay it outside the trace."""
+    if not _PROFILER_WARM["done"]:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+            torch.zeros(1).add_(1)
+        _PROFILER_WARM["done"] = True
+
+
+def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
+                knobs: Knobs | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32",
+                out: Path = Path("traces"), name: str | None = None, warmup: bool | None = None,
+                seed: int = 0, profile_memory: bool = True,
+                max_profiled_steps: int | None = None) -> CollectResult:
+    """Profile one pipeline run.  ``max_profiled_steps``: keep only the first N steps of each
+    denoising / decode loop in the trace (the rest still runs, with collection off)."""
+    model = canonical(model)
+    spec = get_spec(model)
+    cfg = spec.config(scale)
+    dt = resolve_dtype(dtype)
+    dev = torch.device(device)
+    eff = cfg.knobs.over(knobs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or (trace_name(model, scale, dev.type, attention, knobs, dt)
+                    + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else ""))
+    if dev.type == "cuda" and attention == "flash" and dt == torch.float32:
+        raise ValueError("flash attention on CUDA needs --dtype float16 or bfloat16")
+
+    torch.manual_seed(seed)
+    with torch.device(dev):
+        modules = spec.build(cfg)
+    for m in modules.values():
+        m.to(dtype=dt).eval()
+    n_params = sum(count_params(m) for m in modules.values())
+    per_comp_params = {k: count_params(m) for k, m in modules.items()}
+
+    def once(prof=None) -> RunContext:
+        FALLBACKS.clear()
+        ctx = RunContext(device=dev, dtype=dt, knobs=eff,
+                         generator=torch.Generator().manual_seed(seed))
+        window = None
+        if prof is not None and max_profiled_steps is not None:
+            window = StepWindow(prof, activities, max_profiled_steps)
+            ctx.notes["max_profiled_steps"] = max_profiled_steps
+        with torch.inference_mode(), _backend_ctx(attention), step_window(window):
+            spec.run(modules, cfg, ctx)
+        if window is not None and window.skipped:
+            ctx.notes["unprofiled_steps"] = ",".join(f"{k}:{v}" for k, v in sorted(window.skipped.items()))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return ctx
+
+    if warmup if warmup is not None else True:
+        once()
+    _warm_profiler()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    with torch.profiler.profile(activities=activities, record_shapes=True,
+                                profile_memory=profile_memory, with_stack=False) as prof:
+        ctx = once(prof)
+    wall = time.perf_counter() - t0
+    trace = out / f"{name}.json.gz"
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(raw))
+        peaks = _postprocess(raw, trace, 1 if dev.type == "cuda" else 0)
+    bytes_per = torch.finfo(dt).bits // 8
+    # CPU: the profiler's allocator counter starts at zero (activations only);
+    # CUDA: the caching allocator's total (weights included).
+    mem_key = "peak_allocated_bytes" if dev.type == "cuda" else "peak_activation_bytes"
+    weight_bytes = sum(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
+    activation_peak = peaks.get("")  # CPU: allocations since profiling began; CUDA: all allocated
+    if dev.type == "cuda":
+        peak: int | None = int(torch.cuda.max_memory_allocated(dev))
+    else:
+        # The CPU allocator's counter starts at zero when profiling starts: add the weights so the
+        # figure means what torch.cuda.max_memory_allocated means (weights + activations).
+        peak = None if activation_peak is None else weight_bytes + activation_peak
+    tags: dict[str, str] = {
+        **_host_info(dev),
+        "collector": "tracehouse.collectors",
+        "seed": str(seed),
+        "wall_s": f"{wall:.3f}",
+        "param_bytes_estimate": str(n_params * bytes_per),
+        "sdpa_backends": ",".join(b.name for b in (ATTENTION_BACKENDS[attention] or [])) or "auto",
+        "peak_memory_source": "torch.cuda.max_memory_allocated" if dev.type == "cuda"
+        else "weights + profiler CPU allocator peak ([memory] events)",
+        "weight_bytes": str(weight_bytes),
+    }
+    if activation_peak is not None:
+        tags[f"{mem_key}"] = str(activation_peak)
+    for comp, n in per_comp_params.items():
+        tags[f"params.{comp}"] = str(n)
+    for comp, v in peaks.items():
+        if comp:
+            tags[f"{mem_key}.{comp}"] = str(v)
+    for key, value in ctx.notes.items():
+        tags[key] = str(value)
+    if FALLBACKS:
+        tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
+    meta: dict[str, Any] = {
+        "model": model, "family": spec.family, "architecture": spec.architecture,
+        "param_count": n_params, "scale": scale,
+        "hardware": _cpu_name() if dev.type == "cpu" else None,
+        "attention_backend": attention, "batch": eff.batch, "dtype": DTYPE_SHORT.get(dt, str(dt)),
+        "image_size": eff.image_size, "frames": eff.frames, "denoising_steps": eff.steps,
+        "decode_tokens": eff.decode_tokens, "text_length": eff.text_length,
+        "peak_memory_bytes": peak, "host": socket.gethostname(), "tags": tags,
+    }
+    if "steps" not in spec.knob_names:
+        meta["denoising_steps"] = None
+    meta.update(ctx.meta)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    manifest = manifest_path_for(trace)
+    manifest.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return CollectResult(trace=trace, manifest=manifest, meta=meta, wall_s=wall, notes=ctx.notes)
