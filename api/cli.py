@@ -104,6 +104,9 @@ def runs(
 
     with session_scope(_engine(db)) as session:
         frame = list_runs(session, model=model)
+    if not as_json:  # the terminal gets the columns that tell runs apart
+        frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
+                             "frames", "device_kind", "kernel_count", "total_ns", "source")
     typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
 
 
