@@ -3,6 +3,7 @@ compare the ingest against.  Deliberately shares no code with ``tracehouse.inges
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 from collections import Counter
@@ -53,26 +54,30 @@ def launching_op_by_external_id(trace: dict) -> dict[int, str]:
 
 
 def launching_op_by_nesting(trace: dict) -> dict[int, str]:
-    """Old-format traces: the innermost cpu_op on the launching thread enclosing the runtime call,
-    found by a plain scan (quadratic but obviously right on a few thousand events)."""
+    """Old-format traces: the innermost cpu_op on the launching thread enclosing the runtime call
+    (the latest-starting op that still contains the call), by a plain backwards scan."""
     runtime = {e["args"]["correlation"]: e for e in trace["traceEvents"]
                if e.get("cat") in ("cuda_runtime", "Runtime", "cuda_driver") and e.get("ph") == "X"
                and "correlation" in e.get("args", {})}
-    ops_by_thread: dict[tuple, list[dict]] = {}
+    ops_by_thread: dict[tuple, list[tuple[int, int, str]]] = {}
     for e in trace["traceEvents"]:
         if e.get("cat") in ("cpu_op", "Operator") and e.get("ph") == "X":
-            ops_by_thread.setdefault((e["pid"], e["tid"]), []).append(e)
+            start = ns(e["ts"])
+            ops_by_thread.setdefault((e["pid"], e["tid"]), []).append(
+                (start, start + max(ns(e["dur"]), 1), e["name"]))
+    for ops in ops_by_thread.values():
+        ops.sort(key=lambda op: (op[0], -op[1]))
+    starts = {k: [op[0] for op in v] for k, v in ops_by_thread.items()}
     out = {}
     for e in gpu_events(trace):
         launch = runtime.get(e["args"].get("correlation"))
         if launch is None:
             continue
-        t = ns(launch["ts"])
-        best = None
-        for op in ops_by_thread.get((launch["pid"], launch["tid"]), []):
-            s = ns(op["ts"])
-            if s <= t < s + max(ns(op["dur"]), 1) and (best is None or s >= ns(best["ts"])):
-                best = op
-        if best is not None:
-            out[e["args"]["correlation"]] = best["name"]
+        key, t = (launch["pid"], launch["tid"]), ns(launch["ts"])
+        ops = ops_by_thread.get(key, [])
+        i = bisect.bisect_right(starts.get(key, []), t) - 1
+        while i >= 0 and not ops[i][0] <= t < ops[i][1]:
+            i -= 1
+        if i >= 0:
+            out[e["args"]["correlation"]] = ops[i][2]
     return out

@@ -95,10 +95,13 @@ def test_new_format_launching_op_matches_external_id(db: Database, raw_dir: Path
 def test_old_format_kernels_placed_by_time_nesting(db: Database, raw_dir: Path) -> None:
     """Old format (External id = correlation): ops found by nesting on the launching thread."""
     require_shared()
-    path = KINETO_DIR / "a100_alexnet_small.json.gz"
-    expected = independent.launching_op_by_nesting(independent.load(path))
+    path = KINETO_DIR / "a100_record_shapes.json.gz"
+    trace = independent.load(path)
+    kernels = [e for e in trace["traceEvents"] if e.get("cat") == "kernel"]
+    assert all(e["args"]["External id"] == e["args"]["correlation"] for e in kernels)  # old format
+    expected = independent.launching_op_by_nesting(trace)
     got = _cpu_ops(db, ingest_file(db.engine, path, raw_dir=raw_dir).run_id)
-    assert len(expected) > 50
+    assert len(expected) > 5000
     assert {c: got.get(c) for c in expected} == expected
 
 
