@@ -98,8 +98,14 @@ def read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] != b"\x1f\x8b":
         return data
+    # The gzip trailer holds the size mod 2**32: decompressing into a buffer of that size
+    # avoids gzip.decompress's grow-and-join, which briefly holds the JSON twice.
+    size_hint = int.from_bytes(data[-4:], "little")
     try:
-        return gzip.decompress(data)
+        raw = zlib.decompress(data, wbits=47, bufsize=max(size_hint, 1 << 16))
+        if len(raw) % 2**32 != size_hint:  # a multi-member gzip: rare, let the stdlib do it
+            raw = gzip.decompress(data)
+        return raw
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
 
@@ -132,18 +138,23 @@ def parse_kineto(path: Path) -> ParsedTrace:
     warnings: dict[str, int] = {}
     trace = decode_trace(read_bytes(path), path.name, warnings)
     base_ns = trace.baseTimeNanoseconds or 0
-    complete = [e for e in trace.traceEvents if e.ph == "X" and e.cat is not None]
-    gpu = [e for e in complete if e.cat in GPU_KINDS]
-    launches = [e for e in complete if e.cat in LAUNCH_CATS]
-    ranges = [e for e in complete if e.cat in RANGE_CATS]
+    event_count = len(trace.traceEvents)
+    # Bucket, then drop the full list and each bucket once framed: the structs are freed as
+    # soon as their columns exist, which keeps peak memory near one copy of the trace.
+    buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
+    for e in trace.traceEvents:
+        if e.ph == "X" and e.cat is not None:
+            kind = "gpu" if e.cat in GPU_KINDS else "launch" if e.cat in LAUNCH_CATS else \
+                "range" if e.cat in RANGE_CATS else None
+            if kind:
+                buckets[kind].append(e)
+    trace.traceEvents = []
+    gpu_events = _gpu_frame(buckets.pop("gpu"), base_ns, warnings)
+    launches = _launch_frame(buckets.pop("launch"), base_ns, warnings)
+    ranges = _range_frame(buckets.pop("range"), base_ns, warnings)
     parsed = ParsedTrace(
-        format="kineto",
-        gpu_events=_gpu_frame(gpu, base_ns, warnings),
-        launches=_launch_frame(launches, base_ns, warnings),
-        ranges=_range_frame(ranges, base_ns, warnings),
-        devices=_devices(trace.deviceProperties or []),
-        event_count=len(trace.traceEvents),
-        warnings=warnings,
+        format="kineto", gpu_events=gpu_events, launches=launches, ranges=ranges,
+        devices=_devices(trace.deviceProperties or []), event_count=event_count, warnings=warnings,
     )
     if trace.distributedInfo is not None:
         parsed.rank = trace.distributedInfo.rank
