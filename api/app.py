@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tracehouse.api.jobs import Worker
 from tracehouse.api.responses import install_error_handlers
-from tracehouse.api.routes import runs, traces
+from tracehouse.api.routes import analyses, runs, traces
 from tracehouse.core.settings import Settings
 from tracehouse.schema.db import make_engine
 from tracehouse.schema.migrate import ensure_schema
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(traces.router)
     app.include_router(runs.router)
+    app.include_router(analyses.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness")
     def healthz() -> dict[str, bool]:

@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.progress import Progress
 
+from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.collectors.cli import collect
 from tracehouse.core.errors import TracehouseError
 from tracehouse.core.settings import load_settings
@@ -19,6 +20,7 @@ app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloa
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
+register_analyses(app)
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]

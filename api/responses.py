@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tracehouse.api.output import frame_to_json
+from tracehouse.api.output import flat_for_csv, frame_to_json
 from tracehouse.core.errors import TracehouseError
 
 Format = Literal["json", "csv", "parquet"]
@@ -41,7 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def frame_response(frame: pl.DataFrame, fmt: Format = "json") -> Response:
     if fmt == "csv":
-        return Response(frame.write_csv(), media_type="text/csv")
+        return Response(flat_for_csv(frame).write_csv(), media_type="text/csv")
     if fmt == "parquet":
         buf = io.BytesIO()
         frame.write_parquet(buf)

@@ -52,3 +52,22 @@ def test_unknown_run_and_bad_option_exit_nonzero(db: Database) -> None:
     assert missing.returncode == 3 and missing.stderr.strip() == "error: run 999 does not exist"
     bad = _cli("breakdown", "1", "--by", "colour", "--db", db.url)
     assert bad.returncode == 2 and "unknown breakdown" in bad.stderr
+
+
+def test_analysis_commands_print_the_functions_frames(db: Database) -> None:
+    from tracehouse.analyses import compare, sequence
+    from tracehouse.ingest.pipeline import ingest_file
+
+    base = ingest_file(db.engine, DATA / "sd_tiny_cpu_baseline.json.gz").run_id
+    flash = ingest_file(db.engine, TRACE).run_id
+    for args, fn in (
+        (["compare", str(base), str(flash), "--summary"], lambda s: compare.compare_summary(s, base, flash)),
+        (["sequence", str(base), "--view", "histogram", "--weight", "time"],
+         lambda s: sequence.seq_len_histogram(s, base, "time")),
+    ):
+        shown = _cli(*args, "--format", "json", "--db", db.url)
+        assert shown.returncode == 0, shown.stderr
+        with session_scope(db.engine) as s:
+            assert json.loads(shown.stdout) == json.loads(json.dumps(fn(s).to_dicts()))
+    bad = _cli("sequence", str(base), "--view", "sideways", "--db", db.url)
+    assert bad.returncode == 2 and "unknown view" in bad.stderr

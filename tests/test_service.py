@@ -77,6 +77,9 @@ def server(request, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-un
 
 
 def _upload(srv: Server, path: Path, headers: dict, wait: float = 60, **form) -> httpx.Response:  # type: ignore[no-untyped-def]
+    manifest = path.with_name(path.name.replace(".json.gz", ".manifest.json"))
+    if manifest.exists() and path.name.endswith(".json.gz"):
+        form.setdefault("manifest", manifest.read_text())  # as `tracehouse upload` sends it
     with path.open("rb") as fh:
         return httpx.post(f"{srv.url}/v1/traces", params={"wait": wait} if wait else None,
                           files={"file": (path.name, fh)}, data=form, headers=headers, timeout=120)
@@ -207,3 +210,33 @@ def test_queued_and_interrupted_jobs_survive_a_restart(tmp_path: Path) -> None:
         assert _run_count(srv) == 2
     finally:
         srv.stop()
+
+
+def test_analysis_routes_equal_the_functions(server: Server) -> None:
+    from tracehouse.analyses import attention, compare, memory_model, roofline, sequence
+
+    write, read = server.token("write"), server.token("read")
+    base = _upload(server, SD, write).json()["run_id"]
+    flash = _upload(server, DATA / "sd_tiny_cpu_flash.json.gz", write).json()["run_id"]
+    cases = [
+        ("/v1/compare", {"baseline": base, "other": flash}, lambda s: compare.compare_runs(s, base, flash)),
+        ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
+         lambda s: compare.compare_summary(s, base, flash)),
+        (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
+        (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),
+        (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
+        (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),
+        (f"/v1/runs/{base}/temporal-spatial", {}, lambda s: attention.temporal_vs_spatial(s, base)),
+        (f"/v1/runs/{base}/roofline", {}, lambda s: roofline.roofline(s, base)),
+        (f"/v1/runs/{base}/memory-model", {}, lambda s: memory_model.memory_model_vs_run(s, base)),
+        ("/v1/memory-model", {"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 3},
+         lambda s: memory_model.similarity_matrix_memory(512, 8, 77, 3, 2)),
+    ]
+    for url, params, fn in cases:
+        reply = httpx.get(server.url + url, params=params, headers=read)
+        assert reply.status_code == 200, (url, reply.text)
+        with session_scope(server.db.engine) as s:
+            expected = orjson.loads(orjson.dumps(fn(s).to_dicts(), option=orjson.OPT_NAIVE_UTC))
+        assert reply.json() == expected and expected, url
+    bad = httpx.get(f"{server.url}/v1/sweep", params={"model": "stable-diffusion", "knob": "colour"}, headers=read)
+    assert bad.status_code == 400 and bad.json()["ok"] is False

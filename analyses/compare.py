@@ -1,0 +1,123 @@
+"""Two runs side by side (paper Table II and Fig 7's second bar): per-operator speedup, the
+attention-module speedup and Amdahl's prediction against the measured end-to-end speedup.
+
+Times are summed kernel time (``run.total_ns``: GPU busy time, or top-level host-op time on
+CPU-only runs), read from the rollup tables only.  A speedup is ``baseline / other``: above
+1 means the other run is faster.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tracehouse.analyses.breakdown import breakdown
+from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.schema.models import OperatorRollup, Run
+
+# Run columns that say what a run *is*; the summary lists those that differ between the two.
+KNOB_COLUMNS = ("model_id", "hardware_id", "attention_backend", "scale", "batch", "dtype",
+                "image_size", "frames", "denoising_steps", "decode_tokens", "text_length", "device_kind")
+
+
+def operator_totals(session: Session, run_id: int) -> pl.DataFrame:
+    """``operator, kernel_count, total_ns`` of one run, from the rollup."""
+    stmt = (select(OperatorRollup.operator, func.sum(OperatorRollup.kernel_count),
+                   func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id == run_id).group_by(OperatorRollup.operator))
+    return to_frame(session, stmt, {"operator": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64})
+
+
+def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    # A missing or zero denominator has no ratio: null, never inf.
+    return pl.when(den > 0).then(num / den).otherwise(None)
+
+
+def compare_runs(session: Session, baseline_run_id: int, other_run_id: int) -> pl.DataFrame:
+    """One row per operator present in either run, largest baseline time first.
+
+    Columns: ``operator, baseline_count, other_count, baseline_ns, other_ns`` (0 where the
+    operator is absent), ``speedup`` (baseline_ns / other_ns; null when other_ns is 0),
+    ``baseline_share`` (of the baseline run's total), ``other_normalized`` (other_ns / the
+    baseline run's total: the paper's "normalized to baseline" second bar) and ``delta_ns``
+    (other − baseline).
+    """
+    base_run = get_run(session, baseline_run_id)
+    get_run(session, other_run_id)
+    base = operator_totals(session, baseline_run_id)
+    other = operator_totals(session, other_run_id)
+    joined = base.join(other, on="operator", how="full", coalesce=True, suffix="_other")
+    base_total = pl.lit(base_run.total_ns, pl.Int64)
+    return (joined.select(
+        "operator",
+        baseline_count=pl.col("kernel_count").fill_null(0), other_count=pl.col("kernel_count_other").fill_null(0),
+        baseline_ns=pl.col("total_ns").fill_null(0), other_ns=pl.col("total_ns_other").fill_null(0))
+        .with_columns(speedup=_ratio(pl.col("baseline_ns"), pl.col("other_ns")),
+                      baseline_share=_ratio(pl.col("baseline_ns"), base_total),
+                      other_normalized=_ratio(pl.col("other_ns"), base_total),
+                      delta_ns=pl.col("other_ns") - pl.col("baseline_ns"))
+        .sort("baseline_ns", "operator", descending=[True, False]))
+
+
+def amdahl(share: float, speedup: float | None) -> float:
+    """Amdahl's law: end-to-end speedup when a fraction ``share`` of the time gets ``speedup``
+    and the rest is unchanged.  ``speedup=None`` means the part vanished (infinitely fast)."""
+    return 1.0 / ((1.0 - share) + (share / speedup if speedup else 0.0))
+
+
+def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
+                    operator: str = "attention") -> pl.DataFrame:
+    """One row: the measured end-to-end speedup next to Amdahl's prediction from ``operator``.
+
+    Columns: ``baseline_run_id, other_run_id, baseline_total_ns, other_total_ns``,
+    ``end_to_end_speedup`` (baseline.total_ns / other.total_ns), ``operator``,
+    ``operator_baseline_ns, operator_other_ns``, ``operator_speedup`` (their ratio, null when
+    the other run has none), ``operator_share`` (f: operator time / baseline total),
+    ``amdahl_speedup`` (1 / ((1 − f) + f / s)), ``amdahl_error`` (measured / predicted − 1:
+    positive when the other operators also got faster), ``other_normalized`` (other total /
+    baseline total) and ``differences`` (the run knobs that differ, ``key: a -> b``).
+    """
+    base_run, other_run = get_run(session, baseline_run_id), get_run(session, other_run_id)
+    totals = {r: dict(operator_totals(session, r).select("operator", "total_ns").iter_rows())
+              for r in (baseline_run_id, other_run_id)}
+    op_base = int(totals[baseline_run_id].get(operator, 0))
+    op_other = int(totals[other_run_id].get(operator, 0))
+    e2e = base_run.total_ns / other_run.total_ns if other_run.total_ns else None
+    share = op_base / base_run.total_ns if base_run.total_ns else 0.0
+    op_speedup = op_base / op_other if op_other else None
+    predicted = amdahl(share, op_speedup) if op_base else 1.0
+    row = {
+        "baseline_run_id": baseline_run_id, "other_run_id": other_run_id,
+        "baseline_total_ns": base_run.total_ns, "other_total_ns": other_run.total_ns,
+        "end_to_end_speedup": e2e, "operator": operator,
+        "operator_baseline_ns": op_base, "operator_other_ns": op_other,
+        "operator_speedup": op_speedup, "operator_share": share,
+        "amdahl_speedup": predicted,
+        "amdahl_error": e2e / predicted - 1.0 if e2e is not None else None,
+        "other_normalized": other_run.total_ns / base_run.total_ns if base_run.total_ns else None,
+        "differences": _differences(base_run, other_run),
+    }
+    schema = {k: pl.Int64 for k in ("baseline_run_id", "other_run_id", "baseline_total_ns", "other_total_ns",
+                                     "operator_baseline_ns", "operator_other_ns")}
+    schema |= {k: pl.Float64 for k in ("end_to_end_speedup", "operator_speedup", "operator_share",
+                                        "amdahl_speedup", "amdahl_error", "other_normalized")}
+    schema |= {"operator": pl.String, "differences": pl.String}
+    return pl.DataFrame([row], schema={k: schema[k] for k in row})
+
+
+def _differences(a: Run, b: Run) -> str:
+    return "; ".join(f"{k}: {getattr(a, k)} -> {getattr(b, k)}" for k in KNOB_COLUMNS
+                     if getattr(a, k) != getattr(b, k))
+
+
+def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
+                         by: str = "operator") -> pl.DataFrame:
+    """``breakdown(run_id, by)`` plus ``normalized``: time / the reference run's total.
+
+    With a baseline run as the reference this is the paper's Fig 7 second bar: the bars of
+    the optimised run sum to ``run.total_ns / reference.total_ns`` (1 / end-to-end speedup).
+    """
+    reference = get_run(session, reference_run_id)
+    frame = breakdown(session, run_id, by)
+    return frame.with_columns(normalized=_ratio(pl.col("total_ns"), pl.lit(reference.total_ns, pl.Int64)))

@@ -1,0 +1,119 @@
+"""Roofline (paper Fig 5): per operator, analytic FLOPs and bytes from the stored shapes,
+arithmetic intensity, achieved FLOP/s, and where that sits against the device's peak compute
+(for the run's dtype) and memory bandwidth from the ``hardware`` table.
+
+Only attention has stored shapes (seq_q, seq_kv, batch, heads, head_dim), so only attention
+rows get FLOPs and bytes; every other operator's ``flops``/``bytes`` are null (kernel rows
+keep no input shapes for conv / linear / norms).  For attention, with e bytes per element:
+
+- FLOPs = 4·B·H·Lq·Lkv·D (QKᵀ and PV, see ``attention.call_flops``).
+- fused (flash / efficient / cudnn) backends read Q, K, V and write O once:
+  bytes = e·B·H·D·(2·Lq + 2·Lkv).
+- the baseline (materialised) backend additionally writes the Lq×Lkv score matrix S = QKᵀ,
+  reads it back for softmax, writes P = softmax(S) and reads P for PV:
+  bytes = e·B·H·(D·(2·Lq + 2·Lkv) + 4·Lq·Lkv).
+  This is the ideal DRAM traffic (each tensor moved once per use, no cache reuse).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlalchemy.orm import Session
+
+from tracehouse.analyses.attention import call_flops
+from tracehouse.analyses.common import get_run
+from tracehouse.analyses.compare import operator_totals
+from tracehouse.analyses.sequence import attention_calls
+from tracehouse.schema.models import Hardware, Run
+
+# dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
+# fp32 runs are not assumed: the fp32 peak is the honest ceiling unless the run says tf32.
+DTYPES: dict[str, tuple[int, str]] = {
+    "fp32": (4, "peak_fp32_flops"), "float32": (4, "peak_fp32_flops"), "float": (4, "peak_fp32_flops"),
+    "tf32": (4, "peak_tf32_flops"),
+    "fp16": (2, "peak_fp16_flops"), "float16": (2, "peak_fp16_flops"), "half": (2, "peak_fp16_flops"),
+    "bf16": (2, "peak_bf16_flops"), "bfloat16": (2, "peak_bf16_flops"),
+    "fp64": (8, "peak_fp64_flops"), "float64": (8, "peak_fp64_flops"), "double": (8, "peak_fp64_flops"),
+    "int8": (1, "peak_int8_ops"),
+}
+FUSED_BACKENDS = frozenset({"flash", "efficient", "mem_efficient", "cudnn", "flex", "xformers"})
+
+
+def run_dtype(run: Run) -> str:
+    """The run's dtype, else fp32 for CPU runs and fp16 for GPU runs (the usual inference dtypes)."""
+    if run.dtype and run.dtype.lower() in DTYPES:
+        return run.dtype.lower()
+    return "fp32" if run.device_kind == "cpu" else "fp16"
+
+
+def attention_bytes(elem_bytes: int, fused: bool) -> pl.Expr:
+    """Ideal DRAM bytes of one attention call (see the module docstring)."""
+    b, h, lq, lkv, d = (pl.col(c).cast(pl.Float64) for c in ("batch", "heads", "seq_q", "seq_kv", "head_dim"))
+    qkvo = d * (2 * lq + 2 * lkv)
+    per_head = qkvo if fused else qkvo + 4 * lq * lkv
+    return elem_bytes * b * h * per_head
+
+
+def _peaks(session: Session, run: Run, dtype: str) -> tuple[float | None, float | None, str | None]:
+    hw = session.get(Hardware, run.hardware_id) if run.hardware_id is not None else None
+    if hw is None:
+        return None, None, None
+    return getattr(hw, DTYPES[dtype][1]), hw.peak_bandwidth_bytes_s, hw.name
+
+
+def roofline(session: Session, run_id: int) -> pl.DataFrame:
+    """One row per operator (attention: one row per attention type).
+
+    Columns: ``operator, attention_type, kernel_count, time_ns`` (summed kernel time),
+    ``flops, bytes`` (analytic; null where no shapes), ``shaped_ns`` (time of the calls the
+    FLOPs cover), ``arithmetic_intensity`` (FLOPs / byte), ``achieved_flops_s`` (flops /
+    shaped time), ``hardware, dtype, elem_bytes, peak_flops_s, peak_bandwidth_bytes_s``,
+    ``ridge_point`` (peak / bandwidth, FLOPs per byte), ``attainable_flops_s``
+    (min(peak, intensity × bandwidth)), ``bound`` (``memory`` when the intensity is below the
+    ridge point, else ``compute``; null without peaks or FLOPs) and ``efficiency``
+    (achieved / attainable).  CPU rows have no peaks in the catalogue, so those are null.
+    """
+    run = get_run(session, run_id)
+    dtype = run_dtype(run)
+    elem = DTYPES[dtype][0]
+    fused = (run.attention_backend or "").lower() in FUSED_BACKENDS
+    peak, bandwidth, hw_name = _peaks(session, run, dtype)
+    attn = _attention_points(session, run_id, elem, fused)
+    others = (operator_totals(session, run_id).filter(pl.col("operator") != "attention")
+              .select("operator", pl.lit(None, pl.String).alias("attention_type"), "kernel_count",
+                      pl.col("total_ns").alias("time_ns"), pl.lit(None, pl.Float64).alias("flops"),
+                      pl.lit(None, pl.Float64).alias("bytes"), pl.lit(None, pl.Int64).alias("shaped_ns")))
+    frame = pl.concat([attn, others], how="vertical")
+    ridge = peak / bandwidth if peak and bandwidth else None
+    intensity = pl.col("flops") / pl.col("bytes")
+    frame = frame.with_columns(
+        arithmetic_intensity=intensity,
+        achieved_flops_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / (pl.col("shaped_ns") * 1e-9)),
+        hardware=pl.lit(hw_name, pl.String), dtype=pl.lit(dtype), elem_bytes=pl.lit(elem, pl.Int64),
+        attention_model=pl.when(pl.col("operator") == "attention")
+        .then(pl.lit("fused" if fused else "materialised")),
+        peak_flops_s=pl.lit(peak, pl.Float64), peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64),
+        ridge_point=pl.lit(ridge, pl.Float64))
+    attainable = pl.min_horizontal(pl.col("peak_flops_s"),
+                                   pl.col("arithmetic_intensity") * pl.col("peak_bandwidth_bytes_s"))
+    return frame.with_columns(
+        attainable_flops_s=pl.when(pl.col("ridge_point").is_not_null() & intensity.is_not_null()).then(attainable),
+        bound=pl.when(pl.col("ridge_point").is_null() | intensity.is_null()).then(None)
+        .when(intensity < pl.col("ridge_point")).then(pl.lit("memory")).otherwise(pl.lit("compute")),
+    ).with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s")) \
+        .sort("time_ns", descending=True)
+
+
+def _attention_points(session: Session, run_id: int, elem: int, fused: bool) -> pl.DataFrame:
+    calls = attention_calls(session, run_id).with_columns(
+        flops=call_flops(), bytes=attention_bytes(elem, fused))
+    return (calls.group_by("attention_type")
+            .agg(kernel_count=pl.col("kernel_count").sum(), time_ns=pl.col("dur_ns").sum(),
+                 flops=pl.col("flops").sum(), bytes=pl.col("bytes").sum(),
+                 shaped_ns=pl.col("dur_ns").filter(pl.col("flops").is_not_null()).sum(),
+                 shaped=pl.col("flops").is_not_null().any())
+            # A type with no shaped call has unknown FLOPs, not zero.
+            .with_columns(flops=pl.when("shaped").then(pl.col("flops")),
+                          bytes=pl.when("shaped").then(pl.col("bytes")))
+            .select(pl.lit("attention").alias("operator"), "attention_type", "kernel_count", "time_ns",
+                    "flops", "bytes", pl.col("shaped_ns").cast(pl.Int64)))

@@ -1,0 +1,109 @@
+"""Sweeps (paper Fig 10, 14): for runs of one model that differ in one knob (image size,
+frames, batch ...), each operator's time as the knob grows and its fitted growth exponent.
+
+Runs are split into *series*: runs that agree on everything but the swept knob (attention
+backend, hardware, dtype, scale, device kind and every other knob).  So baseline and flash
+runs form two curves, and a stray run at another batch size never bends a curve.  Repeated
+runs at one knob value are averaged.  The exponent k is the least-squares slope of
+log(time) on log(knob) over a series' points with time > 0 — time ∝ knob^k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tracehouse.analyses.common import to_frame
+from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
+
+KNOBS = ("image_size", "frames", "batch", "denoising_steps", "decode_tokens", "text_length")
+SERIES_TEXT = ("attention_backend", "hardware", "dtype", "scale", "device_kind")
+FILTERS = (*SERIES_TEXT, *KNOBS)
+TOTAL = "total"  # pseudo-operator: the run's whole summed kernel time (Fig 10's total)
+
+
+def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
+    """Runs of ``model`` (``run_id, total_ns`` and the series columns), filtered by equality on
+    any of ``FILTERS`` (``hardware`` matches a substring of the device name)."""
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise BadInput(f"unknown filter {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
+    if session.scalar(select(Model.id).where(Model.name == model)) is None:
+        raise NotFound(f"model {model!r} does not exist")
+    cols = {"run_id": Run.id, "total_ns": Run.total_ns, "attention_backend": Run.attention_backend,
+            "hardware": Hardware.name, "dtype": Run.dtype, "scale": Run.scale,
+            "device_kind": Run.device_kind, **{k: getattr(Run, k) for k in KNOBS}}
+    stmt = (select(*cols.values()).join(Model, Model.id == Run.model_id)
+            .outerjoin(Hardware, Hardware.id == Run.hardware_id).where(Model.name == model))
+    for key, value in filters.items():
+        if value is None:
+            continue
+        stmt = stmt.where(Hardware.name.contains(str(value)) if key == "hardware" else cols[key] == value)
+    schema = {k: (pl.String if k in SERIES_TEXT else pl.Int64) for k in cols}
+    return to_frame(session, stmt.order_by(Run.id), schema)
+
+
+def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Least-squares slope of log y on log x over the points with x, y > 0; None with fewer
+    than two distinct x."""
+    pts = [(a, b) for a, b in zip(x, y) if a and b and a > 0 and b > 0]
+    if len({a for a, _ in pts}) < 2:
+        return None
+    lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("attention", "conv"),
+          **filters: object) -> pl.DataFrame:
+    """Operator time per knob value, per series.
+
+    ``operators`` may include ``"total"`` for the run's whole time.  ``filters`` fix any of
+    ``attention_backend, hardware, dtype, scale, device_kind`` or another knob.
+    Columns: the series columns (``attention_backend, hardware, dtype, scale, device_kind``
+    and the other knobs), the knob itself, ``operator``, ``total_ns`` (mean over the series'
+    runs at that value; 0 where the operator did not run), ``run_count``, ``run_ids`` and
+    ``exponent`` (the series × operator fit, repeated on its rows; null below two values).
+    """
+    if knob not in KNOBS:
+        raise BadInput(f"unknown knob {knob!r}; choose one of {', '.join(KNOBS)}")
+    if knob in filters:
+        raise BadInput(f"{knob} is the swept knob; it cannot also be a filter")
+    ops = list(dict.fromkeys(operators))
+    if not ops or not all(isinstance(o, str) and o for o in ops):
+        raise BadInput("operators must name at least one operator")
+    runs = model_runs(session, model, **filters).filter(pl.col(knob).is_not_null())
+    series = [*SERIES_TEXT, *(k for k in KNOBS if k != knob)]
+    times = _operator_times(session, runs, ops)
+    points = (times.join(runs.select("run_id", *series, knob), on="run_id")
+              .group_by(*series, knob, "operator")
+              .agg(total_ns=pl.col("total_ns").mean(), run_count=pl.len().cast(pl.Int64),
+                   run_ids=pl.col("run_id").sort()))
+    # One fit per series × operator; partition_by keeps null series keys as their own group.
+    parts = [part.with_columns(exponent=pl.lit(fit_exponent(part[knob].to_list(), part["total_ns"].to_list()),
+                                               pl.Float64))
+             for part in points.partition_by(*series, "operator", maintain_order=True)]
+    if not parts:
+        return points.with_columns(exponent=pl.lit(None, pl.Float64))
+    return pl.concat(parts).sort(*series, "operator", knob, nulls_last=True)
+
+
+def _operator_times(session: Session, runs: pl.DataFrame, ops: list[str]) -> pl.DataFrame:
+    """``run_id, operator, total_ns`` for every run × requested operator (0 when absent)."""
+    grid = runs.select("run_id").join(pl.DataFrame({"operator": ops}), how="cross")
+    named = [o for o in ops if o != TOTAL]
+    if runs.is_empty() or not named:
+        found = pl.DataFrame(schema={"run_id": pl.Int64, "operator": pl.String, "total_ns": pl.Int64})
+    else:
+        stmt = (select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
+                .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), OperatorRollup.operator.in_(named))
+                .group_by(OperatorRollup.run_id, OperatorRollup.operator))
+        found = to_frame(session, stmt, {"run_id": pl.Int64, "operator": pl.String, "total_ns": pl.Int64})
+    if TOTAL in ops:
+        found = pl.concat([found, runs.select("run_id", pl.lit(TOTAL).alias("operator"), "total_ns")])
+    return grid.join(found, on=["run_id", "operator"], how="left").with_columns(
+        pl.col("total_ns").fill_null(0).cast(pl.Float64))

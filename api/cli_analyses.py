@@ -1,0 +1,100 @@
+"""CLI subcommands for the paper's questions: each is one call to an analysis function,
+rendered like every other table (``--format table|json|csv``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import polars as pl
+import typer
+from sqlalchemy.orm import Session
+
+FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
+FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
+
+
+def _show(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame]) -> None:
+    from tracehouse.api.cli import _engine
+    from tracehouse.api.output import FORMATS, render
+    from tracehouse.core.errors import BadInput
+    from tracehouse.schema.db import session_scope
+
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with session_scope(_engine(db)) as session:
+        frame = query(session)
+    typer.echo(render(frame, fmt, title=title), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def compare(baseline: int, other: int,
+                summary: Annotated[bool, typer.Option(help="End-to-end speedup vs Amdahl")] = False,
+                operator: str = "attention", fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Compare two runs: per-operator speedups (Fig 7), or --summary (Table II, Amdahl)."""
+        from tracehouse.analyses import compare as c
+
+        _show(db, fmt, f"run {other} vs {baseline}", lambda s: c.compare_summary(s, baseline, other, operator)
+              if summary else c.compare_runs(s, baseline, other))
+
+    @app.command()
+    def sequence(run_id: int,
+                 view: Annotated[str, typer.Option(help="calls | histogram | period")] = "calls",
+                 weight: Annotated[str, typer.Option(help="histogram weight: count | time")] = "count",
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Attention sequence lengths: every call in order (Fig 8), the histogram (Fig 9), the period."""
+        from tracehouse.analyses import sequence as q
+        from tracehouse.core.errors import BadInput
+
+        views = {"calls": lambda s: q.attention_calls(s, run_id),
+                 "histogram": lambda s: q.seq_len_histogram(s, run_id, weight),
+                 "period": lambda s: q.fundamental_period(s, run_id)}
+        if view not in views:
+            raise BadInput(f"unknown view {view!r}; choose one of {', '.join(views)}")
+        _show(db, fmt, f"run {run_id} {view}", views[view])
+
+    @app.command()
+    def sweep(model: str, knob: str,
+              operator: Annotated[list[str] | None, typer.Option(help="Operators (or total)")] = None,
+              filters: FilterOption = None, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Operator time as one knob grows, with the fitted growth exponent (Fig 10, 14)."""
+        from tracehouse.analyses import sweep as q
+        from tracehouse.analyses.params import typed_filters
+
+        ops = operator or ["attention", "conv"]
+        _show(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+
+    @app.command("temporal-spatial")
+    def temporal_spatial(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Temporal vs spatial attention: time, calls and FLOPs (Fig 12)."""
+        from tracehouse.analyses.attention import temporal_vs_spatial
+
+        _show(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
+
+    @app.command()
+    def roofline(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Operators against the device's peak compute and bandwidth (Fig 5)."""
+        from tracehouse.analyses.roofline import roofline as q
+
+        _show(db, fmt, f"run {run_id} roofline", lambda s: q(s, run_id))
+
+    @app.command("memory-model")
+    def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
+               downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """The paper's §V similarity-matrix memory next to the run's stored attention shapes."""
+        from tracehouse.analyses.memory_model import memory_model_vs_run
+
+        _show(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
+            s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor))
+
+    @app.command()
+    def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """The same model and knobs across devices: time, breakdown, speedup."""
+        from tracehouse.analyses.hardware import compare_hardware
+        from tracehouse.analyses.params import typed_filters
+
+        _show(db, fmt, f"{model} across hardware",
+              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))

@@ -1,0 +1,104 @@
+"""The paper's questions over REST; each route is one call to an analysis function."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from tracehouse.analyses import attention, compare, hardware, memory_model, roofline, sequence, sweep
+from tracehouse.analyses.params import typed_filters
+from tracehouse.api.deps import ReadToken, SessionDep
+from tracehouse.api.responses import Format, frame_response
+
+router = APIRouter(prefix="/v1", tags=["analyses"])
+FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
+Filters = Annotated[list[str], Query(description="KEY=VALUE, repeatable (e.g. image_size=512)")]
+
+
+@router.get("/compare", summary="Compare two runs (Table II, Fig 7 second bar)")
+def compare_two(session: SessionDep, _: ReadToken,
+                baseline: Annotated[int, Query(description="Baseline run id", examples=[1])],
+                other: Annotated[int, Query(description="Run to compare, e.g. with flash", examples=[2])],
+                summary: Annotated[bool, Query(description="One row: end-to-end speedup vs Amdahl")] = False,
+                operator: str = "attention", format: FormatQuery = "json") -> Response:
+    """Per-operator times and speedups, or (``summary``) measured vs Amdahl-predicted speedup."""
+    frame = (compare.compare_summary(session, baseline, other, operator) if summary
+             else compare.compare_runs(session, baseline, other))
+    return frame_response(frame, format)
+
+
+@router.get("/runs/{run_id}/normalized", summary="Breakdown normalised to another run's total")
+def normalized(run_id: int, session: SessionDep, _: ReadToken,
+               reference: Annotated[int, Query(description="Run whose total is 1.0")],
+               by: str = "operator", format: FormatQuery = "json") -> Response:
+    return frame_response(compare.breakdown_normalized(session, run_id, reference, by), format)
+
+
+@router.get("/runs/{run_id}/attention-calls", summary="Every attention call in order (Fig 8)")
+def attention_calls(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    return frame_response(sequence.attention_calls(session, run_id), format)
+
+
+@router.get("/runs/{run_id}/seq-len-histogram", summary="Sequence-length distribution (Fig 9)")
+def seq_len_histogram(run_id: int, session: SessionDep, _: ReadToken,
+                      weight: Literal["count", "time"] = "count", key: Literal["seq_q", "seq_kv"] = "seq_q",
+                      format: FormatQuery = "json") -> Response:
+    return frame_response(sequence.seq_len_histogram(session, run_id, weight, key), format)
+
+
+@router.get("/runs/{run_id}/period", summary="The repeating attention pattern (fundamental period)")
+def period(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    return frame_response(sequence.fundamental_period(session, run_id), format)
+
+
+@router.get("/sweep", summary="Operator time as one knob grows, with fitted exponents (Fig 10, 14)")
+def sweep_knob(session: SessionDep, _: ReadToken,
+               model: Annotated[str, Query(examples=["stable-diffusion"])],
+               knob: Annotated[str, Query(examples=["image_size"])],
+               operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
+               filter: Filters = [],  # noqa: B006
+               format: FormatQuery = "json") -> Response:
+    return frame_response(sweep.sweep(session, model, knob, operator, **typed_filters(filter)), format)
+
+
+@router.get("/runs/{run_id}/temporal-spatial", summary="Temporal vs spatial attention (Fig 12)")
+def temporal_spatial(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    return frame_response(attention.temporal_vs_spatial(session, run_id), format)
+
+
+@router.get("/attention-flops", summary="Analytic spatial vs temporal FLOPs by frames (Fig 14)")
+def attention_flops(_: ReadToken, frames: Annotated[list[int], Query(examples=[[8, 16, 32]])],
+                    height: int, width: int, batch: int = 1, heads: int = 1, head_dim: int = 64,
+                    format: FormatQuery = "json") -> Response:
+    frame = attention.attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim)
+    return frame_response(frame, format)
+
+
+@router.get("/runs/{run_id}/roofline", summary="Operators against the device's roofline (Fig 5)")
+def run_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    return frame_response(roofline.roofline(session, run_id), format)
+
+
+@router.get("/memory-model", summary="The paper's similarity-matrix memory formula (§V)")
+def memory(_: ReadToken, image_size: int, latent_factor: int, text_length: int, unet_depth: int,
+           downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1,
+           format: FormatQuery = "json") -> Response:
+    frame = memory_model.similarity_matrix_memory(image_size, latent_factor, text_length, unet_depth,
+                                                  downsample_factor, bytes_per_element, heads, batch)
+    return frame_response(frame, format)
+
+
+@router.get("/runs/{run_id}/memory-model", summary="§V formula next to the run's attention shapes")
+def run_memory(run_id: int, session: SessionDep, _: ReadToken, latent_factor: int | None = None,
+               unet_depth: int | None = None, downsample_factor: int = 2, format: FormatQuery = "json") -> Response:
+    frame = memory_model.memory_model_vs_run(session, run_id, latent_factor=latent_factor,
+                                             unet_depth=unet_depth, downsample_factor=downsample_factor)
+    return frame_response(frame, format)
+
+
+@router.get("/hardware", summary="The same model and knobs across devices")
+def across_hardware(session: SessionDep, _: ReadToken, model: str, reference: str = "slowest",
+                    filter: Filters = [], format: FormatQuery = "json") -> Response:  # noqa: B006
+    return frame_response(hardware.compare_hardware(session, model, reference, **typed_filters(filter)), format)
