@@ -3,6 +3,7 @@ tokens, and answers checked against independent readings of the same files."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import socket
@@ -240,3 +241,20 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         assert reply.json() == expected and expected, url
     bad = httpx.get(f"{server.url}/v1/sweep", params={"model": "stable-diffusion", "knob": "colour"}, headers=read)
     assert bad.status_code == 400 and bad.json()["ok"] is False
+
+
+def test_cli_upload_sends_the_manifest_and_waits(server: Server, tmp_path: Path) -> None:
+    token = server.token("write")["Authorization"].split()[1]
+    trace = tmp_path / "mav.json.gz"  # a copy: new bytes for this server, manifest beside it
+    trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b" "))
+    trace.with_name("mav.manifest.json").write_text(SD.with_name("sd_tiny_cpu_baseline.manifest.json").read_text())
+    out = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(trace), "--server", server.url,
+                          "--token", token, "--meta", "lab=b", "--json"], capture_output=True, text=True, env=server.env)
+    assert out.returncode == 0, out.stderr
+    [job] = orjson.loads(out.stdout)
+    assert job["status"] == "done"
+    run = httpx.get(f"{server.url}/v1/runs/{job['run_id']}", headers=server.token("read")).json()
+    assert run["model"] == "stable-diffusion" and run["image_size"] == 64 and run["tags"]["lab"] == "b"
+    denied = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(trace), "--server",
+                             server.url, "--token", "wrong"], capture_output=True, text=True, env=server.env)
+    assert denied.returncode == 2 and "401" in denied.stderr
