@@ -2,9 +2,11 @@
 arithmetic intensity, achieved FLOP/s, and where that sits against the device's peak compute
 (for the run's dtype) and memory bandwidth from the ``hardware`` table.
 
-Only attention has stored shapes (seq_q, seq_kv, batch, heads, head_dim), so only attention
-rows get FLOPs and bytes; every other operator's ``flops``/``bytes`` are null (kernel rows
-keep no input shapes for conv / linear / norms).  For attention, with e bytes per element:
+GEMM (linear) and convolution costs were computed at ingest from each op's recorded shapes
+(``ingest/opcost.py``: 2·M·K·N, 2·N·O·out·(C/g)·k, each tensor moved once) and summed in the
+rollup with the kernel time they cover; operators without shapes (norms, elementwise, or
+traces recorded without ``record_shapes``) get null FLOPs and bytes.  For attention, with e
+bytes per element:
 
 - FLOPs = 4·B·H·Lq·Lkv·D (QKᵀ and PV, see ``attention.call_flops``).
 - fused (flash / efficient / cudnn) backends read Q, K, V and write O once:
@@ -18,13 +20,13 @@ keep no input shapes for conv / linear / norms).  For attention, with e bytes pe
 from __future__ import annotations
 
 import polars as pl
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.attention import call_flops
-from tracehouse.analyses.common import get_run
-from tracehouse.analyses.compare import operator_totals
+from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.sequence import attention_calls
-from tracehouse.schema.models import Hardware, Run
+from tracehouse.schema.models import Hardware, OperatorRollup, Run
 
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
 # fp32 runs are not assumed: the fp32 peak is the honest ceiling unless the run says tf32.
@@ -79,10 +81,7 @@ def roofline(session: Session, run_id: int) -> pl.DataFrame:
     fused = (run.attention_backend or "").lower() in FUSED_BACKENDS
     peak, bandwidth, hw_name = _peaks(session, run, dtype)
     attn = _attention_points(session, run_id, elem, fused)
-    others = (operator_totals(session, run_id).filter(pl.col("operator") != "attention")
-              .select("operator", pl.lit(None, pl.String).alias("attention_type"), "kernel_count",
-                      pl.col("total_ns").alias("time_ns"), pl.lit(None, pl.Float64).alias("flops"),
-                      pl.lit(None, pl.Float64).alias("bytes"), pl.lit(None, pl.Int64).alias("shaped_ns")))
+    others = _costed_operators(session, run_id)
     frame = pl.concat([attn, others], how="vertical")
     ridge = peak / bandwidth if peak and bandwidth else None
     intensity = pl.col("flops") / pl.col("bytes")
@@ -102,6 +101,18 @@ def roofline(session: Session, run_id: int) -> pl.DataFrame:
         .when(intensity < pl.col("ridge_point")).then(pl.lit("memory")).otherwise(pl.lit("compute")),
     ).with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s")) \
         .sort("time_ns", descending=True)
+
+
+def _costed_operators(session: Session, run_id: int) -> pl.DataFrame:
+    """Non-attention operators with the GEMM / conv costs kept in the rollup."""
+    r = OperatorRollup
+    stmt = (select(r.operator, func.sum(r.kernel_count), func.sum(r.total_ns), func.sum(r.op_flops),
+                   func.sum(r.op_bytes), func.sum(r.costed_ns))
+            .where(r.run_id == run_id, r.operator != "attention").group_by(r.operator))
+    frame = to_frame(session, stmt, {"operator": pl.String, "kernel_count": pl.Int64, "time_ns": pl.Int64,
+                                     "flops": pl.Float64, "bytes": pl.Float64, "shaped_ns": pl.Int64})
+    return frame.select("operator", pl.lit(None, pl.String).alias("attention_type"), "kernel_count",
+                        "time_ns", "flops", "bytes", "shaped_ns")
 
 
 def _attention_points(session: Session, run_id: int, elem: int, fused: bool) -> pl.DataFrame:

@@ -17,13 +17,14 @@ from tracehouse.ingest import rules
 from tracehouse.ingest.annotation import ANNOTATION_FIELDS, PREFIX, parse_annotation
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.nesting import enclosing_ranges, top_level
+from tracehouse.ingest.opcost import op_cost
 from tracehouse.ingest.shapes import attention_shapes
 
 KERNEL_ROW_COLUMNS = (
     "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name", "correlation",
     "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
-    "head_dim", "component", "step", "cpu_op", "annotation",
+    "head_dim", "component", "step", "cpu_op", "annotation", "op_flops", "op_bytes",
 )
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
@@ -99,8 +100,26 @@ def _op_keys(chain: pl.DataFrame) -> pl.DataFrame:
     best = matched.sort(["query_idx", "op_priority", "depth"], descending=[False, True, False])
     best = best.group_by("query_idx", maintain_order=True).first()
     shapes = attention_shapes(best.filter(pl.col("op_operator") == "attention").select("name", "input_dims"))
-    return best.select("query_idx", "op_operator", op_name="name", input_dims="input_dims").join(
-        shapes, on=["op_name", "input_dims"], how="left")
+    costs = _op_costs(best)
+    return (best.select("query_idx", "op_operator", "input_dims", "concrete_inputs", "input_types",
+                        op_name="name", op_instance="range_idx")
+            .join(shapes, on=["op_name", "input_dims"], how="left")
+            .join(costs, on=["op_name", "input_dims", "concrete_inputs", "input_types", "op_operator"],
+                  how="left", nulls_equal=True))
+
+
+_COST_KEYS = ["op_name", "input_dims", "concrete_inputs", "input_types", "op_operator"]
+
+
+def _op_costs(best: pl.DataFrame) -> pl.DataFrame:
+    """FLOPs and bytes of each distinct GEMM / conv call signature (``opcost.py``)."""
+    distinct = (best.filter(pl.col("op_operator").is_in(["linear", "conv"]))
+                .select(op_name="name", input_dims="input_dims", concrete_inputs="concrete_inputs",
+                        input_types="input_types", op_operator="op_operator").unique())
+    costs = [op_cost(*row) for row in distinct.iter_rows()]
+    return distinct.with_columns(
+        instance_flops=pl.Series([c[0] for c in costs], dtype=pl.Int64),
+        instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64))
 
 
 def _innermost_op(chain: pl.DataFrame) -> pl.DataFrame:
@@ -144,8 +163,14 @@ def _resolve(k: pl.DataFrame) -> pl.DataFrame:
                      .when(pl.col("seq_q") == pl.col("seq_kv")).then(pl.lit("self"))
                      .when(pl.col("seq_q") == 1).then(pl.lit("causal-decode"))
                      .otherwise(pl.lit("cross")))
+    # An op's cost is counted once, on its first kernel; its other kernels carry 0 so sums
+    # over kernel rows give the op's FLOPs, and "not null" marks time the FLOPs cover.
+    costed = pl.col("instance_flops").is_not_null() & (pl.col("operator") == pl.col("op_operator"))
+    first = pl.col("query_idx") == pl.col("query_idx").min().over("op_instance")
     return k.with_columns(
         attention_type=pl.coalesce("ann_attention_type", inferred_type),
         component="ann_component",
         step=pl.coalesce("ann_step", "profiler_step"),
+        op_flops=pl.when(costed).then(pl.when(first).then(pl.col("instance_flops")).otherwise(0)),
+        op_bytes=pl.when(costed).then(pl.when(first).then(pl.col("instance_bytes")).otherwise(0)),
     )

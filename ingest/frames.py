@@ -49,6 +49,8 @@ RANGE_SCHEMA: dict[str, pl.DataType] = {
     "name": pl.String,
     "cat": pl.String,  # cpu_op / annotation / python
     "input_dims": pl.String,  # JSON text of the op's input shapes, when recorded
+    "concrete_inputs": pl.String,  # JSON text of scalar arguments (conv stride, padding ...)
+    "input_types": pl.String,  # JSON text of the inputs' element types
 }
 
 RANGE_CATEGORIES = ("cpu_op", "annotation", "python")

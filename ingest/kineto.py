@@ -55,6 +55,8 @@ class _Args(msgspec.Struct, gc=False):
     bytes: int | None = None
     # Kept as raw JSON text (Raw cannot sit in a union; empty means absent).
     input_dims: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Input Dims")
+    concrete_inputs: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Concrete Inputs")
+    input_types: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Input type")
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -272,15 +274,20 @@ def _launch_frame(events: list[_Event], base_ns: int, warnings: dict[str, int]) 
 
 
 def _range_frame(events: list[_Event], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
-    dims = [e.args.input_dims if e.args else b"" for e in events]
+    args = [e.args for e in events]
     df = pl.DataFrame({
         "pid": _int_series("pid", [e.pid if type(e.pid) is int else _host_id(e.pid) for e in events], warnings),
         "tid": _int_series("tid", [e.tid if type(e.tid) is int else _host_id(e.tid) for e in events], warnings),
         "name": pl.Series([e.name for e in events], dtype=pl.String),
         "cat": pl.Series([RANGE_CATS[e.cat] for e in events], dtype=pl.String),  # type: ignore[index]
-        "input_dims": pl.Series([bytes(d).decode() if d else None for d in dims], dtype=pl.String),
+        **{col: pl.Series([_raw_text(getattr(a, col)) if a else None for a in args], dtype=pl.String)
+           for col in ("input_dims", "concrete_inputs", "input_types")},
     }).hstack(_times(events, base_ns, warnings))
     return conform(_valid(df), RANGE_SCHEMA)
+
+
+def _raw_text(raw: msgspec.Raw) -> str | None:
+    return bytes(raw).decode() if raw else None
 
 
 def _devices(props: list[_Device]) -> list[DeviceInfo]:

@@ -27,7 +27,7 @@ KERNEL_TABLE_COLUMNS = (
     "run_id", "trace_id", "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name_id",
     "correlation", "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
-    "head_dim", "component", "step", "cpu_op_id", "annotation_id",
+    "head_dim", "component", "step", "cpu_op_id", "annotation_id", "op_flops", "op_bytes",
 )
 _SYMBOL_CHUNK = 500
 
@@ -131,7 +131,12 @@ def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.Dat
 
 def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
     keys = ["operator", "attention_type", "seq_q", "seq_kv", "component"]
-    by_op = rows.group_by(keys).agg(kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum())
+    costed = pl.col("op_flops").is_not_null()
+    by_op = rows.group_by(keys).agg(
+        kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),
+        op_flops=pl.when(costed.any()).then(pl.col("op_flops").sum()),
+        op_bytes=pl.when(costed.any()).then(pl.col("op_bytes").sum()),
+        costed_ns=pl.when(costed.any()).then(pl.col("dur_ns").filter(costed).sum()))
     _bulk_insert(session, OperatorRollup.__tablename__, by_op.with_columns(run_id=pl.lit(run_id, pl.Int64)))
     by_name = rows.group_by("name_id", "operator", "kind").agg(
         kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),

@@ -153,6 +153,10 @@ class Kernel(Base):
     step: Mapped[int | None] = mapped_column(Integer)
     cpu_op_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
     annotation_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
+    # Analytic cost of the launching GEMM / conv op, on its first kernel (0 on the others,
+    # null when the shapes don't say): sums over kernel rows give the ops' FLOPs and bytes.
+    op_flops: Mapped[int | None] = mapped_column(BigInteger)
+    op_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_kernel_run_id_seq", "run_id", "seq"),
@@ -174,6 +178,9 @@ class OperatorRollup(Base):
     component: Mapped[str | None] = mapped_column(String(32))
     kernel_count: Mapped[int] = mapped_column(BigInteger)
     total_ns: Mapped[int] = mapped_column(BigInteger)
+    op_flops: Mapped[int | None] = mapped_column(BigInteger)
+    op_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    costed_ns: Mapped[int | None] = mapped_column(BigInteger)  # kernel time the op costs cover
 
 
 class KernelRollup(Base):

@@ -236,7 +236,8 @@ def test_flops_and_bytes_from_stored_shapes(db: Database, raw_dir: Path) -> None
         assert b_row["achieved_flops_s"] == pytest.approx(b_row["flops"] / (b_row["time_ns"] * 1e-9))
         assert b_row["bound"] is None  # CPU: no peaks in the catalogue
     assert types["time_share"].sum() == pytest.approx(1.0)
-    assert conv["flops"] is None and conv["time_ns"] == _kernel_ns(db, base, "conv")
+    # conv FLOPs against the textbook formula: test_collector_traces; here, time adds up
+    assert conv["flops"] > 0 and conv["time_ns"] == _kernel_ns(db, base, "conv")
 
 
 def test_roofline_against_the_device_peaks(db: Database, raw_dir: Path, tmp_path: Path) -> None:
@@ -300,7 +301,7 @@ def test_temporal_vs_spatial_on_make_a_video(db: Database, raw_dir: Path, video_
     assert rows["temporal"]["flops"] == sum(flops(c) for c in temporal)
     assert rows["temporal"]["flops_vs_spatial"] == pytest.approx(
         sum(flops(c) for c in temporal) / sum(flops(c) for c in spatial))
-    assert rows["spatial"]["time_vs_spatial"] == 1.0
+    assert rows["spatial"]["time_vs_spatial"] == pytest.approx(1.0)
     # A full-resolution spatial call is one point of the analytic Fig 14 curve.
     top = next(c for c in spatial if c["sq"] == manifest["image_size"] ** 2)
     curve = attention_flops_by_frames([manifest["frames"]], manifest["image_size"], manifest["image_size"],

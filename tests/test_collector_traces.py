@@ -3,6 +3,7 @@ sequence lengths, and the analyses read them back."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -83,3 +84,40 @@ def test_breakdown_shares_sum_to_one_and_match_kernel_rows(db: Database, raw_dir
     assert joined.height == frame.height == direct.height
     assert (joined["total_ns"] == joined["total_ns_direct"]).all()
     assert abs(ops["share"].sum() - 1.0) < 1e-9
+
+
+def _independent_conv_and_linear_flops(trace: Path) -> dict[str, int]:
+    """FLOPs of every aten::conv2d and aten::linear call in the raw trace, by the textbook
+    formulas, with the standard library only."""
+    events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+    totals = {"conv": 0, "linear": 0}
+    for e in events:
+        if e.get("cat") != "cpu_op":
+            continue
+        dims = e["args"].get("Input Dims")
+        if e["name"] == "aten::conv2d":
+            (n, _, h, w), (o, cg, kh, kw) = dims[0], dims[1]
+            (sh, sw), (ph, pw), (dh, dw) = (json.loads(e["args"]["Concrete Inputs"][i]) for i in (3, 4, 5))
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            totals["conv"] += 2 * n * o * ho * wo * cg * kh * kw
+        elif e["name"] == "aten::linear":
+            x, (out_features, in_features) = dims[0], dims[1]
+            rows = 1
+            for d in x[:-1]:
+                rows *= d
+            totals["linear"] += 2 * rows * in_features * out_features
+    return totals
+
+
+def test_gemm_and_conv_flops_equal_the_textbook_formulas(db: Database, raw_dir: Path) -> None:
+    from tracehouse.analyses.roofline import roofline
+
+    run_id = ingest_file(db.engine, BASELINE, raw_dir=raw_dir).run_id
+    expected = _independent_conv_and_linear_flops(BASELINE)
+    with session_scope(db.engine) as s:
+        points = roofline(s, run_id).filter(pl.col("operator").is_in(["conv", "linear"]))
+    got = dict(zip(points["operator"], points["flops"]))
+    assert expected["conv"] > 0 and expected["linear"] > 0
+    assert got == {k: float(v) for k, v in expected.items()}
+    assert (points["shaped_ns"] == points["time_ns"]).all()  # every conv / linear call has shapes

@@ -107,3 +107,26 @@ def test_top_level_marks_outermost_ranges() -> None:
 ])
 def test_attention_shapes_from_input_dims(op: str, dims: str | None, expected: tuple) -> None:
     assert qk_shapes(op, dims) == expected
+
+
+@pytest.mark.parametrize(("name", "dims", "expected"), [
+    ("aten::linear", [[2, 8, 32], [64, 32], [64]], (2 * 16 * 32 * 64, 4 * (16 * 32 + 64 * 32 + 16 * 64))),
+    ("aten::addmm", [[64], [16, 32], [32, 64], [], []], (2 * 16 * 32 * 64, 4 * (16 * 32 + 32 * 64 + 16 * 64))),
+    ("aten::bmm", [[4, 16, 32], [4, 32, 8]], (2 * 4 * 16 * 32 * 8, 4 * 4 * (16 * 32 + 32 * 8 + 16 * 8))),
+    ("aten::linear", [[2, 8, 31], [64, 32]], (None, None)),  # mismatched K: unknown, not guessed
+])
+def test_gemm_cost(name: str, dims: list, expected: tuple) -> None:
+    from tracehouse.ingest.opcost import gemm_cost
+
+    assert gemm_cost(name, dims, 4) == expected
+
+
+def test_conv_cost_uses_stride_padding_and_groups() -> None:
+    from tracehouse.ingest.opcost import conv_cost
+
+    # 2x4x8x8 input, 32 filters of 4x3x3, stride 2, padding 1 -> 4x4 output
+    dims = [[2, 4, 8, 8], [32, 4, 3, 3], [32]]
+    flops, nbytes = conv_cost("aten::conv2d", dims, ["", "", "", "[2, 2]", "[1, 1]", "[1, 1]", "1"], 2)
+    assert flops == 2 * 2 * 32 * 16 * 4 * 9
+    assert nbytes == 2 * (2 * 4 * 64 + 32 * 4 * 9 + 2 * 32 * 16)
+    assert conv_cost("aten::conv2d", dims, None, 2) == (None, None)  # no Concrete Inputs recorded
