@@ -258,3 +258,17 @@ def test_cli_upload_sends_the_manifest_and_waits(server: Server, tmp_path: Path)
     denied = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(trace), "--server",
                              server.url, "--token", "wrong"], capture_output=True, text=True, env=server.env)
     assert denied.returncode == 2 and "401" in denied.stderr
+
+
+def test_delete_run_needs_write_and_removes_its_rows(server: Server, tmp_path: Path) -> None:
+    from tracehouse.schema.models import Kernel
+
+    trace = tmp_path / "doomed.json.gz"
+    trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b"  "))
+    run_id = _upload(server, trace, server.token("write")).json()["run_id"]
+    url = f"{server.url}/v1/runs/{run_id}"
+    assert httpx.delete(url, headers=server.token("read")).status_code == 403
+    assert httpx.delete(url, headers=server.token("write")).status_code == 204
+    assert httpx.get(url, headers=server.token("read")).status_code == 404
+    with session_scope(server.db.engine) as s:
+        assert s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run_id)) == 0
