@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
 
 from tracehouse.core.errors import TracehouseError
 from tracehouse.core.settings import Settings
@@ -25,6 +26,16 @@ from tracehouse.schema.models import IngestJob
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+
+
+def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: str, size: int,
+            meta: dict[str, object], token_id: int | None) -> IngestJob:
+    job = IngestJob(status="queued", original_name=original_name, upload_path=str(upload_path),
+                    sha256=sha256, size_bytes=size, meta=orjson.dumps(meta).decode(),
+                    token_id=token_id, attempts=0, created_at=datetime.now(UTC))
+    session.add(job)
+    session.commit()  # visible to the worker before it is woken
+    return job
 
 
 def requeue_interrupted(engine: Engine) -> int:

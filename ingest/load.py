@@ -157,3 +157,14 @@ def _bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
         return
     marks = ", ".join("?" for _ in rows.columns)
     dbapi.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows.iter_rows())
+
+
+def delete_run(session: Session, run_id: int) -> None:
+    """Remove a run; kernels, rollups, tags and traces go by cascade.  Its raw file stays in
+    the content-addressed store (another upload of the same bytes may want it)."""
+    from sqlalchemy import delete
+
+    from tracehouse.schema.models import IngestJob
+
+    session.execute(delete(IngestJob).where(IngestJob.run_id == run_id))
+    session.execute(delete(Run).where(Run.id == run_id))

@@ -7,7 +7,6 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import delete
 
 from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
 from tracehouse.analyses.common import get_run
@@ -15,7 +14,7 @@ from tracehouse.analyses.runs import list_runs, run_tags
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import Format, frame_response
 from tracehouse.ingest.meta import parse_key_values
-from tracehouse.schema.models import IngestJob, Run
+from tracehouse.ingest.load import delete_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
@@ -42,10 +41,9 @@ def run(run_id: int, session: SessionDep, _: ReadToken) -> Response:
 
 
 @router.delete("/{run_id}", status_code=204, summary="Delete a run and its kernels")
-def delete_run(run_id: int, session: SessionDep, _: WriteToken) -> Response:
+def remove_run(run_id: int, session: SessionDep, _: WriteToken) -> Response:
     get_run(session, run_id)
-    session.execute(delete(IngestJob).where(IngestJob.run_id == run_id))
-    session.execute(delete(Run).where(Run.id == run_id))
+    delete_run(session, run_id)
     return Response(status_code=204)
 
 

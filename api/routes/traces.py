@@ -9,7 +9,6 @@ import shutil
 import time
 import uuid
 import zlib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 from pydantic import BaseModel, Field
 
+from tracehouse.api.jobs import enqueue
 from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, WriteToken
 from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, TracehouseError
 from tracehouse.core.settings import Settings
@@ -114,12 +114,8 @@ async def upload_trace(
     values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
                                         "attention_backend": attention_backend})
     path, sha256, size = await _spool(file, settings)
-    job = IngestJob(status="queued", original_name=Path(file.filename or "trace").name,
-                    upload_path=str(path), sha256=sha256, size_bytes=size,
-                    meta=orjson.dumps(values).decode(), token_id=token.id if token else None,
-                    attempts=0, created_at=datetime.now(UTC))
-    session.add(job)
-    session.commit()
+    job = enqueue(session, original_name=path.name, upload_path=path, sha256=sha256, size=size,
+                  meta=values, token_id=token.id if token else None)
     request.app.state.worker.wake()
     if wait:
         job = await _wait_for(session, job.id, wait)
