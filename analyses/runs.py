@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
@@ -21,8 +23,10 @@ RUN_SCHEMA: dict[str, pl.DataType] = {
 
 def list_runs(session: Session, *, model: str | None = None, family: str | None = None,
               hardware: str | None = None, attention_backend: str | None = None,
-              tags: dict[str, str] | None = None) -> pl.DataFrame:
-    """All runs matching the filters (``hardware`` matches a substring of the device name)."""
+              tags: dict[str, str] | None = None, since: datetime | None = None,
+              until: datetime | None = None) -> pl.DataFrame:
+    """All runs matching the filters (``hardware`` matches a substring of the device name;
+    ``since`` / ``until`` bound the ingest time, naive values meaning UTC)."""
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
@@ -39,11 +43,19 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
         stmt = stmt.where(Hardware.name.contains(hardware))
     if attention_backend:
         stmt = stmt.where(Run.attention_backend == attention_backend)
+    if since:
+        stmt = stmt.where(Run.created_at >= _utc(since))
+    if until:
+        stmt = stmt.where(Run.created_at < _utc(until))
     for key, value in (tags or {}).items():
         tag = aliased(RunTag)
         stmt = stmt.join(tag, (tag.run_id == Run.id) & (tag.key == key) & (tag.value == value))
     frame = to_frame(session, stmt, RUN_SCHEMA)
     return frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def run_tags(session: Session, run_id: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -97,15 +98,23 @@ def ingest(
 def runs(
     db: DbOption = None,
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    family: Annotated[str | None, typer.Option(help="llm | tti | ttv")] = None,
+    hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+    backend: Annotated[str | None, typer.Option(help="Attention backend")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable)")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Ingested at or after (UTC)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Ingested before (UTC)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """List the runs in the database."""
+    """List the runs in the database, filtered."""
     from tracehouse.analyses.runs import list_runs
     from tracehouse.api.output import render
+    from tracehouse.ingest.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
     with session_scope(_engine(db)) as session:
-        frame = list_runs(session, model=model)
+        frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
+                          tags=parse_key_values(tag or []), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
                              "frames", "device_kind", "kernel_count", "total_ns", "source")

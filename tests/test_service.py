@@ -37,15 +37,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, db: Database, data_dir: Path, **env: str) -> None:
-        self.db, self.port = db, _free_port()
+    def __init__(self, db: Database, data_dir: Path, *flags: str, **env: str) -> None:
+        self.db, self.port, self.flags = db, _free_port(), flags
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port)],
+            [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port),
+             *self.flags],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -272,3 +273,17 @@ def test_delete_run_needs_write_and_removes_its_rows(server: Server, tmp_path: P
     assert httpx.get(url, headers=server.token("read")).status_code == 404
     with session_scope(server.db.engine) as s:
         assert s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run_id)) == 0
+
+
+def test_public_read_serves_reads_without_a_token_but_not_writes(tmp_path: Path) -> None:
+    db = Database("sqlite", tmp_path).migrate()
+    srv = Server(db, tmp_path / "data", "--public-read").start()
+    try:
+        assert httpx.get(f"{srv.url}/v1/runs").status_code == 200
+        assert _upload(srv, SD, {}).status_code == 401
+        run_id = _upload(srv, SD, srv.token("write")).json()["run_id"]
+        rows = httpx.get(f"{srv.url}/v1/runs", params={"since": "2000-01-01T00:00:00Z"}).json()
+        assert [r["run_id"] for r in rows] == [run_id]
+        assert httpx.get(f"{srv.url}/v1/runs", params={"until": "2000-01-01T00:00:00Z"}).json() == []
+    finally:
+        srv.stop()

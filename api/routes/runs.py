@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -25,10 +26,12 @@ def runs(session: SessionDep, _: ReadToken, model: str | None = None, family: st
          hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
          attention_backend: str | None = None,
          tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+         since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
+         until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None,
          format: FormatQuery = "json") -> Response:
     """Runs matching every filter, oldest first."""
-    frame = list_runs(session, model=model, family=family, hardware=hardware,
-                      attention_backend=attention_backend, tags=parse_key_values(tag))
+    frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=attention_backend,
+                      tags=parse_key_values(tag), since=since, until=until)
     return frame_response(frame, format)
 
 
