@@ -66,7 +66,8 @@ _INT_KEYS = {"seq_q", "seq_kv", "batch", "heads", "head_dim", "step"}
 def _gpu_units(parsed: ParsedTrace) -> pl.DataFrame:
     launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns")
     gpu = parsed.gpu_events
-    # Correlation ids repeat across processes in merged traces; a GPU event joins its own.
+    # Correlation ids are unique within a process; a Kineto trace is one process, and the
+    # nsys parser qualifies ids with the pid when an export holds several.
     return gpu.join(launches, on="correlation", how="left")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.errors import BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import load_settings
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.frames import ParsedTrace
@@ -96,9 +96,14 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
             insert_kernels(session, run_id, trace_id, kernels)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = _keep_raw(path, target)
-    except BaseException:
+    except BaseException as exc:
         if kept:
             target.unlink(missing_ok=True)
+        if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
+            with session_scope(engine) as session:
+                raced = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+            if raced is not None:
+                return IngestResult(run_id=raced[0], trace_id=raced[1], created=False)
         raise
     return IngestResult(run_id=run_id, trace_id=trace_id, created=True,
                         kernel_count=kernels.height, warnings=dict(parsed.warnings))

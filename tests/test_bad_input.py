@@ -134,3 +134,15 @@ def test_integers_above_int64_are_counted(db: Database, tmp_path: Path) -> None:
 
     result = ingest_file(db.engine, _mutated(tmp_path, "big.json.gz", mutate), raw_dir=tmp_path / "raw")
     assert result.warnings == {"integer_out_of_range": 4}
+
+
+def test_concurrent_ingests_of_one_file_make_one_run(db: Database, tmp_path: Path) -> None:
+    """Two processes ingesting the same bytes at once: the loser of the race on the trace's
+    sha256 returns the winner's run instead of failing or duplicating it."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: ingest_file(db.engine, SOUND, raw_dir=tmp_path / "raw"), range(4)))
+    assert len({r.run_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert _row_counts(db)["run"] == 1
