@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tracehouse.api.jobs import Worker
 from tracehouse.api.responses import install_error_handlers
-from tracehouse.api.routes import analyses, runs, traces
+from tracehouse.api.routes import analyses, fleet, runs, traces
 from tracehouse.core.settings import Settings
 from tracehouse.schema.db import make_engine
 from tracehouse.schema.migrate import ensure_schema
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(traces.router)
     app.include_router(runs.router)
     app.include_router(analyses.router)
+    app.include_router(fleet.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness")
     def healthz() -> dict[str, bool]:

@@ -12,6 +12,7 @@ import typer
 from rich.progress import Progress
 
 from tracehouse.api.cli_analyses import register as register_analyses
+from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.collectors.cli import collect
 from tracehouse.core.errors import TracehouseError
 from tracehouse.core.settings import load_settings
@@ -22,6 +23,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
+register_fleet(app)
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]

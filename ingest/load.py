@@ -125,7 +125,7 @@ def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.Dat
             .join(symbols.rename({"symbol_id": "annotation_id"}), left_on="annotation", right_on="text", how="left")
             .with_columns(run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64))
             .select(KERNEL_TABLE_COLUMNS))
-    _bulk_insert(session, Kernel.__tablename__, rows)
+    bulk_insert(session, Kernel.__tablename__, rows)
     insert_rollups(session, run_id, rows)
 
 
@@ -137,14 +137,14 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
         op_flops=pl.when(costed.any()).then(pl.col("op_flops").sum()),
         op_bytes=pl.when(costed.any()).then(pl.col("op_bytes").sum()),
         costed_ns=pl.when(costed.any()).then(pl.col("dur_ns").filter(costed).sum()))
-    _bulk_insert(session, OperatorRollup.__tablename__, by_op.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    bulk_insert(session, OperatorRollup.__tablename__, by_op.with_columns(run_id=pl.lit(run_id, pl.Int64)))
     by_name = rows.group_by("name_id", "operator", "kind").agg(
         kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),
         min_ns=pl.col("dur_ns").min(), max_ns=pl.col("dur_ns").max())
-    _bulk_insert(session, KernelRollup.__tablename__, by_name.with_columns(run_id=pl.lit(run_id, pl.Int64)))
+    bulk_insert(session, KernelRollup.__tablename__, by_name.with_columns(run_id=pl.lit(run_id, pl.Int64)))
 
 
-def _bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
+def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
     if rows.is_empty():
         return
     dbapi = session.connection().connection.driver_connection

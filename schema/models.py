@@ -230,8 +230,70 @@ class IngestJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class FleetImport(Base):
+    """One file of fleet job records (CSV, JSON, sacct, nvidia-smi) imported in one transaction;
+    ``report`` keeps the rejected lines and unknown model names as JSON."""
+
+    __tablename__ = "fleet_import"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    rows_imported: Mapped[int] = mapped_column(Integer)
+    rows_rejected: Mapped[int] = mapped_column(Integer)
+    report: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FleetJob(Base):
+    """One cluster job (paper Fig 1's unit).  ``model_name`` is kept even when the model is not
+    registered yet, so registering it later brings the job into the per-parameter figures."""
+
+    __tablename__ = "fleet_job"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(Text)
+    cluster: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("model.id", ondelete="SET NULL"), index=True)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    phase: Mapped[str] = mapped_column(String(16))  # training / inference
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    gpu_type: Mapped[str | None] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    mean_mem_util: Mapped[float | None] = mapped_column(Float)  # 0..1
+    peak_mem_util: Mapped[float | None] = mapped_column(Float)
+    sm_util: Mapped[float | None] = mapped_column(Float)
+    import_id: Mapped[int] = mapped_column(ForeignKey("fleet_import.id", ondelete="CASCADE"), index=True)
+
+
+class FleetRollup(Base):
+    """model name × cluster × GPU type × phase × month → sums, refreshed per touched month at
+    import, so the fleet comparison reads thousands of rows, not millions of jobs.  Keyed by
+    model name (joined to ``model`` at query time) so registry changes need no refresh."""
+
+    __tablename__ = "fleet_rollup"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM of the job's start, UTC
+    model_name: Mapped[str] = mapped_column(String(200))
+    cluster: Mapped[str | None] = mapped_column(String(200))
+    gpu_type: Mapped[str | None] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    jobs: Mapped[int] = mapped_column(BigInteger)
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    gpu_sum: Mapped[float] = mapped_column(Float)  # sum of gpu_count
+    gpu_sq_sum: Mapped[float] = mapped_column(Float)  # sum of gpu_count², for the spread
+    gpu_x_hours: Mapped[float] = mapped_column(Float)  # sum of gpu_count · gpu_hours
+    mem_hours: Mapped[float] = mapped_column(Float)  # sum of gpu_hours · mean_mem_util
+    mem_weight: Mapped[float] = mapped_column(Float)  # gpu_hours of jobs with a mean figure
+    peak_hours: Mapped[float] = mapped_column(Float)
+    peak_weight: Mapped[float] = mapped_column(Float)
+    sm_hours: Mapped[float] = mapped_column(Float)
+    sm_weight: Mapped[float] = mapped_column(Float)
+
+
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 __all__ = [
     "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",
-    "OperatorRollup", "KernelRollup", "ApiToken", "IngestJob",
+    "OperatorRollup", "KernelRollup", "ApiToken", "IngestJob", "FleetImport", "FleetJob", "FleetRollup",
 ]

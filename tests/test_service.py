@@ -287,3 +287,16 @@ def test_public_read_serves_reads_without_a_token_but_not_writes(tmp_path: Path)
         assert httpx.get(f"{srv.url}/v1/runs", params={"until": "2000-01-01T00:00:00Z"}).json() == []
     finally:
         srv.stop()
+
+
+def test_model_registry_and_fleet_summary_over_rest(server: Server) -> None:
+    write, read = server.token("write"), server.token("read")
+    body = {"name": "llama-2-7b", "family": "llm", "param_count": 6_738_415_616}
+    assert httpx.post(f"{server.url}/v1/models", json=body, headers=read).status_code == 403
+    created = httpx.post(f"{server.url}/v1/models", json=body, headers=write)
+    assert created.status_code == 201 and created.json()[0]["param_count"] == 6_738_415_616
+    assert any(m["name"] == "llama-2-7b" for m in httpx.get(f"{server.url}/v1/models", headers=read).json())
+    bad = httpx.post(f"{server.url}/v1/models", json={**body, "family": "robot"}, headers=write)
+    assert bad.status_code == 422 and bad.json()["ok"] is False
+    summary = httpx.get(f"{server.url}/v1/fleet/summary", params={"by": "family"}, headers=read)
+    assert summary.status_code == 200 and isinstance(summary.json(), list)

@@ -1,0 +1,52 @@
+"""Fleet view and model registry over REST; each route is one call to the same functions the
+CLI uses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from tracehouse.analyses import fleet
+from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
+from tracehouse.api.responses import Format, frame_response
+from tracehouse.ingest.fleet import register_model
+
+router = APIRouter(prefix="/v1", tags=["fleet"])
+FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
+PhaseQuery = Annotated[Literal["training", "inference"] | None, Query(description="Only this phase")]
+
+
+class NewModel(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["stable-diffusion-1.5"])
+    family: Literal["llm", "tti", "ttv"]
+    param_count: int = Field(gt=0, examples=[859520964])
+    architecture: str | None = Field(default=None, max_length=64)
+
+
+@router.get("/fleet/summary", summary="GPUs per parameter and memory utilisation by group (Fig 1)")
+def fleet_summary(session: SessionDep, _: ReadToken,
+                  by: Annotated[str, Query(description="family|cluster|gpu|phase|month|model, comma-separated")] = "family",
+                  phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
+    return frame_response(fleet.fleet_summary(session, by, phase), format)
+
+
+@router.get("/fleet/top-jobs", summary="Jobs with the most GPU-hours per billion parameters")
+def top_jobs(session: SessionDep, _: ReadToken, n: Annotated[int, Query(gt=0, le=10000)] = 20,
+             phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
+    return frame_response(fleet.top_jobs(session, n, phase), format)
+
+
+@router.get("/models", summary="The model registry")
+def models(session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    return frame_response(fleet.models_list(session), format)
+
+
+@router.post("/models", status_code=201, summary="Add or correct a model")
+def add_model(body: NewModel, session: SessionDep, _: WriteToken) -> Response:
+    register_model(session, body.name, body.family, body.param_count, body.architecture)
+    response = frame_response(fleet.models_list(session).filter(name=body.name))
+    response.status_code = 201  # a returned Response keeps its own status, not the decorator's
+    return response
