@@ -165,27 +165,84 @@ def attention(
     *,
     is_causal: bool = False,
     attn_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    seq_major: bool = False,
 ) -> torch.Tensor:
     """SDPA over ``(batch, heads, seq, head_dim)`` tensors inside an ``op=attention`` range.
 
     The backend (math vs flash) is chosen by the caller's ``sdpa_kernel`` context.
+    ``seq_major`` returns ``(batch, seq, heads, head_dim)`` made contiguous *inside* the range:
+    whether that copy happens depends on the backend's output layout, so it belongs to attention.
     """
     b, h, sq, d = q.shape
     skv = k.shape[-2]
     with annotated(operator="attention", attention_type=attention_type, seq_q=sq, seq_kv=skv,
                    batch=b, heads=h, head_dim=d):
-        try:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-        except RuntimeError as exc:
-            # The forced backend cannot serve this call (e.g. CUDA flash and head_dim > 256 in a
-            # VAE mid block): fall back rather than fail the run, and count it for the manifest.
-            if not any(m in str(exc) for m in ("No available kernel", "No viable backend")):
-                raise
-            key = f"{attention_type}:d{d}"
-            FALLBACKS[key] = FALLBACKS.get(key, 0) + 1
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-            with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        out = _sdpa(q, k, v, attention_type, d, is_causal=is_causal, attn_mask=attn_mask, scale=scale)
+        return out.transpose(1, 2).contiguous() if seq_major else out
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_type: str, d: int, *,
+          is_causal: bool, attn_mask: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+    try:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
+    except RuntimeError as exc:
+        # The forced backend cannot serve this call (e.g. CUDA flash and head_dim > 256 in a
+        # VAE mid block): fall back rather than fail the run, and count it for the manifest.
+        if not any(m in str(exc) for m in ("No available kernel", "No viable backend")):
+            raise
+        key = f"{attention_type}:d{d}"
+        FALLBACKS[key] = FALLBACKS.get(key, 0) + 1
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                                  scale=scale)
+
+
+# Library layers (transformers / diffusers models) get their ranges from forward hooks: the layer
+# class (or, for RMSNorm variants that are not torch.nn classes, its name) -> operator.
+_HOOK_OPERATORS: tuple[tuple[type, str], ...] = (
+    (nn.Linear, "linear"), (nn.Conv1d, "conv"), (nn.Conv2d, "conv"), (nn.Conv3d, "conv"),
+    (nn.GroupNorm, "groupnorm"), (nn.LayerNorm, "layernorm"), (nn.Embedding, "embedding"),
+)
+_ANNOTATED_CLASSES = (ALinear, AConv2d, AConv3d, AGroupNorm, ALayerNorm, ARMSNorm, AEmbedding)
+
+
+def hook_operator(module: nn.Module) -> str | None:
+    """The operator a library layer is annotated with (``None``: not annotated by a hook)."""
+    if isinstance(module, _ANNOTATED_CLASSES):
+        return None  # annotates itself
+    for cls, op in _HOOK_OPERATORS:
+        if isinstance(module, cls):
+            return op
+    if type(module).__name__.endswith("RMSNorm") or isinstance(module, getattr(nn, "RMSNorm", ())):
+        return "normalization"
+    return None
+
+
+def instrument(model: nn.Module) -> nn.Module:
+    """Annotate every conv / linear / norm / embedding layer of a library model with forward
+    pre/post hooks that open and close an ``op=...`` range (record_function, and NVTX on CUDA).
+    Idempotent; returns ``model``."""
+    for mod in model.modules():
+        op = hook_operator(mod)
+        if op is None or getattr(mod, "_th_instrumented", False):
+            continue
+        mod._th_instrumented = True
+        mod._th_ranges = []
+
+        def pre(m, args, _op=op):
+            cm = annotated(operator=_op)
+            cm.__enter__()
+            m._th_ranges.append(cm)
+
+        def post(m, args, output):
+            if m._th_ranges:
+                m._th_ranges.pop().__exit__(None, None, None)
+
+        mod.register_forward_pre_hook(pre)
+        mod.register_forward_hook(post, always_call=True)
+    return model
 
 
 # Attention calls the forced SDPA backend could not run (``type:dHEAD_DIM`` -> count); reset per run.
@@ -194,5 +251,5 @@ FALLBACKS: dict[str, int] = {}
 
 __all__ = [
     "AConv2d", "AConv3d", "AEmbedding", "AGroupNorm", "ALayerNorm", "ALinear", "ARMSNorm",
-    "StepWindow", "annotated", "attention", "component", "set_nvtx", "step_window",
+    "StepWindow", "annotated", "attention", "component", "instrument", "set_nvtx", "step_window",
 ]

@@ -2,7 +2,9 @@
 
 Prefill attention is ``causal`` with seq_q = seq_kv = prompt length; decode step ``i`` (0-based)
 is ``causal-decode`` with seq_q = 1 and seq_kv = prompt + i + 1 (the cache grows by one per step).
-Paper scale is LLaMA-2-7B (6.74B parameters).
+Paper scale is LLaMA-2-7B (6.74B parameters).  The model is transformers' ``LlamaForCausalLM``
+built from a ``LlamaConfig`` (random weights), its attention routed through the annotated SDPA
+(``models.hf``).  :func:`generate` (own ``Transformer``) stays for the encoder-decoder Parti.
 """
 
 from __future__ import annotations
@@ -36,8 +38,36 @@ CONFIGS = {
 }
 
 
+def hf_config(c: TransformerConfig):
+    """transformers ``LlamaConfig`` for one of our LLaMA layouts."""
+    from tracehouse.collectors.models.hf import transformers
+    tf = transformers()
+    return tf.LlamaConfig(vocab_size=c.vocab, hidden_size=c.dim, intermediate_size=c.ff_inner,
+                          num_hidden_layers=c.layers, num_attention_heads=c.heads,
+                          num_key_value_heads=c.kv_heads or c.heads, max_position_embeddings=4096,
+                          rms_norm_eps=1e-5, tie_word_embeddings=c.tie_head, attention_bias=c.qkv_bias,
+                          mlp_bias=c.ff_bias, use_cache=True)
+
+
 def build(cfg: LlamaConfig):
-    return {"transformer": Transformer(cfg.model)}
+    from tracehouse.collectors.models.hf import build_transformers, transformers
+    return {"transformer": build_transformers(transformers().LlamaForCausalLM, hf_config(cfg.model))}
+
+
+def hf_generate(model, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
+    """Greedy generation with transformers' KV cache: one prefill call, then one call per token."""
+    with component("prefill"):
+        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    tok = out.logits[:, -1:].argmax(-1)
+    toks = [tok]
+    for step in range(n_new - 1):
+        with component("decode", step):
+            out = model(input_ids=tok, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        tok = out.logits[:, -1:].argmax(-1)
+        toks.append(tok)
+    return torch.cat(toks, dim=1)
 
 
 def generate(model: Transformer, prompt: torch.Tensor, n_new: int, *, kind_prefill: str = "causal",
@@ -63,7 +93,7 @@ def run(m, cfg: LlamaConfig, ctx: RunContext) -> None:
     k = ctx.knobs
     prompt = ctx.randint(cfg.model.vocab, k.batch, k.text_length)
     # decode_tokens decode steps after the prefill (the prefill yields the first new token too).
-    generate(m["transformer"], prompt, k.decode_tokens + 1)
+    hf_generate(m["transformer"], prompt, k.decode_tokens + 1)
     ctx.notes["prompt_tokens"] = k.text_length
 
 

@@ -1,7 +1,9 @@
 """Stable Diffusion (latent diffusion): CLIP text encoder -> UNet x N steps (CFG) -> VAE decoder.
 
 Paper scale is SD-1.5: CLIP ViT-L/14 text encoder (123M), UNet2DConditionModel (860M),
-AutoencoderKL decoder (49M).
+AutoencoderKL decoder (49M).  All three are the library implementations (transformers
+``CLIPTextModel``, diffusers ``UNet2DConditionModel`` and ``AutoencoderKL``'s decoder), built from
+configs with random weights; the dataclass configs below describe their layouts.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import torch
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import (
-    ConvDecoder, DecoderConfig, Transformer, TransformerConfig, UNet, UNetConfig,
-)
+from tracehouse.collectors.models.blocks import DecoderConfig, TransformerConfig, UNetConfig
 from tracehouse.collectors.models.text import clip_text
 
 
@@ -49,7 +49,9 @@ CONFIGS = {
 
 
 def build(cfg: SDConfig):
-    return {"text_encoder": Transformer(cfg.text), "unet": UNet(cfg.unet), "decoder": ConvDecoder(cfg.vae)}
+    from tracehouse.collectors.models.hf import clip_text_model, kl_decoder, unet2d
+    return {"text_encoder": clip_text_model(cfg.text), "unet": unet2d(cfg.unet),
+            "decoder": kl_decoder(cfg.vae)}
 
 
 def run(m, cfg: SDConfig, ctx: RunContext) -> None:
@@ -57,13 +59,13 @@ def run(m, cfg: SDConfig, ctx: RunContext) -> None:
     b, n = k.batch, (2 if cfg.guidance else 1)
     tokens = ctx.randint(cfg.text.vocab, b * n, k.text_length)
     with component("text_encoder"):
-        text = m["text_encoder"](tokens, kind="causal", is_causal=True)
+        text = m["text_encoder"](input_ids=tokens).last_hidden_state
     hl = k.image_size // cfg.latent_factor
     x = ctx.randn(b, cfg.unet.in_ch, hl, hl)
     for step in range(k.steps):
         t = torch.full((b * n,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
         with component("unet", step):
-            eps = m["unet"](torch.cat([x] * n), t, text)
+            eps = m["unet"](torch.cat([x] * n), t, encoder_hidden_states=text).sample
         if n == 2:
             e_u, e_c = eps.chunk(2)
             eps = e_u + 7.5 * (e_c - e_u)

@@ -6,7 +6,9 @@ runs per frame.
 
 Paper scale: the spatiotemporal decoder at 16 frames x 64x64 pixels (Singer et al. 2022) with
 the diffusers ``UNet3DConditionModel`` layout (320/640/1280/1280, CLIP ViT-L text).  Frame
-interpolation and the spatiotemporal super-resolution networks are not run.
+interpolation and the spatiotemporal super-resolution networks are not run.  The UNet is diffusers'
+``UNet3DConditionModel`` and the text encoder transformers' ``CLIPTextModel`` (random weights);
+the UNet also runs its input temporal transformer (``transformer_in``, full resolution).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import torch
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import Transformer, TransformerConfig, UNet, UNetConfig
-from tracehouse.collectors.models.text import CLIP_L, clip_text, encode_text
+from tracehouse.collectors.models.blocks import TransformerConfig, UNetConfig
+from tracehouse.collectors.models.text import CLIP_L, clip_text
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,11 @@ CONFIGS = {
                         cross_dim=32, groups=8, temporal=True, spatial_kind="spatial"),
         knobs=Knobs(image_size=16, frames=4, steps=2, text_length=8),
     ),
+    # heads=5 at 320 channels: head_dim 64, diffusers' UNet3DConditionModel default (5/10/20/20 heads).
     "paper": VideoConfig(
         text=CLIP_L,
         unet=UNetConfig(in_ch=3, out_ch=3, channels=(320, 640, 1280, 1280), layers=2,
-                        attn=(True, True, True, False), heads=8, cross_dim=768, temporal=True,
+                        attn=(True, True, True, False), heads=5, cross_dim=768, temporal=True,
                         spatial_kind="spatial"),
         knobs=Knobs(image_size=64, frames=16, steps=50, text_length=77),
     ),
@@ -47,21 +50,22 @@ CONFIGS = {
 
 
 def build(cfg: VideoConfig):
-    return {"text_encoder": Transformer(cfg.text), "unet": UNet(cfg.unet)}
+    from tracehouse.collectors.models.hf import clip_text_model, unet3d
+    return {"text_encoder": clip_text_model(cfg.text), "unet": unet3d(cfg.unet)}
 
 
 def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
     k = ctx.knobs
     b, n, f, s = k.batch, (2 if cfg.guidance else 1), k.frames, k.image_size
-    text = encode_text(m["text_encoder"], ctx, b * n, causal=True)
-    text = text.repeat_interleave(f, dim=0)  # per-frame cross-attention memory: (B*n*F, L, D)
+    tokens = ctx.randint(cfg.text.vocab, b * n, k.text_length)
+    with component("text_encoder"):
+        text = m["text_encoder"](input_ids=tokens).last_hidden_state
+    # The UNet repeats the text per frame itself: cross-attention memory (B*n*F, L, D).
     x = ctx.randn(b, cfg.unet.in_ch, f, s, s)
     for step in range(k.steps):
-        t = torch.full((b * n * f,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
-        inp = torch.cat([x] * n).permute(0, 2, 1, 3, 4).reshape(b * n * f, cfg.unet.in_ch, s, s)
+        t = torch.full((b * n,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
         with component("unet", step):
-            eps = m["unet"](inp, t, text, frames=f)
-        eps = eps.reshape(b * n, f, cfg.unet.out_ch, s, s).permute(0, 2, 1, 3, 4)
+            eps = m["unet"](torch.cat([x] * n), t, encoder_hidden_states=text).sample
         if n == 2:
             e_u, e_c = eps.chunk(2)
             eps = e_u + 7.5 * (e_c - e_u)
