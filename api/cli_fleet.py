@@ -109,6 +109,14 @@ def _fleet_app() -> typer.Typer:
         """Jobs with the most GPU-hours per billion parameters."""
         _show(db, fmt, "top jobs", lambda s: _fleet().top_jobs(s, n, phase))
 
+    @fleet.command("spread")
+    def spread(family: Annotated[str, typer.Option(help="tti | ttv")] = "tti",
+               phase: Annotated[str | None, typer.Option(help="training | inference")] = None,
+               fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+               db: DbOption = None) -> None:
+        """The family-to-LLM ratios month by month: min, median, max."""
+        _show(db, fmt, f"{family} / llm spread", lambda s: _fleet().ratio_spread(s, family, phase))
+
     return fleet
 
 

@@ -298,5 +298,6 @@ def test_model_registry_and_fleet_summary_over_rest(server: Server) -> None:
     assert any(m["name"] == "llama-2-7b" for m in httpx.get(f"{server.url}/v1/models", headers=read).json())
     bad = httpx.post(f"{server.url}/v1/models", json={**body, "family": "robot"}, headers=write)
     assert bad.status_code == 422 and bad.json()["ok"] is False
-    summary = httpx.get(f"{server.url}/v1/fleet/summary", params={"by": "family"}, headers=read)
-    assert summary.status_code == 200 and isinstance(summary.json(), list)
+    for route in ("/v1/fleet/summary", "/v1/fleet/ratio-spread", "/v1/fleet/top-jobs"):
+        reply = httpx.get(server.url + route, headers=read)
+        assert reply.status_code == 200 and isinstance(reply.json(), list), route

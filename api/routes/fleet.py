@@ -33,6 +33,12 @@ def fleet_summary(session: SessionDep, _: ReadToken,
     return frame_response(fleet.fleet_summary(session, by, phase), format)
 
 
+@router.get("/fleet/ratio-spread", summary="A family's ratio to llm across months: min, median, max")
+def ratio_spread(session: SessionDep, _: ReadToken, family: Literal["tti", "ttv"] = "tti",
+                 phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
+    return frame_response(fleet.ratio_spread(session, family, phase), format)
+
+
 @router.get("/fleet/top-jobs", summary="Jobs with the most GPU-hours per billion parameters")
 def top_jobs(session: SessionDep, _: ReadToken, n: Annotated[int, Query(gt=0, le=10000)] = 20,
              phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
