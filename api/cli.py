@@ -132,15 +132,9 @@ def breakdown(
 ) -> None:
     """Where one run's GPU time went: count, total ns and share per group."""
     from tracehouse.analyses.breakdown import breakdown as run_breakdown
-    from tracehouse.api.output import FORMATS, render
-    from tracehouse.core.errors import BadInput
-    from tracehouse.schema.db import session_scope
+    from tracehouse.api.cli_analyses import show_frame
 
-    if fmt not in FORMATS:
-        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    with session_scope(_engine(db)) as session:
-        frame = run_breakdown(session, run_id, by)
-    typer.echo(render(frame, fmt, title=f"run {run_id} by {by}"), nl=False)
+    show_frame(db, fmt, f"run {run_id} by {by}", lambda s: run_breakdown(s, run_id, by))
 
 
 @app.command()

@@ -15,7 +15,7 @@ DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
 FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
 
 
-def _show(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame]) -> None:
+def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame]) -> None:
     from tracehouse.api.cli import _engine
     from tracehouse.api.output import FORMATS, render
     from tracehouse.core.errors import BadInput
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """Compare two runs: per-operator speedups (Fig 7), or --summary (Table II, Amdahl)."""
         from tracehouse.analyses import compare as c
 
-        _show(db, fmt, f"run {other} vs {baseline}", lambda s: c.compare_summary(s, baseline, other, operator)
+        show_frame(db, fmt, f"run {other} vs {baseline}", lambda s: c.compare_summary(s, baseline, other, operator)
               if summary else c.compare_runs(s, baseline, other))
 
     @app.command()
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
                  "period": lambda s: q.fundamental_period(s, run_id)}
         if view not in views:
             raise BadInput(f"unknown view {view!r}; choose one of {', '.join(views)}")
-        _show(db, fmt, f"run {run_id} {view}", views[view])
+        show_frame(db, fmt, f"run {run_id} {view}", views[view])
 
     @app.command()
     def sweep(model: str, knob: str,
@@ -64,21 +64,21 @@ def register(app: typer.Typer) -> None:
         from tracehouse.analyses.params import typed_filters
 
         ops = operator or ["attention", "conv"]
-        _show(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
 
     @app.command("temporal-spatial")
     def temporal_spatial(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Temporal vs spatial attention: time, calls and FLOPs (Fig 12)."""
         from tracehouse.analyses.attention import temporal_vs_spatial
 
-        _show(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
+        show_frame(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
 
     @app.command()
     def roofline(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Operators against the device's peak compute and bandwidth (Fig 5)."""
         from tracehouse.analyses.roofline import roofline as q
 
-        _show(db, fmt, f"run {run_id} roofline", lambda s: q(s, run_id))
+        show_frame(db, fmt, f"run {run_id} roofline", lambda s: q(s, run_id))
 
     @app.command("memory-model")
     def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """The paper's §V similarity-matrix memory next to the run's stored attention shapes."""
         from tracehouse.analyses.memory_model import memory_model_vs_run
 
-        _show(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
+        show_frame(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
             s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor))
 
     @app.command()
@@ -96,5 +96,5 @@ def register(app: typer.Typer) -> None:
         from tracehouse.analyses.hardware import compare_hardware
         from tracehouse.analyses.params import typed_filters
 
-        _show(db, fmt, f"{model} across hardware",
+        show_frame(db, fmt, f"{model} across hardware",
               lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))

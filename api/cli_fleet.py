@@ -44,9 +44,9 @@ def _fleet():  # type: ignore[no-untyped-def]
 
 
 def _show(db: str | None, fmt: str, title: str, query) -> None:  # type: ignore[no-untyped-def]
-    from tracehouse.api.cli_analyses import _show as show
+    from tracehouse.api.cli_analyses import show_frame
 
-    show(db, fmt, title, query)
+    show_frame(db, fmt, title, query)
 
 
 def _print_report(report: dict) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import platform
 import socket
 import tempfile

@@ -22,7 +22,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from tracehouse.collectors.annotate import attention, instrument
+from tracehouse.collectors.annotate import attention, component, instrument
 
 ATTN_IMPLEMENTATION = "tracehouse_sdpa"
 
@@ -238,3 +238,18 @@ def kl_decoder(d) -> nn.Module:
         block_out_channels=tuple(d.channels), layers_per_block=d.layers, norm_num_groups=d.groups,
         use_post_quant_conv=d.post_quant, mid_block_add_attention=d.mid_attn)
     return annotate_diffusers(KLDecoder(vae))
+
+
+def denoise(unet: nn.Module, x: torch.Tensor, text: torch.Tensor, steps: int, guided: int) -> torch.Tensor:
+    """The diffusion loop shared by the image and video UNets: ``steps`` UNet passes, each a
+    ``unet`` component range with its step; ``guided`` = 2 runs classifier-free guidance
+    (unconditional and conditional halves in one batch)."""
+    for step in range(steps):
+        t = torch.full((x.shape[0] * guided,), 999 - step * (1000 // max(steps, 1)), device=x.device)
+        with component("unet", step):
+            eps = unet(torch.cat([x] * guided), t, encoder_hidden_states=text).sample
+        if guided == 2:
+            e_u, e_c = eps.chunk(2)
+            eps = e_u + 7.5 * (e_c - e_u)
+        x = x - 0.02 * eps
+    return x

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import DecoderConfig, TransformerConfig, UNetConfig
+from tracehouse.collectors.models.blocks import (
+    DecoderConfig,
+    TransformerConfig,
+    UNetConfig,
+)
+from tracehouse.collectors.models.hf import denoise
 from tracehouse.collectors.models.text import clip_text
 
 
@@ -62,14 +65,7 @@ def run(m, cfg: SDConfig, ctx: RunContext) -> None:
         text = m["text_encoder"](input_ids=tokens).last_hidden_state
     hl = k.image_size // cfg.latent_factor
     x = ctx.randn(b, cfg.unet.in_ch, hl, hl)
-    for step in range(k.steps):
-        t = torch.full((b * n,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
-        with component("unet", step):
-            eps = m["unet"](torch.cat([x] * n), t, encoder_hidden_states=text).sample
-        if n == 2:
-            e_u, e_c = eps.chunk(2)
-            eps = e_u + 7.5 * (e_c - e_u)
-        x = x - 0.02 * eps
+    x = denoise(m["unet"], x, text, k.steps, n)
     with component("decoder"):
         m["decoder"](x / 0.18215)
     ctx.notes["latent_size"] = hl

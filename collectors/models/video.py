@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
 from tracehouse.collectors.models.blocks import TransformerConfig, UNetConfig
+from tracehouse.collectors.models.hf import denoise
 from tracehouse.collectors.models.text import CLIP_L, clip_text
 
 
@@ -62,14 +61,7 @@ def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
         text = m["text_encoder"](input_ids=tokens).last_hidden_state
     # The UNet repeats the text per frame itself: cross-attention memory (B*n*F, L, D).
     x = ctx.randn(b, cfg.unet.in_ch, f, s, s)
-    for step in range(k.steps):
-        t = torch.full((b * n,), 999 - step * (1000 // max(k.steps, 1)), device=ctx.device)
-        with component("unet", step):
-            eps = m["unet"](torch.cat([x] * n), t, encoder_hidden_states=text).sample
-        if n == 2:
-            e_u, e_c = eps.chunk(2)
-            eps = e_u + 7.5 * (e_c - e_u)
-        x = x - 0.02 * eps
+    denoise(m["unet"], x, text, k.steps, n)
 
 
 SPEC = ModelSpec(
