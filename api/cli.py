@@ -63,7 +63,8 @@ def db_current(db: DbOption = None) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files (.json, .json.gz)")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Trace files: Kineto .json/.json.gz, nsys .sqlite, or the ncu .csv files of one run")],
     db: DbOption = None,
     model: Annotated[str | None, typer.Option(help="Model name, e.g. stable-diffusion")] = None,
     hardware: Annotated[str | None, typer.Option(help="Device name; overrides the trace's")] = None,
@@ -73,6 +74,7 @@ def ingest(
 ) -> None:
     """Ingest trace files; prints the run id of each (one transaction per file)."""
     from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+    from tracehouse.ingest.ncu_load import ingest_ncu
     from tracehouse.ingest.pipeline import ingest_file
 
     values: dict[str, object] = dict(parse_key_values(meta or []))
@@ -80,12 +82,18 @@ def ingest(
                                      ("attention_backend", backend)) if v is not None})
     run_meta = meta_from_mapping(values)
     engine = _engine(db)
+    # Nsight Compute CSVs of one run (often one file per metric) are ingested together.
+    csvs = [p for p in paths if p.suffix.lower() == ".csv"]
+    units: list[list[Path]] = [[p] for p in paths if p.suffix.lower() != ".csv"] + ([csvs] if csvs else [])
     results = []
-    with Progress(transient=True, disable=len(paths) < 2 or as_json) as progress:
-        task = progress.add_task("ingesting", total=len(paths))
-        for path in paths:
-            res = ingest_file(engine, path, run_meta, raw_dir=load_settings().raw_dir())
-            results.append({"path": str(path), "run_id": res.run_id, "created": res.created,
+    with Progress(transient=True, disable=len(units) < 2 or as_json) as progress:
+        task = progress.add_task("ingesting", total=len(units))
+        for unit in units:
+            if unit is csvs:
+                res = ingest_ncu(engine, unit, run_meta, raw_dir=load_settings().raw_dir())
+            else:
+                res = ingest_file(engine, unit[0], run_meta, raw_dir=load_settings().raw_dir())
+            results.append({"path": ", ".join(map(str, unit)), "run_id": res.run_id, "created": res.created,
                             "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
     if as_json:

@@ -80,6 +80,13 @@ def register(app: typer.Typer) -> None:
 
         show_frame(db, fmt, f"run {run_id} roofline", lambda s: q(s, run_id))
 
+    @app.command()
+    def counters(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Nsight Compute counter roofline: measured FLOPs and bytes per kernel launch."""
+        from tracehouse.analyses.counters import counter_roofline
+
+        show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))
+
     @app.command("memory-model")
     def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
                downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:

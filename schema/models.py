@@ -292,6 +292,21 @@ class FleetRollup(Base):
     sm_weight: Mapped[float] = mapped_column(Float)
 
 
+class NcuMetric(Base):
+    """One Nsight Compute counter of one profiled kernel launch (kernel × metric, long form)."""
+
+    __tablename__ = "ncu_metric"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    kernel_id: Mapped[int] = mapped_column(Integer)  # ncu's launch ID: order within the run
+    name_id: Mapped[int] = mapped_column(ForeignKey("symbol.id"))
+    metric_name: Mapped[str] = mapped_column(String(200))
+    metric_unit: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_ncu_metric_run_id_metric_name", "run_id", "metric_name"),)
+
+
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 __all__ = [
     "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",

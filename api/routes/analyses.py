@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from tracehouse.analyses import attention, compare, hardware, memory_model, roofline, sequence, sweep
+from tracehouse.analyses import attention, compare, counters, hardware, memory_model, roofline, sequence, sweep
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import Format, frame_response
@@ -79,6 +79,12 @@ def attention_flops(_: ReadToken, frames: Annotated[list[int], Query(examples=[[
 @router.get("/runs/{run_id}/roofline", summary="Operators against the device's roofline (Fig 5)")
 def run_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
     return frame_response(roofline.roofline(session, run_id), format)
+
+
+@router.get("/runs/{run_id}/counter-roofline", summary="Nsight Compute counters on the roofline")
+def run_counter_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    """Measured FLOPs (add + mul + 2·fma, tensor × 512), bytes per memory level, per kernel."""
+    return frame_response(counters.counter_roofline(session, run_id), format)
 
 
 @router.get("/memory-model", summary="The paper's similarity-matrix memory formula (§V)")

@@ -1,0 +1,90 @@
+"""Ingest one Nsight Compute run: its CSV files (often one per metric) become one run whose
+counters are stored per kernel launch, in one transaction, like a timeline trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine, select
+
+from tracehouse.core.errors import BadInput
+from tracehouse.core.settings import load_settings
+from tracehouse.ingest.frames import ParsedTrace, empty_frame
+from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
+from tracehouse.ingest.meta import RunMeta
+from tracehouse.ingest.ncu import LONG_SCHEMA, ncu_wide, parse_ncu_csv, roofline_inputs
+from tracehouse.ingest.pipeline import IngestResult, _keep_raw, file_sha256, raw_location
+from tracehouse.schema.db import session_scope
+from tracehouse.schema.models import NcuMetric, Run, Trace
+
+_NO_KERNELS = {"start_ns": pl.Int64, "dur_ns": pl.Int64, "device": pl.Int64}
+
+
+def _already_ingested(engine: Engine, digests: list[str]) -> IngestResult | None:
+    with session_scope(engine) as session:
+        rows = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256.in_(digests))).all()
+    if not rows:
+        return None
+    runs = {r[0] for r in rows}
+    if len(rows) == len(digests) and len(runs) == 1:
+        return IngestResult(run_id=rows[0][0], trace_id=rows[0][1], created=False)
+    raise BadInput(f"some of these files already belong to run(s) {sorted(runs)}; "
+                   "ingest exactly the files of one ncu run together")
+
+
+def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *,
+               raw_dir: Path | None = None) -> IngestResult:
+    """Ingest the CSV files of one ncu run (``--hardware`` names the GPU: old CSVs don't)."""
+    paths = sorted(Path(p) for p in paths)
+    sums = [file_sha256(p) for p in paths]
+    found = _already_ingested(engine, [d for d, _ in sums])
+    if found is not None:
+        return found
+    long = parse_ncu_csv(paths)
+    kernels = roofline_inputs(ncu_wide(long))
+    parsed = ParsedTrace(format="ncu", gpu_events=empty_frame(_NO_KERNELS), launches=empty_frame({}),
+                         ranges=empty_frame({}), event_count=long.height)
+    raw_dir = raw_dir or load_settings().raw_dir()
+    kept: list[Path] = []
+    try:
+        with session_scope(engine) as session:
+            run_id = insert_run(session, parsed, empty_frame(_NO_KERNELS), meta or RunMeta())
+            run = session.get(Run, run_id)
+            run.kernel_count = kernels.height
+            run.total_ns = int(kernels["time_ns"].fill_null(0).sum())
+            trace_id = 0
+            for path, (sha, size) in zip(paths, sums):
+                target = raw_location(raw_dir, sha, path)
+                trace_id = insert_trace(session, run_id, parsed, sha256=sha, size=size,
+                                        original_name=path.name, raw_path=str(target))
+                if _keep_raw(path, target):
+                    kept.append(target)
+            _insert_metrics(session, run_id, long)
+    except BaseException:
+        for target in kept:
+            target.unlink(missing_ok=True)
+        raise
+    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height)
+
+
+def _insert_metrics(session, run_id: int, long: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    names = symbol_ids(session, long["kernel_name"])
+    rows = (long.join(names, left_on="kernel_name", right_on="text", how="left")
+            .select(run_id=pl.lit(run_id, pl.Int64), kernel_id="kernel_id", name_id="symbol_id",
+                    metric_name="metric_name", metric_unit="metric_unit", value="metric_value"))
+    bulk_insert(session, NcuMetric.__tablename__, rows)
+
+
+def stored_metrics(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """A run's counters back in ``parse_ncu_csv``'s long shape (launch attributes not kept)."""
+    from tracehouse.schema.models import Symbol
+
+    result = session.execute(
+        select(NcuMetric.kernel_id, Symbol.text, NcuMetric.metric_name, NcuMetric.metric_unit, NcuMetric.value)
+        .join(Symbol, Symbol.id == NcuMetric.name_id).where(NcuMetric.run_id == run_id)).all()
+    frame = pl.DataFrame([tuple(r) for r in result], orient="row",
+                         schema={"kernel_id": pl.Int64, "kernel_name": pl.String, "metric_name": pl.String,
+                                 "metric_unit": pl.String, "metric_value": pl.Float64})
+    return frame.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in LONG_SCHEMA.items()
+                              if c not in frame.columns).select(LONG_SCHEMA.keys())
