@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
 from tracehouse.collectors.annotate import FALLBACKS, StepWindow, step_window
 from tracehouse.collectors.models import canonical, get_spec, short_name
 from tracehouse.collectors.models.base import Knobs, RunContext
 from tracehouse.collectors.models.blocks import count_params
 from tracehouse.ingest.annotation import parse_annotation
 from tracehouse.ingest.meta import manifest_path_for
+from tracehouse.ingest.model_catalog import family_and_architecture
 
 ATTENTION_BACKENDS = {
     "baseline": [SDPBackend.MATH],  # materialised softmax(QK^T)V
@@ -247,7 +247,8 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
     if FALLBACKS:
         tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
     meta: dict[str, Any] = {
-        "model": model, "family": spec.family, "architecture": spec.architecture,
+        # One vocabulary for family / architecture: the store's catalogue.
+        "model": model, **dict(zip(("family", "architecture"), family_and_architecture(model))),
         "param_count": n_params, "scale": scale,
         "hardware": _cpu_name() if dev.type == "cpu" else None,
         "attention_backend": attention, "batch": eff.batch, "dtype": DTYPE_SHORT.get(dt, str(dt)),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import polars as pl
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from tracehouse.ingest.hardware import device_row
 from tracehouse.ingest.meta import RunMeta
 from tracehouse.ingest.model_catalog import family_and_architecture
 from tracehouse.schema.models import (
-    Hardware, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
+    Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
 )
 
 KERNEL_TABLE_COLUMNS = (
@@ -162,9 +162,5 @@ def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
 def delete_run(session: Session, run_id: int) -> None:
     """Remove a run; kernels, rollups, tags and traces go by cascade.  Its raw file stays in
     the content-addressed store (another upload of the same bytes may want it)."""
-    from sqlalchemy import delete
-
-    from tracehouse.schema.models import IngestJob
-
     session.execute(delete(IngestJob).where(IngestJob.run_id == run_id))
     session.execute(delete(Run).where(Run.id == run_id))

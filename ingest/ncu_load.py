@@ -14,7 +14,7 @@ from tracehouse.ingest.frames import ParsedTrace, empty_frame
 from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.ingest.meta import RunMeta
 from tracehouse.ingest.ncu import LONG_SCHEMA, ncu_wide, parse_ncu_csv, roofline_inputs
-from tracehouse.ingest.pipeline import IngestResult, _keep_raw, file_sha256, raw_location
+from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import NcuMetric, Run, Trace
 
@@ -58,7 +58,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
                 target = raw_location(raw_dir, sha, path)
                 trace_id = insert_trace(session, run_id, parsed, sha256=sha, size=size,
                                         original_name=path.name, raw_path=str(target))
-                if _keep_raw(path, target):
+                if keep_raw(path, target):
                     kept.append(target)
             _insert_metrics(session, run_id, long)
     except BaseException:

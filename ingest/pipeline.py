@@ -65,6 +65,13 @@ def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
     return raw_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
+def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
+    """The run a file with these bytes was already ingested into, if any."""
+    with session_scope(engine) as session:
+        row = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+    return None if row is None else IngestResult(run_id=row[0], trace_id=row[1], created=False)
+
+
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
                 max_bytes: int | None = None) -> IngestResult:
@@ -77,10 +84,9 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     limit = max_bytes or settings.max_trace_bytes
     if size > limit:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
-    with session_scope(engine) as session:
-        existing = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+    existing = existing_run(engine, sha256)
     if existing is not None:
-        return IngestResult(run_id=existing[0], trace_id=existing[1], created=False)
+        return existing
 
     fmt = detect_format(path)
     parsed = PARSERS[fmt](path)
@@ -95,21 +101,20 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                                     original_name=original_name or path.name, raw_path=str(target))
             insert_kernels(session, run_id, trace_id, kernels)
             # Keep the raw bytes before committing: a committed run always has its file.
-            kept = _keep_raw(path, target)
+            kept = keep_raw(path, target)
     except BaseException as exc:
         if kept:
             target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
-            with session_scope(engine) as session:
-                raced = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+            raced = existing_run(engine, sha256)
             if raced is not None:
-                return IngestResult(run_id=raced[0], trace_id=raced[1], created=False)
+                return raced
         raise
     return IngestResult(run_id=run_id, trace_id=trace_id, created=True,
                         kernel_count=kernels.height, warnings=dict(parsed.warnings))
 
 
-def _keep_raw(path: Path, target: Path) -> bool:
+def keep_raw(path: Path, target: Path) -> bool:
     """Copy the raw file into the content-addressed store; True when this call created it."""
     if target.exists() or path.resolve() == target.resolve():
         return False

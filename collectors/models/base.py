@@ -49,9 +49,7 @@ class RunContext:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str
-    family: str  # llm / tti / ttv
-    architecture: str
+    name: str  # family and architecture come from tracehouse.ingest.model_catalog
     configs: dict[str, Any]  # scale -> config object (has a ``knobs: Knobs`` default)
     build: Callable[[Any], dict[str, nn.Module]]
     run: Callable[[dict[str, nn.Module], Any, RunContext], None]

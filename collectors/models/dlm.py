@@ -43,7 +43,7 @@ def run(m, cfg: DLMConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="diffusion-lm", family="llm", architecture="masked-diffusion-transformer",
+    name="diffusion-lm",
     configs=CONFIGS, build=build, run=run,
     published={"transformer": (8_020_000_000, 0.03)},
     published_note="LLaDA-8B (8.02B)",

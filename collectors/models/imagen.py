@@ -92,7 +92,7 @@ def run(m, cfg: ImagenConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="imagen", family="tti", architecture="pixel-diffusion-cascade",
+    name="imagen",
     configs=CONFIGS, build=build, run=run,
     published={"text_encoder": (4_762_310_656, 0.01), "unet": (2_000_000_000, 0.2),
                "super_resolution": (600_000_000, 0.2), "super_resolution1": (400_000_000, 0.2)},

@@ -98,7 +98,7 @@ def run(m, cfg: LlamaConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="llama", family="llm", architecture="decoder-only-transformer",
+    name="llama",
     configs=CONFIGS, build=build, run=run,
     published={"transformer": (6_738_415_616, 0.01)},
     published_note="LLaMA-2-7B (Touvron et al. 2023; HF Llama-2-7b: 6,738,415,616)",

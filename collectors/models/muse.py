@@ -115,7 +115,7 @@ def run(m, cfg: MuseConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="muse", family="tti", architecture="masked-token-transformer",
+    name="muse",
     configs=CONFIGS, build=build, run=run,
     published={"text_encoder": (4_762_310_656, 0.01), "transformer": (3_000_000_000, 0.25)},
     published_note="Muse-3B base transformer (T5-XXL text encoder 4.76B); SR ~900M",

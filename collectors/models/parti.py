@@ -72,7 +72,7 @@ def run(m, cfg: PartiConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="parti", family="tti", architecture="autoregressive-encoder-decoder",
+    name="parti",
     configs=CONFIGS, build=build, run=run,
     published={"text_encoder+transformer": (350_000_000, 0.15)},
     published_note="Parti-350M (encoder + decoder; the ViT-VQGAN is counted apart)",

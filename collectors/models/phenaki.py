@@ -111,7 +111,7 @@ def run(m, cfg: PhenakiConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="phenaki", family="ttv", architecture="masked-video-transformer",
+    name="phenaki",
     configs=CONFIGS, build=build, run=run,
     published={"transformer": (1_800_000_000, 0.1), "text_encoder": (4_762_310_656, 0.01)},
     published_note="Phenaki: 1.8B MaskGIT transformer; T5-XXL text encoder",

@@ -72,7 +72,7 @@ def run(m, cfg: SDConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="stable-diffusion", family="tti", architecture="latent-diffusion-unet",
+    name="stable-diffusion",
     configs=CONFIGS, build=build, run=run,
     published={"text_encoder": (123_060_480, 0.01), "unet": (859_520_964, 0.01),
                "decoder": (49_490_199, 0.01)},

@@ -65,7 +65,7 @@ def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
 
 
 SPEC = ModelSpec(
-    name="make-a-video", family="ttv", architecture="video-diffusion-unet",
+    name="make-a-video",
     configs=CONFIGS, build=build, run=run,
     published={"text_encoder": (123_060_480, 0.01)},
     published_note="CLIP ViT-L/14 text encoder; the video UNet count is computed (no single published figure)",
