@@ -20,13 +20,14 @@ bytes per element:
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.attention import call_flops
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.sequence import attention_calls
-from tracehouse.schema.models import Hardware, OperatorRollup, Run
+from tracehouse.core.errors import BadInput
+from tracehouse.schema.models import Hardware, Kernel, OperatorRollup, Run, Symbol
 
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
 # fp32 runs are not assumed: the fp32 peak is the honest ceiling unless the run says tf32.
@@ -128,3 +129,68 @@ def _attention_points(session: Session, run_id: int, elem: int, fused: bool) -> 
                           bytes=pl.when("shaped").then(pl.col("bytes")))
             .select(pl.lit("attention").alias("operator"), "attention_type", "kernel_count", "time_ns",
                     "flops", "bytes", pl.col("shaped_ns").cast(pl.Int64)))
+
+
+# ------------------------------------------------------------------ one table, either source
+ROOFLINE_BY = ("operator", "attention_type", "kernel")
+_SHARED = ["instances", "time_ns", "flops", "dram_bytes", "l2_bytes", "l1_bytes", "ai_dram", "ai_l2",
+           "ai_l1", "gflops_per_s", "source", "peak_flops_s", "peak_bandwidth_bytes_s"]
+
+
+def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
+    """Rows per ``by`` (operator / attention_type / kernel): ``instances, time_ns, flops,
+    dram_bytes, l2_bytes, l1_bytes, ai_dram, ai_l2, ai_l1, gflops_per_s`` and ``source``:
+    ``counters`` where the run has Nsight Compute counters for that group, else ``analytic``
+    (shape-derived FLOPs and ideal DRAM bytes, see the module docstring; no L2 / L1 figures).
+    Then the device's ``peak_flops_s, peak_bandwidth_bytes_s``, ``attainable_flops_s``,
+    ``bound`` (by DRAM intensity) and ``efficiency`` (achieved / attainable)."""
+    from tracehouse.analyses.counters import counter_groups, has_counters, with_bounds
+
+    if by not in ROOFLINE_BY:
+        raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(ROOFLINE_BY)}")
+    run = get_run(session, run_id)
+    columns = [by, *_SHARED]
+    counted = (counter_groups(session, run_id, by).with_columns(source=pl.lit("counters"))
+               .select(columns) if has_counters(session, run_id) else None)
+    analytic = _analytic_groups(session, run, by).select(columns)
+    if counted is not None:
+        analytic = analytic.join(counted.select(by), on=by, how="anti", nulls_equal=True)
+    frame = pl.concat([f for f in (counted, analytic) if f is not None], how="vertical_relaxed")
+    return with_bounds(frame, "ai_dram").with_columns(
+        efficiency=pl.col("gflops_per_s") * 1e9 / pl.col("attainable_flops_s")
+    ).sort("time_ns", descending=True, nulls_last=True)
+
+
+def _analytic_groups(session: Session, run: Run, by: str) -> pl.DataFrame:
+    if by == "kernel":
+        frame = _kernel_costs(session, run.id)
+        peak, bandwidth, _ = _peaks(session, run, run_dtype(run))
+        frame = frame.with_columns(peak_flops_s=pl.lit(peak, pl.Float64),
+                                   peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64))
+    else:
+        frame = roofline(session, run.id)
+        if by == "attention_type":
+            frame = frame.filter(pl.col("operator") == "attention")
+        frame = frame.group_by(by).agg(
+            pl.col("kernel_count").sum(), pl.col("time_ns").sum(), pl.col("shaped_ns").sum(),
+            *[pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c) for c in ("flops", "bytes")],
+            pl.col("peak_flops_s").first(), pl.col("peak_bandwidth_bytes_s").first())
+    return frame.select(
+        by, "flops", "peak_flops_s", "peak_bandwidth_bytes_s",
+        instances=pl.col("kernel_count").cast(pl.Int64), time_ns=pl.col("time_ns").cast(pl.Float64),
+        dram_bytes="bytes", l2_bytes=pl.lit(None, pl.Float64), l1_bytes=pl.lit(None, pl.Float64),
+        ai_dram=pl.when(pl.col("bytes") > 0).then(pl.col("flops") / pl.col("bytes")),
+        ai_l2=pl.lit(None, pl.Float64), ai_l1=pl.lit(None, pl.Float64),
+        gflops_per_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / pl.col("shaped_ns")),
+        source=pl.lit("analytic"))
+
+
+def _kernel_costs(session: Session, run_id: int) -> pl.DataFrame:
+    """Per kernel name, the GEMM / conv costs attributed at ingest (an op's FLOPs sit on its
+    first kernel, so a multi-kernel op's helpers show time but no FLOPs)."""
+    k = Kernel
+    stmt = (select(Symbol.text, func.count(), func.sum(k.dur_ns), func.sum(k.op_flops), func.sum(k.op_bytes),
+                   func.sum(case((k.op_flops.is_not(None), k.dur_ns), else_=0)))
+            .join(Symbol, Symbol.id == k.name_id).where(k.run_id == run_id).group_by(Symbol.text))
+    return to_frame(session, stmt, {"kernel": pl.String, "kernel_count": pl.Int64, "time_ns": pl.Int64,
+                                    "flops": pl.Float64, "bytes": pl.Float64, "shaped_ns": pl.Int64})

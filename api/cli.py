@@ -64,44 +64,42 @@ def db_current(db: DbOption = None) -> None:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(
-        help="Trace files: Kineto .json/.json.gz, nsys .sqlite, or the ncu .csv files of one run")],
+        help="Trace files or directories: Kineto .json/.json.gz, nsys .sqlite, Nsight Compute CSVs "
+             "(all the CSVs given make one run); the format is told from the content")],
     db: DbOption = None,
     model: Annotated[str | None, typer.Option(help="Model name, e.g. stable-diffusion")] = None,
     hardware: Annotated[str | None, typer.Option(help="Device name; overrides the trace's")] = None,
     backend: Annotated[str | None, typer.Option(help="Attention backend: baseline, flash, ...")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE run metadata or tag (repeatable)")] = None,
+    run: Annotated[int | None, typer.Option(
+        "--run", help="Attach the Nsight Compute CSVs to this existing run, linking them to its "
+        "kernels (default: the one timeline trace given with them, if any)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results")] = False,
 ) -> None:
-    """Ingest trace files; prints the run id of each (one transaction per file)."""
+    """Ingest trace files; prints the run id of each (one transaction per run)."""
     from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
-    from tracehouse.ingest.ncu_load import ingest_ncu
-    from tracehouse.ingest.pipeline import ingest_file
+    from tracehouse.ingest.units import ingest_all, plan_units
 
     values: dict[str, object] = dict(parse_key_values(meta or []))
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
     run_meta = meta_from_mapping(values)
     engine = _engine(db)
-    # Nsight Compute CSVs of one run (often one file per metric) are ingested together.
-    csvs = [p for p in paths if p.suffix.lower() == ".csv"]
-    units: list[list[Path]] = [[p] for p in paths if p.suffix.lower() != ".csv"] + ([csvs] if csvs else [])
+    units = plan_units(paths)
     results = []
     with Progress(transient=True, disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
-        for unit in units:
-            if unit is csvs:
-                res = ingest_ncu(engine, unit, run_meta, raw_dir=load_settings().raw_dir())
-            else:
-                res = ingest_file(engine, unit[0], run_meta, raw_dir=load_settings().raw_dir())
-            results.append({"path": ", ".join(map(str, unit)), "run_id": res.run_id, "created": res.created,
-                            "kernels": res.kernel_count, "warnings": res.warnings})
+        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run):
+            results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
+                            "created": res.created, "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
         note = "" if r["created"] else " (already ingested)"
-        typer.echo(f"{r['path']}: run {r['run_id']}{note}")
+        warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
+        typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
 
 @app.command()
@@ -183,17 +181,18 @@ def token_create(
 
 @app.command()
 def upload(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files")],
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or directories (as for ingest)")],
     server: Annotated[str, typer.Option(help="Service URL, e.g. http://127.0.0.1:8000")],
     token: Annotated[str, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token")],
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable)")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="Attach the Nsight Compute CSVs to this run")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the ingest jobs to finish")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
     from tracehouse.api.client import upload_files
 
-    results = upload_files(paths, server, token, meta or [], wait=wait, progress=not as_json)
+    results = upload_files(paths, server, token, meta or [], run_id=run, wait=wait, progress=not as_json)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
         return

@@ -74,15 +74,18 @@ def register(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
 
     @app.command()
-    def roofline(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Operators against the device's peak compute and bandwidth (Fig 5)."""
-        from tracehouse.analyses.roofline import roofline as q
+    def roofline(run_id: int, by: Annotated[str, typer.Option(
+                     help="operator | attention_type | kernel")] = "operator",
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """FLOPs, bytes per memory level, intensity and GFLOP/s against the device's peaks
+        (Fig 5): Nsight Compute counters where the run has them, analytic costs otherwise."""
+        from tracehouse.analyses.roofline import roofline_by
 
-        show_frame(db, fmt, f"run {run_id} roofline", lambda s: q(s, run_id))
+        show_frame(db, fmt, f"run {run_id} roofline by {by}", lambda s: roofline_by(s, run_id, by))
 
     @app.command()
     def counters(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Nsight Compute counter roofline: measured FLOPs and bytes per kernel launch."""
+        """Nsight Compute counters per kernel launch: FLOPs, bytes per level, hit rates, bound."""
         from tracehouse.analyses.counters import counter_roofline
 
         show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))

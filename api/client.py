@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from tracehouse.core.errors import BadInput, TracehouseError
+from tracehouse.core.errors import TracehouseError
 from tracehouse.ingest.meta import manifest_path_for
+from tracehouse.ingest.units import IngestUnit, plan_units
 
 
 class _ProgressFile:
@@ -41,37 +42,55 @@ def _raise_for_error(response: httpx.Response) -> None:
     raise error
 
 
-def _post(client: httpx.Client, path: Path, meta: list[str], progress: Progress | None) -> dict:
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file")
-    task = progress.add_task(path.name, total=path.stat().st_size) if progress else None
-    manifest = manifest_path_for(path)
+def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None,
+          progress: Progress | None) -> dict:
+    """One request per unit: a timeline trace (with its manifest) or an ncu run's CSVs."""
     data: dict[str, object] = {"meta": meta}
+    manifest = manifest_path_for(unit.paths[0])
     if manifest.exists():
         data["manifest"] = manifest.read_text()
-    body = _ProgressFile(path, progress, task)
+    if run_id is not None:
+        data["run_id"] = str(run_id)
+    bodies = []
+    for path in unit.paths:
+        task = progress.add_task(path.name, total=path.stat().st_size) if progress else None
+        bodies.append(_ProgressFile(path, progress, task))
     try:
-        response = client.post("/v1/traces", files={"file": (path.name, body)}, data=data)
+        files = [("file", (path.name, body)) for path, body in zip(unit.paths, bodies)]
+        response = client.post("/v1/traces", files=files, data=data)
     finally:
-        body.close()
+        for body in bodies:
+            body.close()
     _raise_for_error(response)
     return response.json()
 
 
-def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *,
+def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
                  wait: bool = True, progress: bool = True, timeout_s: float = 600) -> list[dict]:
+    """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
+    ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
+    waited for first)."""
+    units = sorted(plan_units(paths), key=lambda u: u.format == "ncu")
+    timelines = [u for u in units if u.format != "ncu"]
     headers = {"Authorization": f"Bearer {token}"}
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with httpx.Client(base_url=server, headers=headers, timeout=120) as client, \
             Progress(*columns, transient=True, disable=not progress) as bar:
-        jobs = [(p, _post(client, p, meta, bar)) for p in paths]
-        results = []
-        for path, job in jobs:
-            deadline = time.monotonic() + timeout_s
-            while wait and job["status"] in ("queued", "running") and time.monotonic() < deadline:
-                time.sleep(0.2)
-                reply = client.get(f"/v1/jobs/{job['job_id']}")
-                _raise_for_error(reply)
-                job = reply.json()
-            results.append({"path": str(path), **job})
-    return results
+        jobs = []
+        for unit in units:
+            job = _post(client, unit, meta, run_id if unit.format == "ncu" else None, bar)
+            if run_id is None and len(timelines) == 1 and unit is timelines[0] and len(units) > 1:
+                job = _wait(client, job, timeout_s)
+                run_id = job.get("run_id")
+            jobs.append((unit.label, job))
+        return [{"path": label, **(_wait(client, job, timeout_s) if wait else job)} for label, job in jobs]
+
+
+def _wait(client: httpx.Client, job: dict, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reply = client.get(f"/v1/jobs/{job['job_id']}")
+        _raise_for_error(reply)
+        job = reply.json()
+    return job

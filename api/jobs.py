@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from tracehouse.core.errors import TracehouseError
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
-from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob
 
@@ -29,10 +29,11 @@ MAX_ATTEMPTS = 3
 
 
 def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: str, size: int,
-            meta: dict[str, object], token_id: int | None) -> IngestJob:
+            meta: dict[str, object], token_id: int | None, target_run_id: int | None = None) -> IngestJob:
     job = IngestJob(status="queued", original_name=original_name, upload_path=str(upload_path),
                     sha256=sha256, size_bytes=size, meta=orjson.dumps(meta).decode(),
-                    token_id=token_id, attempts=0, created_at=datetime.now(UTC))
+                    token_id=token_id, attempts=0, created_at=datetime.now(UTC),
+                    target_run_id=target_run_id)
     session.add(job)
     session.commit()  # visible to the worker before it is woken
     return job
@@ -61,10 +62,12 @@ def claim_next(engine: Engine) -> IngestJob | None:
 
 def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
     values = orjson.loads(job.meta) if job.meta else {}
+    upload = Path(job.upload_path)
     try:
-        result = ingest_file(engine, Path(job.upload_path), meta_from_mapping(values),
-                             raw_dir=settings.raw_dir(), original_name=job.original_name,
-                             max_bytes=settings.max_trace_bytes)
+        [unit] = plan_units([upload])  # a folder holds the CSVs of one ncu run
+        result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
+                             original_name=job.original_name, max_bytes=settings.max_trace_bytes,
+                             run_id=job.target_run_id)
         outcome = {"status": "done", "run_id": result.run_id, "error": None}
     except TracehouseError as exc:
         outcome = {"status": "failed", "run_id": None, "error": exc.message}
@@ -78,7 +81,7 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
             **outcome, finished_at=datetime.now(UTC) if outcome["status"] != "queued" else None))
     if outcome["status"] != "queued":
         # The raw store has the kept copy; the spool folder holds only this upload.
-        shutil.rmtree(Path(job.upload_path).parent, ignore_errors=True)
+        shutil.rmtree(upload if upload.is_dir() else upload.parent, ignore_errors=True)
 
 
 class Worker:

@@ -63,6 +63,21 @@ CATALOG: tuple[HardwareSpec, ...] = (
 
 _BY_KEY = {spec.key: spec for spec in CATALOG}
 
+# FLOPs per warp-level tensor-core (HMMA) instruction, by compute capability: the factor
+# NERSC's counter roofline multiplies ``sm__inst_executed_pipe_tensor*.sum`` by.  It is the
+# instruction's m·n·k FMAs × 2 for the fp16 shape each architecture's GEMMs use: Volta
+# HMMA.884 = 512, Turing HMMA.1688 = 2048, Ampere / Ada HMMA.16816 = 4096.  Other shapes
+# (TF32's HMMA.1684, int8 IMMA) are counted at this factor too, which over-counts them; Hopper's
+# warpgroup GMMA has no fixed per-instruction figure, so it (and unknown parts) get none.
+TENSOR_FLOPS_PER_INST: dict[str, int] = {
+    "7.0": 512, "7.2": 512, "7.5": 2048, "8.0": 4096, "8.6": 4096, "8.7": 4096, "8.9": 4096,
+}
+
+
+def tensor_flops_per_inst(compute_capability: str | None) -> int | None:
+    """FLOPs per tensor-core instruction for a compute capability; None when unknown."""
+    return TENSOR_FLOPS_PER_INST.get((compute_capability or "").strip())
+
 
 def lookup(name: str, memory_bytes: int | None = None) -> HardwareSpec | None:
     """The catalogue entry for a device name (and memory, where one name covers two sizes)."""

@@ -37,17 +37,19 @@ LONG_SCHEMA: dict[str, pl.DataType] = {
 KERNEL_ATTRS = ("kernel_name", "device", "context", "stream",
                 "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z")
 
-# NERSC roofline method: FLOPs = add + mul + 2·fma per precision, tensor-pipe instructions × 512
-# on V100 (one HMMA.884 instruction = 512 FLOPs; other architectures need their own factor).
+# NERSC roofline method: FLOPs = add + mul + 2·fma per precision, plus tensor-pipe instructions
+# × a per-architecture factor (``ingest.hardware.TENSOR_FLOPS_PER_INST``: 512 on V100).
 FLOP_METRICS = {
     "fp64": ("dadd", "dmul", "dfma"),
     "fp32": ("fadd", "fmul", "ffma"),
     "fp16": ("hadd", "hmul", "hfma"),
 }
 OP_METRIC = "sm__sass_thread_inst_executed_op_{}_pred_on.sum"
-TENSOR_METRIC = "sm__inst_executed_pipe_tensor.sum"
-V100_TENSOR_FLOPS_PER_INST = 512
+# Volta has only the pipe total; Ampere+ also split out HMMA (the generic count then includes
+# integer IMMA too, so the HMMA one is preferred where collected).
+TENSOR_METRICS = ("sm__inst_executed_pipe_tensor_op_hmma.sum", "sm__inst_executed_pipe_tensor.sum")
 BYTE_METRICS = {"dram": "dram__bytes.sum", "l2": "lts__t_bytes.sum", "l1": "l1tex__t_bytes.sum"}
+HIT_RATE_METRICS = {"l1": "l1tex__t_sector_hit_rate.pct", "l2": "lts__t_sector_hit_rate.pct"}
 CYCLES, CYCLES_PER_S = "sm__cycles_elapsed.avg", "sm__cycles_elapsed.avg.per_second"
 
 
@@ -197,10 +199,11 @@ def ncu_wide(df: pl.DataFrame) -> pl.DataFrame:
     return attrs.join(values, on="kernel_id", how="left").sort("kernel_id")
 
 
-def roofline_inputs(wide: pl.DataFrame,
-                    tensor_flops_per_inst: float = V100_TENSOR_FLOPS_PER_INST) -> pl.DataFrame:
-    """Per kernel: time, FLOPs per precision, bytes per level, arithmetic intensity, GFLOP/s.
+def roofline_inputs(wide: pl.DataFrame, tensor_flops_per_inst: float | None) -> pl.DataFrame:
+    """Per kernel: time, FLOPs per precision, bytes, intensity, GFLOP/s, bandwidth, hit rates.
 
+    ``tensor_flops_per_inst`` is the architecture's factor (``hardware.tensor_flops_per_inst``);
+    with none, a kernel that used tensor cores has unknown (null) FLOPs rather than a guess.
     Missing counters count as absent (null), not zero, except FLOP terms: a precision whose
     counters were not collected contributes nothing, as in NERSC's scripts.
     """
@@ -213,19 +216,24 @@ def roofline_inputs(wide: pl.DataFrame,
         add, mul, fma = (metric(OP_METRIC.format(o)).fill_null(0.0) for o in ops)
         return add + mul + 2.0 * fma
 
+    tensor_inst = next((metric(m) for m in TENSOR_METRICS if m in cols), pl.lit(None, pl.Float64))
     exprs = [(flops(ops)).alias(f"flops_{prec}") for prec, ops in FLOP_METRICS.items()]
-    tensor = metric(TENSOR_METRIC).fill_null(0.0) * tensor_flops_per_inst
-    exprs.append(tensor.alias("flops_tensor"))
+    exprs.append(tensor_inst.fill_null(0.0).alias("tensor_inst"))
     exprs += [metric(m).alias(f"{level}_bytes") for level, m in BYTE_METRICS.items()]
+    exprs += [metric(m).alias(f"{level}_hit_rate_pct") for level, m in HIT_RATE_METRICS.items()]
     exprs.append((metric(CYCLES) / metric(CYCLES_PER_S)).alias("time_s"))
-    out = wide.select("kernel_id", "kernel_name", *exprs)
+    out = wide.select("kernel_id", "kernel_name", *exprs).with_columns(
+        flops_tensor=pl.col("tensor_inst") * pl.lit(tensor_flops_per_inst, pl.Float64))
+    unknown = (pl.col("tensor_inst") > 0) & pl.col("flops_tensor").is_null()
     out = out.with_columns(
-        flops=pl.sum_horizontal([f"flops_{p}" for p in (*FLOP_METRICS, "tensor")]),
+        flops=pl.when(unknown).then(None).otherwise(
+            pl.sum_horizontal([f"flops_{p}" for p in (*FLOP_METRICS, "tensor")])),
         time_ns=(pl.col("time_s") * 1e9),
     )
     # No bytes / no time makes the ratio undefined: null, not inf, so it stores and sorts.
     return out.with_columns(
         [_ratio(pl.col("flops"), pl.col(f"{lvl}_bytes")).alias(f"ai_{lvl}") for lvl in BYTE_METRICS]
+        + [_ratio(pl.col(f"{lvl}_bytes"), pl.col("time_s")).alias(f"{lvl}_bytes_per_s") for lvl in BYTE_METRICS]
         + [(_ratio(pl.col("flops"), pl.col("time_s")) / 1e9).alias("gflops_per_s")]
     )
 

@@ -1,5 +1,10 @@
 """Ingest one Nsight Compute run: its CSV files (often one per metric) become one run whose
-counters are stored per kernel launch, in one transaction, like a timeline trace."""
+counters are stored per kernel launch, in one transaction, like a timeline trace.
+
+Given ``run_id``, the counters join that existing run instead (typically one ingested from a
+Kineto or nsys trace of the same workload), and each launch is linked to the run's timeline
+kernel of the same name and order (``ncu_link``), so counters aggregate by operator and
+attention type."""
 
 from __future__ import annotations
 
@@ -8,51 +13,57 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Engine, select
 
-from tracehouse.core.errors import BadInput
+from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.settings import load_settings
 from tracehouse.ingest.frames import ParsedTrace, empty_frame
 from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.ingest.meta import RunMeta
 from tracehouse.ingest.ncu import LONG_SCHEMA, ncu_wide, parse_ncu_csv, roofline_inputs
+from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import NcuMetric, Run, Trace
+from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol, Trace
 
 _NO_KERNELS = {"start_ns": pl.Int64, "dur_ns": pl.Int64, "device": pl.Int64}
 
 
-def _already_ingested(engine: Engine, digests: list[str]) -> IngestResult | None:
+def _already_ingested(engine: Engine, digests: list[str], run_id: int | None) -> IngestResult | None:
     with session_scope(engine) as session:
         rows = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256.in_(digests))).all()
     if not rows:
         return None
     runs = {r[0] for r in rows}
-    if len(rows) == len(digests) and len(runs) == 1:
+    if len(rows) == len(digests) and len(runs) == 1 and run_id in (None, rows[0][0]):
         return IngestResult(run_id=rows[0][0], trace_id=rows[0][1], created=False)
     raise BadInput(f"some of these files already belong to run(s) {sorted(runs)}; "
                    "ingest exactly the files of one ncu run together")
 
 
 def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None) -> IngestResult:
-    """Ingest the CSV files of one ncu run (``--hardware`` names the GPU: old CSVs don't)."""
+               raw_dir: Path | None = None, run_id: int | None = None) -> IngestResult:
+    """Ingest the CSV files of one ncu run (``--hardware`` names the GPU: old CSVs don't).
+
+    With ``run_id`` the counters are attached to that existing run (``meta`` is then unused)."""
     paths = sorted(Path(p) for p in paths)
     sums = [file_sha256(p) for p in paths]
-    found = _already_ingested(engine, [d for d, _ in sums])
+    found = _already_ingested(engine, [d for d, _ in sums], run_id)
     if found is not None:
         return found
     long = parse_ncu_csv(paths)
-    kernels = roofline_inputs(ncu_wide(long))
+    kernels = roofline_inputs(ncu_wide(long), tensor_flops_per_inst=None)
     parsed = ParsedTrace(format="ncu", gpu_events=empty_frame(_NO_KERNELS), launches=empty_frame({}),
                          ranges=empty_frame({}), event_count=long.height)
     raw_dir = raw_dir or load_settings().raw_dir()
     kept: list[Path] = []
     try:
         with session_scope(engine) as session:
-            run_id = insert_run(session, parsed, empty_frame(_NO_KERNELS), meta or RunMeta())
+            if run_id is None:
+                run_id = insert_run(session, parsed, empty_frame(_NO_KERNELS), meta or RunMeta())
+            links = _link_to_timeline(session, run_id, kernels)
             run = session.get(Run, run_id)
-            run.kernel_count = kernels.height
-            run.total_ns = int(kernels["time_ns"].fill_null(0).sum())
+            if not run.kernel_count:  # an ncu-only run: its size is the profiled launches'
+                run.kernel_count = kernels.height
+                run.total_ns = int(kernels["time_ns"].fill_null(0).sum())
             trace_id = 0
             for path, (sha, size) in zip(paths, sums):
                 target = raw_location(raw_dir, sha, path)
@@ -60,19 +71,38 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
                                         original_name=path.name, raw_path=str(target))
                 if keep_raw(path, target):
                     kept.append(target)
-            _insert_metrics(session, run_id, long)
+            _insert_metrics(session, run_id, long, links)
     except BaseException:
         for target in kept:
             target.unlink(missing_ok=True)
         raise
-    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height)
+    unmatched = kernels.height - links.height
+    warnings = {"ncu_launches_unmatched": unmatched} if unmatched and links.height else {}
+    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height,
+                        warnings=warnings)
 
 
-def _insert_metrics(session, run_id: int, long: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Check the run can take counters and match its timeline kernels, if any."""
+    if session.get(Run, run_id) is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None:
+        raise BadInput(f"run {run_id} already has Nsight Compute counters")
+    rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
+                           .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+                           .order_by(Kernel.seq)).all()
+    timeline = pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
+                            orient="row")
+    return link_launches(launches.select("kernel_id", "kernel_name"), timeline)
+
+
+def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
     names = symbol_ids(session, long["kernel_name"])
     rows = (long.join(names, left_on="kernel_name", right_on="text", how="left")
+            .join(links, on="kernel_id", how="left")
             .select(run_id=pl.lit(run_id, pl.Int64), kernel_id="kernel_id", name_id="symbol_id",
-                    metric_name="metric_name", metric_unit="metric_unit", value="metric_value"))
+                    metric_name="metric_name", metric_unit="metric_unit", value="metric_value",
+                    kernel_ref="kernel_ref"))
     bulk_insert(session, NcuMetric.__tablename__, rows)
 
 

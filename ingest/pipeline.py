@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from tracehouse.core.errors import BadTrace, DatabaseError, TooLarge
+from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import load_settings
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.frames import ParsedTrace
@@ -38,13 +38,23 @@ class IngestResult:
     warnings: dict[str, int] = field(default_factory=dict)
 
 
+# ncu prints the program's own output before its table, so its header may be well into the file.
+NCU_SNIFF_BYTES = 1 << 20
+_NCU_MARKS = (b'"ID","Process ID"', b"ID,Process ID", b"==PROF==")
+
+
 def detect_format(path: Path) -> str:
-    head = path.open("rb").read(64)
+    """kineto / nsys / ncu, from the content (the name's extension is not trusted)."""
+    with path.open("rb") as fh:
+        head = fh.read(NCU_SNIFF_BYTES)
     if head.startswith(b"\x1f\x8b") or head.lstrip()[:1] in (b"{", b"["):
         return "kineto"
     if head.startswith(SQLITE_MAGIC):
         return "nsys"
-    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz or an Nsight Systems SQLite export)")
+    if any(mark in head for mark in _NCU_MARKS):
+        return "ncu"
+    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz, "
+                   "an Nsight Systems SQLite export or Nsight Compute CSV)")
 
 
 PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
@@ -89,6 +99,8 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         return existing
 
     fmt = detect_format(path)
+    if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
+        raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
     parsed = PARSERS[fmt](path)
     kernels = attribute(parsed)
     run_meta = load_manifest(path).merged(meta or RunMeta())

@@ -223,6 +223,8 @@ class IngestJob(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     meta: Mapped[str | None] = mapped_column(Text)  # JSON object of run metadata
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    # Nsight Compute uploads may attach their counters to an existing run instead of a new one.
+    target_run_id: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -303,6 +305,9 @@ class NcuMetric(Base):
     metric_name: Mapped[str] = mapped_column(String(200))
     metric_unit: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[float | None] = mapped_column(Float)
+    # The run's timeline kernel this launch was matched to (name and order), when the run has
+    # one.  No FK constraint: kernel and counter rows only ever go together, with their run.
+    kernel_ref: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_ncu_metric_run_id_metric_name", "run_id", "metric_name"),)
 

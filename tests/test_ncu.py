@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from tracehouse.core.errors import BadTrace
+from tracehouse.ingest.hardware import lookup, tensor_flops_per_inst
 from tracehouse.ingest.ncu import ncu_wide, parse_ncu_csv, roofline_inputs
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
@@ -17,6 +18,10 @@ NCU_DIR = TRACES / "ncu" / "v100_deepcam_fp32_O1_fw"
 needs_traces = pytest.mark.skipif(
     not NCU_DIR.is_dir(), reason=f"real ncu CSVs not present at {NCU_DIR}"
 )
+
+
+# The factor the catalogue gives the GPU these files came from (the test's own figure is 512).
+V100_FACTOR = tensor_flops_per_inst(lookup("Tesla V100-SXM2-32GB").compute_capability)
 
 
 def _files() -> list[Path]:
@@ -90,7 +95,7 @@ def _independent_roofline(kernel_id: int) -> dict[str, float]:
 def test_roofline_matches_independent_computation(merged: pl.DataFrame, kernel_id: int) -> None:
     wide = ncu_wide(merged)
     assert wide.height == 797
-    roof = roofline_inputs(wide).filter(pl.col("kernel_id") == kernel_id).row(0, named=True)
+    roof = roofline_inputs(wide, V100_FACTOR).filter(pl.col("kernel_id") == kernel_id).row(0, named=True)
     expected = _independent_roofline(kernel_id)
     assert expected["flops"] > 0
     for key, value in expected.items():
@@ -99,11 +104,20 @@ def test_roofline_matches_independent_computation(merged: pl.DataFrame, kernel_i
 
 @needs_traces
 def test_tensor_core_kernels_use_the_v100_factor(merged: pl.DataFrame) -> None:
-    roof = roofline_inputs(ncu_wide(merged))
+    roof = roofline_inputs(ncu_wide(merged), V100_FACTOR)
     hmma = roof.filter(pl.col("kernel_name").str.contains("884"))
     assert hmma.height > 0 and (hmma["flops_tensor"] > 0).all()
     # V100 tensor peak is 125 TFLOP/s; counters-based rates must stay below it.
     assert roof["gflops_per_s"].max() < 125_000
+
+
+@needs_traces
+def test_unknown_tensor_factor_leaves_tensor_kernels_unknown(merged: pl.DataFrame) -> None:
+    known, unknown = (roofline_inputs(ncu_wide(merged), f) for f in (V100_FACTOR, None))
+    tensor = pl.col("tensor_inst") > 0
+    assert unknown.filter(tensor)["flops"].null_count() == unknown.filter(tensor).height > 0
+    # Launches without tensor instructions keep their FLOPs either way.
+    assert unknown.filter(~tensor)["flops"].equals(known.filter(~tensor)["flops"])
 
 
 LONG_HEADER = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'

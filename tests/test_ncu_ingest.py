@@ -37,7 +37,7 @@ def _rows_in(path: Path) -> int:
 def test_ncu_run_round_trips_through_the_database(db: Database, raw_dir: Path) -> None:
     files = _files()
     result = ingest_ncu(db.engine, files, RunMeta(hardware="Tesla V100-SXM2-32GB"), raw_dir=raw_dir)
-    expected = roofline_inputs(ncu_wide(parse_ncu_csv(files)))
+    expected = roofline_inputs(ncu_wide(parse_ncu_csv(files)), tensor_flops_per_inst=512)
     with session_scope(db.engine) as s:
         stored = s.scalar(select(func.count()).select_from(NcuMetric).where(NcuMetric.run_id == result.run_id))
         run = s.get(Run, result.run_id)

@@ -229,7 +229,9 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
         (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),
         (f"/v1/runs/{base}/temporal-spatial", {}, lambda s: attention.temporal_vs_spatial(s, base)),
-        (f"/v1/runs/{base}/roofline", {}, lambda s: roofline.roofline(s, base)),
+        (f"/v1/runs/{base}/roofline", {}, lambda s: roofline.roofline_by(s, base)),
+        (f"/v1/runs/{base}/roofline", {"by": "kernel"}, lambda s: roofline.roofline_by(s, base, "kernel")),
+        (f"/v1/runs/{base}/operator-costs", {}, lambda s: roofline.roofline(s, base)),
         (f"/v1/runs/{base}/memory-model", {}, lambda s: memory_model.memory_model_vs_run(s, base)),
         ("/v1/memory-model", {"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 3},
          lambda s: memory_model.similarity_matrix_memory(512, 8, 77, 3, 2)),
@@ -301,3 +303,38 @@ def test_model_registry_and_fleet_summary_over_rest(server: Server) -> None:
     for route in ("/v1/fleet/summary", "/v1/fleet/ratio-spread", "/v1/fleet/top-jobs"):
         reply = httpx.get(server.url + route, headers=read)
         assert reply.status_code == 200 and isinstance(reply.json(), list), route
+
+
+def test_ncu_csvs_upload_as_one_run_or_attach_to_a_trace(server: Server, tmp_path: Path) -> None:
+    from tests.test_ncu_link import TRACE, write_ncu_csv
+
+    require_shared()
+    write, read = server.token("write"), server.token("read")
+    run_id = _upload(server, TRACE, write).json()["run_id"]
+    with session_scope(server.db.engine) as s:
+        from tracehouse.analyses.roofline import roofline_by
+        from tracehouse.schema.models import Kernel, Symbol
+
+        names = s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id)
+                          .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+    # Two passes of one profile, as ncu writes them: bytes in one file, FLOPs and time in the other.
+    bytes_csv = write_ncu_csv(tmp_path / "bytes.csv", list(names), {"dram__bytes.sum", "lts__t_bytes.sum"})
+    rest = write_ncu_csv(tmp_path / "flops.csv", list(names), {
+        "sm__sass_thread_inst_executed_op_ffma_pred_on.sum", "sm__cycles_elapsed.avg",
+        "sm__cycles_elapsed.avg.per_second"})
+    with bytes_csv.open("rb") as a, rest.open("rb") as b:
+        files = [("file", (bytes_csv.name, a)), ("file", (rest.name, b))]
+        reply = httpx.post(f"{server.url}/v1/traces", params={"wait": 60}, files=files,
+                           data={"run_id": str(run_id)}, headers=write, timeout=120)
+    assert reply.status_code == 202 and reply.json()["status"] == "done", reply.text
+    assert reply.json()["run_id"] == run_id
+    table = httpx.get(f"{server.url}/v1/runs/{run_id}/roofline", params={"by": "operator"}, headers=read).json()
+    with session_scope(server.db.engine) as s:
+        expected = roofline_by(s, run_id, "operator")
+    assert [r["source"] for r in table] == expected["source"].to_list()
+    assert {r["operator"] for r in table if r["source"] == "counters"} >= {"conv", "linear"}
+    # A timeline trace cannot attach to a run; nothing is queued for it.
+    before = _run_count(server)
+    bad = _upload(server, DATA / "sd_tiny_cpu_flash.json.gz", write, run_id=str(run_id))
+    assert bad.status_code == 400 and "Nsight Compute" in bad.json()["error"]
+    assert _run_count(server) == before

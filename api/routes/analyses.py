@@ -76,14 +76,25 @@ def attention_flops(_: ReadToken, frames: Annotated[list[int], Query(examples=[[
     return frame_response(frame, format)
 
 
-@router.get("/runs/{run_id}/roofline", summary="Operators against the device's roofline (Fig 5)")
-def run_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+@router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")
+def run_roofline(run_id: int, session: SessionDep, _: ReadToken,
+                 by: Annotated[Literal["operator", "attention_type", "kernel"], Query()] = "operator",
+                 format: FormatQuery = "json") -> Response:
+    """Per group: FLOPs, DRAM / L2 / L1 bytes, intensity, GFLOP/s and ``source``: Nsight
+    Compute ``counters`` where the run has them, ``analytic`` (shape-derived) otherwise."""
+    return frame_response(roofline.roofline_by(session, run_id, by), format)
+
+
+@router.get("/runs/{run_id}/operator-costs", summary="Analytic FLOPs and bytes per operator (Fig 5)")
+def run_operator_costs(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+    """Shape-derived costs per operator and attention type, with the attention memory model used."""
     return frame_response(roofline.roofline(session, run_id), format)
 
 
-@router.get("/runs/{run_id}/counter-roofline", summary="Nsight Compute counters on the roofline")
+@router.get("/runs/{run_id}/counter-roofline", summary="Nsight Compute counters per kernel launch")
 def run_counter_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
-    """Measured FLOPs (add + mul + 2·fma, tensor × 512), bytes per memory level, per kernel."""
+    """Measured FLOPs (add + mul + 2·fma, tensor × the architecture's factor), bytes per
+    memory level, hit rates and the launch's operator and attention type."""
     return frame_response(counters.counter_roofline(session, run_id), format)
 
 

@@ -10,7 +10,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -23,6 +23,7 @@ from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, Trace
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
 from tracehouse.ingest.pipeline import detect_format
+from tracehouse.ingest.units import IngestUnit, plan_units
 from tracehouse.schema.models import IngestJob
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
@@ -42,28 +43,43 @@ def _job_out(job: IngestJob) -> JobOut:
                   original_name=job.original_name)
 
 
-async def _spool(upload: UploadFile, settings: Settings) -> tuple[Path, str, int]:
-    """Stream the upload to disk in chunks (never whole in memory), hashing as it goes."""
-    # A folder per upload keeps the user's file name, which error messages quote.
+async def _spool(uploads: list[UploadFile], settings: Settings) -> tuple[IngestUnit, str, int]:
+    """Stream the upload's files to disk in chunks (never whole in memory), hashing as it goes;
+    they must make one ingest unit: one timeline trace, or the CSVs of one ncu run."""
+    # A folder per upload keeps the user's file names, which error messages quote.
     folder = settings.upload_dir() / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (Path(upload.filename or "trace").name or "trace")
     digest, size = hashlib.sha256(), 0
     try:
-        with target.open("wb") as out:
-            while chunk := await upload.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_trace_bytes:
-                    raise TooLarge(f"upload exceeds the {settings.max_trace_bytes}-byte limit")
-                digest.update(chunk)
-                out.write(chunk)
-        if size == 0:
-            raise BadInput("the uploaded file is empty")
-        check_container(target)
+        for upload in uploads:
+            target = folder / (Path(upload.filename or "trace").name or "trace")
+            if target.exists():
+                raise BadInput(f"two uploaded files are named {target.name}")
+            size += await _write(upload, target, digest, size, settings.max_trace_bytes)
+            check_container(target)
+        units = plan_units(sorted(folder.iterdir()))
+        if len(units) != 1:
+            raise BadInput("upload one timeline trace, or the CSV files of one Nsight Compute run, "
+                           f"per request (got {len(units)} runs' worth)")
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return target, digest.hexdigest(), size
+    return units[0], digest.hexdigest(), size
+
+
+async def _write(upload: UploadFile, target: Path, digest: Any, before: int, limit: int) -> int:
+    """Stream one file; ``before`` bytes of this upload came ahead of it (the limit is per upload)."""
+    size = 0
+    with target.open("wb") as out:
+        while chunk := await upload.read(CHUNK):
+            size += len(chunk)
+            if before + size > limit:
+                raise TooLarge(f"upload exceeds the {limit}-byte limit")
+            digest.update(chunk)
+            out.write(chunk)
+    if size == 0:
+        raise BadInput(f"the uploaded file {target.name} is empty")
+    return size
 
 
 def check_container(path: Path) -> None:
@@ -101,21 +117,29 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
              summary="Upload a trace; returns an ingest job")
 async def upload_trace(
     request: Request, session: SessionDep, settings: SettingsDep, token: WriteToken,
-    file: Annotated[UploadFile, File(description="PyTorch Profiler .json/.json.gz or nsys .sqlite")],
+    file: Annotated[list[UploadFile], File(description="PyTorch Profiler .json/.json.gz, nsys .sqlite, "
+                                           "or (repeated) the Nsight Compute CSVs of one run")],
     model: Annotated[str | None, Form(examples=["stable-diffusion"])] = None,
     hardware: Annotated[str | None, Form(description="Overrides the trace's device name")] = None,
     attention_backend: Annotated[str | None, Form(examples=["flash"])] = None,
     meta: Annotated[list[str], Form(description="KEY=VALUE run metadata or tags")] = [],  # noqa: B006
     manifest: Annotated[str | None, Form(description="A collectors run manifest (JSON)")] = None,
+    run_id: Annotated[int | None, Form(description="Attach Nsight Compute counters to this run")] = None,
     wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
                                  "a failed ingest then answers 422 with its error")] = 0,
 ) -> JobOut:
     """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``)."""
     values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
                                         "attention_backend": attention_backend})
-    path, sha256, size = await _spool(file, settings)
-    job = enqueue(session, original_name=path.name, upload_path=path, sha256=sha256, size=size,
-                  meta=values, token_id=token.id if token else None)
+    unit, sha256, size = await _spool(file, settings)
+    if run_id is not None and unit.format != "ncu":
+        shutil.rmtree(unit.paths[0].parent, ignore_errors=True)
+        raise BadInput("run_id attaches Nsight Compute counters; a timeline trace makes its own run")
+    # One file is queued as itself, an ncu run's files as their folder.
+    upload_path = unit.paths[0] if len(unit.paths) == 1 else unit.paths[0].parent
+    job = enqueue(session, original_name=", ".join(p.name for p in unit.paths), upload_path=upload_path,
+                  sha256=sha256, size=size, meta=values, token_id=token.id if token else None,
+                  target_run_id=run_id)
     request.app.state.worker.wake()
     if wait:
         job = await _wait_for(session, job.id, wait)

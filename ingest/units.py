@@ -1,0 +1,95 @@
+"""What the paths of one ingest become: directories are expanded, each file's format is told
+from its content, timeline traces (Kineto, nsys) are one run each, and the Nsight Compute
+CSVs among them are one run together (ncu writes one file per metric pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from tracehouse.core.errors import BadInput, BadTrace, TooLarge
+from tracehouse.ingest.meta import RunMeta
+from tracehouse.ingest.ncu_load import ingest_ncu
+from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
+
+
+@dataclass(frozen=True, slots=True)
+class IngestUnit:
+    format: str  # kineto / nsys / ncu
+    paths: tuple[Path, ...]
+
+    @property
+    def label(self) -> str:
+        return ", ".join(str(p) for p in self.paths)
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory's files (not recursing, hidden files and manifests skipped)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and not p.name.endswith(".manifest.json"))
+            if not found:
+                raise BadTrace(f"{path}: directory has no files to ingest")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BadTrace(f"{path}: no such file or directory")
+    return files
+
+
+def plan_units(paths: list[Path]) -> list[IngestUnit]:
+    """One unit per timeline trace, plus one for all the ncu CSVs, in the order given."""
+    units: list[IngestUnit] = []
+    ncu: list[Path] = []
+    for path in expand(paths):
+        fmt = detect_format(path)
+        if fmt == "ncu":
+            ncu.append(path)
+        else:
+            units.append(IngestUnit(fmt, (path,)))
+    if ncu:
+        units.append(IngestUnit("ncu", tuple(ncu)))
+    return units
+
+
+def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path | None = None,
+                run_id: int | None = None, max_bytes: int | None = None,
+                original_name: str | None = None) -> IngestResult:
+    """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run."""
+    if unit.format == "ncu":
+        for path in unit.paths:
+            if max_bytes is not None and path.stat().st_size > max_bytes:
+                raise TooLarge(f"{path.name}: {path.stat().st_size} bytes exceeds the {max_bytes}-byte limit")
+        return ingest_ncu(engine, list(unit.paths), meta, raw_dir=raw_dir, run_id=run_id)
+    if run_id is not None:
+        raise BadInput(f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
+                       "a timeline trace makes its own run")
+    return ingest_file(engine, unit.paths[0], meta, raw_dir=raw_dir, max_bytes=max_bytes,
+                       original_name=original_name)
+
+
+def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
+               raw_dir: Path | None = None, run_id: int | None = None,
+               max_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
+    """Ingest units in order, yielding each result as it lands.
+
+    Counters profile a workload a timeline trace also recorded, so when the paths hold exactly
+    one timeline trace and some ncu CSVs (one folder per experiment), the counters join that
+    trace's run; ``run_id`` names the run explicitly instead."""
+    timelines = [u for u in units if u.format != "ncu"]
+    if run_id is not None and timelines:
+        raise BadInput(f"{timelines[0].paths[0].name}: only Nsight Compute counters attach to an "
+                       "existing run; a timeline trace makes its own run")
+    target = run_id
+    for unit in sorted(units, key=lambda u: u.format == "ncu"):  # timelines first
+        attach = target if unit.format == "ncu" else None
+        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes)
+        if target is None and len(timelines) == 1 and unit is timelines[0]:
+            target = result.run_id
+        yield unit, result
