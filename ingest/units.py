@@ -23,7 +23,10 @@ class IngestUnit:
 
     @property
     def label(self) -> str:
-        return ", ".join(str(p) for p in self.paths)
+        if len(self.paths) <= 2:
+            return ", ".join(str(p) for p in self.paths)
+        folders = sorted({str(p.parent) for p in self.paths})
+        return f"{', '.join(folders)} ({len(self.paths)} {self.format} files)"
 
 
 def expand(paths: list[Path]) -> list[Path]:
