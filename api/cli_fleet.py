@@ -59,6 +59,9 @@ def _print_report(report: dict) -> None:
     if report.get("unknown_models"):
         typer.echo(f"  unknown models (imported without parameters; add with `tracehouse models add`): "
                    f"{', '.join(report['unknown_models'])}")
+    if report.get("jobs_replaced"):
+        typer.echo(f"  {report['jobs_replaced']} jobs were already stored from an earlier import; "
+                   "this file's copies replace them")
     if "jobs_updated" in report:
         typer.echo(f"  {report['jobs_updated']} jobs got memory utilisation; "
                    f"{report['samples_without_job']} samples matched no job")

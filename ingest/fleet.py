@@ -17,8 +17,8 @@ from pathlib import Path
 
 import orjson
 import polars as pl
-from sqlalchemy import case, delete, func, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session, aliased
 
 from tracehouse.core.errors import BadInput
 from tracehouse.ingest.load import bulk_insert
@@ -264,8 +264,42 @@ def _insert_jobs(session: Session, rows: pl.DataFrame, import_id: int, host: str
         out = out.with_columns(host=pl.coalesce(pl.col("host"), pl.lit(host)))
     bulk_insert(session, FleetJob.__tablename__, _for_db(session, out.select(
         *(c for c in JOB_COLUMNS), "model_id", "gpu_hours", "import_id")))
-    refresh_rollup(session, rows["start"].dt.strftime("%Y-%m").unique().to_list())
-    return {"unknown_models": [n for n in names if n not in ids]}
+    replaced, old_months = _replace_earlier_copies(session, import_id)
+    refresh_rollup(session, sorted(set(rows["start"].dt.strftime("%Y-%m").unique().to_list()) | old_months))
+    return {"unknown_models": [n for n in names if n not in ids], "jobs_replaced": replaced}
+
+
+UTIL_COLUMNS = ("mean_mem_util", "peak_mem_util", "sm_util")
+
+
+def _replace_earlier_copies(session: Session, import_id: int) -> tuple[int, set[str]]:
+    """Accounting dumps overlap (sacct run daily over a week's window), so a job already stored
+    by an earlier import is replaced by this import's copy, which knows its latest end time.
+    Utilisation the earlier copy got from nvidia-smi logs is kept where the new copy has none.
+    Returns the number replaced and the months their old copies counted in."""
+    new, old = aliased(FleetJob), FleetJob
+    same_job = and_(new.import_id == import_id, new.job_id == old.job_id,
+                    new.cluster.is_not_distinct_from(old.cluster))
+    earlier = session.execute(
+        select(old.id, old.job_id, old.cluster, old.start, *(getattr(old, c) for c in UTIL_COLUMNS))
+        .where(old.import_id != import_id, exists().where(same_job))).all()
+    for row in earlier:
+        for col in UTIL_COLUMNS:
+            if getattr(row, col) is not None:
+                session.execute(update(FleetJob).where(
+                    FleetJob.import_id == import_id, FleetJob.job_id == row.job_id,
+                    FleetJob.cluster.is_not_distinct_from(row.cluster), getattr(FleetJob, col).is_(None),
+                ).values({col: getattr(row, col)}))
+    ids = [row.id for row in earlier]
+    for i in range(0, len(ids), 500):  # stay under bound-parameter limits
+        session.execute(delete(FleetJob).where(FleetJob.id.in_(ids[i:i + 500])))
+    months = {_as_utc(row.start).strftime("%Y-%m") for row in earlier}
+    return len(ids), months
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they are stored as UTC)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def _for_db(session: Session, frame: pl.DataFrame) -> pl.DataFrame:

@@ -268,6 +268,9 @@ class FleetJob(Base):
     sm_util: Mapped[float | None] = mapped_column(Float)
     import_id: Mapped[int] = mapped_column(ForeignKey("fleet_import.id", ondelete="CASCADE"), index=True)
 
+    # Finds the earlier copy of a job when an overlapping accounting dump is imported again.
+    __table_args__ = (Index("ix_fleet_job_job_id", "job_id"),)
+
 
 class FleetRollup(Base):
     """model name × cluster × GPU type × phase × month → sums, refreshed per touched month at

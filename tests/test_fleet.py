@@ -178,6 +178,35 @@ def test_sacct_and_nvidia_smi_samples(db: Database, tmp_path: Path) -> None:
     assert summary["tti"]["gpus_per_bparam_vs_llm"] == pytest.approx((8 / 0.859520964) / (32 / 6.738415616))
 
 
+def test_overlapping_sacct_dumps_replace_earlier_copies(db: Database, tmp_path: Path) -> None:
+    """Monday's dump saw 4003 running (no end: rejected) and 4001 half done; Tuesday's window
+    overlaps it: 4001 finished later, 4003 ended, 4006 is new.  Each job counts once, as of
+    Tuesday, and the utilisation Monday's nvidia-smi log gave 4001 stays."""
+    _register_all(db)
+    monday = SACCT.replace("2024-03-01T12:00:00|billing=64", "2024-03-01T11:00:00|billing=64")
+    tuesday = "\n".join(SACCT.splitlines()[:2] + [
+        SACCT.splitlines()[4],
+        "4003|infer-llama|gpu-east|node06|2024-03-01T09:00:00|2024-03-01T21:00:00|cpu=8,gres/gpu=1,node=1|model=llama-2-7b",
+        "4006|train-sd|gpu-east|node09|2024-03-02T00:00:00|2024-03-02T04:00:00|cpu=8,gres/gpu:a100=4,node=1|model=sd-1.5 phase=training",
+    ]) + "\n"
+    (tmp_path / "mon.txt").write_text(monday)
+    (tmp_path / "tue.txt").write_text(tuesday)
+    (tmp_path / "node01.csv").write_text(NVSMI)
+    assert _import(db, tmp_path / "mon.txt")["jobs_replaced"] == 0
+    _import(db, tmp_path / "node01.csv", host="node01")
+    report = _import(db, tmp_path / "tue.txt")
+    assert report["rows_imported"] == 4 and report["jobs_replaced"] == 2  # 4001 and 4002
+    with session_scope(db.engine) as s:
+        jobs = {j.job_id: j for j in s.scalars(select(FleetJob))}
+        summary = {r["family"]: r for r in fleet_summary(s).to_dicts()}
+    assert sorted(jobs) == ["4001", "4002", "4003", "4005", "4006"]  # 4005 only on Monday
+    assert jobs["4001"].gpu_hours == 16.0 and jobs["4001"].mean_mem_util is not None
+    # The summary (read from the rollup) equals plain sums over the stored, deduplicated jobs.
+    hours = {"tti": 16.0 + 16.0, "llm": 768.0 + 12.0}
+    assert {f: summary[f]["gpu_hours"] for f in hours} == pytest.approx(hours)
+    assert summary["tti"]["jobs"] == 2 and summary["llm"]["jobs"] == 2
+
+
 def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
     path.write_text("job_id,model,phase,gpu_count,gpu_type,start,end,mean_mem_util\n"
