@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
-from typing import Literal
+from typing import Annotated, Literal
 
 import polars as pl
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.api.deps import SettingsDep
 from tracehouse.api.output import flat_for_csv, frame_to_json
 from tracehouse.core.errors import TracehouseError
 
@@ -47,3 +48,31 @@ def frame_response(frame: pl.DataFrame, fmt: Format = "json") -> Response:
         frame.write_parquet(buf)
         return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
     return Response(frame_to_json(frame), media_type="application/json")
+
+
+class TableParams:
+    """``format``, ``limit`` and ``offset`` of every table route.  Answers are capped at the
+    ``max_rows`` setting (datasette's ``max_returned_rows``): a bigger table comes back in pages,
+    with ``X-Total-Count``, ``X-Truncated`` and a ``Link: rel="next"`` header to the next one."""
+
+    def __init__(self, request: Request, settings: SettingsDep,
+                 format: Annotated[Format, Query(description="json (default), csv or parquet")] = "json",
+                 limit: Annotated[int | None, Query(ge=1, description="Rows per answer (at most the "
+                                                    "server's max_rows, the default)")] = None,
+                 offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0) -> None:
+        self.request, self.format, self.offset = request, format, offset
+        self.limit = min(limit or settings.max_rows, settings.max_rows)
+
+    def respond(self, frame: pl.DataFrame) -> Response:
+        page = frame.slice(self.offset, self.limit)
+        response = frame_response(page, self.format)
+        end = self.offset + page.height
+        response.headers["X-Total-Count"] = str(frame.height)
+        response.headers["X-Truncated"] = "true" if end < frame.height else "false"
+        if end < frame.height:
+            url = self.request.url.include_query_params(offset=end, limit=self.limit)
+            response.headers["Link"] = f'<{url}>; rel="next"'
+        return response
+
+
+TableQuery = Annotated[TableParams, Depends()]

@@ -338,3 +338,39 @@ def test_ncu_csvs_upload_as_one_run_or_attach_to_a_trace(server: Server, tmp_pat
     bad = _upload(server, DATA / "sd_tiny_cpu_flash.json.gz", write, run_id=str(run_id))
     assert bad.status_code == 400 and "Nsight Compute" in bad.json()["error"]
     assert _run_count(server) == before
+
+
+def _follow_pages(url: str, params: dict, headers: dict) -> tuple[list[dict], list[httpx.Response]]:
+    rows, replies = [], []
+    reply = httpx.get(url, params=params, headers=headers)
+    while True:
+        assert reply.status_code == 200, reply.text
+        rows += reply.json()
+        replies.append(reply)
+        if "link" not in reply.headers:
+            return rows, replies
+        reply = httpx.get(reply.headers["link"].split(">")[0].lstrip("<"), headers=headers)
+
+
+def test_big_tables_come_back_in_pages_capped_by_max_rows(tmp_path: Path) -> None:
+    db = Database("sqlite", tmp_path).migrate()
+    srv = Server(db, tmp_path / "data", TRACEHOUSE_MAX_ROWS="7").start()
+    try:
+        run_id = _upload(srv, SD, srv.token("write")).json()["run_id"]
+        read = srv.token("read")
+        with session_scope(db.engine) as s:
+            whole = breakdown(s, run_id, "kernel")
+        assert whole.height > 7  # else the cap is not exercised
+        url = f"{srv.url}/v1/runs/{run_id}/breakdown"
+        rows, replies = _follow_pages(url, {"by": "kernel"}, read)
+        assert [len(r.json()) for r in replies[:-1]] == [7] * (len(replies) - 1)
+        assert {r.headers["x-total-count"] for r in replies} == {str(whole.height)}
+        assert [r.headers["x-truncated"] for r in replies] == ["true"] * (len(replies) - 1) + ["false"]
+        assert [r["total_ns"] for r in rows] == whole["total_ns"].to_list()
+        small = httpx.get(url, params={"by": "kernel", "limit": 2, "offset": 3, "format": "csv"}, headers=read)
+        assert pl.read_csv(io.BytesIO(small.content))["total_ns"].to_list() == whole["total_ns"].to_list()[3:5]
+        too_many = httpx.get(url, params={"by": "kernel", "limit": 1000}, headers=read)
+        assert len(too_many.json()) == 7  # the server's cap wins
+        assert httpx.get(url, params={"limit": 0}, headers=read).status_code == 422
+    finally:
+        srv.stop()

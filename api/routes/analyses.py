@@ -10,112 +10,106 @@ from fastapi.responses import Response
 from tracehouse.analyses import attention, compare, counters, hardware, memory_model, roofline, sequence, sweep
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
-from tracehouse.api.responses import Format, frame_response
+from tracehouse.api.responses import TableQuery
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
-FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
 Filters = Annotated[list[str], Query(description="KEY=VALUE, repeatable (e.g. image_size=512)")]
 
 
 @router.get("/compare", summary="Compare two runs (Table II, Fig 7 second bar)")
-def compare_two(session: SessionDep, _: ReadToken,
+def compare_two(session: SessionDep, _: ReadToken, table: TableQuery,
                 baseline: Annotated[int, Query(description="Baseline run id", examples=[1])],
                 other: Annotated[int, Query(description="Run to compare, e.g. with flash", examples=[2])],
                 summary: Annotated[bool, Query(description="One row: end-to-end speedup vs Amdahl")] = False,
-                operator: str = "attention", format: FormatQuery = "json") -> Response:
+                operator: str = "attention") -> Response:
     """Per-operator times and speedups, or (``summary``) measured vs Amdahl-predicted speedup."""
     frame = (compare.compare_summary(session, baseline, other, operator) if summary
              else compare.compare_runs(session, baseline, other))
-    return frame_response(frame, format)
+    return table.respond(frame)
 
 
 @router.get("/runs/{run_id}/normalized", summary="Breakdown normalised to another run's total")
-def normalized(run_id: int, session: SessionDep, _: ReadToken,
+def normalized(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
                reference: Annotated[int, Query(description="Run whose total is 1.0")],
-               by: str = "operator", format: FormatQuery = "json") -> Response:
-    return frame_response(compare.breakdown_normalized(session, run_id, reference, by), format)
+               by: str = "operator") -> Response:
+    return table.respond(compare.breakdown_normalized(session, run_id, reference, by))
 
 
 @router.get("/runs/{run_id}/attention-calls", summary="Every attention call in order (Fig 8)")
-def attention_calls(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
-    return frame_response(sequence.attention_calls(session, run_id), format)
+def attention_calls(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(sequence.attention_calls(session, run_id))
 
 
 @router.get("/runs/{run_id}/seq-len-histogram", summary="Sequence-length distribution (Fig 9)")
-def seq_len_histogram(run_id: int, session: SessionDep, _: ReadToken,
-                      weight: Literal["count", "time"] = "count", key: Literal["seq_q", "seq_kv"] = "seq_q",
-                      format: FormatQuery = "json") -> Response:
-    return frame_response(sequence.seq_len_histogram(session, run_id, weight, key), format)
+def seq_len_histogram(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                      weight: Literal["count", "time"] = "count", key: Literal["seq_q", "seq_kv"] = "seq_q") -> Response:
+    return table.respond(sequence.seq_len_histogram(session, run_id, weight, key))
 
 
 @router.get("/runs/{run_id}/period", summary="The repeating attention pattern (fundamental period)")
-def period(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
-    return frame_response(sequence.fundamental_period(session, run_id), format)
+def period(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(sequence.fundamental_period(session, run_id))
 
 
 @router.get("/sweep", summary="Operator time as one knob grows, with fitted exponents (Fig 10, 14)")
-def sweep_knob(session: SessionDep, _: ReadToken,
+def sweep_knob(session: SessionDep, _: ReadToken, table: TableQuery,
                model: Annotated[str, Query(examples=["stable-diffusion"])],
                knob: Annotated[str, Query(examples=["image_size"])],
                operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
-               filter: Filters = [],  # noqa: B006
-               format: FormatQuery = "json") -> Response:
-    return frame_response(sweep.sweep(session, model, knob, operator, **typed_filters(filter)), format)
+               filter: Filters = []) -> Response:  # noqa: B006
+    return table.respond(sweep.sweep(session, model, knob, operator, **typed_filters(filter)))
 
 
 @router.get("/runs/{run_id}/temporal-spatial", summary="Temporal vs spatial attention (Fig 12)")
-def temporal_spatial(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
-    return frame_response(attention.temporal_vs_spatial(session, run_id), format)
+def temporal_spatial(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(attention.temporal_vs_spatial(session, run_id))
 
 
 @router.get("/attention-flops", summary="Analytic spatial vs temporal FLOPs by frames (Fig 14)")
-def attention_flops(_: ReadToken, frames: Annotated[list[int], Query(examples=[[8, 16, 32]])],
-                    height: int, width: int, batch: int = 1, heads: int = 1, head_dim: int = 64,
-                    format: FormatQuery = "json") -> Response:
+def attention_flops(_: ReadToken, table: TableQuery, frames: Annotated[list[int], Query(examples=[[8, 16, 32]])],
+                    height: int, width: int, batch: int = 1, heads: int = 1, head_dim: int = 64) -> Response:
     frame = attention.attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim)
-    return frame_response(frame, format)
+    return table.respond(frame)
 
 
 @router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")
-def run_roofline(run_id: int, session: SessionDep, _: ReadToken,
-                 by: Annotated[Literal["operator", "attention_type", "kernel"], Query()] = "operator",
-                 format: FormatQuery = "json") -> Response:
+def run_roofline(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                 by: Annotated[Literal["operator", "attention_type", "kernel"], Query()] = "operator") -> Response:
     """Per group: FLOPs, DRAM / L2 / L1 bytes, intensity, GFLOP/s and ``source``: Nsight
     Compute ``counters`` where the run has them, ``analytic`` (shape-derived) otherwise."""
-    return frame_response(roofline.roofline_by(session, run_id, by), format)
+    return table.respond(roofline.roofline_by(session, run_id, by))
 
 
 @router.get("/runs/{run_id}/operator-costs", summary="Analytic FLOPs and bytes per operator (Fig 5)")
-def run_operator_costs(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+def run_operator_costs(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
     """Shape-derived costs per operator and attention type, with the attention memory model used."""
-    return frame_response(roofline.roofline(session, run_id), format)
+    return table.respond(roofline.roofline(session, run_id))
 
 
 @router.get("/runs/{run_id}/counter-roofline", summary="Nsight Compute counters per kernel launch")
-def run_counter_roofline(run_id: int, session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
+def run_counter_roofline(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
     """Measured FLOPs (add + mul + 2·fma, tensor × the architecture's factor), bytes per
     memory level, hit rates and the launch's operator and attention type."""
-    return frame_response(counters.counter_roofline(session, run_id), format)
+    return table.respond(counters.counter_roofline(session, run_id))
 
 
 @router.get("/memory-model", summary="The paper's similarity-matrix memory formula (§V)")
-def memory(_: ReadToken, image_size: int, latent_factor: int, text_length: int, unet_depth: int,
-           downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1,
-           format: FormatQuery = "json") -> Response:
+def memory(_: ReadToken, table: TableQuery, image_size: int, latent_factor: int, text_length: int, unet_depth: int,
+           downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1) -> Response:
     frame = memory_model.similarity_matrix_memory(image_size, latent_factor, text_length, unet_depth,
                                                   downsample_factor, bytes_per_element, heads, batch)
-    return frame_response(frame, format)
+    return table.respond(frame)
 
 
 @router.get("/runs/{run_id}/memory-model", summary="§V formula next to the run's attention shapes")
-def run_memory(run_id: int, session: SessionDep, _: ReadToken, latent_factor: int | None = None,
-               unet_depth: int | None = None, downsample_factor: int = 2, format: FormatQuery = "json") -> Response:
+def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery, latent_factor: int | None = None,
+               unet_depth: int | None = None, downsample_factor: int = 2) -> Response:
     frame = memory_model.memory_model_vs_run(session, run_id, latent_factor=latent_factor,
                                              unet_depth=unet_depth, downsample_factor=downsample_factor)
-    return frame_response(frame, format)
+    return table.respond(frame)
 
 
 @router.get("/hardware", summary="The same model and knobs across devices")
-def across_hardware(session: SessionDep, _: ReadToken, model: str, reference: str = "slowest",
-                    filter: Filters = [], format: FormatQuery = "json") -> Response:  # noqa: B006
-    return frame_response(hardware.compare_hardware(session, model, reference, **typed_filters(filter)), format)
+def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
+                    filter: Filters = []) -> Response:  # noqa: B006
+    return table.respond(hardware.compare_hardware(session, model, reference, **typed_filters(filter)))

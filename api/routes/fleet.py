@@ -11,11 +11,10 @@ from pydantic import BaseModel, Field
 
 from tracehouse.analyses import fleet
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
-from tracehouse.api.responses import Format, frame_response
+from tracehouse.api.responses import TableQuery, frame_response
 from tracehouse.ingest.fleet import register_model
 
 router = APIRouter(prefix="/v1", tags=["fleet"])
-FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
 PhaseQuery = Annotated[Literal["training", "inference"] | None, Query(description="Only this phase")]
 
 
@@ -27,27 +26,27 @@ class NewModel(BaseModel):
 
 
 @router.get("/fleet/summary", summary="GPUs per parameter and memory utilisation by group (Fig 1)")
-def fleet_summary(session: SessionDep, _: ReadToken,
+def fleet_summary(session: SessionDep, _: ReadToken, table: TableQuery,
                   by: Annotated[str, Query(description="family|cluster|gpu|phase|month|model, comma-separated")] = "family",
-                  phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
-    return frame_response(fleet.fleet_summary(session, by, phase), format)
+                  phase: PhaseQuery = None) -> Response:
+    return table.respond(fleet.fleet_summary(session, by, phase))
 
 
 @router.get("/fleet/ratio-spread", summary="A family's ratio to llm across months: min, median, max")
-def ratio_spread(session: SessionDep, _: ReadToken, family: Literal["tti", "ttv"] = "tti",
-                 phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
-    return frame_response(fleet.ratio_spread(session, family, phase), format)
+def ratio_spread(session: SessionDep, _: ReadToken, table: TableQuery, family: Literal["tti", "ttv"] = "tti",
+                 phase: PhaseQuery = None) -> Response:
+    return table.respond(fleet.ratio_spread(session, family, phase))
 
 
 @router.get("/fleet/top-jobs", summary="Jobs with the most GPU-hours per billion parameters")
-def top_jobs(session: SessionDep, _: ReadToken, n: Annotated[int, Query(gt=0, le=10000)] = 20,
-             phase: PhaseQuery = None, format: FormatQuery = "json") -> Response:
-    return frame_response(fleet.top_jobs(session, n, phase), format)
+def top_jobs(session: SessionDep, _: ReadToken, table: TableQuery, n: Annotated[int, Query(gt=0, le=10000)] = 20,
+             phase: PhaseQuery = None) -> Response:
+    return table.respond(fleet.top_jobs(session, n, phase))
 
 
 @router.get("/models", summary="The model registry")
-def models(session: SessionDep, _: ReadToken, format: FormatQuery = "json") -> Response:
-    return frame_response(fleet.models_list(session), format)
+def models(session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(fleet.models_list(session))
 
 
 @router.post("/models", status_code=201, summary="Add or correct a model")

@@ -13,26 +13,24 @@ from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
 from tracehouse.analyses.common import get_run
 from tracehouse.analyses.runs import list_runs, run_tags
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
-from tracehouse.api.responses import Format, frame_response
+from tracehouse.api.responses import TableQuery
 from tracehouse.ingest.meta import parse_key_values
 from tracehouse.ingest.load import delete_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-FormatQuery = Annotated[Format, Query(description="json (default), csv or parquet")]
 
 
 @router.get("", summary="List runs")
-def runs(session: SessionDep, _: ReadToken, model: str | None = None, family: str | None = None,
+def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None, family: str | None = None,
          hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
          attention_backend: str | None = None,
          tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
          since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
-         until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None,
-         format: FormatQuery = "json") -> Response:
+         until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
     """Runs matching every filter, oldest first."""
     frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=attention_backend,
                       tags=parse_key_values(tag), since=since, until=until)
-    return frame_response(frame, format)
+    return table.respond(frame)
 
 
 @router.get("/{run_id}", summary="One run's metadata and tags")
@@ -51,8 +49,7 @@ def remove_run(run_id: int, session: SessionDep, _: WriteToken) -> Response:
 
 
 @router.get("/{run_id}/breakdown", summary="Operator breakdown of a run (paper Fig 7)")
-def run_breakdown(run_id: int, session: SessionDep, _: ReadToken,
-                  by: Annotated[str, Query(description=" | ".join(BY_CHOICES))] = "operator",
-                  format: FormatQuery = "json") -> Response:
+def run_breakdown(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                  by: Annotated[str, Query(description=" | ".join(BY_CHOICES))] = "operator") -> Response:
     """Count, total ns and share of the run's kernel time per group."""
-    return frame_response(breakdown(session, run_id, by), format)
+    return table.respond(breakdown(session, run_id, by))
