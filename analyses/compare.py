@@ -1,5 +1,6 @@
 """Two runs side by side (paper Table II and Fig 7's second bar): per-operator speedup, the
-attention-module speedup and Amdahl's prediction against the measured end-to-end speedup.
+attention-module speedup and Amdahl's prediction against the measured end-to-end speedup;
+and Table II itself, every stored baseline / flash pair at once.
 
 Times are summed kernel time (``run.total_ns``: GPU busy time, or top-level host-op time on
 CPU-only runs), read from the rollup tables only.  A speedup is ``baseline / other``: above
@@ -14,11 +15,21 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run, to_frame
-from tracehouse.schema.models import OperatorRollup, Run
+from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
 
 # Run columns that say what a run *is*; the summary lists those that differ between the two.
 KNOB_COLUMNS = ("model_id", "hardware_id", "attention_backend", "scale", "batch", "dtype",
                 "image_size", "frames", "denoising_steps", "decode_tokens", "text_length", "device_kind")
+
+
+# compare_summary's columns, in order.
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "baseline_run_id": pl.Int64, "other_run_id": pl.Int64, "baseline_total_ns": pl.Int64,
+    "other_total_ns": pl.Int64, "end_to_end_speedup": pl.Float64, "operator": pl.String,
+    "operator_baseline_ns": pl.Int64, "operator_other_ns": pl.Int64, "operator_speedup": pl.Float64,
+    "operator_share": pl.Float64, "amdahl_speedup": pl.Float64, "amdahl_error": pl.Float64,
+    "other_normalized": pl.Float64, "differences": pl.String,
+}
 
 
 def operator_totals(session: Session, run_id: int) -> pl.DataFrame:
@@ -98,12 +109,7 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
         "other_normalized": other_run.total_ns / base_run.total_ns if base_run.total_ns else None,
         "differences": _differences(base_run, other_run),
     }
-    schema = {k: pl.Int64 for k in ("baseline_run_id", "other_run_id", "baseline_total_ns", "other_total_ns",
-                                     "operator_baseline_ns", "operator_other_ns")}
-    schema |= {k: pl.Float64 for k in ("end_to_end_speedup", "operator_speedup", "operator_share",
-                                        "amdahl_speedup", "amdahl_error", "other_normalized")}
-    schema |= {"operator": pl.String, "differences": pl.String}
-    return pl.DataFrame([row], schema={k: schema[k] for k in row})
+    return pl.DataFrame([row], schema=SUMMARY_SCHEMA)
 
 
 def _differences(a: Run, b: Run) -> str:
@@ -121,3 +127,38 @@ def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
     reference = get_run(session, reference_run_id)
     frame = breakdown(session, run_id, by)
     return frame.with_columns(normalized=_ratio(pl.col("total_ns"), pl.lit(reference.total_ns, pl.Int64)))
+
+
+# Knobs two runs must share to be a baseline / optimised pair (everything but the backend).
+PAIR_KEYS = tuple(k for k in KNOB_COLUMNS if k != "attention_backend")
+_PAIR_TYPES = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
+
+
+def backend_speedups(session: Session, baseline: str = "baseline", other: str = "flash", *,
+                     model: str | None = None, hardware: str | None = None,
+                     operator: str = "attention") -> pl.DataFrame:
+    """The paper's Table II over every stored pair: for each model × hardware × knobs that has a
+    ``baseline`` run and an ``other`` run (the latest of each when repeated), one
+    :func:`compare_summary` row, with ``model``, ``family`` and ``hardware`` in front.
+    ``model`` / ``hardware`` filter (hardware: substring of the device name)."""
+    cols = [getattr(Run, k) for k in PAIR_KEYS]
+    stmt = (select(func.max(Run.id), Run.attention_backend, *cols).where(Run.attention_backend.in_([baseline, other]))
+            .group_by(Run.attention_backend, *cols))
+    runs = to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, **_PAIR_TYPES})
+    pairs = (runs.filter(pl.col("backend") == baseline)
+             .join(runs.filter(pl.col("backend") == other), on=list(PAIR_KEYS), nulls_equal=True, suffix="_other"))
+    names = {r.id: (r.name, r.family) for r in session.execute(select(Model.id, Model.name, Model.family))}
+    devices = dict(session.execute(select(Hardware.id, Hardware.name)).all())
+    rows = []
+    for pair in pairs.iter_rows(named=True):
+        name, family = names.get(pair["model_id"], (None, None))
+        device = devices.get(pair["hardware_id"])
+        if (model and name != model) or (hardware and hardware not in (device or "")):
+            continue
+        summary = compare_summary(session, pair["run_id"], pair["run_id_other"], operator)
+        rows.append(summary.select(pl.lit(name, pl.String).alias("model"), pl.lit(family, pl.String).alias("family"),
+                                   pl.lit(device, pl.String).alias("hardware"), pl.all()))
+    if not rows:
+        return pl.DataFrame(schema={"model": pl.String, "family": pl.String, "hardware": pl.String,
+                                    **SUMMARY_SCHEMA})
+    return pl.concat(rows).sort("family", "model", "hardware", nulls_last=True)

@@ -15,7 +15,10 @@ DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
 FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
 
 
-def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame]) -> None:
+def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame],
+               table_columns: tuple[str, ...] | None = None) -> None:
+    """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
+    and CSV always carry every column)."""
     from tracehouse.api.cli import _engine
     from tracehouse.api.output import FORMATS, render
     from tracehouse.core.errors import BadInput
@@ -25,6 +28,8 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with session_scope(_engine(db)) as session:
         frame = query(session)
+    if fmt == "table" and table_columns:
+        frame = frame.select(table_columns)
     typer.echo(render(frame, fmt, title=title), nl=False)
 
 
@@ -72,6 +77,20 @@ def register(app: typer.Typer) -> None:
         from tracehouse.analyses.attention import temporal_vs_spatial
 
         show_frame(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
+
+    @app.command()
+    def speedups(baseline: Annotated[str, typer.Option(help="Backend of the reference runs")] = "baseline",
+                 other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
+                 model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+                 hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
+        from tracehouse.analyses.compare import backend_speedups
+
+        show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
+                   lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
+                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
+                    "operator_share", "amdahl_speedup"))
 
     @app.command()
     def roofline(run_id: int, by: Annotated[str, typer.Option(

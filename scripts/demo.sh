@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up, then the main job on the embedded default (a SQLite file under ./data, no server to
 # start by hand): profile the tiny model suite on this machine (baseline and flash attention),
-# ingest every trace, print where Stable Diffusion's time went, then serve the results.
+# ingest every trace, print where Stable Diffusion's time went and each model's flash speedup
+# (Table II), then serve the results.
 # TRACEHOUSE_DEMO_SERVE=0 stops before serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ RUN=$($TH runs --db "$DB" --model stable-diffusion --json | .venv/bin/python -c 
 $TH breakdown "$RUN" --by operator --db "$DB"
 $TH breakdown "$RUN" --by seq_len --db "$DB"
 $TH breakdown "$RUN" --by component --db "$DB"
+# Table II on this machine: every model's flash vs baseline pair.
+$TH speedups --db "$DB"
 if [ "${TRACEHOUSE_DEMO_SERVE:-1}" != "0" ]; then
     echo "serving on http://127.0.0.1:8000 (reads need no token here); try:"
     echo "  curl 'http://127.0.0.1:8000/v1/runs/$RUN/breakdown?by=seq_len'"

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import DATA, KINETO_DIR, Database, require_shared
 from tracehouse.analyses.attention import attention_flops_by_frames, temporal_vs_spatial
-from tracehouse.analyses.compare import breakdown_normalized, compare_runs, compare_summary
+from tracehouse.analyses.compare import backend_speedups, breakdown_normalized, compare_runs, compare_summary
 from tracehouse.analyses.hardware import compare_hardware
 from tracehouse.analyses.memory_model import memory_model_vs_run, similarity_matrix_memory
 from tracehouse.analyses.roofline import roofline
@@ -392,6 +392,33 @@ def test_sweep_fits_the_growth_exponent(db: Database, raw_dir: Path, tmp_path: P
     total = frame.filter((pl.col("operator") == "total") & (pl.col("attention_backend") == "flash"))
     assert total["total_ns"].to_list() == [1.5 * s * 1000 for s in sizes]
     assert set(flash_only["attention_backend"]) == {"flash"} and set(flash_only["operator"]) == {"attention", "conv"}
+
+
+def test_table_ii_pairs_runs_alike_but_for_the_backend(db: Database, raw_dir: Path, tmp_path: Path) -> None:
+    sd_base, sd_flash = _ingest(db, raw_dir, BASELINE), _ingest(db, raw_dir, FLASH)
+    attn = ATTN.format(t="causal", sq=512, skv=512, b=1, h=8, d=64)
+
+    def run(name: str, attn_us: float, backend: str, **knobs: object) -> int:
+        path = gpu_trace(tmp_path / f"{name}.json.gz", "NVIDIA A100-SXM4-80GB", [(attn, [attn_us]), ("th|op=linear", [60.0])])
+        return _ingest(db, raw_dir, path, RunMeta(model="toy-llm", attention_backend=backend, **knobs))
+
+    run("old-baseline", 100.0, "baseline", batch=1)
+    base = run("baseline", 90.0, "baseline", batch=1)  # a repeat: the latest one counts
+    flash = run("flash", 30.0, "flash", batch=1)
+    run("flash-batch-4", 35.0, "flash", batch=4)  # no baseline at batch 4: unpaired
+    with session_scope(db.engine) as s:
+        table = backend_speedups(s)
+        expected = {r: compare_summary(s, *r).row(0, named=True) for r in ((sd_base, sd_flash), (base, flash))}
+        only_toy = backend_speedups(s, model="toy-llm")
+        none = backend_speedups(s, hardware="H100")
+    assert sorted(zip(table["baseline_run_id"], table["other_run_id"])) == sorted(expected)
+    for row in table.iter_rows(named=True):
+        want = expected[(row["baseline_run_id"], row["other_run_id"])]
+        assert {k: row[k] for k in want} == want
+    toy = only_toy.row(0, named=True)
+    assert only_toy.height == 1 and (toy["model"], toy["hardware"]) == ("toy-llm", "NVIDIA A100-SXM4-80GB")
+    assert toy["end_to_end_speedup"] == pytest.approx(150.0 / 90.0) and toy["operator_speedup"] == pytest.approx(3.0)
+    assert none.is_empty() and "end_to_end_speedup" in none.columns
 
 
 def test_compare_hardware(db: Database, raw_dir: Path, tmp_path: Path) -> None:

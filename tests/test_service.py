@@ -225,6 +225,7 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
          lambda s: compare.compare_summary(s, base, flash)),
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
+        ("/v1/speedups", {}, lambda s: compare.backend_speedups(s)),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),
         (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
         (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),

@@ -28,6 +28,17 @@ def compare_two(session: SessionDep, _: ReadToken, table: TableQuery,
     return table.respond(frame)
 
 
+@router.get("/speedups", summary="Table II: every stored baseline / optimised pair")
+def speedups(session: SessionDep, _: ReadToken, table: TableQuery,
+             baseline: Annotated[str, Query(description="Backend of the reference runs")] = "baseline",
+             other: Annotated[str, Query(description="Backend of the optimised runs")] = "flash",
+             model: str | None = None,
+             hardware: Annotated[str | None, Query(description="Substring of the device name")] = None) -> Response:
+    """Runs alike in everything but the attention backend are paired (the latest of each);
+    per pair, the measured end-to-end speedup next to the attention speedup and Amdahl's law."""
+    return table.respond(compare.backend_speedups(session, baseline, other, model=model, hardware=hardware))
+
+
 @router.get("/runs/{run_id}/normalized", summary="Breakdown normalised to another run's total")
 def normalized(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
                reference: Annotated[int, Query(description="Run whose total is 1.0")],
