@@ -93,6 +93,13 @@ def register(app: typer.Typer) -> None:
                     "operator_share", "amdahl_speedup"))
 
     @app.command()
+    def utilization(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Busy vs idle per device; compute vs communication vs memory; overlap (HTA's view)."""
+        from tracehouse.analyses.utilization import temporal_breakdown
+
+        show_frame(db, fmt, f"run {run_id} utilization", lambda s: temporal_breakdown(s, run_id))
+
+    @app.command()
     def roofline(run_id: int, by: Annotated[str, typer.Option(
                      help="operator | attention_type | kernel")] = "operator",
                  fmt: FormatOption = "table", db: DbOption = None) -> None:

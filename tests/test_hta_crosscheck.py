@@ -53,3 +53,31 @@ def test_per_kernel_totals_match_hta(tmp_path: Path, backend: str, name: str,
     assert set(ours["name"]) == set(theirs)
     for kernel, count, total_ns in ours.iter_rows():
         assert abs(total_ns - theirs[kernel] * 1000) <= count, kernel
+
+
+@pytest.mark.parametrize("name", ["a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz",
+                                  "v100_ns_resolution.json.gz", "mi250_rocm.json.gz",
+                                  "old_format_inference.json.gz"])
+def test_utilization_matches_hta_temporal_breakdown_and_overlap(tmp_path: Path, name: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle / compute / non-compute time and communication overlap equal HTA's.  Tolerance 0.5 µs:
+    HTA holds absolute-epoch µs timestamps (the V100 file) in float64, which keeps ~0.25 µs."""
+    from tracehouse.analyses.utilization import temporal_breakdown
+
+    require_shared()
+    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
+    path = KINETO_DIR / name
+    db = Database("sqlite", tmp_path).migrate()
+    run_id = ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+    with session_scope(db.engine) as s:
+        [ours] = temporal_breakdown(s, run_id).to_dicts()
+    analysis = hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
+    [theirs] = analysis.get_temporal_breakdown(visualize=False).to_dict("records")
+    for mine, hta_col in (("span_ns", "kernel_time(us)"), ("idle_ns", "idle_time(us)"),
+                          ("compute_ns", "compute_time(us)"), ("non_compute_ns", "non_compute_time(us)")):
+        assert ours[mine] == pytest.approx(theirs[hta_col] * 1000, abs=500), mine
+    overlap = analysis.get_comm_comp_overlap(visualize=False)["comp_comm_overlap_pctg"][0]
+    if ours["communication_ns"]:
+        assert round(100 * ours["comm_overlap_share"], 2) == pytest.approx(overlap, abs=0.011)
+    else:
+        assert ours["comm_overlap_share"] is None

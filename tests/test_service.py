@@ -215,7 +215,7 @@ def test_queued_and_interrupted_jobs_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_analysis_routes_equal_the_functions(server: Server) -> None:
-    from tracehouse.analyses import attention, compare, memory_model, roofline, sequence
+    from tracehouse.analyses import attention, compare, memory_model, roofline, sequence, utilization
 
     write, read = server.token("write"), server.token("read")
     base = _upload(server, SD, write).json()["run_id"]
@@ -226,6 +226,7 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
          lambda s: compare.compare_summary(s, base, flash)),
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
         ("/v1/speedups", {}, lambda s: compare.backend_speedups(s)),
+        (f"/v1/runs/{base}/utilization", {}, lambda s: utilization.temporal_breakdown(s, base)),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),
         (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
         (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from tracehouse.analyses import attention, compare, counters, hardware, memory_model, roofline, sequence, sweep
+from tracehouse.analyses import (
+    attention, compare, counters, hardware, memory_model, roofline, sequence, sweep, utilization,
+)
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import TableQuery
@@ -81,6 +83,13 @@ def attention_flops(_: ReadToken, table: TableQuery, frames: Annotated[list[int]
                     height: int, width: int, batch: int = 1, heads: int = 1, head_dim: int = 64) -> Response:
     frame = attention.attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim)
     return table.respond(frame)
+
+
+@router.get("/runs/{run_id}/utilization", summary="Busy, idle and communication overlap per device")
+def run_utilization(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    """Union of kernel intervals per device: span, busy, idle, compute / communication / memory,
+    and communication hidden under compute (HTA's temporal breakdown and overlap)."""
+    return table.respond(utilization.temporal_breakdown(session, run_id))
 
 
 @router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")
