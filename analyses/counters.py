@@ -20,12 +20,12 @@ from tracehouse.ingest.hardware import tensor_flops_per_inst
 from tracehouse.ingest.ncu import BYTE_METRICS, ncu_wide, roofline_inputs
 from tracehouse.ingest.ncu_load import stored_metrics
 from tracehouse.ingest.rules import classify_kernel_names
-from tracehouse.schema.models import Hardware, Kernel, NcuMetric
+from tracehouse.schema.models import Hardware, Kernel, NcuMetric, Symbol
 
-GROUP_KEYS = {"kernel": "kernel_name", "operator": "operator", "attention_type": "attention_type"}
+GROUP_KEYS = {"kernel": "kernel", "operator": "operator", "attention_type": "attention_type"}
 LEVELS = tuple(BYTE_METRICS)
-_LAUNCH_KEYS = {"kernel_id": pl.Int64, "operator": pl.String, "attention_type": pl.String,
-                "seq_q": pl.Int64, "seq_kv": pl.Int64, "component": pl.String}
+_LAUNCH_KEYS = {"kernel_id": pl.Int64, "kernel": pl.String, "operator": pl.String,
+                "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "component": pl.String}
 
 
 def has_counters(session: Session, run_id: int) -> bool:
@@ -33,8 +33,9 @@ def has_counters(session: Session, run_id: int) -> bool:
 
 
 def counter_roofline(session: Session, run_id: int) -> pl.DataFrame:
-    """Per launch: the columns of ``ingest.ncu.roofline_inputs``; ``operator, attention_type,
-    seq_q, seq_kv, component, linked``; ``tensor_flops_per_inst`` (the factor used; null for an
+    """Per launch: the columns of ``ingest.ncu.roofline_inputs``; ``kernel`` (the linked
+    timeline kernel's name, else ncu's), ``operator, attention_type, seq_q, seq_kv, component,
+    linked``; ``tensor_flops_per_inst`` (the factor used; null for an
     unknown architecture, which leaves tensor-core launches' FLOPs null); ``peak_flops_s``
     (tensor fp16 peak when the launch used tensor cores, else fp32), ``peak_bandwidth_bytes_s``,
     ``attainable_flops_s`` (min(peak, DRAM intensity × bandwidth)) and ``bound``."""
@@ -68,16 +69,17 @@ def with_bounds(points: pl.DataFrame, intensity: str) -> pl.DataFrame:
 def _launch_keys(session: Session, run_id: int, points: pl.DataFrame) -> pl.DataFrame:
     """Attribution keys per launch: the linked timeline kernel's, else from the kernel name."""
     k = NcuMetric, Kernel
-    linked = to_frame(session, select(k[0].kernel_id, k[1].operator, k[1].attention_type, k[1].seq_q,
-                                      k[1].seq_kv, k[1].component)
-                      .join(k[1], k[1].id == k[0].kernel_ref).where(k[0].run_id == run_id).distinct(),
-                      _LAUNCH_KEYS).unique("kernel_id")
+    linked = to_frame(session, select(k[0].kernel_id, Symbol.text, k[1].operator, k[1].attention_type,
+                                      k[1].seq_q, k[1].seq_kv, k[1].component)
+                      .join(k[1], k[1].id == k[0].kernel_ref).join(Symbol, Symbol.id == k[1].name_id)
+                      .where(k[0].run_id == run_id).distinct(), _LAUNCH_KEYS).unique("kernel_id")
     named = classify_kernel_names(points["kernel_name"]).select(
         "name", name_operator=pl.coalesce("authoritative_operator", "name_operator", pl.lit("other")))
     return (points.select("kernel_id", "kernel_name")
             .join(linked, on="kernel_id", how="left")
             .join(named, left_on="kernel_name", right_on="name", how="left")
-            .select(pl.col("kernel_id"), pl.coalesce("operator", "name_operator").alias("operator"),
+            .select(pl.col("kernel_id"), pl.coalesce("kernel", "kernel_name").alias("kernel"),
+                    pl.coalesce("operator", "name_operator").alias("operator"),
                     "attention_type", "seq_q", "seq_kv", "component",
                     linked=pl.col("kernel_id").is_in(linked["kernel_id"].implode())))
 
@@ -109,7 +111,7 @@ def counter_groups(session: Session, run_id: int, by: str) -> pl.DataFrame:
         *[ratio(pl.col("flops"), pl.col(f"{lv}_bytes")).alias(f"ai_{lv}") for lv in LEVELS],
         *[ratio(pl.col(f"{lv}_bytes"), pl.col("_time_s")).alias(f"{lv}_bytes_per_s") for lv in LEVELS],
         gflops_per_s=ratio(pl.col("flops"), pl.col("_time_s")) / 1e9,
-    ).drop("_time_s").rename({key: by} if key != by else {}).sort("time_ns", descending=True)
+    ).drop("_time_s").sort("time_ns", descending=True)
 
 
 def _safe_ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:

@@ -138,8 +138,11 @@ def test_roofline_says_counters_where_there_are_some_and_analytic_elsewhere(
     assert conv["instances"] == convs.height
     assert conv["flops"] == pytest.approx(sum(_flops(i) for i in range(convs.height)), rel=1e-12)
     assert conv["l1_bytes"] == pytest.approx(3 * conv["dram_bytes"]) and conv["ai_l2"] == pytest.approx(conv["ai_dram"] / 2)
-    # Counter groups per kernel are ncu's (short) names; the rest of the run stays analytic.
-    assert set(by_kernel.filter(pl.col("source") == "counters")["kernel"]) == set(short)
+    # Per kernel, linked launches group under the timeline's full names: each conv kernel is
+    # one counters row, never also an analytic one.
+    counted_kernels = by_kernel.filter(pl.col("source") == "counters")["kernel"]
+    assert set(counted_kernels) == set(convs["name"]) and counted_kernels.is_unique().all()
+    assert by_kernel["kernel"].is_unique().all()
     linear = table.filter(pl.col("operator") == "linear").row(0, named=True)
     assert linear["l2_bytes"] is None and linear["instances"] == timeline.filter(pl.col("operator") == "linear").height
 
