@@ -14,7 +14,7 @@ from rich.progress import Progress
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.collectors.cli import collect
-from tracehouse.core.errors import TracehouseError
+from tracehouse.core.errors import BadInput, TracehouseError
 from tracehouse.core.settings import load_settings
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
@@ -100,6 +100,36 @@ def ingest(
         note = "" if r["created"] else " (already ingested)"
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
+
+
+@app.command()
+def reingest(
+    run_ids: Annotated[list[int] | None, typer.Argument(help="Runs to classify again")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every run that has a timeline trace")] = False,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results")] = False,
+) -> None:
+    """Re-classify runs from their kept raw traces with this version's rules (ids and tags kept)."""
+    from dataclasses import asdict
+
+    from tracehouse.ingest.reingest import reingest_run, reingest_candidates
+
+    engine = _engine(db)
+    targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
+    if not targets:
+        raise BadInput("name the runs to re-ingest, or pass --all")
+    results = []
+    with Progress(transient=True, disable=len(targets) < 2 or as_json) as progress:
+        task = progress.add_task("re-ingesting", total=len(targets))
+        for run_id in targets:
+            results.append(asdict(reingest_run(engine, run_id)))
+            progress.advance(task)
+    if as_json:
+        typer.echo(orjson.dumps(results).decode())
+        return
+    for r in results:
+        typer.echo(f"run {r['run_id']}: {r['kernel_count']} kernels, {r['reclassified']} reclassified; "
+                   f"'other' {r['other_ns_before']} -> {r['other_ns_after']} ns")
 
 
 @app.command()

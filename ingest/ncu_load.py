@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select, update
 
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.settings import load_settings
@@ -108,8 +108,6 @@ def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFram
 
 def stored_metrics(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     """A run's counters back in ``parse_ncu_csv``'s long shape (launch attributes not kept)."""
-    from tracehouse.schema.models import Symbol
-
     result = session.execute(
         select(NcuMetric.kernel_id, Symbol.text, NcuMetric.metric_name, NcuMetric.metric_unit, NcuMetric.value)
         .join(Symbol, Symbol.id == NcuMetric.name_id).where(NcuMetric.run_id == run_id)).all()
@@ -118,3 +116,23 @@ def stored_metrics(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-unt
                                  "metric_unit": pl.String, "metric_value": pl.Float64})
     return frame.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in LONG_SCHEMA.items()
                               if c not in frame.columns).select(LONG_SCHEMA.keys())
+
+
+def relink(session, run_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Match a run's stored counters to its (new) timeline kernels again; returns how many
+    launches found a kernel.  Used when the run's kernels were re-ingested."""
+    launches = stored_metrics(session, run_id).select("kernel_id", "kernel_name").unique("kernel_id")
+    if launches.is_empty():
+        return 0
+    rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
+                           .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+    timeline = pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
+                            orient="row")
+    links = link_launches(launches, timeline)
+    session.execute(update(NcuMetric).where(NcuMetric.run_id == run_id).values(kernel_ref=None))
+    if links.height:  # Core table, not the ORM class: a plain executemany, not a bulk-by-key update
+        table = NcuMetric.__table__
+        session.execute(update(table).where(table.c.run_id == run_id, table.c.kernel_id == bindparam("launch"))
+                        .values(kernel_ref=bindparam("ref")),
+                        [{"launch": k, "ref": r} for k, r in links.iter_rows()])
+    return links.height

@@ -376,3 +376,18 @@ def test_big_tables_come_back_in_pages_capped_by_max_rows(tmp_path: Path) -> Non
         assert httpx.get(url, params={"limit": 0}, headers=read).status_code == 422
     finally:
         srv.stop()
+
+
+def test_reingest_over_rest_needs_write(server: Server) -> None:
+    write, read = server.token("write"), server.token("read")
+    run_id = _upload(server, SD, write).json()["run_id"]
+    url = f"{server.url}/v1/runs/{run_id}/reingest"
+    assert httpx.post(url, headers=read).status_code == 403
+    with session_scope(server.db.engine) as s:
+        before = breakdown(s, run_id, "operator")
+    reply = httpx.post(url, headers=write, timeout=120)
+    assert reply.status_code == 200 and reply.json()["reclassified"] == 0  # same rules, same answer
+    assert reply.json()["kernel_count"] == before["kernel_count"].sum()
+    with session_scope(server.db.engine) as s:
+        assert breakdown(s, run_id, "operator").equals(before)
+    assert httpx.post(f"{server.url}/v1/runs/999999/reingest", headers=write).status_code == 404

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
@@ -16,6 +17,7 @@ from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
 from tracehouse.ingest.meta import parse_key_values
 from tracehouse.ingest.load import delete_run
+from tracehouse.ingest.reingest import reingest_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -46,6 +48,14 @@ def remove_run(run_id: int, session: SessionDep, _: WriteToken) -> Response:
     get_run(session, run_id)
     delete_run(session, run_id)
     return Response(status_code=204)
+
+
+@router.post("/{run_id}/reingest", summary="Classify a run again from its kept raw trace")
+def reingest(run_id: int, request: Request, _: WriteToken) -> Response:
+    """Kernels and rollups are rebuilt with this server's rules in one transaction; the run keeps
+    its id, metadata and tags, and attached Nsight Compute counters are linked again."""
+    result = reingest_run(request.app.state.engine, run_id)
+    return Response(orjson.dumps(asdict(result)), media_type="application/json")
 
 
 @router.get("/{run_id}/breakdown", summary="Operator breakdown of a run (paper Fig 7)")

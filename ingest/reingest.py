@@ -1,0 +1,95 @@
+"""Re-ingest: classify a run again from its kept raw trace with today's rules.
+
+Raw files are kept (content-addressed) for exactly this: when attribution improves, stored
+runs catch up without anyone re-uploading.  The run keeps its id, metadata and tags; its
+kernels and rollups are replaced in one transaction (a failure changes nothing), and
+Nsight Compute counters attached to it are linked to the new kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.load import insert_kernels
+from tracehouse.ingest.ncu_load import relink
+from tracehouse.ingest.pipeline import PARSERS
+from tracehouse.schema.db import session_scope
+from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Trace
+
+
+@dataclass(frozen=True, slots=True)
+class ReingestResult:
+    run_id: int
+    kernel_count: int
+    reclassified: int  # kernels (matched by execution order) whose operator or attention type changed
+    other_ns_before: int
+    other_ns_after: int
+    counters_linked: int
+
+
+def reingest_run(engine: Engine, run_id: int) -> ReingestResult:
+    """Parse the run's raw timeline trace again and replace its kernels and rollups."""
+    with session_scope(engine) as session:
+        trace_id, fmt, path = _timeline_trace(session, run_id)
+    parsed = PARSERS[fmt](path)  # parse outside the transaction
+    kernels = attribute(parsed)
+    with session_scope(engine) as session:
+        before = _keys(session, run_id)
+        for table in (Kernel, OperatorRollup, KernelRollup):
+            session.execute(delete(table).where(table.run_id == run_id))
+        insert_kernels(session, run_id, trace_id, kernels)
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.kernel_count, run.total_ns = kernels.height, int(kernels["dur_ns"].sum())
+        if kernels.height:
+            end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()
+            run.span_ns = int(end - kernels["start_ns"].min())
+        after = _keys(session, run_id)
+        linked = relink(session, run_id)
+    changed = before.join(after, on="seq", how="full", suffix="_new").filter(
+        pl.col("operator").ne_missing(pl.col("operator_new"))
+        | pl.col("attention_type").ne_missing(pl.col("attention_type_new"))).height
+    return ReingestResult(run_id=run_id, kernel_count=kernels.height, reclassified=changed,
+                          other_ns_before=_other_ns(before), other_ns_after=_other_ns(after),
+                          counters_linked=linked)
+
+
+def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
+    if session.get(Run, run_id) is None:
+        raise NotFound(f"run {run_id} does not exist")
+    rows = session.execute(select(Trace.id, Trace.format, Trace.raw_path).where(Trace.run_id == run_id)
+                           .order_by(Trace.id)).all()
+    timeline = [r for r in rows if r.format in PARSERS]
+    if not timeline:
+        raise BadInput(f"run {run_id} has no timeline trace to re-ingest "
+                       "(Nsight Compute counters are stored as measured)")
+    path = Path(timeline[0].raw_path)
+    if not path.is_file():
+        raise NotFound(f"run {run_id}: its raw file is gone from {path}")
+    return timeline[0].id, timeline[0].format, path
+
+
+def _keys(session: Session, run_id: int) -> pl.DataFrame:
+    rows = session.execute(select(Kernel.seq, Kernel.operator, Kernel.attention_type, Kernel.dur_ns)
+                           .where(Kernel.run_id == run_id)).all()
+    return pl.DataFrame([tuple(r) for r in rows], orient="row", schema={
+        "seq": pl.Int64, "operator": pl.String, "attention_type": pl.String, "dur_ns": pl.Int64})
+
+
+def _other_ns(keys: pl.DataFrame) -> int:
+    return int(keys.filter(pl.col("operator") == "other")["dur_ns"].sum())
+
+
+def reingest_candidates(engine: Engine) -> list[int]:
+    """Every run with a timeline trace, oldest first."""
+    with session_scope(engine) as session:
+        ids = session.scalars(select(Trace.run_id).where(Trace.format.in_(list(PARSERS)), Trace.run_id.is_not(None))
+                              .distinct().order_by(Trace.run_id)).all()
+    return list(ids)  # type: ignore[arg-type]

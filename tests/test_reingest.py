@@ -1,0 +1,105 @@
+"""Re-ingest from the kept raw file: a run whose stored classification is stale (here: wiped to
+'other' behind the store's back, as an older rule table would have left it) gets today's
+classification back, keeps its id, tags and counters, and a failure changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.conftest import KINETO_DIR, Database
+from tests.test_ncu_link import write_ncu_csv
+from tracehouse.analyses.breakdown import breakdown
+from tracehouse.analyses.runs import run_tags
+from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.ingest.meta import RunMeta
+from tracehouse.ingest.ncu_load import ingest_ncu
+from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.reingest import reingest_candidates, reingest_run
+from tracehouse.schema.db import session_scope
+from tracehouse.schema.models import Kernel, KernelRollup, NcuMetric, OperatorRollup, Run, Symbol, Trace
+
+TRACE = KINETO_DIR / "a100_alexnet_small.json.gz"
+
+
+def _stale(db: Database, run_id: int) -> None:
+    """What an older rule table would have stored: every kernel 'other', rollups to match."""
+    with session_scope(db.engine) as s:
+        s.execute(update(Kernel).where(Kernel.run_id == run_id).values(operator="other"))
+        s.execute(update(OperatorRollup).where(OperatorRollup.run_id == run_id).values(operator="other"))
+
+
+def _links(db: Database, run_id: int) -> list[tuple[int, str]]:
+    """(ncu launch id, name of the kernel it is linked to)."""
+    with session_scope(db.engine) as s:
+        rows = s.execute(select(NcuMetric.kernel_id, Symbol.text).join(Kernel, Kernel.id == NcuMetric.kernel_ref)
+                         .join(Symbol, Symbol.id == Kernel.name_id).where(NcuMetric.run_id == run_id)
+                         .distinct().order_by(NcuMetric.kernel_id)).all()
+    return [tuple(r) for r in rows]
+
+
+def test_reingest_restores_todays_classification(db: Database, raw_dir: Path, tmp_path: Path) -> None:
+    if not TRACE.is_file():
+        pytest.skip(f"shared trace not found at {TRACE}")
+    run_id = ingest_file(db.engine, TRACE, RunMeta(model="alexnet", tags={"lab": "a"}), raw_dir=raw_dir).run_id
+    with session_scope(db.engine) as s:
+        fresh = breakdown(s, run_id, "operator")
+        names = s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id)
+                          .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+    ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", list(names))], raw_dir=raw_dir, run_id=run_id)
+    linked = _links(db, run_id)
+    assert len(linked) == len(names)
+    _stale(db, run_id)
+    with session_scope(db.engine) as s:
+        assert breakdown(s, run_id, "operator")["operator"].to_list() == ["other"]
+    assert reingest_candidates(db.engine) == [run_id]
+    result = reingest_run(db.engine, run_id)
+    kernel_rows = fresh["kernel_count"].sum()
+    assert (result.run_id, result.kernel_count, result.counters_linked) == (run_id, kernel_rows, len(names))
+    # Every kernel today's rules do not call 'other' changed back.
+    moved = fresh.filter(pl.col("operator") != "other")["kernel_count"].sum()
+    assert result.reclassified == moved and result.other_ns_after < result.other_ns_before
+    with session_scope(db.engine) as s:
+        assert breakdown(s, run_id, "operator").equals(fresh)
+        assert run_tags(s, run_id) == {"lab": "a"} and s.get(Run, run_id).model_id is not None
+        assert s.scalar(select(func.count()).select_from(KernelRollup).where(KernelRollup.run_id == run_id)) > 0
+    assert _links(db, run_id) == linked  # same launches, same kernels (new rows)
+
+
+def test_reingest_failures_change_nothing(db: Database, raw_dir: Path, tmp_path: Path) -> None:
+    if not TRACE.is_file():
+        pytest.skip(f"shared trace not found at {TRACE}")
+    run_id = ingest_file(db.engine, TRACE, raw_dir=raw_dir).run_id
+    with pytest.raises(NotFound):
+        reingest_run(db.engine, run_id + 1)
+    ncu_only = ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "x.csv", ["k1", "k2"])], raw_dir=raw_dir).run_id
+    with pytest.raises(BadInput, match="no timeline trace"):
+        reingest_run(db.engine, ncu_only)
+    _stale(db, run_id)
+    with session_scope(db.engine) as s:
+        raw = Path(s.scalar(select(Trace.raw_path).where(Trace.run_id == run_id)))
+    raw.rename(raw.with_suffix(".moved"))
+    with pytest.raises(NotFound, match="raw file is gone"):
+        reingest_run(db.engine, run_id)
+    with session_scope(db.engine) as s:
+        assert breakdown(s, run_id, "operator")["operator"].to_list() == ["other"]  # untouched
+
+
+def test_cli_reingest_all(db: Database, raw_dir: Path) -> None:
+    import json
+
+    from tests.test_cli import _cli
+
+    if not TRACE.is_file():
+        pytest.skip(f"shared trace not found at {TRACE}")
+    run_id = json.loads(_cli("ingest", str(TRACE), "--db", db.url, "--json").stdout)[0]["run_id"]
+    _stale(db, run_id)
+    out = _cli("reingest", "--all", "--db", db.url, "--json")
+    assert out.returncode == 0, out.stderr
+    [result] = json.loads(out.stdout)
+    assert result["run_id"] == run_id and result["other_ns_after"] == 0 < result["other_ns_before"]
+    nothing = _cli("reingest", "--db", db.url)
+    assert nothing.returncode == 2 and "--all" in nothing.stderr
