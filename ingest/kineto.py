@@ -1,9 +1,13 @@
 """PyTorch Profiler (Kineto) Chrome-trace JSON: a pure parse into typed frames.
 
-msgspec decodes straight into typed structs, skipping the fields we never read, which is
-several times faster and leaner than building dicts.  Timestamps are kept as the raw JSON
-number text and split into integer µs and ns digits by polars, so the ns digits of
-absolute-epoch traces (``1712195495519689.047`` µs, past float64's precision) survive exactly.
+msgspec decodes straight into typed structs, skipping the fields we never read.  The file is
+gunzipped and decoded ~512 KB of events at a time as it is read (``jsonchunks.py``): a chunk's
+structs are still in cache when their fields are copied out, a field at a time with
+``map(attrgetter(...))``, and neither the whole JSON text (35 MB for 100k events) nor all the
+structs ever exist at once.  Whatever that path trips on is decoded whole, the reference way.
+Timestamps are kept as the raw JSON number text and converted to integer ns by polars, so the
+ns digits of absolute-epoch traces (``1712195495519689.047`` µs, past float64's precision)
+survive exactly.
 
 Formats handled (all seen in real traces):
 - new: float µs relative to ``baseTimeNanoseconds``; kernel ``External id`` = launching op
@@ -16,8 +20,11 @@ Formats handled (all seen in real traces):
 
 from __future__ import annotations
 
+import enum
 import gzip
 import zlib
+from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +35,40 @@ from tracehouse.core.errors import BadTrace
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
+from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 
-GPU_KINDS = {
-    "kernel": "kernel", "Kernel": "kernel",
-    "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
-    "gpu_memset": "memset", "Memset": "memset",
-}
+GPU_KINDS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
+             "gpu_memset": "memset", "Memset": "memset"}
 LAUNCH_CATS = frozenset({"cuda_runtime", "Runtime", "cuda_driver", "hip_runtime"})
-RANGE_CATS = {
-    "cpu_op": "cpu_op", "Operator": "cpu_op",
-    "user_annotation": "annotation",
-    "python_function": "python",
-}
+RANGE_CATS = {"cpu_op": "cpu_op", "Operator": "cpu_op", "user_annotation": "annotation", "python_function": "python"}
+# Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
+_DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
+                 "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
+
+
+class _Open(str, enum.Enum):
+    """A string enum whose unlisted values decode to ``OTHER``: msgspec hands back a shared
+    member instead of a new ``str`` per event (12 MB less for a 100k-event trace).  An unlisted
+    value costs a Python call, hence the lists; the ``str`` base keeps hashing in C."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> enum.Enum:
+        return cls["OTHER"]
+
+
+_Category = _Open("_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)]
+                  + [("OTHER", "")])
+_Phase = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])
+_BUCKET = {**{_Category[c]: "gpu" for c in GPU_KINDS}, **{_Category[c]: "launch" for c in LAUNCH_CATS},
+           **{_Category[c]: "range" for c in RANGE_CATS}}
+_GPU_KIND = {_Category[c]: kind for c, kind in GPU_KINDS.items()}
+_RANGE_KIND = {_Category[c]: kind for c, kind in RANGE_CATS.items()}
+# One shared empty Raw as the default: a default_factory would allocate one per field per event.
+_NO_RAW = msgspec.Raw(b"")
 
 
 # gc=False: these structs never form cycles, and tracking 100k+ of them costs a GC pass.
-class _Args(msgspec.Struct, gc=False):
+class _Args(msgspec.Struct, gc=False, frozen=True):
     external_id: int | None = msgspec.field(default=None, name="External id")
     external_id_old: int | None = msgspec.field(default=None, name="external id")
     correlation: int | None = None
@@ -54,20 +79,23 @@ class _Args(msgspec.Struct, gc=False):
     block: Any = None
     bytes: int | None = None
     # Kept as raw JSON text (Raw cannot sit in a union; empty means absent).
-    input_dims: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Input Dims")
-    concrete_inputs: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Concrete Inputs")
-    input_types: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="Input type")
+    input_dims: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input Dims")
+    concrete_inputs: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Concrete Inputs")
+    input_types: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input type")
+
+
+_NO_ARGS = _Args()  # frozen, so one instance can stand in for every event without args
 
 
 class _Event(msgspec.Struct, gc=False):
-    ph: str | None = None
-    cat: str | None = None
+    ph: _Phase | None = None  # type: ignore[valid-type]
+    cat: _Category | None = None  # type: ignore[valid-type]
     name: str = ""
-    ts: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    ts: msgspec.Raw = _NO_RAW
     dur: float | None = None  # µs; small enough that float64 keeps every ns digit
     pid: int | str | None = None
     tid: int | str | None = None
-    args: _Args | None = None
+    args: _Args | None = _NO_ARGS  # None only for an explicit "args": null
 
 
 class _Device(msgspec.Struct, gc=False):
@@ -93,6 +121,11 @@ class _Trace(msgspec.Struct, gc=False):
 
 _TRACE_DECODER = msgspec.json.Decoder(_Trace)
 _LIST_DECODER = msgspec.json.Decoder(list[_Event])
+_CHUNK_BYTES = 1 << 19  # JSON text decoded at a time (~1.6k events)
+_PIECE_BYTES = 1 << 20  # gunzipped text handed over at a time
+_CHUNK = 2048  # events framed at a time after a whole-document decode
+_FLUSH = 16384  # events per frame gathered as Python objects before they go into polars
+_MAX_US = (2**63 - 1) // 1000  # the largest µs count whose ns fit in an Int64
 
 
 def read_bytes(path: Path) -> bytes:
@@ -113,6 +146,8 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode_trace(raw: bytes, label: str, warnings: dict[str, int]) -> _Trace:
+    """The whole trace in one decode: the reference for what a trace means, and the path
+    that reports what is wrong with a bad one."""
     try:
         return _decode(raw)
     except UnicodeDecodeError:
@@ -138,29 +173,22 @@ def _decode(raw: bytes | str) -> _Trace:
 def parse_kineto(path: Path) -> ParsedTrace:
     """Parse a ``.json`` / ``.json.gz`` PyTorch Profiler trace into typed frames."""
     warnings: dict[str, int] = {}
-    trace = decode_trace(read_bytes(path), path.name, warnings)
-    base_ns = trace.baseTimeNanoseconds or 0
-    event_count = len(trace.traceEvents)
-    # Bucket, then drop the full list and each bucket once framed: the structs are freed as
-    # soon as their columns exist, which keeps peak memory near one copy of the trace.
-    buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
-    for e in trace.traceEvents:
-        if e.ph == "X" and e.cat is not None:
-            kind = "gpu" if e.cat in GPU_KINDS else "launch" if e.cat in LAUNCH_CATS else \
-                "range" if e.cat in RANGE_CATS else None
-            if kind:
-                buckets[kind].append(e)
-    trace.traceEvents = []
-    gpu_events = _gpu_frame(buckets.pop("gpu"), base_ns, warnings)
-    launches = _launch_frame(buckets.pop("launch"), base_ns, warnings)
-    ranges = _range_frame(buckets.pop("range"), base_ns, warnings)
+    try:
+        header, event_count, frames = _decode_streamed(path)
+    except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error):
+        # Whatever the streamed decode trips on, the one-piece decode decides: it names the
+        # error, or replaces stray bytes and counts them, exactly as it always has.
+        header, event_count, frames = _decode_whole(read_bytes(path), path.name, warnings)
+    base_ns = header.baseTimeNanoseconds or 0
     parsed = ParsedTrace(
-        format="kineto", gpu_events=gpu_events, launches=launches, ranges=ranges,
-        devices=_devices(trace.deviceProperties or []), event_count=event_count, warnings=warnings,
+        format="kineto", gpu_events=conform(_timed(frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
+        launches=_launches(_timed(frames.pop("launch"), base_ns, warnings)),
+        ranges=conform(_timed(frames.pop("range"), base_ns, warnings), RANGE_SCHEMA),
+        devices=_devices(header.deviceProperties or []), event_count=event_count, warnings=warnings,
     )
-    if trace.distributedInfo is not None:
-        parsed.rank = trace.distributedInfo.rank
-        parsed.world_size = trace.distributedInfo.world_size
+    if header.distributedInfo is not None:
+        parsed.rank = header.distributedInfo.rank
+        parsed.world_size = header.distributedInfo.world_size
     if parsed.gpu_events.is_empty():
         if parsed.ranges.filter(pl.col("cat") == "cpu_op").is_empty():
             raise BadTrace(f"{path.name}: trace has no GPU kernels and no CPU ops")
@@ -168,23 +196,231 @@ def parse_kineto(path: Path) -> ParsedTrace:
     return parsed
 
 
-def _times(events: list[_Event], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
-    """Start and duration in integer ns; events with a missing or negative duration are dropped."""
-    text = pl.Series("ts", [bytes(e.ts) for e in events], dtype=pl.Binary).cast(pl.String, strict=False)
-    dur = pl.Series("dur", [e.dur for e in events], dtype=pl.Float64)
-    df = pl.DataFrame([text, dur]).select(
-        start_ns=_us_text_to_ns(pl.col("ts")) + base_ns,
-        dur_ns=(pl.col("dur") * 1000).round(0).cast(pl.Int64, strict=False),
-    )
-    bad = df.select(((pl.col("dur_ns") < 0) | pl.col("dur_ns").is_null() | pl.col("start_ns").is_null()).sum()).item()
-    if bad:
+def _decode_streamed(path: Path) -> tuple[_Trace, int, dict[str, _Columns]]:
+    """The trace's header, event count and columns, decoded a chunk at a time as the file is
+    read and gunzipped (on another thread: zlib lets go of the GIL)."""
+    frames, count = _new_frames(), 0
+    pieces = prefetched(file_pieces(path, _PIECE_BYTES))
+    chunks = ArrayChunks(pieces, b"traceEvents", _decode_events, _CHUNK_BYTES)
+    for events in chunks:
+        _add_events(frames, events)
+        count += len(events)
+    return _decode(chunks.rest), count, frames
+
+
+def _decode_events(text: bytes) -> list[_Event] | None:
+    try:
+        return _LIST_DECODER.decode(text)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return None
+
+
+def _decode_whole(raw: bytes, label: str, warnings: dict[str, int]) -> tuple[_Trace, int, dict[str, _Columns]]:
+    """The same from one decode of the whole text (see ``decode_trace``)."""
+    trace = decode_trace(raw, label, warnings)
+    events, trace.traceEvents = trace.traceEvents, []
+    frames = _new_frames()
+    for start in range(0, len(events), _CHUNK):
+        _add_events(frames, events[start:start + _CHUNK])
+    return trace, len(events), frames
+
+
+class _Columns:
+    """One frame's columns, filled a chunk at a time.  Values gather in Python lists and move
+    into typed polars columns every ``_FLUSH`` events, so the Python objects of a big trace
+    never all exist at once; raw JSON texts are NUL-joined per chunk (see ``_raw_texts``)."""
+
+    def __init__(self, typed: Callable[[_Columns], dict[str, pl.Series]]) -> None:
+        self.typed = typed
+        self.warnings: dict[str, int] = {}  # from typing; merged into the trace's in frame order
+        self.parts: list[pl.DataFrame] = []
+        self.values: dict[str, list] = {}
+        self.blobs: dict[str, list[bytes]] = {}
+        self.split: dict[str, pl.Series] | None = None
+        self.n = 0
+
+    def add(self, values: dict[str, list], texts: dict[str, bytes], n: int) -> None:
+        for name, column in values.items():
+            self.values.setdefault(name, []).extend(column)
+        for name, blob in texts.items():
+            self.blobs.setdefault(name, []).append(blob)
+        self.n += n
+        if self.n >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n or not self.parts:
+            self.parts.append(pl.DataFrame(self.typed(self)))
+        self.values, self.blobs, self.split, self.n = {}, {}, None, 0
+
+    def texts(self, name: str) -> pl.Series:
+        if self.split is None:
+            self.split = _raw_texts(self.blobs, self.n)
+        return self.split.get(name, pl.Series(dtype=pl.String))
+
+    def frame(self) -> pl.DataFrame:
+        self.flush()
+        parts, self.parts = self.parts, []
+        return pl.concat(parts)
+
+
+def _new_frames() -> dict[str, _Columns]:
+    return {"gpu": _Columns(_gpu_typed), "launch": _Columns(_launch_typed), "range": _Columns(_range_typed)}
+
+
+def _add_events(frames: dict[str, _Columns], events: list[_Event]) -> None:
+    """Complete (``ph`` X) events of the categories we use, into their frame's columns."""
+    buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
+    add = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}.get
+    complete = _Phase.X  # type: ignore[attr-defined]
+    for e in events:
+        if e.ph is complete and (append := add(e.cat)) is not None:
+            append(e)
+    for kind, part in (("gpu", _gpu_part), ("launch", _launch_part), ("range", _range_part)):
+        if bucket := buckets[kind]:
+            frames[kind].add(*part(bucket), len(bucket))
+
+
+def _column(events: list, field: str) -> list:
+    return list(map(attrgetter(field), events))
+
+
+def _args(events: list[_Event]) -> list[_Args]:
+    args = _column(events, "args")
+    return [a or _NO_ARGS for a in args] if None in args else args
+
+
+def _joined(items: list, field: str) -> bytes:
+    """The raw JSON texts of one field, NUL-separated (NUL cannot occur in JSON text), joined
+    in C: msgspec.Raw exposes its bytes, so no per-event ``bytes`` or ``str`` is made."""
+    return b"\x00".join(map(attrgetter(field), items))
+
+
+def _raw_texts(blobs: dict[str, list[bytes]], n: int) -> dict[str, pl.Series]:
+    """String columns of ``n`` raw JSON texts each (null where absent), split out of the
+    fields' blobs by one polars call."""
+    if n == 0:
+        return {}
+    blob = b"\x00".join(b"\x00".join(parts) for parts in blobs.values())
+    texts = pl.select(pl.lit(blob).cast(pl.String).str.split("\x00").explode().replace("", None)).to_series()
+    return {name: texts.slice(i * n, n) for i, name in enumerate(blobs)}
+
+
+def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
+    args = _args(events)
+    return {
+        "kind": list(map(_GPU_KIND.__getitem__, _column(events, "cat"))),
+        "name": _column(events, "name"),
+        # Kineto puts the device in args; very old traces only in pid.
+        "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events)],
+        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events)],
+        "correlation": _column(args, "correlation"),
+        "external_id": [a.external_id if a.external_id is not None else a.external_id_old for a in args],
+        "bytes": _column(args, "bytes"),
+        **_axes("grid", _column(args, "grid")), **_axes("block", _column(args, "block")),
+        "dur": _column(events, "dur"),
+    }, {"ts": _joined(events, "ts")}
+
+
+def _axes(dim: str, values: list) -> dict[str, list]:
+    """``dim_x`` / ``dim_y`` / ``dim_z`` columns.  Transposed here, a chunk at a time, so the
+    decoded ``[x, y, z]`` lists die with their chunk instead of piling up for the collector."""
+    xyz = list(zip(*map(_dim3, values))) or [(), (), ()]
+    return {f"{dim}_{axis}": list(column) for axis, column in zip("xyz", xyz)}
+
+
+def _launch_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
+    return {
+        "pid": _column(events, "pid"), "tid": _column(events, "tid"), "name": _column(events, "name"),
+        "correlation": _column(_args(events), "correlation"), "dur": _column(events, "dur"),
+    }, {"ts": _joined(events, "ts")}
+
+
+def _range_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
+    args = _args(events)
+    return {
+        "pid": _column(events, "pid"), "tid": _column(events, "tid"), "name": _column(events, "name"),
+        "cat": list(map(_RANGE_KIND.__getitem__, _column(events, "cat"))), "dur": _column(events, "dur"),
+    }, {"ts": _joined(events, "ts"), **{f: _joined(args, f) for f in ("input_dims", "concrete_inputs", "input_types")}}
+
+
+def _gpu_typed(c: _Columns) -> dict[str, pl.Series]:
+    v = c.values
+    cols = {
+        "kind": pl.Series(v.get("kind", []), dtype=pl.String),
+        "name": pl.Series(v.get("name", []), dtype=pl.String),
+        **{name: _int_series(name, v.get(name, []), c.warnings)
+           for name in ("device", "stream", "correlation", "external_id", "bytes")},
+    }
+    for axis in "xyz":
+        for dim in ("grid", "block"):
+            cols[f"{dim}_{axis}"] = _int_series(dim, v.get(f"{dim}_{axis}", []), c.warnings)
+    return cols | _raw_times(c)
+
+
+def _launch_typed(c: _Columns) -> dict[str, pl.Series]:
+    v = c.values
+    return {
+        "pid": _int_series("pid", v.get("pid", []), c.warnings, host=True),
+        "tid": _int_series("tid", v.get("tid", []), c.warnings, host=True),
+        "correlation": _int_series("correlation", v.get("correlation", []), c.warnings),
+        "name": pl.Series(v.get("name", []), dtype=pl.String),
+    } | _raw_times(c)
+
+
+def _range_typed(c: _Columns) -> dict[str, pl.Series]:
+    v = c.values
+    return {
+        "pid": _int_series("pid", v.get("pid", []), c.warnings, host=True),
+        "tid": _int_series("tid", v.get("tid", []), c.warnings, host=True),
+        "name": pl.Series(v.get("name", []), dtype=pl.String),
+        "cat": pl.Series(v.get("cat", []), dtype=pl.String),
+        **{col: c.texts(col) for col in ("input_dims", "concrete_inputs", "input_types")},
+    } | _raw_times(c)
+
+
+def _raw_times(c: _Columns) -> dict[str, pl.Series]:  # made start_ns / dur_ns by _timed
+    return {"dur": pl.Series(c.values.get("dur", []), dtype=pl.Float64), "ts": c.texts("ts")}
+
+
+def _timed(columns: _Columns, base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
+    """The frame's events with a valid time, ``ts`` / ``dur`` turned into ``start_ns`` /
+    ``dur_ns``; its problems are counted in the order the frames are built, as they always were."""
+    df = columns.frame()
+    for key, count in columns.warnings.items():
+        warnings[key] = warnings.get(key, 0) + count
+    df = df.drop("ts", "dur").hstack(_times(df["ts"], df["dur"], base_ns))
+    valid = df.filter(pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0) & pl.col("start_ns").is_not_null())
+    if bad := df.height - valid.height:
         warnings["missing_or_negative_duration"] = warnings.get("missing_or_negative_duration", 0) + bad
-    return df
+    return valid
 
 
-def _us_text_to_ns(text: pl.Expr) -> pl.Expr:
+def _times(text: pl.Series, dur: pl.Series, base_ns: int) -> pl.DataFrame:
+    """Start and duration in integer ns (null where missing or unreadable)."""
+    return pl.DataFrame({"start_ns": _us_text_to_ns(text) + base_ns,
+                         "dur_ns": (dur * 1000).round(0).cast(pl.Int64, strict=False)})
+
+
+def _us_text_to_ns(text: pl.Series) -> pl.Series:
     """JSON number text in µs → integer ns, exactly: integer part × 1000 + the first three
-    decimals.  Exponent notation (never seen from Kineto) goes through float64."""
+    decimals.  Kineto writes at most three decimals and no exponent, which an Int64 or
+    Decimal cast parses exactly; anything else takes the general expression."""
+    whole = text.cast(pl.Int64, strict=False)  # integer µs: older traces
+    if whole.is_between(-_MAX_US, _MAX_US).fill_null(False).all():
+        return (whole * 1000).alias("start_ns")
+    # A Decimal(38, 3) is stored as the integer value × 1000: exactly the ns.
+    fast = text.cast(pl.Decimal(38, 3), strict=False).to_physical().cast(pl.Int64, strict=False)
+    decimals = text.str.len_bytes() - text.str.find(".", literal=True) - 1
+    slow = fast.is_null() | text.str.contains_any(["e", "E"]) | (decimals > 3).fill_null(False)
+    if not slow.any():
+        return fast.alias("start_ns")
+    general = pl.select(_general_us_text_to_ns(pl.lit(text.filter(slow)))).to_series()
+    return fast.scatter(slow.arg_true(), general).alias("start_ns")
+
+
+def _general_us_text_to_ns(text: pl.Expr) -> pl.Expr:
+    """Exponent notation (never seen from Kineto) goes through float64."""
     body = text.str.strip_prefix("-")
     whole = body.str.extract(r"^(\d+)(?:\.\d*)?$").cast(pl.Int64, strict=False)
     frac = body.str.extract(r"^\d+\.(\d{1,3})").str.pad_end(3, "0").cast(pl.Int64, strict=False).fill_null(0)
@@ -193,11 +429,15 @@ def _us_text_to_ns(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.starts_with("-")).then(-magnitude).otherwise(magnitude)
 
 
-def _int_series(name: str, values: list, warnings: dict[str, int]) -> pl.Series:
-    """Int64 column; values beyond int64 (seen as corrupt ids) become null and are counted."""
+def _int_series(name: str, values: list, warnings: dict[str, int], *, host: bool = False) -> pl.Series:
+    """Int64 column; values beyond int64 (seen as corrupt ids) become null and are counted.
+    ``host``: a pid / tid column, where strings are read by ``_host_id`` (not the common case,
+    so it is tried only when the column does not convert as it is)."""
     try:
         return pl.Series(name, values, dtype=pl.Int64)
     except (OverflowError, TypeError, pl.exceptions.PolarsError):
+        if host:
+            values = [v if type(v) is int else _host_id(v) for v in values]
         clean = [v if isinstance(v, int) and -(2**63) <= v < 2**63 else None for v in values]
         warnings["integer_out_of_range"] = warnings.get("integer_out_of_range", 0) + sum(
             1 for a, b in zip(values, clean) if a is not None and b is None)
@@ -217,6 +457,8 @@ _NO_DIM3 = (None, None, None)
 
 
 def _dim3(value: Any) -> tuple | list:
+    if type(value) is list and len(value) == 3:  # as written: a non-int entry is counted later
+        return value
     if isinstance(value, str):  # "[1, 1, 1]"
         try:
             value = msgspec.json.decode(value)
@@ -233,61 +475,10 @@ def _host_id(value: int | str | None) -> int | None:
     return value
 
 
-def _valid(df: pl.DataFrame) -> pl.DataFrame:
-    return df.filter(pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0) & pl.col("start_ns").is_not_null())
-
-
-def _gpu_frame(events: list[_Event], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
-    args = [e.args or _Args() for e in events]
-    grid = [a.grid if type(a.grid) is list and len(a.grid) == 3 else _dim3(a.grid) for a in args]
-    block = [a.block if type(a.block) is list and len(a.block) == 3 else _dim3(a.block) for a in args]
-    cols = {
-        "kind": pl.Series([GPU_KINDS[e.cat] for e in events], dtype=pl.String),  # type: ignore[index]
-        "name": pl.Series([e.name for e in events], dtype=pl.String),
-        # Kineto puts the device in args; very old traces only in pid.
-        "device": _int_series("device", [a.device if a.device is not None else _host_id(e.pid)
-                                         for a, e in zip(args, events)], warnings),
-        "stream": _int_series("stream", [_stream(a.stream) if a.stream is not None else _host_id(e.tid)
-                                         for a, e in zip(args, events)], warnings),
-        "correlation": _int_series("correlation", [a.correlation for a in args], warnings),
-        "external_id": _int_series("external_id", [a.external_id if a.external_id is not None
-                                                   else a.external_id_old for a in args], warnings),
-        "bytes": _int_series("bytes", [a.bytes for a in args], warnings),
-    }
-    for axis, i in (("x", 0), ("y", 1), ("z", 2)):
-        cols[f"grid_{axis}"] = _int_series("g", [g[i] for g in grid], warnings)
-        cols[f"block_{axis}"] = _int_series("b", [b[i] for b in block], warnings)
-    df = pl.DataFrame(cols).hstack(_times(events, base_ns, warnings))
-    return conform(_valid(df), GPU_EVENT_SCHEMA)
-
-
-def _launch_frame(events: list[_Event], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
-    df = pl.DataFrame({
-        "pid": _int_series("pid", [e.pid if type(e.pid) is int else _host_id(e.pid) for e in events], warnings),
-        "tid": _int_series("tid", [e.tid if type(e.tid) is int else _host_id(e.tid) for e in events], warnings),
-        "correlation": _int_series("correlation", [e.args.correlation if e.args else None for e in events], warnings),
-        "name": pl.Series([e.name for e in events], dtype=pl.String),
-    }).hstack(_times(events, base_ns, warnings))
-    df = _valid(df).filter(pl.col("correlation").is_not_null())
+def _launches(df: pl.DataFrame) -> pl.DataFrame:
+    df = df.filter(pl.col("correlation").is_not_null())
     # A runtime and a driver record can share a correlation id; keep the first (outer) one.
     return conform(df.unique("correlation", keep="first", maintain_order=True), LAUNCH_SCHEMA)
-
-
-def _range_frame(events: list[_Event], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
-    args = [e.args for e in events]
-    df = pl.DataFrame({
-        "pid": _int_series("pid", [e.pid if type(e.pid) is int else _host_id(e.pid) for e in events], warnings),
-        "tid": _int_series("tid", [e.tid if type(e.tid) is int else _host_id(e.tid) for e in events], warnings),
-        "name": pl.Series([e.name for e in events], dtype=pl.String),
-        "cat": pl.Series([RANGE_CATS[e.cat] for e in events], dtype=pl.String),  # type: ignore[index]
-        **{col: pl.Series([_raw_text(getattr(a, col)) if a else None for a in args], dtype=pl.String)
-           for col in ("input_dims", "concrete_inputs", "input_types")},
-    }).hstack(_times(events, base_ns, warnings))
-    return conform(_valid(df), RANGE_SCHEMA)
-
-
-def _raw_text(raw: msgspec.Raw) -> str | None:
-    return bytes(raw).decode() if raw else None
 
 
 def _devices(props: list[_Device]) -> list[DeviceInfo]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sqlite3
 from datetime import UTC, datetime
+from itertools import chain
 
 import orjson
 import polars as pl
@@ -20,7 +22,7 @@ from tracehouse.ingest.hardware import device_row
 from tracehouse.ingest.meta import RunMeta
 from tracehouse.ingest.model_catalog import family_and_architecture
 from tracehouse.schema.models import (
-    Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
+    Base, Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
 )
 
 KERNEL_TABLE_COLUMNS = (
@@ -30,6 +32,7 @@ KERNEL_TABLE_COLUMNS = (
     "head_dim", "component", "step", "cpu_op_id", "annotation_id", "op_flops", "op_bytes",
 )
 _SYMBOL_CHUNK = 500
+_ROWS_PER_INSERT = 200
 
 
 def _upsert(session: Session, table, values: dict, conflict: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -147,6 +150,7 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
 def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
     if rows.is_empty():
         return
+    rows = _without_null_columns(rows, table)
     dbapi = session.connection().connection.driver_connection
     columns = ", ".join(f'"{c}"' for c in rows.columns)
     if session.get_bind().dialect.name == "postgresql":
@@ -155,8 +159,35 @@ def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
         with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
             copy.write(buf.getvalue())
         return
-    marks = ", ".join("?" for _ in rows.columns)
-    dbapi.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows.iter_rows())
+    _sqlite_insert(dbapi, f"INSERT INTO {table} ({columns}) VALUES ", rows)
+
+
+def _sqlite_insert(dbapi: sqlite3.Connection, insert: str, rows: pl.DataFrame) -> None:
+    """Many rows per ``INSERT ... VALUES`` (up to SQLite's bound-variable limit): executing
+    one statement per row is a fifth of ``executemany``'s time for kernel rows."""
+    width = rows.width
+    per = max(1, min(_ROWS_PER_INSERT, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    # Flat values in row order, zipped from whole columns: cheaper than polars' row iteration.
+    values = list(chain.from_iterable(zip(*(column.to_list() for column in rows.get_columns()))))
+    step = per * width
+    full = len(values) - len(values) % step
+    row = f"({', '.join('?' * width)})"
+    if full:
+        dbapi.executemany(insert + ", ".join([row] * per), (values[i:i + step] for i in range(0, full, step)))
+    if full < len(values):
+        dbapi.execute(insert + ", ".join([row] * ((len(values) - full) // width)), values[full:])
+
+
+def _without_null_columns(rows: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Leave out columns that are null in every row and have no default, so they get NULL
+    from the database: binding values is most of what an insert costs, and a kernel row's
+    attention and annotation keys are null in most runs."""
+    declared = Base.metadata.tables.get(table)
+    if declared is None:
+        return rows
+    keep = [c for c in rows.columns if c not in declared.c or declared.c[c].server_default is not None
+            or rows[c].null_count() < rows.height]
+    return rows.select(keep) if keep else rows
 
 
 def delete_run(session: Session, run_id: int) -> None:

@@ -1,0 +1,177 @@
+"""Decode the one big array of a JSON document a chunk at a time, as the document is read.
+
+A profiler trace is one object whose ``traceEvents`` array holds nearly all of its bytes.
+Holding the whole text (35 MB for 100k events) and then every decoded event at once is what
+makes a one-piece decode heavy.  Here the text arrives in pieces (gunzipped as it is read),
+and the array's elements are cut into chunks of about ``chunk_bytes``, each decoded alone
+while it is still in cache.
+
+Cuts are found by pattern (``}``, a comma, ``{``), and the pattern can also match inside a
+string or a nested object.  Such a cut never decodes: elements wrapped in ``[...]`` form valid
+JSON only when every cut lies between two elements of the array (a JSON value read from an
+element's start ends exactly at that element's end).  So the decoder's acceptance is what
+proves each cut; a chunk that fails is retried at the next cut, a few times, and anything
+else unexpected raises ``Unsplittable`` for the caller to decode the whole document instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+_WS = re.compile(rb"[ \t\n\r]*")
+_CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends, the next begins
+_END = re.compile(rb"\}[ \t\n\r]*\]")  # the last element ends
+_TRIES = 8  # cuts tried per chunk before giving up on the document
+_READ = 1 << 18  # compressed bytes read at a time
+
+
+class Unsplittable(Exception):
+    """The document is not one this module splits; decode it whole."""
+
+
+def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``pieces``, produced up to ``depth`` ahead on a worker thread: zlib lets go of the GIL
+    while it inflates, so gunzipping runs on another core while the caller decodes."""
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(item, timeout=0.05)
+                return True
+        return False
+
+    def work() -> None:
+        try:
+            for piece in pieces:
+                if not offer(piece):
+                    return
+            offer(None)
+        except BaseException as exc:  # whatever it is, the caller's thread raises it
+            offer(exc)
+
+    threading.Thread(target=work, name="tracehouse-gunzip", daemon=True).start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the caller stopped early: let the worker go
+
+
+def file_pieces(path: Path, piece_bytes: int) -> Iterator[bytes]:
+    """The file's bytes at most ``piece_bytes`` at a time, gunzipped when it is gzip (by magic)."""
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+        fh.seek(0)
+        if magic != b"\x1f\x8b":
+            while piece := fh.read(piece_bytes):
+                yield piece
+            return
+        inflate = zlib.decompressobj(wbits=31)
+        while data := fh.read(_READ):
+            while data:
+                if piece := inflate.decompress(data, piece_bytes):
+                    yield piece
+                data = inflate.unconsumed_tail
+        if not inflate.eof or inflate.unused_data:
+            raise Unsplittable("truncated or multi-member gzip")
+
+
+class ArrayChunks:
+    """Iterating yields ``decode(b"[" + elements + b"]")`` for successive chunks of the array
+    under top-level ``key`` (or of a top-level array); ``decode`` returns None when the text
+    does not decode.  Afterwards ``rest`` is the document with that array emptied."""
+
+    def __init__(self, pieces: Iterator[bytes], key: bytes, decode: Callable[[bytes], list | None],
+                 chunk_bytes: int) -> None:
+        self.pieces = pieces
+        self.opener = re.compile(rb'"' + re.escape(key) + rb'"[ \t\n\r]*:[ \t\n\r]*\[')
+        self.key = b'"' + key + b'"'
+        self.decode = decode
+        self.chunk_bytes = chunk_bytes
+        self.buf = b""  # text read and not yet decoded
+        self.prefix = b""  # the document up to the array, with the array closed again (emptied)
+        self.rest = b""
+
+    def __iter__(self) -> Iterator[list]:
+        pos = self._open()
+        pos = self._skip_ws(pos)
+        last = self.buf[pos:pos + 1] == b"]"
+        pos += last
+        while not last:
+            items, pos, last = self._chunk(pos)
+            yield items
+        tail = self.buf[pos:] + b"".join(self.pieces)
+        if self.key in tail:  # the key twice: which array counts is the decoder's call
+            raise Unsplittable("key repeated")
+        self.rest = self.prefix + tail
+
+    def _more(self, keep_from: int) -> bool:
+        """Append the next piece, dropping the text before ``keep_from``; False at the end."""
+        piece = next(self.pieces, None)
+        if piece is None:
+            return False
+        self.buf = self.buf[keep_from:] + piece
+        return True
+
+    def _open(self) -> int:
+        """Just past the array's ``[``, reading as far as it takes to find it."""
+        searched = 0
+        while True:
+            start = _WS.match(self.buf).end()
+            first = self.buf[start:start + 1]
+            found = self.opener.search(self.buf, max(0, searched - 256)) if first == b"{" else None
+            if first == b"[" or found:
+                end = found.end() if found else start + 1
+                if found and self.key in self.buf[:found.start()]:
+                    raise Unsplittable("key repeated")
+                self.prefix = self.buf[:end] + b"]"
+                return end
+            searched = len(self.buf)
+            if first not in (b"", b"{") or not self._more(0):
+                raise Unsplittable("no array to split")
+
+    def _skip_ws(self, pos: int) -> int:
+        while (pos := _WS.match(self.buf, pos).end()) == len(self.buf):
+            if not self._more(pos):
+                raise Unsplittable("document ends inside the array")
+            pos = 0
+        return pos
+
+    def _chunk(self, pos: int) -> tuple[list, int, bool]:
+        """Elements from ``pos`` (an element's start) to the first proven cut past the target
+        size: the decoded chunk, where the next element starts, and whether the array ended."""
+        target = pos + self.chunk_bytes
+        for _ in range(_TRIES):
+            while (cut := _CUT.search(self.buf, target)) is None:
+                if not self._more(pos):  # all text is in: the array ends in what is left
+                    if (found := self._last(pos, len(self.buf))) is None:
+                        raise Unsplittable("no decodable end of the array")
+                    return found
+                target, pos = target - pos, 0
+            if (items := self._decode(pos, cut.start() + 1)) is not None:
+                return items, cut.end(), False
+            # Either the array ends before this cut or the cut lies inside an element.
+            if (found := self._last(pos, cut.start())) is not None:
+                return found
+            target = cut.end()
+        raise Unsplittable("no decodable cut")
+
+    def _last(self, pos: int, limit: int) -> tuple[list, int, bool] | None:
+        """The chunk ending at the array's ``]``, if that lies between ``pos`` and ``limit``."""
+        for _, end in zip(range(_TRIES), _END.finditer(self.buf, pos, limit + 1)):
+            if (items := self._decode(pos, end.start() + 1)) is not None:
+                return items, end.end(), True
+        return None
+
+    def _decode(self, start: int, end: int) -> list | None:
+        return self.decode(b"".join((b"[", memoryview(self.buf)[start:end], b"]")))
