@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run, to_frame
-from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
+from tracehouse.ingest.pipeline import TIMELINE_FORMATS
+from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run, Trace
 
 # Run columns that say what a run *is*; the summary lists those that differ between the two.
 KNOB_COLUMNS = ("model_id", "hardware_id", "attention_backend", "scale", "batch", "dtype",
@@ -142,7 +143,10 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
     :func:`compare_summary` row, with ``model``, ``family`` and ``hardware`` in front.
     ``model`` / ``hardware`` filter (hardware: substring of the device name)."""
     cols = [getattr(Run, k) for k in PAIR_KEYS]
-    stmt = (select(func.max(Run.id), Run.attention_backend, *cols).where(Run.attention_backend.in_([baseline, other]))
+    # Counter-only (ncu) runs have no timeline to time; they never stand in for a run.
+    timed = select(Trace.run_id).where(Trace.format.in_(TIMELINE_FORMATS))
+    stmt = (select(func.max(Run.id), Run.attention_backend, *cols)
+            .where(Run.attention_backend.in_([baseline, other]), Run.id.in_(timed))
             .group_by(Run.attention_backend, *cols))
     runs = to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, **_PAIR_TYPES})
     pairs = (runs.filter(pl.col("backend") == baseline)

@@ -143,7 +143,9 @@ def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataF
     ``counters`` where the run has Nsight Compute counters for that group, else ``analytic``
     (shape-derived FLOPs and ideal DRAM bytes, see the module docstring; no L2 / L1 figures).
     Then the device's ``peak_flops_s, peak_bandwidth_bytes_s``, ``attainable_flops_s``,
-    ``bound`` (by DRAM intensity) and ``efficiency`` (achieved / attainable)."""
+    ``bound`` (by DRAM intensity) and ``efficiency`` (achieved / attainable).  A counters row's
+    ``time_ns`` is what ncu measured for the profiled launches (replayed one at a time, caches
+    flushed); an analytic row's is the timeline's kernel time."""
     from tracehouse.analyses.counters import counter_groups, has_counters, with_bounds
 
     if by not in ROOFLINE_BY:
@@ -158,7 +160,7 @@ def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataF
     frame = pl.concat([f for f in (counted, analytic) if f is not None], how="vertical_relaxed")
     return with_bounds(frame, "ai_dram").with_columns(
         efficiency=pl.col("gflops_per_s") * 1e9 / pl.col("attainable_flops_s")
-    ).sort("time_ns", descending=True, nulls_last=True)
+    ).sort("time_ns", by, descending=[True, False], nulls_last=True)
 
 
 def _analytic_groups(session: Session, run: Run, by: str) -> pl.DataFrame:

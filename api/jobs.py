@@ -64,7 +64,8 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
     values = orjson.loads(job.meta) if job.meta else {}
     upload = Path(job.upload_path)
     try:
-        [unit] = plan_units([upload])  # a folder holds the CSVs of one ncu run
+        # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
+        [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              run_id=job.target_run_id)

@@ -57,9 +57,9 @@ class TableParams:
 
     def __init__(self, request: Request, settings: SettingsDep,
                  format: Annotated[Format, Query(description="json (default), csv or parquet")] = "json",
-                 limit: Annotated[int | None, Query(ge=1, description="Rows per answer (at most the "
+                 limit: Annotated[int | None, Query(ge=1, le=2**53, description="Rows per answer (at most the "
                                                     "server's max_rows, the default)")] = None,
-                 offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0) -> None:
+                 offset: Annotated[int, Query(ge=0, le=2**53, description="Rows to skip")] = 0) -> None:
         self.request, self.format, self.offset = request, format, offset
         self.limit = min(limit or settings.max_rows, settings.max_rows)
 

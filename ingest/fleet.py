@@ -274,11 +274,14 @@ UTIL_COLUMNS = ("mean_mem_util", "peak_mem_util", "sm_util")
 
 def _replace_earlier_copies(session: Session, import_id: int) -> tuple[int, set[str]]:
     """Accounting dumps overlap (sacct run daily over a week's window), so a job already stored
-    by an earlier import is replaced by this import's copy, which knows its latest end time.
+    by an earlier import (same cluster, job id and start) is replaced by this import's copy,
+    which knows its latest end time.
     Utilisation the earlier copy got from nvidia-smi logs is kept where the new copy has none.
     Returns the number replaced and the months their old copies counted in."""
     new, old = aliased(FleetJob), FleetJob
-    same_job = and_(new.import_id == import_id, new.job_id == old.job_id,
+    # A job id alone is not a job: two sources (or Slurm after a reset) reuse ids.  Cluster, id
+    # and start together are, and the start of a job does not change between dumps.
+    same_job = and_(new.import_id == import_id, new.job_id == old.job_id, new.start == old.start,
                     new.cluster.is_not_distinct_from(old.cluster))
     earlier = session.execute(
         select(old.id, old.job_id, old.cluster, old.start, *(getattr(old, c) for c in UTIL_COLUMNS))
@@ -287,7 +290,7 @@ def _replace_earlier_copies(session: Session, import_id: int) -> tuple[int, set[
         for col in UTIL_COLUMNS:
             if getattr(row, col) is not None:
                 session.execute(update(FleetJob).where(
-                    FleetJob.import_id == import_id, FleetJob.job_id == row.job_id,
+                    FleetJob.import_id == import_id, FleetJob.job_id == row.job_id, FleetJob.start == row.start,
                     FleetJob.cluster.is_not_distinct_from(row.cluster), getattr(FleetJob, col).is_(None),
                 ).values({col: getattr(row, col)}))
     ids = [row.id for row in earlier]

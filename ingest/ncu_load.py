@@ -46,6 +46,11 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
     With ``run_id`` the counters are attached to that existing run (``meta`` is then unused)."""
     paths = sorted(Path(p) for p in paths)
     sums = [file_sha256(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for path, (digest, _) in zip(paths, sums):
+        if digest in seen:
+            raise BadInput(f"{seen[digest].name} and {path.name} are the same file; give it once")
+        seen[digest] = path
     found = _already_ingested(engine, [d for d, _ in sums], run_id)
     if found is not None:
         return found
@@ -59,7 +64,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
         with session_scope(engine) as session:
             if run_id is None:
                 run_id = insert_run(session, parsed, empty_frame(_NO_KERNELS), meta or RunMeta())
-            links = _link_to_timeline(session, run_id, kernels)
+            links, timeline_count = _link_to_timeline(session, run_id, kernels)
             run = session.get(Run, run_id)
             if not run.kernel_count:  # an ncu-only run: its size is the profiled launches'
                 run.kernel_count = kernels.height
@@ -77,23 +82,36 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
             target.unlink(missing_ok=True)
         raise
     unmatched = kernels.height - links.height
-    warnings = {"ncu_launches_unmatched": unmatched} if unmatched and links.height else {}
+    warnings = {"ncu_launches_unmatched": unmatched} if unmatched and timeline_count else {}
     return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height,
                         warnings=warnings)
 
 
-def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    """Check the run can take counters and match its timeline kernels, if any."""
-    if session.get(Run, run_id) is None:
+def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.DataFrame, int]:  # type: ignore[no-untyped-def]
+    """Check the run can take counters and match its timeline kernels: (links, how many
+    timeline kernels there were).  Counters that match none of a timeline are refused: they
+    profile some other workload, and attaching them would only mislabel them."""
+    # FOR UPDATE (PostgreSQL): two concurrent attaches to one run queue here, not both pass.
+    if session.get(Run, run_id, with_for_update=True) is None:
         raise NotFound(f"run {run_id} does not exist")
     if session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None:
         raise BadInput(f"run {run_id} already has Nsight Compute counters")
+    timeline = timeline_kernels(session, run_id)
+    links = link_launches(launches.select("kernel_id", "kernel_name"), timeline)
+    if timeline.height and launches.height and links.is_empty():
+        raise BadInput(f"none of the {launches.height} profiled launches matches a kernel of run {run_id} "
+                       "by name; are they from the same workload?")
+    return links, timeline.height
+
+
+def timeline_kernels(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """``kernel_ref, name`` of the run's GPU kernels in *launch* order (correlation ids grow
+    with each launch), which is ncu's order; start order differs across streams."""
     rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
                            .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
-                           .order_by(Kernel.seq)).all()
-    timeline = pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
-                            orient="row")
-    return link_launches(launches.select("kernel_id", "kernel_name"), timeline)
+                           .order_by(Kernel.correlation.is_(None), Kernel.correlation, Kernel.seq)).all()
+    return pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
+                        orient="row")
 
 
 def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
@@ -124,11 +142,7 @@ def relink(session, run_id: int) -> int:  # type: ignore[no-untyped-def]
     launches = stored_metrics(session, run_id).select("kernel_id", "kernel_name").unique("kernel_id")
     if launches.is_empty():
         return 0
-    rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
-                           .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
-    timeline = pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
-                            orient="row")
-    links = link_launches(launches, timeline)
+    links = link_launches(launches, timeline_kernels(session, run_id))
     session.execute(update(NcuMetric).where(NcuMetric.run_id == run_id).values(kernel_ref=None))
     if links.height:  # Core table, not the ORM class: a plain executemany, not a bulk-by-key update
         table = NcuMetric.__table__

@@ -47,17 +47,21 @@ def detect_format(path: Path) -> str:
     """kineto / nsys / ncu, from the content (the name's extension is not trusted)."""
     with path.open("rb") as fh:
         head = fh.read(NCU_SNIFF_BYTES)
-    if head.startswith(b"\x1f\x8b") or head.lstrip()[:1] in (b"{", b"["):
+    if head.startswith(b"\x1f\x8b"):
         return "kineto"
     if head.startswith(SQLITE_MAGIC):
         return "nsys"
+    # Before the JSON check: ncu output starts with whatever the program printed, a dict even.
     if any(mark in head for mark in _NCU_MARKS):
         return "ncu"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "kineto"
     raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz, "
                    "an Nsight Systems SQLite export or Nsight Compute CSV)")
 
 
 PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
+TIMELINE_FORMATS = tuple(PARSERS)  # what has kernels on a timeline (ncu counters do not)
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

@@ -8,6 +8,7 @@ Nsight Compute counters attached to it are linked to the new kernels.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Trace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,8 @@ def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
                        "(Nsight Compute counters are stored as measured)")
     path = Path(timeline[0].raw_path)
     if not path.is_file():
-        raise NotFound(f"run {run_id}: its raw file is gone from {path}")
+        log.warning("run %s: raw file missing at %s", run_id, path)  # the path is for the operator
+        raise NotFound(f"run {run_id}: its raw file is gone from the store; ingest the trace again")
     return timeline[0].id, timeline[0].format, path
 
 

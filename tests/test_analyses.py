@@ -406,6 +406,12 @@ def test_table_ii_pairs_runs_alike_but_for_the_backend(db: Database, raw_dir: Pa
     base = run("baseline", 90.0, "baseline", batch=1)  # a repeat: the latest one counts
     flash = run("flash", 30.0, "flash", batch=1)
     run("flash-batch-4", 35.0, "flash", batch=4)  # no baseline at batch 4: unpaired
+    # Later Nsight Compute counters with the same metadata have no timeline: never a pair's side.
+    from tests.test_ncu_link import write_ncu_csv
+    from tracehouse.ingest.ncu_load import ingest_ncu
+
+    ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", ["k(int)"])],
+               RunMeta(model="toy-llm", attention_backend="flash", batch=1), raw_dir=raw_dir)
     with session_scope(db.engine) as s:
         table = backend_speedups(s)
         expected = {r: compare_summary(s, *r).row(0, named=True) for r in ((sd_base, sd_flash), (base, flash))}

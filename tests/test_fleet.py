@@ -207,6 +207,18 @@ def test_overlapping_sacct_dumps_replace_earlier_copies(db: Database, tmp_path: 
     assert summary["tti"]["jobs"] == 2 and summary["llm"]["jobs"] == 2
 
 
+def test_job_ids_reused_by_another_source_are_not_replacements(db: Database, tmp_path: Path) -> None:
+    """Two labs' exports without a cluster column both number their jobs from 1: same id, other
+    jobs (other start).  Both stay."""
+    header = "job_id,model,phase,gpu_count,gpu_type,start,end\n"
+    (tmp_path / "a.csv").write_text(header + "1,sd-1.5,training,8,a100,2024-01-05T00:00:00Z,2024-01-05T02:00:00Z\n")
+    (tmp_path / "b.csv").write_text(header + "1,sd-1.5,inference,1,h100,2024-06-01T00:00:00Z,2024-06-01T01:00:00Z\n")
+    _import(db, tmp_path / "a.csv")
+    assert _import(db, tmp_path / "b.csv")["jobs_replaced"] == 0
+    with session_scope(db.engine) as s:
+        assert sorted(j.gpu_type for j in s.scalars(select(FleetJob))) == ["a100", "h100"]
+
+
 def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
     path.write_text("job_id,model,phase,gpu_count,gpu_type,start,end,mean_mem_util\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.conftest import KINETO_DIR, Database
 from tracehouse.analyses.counters import counter_groups
@@ -26,7 +26,7 @@ from tracehouse.ingest.ncu_link import kernel_base_name
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.units import ingest_all, plan_units
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import Kernel, NcuMetric, Symbol
+from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol
 
 TRACE = KINETO_DIR / "a100_alexnet_small.json.gz"
 A100_TENSOR_FACTOR = 4096  # HMMA.16816: 16·8·16 FMAs × 2
@@ -245,3 +245,52 @@ def test_counters_by_attention_type_temporal_vs_spatial(db: Database, raw_dir: P
         assert row["l1_bytes_per_s"] == pytest.approx(3 * sum(dram) / seconds)
     assert table["source"].to_list() == ["counters", "counters"]
     assert table["instances"].to_list() == groups["instances"].to_list()
+
+
+def test_launch_order_not_start_order_across_streams(db: Database, raw_dir: Path, tmp_path: Path) -> None:
+    """ncu numbers launches as they were issued; on a multi-stream trace, kernels of one name can
+    *start* in another order.  The k-th launch must meet the k-th launched kernel."""
+    trace = KINETO_DIR / "a100_rank3_of8_training.json.gz"
+    if not trace.is_file():
+        pytest.skip(f"shared trace not found at {trace}")
+    run_id = ingest_file_for(db, raw_dir, trace)
+    with session_scope(db.engine) as s:
+        rows = s.execute(select(Kernel.id, Symbol.text, Kernel.correlation, Kernel.seq)
+                         .join(Symbol, Symbol.id == Kernel.name_id)
+                         .where(Kernel.run_id == run_id, Kernel.kind == "kernel")).all()
+    kernels = pl.DataFrame([tuple(r) for r in rows], schema=["id", "name", "correlation", "seq"], orient="row")
+    launched = kernels.sort("correlation")
+    by_start = kernels.sort("seq")
+    rank = pl.int_range(pl.len()).over("name")
+    differ = launched.with_columns(r=rank).join(by_start.with_columns(r=rank), on=["name", "r"])
+    assert (differ["id"] != differ["id_right"]).sum() > 0  # else this trace cannot tell the orders apart
+    ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", launched["name"].to_list())],
+               raw_dir=raw_dir, run_id=run_id)
+    assert _links(db, run_id) == launched["id"].to_list()
+
+
+def ingest_file_for(db: Database, raw_dir: Path, trace: Path) -> int:
+    from tracehouse.ingest.pipeline import ingest_file
+
+    return ingest_file(db.engine, trace, raw_dir=raw_dir).run_id
+
+
+def test_counters_of_another_workload_are_refused(db: Database, raw_dir: Path, folder: Path, tmp_path: Path) -> None:
+    [(_, run)] = ingest_all(db.engine, plan_units([folder]), raw_dir=raw_dir)
+    other = write_ncu_csv(tmp_path / "other.csv", ["deepcam_kernel_a(float*)", "deepcam_kernel_b(int)"])
+    with pytest.raises(BadInput, match="none of the 2 profiled launches"):
+        ingest_ncu(db.engine, [other], raw_dir=raw_dir, run_id=run.run_id)
+    same = write_ncu_csv(tmp_path / "copy.csv", ["x"])
+    (tmp_path / "copy2.csv").write_bytes(same.read_bytes())
+    with pytest.raises(BadInput, match="are the same file"):
+        ingest_ncu(db.engine, [same, tmp_path / "copy2.csv"], raw_dir=raw_dir)
+    with session_scope(db.engine) as s:
+        assert s.scalar(select(NcuMetric.id).limit(1)) is None
+        assert s.scalar(select(func.count()).select_from(Run)) == 1
+
+
+def test_ncu_output_after_a_printed_dict_is_still_ncu(tmp_path: Path) -> None:
+    csv_path = write_ncu_csv(tmp_path / "run.csv", ["k(int)"])
+    text = csv_path.read_text()
+    csv_path.write_text("{'batch_size': 8, 'lr': 0.1}\n" + text)
+    assert plan_units([csv_path])[0].format == "ncu"

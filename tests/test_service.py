@@ -335,6 +335,20 @@ def test_ncu_csvs_upload_as_one_run_or_attach_to_a_trace(server: Server, tmp_pat
         expected = roofline_by(s, run_id, "operator")
     assert [r["source"] for r in table] == expected["source"].to_list()
     assert {r["operator"] for r in table if r["source"] == "counters"} >= {"conv", "linear"}
+    # Every uploaded file counts, whatever its name (a dot-file is not skipped as in a folder).
+    few = list(names)[:5]  # new bytes: a new ncu-only run
+    dot = write_ncu_csv(tmp_path / "dot.csv", few, {"dram__bytes.sum"})
+    plain = write_ncu_csv(tmp_path / "plain.csv", few, {"sm__cycles_elapsed.avg"})
+    with dot.open("rb") as a, plain.open("rb") as b:
+        files = [("file", (".bytes.csv", a)), ("file", ("time.csv", b))]
+        hidden = httpx.post(f"{server.url}/v1/traces", params={"wait": 60}, files=files, headers=write, timeout=120)
+    assert hidden.status_code == 202 and hidden.json()["status"] == "done", hidden.text
+    assert hidden.json()["run_id"] != run_id
+    with session_scope(server.db.engine) as s:
+        from tracehouse.schema.models import NcuMetric
+
+        metrics = set(s.scalars(select(NcuMetric.metric_name).where(NcuMetric.run_id == hidden.json()["run_id"])))
+    assert {"dram__bytes.sum", "sm__cycles_elapsed.avg"} <= metrics
     # A timeline trace cannot attach to a run; nothing is queued for it.
     before = _run_count(server)
     bad = _upload(server, DATA / "sd_tiny_cpu_flash.json.gz", write, run_id=str(run_id))
@@ -368,12 +382,13 @@ def test_big_tables_come_back_in_pages_capped_by_max_rows(tmp_path: Path) -> Non
         assert [len(r.json()) for r in replies[:-1]] == [7] * (len(replies) - 1)
         assert {r.headers["x-total-count"] for r in replies} == {str(whole.height)}
         assert [r.headers["x-truncated"] for r in replies] == ["true"] * (len(replies) - 1) + ["false"]
-        assert [r["total_ns"] for r in rows] == whole["total_ns"].to_list()
+        assert rows == whole.to_dicts()  # every row once, in order, across the pages
         small = httpx.get(url, params={"by": "kernel", "limit": 2, "offset": 3, "format": "csv"}, headers=read)
         assert pl.read_csv(io.BytesIO(small.content))["total_ns"].to_list() == whole["total_ns"].to_list()[3:5]
         too_many = httpx.get(url, params={"by": "kernel", "limit": 1000}, headers=read)
         assert len(too_many.json()) == 7  # the server's cap wins
         assert httpx.get(url, params={"limit": 0}, headers=read).status_code == 422
+        assert httpx.get(url, params={"offset": 10**30}, headers=read).status_code == 422
     finally:
         srv.stop()
 
