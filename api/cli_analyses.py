@@ -100,6 +100,15 @@ def register(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} utilization", lambda s: temporal_breakdown(s, run_id))
 
     @app.command()
+    def launches(run_id: int, by: Annotated[str, typer.Option(help="operator | kernel | attention_type | "
+                                                                    "component")] = "operator",
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Launch overhead: host launch time, queue delay, kernels shorter than their launch."""
+        from tracehouse.analyses.launches import launch_overhead
+
+        show_frame(db, fmt, f"run {run_id} launches by {by}", lambda s: launch_overhead(s, run_id, by))
+
+    @app.command()
     def roofline(run_id: int, by: Annotated[str, typer.Option(
                      help="operator | attention_type | kernel")] = "operator",
                  fmt: FormatOption = "table", db: DbOption = None) -> None:

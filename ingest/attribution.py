@@ -25,6 +25,7 @@ KERNEL_ROW_COLUMNS = (
     "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
     "head_dim", "component", "step", "cpu_op", "annotation", "op_flops", "op_bytes",
+    "launch_ns", "launch_dur_ns",
 )
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
@@ -43,7 +44,11 @@ def attribute(parsed: ParsedTrace) -> pl.DataFrame:
         keyed = keyed.join(found, on="query_idx", how="left")
     names = rules.classify_kernel_names(keyed["name"])
     keyed = keyed.join(names, on="name", how="left")
-    return _resolve(keyed).with_columns(seq=pl.col("query_idx").cast(pl.Int64)).select(KERNEL_ROW_COLUMNS)
+    return _resolve(keyed).with_columns(
+        seq=pl.col("query_idx").cast(pl.Int64),
+        # The host call that enqueued the kernel (none for CPU-only units): launch overhead.
+        launch_ns=pl.when(pl.col("kind") != "cpu").then(pl.col("t_ns")),
+    ).select(KERNEL_ROW_COLUMNS)
 
 
 def _range_table(ranges: pl.DataFrame) -> pl.DataFrame:
@@ -64,7 +69,7 @@ _INT_KEYS = {"seq_q", "seq_kv", "batch", "heads", "head_dim", "step"}
 
 
 def _gpu_units(parsed: ParsedTrace) -> pl.DataFrame:
-    launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns")
+    launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns", launch_dur_ns="dur_ns")
     gpu = parsed.gpu_events
     # Correlation ids are unique within a process; a Kineto trace is one process, and the
     # nsys parser qualifies ids with the pid when an export holds several.
@@ -82,7 +87,7 @@ def _cpu_units(ranges: pl.DataFrame) -> pl.DataFrame:
         start_ns="start_ns", dur_ns="dur_ns", correlation=pl.lit(None, pl.Int64),
         external_id=pl.lit(None, pl.Int64),
         **{c: pl.lit(None, pl.Int64) for c in ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes")},
-        pid="pid", tid="tid", t_ns="start_ns",
+        pid="pid", tid="tid", t_ns="start_ns", launch_dur_ns=pl.lit(None, pl.Int64),
     )
 
 

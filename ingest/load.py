@@ -30,6 +30,7 @@ KERNEL_TABLE_COLUMNS = (
     "correlation", "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
     "head_dim", "component", "step", "cpu_op_id", "annotation_id", "op_flops", "op_bytes",
+    "launch_ns", "launch_dur_ns",
 )
 _SYMBOL_CHUNK = 500
 _ROWS_PER_INSERT = 200

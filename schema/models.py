@@ -157,6 +157,9 @@ class Kernel(Base):
     # null when the shapes don't say): sums over kernel rows give the ops' FLOPs and bytes.
     op_flops: Mapped[int | None] = mapped_column(BigInteger)
     op_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The host launch call (cudaLaunchKernel ...) that enqueued it: start and duration, ns.
+    launch_ns: Mapped[int | None] = mapped_column(BigInteger)
+    launch_dur_ns: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_kernel_run_id_seq", "run_id", "seq"),

@@ -81,3 +81,40 @@ def test_utilization_matches_hta_temporal_breakdown_and_overlap(tmp_path: Path, 
         assert round(100 * ours["comm_overlap_share"], 2) == pytest.approx(overlap, abs=0.011)
     else:
         assert ours["comm_overlap_share"] is None
+
+
+@pytest.mark.parametrize("name", ["a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz",
+                                  "v100_ns_resolution.json.gz", "a100_alexnet_small.json.gz"])
+def test_launch_times_match_hta_launch_stats(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per launch, the stored launch call and kernel durations and the queue delay equal HTA's
+    ``get_cuda_kernel_launch_stats``; the per-operator summary is their sums and counts."""
+    from tracehouse.analyses.launches import launch_overhead
+    from tracehouse.schema.models import Kernel
+
+    require_shared()
+    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
+    path = KINETO_DIR / name
+    db = Database("sqlite", tmp_path).migrate()
+    run_id = ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+    with session_scope(db.engine) as s:
+        rows = s.execute(select(Kernel.correlation, Kernel.operator, Kernel.start_ns, Kernel.dur_ns, Kernel.launch_ns,
+                                Kernel.launch_dur_ns).where(Kernel.run_id == run_id)).all()
+        summary = launch_overhead(s, run_id, "operator")
+    ours = pl.DataFrame([tuple(r) for r in rows], orient="row",
+                        schema=["correlation", "operator", "start_ns", "dur_ns", "launch_ns", "launch_dur_ns"])
+    analysis = hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
+    theirs = pl.from_pandas(analysis.get_cuda_kernel_launch_stats(visualize=False)[0])
+    joined = theirs.join(ours, on="correlation", how="left")
+    assert theirs.height > 0 and joined["launch_ns"].null_count() == 0
+    delay = (pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0)
+    worst = joined.select(cpu=(pl.col("launch_dur_ns") - pl.col("cpu_duration") * 1000).abs().max(),
+                          gpu=(pl.col("dur_ns") - pl.col("gpu_duration") * 1000).abs().max(),
+                          delay=(delay - pl.col("launch_delay") * 1000).abs().max()).row(0, named=True)
+    # HTA holds µs floats: exact to the ns on relative traces, ~0.25 µs on the epoch-µs V100 one.
+    assert worst["cpu"] < 1 and worst["gpu"] < 1 and worst["delay"] <= 500, worst
+    launched = ours.filter(pl.col("launch_ns").is_not_null())
+    expected = launched.group_by("operator").agg(kernels=pl.len(), gpu_ns=pl.col("dur_ns").sum(),
+                                                 launch_ns=pl.col("launch_dur_ns").sum(),
+                                                 launch_bound=(pl.col("dur_ns") < pl.col("launch_dur_ns")).sum())
+    got = summary.select("operator", "kernels", "gpu_ns", "launch_ns", "launch_bound").sort("operator")
+    assert got.rows() == expected.sort("operator").select(got.columns).rows()

@@ -215,11 +215,13 @@ def test_queued_and_interrupted_jobs_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_analysis_routes_equal_the_functions(server: Server) -> None:
-    from tracehouse.analyses import attention, compare, memory_model, roofline, sequence, utilization
+    from tracehouse.analyses import attention, compare, launches, memory_model, roofline, sequence, utilization
 
     write, read = server.token("write"), server.token("read")
     base = _upload(server, SD, write).json()["run_id"]
     flash = _upload(server, DATA / "sd_tiny_cpu_flash.json.gz", write).json()["run_id"]
+    gpu_trace = KINETO_DIR / "a100_alexnet_small.json.gz"  # a run with GPU launches, where present
+    real = _upload(server, gpu_trace, write).json()["run_id"] if gpu_trace.is_file() else base
     cases = [
         ("/v1/compare", {"baseline": base, "other": flash}, lambda s: compare.compare_runs(s, base, flash)),
         ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
@@ -227,6 +229,7 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
         ("/v1/speedups", {}, lambda s: compare.backend_speedups(s)),
         (f"/v1/runs/{base}/utilization", {}, lambda s: utilization.temporal_breakdown(s, base)),
+        (f"/v1/runs/{real}/launches", {"by": "kernel"}, lambda s: launches.launch_overhead(s, real, "kernel")),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),
         (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
         (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, hardware, memory_model, roofline, sequence, sweep, utilization,
+    attention, compare, counters, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -90,6 +90,14 @@ def run_utilization(run_id: int, session: SessionDep, _: ReadToken, table: Table
     """Union of kernel intervals per device: span, busy, idle, compute / communication / memory,
     and communication hidden under compute (HTA's temporal breakdown and overlap)."""
     return table.respond(utilization.temporal_breakdown(session, run_id))
+
+
+@router.get("/runs/{run_id}/launches", summary="Launch overhead per operator or kernel")
+def run_launches(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                 by: Annotated[Literal["operator", "kernel", "attention_type", "component"], Query()] = "operator",
+                 ) -> Response:
+    """Host time in launch calls, queue delay, and kernels that ran shorter than their launch."""
+    return table.respond(launches.launch_overhead(session, run_id, by))
 
 
 @router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")

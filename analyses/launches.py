@@ -1,0 +1,50 @@
+"""Launch overhead (HTA's kernel launch statistics): how long the host spent in each launch
+call, how long the kernel then waited in the queue, and which operators' kernels run for less
+time than it took to launch them: the sign of a launch-bound workload, such as an LLM decode
+step's small matrix-vector kernels.
+
+Per kernel: ``launch_dur_ns`` is the host call (``cudaLaunchKernel``, ``cudaMemcpyAsync``,
+``hipLaunchKernel``, ``cuLaunchKernel``...); queue delay is the kernel's start minus the end of
+that call, clipped at 0, as HTA computes it.  CPU-only runs have no launches.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.core.errors import BadInput
+from tracehouse.schema.models import Kernel, Symbol
+
+LAUNCH_BY = ("operator", "kernel", "attention_type", "component")
+_SCHEMA = {"operator": pl.String, "kernel": pl.String, "attention_type": pl.String, "component": pl.String,
+           "start_ns": pl.Int64, "dur_ns": pl.Int64, "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64}
+
+
+def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
+    """One row per ``by`` group of launched kernels: ``kernels``, ``gpu_ns`` (their run time),
+    ``launch_ns`` (host time in their launch calls), ``launch_per_gpu`` (launch_ns / gpu_ns),
+    ``launch_bound`` (kernels that ran for less time than their launch call took) and its
+    share, and the queue delay's ``delay_median_ns``, ``delay_p95_ns`` and ``delay_max_ns``."""
+    if by not in LAUNCH_BY:
+        raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(LAUNCH_BY)}")
+    get_run(session, run_id)
+    k = Kernel
+    kernels = to_frame(session, select(k.operator, Symbol.text, k.attention_type, k.component, k.start_ns,
+                                       k.dur_ns, k.launch_ns, k.launch_dur_ns)
+                       .join(Symbol, Symbol.id == k.name_id)
+                       .where(k.run_id == run_id, k.launch_ns.is_not(None)), _SCHEMA)
+    delay = (pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0)
+    bound = pl.col("dur_ns") < pl.col("launch_dur_ns")
+    grouped = kernels.with_columns(delay_ns=delay).group_by(by).agg(
+        kernels=pl.len().cast(pl.Int64), gpu_ns=pl.col("dur_ns").sum(), launch_ns=pl.col("launch_dur_ns").sum(),
+        launch_bound=bound.sum().cast(pl.Int64),
+        delay_median_ns=pl.col("delay_ns").median(),
+        delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
+        delay_max_ns=pl.col("delay_ns").max())
+    return grouped.with_columns(
+        launch_per_gpu=pl.when(pl.col("gpu_ns") > 0).then(pl.col("launch_ns") / pl.col("gpu_ns")),
+        launch_bound_share=pl.col("launch_bound") / pl.col("kernels"),
+    ).sort("launch_ns", by, descending=[True, False], nulls_last=True)
