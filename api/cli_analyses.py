@@ -34,6 +34,14 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
 
 
 def register(app: typer.Typer) -> None:
+    _register_comparisons(app)
+    _register_run_views(app)
+    _register_rooflines(app)
+
+
+def _register_comparisons(app: typer.Typer) -> None:
+    """Across runs: pairs, Table II, sweeps, hardware."""
+
     @app.command()
     def compare(baseline: int, other: int,
                 summary: Annotated[bool, typer.Option(help="End-to-end speedup vs Amdahl")] = False,
@@ -43,6 +51,45 @@ def register(app: typer.Typer) -> None:
 
         show_frame(db, fmt, f"run {other} vs {baseline}", lambda s: c.compare_summary(s, baseline, other, operator)
               if summary else c.compare_runs(s, baseline, other))
+
+    @app.command()
+    def speedups(baseline: Annotated[str, typer.Option(help="Backend of the reference runs")] = "baseline",
+                 other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
+                 model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+                 hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
+        from tracehouse.analyses.compare import backend_speedups
+
+        show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
+                   lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
+                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
+                    "operator_share", "amdahl_speedup"))
+
+    @app.command()
+    def sweep(model: str, knob: str,
+              operator: Annotated[list[str] | None, typer.Option(help="Operators (or total)")] = None,
+              filters: FilterOption = None, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Operator time as one knob grows, with the fitted growth exponent (Fig 10, 14)."""
+        from tracehouse.analyses import sweep as q
+        from tracehouse.analyses.params import typed_filters
+
+        ops = operator or ["attention", "conv"]
+        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+
+    @app.command()
+    def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
+                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """The same model and knobs across devices: time, breakdown, speedup."""
+        from tracehouse.analyses.hardware import compare_hardware
+        from tracehouse.analyses.params import typed_filters
+
+        show_frame(db, fmt, f"{model} across hardware",
+              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))
+
+
+def _register_run_views(app: typer.Typer) -> None:
+    """One run's shape: sequence lengths, attention types, time, launches, memory."""
 
     @app.command()
     def sequence(run_id: int,
@@ -60,37 +107,12 @@ def register(app: typer.Typer) -> None:
             raise BadInput(f"unknown view {view!r}; choose one of {', '.join(views)}")
         show_frame(db, fmt, f"run {run_id} {view}", views[view])
 
-    @app.command()
-    def sweep(model: str, knob: str,
-              operator: Annotated[list[str] | None, typer.Option(help="Operators (or total)")] = None,
-              filters: FilterOption = None, fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Operator time as one knob grows, with the fitted growth exponent (Fig 10, 14)."""
-        from tracehouse.analyses import sweep as q
-        from tracehouse.analyses.params import typed_filters
-
-        ops = operator or ["attention", "conv"]
-        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
-
     @app.command("temporal-spatial")
     def temporal_spatial(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Temporal vs spatial attention: time, calls and FLOPs (Fig 12)."""
         from tracehouse.analyses.attention import temporal_vs_spatial
 
         show_frame(db, fmt, f"run {run_id} attention types", lambda s: temporal_vs_spatial(s, run_id))
-
-    @app.command()
-    def speedups(baseline: Annotated[str, typer.Option(help="Backend of the reference runs")] = "baseline",
-                 other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
-                 model: Annotated[str | None, typer.Option(help="Only this model")] = None,
-                 hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
-        from tracehouse.analyses.compare import backend_speedups
-
-        show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
-                   lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
-                    "operator_share", "amdahl_speedup"))
 
     @app.command()
     def utilization(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
@@ -108,6 +130,19 @@ def register(app: typer.Typer) -> None:
 
         show_frame(db, fmt, f"run {run_id} launches by {by}", lambda s: launch_overhead(s, run_id, by))
 
+    @app.command("memory-model")
+    def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
+               downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """The paper's §V similarity-matrix memory next to the run's stored attention shapes."""
+        from tracehouse.analyses.memory_model import memory_model_vs_run
+
+        show_frame(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
+            s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor))
+
+
+def _register_rooflines(app: typer.Typer) -> None:
+    """Rooflines: analytic and Nsight Compute counters."""
+
     @app.command()
     def roofline(run_id: int, by: Annotated[str, typer.Option(
                      help="operator | attention_type | kernel")] = "operator",
@@ -124,22 +159,3 @@ def register(app: typer.Typer) -> None:
         from tracehouse.analyses.counters import counter_roofline
 
         show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))
-
-    @app.command("memory-model")
-    def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
-               downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """The paper's §V similarity-matrix memory next to the run's stored attention shapes."""
-        from tracehouse.analyses.memory_model import memory_model_vs_run
-
-        show_frame(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
-            s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor))
-
-    @app.command()
-    def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """The same model and knobs across devices: time, breakdown, speedup."""
-        from tracehouse.analyses.hardware import compare_hardware
-        from tracehouse.analyses.params import typed_filters
-
-        show_frame(db, fmt, f"{model} across hardware",
-              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))
