@@ -12,6 +12,26 @@ from tracehouse.core.errors import NotFound
 from tracehouse.schema.models import Run
 
 
+def ratio(num: pl.Expr | str, den: pl.Expr | str) -> pl.Expr:
+    """``num / den``, null (never inf or NaN) where the denominator is missing or not positive."""
+    num = pl.col(num) if isinstance(num, str) else num
+    den = pl.col(den) if isinstance(den, str) else den
+    return pl.when(den > 0).then(num / den)
+
+
+def with_bounds(points: pl.DataFrame, intensity: str) -> pl.DataFrame:
+    """``attainable_flops_s`` (min(peak, intensity × bandwidth)) and ``bound`` (``memory`` below
+    the ridge point peak / bandwidth, else ``compute``) from ``peak_flops_s`` and
+    ``peak_bandwidth_bytes_s``; both null where the intensity or a peak is unknown."""
+    ai = pl.col(intensity)
+    ridge = pl.col("peak_flops_s") / pl.col("peak_bandwidth_bytes_s")
+    known = ai.is_not_null() & ridge.is_not_null()
+    return points.with_columns(
+        attainable_flops_s=pl.when(known).then(
+            pl.min_horizontal("peak_flops_s", ai * pl.col("peak_bandwidth_bytes_s"))),
+        bound=pl.when(~known).then(None).when(ai < ridge).then(pl.lit("memory")).otherwise(pl.lit("compute")))
+
+
 def to_frame(session: Session, stmt: Select, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     rows = session.execute(stmt).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")

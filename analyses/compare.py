@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.breakdown import breakdown
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.ingest.pipeline import TIMELINE_FORMATS
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run, Trace
 
@@ -41,11 +41,6 @@ def operator_totals(session: Session, run_id: int) -> pl.DataFrame:
     return to_frame(session, stmt, {"operator": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64})
 
 
-def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
-    # A missing or zero denominator has no ratio: null, never inf.
-    return pl.when(den > 0).then(num / den).otherwise(None)
-
-
 def compare_runs(session: Session, baseline_run_id: int, other_run_id: int) -> pl.DataFrame:
     """One row per operator present in either run, largest baseline time first.
 
@@ -65,9 +60,9 @@ def compare_runs(session: Session, baseline_run_id: int, other_run_id: int) -> p
         "operator",
         baseline_count=pl.col("kernel_count").fill_null(0), other_count=pl.col("kernel_count_other").fill_null(0),
         baseline_ns=pl.col("total_ns").fill_null(0), other_ns=pl.col("total_ns_other").fill_null(0))
-        .with_columns(speedup=_ratio(pl.col("baseline_ns"), pl.col("other_ns")),
-                      baseline_share=_ratio(pl.col("baseline_ns"), base_total),
-                      other_normalized=_ratio(pl.col("other_ns"), base_total),
+        .with_columns(speedup=ratio(pl.col("baseline_ns"), pl.col("other_ns")),
+                      baseline_share=ratio(pl.col("baseline_ns"), base_total),
+                      other_normalized=ratio(pl.col("other_ns"), base_total),
                       delta_ns=pl.col("other_ns") - pl.col("baseline_ns"))
         .sort("baseline_ns", "operator", descending=[True, False]))
 
@@ -127,7 +122,7 @@ def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
     """
     reference = get_run(session, reference_run_id)
     frame = breakdown(session, run_id, by)
-    return frame.with_columns(normalized=_ratio(pl.col("total_ns"), pl.lit(reference.total_ns, pl.Int64)))
+    return frame.with_columns(normalized=ratio(pl.col("total_ns"), pl.lit(reference.total_ns, pl.Int64)))
 
 
 # Knobs two runs must share to be a baseline / optimised pair (everything but the backend).

@@ -14,7 +14,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
 from tracehouse.core.errors import BadInput
 from tracehouse.ingest.hardware import tensor_flops_per_inst
 from tracehouse.ingest.ncu import BYTE_METRICS, ncu_wide, roofline_inputs
@@ -54,16 +54,6 @@ def counter_roofline(session: Session, run_id: int) -> pl.DataFrame:
         .otherwise(pl.lit(fp32, pl.Float64)),
         peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64))
     return with_bounds(points, "ai_dram")
-
-
-def with_bounds(points: pl.DataFrame, intensity: str) -> pl.DataFrame:
-    """``attainable_flops_s`` and ``bound`` from ``peak_flops_s`` / ``peak_bandwidth_bytes_s``."""
-    ai = pl.col(intensity)
-    ridge = pl.col("peak_flops_s") / pl.col("peak_bandwidth_bytes_s")
-    return points.with_columns(
-        attainable_flops_s=pl.min_horizontal("peak_flops_s", ai * pl.col("peak_bandwidth_bytes_s")),
-        bound=pl.when(ai.is_null() | ridge.is_null()).then(None)
-        .when(ai < ridge).then(pl.lit("memory")).otherwise(pl.lit("compute")))
 
 
 def _launch_keys(session: Session, run_id: int, points: pl.DataFrame) -> pl.DataFrame:
@@ -106,13 +96,8 @@ def counter_groups(session: Session, run_id: int, by: str) -> pl.DataFrame:
         instances=pl.len().cast(pl.Int64), time_ns=pl.col("time_ns").sum(), flops=flops, *sums, *hits,
         used_tensor=(pl.col("tensor_inst") > 0).any(), peak_flops_s=pl.col("peak_flops_s").max(),
         peak_bandwidth_bytes_s=pl.col("peak_bandwidth_bytes_s").first(), _time_s=time_s)
-    ratio = _safe_ratio
     return grouped.with_columns(
         *[ratio(pl.col("flops"), pl.col(f"{lv}_bytes")).alias(f"ai_{lv}") for lv in LEVELS],
         *[ratio(pl.col(f"{lv}_bytes"), pl.col("_time_s")).alias(f"{lv}_bytes_per_s") for lv in LEVELS],
         gflops_per_s=ratio(pl.col("flops"), pl.col("_time_s")) / 1e9,
     ).drop("_time_s").sort("time_ns", descending=True)
-
-
-def _safe_ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
-    return pl.when(den > 0).then(num / den)

@@ -19,7 +19,7 @@ import polars as pl
 from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import to_frame
+from tracehouse.analyses.common import ratio, to_frame
 from tracehouse.core.errors import BadInput
 from tracehouse.schema.models import FleetJob, FleetRollup, Model
 
@@ -58,8 +58,6 @@ def _sums(session: Session, keys: list[str], phase: str | None) -> pl.DataFrame:
     return to_frame(session, stmt, schema)
 
 
-def _ratio(a: str, b: str) -> pl.Expr:
-    return pl.when(pl.col(b) > 0).then(pl.col(a) / pl.col(b))
 
 
 def fleet_summary(session: Session, by: str | list[str] = "family", phase: str | None = None) -> pl.DataFrame:
@@ -69,15 +67,15 @@ def fleet_summary(session: Session, by: str | list[str] = "family", phase: str |
     if phase is not None and phase not in PHASES:
         raise BadInput(f"unknown phase {phase!r}; choose training or inference")
     sums = _sums(session, keys, phase)
-    mean_x = _ratio("x_sum", "param_jobs")
+    mean_x = ratio("x_sum", "param_jobs")
     frame = sums.select(
         *keys, jobs=pl.col("jobs").cast(pl.Int64), gpu_hours="gpu_hours",
         jobs_with_params=pl.col("param_jobs").fill_null(0).cast(pl.Int64),
         gpus_per_bparam=mean_x,
-        gpus_per_bparam_std=(_ratio("x_sq_sum", "param_jobs") - mean_x.pow(2)).clip(lower_bound=0).sqrt(),
-        gpus_per_bparam_gpuh=_ratio("x_hours", "param_hours"),
-        mean_mem_util=_ratio("mem_hours", "mem_weight"), peak_mem_util=_ratio("peak_hours", "peak_weight"),
-        sm_util=_ratio("sm_hours", "sm_weight"))
+        gpus_per_bparam_std=(ratio("x_sq_sum", "param_jobs") - mean_x.pow(2)).clip(lower_bound=0).sqrt(),
+        gpus_per_bparam_gpuh=ratio("x_hours", "param_hours"),
+        mean_mem_util=ratio("mem_hours", "mem_weight"), peak_mem_util=ratio("peak_hours", "peak_weight"),
+        sm_util=ratio("sm_hours", "sm_weight"))
     if "family" in keys:
         frame = _vs_llm(frame, [k for k in keys if k != "family"])
     return frame.sort(keys, nulls_last=True)
@@ -90,7 +88,7 @@ def _vs_llm(frame: pl.DataFrame, others: list[str]) -> pl.DataFrame:
     else:
         joined = frame.join(llm, how="cross") if llm.height else frame.with_columns(
             pl.lit(None, pl.Float64).alias(f"_llm_{c}") for c in _RATIOS)
-    return joined.with_columns(_ratio(c, f"_llm_{c}").alias(f"{c}_vs_llm") for c in _RATIOS).drop(
+    return joined.with_columns(ratio(c, f"_llm_{c}").alias(f"{c}_vs_llm") for c in _RATIOS).drop(
         f"_llm_{c}" for c in _RATIOS)
 
 

@@ -14,7 +14,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput
 from tracehouse.schema.models import Kernel, Symbol
 
@@ -45,6 +45,6 @@ def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.D
         delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
         delay_max_ns=pl.col("delay_ns").max())
     return grouped.with_columns(
-        launch_per_gpu=pl.when(pl.col("gpu_ns") > 0).then(pl.col("launch_ns") / pl.col("gpu_ns")),
+        launch_per_gpu=ratio("launch_ns", "gpu_ns"),
         launch_bound_share=pl.col("launch_bound") / pl.col("kernels"),
     ).sort("launch_ns", by, descending=[True, False], nulls_last=True)

@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.attention import call_flops
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
 from tracehouse.analyses.sequence import attention_calls
 from tracehouse.core.errors import BadInput
 from tracehouse.schema.models import Hardware, Kernel, OperatorRollup, Run, Symbol
@@ -85,22 +85,16 @@ def roofline(session: Session, run_id: int) -> pl.DataFrame:
     others = _costed_operators(session, run_id)
     frame = pl.concat([attn, others], how="vertical")
     ridge = peak / bandwidth if peak and bandwidth else None
-    intensity = pl.col("flops") / pl.col("bytes")
     frame = frame.with_columns(
-        arithmetic_intensity=intensity,
-        achieved_flops_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / (pl.col("shaped_ns") * 1e-9)),
+        arithmetic_intensity=pl.col("flops") / pl.col("bytes"),
+        achieved_flops_s=ratio(pl.col("flops"), pl.col("shaped_ns") * 1e-9),
         hardware=pl.lit(hw_name, pl.String), dtype=pl.lit(dtype), elem_bytes=pl.lit(elem, pl.Int64),
         attention_model=pl.when(pl.col("operator") == "attention")
         .then(pl.lit("fused" if fused else "materialised")),
         peak_flops_s=pl.lit(peak, pl.Float64), peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64),
         ridge_point=pl.lit(ridge, pl.Float64))
-    attainable = pl.min_horizontal(pl.col("peak_flops_s"),
-                                   pl.col("arithmetic_intensity") * pl.col("peak_bandwidth_bytes_s"))
-    return frame.with_columns(
-        attainable_flops_s=pl.when(pl.col("ridge_point").is_not_null() & intensity.is_not_null()).then(attainable),
-        bound=pl.when(pl.col("ridge_point").is_null() | intensity.is_null()).then(None)
-        .when(intensity < pl.col("ridge_point")).then(pl.lit("memory")).otherwise(pl.lit("compute")),
-    ).with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s")) \
+    return with_bounds(frame, "arithmetic_intensity") \
+        .with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s")) \
         .sort("time_ns", descending=True)
 
 
@@ -146,7 +140,7 @@ def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataF
     ``bound`` (by DRAM intensity) and ``efficiency`` (achieved / attainable).  A counters row's
     ``time_ns`` is what ncu measured for the profiled launches (replayed one at a time, caches
     flushed); an analytic row's is the timeline's kernel time."""
-    from tracehouse.analyses.counters import counter_groups, has_counters, with_bounds
+    from tracehouse.analyses.counters import counter_groups, has_counters
 
     if by not in ROOFLINE_BY:
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(ROOFLINE_BY)}")
@@ -181,9 +175,9 @@ def _analytic_groups(session: Session, run: Run, by: str) -> pl.DataFrame:
         by, "flops", "peak_flops_s", "peak_bandwidth_bytes_s",
         instances=pl.col("kernel_count").cast(pl.Int64), time_ns=pl.col("time_ns").cast(pl.Float64),
         dram_bytes="bytes", l2_bytes=pl.lit(None, pl.Float64), l1_bytes=pl.lit(None, pl.Float64),
-        ai_dram=pl.when(pl.col("bytes") > 0).then(pl.col("flops") / pl.col("bytes")),
+        ai_dram=ratio("flops", "bytes"),
         ai_l2=pl.lit(None, pl.Float64), ai_l1=pl.lit(None, pl.Float64),
-        gflops_per_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / pl.col("shaped_ns")),
+        gflops_per_s=ratio("flops", "shaped_ns"),  # FLOPs per ns = GFLOP/s
         source=pl.lit("analytic"))
 
 

@@ -19,7 +19,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.schema.models import Kernel
 
 _SCHEMA = {"device": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "kind": pl.String,
@@ -64,15 +64,11 @@ def temporal_breakdown(session: Session, run_id: int) -> pl.DataFrame:
     return (frame.with_columns(span_ns=span, overlap_ns=overlap)
             .with_columns(idle_ns=pl.col("span_ns") - pl.col("busy_ns"),
                           non_compute_ns=pl.col("busy_ns") - pl.col("compute_ns"))
-            .with_columns(*[_share(f"{c}_ns", "span_ns").alias(f"{c}_share")
+            .with_columns(*[ratio(f"{c}_ns", "span_ns").alias(f"{c}_share")
                             for c in ("idle", "compute", "non_compute")],
-                          comm_overlap_share=_share("overlap_ns", "communication_ns"))
+                          comm_overlap_share=ratio("overlap_ns", "communication_ns"))
             .select("device", "span_ns", "busy_ns", "idle_ns", "compute_ns", "non_compute_ns",
                     "communication_ns", "memory_ns", "overlap_ns", "idle_share", "compute_share",
                     "non_compute_share", "comm_overlap_share")
             .with_columns(pl.when(pl.col("device") >= 0).then(pl.col("device")))
             .sort("device", nulls_last=True))
-
-
-def _share(num: str, den: str) -> pl.Expr:
-    return pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))
