@@ -89,9 +89,17 @@ def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
                         schema={"text": pl.String, "symbol_id": pl.Int64})
 
 
+def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
+    """The run's ``kernel_count``, ``total_ns`` (summed kernel time) and ``span_ns`` (first
+    kernel start to last kernel end) from its kernel rows."""
+    if kernels.is_empty():
+        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0}
+    end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()
+    return {"kernel_count": kernels.height, "total_ns": int(kernels["dur_ns"].sum()),
+            "span_ns": int(end - kernels["start_ns"].min())}
+
+
 def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
-    start = kernels["start_ns"].min() if kernels.height else 0
-    end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item() if kernels.height else 0
     run = Run(
         model_id=model_id(session, meta), hardware_id=hardware_id(session, parsed, kernels, meta),
         attention_backend=meta.attention_backend, scale=meta.scale, batch=meta.batch, dtype=meta.dtype,
@@ -99,8 +107,7 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
         decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
         peak_memory_bytes=meta.peak_memory_bytes, rank=parsed.rank, world_size=parsed.world_size,
         host=meta.host, device_kind="cpu" if parsed.cpu_only else "gpu",
-        kernel_count=kernels.height, total_ns=int(kernels["dur_ns"].sum()), span_ns=int(end - start),
-        created_at=datetime.now(UTC),
+        **kernel_totals(kernels), created_at=datetime.now(UTC),
     )
     session.add(run)
     session.flush()

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.load import insert_kernels
+from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS
 from tracehouse.schema.db import session_scope
@@ -48,12 +48,7 @@ def reingest_run(engine: Engine, run_id: int) -> ReingestResult:
         for table in (Kernel, OperatorRollup, KernelRollup):
             session.execute(delete(table).where(table.run_id == run_id))
         insert_kernels(session, run_id, trace_id, kernels)
-        run = session.get(Run, run_id)
-        assert run is not None
-        run.kernel_count, run.total_ns = kernels.height, int(kernels["dur_ns"].sum())
-        if kernels.height:
-            end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()
-            run.span_ns = int(end - kernels["start_ns"].min())
+        session.execute(update(Run).where(Run.id == run_id).values(**kernel_totals(kernels)))
         after = _keys(session, run_id)
         linked = relink(session, run_id)
     changed = before.join(after, on="seq", how="full", suffix="_new").filter(
