@@ -10,7 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from tracehouse.core.errors import TracehouseError
 from tracehouse.ingest.meta import manifest_path_for
-from tracehouse.ingest.units import IngestUnit, plan_units
+from tracehouse.ingest.units import IngestUnit, attach_plan, plan_units
 
 
 class _ProgressFile:
@@ -70,8 +70,7 @@ def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *,
     """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
     ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
     waited for first)."""
-    units = sorted(plan_units(paths), key=lambda u: u.format == "ncu")
-    timelines = [u for u in units if u.format != "ncu"]
+    units, host = attach_plan(plan_units(paths), run_id)
     headers = {"Authorization": f"Bearer {token}"}
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with httpx.Client(base_url=server, headers=headers, timeout=120) as client, \
@@ -79,7 +78,7 @@ def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *,
         jobs = []
         for unit in units:
             job = _post(client, unit, meta, run_id if unit.format == "ncu" else None, bar)
-            if run_id is None and len(timelines) == 1 and unit is timelines[0] and len(units) > 1:
+            if unit is host:  # the counters that follow join its run: wait for it
                 job = _wait(client, job, timeout_s)
                 run_id = job.get("run_id")
             jobs.append((unit.label, job))

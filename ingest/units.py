@@ -77,22 +77,30 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
                        original_name=original_name)
 
 
-def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None, run_id: int | None = None,
-               max_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
-    """Ingest units in order, yielding each result as it lands.
+def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[IngestUnit], IngestUnit | None]:
+    """The units timelines first, and the timeline unit whose run the ncu counters join.
 
     Counters profile a workload a timeline trace also recorded, so when the paths hold exactly
     one timeline trace and some ncu CSVs (one folder per experiment), the counters join that
-    trace's run; ``run_id`` names the run explicitly instead."""
+    trace's run; ``run_id`` names the run explicitly instead, and then no timeline may come
+    along (it would make a run of its own, not the one named)."""
     timelines = [u for u in units if u.format != "ncu"]
     if run_id is not None and timelines:
         raise BadInput(f"{timelines[0].paths[0].name}: only Nsight Compute counters attach to an "
                        "existing run; a timeline trace makes its own run")
-    target = run_id
-    for unit in sorted(units, key=lambda u: u.format == "ncu"):  # timelines first
-        attach = target if unit.format == "ncu" else None
+    has_counters = len(timelines) < len(units)
+    host = timelines[0] if run_id is None and len(timelines) == 1 and has_counters else None
+    return timelines + [u for u in units if u.format == "ncu"], host
+
+
+def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
+               raw_dir: Path | None = None, run_id: int | None = None,
+               max_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
+    """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""
+    ordered, host = attach_plan(units, run_id)
+    for unit in ordered:
+        attach = run_id if unit.format == "ncu" else None
         result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes)
-        if target is None and len(timelines) == 1 and unit is timelines[0]:
-            target = result.run_id
+        if unit is host:
+            run_id = result.run_id
         yield unit, result

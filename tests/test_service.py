@@ -409,3 +409,27 @@ def test_reingest_over_rest_needs_write(server: Server) -> None:
     with session_scope(server.db.engine) as s:
         assert breakdown(s, run_id, "operator").equals(before)
     assert httpx.post(f"{server.url}/v1/runs/999999/reingest", headers=write).status_code == 404
+
+
+def test_cli_upload_of_a_folder_attaches_its_counters_to_its_trace(server: Server, tmp_path: Path) -> None:
+    from tests.test_ncu_link import TRACE, write_ncu_csv
+    from tracehouse.ingest.kineto import parse_kineto
+
+    require_shared()
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    trace = folder / "copy.json.gz"  # new bytes, so this server makes a new run for it
+    trace.write_bytes(gzip.compress(gzip.decompress(TRACE.read_bytes()) + b"\n"))
+    kernels = parse_kineto(trace).gpu_events.filter(pl.col("kind") == "kernel").sort("correlation")
+    write_ncu_csv(folder / "ncu.csv", kernels["name"].to_list())
+    token = server.token("write")["Authorization"].split()[1]
+    out = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(folder), "--server", server.url,
+                          "--token", token, "--json"], capture_output=True, text=True, env=server.env)
+    assert out.returncode == 0, out.stderr
+    timeline, counters = orjson.loads(out.stdout)
+    assert timeline["status"] == counters["status"] == "done"
+    assert counters["run_id"] == timeline["run_id"]
+    refused = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(folder), "--server",
+                              server.url, "--token", token, "--run", str(timeline["run_id"])],
+                             capture_output=True, text=True, env=server.env)
+    assert refused.returncode == 2 and "only Nsight Compute counters attach" in refused.stderr
