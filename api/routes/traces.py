@@ -22,7 +22,6 @@ from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, WriteToken
 from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, TracehouseError
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
-from tracehouse.ingest.pipeline import detect_format
 from tracehouse.ingest.units import IngestUnit, plan_units
 from tracehouse.schema.models import IngestJob
 
@@ -83,9 +82,8 @@ async def _write(upload: UploadFile, target: Path, digest: Any, before: int, lim
 
 
 def check_container(path: Path) -> None:
-    """Cheap checks answered before queueing: a known format, and an intact gzip stream
-    (decompressed in chunks to nowhere).  What needs a full parse is the job's to report."""
-    detect_format(path)
+    """A cheap check answered before queueing (the format is ``plan_units``'s): an intact gzip
+    stream, decompressed in chunks to nowhere.  What needs a full parse is the job's to report."""
     with path.open("rb") as fh:
         if fh.read(2) != b"\x1f\x8b":
             return
