@@ -11,6 +11,7 @@ import orjson
 import typer
 from rich.progress import Progress
 
+from tracehouse.api.cli_analyses import DbOption
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.collectors.cli import collect
@@ -25,8 +26,6 @@ app.command("collect")(collect)
 register_analyses(app)
 register_fleet(app)
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
 
 
 def _engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[no-untyped-def]

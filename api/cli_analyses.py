@@ -11,7 +11,8 @@ import typer
 from sqlalchemy.orm import Session
 
 FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
 FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
 
 

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
+from tracehouse.api.cli_analyses import DbOption, FormatOption, show_frame
+
+PhaseOption = Annotated[str | None, typer.Option(help="training | inference")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
@@ -32,7 +34,7 @@ def _models_app() -> typer.Typer:
     @models.command("list")
     def list_(as_json: JsonOption = False, db: DbOption = None) -> None:
         """Registered models with their fleet job counts."""
-        _show(db, "json" if as_json else "table", "models", lambda s: _fleet().models_list(s))
+        show_frame(db, "json" if as_json else "table", "models", lambda s: _fleet().models_list(s))
 
     return models
 
@@ -41,12 +43,6 @@ def _fleet():  # type: ignore[no-untyped-def]
     from tracehouse.analyses import fleet
 
     return fleet
-
-
-def _show(db: str | None, fmt: str, title: str, query) -> None:  # type: ignore[no-untyped-def]
-    from tracehouse.api.cli_analyses import show_frame
-
-    show_frame(db, fmt, title, query)
 
 
 def _print_report(report: dict) -> None:
@@ -99,26 +95,26 @@ def _fleet_app() -> typer.Typer:
 
     @fleet.command("summary")
     def summary(by: Annotated[str, typer.Option(help="family|cluster|gpu|phase|month|model, comma-separated")] = "family",
-                phase: Annotated[str | None, typer.Option(help="training | inference")] = None,
-                fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+                phase: PhaseOption = None,
+                fmt: FormatOption = "table",
                 db: DbOption = None) -> None:
         """Per group: jobs, GPU-hours, GPUs per billion parameters, memory utilisation, ratio to llm."""
-        _show(db, fmt, f"fleet by {by}", lambda s: _fleet().fleet_summary(s, by, phase))
+        show_frame(db, fmt, f"fleet by {by}", lambda s: _fleet().fleet_summary(s, by, phase))
 
     @fleet.command("top")
-    def top(n: int = 20, phase: Annotated[str | None, typer.Option(help="training | inference")] = None,
-            fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    def top(n: int = 20, phase: PhaseOption = None,
+            fmt: FormatOption = "table",
             db: DbOption = None) -> None:
         """Jobs with the most GPU-hours per billion parameters."""
-        _show(db, fmt, "top jobs", lambda s: _fleet().top_jobs(s, n, phase))
+        show_frame(db, fmt, "top jobs", lambda s: _fleet().top_jobs(s, n, phase))
 
     @fleet.command("spread")
     def spread(family: Annotated[str, typer.Option(help="tti | ttv")] = "tti",
-               phase: Annotated[str | None, typer.Option(help="training | inference")] = None,
-               fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+               phase: PhaseOption = None,
+               fmt: FormatOption = "table",
                db: DbOption = None) -> None:
         """The family-to-LLM ratios month by month: min, median, max."""
-        _show(db, fmt, f"{family} / llm spread", lambda s: _fleet().ratio_spread(s, family, phase))
+        show_frame(db, fmt, f"{family} / llm spread", lambda s: _fleet().ratio_spread(s, family, phase))
 
     return fleet
 
