@@ -28,10 +28,6 @@ _LAUNCH_KEYS = {"kernel_id": pl.Int64, "kernel": pl.String, "operator": pl.Strin
                 "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "component": pl.String}
 
 
-def has_counters(session: Session, run_id: int) -> bool:
-    return session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None
-
-
 def counter_roofline(session: Session, run_id: int) -> pl.DataFrame:
     """Per launch: the columns of ``ingest.ncu.roofline_inputs``; ``kernel`` (the linked
     timeline kernel's name, else ncu's), ``operator, attention_type, seq_q, seq_kv, component,

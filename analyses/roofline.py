@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.attention import call_flops
 from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
+from tracehouse.analyses.counters import counter_groups
 from tracehouse.analyses.sequence import attention_calls
 from tracehouse.core.errors import BadInput
+from tracehouse.ingest.ncu_load import has_counters
 from tracehouse.schema.models import Hardware, Kernel, OperatorRollup, Run, Symbol
 
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
@@ -140,8 +142,6 @@ def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataF
     ``bound`` (by DRAM intensity) and ``efficiency`` (achieved / attainable).  A counters row's
     ``time_ns`` is what ncu measured for the profiled launches (replayed one at a time, caches
     flushed); an analytic row's is the timeline's kernel time."""
-    from tracehouse.analyses.counters import counter_groups, has_counters
-
     if by not in ROOFLINE_BY:
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(ROOFLINE_BY)}")
     run = get_run(session, run_id)

@@ -94,7 +94,7 @@ def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.
     # FOR UPDATE (PostgreSQL): two concurrent attaches to one run queue here, not both pass.
     if session.get(Run, run_id, with_for_update=True) is None:
         raise NotFound(f"run {run_id} does not exist")
-    if session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None:
+    if has_counters(session, run_id):
         raise BadInput(f"run {run_id} already has Nsight Compute counters")
     timeline = timeline_kernels(session, run_id)
     links = link_launches(launches.select("kernel_id", "kernel_name"), timeline)
@@ -102,6 +102,10 @@ def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.
         raise BadInput(f"none of the {launches.height} profiled launches matches a kernel of run {run_id} "
                        "by name; are they from the same workload?")
     return links, timeline.height
+
+
+def has_counters(session, run_id: int) -> bool:  # type: ignore[no-untyped-def]
+    return session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None
 
 
 def timeline_kernels(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
