@@ -439,8 +439,9 @@ def _int_series(name: str, values: list, warnings: dict[str, int], *, host: bool
         if host:
             values = [v if type(v) is int else _host_id(v) for v in values]
         clean = [v if isinstance(v, int) and -(2**63) <= v < 2**63 else None for v in values]
-        warnings["integer_out_of_range"] = warnings.get("integer_out_of_range", 0) + sum(
-            1 for a, b in zip(values, clean) if a is not None and b is None)
+        # Only ints out of range count: a pid string such as "Spans" is not a problem.
+        if lost := sum(1 for a, b in zip(values, clean) if a is not None and b is None):
+            warnings["integer_out_of_range"] = warnings.get("integer_out_of_range", 0) + lost
         return pl.Series(name, clean, dtype=pl.Int64)
 
 
