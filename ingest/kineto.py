@@ -35,12 +35,9 @@ from tracehouse.core.errors import BadTrace
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
+from tracehouse.ingest import kineto_native
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
-
-GPU_KINDS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
-             "gpu_memset": "memset", "Memset": "memset"}
-LAUNCH_CATS = frozenset({"cuda_runtime", "Runtime", "cuda_driver", "hip_runtime"})
-RANGE_CATS = {"cpu_op": "cpu_op", "Operator": "cpu_op", "user_annotation": "annotation", "python_function": "python"}
+from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
                  "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
@@ -173,17 +170,20 @@ def _decode(raw: bytes | str) -> _Trace:
 def parse_kineto(path: Path) -> ParsedTrace:
     """Parse a ``.json`` / ``.json.gz`` PyTorch Profiler trace into typed frames."""
     warnings: dict[str, int] = {}
-    try:
-        header, event_count, frames = _decode_streamed(path)
-    except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error):
-        # Whatever the streamed decode trips on, the one-piece decode decides: it names the
-        # error, or replaces stray bytes and counts them, exactly as it always has.
-        header, event_count, frames = _decode_whole(read_bytes(path), path.name, warnings)
+    decoded = _decode_native(read_bytes(path))  # None when the C scanner declines
+    if decoded is None:
+        try:
+            decoded = _decode_streamed(path)
+        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error):
+            # Whatever the streamed decode trips on, the one-piece decode decides: it names
+            # the error, or replaces stray bytes and counts them, exactly as it always has.
+            decoded = _decode_whole(read_bytes(path), path.name, warnings)
+    header, event_count, frames = decoded
     base_ns = header.baseTimeNanoseconds or 0
     parsed = ParsedTrace(
-        format="kineto", gpu_events=conform(_timed(frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
-        launches=_launches(_timed(frames.pop("launch"), base_ns, warnings)),
-        ranges=conform(_timed(frames.pop("range"), base_ns, warnings), RANGE_SCHEMA),
+        format="kineto", gpu_events=conform(_timed(*frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
+        launches=_launches(_timed(*frames.pop("launch"), base_ns, warnings)),
+        ranges=conform(_timed(*frames.pop("range"), base_ns, warnings), RANGE_SCHEMA),
         devices=_devices(header.deviceProperties or []), event_count=event_count, warnings=warnings,
     )
     if header.distributedInfo is not None:
@@ -196,7 +196,26 @@ def parse_kineto(path: Path) -> ParsedTrace:
     return parsed
 
 
-def _decode_streamed(path: Path) -> tuple[_Trace, int, dict[str, _Columns]]:
+_Frames = dict[str, tuple[pl.DataFrame, dict[str, int]]]  # frame and the warnings typing it raised
+
+
+def _decode_native(raw: bytes) -> tuple[_Trace, int, _Frames] | None:
+    """The trace from one pass of the C scanner (``kineto_native``), or None where it
+    declines, is not built, or the small rest of the document does not decode as a header."""
+    scanned = kineto_native.scan(raw)
+    if not isinstance(scanned, kineto_native.Scanned):
+        return None
+    try:
+        if raw[:scanned.array_start].strip():
+            header = _decode(raw[:scanned.array_start] + b"[]" + raw[scanned.array_end:])
+        else:  # the document is the events array itself
+            header = _Trace(traceEvents=[])
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return None
+    return header, scanned.event_count, {k: (df, {}) for k, df in kineto_native.frames(scanned.columns).items()}
+
+
+def _decode_streamed(path: Path) -> tuple[_Trace, int, _Frames]:
     """The trace's header, event count and columns, decoded a chunk at a time as the file is
     read and gunzipped (on another thread: zlib lets go of the GIL)."""
     frames, count = _new_frames(), 0
@@ -205,7 +224,7 @@ def _decode_streamed(path: Path) -> tuple[_Trace, int, dict[str, _Columns]]:
     for events in chunks:
         _add_events(frames, events)
         count += len(events)
-    return _decode(chunks.rest), count, frames
+    return _decode(chunks.rest), count, _finished(frames)
 
 
 def _decode_events(text: bytes) -> list[_Event] | None:
@@ -215,14 +234,14 @@ def _decode_events(text: bytes) -> list[_Event] | None:
         return None
 
 
-def _decode_whole(raw: bytes, label: str, warnings: dict[str, int]) -> tuple[_Trace, int, dict[str, _Columns]]:
+def _decode_whole(raw: bytes, label: str, warnings: dict[str, int]) -> tuple[_Trace, int, _Frames]:
     """The same from one decode of the whole text (see ``decode_trace``)."""
     trace = decode_trace(raw, label, warnings)
     events, trace.traceEvents = trace.traceEvents, []
     frames = _new_frames()
     for start in range(0, len(events), _CHUNK):
         _add_events(frames, events[start:start + _CHUNK])
-    return trace, len(events), frames
+    return trace, len(events), _finished(frames)
 
 
 class _Columns:
@@ -262,6 +281,10 @@ class _Columns:
         self.flush()
         parts, self.parts = self.parts, []
         return pl.concat(parts)
+
+
+def _finished(frames: dict[str, _Columns]) -> _Frames:
+    return {kind: (columns.frame(), columns.warnings) for kind, columns in frames.items()}
 
 
 def _new_frames() -> dict[str, _Columns]:
@@ -383,11 +406,10 @@ def _raw_times(c: _Columns) -> dict[str, pl.Series]:  # made start_ns / dur_ns b
     return {"dur": pl.Series(c.values.get("dur", []), dtype=pl.Float64), "ts": c.texts("ts")}
 
 
-def _timed(columns: _Columns, base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
+def _timed(df: pl.DataFrame, typing_warnings: dict[str, int], base_ns: int, warnings: dict[str, int]) -> pl.DataFrame:
     """The frame's events with a valid time, ``ts`` / ``dur`` turned into ``start_ns`` /
     ``dur_ns``; its problems are counted in the order the frames are built, as they always were."""
-    df = columns.frame()
-    for key, count in columns.warnings.items():
+    for key, count in typing_warnings.items():
         warnings[key] = warnings.get(key, 0) + count
     df = df.drop("ts", "dur").hstack(_times(df["ts"], df["dur"], base_ns))
     valid = df.filter(pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0) & pl.col("start_ns").is_not_null())

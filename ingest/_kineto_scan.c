@@ -1,0 +1,663 @@
+/* One validating pass over a PyTorch Profiler (Kineto) JSON document that copies the fields
+ * tracehouse reads, for the events it keeps, straight into Arrow columns.
+ *
+ * Why C: decoding 100k events into Python objects and then gathering their fields into
+ * columns is most of an ingest's time; no JSON library decodes to columns while keeping the
+ * exact text of a timestamp.  This scanner is deliberately narrow.  It accepts a document
+ * only when every field it reads has the plain shape Kineto writes (see kineto_native.py);
+ * anything else -- a key written with escapes, an int beyond int64, a grid that is not three
+ * ints, invalid UTF-8 anywhere, a nesting deeper than MAX_DEPTH -- makes it decline, and the
+ * msgspec path, which is the reference for what a trace means and for every error message,
+ * decodes the document instead.  So this file never decides what a trace means: it only has
+ * to agree with the reference where it accepts, which tests/test_kineto_native.py checks.
+ *
+ * scan(buffer, categories) -> ([(schema capsule, array capsule), ...], events, array_start,
+ *                              array_end), or an int: the byte offset where it declined.
+ * Each capsule pair is an Arrow struct array (C data interface), one row per kept event --
+ * those whose "ph" is "X" and whose "cat" is one of `categories` (a tuple of bytes) -- in
+ * document order; there are two pairs where a big array was scanned on two threads (Split).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "_kineto_json.h"
+#include "_kineto_arrow.h"
+
+/* ------------------------------------------------------------------ columns */
+enum { I_PID, I_TID, I_EXT, I_EXT_OLD, I_CORR, I_DEVICE, I_STREAM, I_BYTES,
+       I_GX, I_GY, I_GZ, I_BX, I_BY, I_BZ, N_INT };
+enum { S_NAME, S_TS, S_DUR, S_DIMS, S_CONCRETE, S_TYPES, N_STR };
+static const char *INT_NAMES[N_INT] = {
+    "pid", "tid", "external_id", "external_id_old", "correlation", "device", "stream", "bytes",
+    "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z"};
+static const char *STR_NAMES[N_STR] = {
+    "name", "ts", "dur", "input_dims", "concrete_inputs", "input_types"};
+
+typedef struct { int64_t *data; uint8_t *valid; } IntCol;
+typedef struct { int32_t *offsets; char *data; int64_t size, cap; uint8_t *valid; } StrCol;
+typedef struct {
+    int64_t rows, cap;
+    int32_t *cat;
+    IntCol ints[N_INT];
+    StrCol strs[N_STR];
+} Table;
+
+static void table_free(Table *t) {
+    free(t->cat);
+    for (int i = 0; i < N_INT; i++) { free(t->ints[i].data); free(t->ints[i].valid); }
+    for (int i = 0; i < N_STR; i++) {
+        free(t->strs[i].offsets); free(t->strs[i].data); free(t->strs[i].valid);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+static int grow(void **p, size_t bytes) {
+    void *q = realloc(*p, bytes);
+    if (!q) return NOMEM;
+    *p = q;
+    return 0;
+}
+
+/* Room for one more row in every column; validity bitmaps are zeroed as they grow. */
+static int table_reserve(Table *t) {
+    if (t->rows < t->cap) return 0;
+    int64_t cap = t->cap ? t->cap * 2 : 4096, old_bits = (t->cap + 7) / 8, bits = (cap + 7) / 8;
+    if (grow((void **)&t->cat, cap * sizeof(int32_t))) return NOMEM;
+    for (int i = 0; i < N_INT; i++) {
+        if (grow((void **)&t->ints[i].data, cap * sizeof(int64_t))) return NOMEM;
+        if (grow((void **)&t->ints[i].valid, bits)) return NOMEM;
+        memset(t->ints[i].valid + old_bits, 0, bits - old_bits);
+    }
+    for (int i = 0; i < N_STR; i++) {
+        StrCol *c = &t->strs[i];
+        if (grow((void **)&c->offsets, (cap + 1) * sizeof(int32_t))) return NOMEM;
+        if (t->cap == 0) c->offsets[0] = 0;
+        if (grow((void **)&c->valid, bits)) return NOMEM;
+        memset(c->valid + old_bits, 0, bits - old_bits);
+    }
+    t->cap = cap;
+    return 0;
+}
+
+static int str_room(StrCol *c, int64_t n) {
+    if (c->size + n <= c->cap) return 0;
+    int64_t cap = c->cap ? c->cap : 1 << 16;
+    while (cap < c->size + n) cap *= 2;
+    if (cap > INT32_MAX) return DECLINE;  /* 32-bit Arrow offsets */
+    if (grow((void **)&c->data, cap)) return NOMEM;
+    c->cap = cap;
+    return 0;
+}
+
+static inline void set_bit(uint8_t *bits, int64_t i) { bits[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+
+/* ------------------------------------------------------------------ events */
+/* The event fields and ``args`` keys read (as msgspec's ``_Event`` / ``_Args`` in kineto.py). */
+enum { F_PH, F_CAT, F_NAME, F_TS, F_DUR, F_PID, F_TID, F_ARGS, N_FIELD };
+enum { A_EXT, A_EXT_OLD, A_CORR, A_DEVICE, A_STREAM, A_BYTES, A_GRID, A_BLOCK,
+       A_DIMS, A_CONCRETE, A_TYPES, N_ARG };
+static const char *FIELD_KEYS[N_FIELD] = {"ph", "cat", "name", "ts", "dur", "pid", "tid", "args"};
+static const char *ARG_KEYS[N_ARG] = {
+    "External id", "external id", "correlation", "device", "stream", "bytes", "grid", "block",
+    "Input Dims", "Concrete Inputs", "Input type"};
+static unsigned char FIELD_LENS[N_FIELD], ARG_LENS[N_ARG];  /* filled by init_tables */
+
+
+typedef struct { Val f[N_FIELD]; Val a[N_ARG]; } Event;
+
+typedef struct { const char **text; Py_ssize_t *len; int n; } Cats;
+
+static int key_index(cur s, cur e, const char **keys, const unsigned char *lens, int n) {
+    size_t len = (size_t)(e - s);
+    for (int i = 0; i < n; i++)
+        if (lens[i] == len && memcmp(keys[i], s, len) == 0) return i;
+    return -1;
+}
+
+/* An int field: an int64 or null (msgspec's ``int | None``); ``str_ok`` also allows a string. */
+static int check_int(Val *v, int str_ok) {
+    if (v->kind == ABSENT || v->kind == K_NULL || (str_ok && v->kind == K_STR)) return 0;
+    if (v->kind != K_INT) return DECLINE;
+    return to_int64(v->s, v->e, &v->ival);
+}
+
+/* Object members into slots by key; unknown keys are validated and skipped.  A key written
+ * with escapes, or one seen twice, declines.  With ``args``, an object value under the key
+ * ``nest`` has its own members read into ``args`` in the same pass (its text is read once). */
+static int parse_members(cur *pp, cur end, int depth, Val *slots, const char **keys,
+                         const unsigned char *lens, int n, int nest, Val *args) {
+    cur p = skip_ws(*pp + 1, end);
+    Val skipped;
+    if (p < end && *p == '}') { *pp = p + 1; return 0; }
+    for (;;) {
+        int esc, k;
+        cur ks;
+        if (p >= end || *p != '"') return DECLINE;
+        ks = ++p;
+        if (lex_string(&p, end, &esc) || esc) return DECLINE;
+        k = key_index(ks, p - 1, keys, lens, n);
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return DECLINE;
+        p = skip_ws(p + 1, end);
+        if (k >= 0 && slots[k].kind != ABSENT) return DECLINE;
+        if (args && k == nest && *p == '{') {
+            if (depth + 1 >= MAX_DEPTH) return DECLINE;
+            slots[k].kind = K_OBJ;
+            slots[k].s = p;
+            if (parse_members(&p, end, depth + 1, args, ARG_KEYS, ARG_LENS, N_ARG, -1, NULL))
+                return DECLINE;
+            slots[k].e = p;
+        } else if (skip_value(&p, end, depth + 1, k >= 0 ? &slots[k] : &skipped)) {
+            return DECLINE;
+        }
+        p = skip_ws(p, end);
+        if (p >= end) return DECLINE;
+        if (*p == '}') { *pp = p + 1; return 0; }
+        if (*p != ',') return DECLINE;
+        p = skip_ws(p + 1, end);
+    }
+}
+
+/* The types msgspec's ``_Event`` / ``_Args`` structs demand, for every event kept or not. */
+static int check_event(Event *ev) {
+    Val *f = ev->f, *a = ev->a;
+    for (int i = F_PH; i <= F_CAT; i++) {  /* escaped, they would not compare as written */
+        if (f[i].kind != ABSENT && f[i].kind != K_NULL && f[i].kind != K_STR) return DECLINE;
+        if (f[i].kind == K_STR && f[i].esc) return DECLINE;
+    }
+    if (f[F_NAME].kind != ABSENT && f[F_NAME].kind != K_STR) return DECLINE;
+    if (f[F_DUR].kind != ABSENT && f[F_DUR].kind != K_NULL && f[F_DUR].kind != K_INT
+        && f[F_DUR].kind != K_NUM) return DECLINE;
+    if (check_int(&f[F_PID], 1) || check_int(&f[F_TID], 1)) return DECLINE;
+    for (int i = A_EXT; i <= A_BYTES; i++)
+        if (check_int(&a[i], i == A_STREAM)) return DECLINE;
+    return 0;
+}
+
+static int parse_event(cur *pp, cur end, Event *ev) {
+    for (int i = 0; i < N_FIELD; i++) ev->f[i].kind = ABSENT;  /* cheaper than clearing it all */
+    for (int i = 0; i < N_ARG; i++) ev->a[i].kind = ABSENT;
+    if (*pp >= end || **pp != '{') return DECLINE;
+    if (parse_members(pp, end, 1, ev->f, FIELD_KEYS, FIELD_LENS, N_FIELD, F_ARGS, ev->a)) return DECLINE;
+    int args = ev->f[F_ARGS].kind;
+    if (args != ABSENT && args != K_NULL && args != K_OBJ) return DECLINE;
+    return check_event(ev);
+}
+
+/* The index of the event's category among those kept, or -1 when it is not kept. */
+static int kept_category(Event *ev, const Cats *cats) {
+    Val *ph = &ev->f[F_PH], *cat = &ev->f[F_CAT];
+    if (ph->kind != K_STR || ph->e - ph->s != 1 || *ph->s != 'X' || cat->kind != K_STR) return -1;
+    size_t len = (size_t)(cat->e - cat->s);
+    for (int i = 0; i < cats->n; i++)
+        if ((size_t)cats->len[i] == len && memcmp(cats->text[i], cat->s, len) == 0) return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ rows */
+static inline void put_int(Table *t, int col, int64_t v) {
+    t->ints[col].data[t->rows] = v;
+    set_bit(t->ints[col].valid, t->rows);
+}
+
+static inline void put_null_int(Table *t, int col) { t->ints[col].data[t->rows] = 0; }
+
+/* A pid / tid: an int, or a string of ASCII digits (``_host_id``); other strings are null. */
+static int put_host_id(Table *t, int col, Val *v) {
+    if (v->kind == K_INT) { put_int(t, col, v->ival); return 0; }
+    put_null_int(t, col);
+    if (v->kind != K_STR) return 0;
+    if (v->esc) return DECLINE;
+    for (cur p = v->s; p < v->e; p++) {
+        if (*p >= 0x80) return DECLINE;  /* str.isdigit() knows non-ASCII digits */
+        if (*p < '0' || *p > '9') return 0;
+    }
+    if (v->s == v->e) return 0;
+    int64_t n;
+    if (to_int64(v->s, v->e, &n)) return DECLINE;
+    put_int(t, col, n);
+    return 0;
+}
+
+/* A stream: an int, or what ``int(s, 0)`` reads from ROCm's "0x0" or a plain decimal. */
+static int put_stream(Table *t, Val *v) {
+    if (v->kind != K_STR) {
+        if (v->kind == K_INT) put_int(t, I_STREAM, v->ival); else put_null_int(t, I_STREAM);
+        return 0;
+    }
+    cur s = v->s, e = v->e;
+    uint64_t n = 0;
+    if (v->esc || s == e) return DECLINE;
+    if (e - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        if (e - s > 17) return DECLINE;
+        for (cur p = s + 2; p < e; p++) {
+            unsigned c = *p, d;
+            if (c >= '0' && c <= '9') d = c - '0';
+            else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') d = (c | 0x20) - 'a' + 10;
+            else return DECLINE;
+            n = n << 4 | d;
+        }
+        if (n > INT64_MAX) return DECLINE;
+        put_int(t, I_STREAM, (int64_t)n);
+        return 0;
+    }
+    if (s[0] == '0' && e - s > 1) return DECLINE;
+    for (cur p = s; p < e; p++) if (*p < '0' || *p > '9') return DECLINE;
+    int64_t m;
+    if (to_int64(s, e, &m)) return DECLINE;
+    put_int(t, I_STREAM, m);
+    return 0;
+}
+
+/* grid / block: absent or null gives nulls, three int64s give the axes; anything else declines. */
+static int put_dim3(Table *t, int col, Val *v) {
+    if (v->kind == ABSENT || v->kind == K_NULL) {
+        for (int i = 0; i < 3; i++) put_null_int(t, col + i);
+        return 0;
+    }
+    if (v->kind != K_ARR) return DECLINE;
+    cur p = skip_ws(v->s + 1, v->e);
+    for (int i = 0; i < 3; i++) {
+        Val x;
+        if (skip_value(&p, v->e, MAX_DEPTH - 1, &x) || x.kind != K_INT) return DECLINE;
+        if (to_int64(x.s, x.e, &x.ival)) return DECLINE;
+        put_int(t, col + i, x.ival);
+        p = skip_ws(p, v->e);
+        if (p >= v->e || *p != (i == 2 ? ']' : ',')) return DECLINE;
+        p = skip_ws(p + 1, v->e);
+    }
+    return 0;
+}
+
+static inline int put_text(Table *t, int col, cur s, cur e) {
+    StrCol *c = &t->strs[col];
+    int rc = str_room(c, e - s);
+    if (rc) return rc;
+    memcpy(c->data + c->size, s, (size_t)(e - s));
+    c->size += e - s;
+    c->offsets[t->rows + 1] = (int32_t)c->size;
+    set_bit(c->valid, t->rows);
+    return 0;
+}
+
+static inline void put_null_text(Table *t, int col) {
+    t->strs[col].offsets[t->rows + 1] = (int32_t)t->strs[col].size;
+}
+
+static int put_utf8(StrCol *c, unsigned u) {
+    unsigned char b[4];
+    int n = u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
+    if (n == 1) b[0] = (unsigned char)u;
+    else if (n == 2) { b[0] = 0xC0 | u >> 6; b[1] = 0x80 | (u & 0x3F); }
+    else if (n == 3) { b[0] = 0xE0 | u >> 12; b[1] = 0x80 | (u >> 6 & 0x3F); b[2] = 0x80 | (u & 0x3F); }
+    else { b[0] = 0xF0 | u >> 18; b[1] = 0x80 | (u >> 12 & 0x3F); b[2] = 0x80 | (u >> 6 & 0x3F);
+           b[3] = 0x80 | (u & 0x3F); }
+    memcpy(c->data + c->size, b, (size_t)n);
+    c->size += n;
+    return 0;
+}
+
+/* A string's decoded text (escapes already validated by lex_string; decoding never grows it). */
+static int put_unescaped(Table *t, int col, cur s, cur e) {
+    StrCol *c = &t->strs[col];
+    int rc = str_room(c, e - s);
+    if (rc) return rc;
+    for (cur p = s; p < e;) {
+        cur run = p;
+        while (p < e && *p != '\\') p++;
+        memcpy(c->data + c->size, run, (size_t)(p - run));
+        c->size += p - run;
+        if (p >= e) break;
+        unsigned char x = p[1];
+        if (x != 'u') {
+            const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+            c->data[c->size++] = to[strchr(from, x) - from];
+            p += 2;
+            continue;
+        }
+        unsigned u = 0, lo = 0xDC00;  /* set by hex4: lex_string checked these escapes */
+        hex4(p + 2, e, &u);
+        p += 6;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            hex4(p + 2, e, &lo);
+            u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            p += 6;
+        }
+        put_utf8(c, u);
+    }
+    c->offsets[t->rows + 1] = (int32_t)c->size;
+    set_bit(c->valid, t->rows);
+    return 0;
+}
+
+/* A number's text (ts / dur), or null.  Kineto never writes exponents; the reference path
+ * reads them (through float64, which is not what a polars cast of the text does). */
+static int put_number_text(Table *t, int col, Val *v) {
+    if (v->kind == ABSENT || v->kind == K_NULL) { put_null_text(t, col); return 0; }
+    if ((v->kind != K_INT && v->kind != K_NUM) || v->has_exp) return DECLINE;
+    return put_text(t, col, v->s, v->e);
+}
+
+/* Raw JSON text of an ``args`` value (``msgspec.Raw``), strings with their quotes. */
+static int put_raw(Table *t, int col, Val *v) {
+    if (v->kind == ABSENT) { put_null_text(t, col); return 0; }
+    if (v->kind == K_STR) return put_text(t, col, v->s - 1, v->e + 1);
+    return put_text(t, col, v->s, v->e);
+}
+
+static int put_row(Table *t, Event *ev, int cat) {
+    Val *f = ev->f, *a = ev->a;
+    int rc = table_reserve(t);
+    if (rc) return rc;
+    t->cat[t->rows] = cat;
+    if (put_host_id(t, I_PID, &f[F_PID]) || put_host_id(t, I_TID, &f[F_TID])) return DECLINE;
+    static const int plain[][2] = {{I_EXT, A_EXT}, {I_EXT_OLD, A_EXT_OLD}, {I_CORR, A_CORR},
+                                   {I_DEVICE, A_DEVICE}, {I_BYTES, A_BYTES}};
+    for (int i = 0; i < 5; i++) {
+        Val *v = &a[plain[i][1]];
+        if (v->kind == K_INT) put_int(t, plain[i][0], v->ival); else put_null_int(t, plain[i][0]);
+    }
+    if (put_stream(t, &a[A_STREAM]) || put_dim3(t, I_GX, &a[A_GRID]) || put_dim3(t, I_BX, &a[A_BLOCK]))
+        return DECLINE;
+    Val *name = &f[F_NAME];
+    static const unsigned char empty[1] = {0};
+    if (name->kind == ABSENT) rc = put_text(t, S_NAME, empty, empty);
+    else rc = name->esc ? put_unescaped(t, S_NAME, name->s, name->e) : put_text(t, S_NAME, name->s, name->e);
+    if (rc || (rc = put_number_text(t, S_TS, &f[F_TS])) || (rc = put_number_text(t, S_DUR, &f[F_DUR])))
+        return rc;
+    if ((rc = put_raw(t, S_DIMS, &a[A_DIMS])) || (rc = put_raw(t, S_CONCRETE, &a[A_CONCRETE]))
+        || (rc = put_raw(t, S_TYPES, &a[A_TYPES])))
+        return rc;
+    t->rows++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ document */
+typedef struct { int64_t events, array_start, array_end; cur stop; } Result;
+
+/* The second half of a big events array, scanned on its own thread from a guessed element
+ * start.  The guess is confirmed only when the first thread, scanning from the document's
+ * start, arrives at exactly that byte between two elements: the second thread then did what
+ * the first would have done from there.  Otherwise the first thread cancels it and goes on
+ * alone.  Either way the result is that of one sequential scan. */
+typedef struct {
+    cur at, end;
+    const Cats *cats;
+    atomic_int cancel;
+    pthread_t thread;
+    int started, joined, used, rc;
+    Table t;
+    Result r;
+    cur after;  /* just past the array's closing bracket */
+} Split;
+
+#define SPLIT_REACHED 1
+#define SPLIT_MIN_BYTES (4 << 20)
+
+/* Elements from *pp (an element's start) to the array's closing bracket.  ``watch``: stop at
+ * its guess (first thread); ``cancel``: give up once it is set (second thread). */
+static int scan_elements(cur *pp, cur end, const Cats *cats, Table *t, Result *r, Split *watch,
+                         atomic_int *cancel) {
+    cur p = *pp;
+    Event ev;
+    int rc;
+    for (;;) {
+        if (watch && p >= watch->at) {
+            if (p == watch->at) { *pp = p; return SPLIT_REACHED; }
+            atomic_store(&watch->cancel, 1);
+            watch = NULL;
+        }
+        if (cancel && (r->events & 255) == 0 && atomic_load_explicit(cancel, memory_order_relaxed))
+            return DECLINE;
+        r->stop = p;
+        if ((rc = parse_event(&p, end, &ev))) return rc;
+        r->events++;
+        int cat = kept_category(&ev, cats);
+        if (cat >= 0 && (rc = put_row(t, &ev, cat))) return rc;
+        p = skip_ws(p, end);
+        if (p >= end) return DECLINE;
+        if (*p == ']') { *pp = p + 1; return 0; }
+        if (*p != ',') return DECLINE;
+        p = skip_ws(p + 1, end);
+    }
+}
+
+static void *scan_second_half(void *arg) {
+    Split *split = arg;
+    cur p = split->at;
+    split->rc = scan_elements(&p, split->end, split->cats, &split->t, &split->r, NULL, &split->cancel);
+    split->after = p;
+    return NULL;
+}
+
+/* A likely element start past the middle of the text: a ``{`` after ``},``. */
+static cur guess_split(cur start, cur end) {
+    if (end - start < SPLIT_MIN_BYTES) return NULL;
+    for (cur p = start + (end - start) / 2; (p = memchr(p, '}', (size_t)(end - p))); p++) {
+        cur q = skip_ws(p + 1, end);
+        if (q < end && *q == ',' && (q = skip_ws(q + 1, end)) < end && *q == '{') return q;
+    }
+    return NULL;
+}
+
+/* Wait for the second thread; ``cancel`` first when its result is not wanted. */
+static void split_join(Split *split, int cancel) {
+    if (split->started && !split->joined) {
+        if (cancel) atomic_store(&split->cancel, 1);
+        pthread_join(split->thread, NULL);
+        split->joined = 1;
+    }
+}
+
+static int scan_events(cur *pp, cur end, const Cats *cats, Table *t, Result *r, Split *split) {
+    cur p = skip_ws(*pp + 1, end);
+    if (p < end && *p == ']') { *pp = p + 1; return 0; }
+    int rc = scan_elements(&p, end, cats, t, r, split->started && split->at >= p ? split : NULL, NULL);
+    if (rc != SPLIT_REACHED) {
+        *pp = p;
+        return rc;
+    }
+    split_join(split, 0);
+    if (split->rc) {
+        r->stop = split->r.stop;
+        return split->rc;
+    }
+    split->used = 1;
+    r->events += split->r.events;
+    *pp = split->after;
+    return 0;
+}
+
+/* The document: an events array, or an object with one ``traceEvents`` array among other
+ * members (validated and left for the caller to decode). */
+static int scan_document(cur p, cur end, const Cats *cats, Table *t, Result *r, Split *split) {
+    cur start = p;
+    int rc, seen = 0;
+    p = skip_ws(p, end);
+    r->stop = p;
+    if (p < end && *p == '[') {
+        r->array_start = p - start;
+        if ((rc = scan_events(&p, end, cats, t, r, split))) return rc;
+        r->array_end = p - start;
+        seen = 1;
+    } else if (p < end && *p == '{') {
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == '}') p++;
+        else for (;;) {
+            int esc;
+            cur ks = p + 1;
+            Val skipped;
+            if (p >= end || *p != '"') return DECLINE;
+            p++;
+            if (lex_string(&p, end, &esc) || esc) return DECLINE;
+            int is_events = p - 1 - ks == 11 && memcmp(ks, "traceEvents", 11) == 0;
+            p = skip_ws(p, end);
+            if (p >= end || *p != ':') return DECLINE;
+            p = skip_ws(p + 1, end);
+            if (is_events) {
+                if (seen || p >= end || *p != '[') return DECLINE;
+                r->array_start = p - start;
+                if ((rc = scan_events(&p, end, cats, t, r, split))) return rc;
+                r->array_end = p - start;
+                seen = 1;
+            } else if (skip_value(&p, end, 1, &skipped)) {
+                return DECLINE;
+            }
+            r->stop = p = skip_ws(p, end);
+            if (p < end && *p == '}') { p++; break; }
+            if (p >= end || *p != ',') return DECLINE;
+            p = skip_ws(p + 1, end);
+        }
+    }
+    r->stop = p = skip_ws(p, end);
+    return seen && p == end ? 0 : DECLINE;
+}
+
+/* ------------------------------------------------------------------ Arrow export */
+static int export_table(Table *t, struct ArrowSchema *schema, struct ArrowArray *array) {
+    int n = 1 + N_INT + N_STR, k = 0, rc = 0;
+    memset(schema, 0, sizeof *schema);
+    memset(array, 0, sizeof *array);
+    schema->format = "+s"; schema->name = ""; schema->n_children = n; schema->release = release_schema;
+    array->length = t->rows; array->n_buffers = 1; array->n_children = n; array->release = release_array;
+    schema->children = calloc((size_t)n, sizeof(void *));
+    array->children = calloc((size_t)n, sizeof(void *));
+    array->buffers = calloc(1, sizeof(void *));
+    if (!schema->children || !array->children || !array->buffers) rc = NOMEM;
+    for (; k < n && !rc; k++) {
+        schema->children[k] = malloc(sizeof(struct ArrowSchema));
+        array->children[k] = malloc(sizeof(struct ArrowArray));
+        if (!schema->children[k] || !array->children[k]) { rc = NOMEM; k++; break; }
+        struct ArrowSchema *cs = schema->children[k];
+        struct ArrowArray *ca = array->children[k];
+        if (k == 0) {
+            void *bufs[2] = {NULL, t->cat};
+            rc = export_child(cs, ca, "i", "cat", t->rows, 2, bufs, NULL);
+            t->cat = NULL;
+        } else if (k <= N_INT) {
+            IntCol *c = &t->ints[k - 1];
+            void *bufs[2] = {c->valid, c->data};
+            rc = export_child(cs, ca, "l", INT_NAMES[k - 1], t->rows, 2, bufs, c->valid);
+            c->valid = NULL; c->data = NULL;
+        } else {
+            StrCol *c = &t->strs[k - 1 - N_INT];
+            void *bufs[3] = {c->valid, c->offsets, c->data};
+            rc = export_child(cs, ca, "u", STR_NAMES[k - 1 - N_INT], t->rows, 3, bufs, c->valid);
+            c->valid = NULL; c->offsets = NULL; c->data = NULL;
+        }
+    }
+    if (rc)  /* the release callbacks skip the children not made */
+        schema->n_children = array->n_children = schema->children && array->children ? k : 0;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ module */
+static void init_tables(void) {
+    for (int c = 0; c < 256; c++) STOP[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80);
+    for (int i = 0; i < N_FIELD; i++) FIELD_LENS[i] = (unsigned char)strlen(FIELD_KEYS[i]);
+    for (int i = 0; i < N_ARG; i++) ARG_LENS[i] = (unsigned char)strlen(ARG_KEYS[i]);
+}
+
+/* A table as a (schema, array) pair of capsules; the table's buffers move into them. */
+static PyObject *capsules(Table *t) {
+    struct ArrowSchema *schema = malloc(sizeof *schema);
+    struct ArrowArray *array = malloc(sizeof *array);
+    PyObject *sc = NULL, *ac = NULL;
+    if (!schema || !array || table_reserve(t)) {  /* zero rows still need offset buffers */
+        free(schema); free(array);
+        return PyErr_NoMemory();
+    }
+    int rc = export_table(t, schema, array);
+    if (!(sc = PyCapsule_New(schema, "arrow_schema", schema_capsule_free))) {
+        if (schema->release) schema->release(schema);
+        free(schema);
+    }
+    if (!sc || !(ac = PyCapsule_New(array, "arrow_array", array_capsule_free))) {
+        if (array->release) array->release(array);
+        free(array);
+    }
+    if (rc == 0 && sc && ac) return Py_BuildValue("(NN)", sc, ac);
+    Py_XDECREF(sc);
+    Py_XDECREF(ac);
+    return rc ? PyErr_NoMemory() : NULL;
+}
+
+static int read_categories(PyObject *tuple, Cats *cats) {
+    cats->n = (int)PyTuple_GET_SIZE(tuple);
+    cats->text = calloc((size_t)cats->n + 1, sizeof(char *));
+    cats->len = calloc((size_t)cats->n + 1, sizeof(Py_ssize_t));
+    if (!cats->text || !cats->len) { PyErr_NoMemory(); return -1; }
+    for (int i = 0; i < cats->n; i++) {
+        char *text;
+        if (PyBytes_AsStringAndSize(PyTuple_GET_ITEM(tuple, i), &text, &cats->len[i]) < 0) return -1;
+        cats->text[i] = text;
+    }
+    return 0;
+}
+
+/* The scan proper, without the GIL: on two threads when the text is big (see Split). */
+static int scan_buffer(cur start, cur end, const Cats *cats, Table *t, Result *r, Split *split) {
+    split->at = guess_split(start, end);
+    split->end = end;
+    split->cats = cats;
+    atomic_init(&split->cancel, 0);
+    split->started = split->at && pthread_create(&split->thread, NULL, scan_second_half, split) == 0;
+    int rc = scan_document(start, end, cats, t, r, split);
+    split_join(split, 1);
+    return rc;
+}
+
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer buf;
+    PyObject *cat_tuple, *out = NULL, *first = NULL, *second = NULL;
+    Cats cats = {NULL, NULL, 0};
+    Table t = {0};
+    Result r = {0};
+    Split split;
+    int rc;
+    if (!PyArg_ParseTuple(args, "y*O!:scan", &buf, &PyTuple_Type, &cat_tuple)) return NULL;
+    memset(&split, 0, sizeof split);
+    if (read_categories(cat_tuple, &cats) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan_buffer(buf.buf, (cur)buf.buf + buf.len, &cats, &t, &r, &split);
+    Py_END_ALLOW_THREADS
+    if (rc == DECLINE) {
+        out = PyLong_FromSsize_t((Py_ssize_t)(r.stop - (cur)buf.buf));
+    } else if (rc) {
+        PyErr_NoMemory();
+    } else if ((first = capsules(&t)) && (!split.used || (second = capsules(&split.t)))) {
+        long long events = r.events, start = r.array_start, end = r.array_end;
+        out = split.used ? Py_BuildValue("([OO]LLL)", first, second, events, start, end)
+                         : Py_BuildValue("([O]LLL)", first, events, start, end);
+    }
+    Py_XDECREF(first);
+    Py_XDECREF(second);
+done:
+    table_free(&t);
+    table_free(&split.t);
+    free(cats.text);
+    free(cats.len);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyMethodDef METHODS[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(buffer, categories) -> ([(schema capsule, array capsule), ...], events, array_start, array_end)"
+     " or the int offset where the document was declined."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_kineto_scan", NULL, -1, METHODS,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__kineto_scan(void) {
+    init_tables();
+    return PyModule_Create(&MODULE);
+}

@@ -1,0 +1,173 @@
+"""The C scanner (``kineto_native``) gives exactly what the msgspec reference path gives, or
+declines and leaves the document to it: on every shared trace, on documents built to fool a
+scanner, on big documents whose second half is scanned on a second thread (the guess of where
+that half starts right or wrong), and on each shape it is meant to decline."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import kineto_traces, require_shared
+from tests.kineto_docs import assert_same_parse, documents, event, serialise
+from tracehouse.ingest import kineto, kineto_native
+from tracehouse.ingest.frames import ParsedTrace
+
+pytestmark = pytest.mark.skipif(not kineto_native.AVAILABLE, reason="the C scanner was not built (no compiler?)")
+
+# The shared traces the scanner leaves to msgspec, and why: Triton writes grid and block as
+# strings ("[1, 1, 1]").
+DECLINED = {"triton_example.json.gz"}
+
+
+def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, native: bool) -> tuple[ParsedTrace | None, str | None, bool]:
+    """(parsed, error, scanned natively?) with the scanner on, or off (the reference)."""
+    used: list[bool] = []
+    real = kineto._decode_native
+
+    def spy(raw: bytes):  # type: ignore[no-untyped-def]
+        found = real(raw) if native else None
+        used.append(found is not None)
+        return found
+
+    with monkeypatch.context() as m:
+        m.setattr(kineto, "_decode_native", spy)
+        try:
+            return kineto.parse_kineto(path), None, any(used)
+        except Exception as exc:  # noqa: BLE001  both paths must fail alike, too
+            return None, f"{type(exc).__name__}: {exc}", any(used)
+
+
+def _assert_agree(path: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The two paths agree on ``path``; whether the scanner did the work."""
+    native, error_a, scanned = _parse(path, monkeypatch, native=True)
+    reference, error_b, _ = _parse(path, monkeypatch, native=False)
+    assert error_a == error_b
+    if native is not None and reference is not None:
+        assert_same_parse(native, reference)
+    return scanned
+
+
+def _write(tmp_path: Path, doc: object | bytes, *, style: str = "indented", gz: bool = False) -> Path:
+    data = doc if isinstance(doc, bytes) else serialise(doc, style)
+    path = tmp_path / ("t.json.gz" if gz else "t.json")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("path", kineto_traces(), ids=lambda p: p.name)
+def test_real_traces_scan_as_msgspec_decodes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_shared()
+    assert _assert_agree(path, monkeypatch) == (path.name not in DECLINED)
+
+
+def test_big_real_traces_are_scanned_on_two_threads() -> None:
+    require_shared()
+    for name in ("a100_rank3_of8_training.json.gz", "v100_ns_resolution.json.gz"):
+        scanned = kineto_native.scan(kineto.read_bytes(kineto_traces()[0].parent / name))
+        assert isinstance(scanned, kineto_native.Scanned) and scanned.threads == 2
+
+
+@pytest.mark.parametrize(("label", "doc"), documents(), ids=[d[0] for d in documents()])
+@pytest.mark.parametrize("style", ["plain", "indented", "compact", "crlf-tabs"])
+def test_documents_built_to_fool_a_scanner(label: str, doc: object, style: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _assert_agree(_write(tmp_path, doc, style=style, gz=style == "plain"), monkeypatch)
+
+
+def _big(middle: list[dict], *, per_side: int = 14000) -> dict:
+    rnd = random.Random(3)
+    events = [event(rnd, i) for i in range(per_side)]
+    more = [event(rnd, i) for i in range(per_side, 2 * per_side)]
+    return {"deviceProperties": [{"id": 0, "name": "NVIDIA A100"}], "traceEvents": events + middle + more}
+
+
+def test_a_right_guess_of_the_second_half_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, _big([]), style="indented")
+    scanned = kineto_native.scan(path.read_bytes())
+    assert isinstance(scanned, kineto_native.Scanned) and scanned.threads == 2
+    assert _assert_agree(path, monkeypatch)
+
+
+def test_a_wrong_guess_inside_a_string_falls_back_to_one_thread(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The middle of the text lies inside a 3 MB name made of "}, {": the guessed start is in it.
+    giant = {"ph": "X", "cat": "cpu_op", "name": "}, {" * 750_000, "pid": 1, "tid": 1, "ts": 1, "dur": 1}
+    path = _write(tmp_path, _big([giant]), style="indented")
+    scanned = kineto_native.scan(path.read_bytes())
+    assert isinstance(scanned, kineto_native.Scanned) and scanned.threads == 1
+    assert _assert_agree(path, monkeypatch)
+
+
+def test_a_decline_in_the_second_half_declines_the_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = _big([])
+    doc["traceEvents"][-5]["args"] = {"correlation": 2**64}  # beyond int64: left to msgspec
+    path = _write(tmp_path, doc, style="indented")
+    raw = path.read_bytes()
+    declined_at = kineto_native.scan(raw)
+    assert isinstance(declined_at, int) and declined_at > len(raw) * 0.9
+    assert not _assert_agree(path, monkeypatch)
+
+
+def _kernel(**fields: object) -> dict:
+    base = {"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 10, "dur": 2,
+            "args": {"correlation": 1, "device": 0, "stream": 7, "grid": [1, 1, 1], "block": [32, 1, 1]}}
+    return base | fields
+
+
+DECLINES = {
+    "grid as a string": {"traceEvents": [_kernel(args={"grid": "[1, 1, 1]", "correlation": 1})]},
+    "int beyond int64": {"traceEvents": [_kernel(args={"correlation": 2**63})]},
+    "float where an int goes": {"traceEvents": [_kernel(pid=1.5)]},
+    "stream '07'": {"traceEvents": [_kernel(args={"stream": "07", "correlation": 1})]},
+    "grid of two": {"traceEvents": [_kernel(args={"grid": [1, 1], "correlation": 1})]},
+    "name null": {"traceEvents": [_kernel(name=None)]},
+    "deep nesting": {"traceEvents": [_kernel(args={"correlation": 1, "deep": json.loads("[" * 80 + "]" * 80)})]},
+}
+RAW_DECLINES = {
+    "key with an escape": b'{"traceEvents": [{"\\u0070h": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]}',
+    "invalid UTF-8 in a skipped field": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, '
+                                        b'"dur": 1, "stack": "\xff\xfe"}]}',
+    "lone surrogate": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "\\ud800", "ts": 1, "dur": 1}]}',
+    "trailing comma": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1},]}',
+    "trailing garbage": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]} x',
+    "repeated key": b'{"traceEvents": [{"ph": "X", "ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]}',
+    "ts with an exponent": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1e3, "dur": 1}]}',
+    "leading zero": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 01, "dur": 1}]}',
+}
+
+
+@pytest.mark.parametrize("label", [*DECLINES, *RAW_DECLINES])
+def test_shapes_it_declines_are_left_to_msgspec(label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, DECLINES.get(label) or RAW_DECLINES[label])
+    assert isinstance(kineto_native.scan(path.read_bytes()), int)
+    assert not _assert_agree(path, monkeypatch)
+
+
+def test_escaped_names_decode_as_msgspec_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ['a"b', "back\\slash", "a/b", "\b\f\n\r\t", "café", "emoji 😀", "nul\x00byte", "ÿ", "丁"]
+    doc = {"traceEvents": [_kernel(name=n, args={"correlation": i}) for i, n in enumerate(names)]}
+    for ascii_only in (True, False):  # \\u escapes, or UTF-8 written as it is
+        path = _write(tmp_path, json.dumps(doc, ensure_ascii=ascii_only).encode())
+        assert _assert_agree(path, monkeypatch)
+        assert kineto.parse_kineto(path).gpu_events["name"].to_list() == names
+
+
+def test_pid_and_stream_strings_read_as_msgspec_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = [
+        _kernel(pid="3", tid="Trace", args={"correlation": 1, "stream": "0x1f"}),
+        _kernel(pid="Spans", args={"correlation": 2, "stream": "12"}),
+        _kernel(args={"correlation": 3, "stream": None, "device": None}),
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": "7", "tid": "", "ts": 9, "dur": 1,
+         "args": {"correlation": 1}},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 7, "tid": 7, "ts": 8, "dur": 3, "args": None},
+    ]
+    path = _write(tmp_path, {"traceEvents": events})
+    assert _assert_agree(path, monkeypatch)
+    gpu = kineto.parse_kineto(path).gpu_events
+    # No device in args: the pid stands in, when it reads as a number.
+    assert gpu["stream"].to_list() == [31, 12, 7] and gpu["device"].to_list() == [3, None, 0]
