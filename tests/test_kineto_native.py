@@ -171,3 +171,12 @@ def test_pid_and_stream_strings_read_as_msgspec_reads_them(tmp_path: Path, monke
     gpu = kineto.parse_kineto(path).gpu_events
     # No device in args: the pid stands in, when it reads as a number.
     assert gpu["stream"].to_list() == [31, 12, 7] and gpu["device"].to_list() == [3, None, 0]
+
+
+def test_a_gzip_of_several_members_reads_as_its_whole_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``cat a.gz b.gz`` makes one: each member inflates to part of the document.
+    data = serialise(documents()[0][1], "indented")
+    path = tmp_path / "t.json.gz"
+    path.write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]))
+    assert kineto.read_bytes(path) == data
+    assert _assert_agree(path, monkeypatch)
