@@ -12,8 +12,7 @@
 typedef const unsigned char *cur;
 
 /* 1 for bytes that end the fast path of a string: quote, backslash, control, non-ASCII. */
-static unsigned char STOP[256];
-
+static unsigned char STOP[256];  /* filled by init_tables (_kineto_scan.c) */
 
 static inline cur skip_ws(cur p, cur end) {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
@@ -48,15 +47,16 @@ static int utf8_len(cur p, cur end) {
     return n;
 }
 
-/* A string starting after its opening quote; *p ends after the closing quote.  Sets *esc
- * when it holds escapes.  Escaped surrogates must pair, as in strict UTF-8. */
-/* True when one of the 8 bytes in w may end the fast path (exact for these tests). */
+/* True when one of the 8 bytes in w may end a string's fast path (the byte tests of the
+ * "has a zero byte" family: they never miss such a byte, and the slow loop re-checks). */
 static inline int may_stop(uint64_t w) {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
     return ((((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w) | w) & highs) != 0;
 }
 
+/* A string starting after its opening quote; *p ends after the closing quote.  Sets *esc
+ * when it holds escapes.  Escaped surrogates must pair, as in strict UTF-8. */
 static int lex_string(cur *pp, cur end, int *esc) {
     cur p = *pp;
     *esc = 0;

@@ -146,7 +146,7 @@ static int parse_members(cur *pp, cur end, int depth, Val *slots, const char **k
         if (p >= end || *p != ':') return DECLINE;
         p = skip_ws(p + 1, end);
         if (k >= 0 && slots[k].kind != ABSENT) return DECLINE;
-        if (args && k == nest && *p == '{') {
+        if (args && k == nest && p < end && *p == '{') {
             if (depth + 1 >= MAX_DEPTH) return DECLINE;
             slots[k].kind = K_OBJ;
             slots[k].s = p;
