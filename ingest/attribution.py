@@ -11,6 +11,7 @@ module around a bare matmul / softmax; the kernel-name rules; else ``other``.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tracehouse.ingest import rules
@@ -18,7 +19,7 @@ from tracehouse.ingest.annotation import ANNOTATION_FIELDS, PREFIX, parse_annota
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.opcost import op_cost
-from tracehouse.ingest.shapes import attention_shapes
+from tracehouse.ingest.shapes import SHAPE_COLUMNS, qk_shapes
 
 KERNEL_ROW_COLUMNS = (
     "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name", "correlation",
@@ -32,40 +33,58 @@ COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
 def attribute(parsed: ParsedTrace) -> pl.DataFrame:
     """Kernel rows (``KERNEL_ROW_COLUMNS``) in execution order."""
-    ranges = _range_table(parsed.ranges)
+    ranges = parsed.ranges.with_row_index("range_idx")
     units = _cpu_units(ranges) if parsed.cpu_only else _gpu_units(parsed)
     units = units.sort("start_ns", "device", "stream", maintain_order=True).with_row_index("query_idx")
+    # Both rule tables in one call: polars builds them side by side, on separate cores.
+    names, kernel_names = pl.collect_all([
+        _name_table(ranges),
+        pl.LazyFrame({"name": units["name"].unique()}).with_columns(**rules.kernel_rule_columns(pl.col("name"))),
+    ], engine="in-memory")
+    # Row order is kept: a range's ``range_idx`` is its row, and keys are gathered by it.
+    ranges = ranges.join(_with_annotations(names), on="name", how="left", maintain_order="left")
     queries = units.filter(pl.col("t_ns").is_not_null()).select("query_idx", "pid", "tid", "t_ns")
     chain = enclosing_ranges(ranges.select("range_idx", "pid", "tid", "start_ns", "dur_ns"), queries)
-    chain = chain.join(ranges.drop("pid", "tid", "start_ns", "dur_ns"), on="range_idx", how="left")
-    keyed = units
-    for found in (_annotation_keys(chain), _op_keys(chain), _innermost_op(chain),
-                  _attention_scope(chain), _profiler_step(chain)):
-        keyed = keyed.join(found, on="query_idx", how="left")
-    names = rules.classify_kernel_names(keyed["name"])
-    keyed = keyed.join(names, on="name", how="left")
+    keys = _chain_keys(chain, ranges, units.height)
+    # The keys are one row per unit, in unit order: a side-by-side concat, not a join.  The
+    # rest is one lazy plan, run by the in-memory engine (polars 2's default streaming engine
+    # takes three times as long on frames this small).
+    keyed = (pl.concat([units, keys], how="horizontal").lazy()
+             .join(_op_signatures(keys).lazy(), on=_COST_KEYS, how="left", nulls_equal=True, maintain_order="left")
+             .join(kernel_names.lazy(), on="name", how="left", maintain_order="left"))
     return _resolve(keyed).with_columns(
         seq=pl.col("query_idx").cast(pl.Int64),
         # The host call that enqueued the kernel (none for CPU-only units): launch overhead.
         launch_ns=pl.when(pl.col("kind") != "cpu").then(pl.col("t_ns")),
-    ).select(KERNEL_ROW_COLUMNS)
+    ).select(KERNEL_ROW_COLUMNS).collect(engine="in-memory")
 
 
-def _range_table(ranges: pl.DataFrame) -> pl.DataFrame:
-    """Ranges with their parsed annotation keys and op-rule match (rules run on distinct names)."""
-    ranges = ranges.with_row_index("range_idx").with_columns(
-        is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")))
-    ours = ranges.filter("is_ours")["name"].unique().to_list()
-    parsed = [parse_annotation(n) for n in ours]
-    ann = pl.DataFrame(
-        {"name": ours, **{f"ann_{f}": [getattr(a, f) if a else None for a in parsed] for f in ANNOTATION_FIELDS}},
-        schema={"name": pl.String, **{f"ann_{f}": (pl.Int64 if f in _INT_KEYS else pl.String)
-                                      for f in ANNOTATION_FIELDS}})
-    ops = rules.classify_op_names(ranges.filter(pl.col("cat") == "cpu_op")["name"])
-    return ranges.join(ann, on="name", how="left").join(ops, on="name", how="left")
+def _name_table(ranges: pl.DataFrame) -> pl.LazyFrame:
+    """Per distinct range name: its op rule (for names that occur as cpu ops), whether it is
+    one of our annotations, and its attention-scope and profiler-step matches; every rule runs
+    once per name."""
+    ops = rules.op_rule_columns(pl.col("name"))
+    return ranges.lazy().group_by("name").agg(is_op=(pl.col("cat") == "cpu_op").any()).with_columns(
+        is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
+        op_operator=pl.when("is_op").then(ops["op_operator"]),
+        op_priority=pl.when("is_op").then(ops["op_priority"]),
+        scope_name=pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"),
+        # A step number past int64 is no step (strict=False): it must not fail the ingest.
+        profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64, strict=False),
+    ).drop("is_op")
+
+
+def _with_annotations(names: pl.DataFrame) -> pl.DataFrame:
+    """The name table plus the keys of our annotations (``ann_<field>``, null elsewhere)."""
+    parsed = [parse_annotation(n) if n is not None else None for n in names["name"].to_list()]
+    return names.with_columns(**{
+        f"ann_{f}": pl.Series([getattr(a, f) if a else None for a in parsed],
+                              dtype=pl.Int64 if f in _INT_KEYS else pl.String)
+        for f in ANNOTATION_FIELDS})
 
 
 _INT_KEYS = {"seq_q", "seq_kv", "batch", "heads", "head_dim", "step"}
+_COST_KEYS = ["op_name", "input_dims", "concrete_inputs", "input_types", "op_operator"]
 
 
 def _gpu_units(parsed: ParsedTrace) -> pl.DataFrame:
@@ -91,62 +110,103 @@ def _cpu_units(ranges: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _annotation_keys(chain: pl.DataFrame) -> pl.DataFrame:
-    ours = chain.filter("is_ours").sort("query_idx", "depth")
-    return ours.group_by("query_idx").agg(
-        *[pl.col(f"ann_{f}").drop_nulls().last() for f in ANNOTATION_FIELDS],
-        annotation=pl.col("name").last(),
+def _chain_keys(chain: pl.DataFrame, ranges: pl.DataFrame, units: int) -> pl.DataFrame:
+    """One row per unit: each key from the range that decides it.  The innermost value of each
+    annotation key; the annotation, cpu op and profiler step innermost; whether any enclosing
+    Python / annotation range names attention; the best-ranked op (``_best_op``)."""
+    query = chain["query_idx"].to_numpy()
+    rows = chain["range_idx"].to_numpy()
+    # A null flag (a range without a name or category) counts as no match, as a filter would.
+    flags = ranges.select(
+        annotation=pl.col("is_ours"), cpu_op=pl.col("cat") == "cpu_op",
+        profiler_step=pl.col("profiler_step").is_not_null(),
+        scope=pl.col("cat").is_in(["python", "annotation"]) & ~pl.col("is_ours") & pl.col("scope_name"),
+        op=pl.col("op_priority").is_not_null(),
+        **{f: pl.col(f).is_not_null() for f in _ANN_COLUMNS}).fill_null(False)
+    at = {c: flags[c].to_numpy()[rows] for c in ("annotation", "cpu_op", "profiler_step", "scope", "op")}
+    pick = {key: _innermost(query, rows, at[key], units) for key in ("annotation", "cpu_op", "profiler_step")}
+    priority = ranges["op_priority"].fill_null(-1).to_numpy()[rows]  # read only where ``op`` holds
+    pick["op"] = _best_op(query, rows, at["op"], priority, units)
+    # Annotation keys are set on our ranges only: look among those chain rows (most traces have none).
+    ours = np.flatnonzero(at["annotation"])
+    for f in _ANN_COLUMNS:
+        has = flags[f].to_numpy()[rows[ours]] if len(ours) else np.zeros(0, dtype=bool)
+        pick[f] = _innermost(query[ours], rows[ours], has, units)
+    in_scope = np.zeros(units, dtype=bool)
+    in_scope[query[at["scope"]]] = True
+    schema = ranges.schema
+    return ranges.select(
+        **{f: _gathered(schema, f, pick[f]) for f in _ANN_COLUMNS},
+        annotation=_gathered(schema, "name", pick["annotation"]), cpu_op=_gathered(schema, "name", pick["cpu_op"]),
+        profiler_step=_gathered(schema, "profiler_step", pick["profiler_step"]),
+        **{c: _gathered(schema, c, pick["op"]) for c in _COST_KEYS if c != "op_name"},
+        op_name=_gathered(schema, "name", pick["op"]),
+        op_instance=pl.lit(pl.Series(pick["op"]).cast(pl.UInt32, strict=False)),
+        in_attention_scope=pl.lit(pl.Series(in_scope)),
     )
 
 
-def _op_keys(chain: pl.DataFrame) -> pl.DataFrame:
-    """The matching enclosing op with the highest priority (outermost on ties: the SDPA call,
-    not its math-backend children, carries the user-facing q/k shapes)."""
-    matched = chain.filter(pl.col("op_operator").is_not_null())
-    best = matched.sort(["query_idx", "op_priority", "depth"], descending=[False, True, False])
-    best = best.group_by("query_idx", maintain_order=True).first()
-    shapes = attention_shapes(best.filter(pl.col("op_operator") == "attention").select("name", "input_dims"))
-    costs = _op_costs(best)
-    return (best.select("query_idx", "op_operator", "input_dims", "concrete_inputs", "input_types",
-                        op_name="name", op_instance="range_idx")
-            .join(shapes, on=["op_name", "input_dims"], how="left")
-            .join(costs, on=["op_name", "input_dims", "concrete_inputs", "input_types", "op_operator"],
-                  how="left", nulls_equal=True))
+_ANN_COLUMNS = tuple(f"ann_{f}" for f in ANNOTATION_FIELDS)
 
 
-_COST_KEYS = ["op_name", "input_dims", "concrete_inputs", "input_types", "op_operator"]
+def _gathered(schema: pl.Schema, column: str, at: np.ndarray) -> pl.Expr:
+    """``column`` of the range picked for each unit; null where none is (``at`` -1, which the
+    non-strict cast to an index makes null)."""
+    if not (at >= 0).any():  # skip the gather: our annotations are absent from most traces
+        return pl.repeat(None, len(at), dtype=schema[column])
+    return pl.col(column).gather(pl.Series(at).cast(pl.UInt32, strict=False))
 
 
-def _op_costs(best: pl.DataFrame) -> pl.DataFrame:
-    """FLOPs and bytes of each distinct GEMM / conv call signature (``opcost.py``)."""
-    distinct = (best.filter(pl.col("op_operator").is_in(["linear", "conv"]))
-                .select(op_name="name", input_dims="input_dims", concrete_inputs="concrete_inputs",
-                        input_types="input_types", op_operator="op_operator").unique())
-    costs = [op_cost(*row) for row in distinct.iter_rows()]
+def _innermost(query: np.ndarray, rows: np.ndarray, hit: np.ndarray, units: int) -> np.ndarray:
+    """Per unit, the last (innermost) matching range of its chain, else -1 (the chain is sorted
+    by query, then depth)."""
+    found = np.flatnonzero(hit)
+    q = query[found]
+    last = np.ones(len(found), dtype=bool)
+    last[:-1] = q[1:] != q[:-1]
+    out = np.full(units, -1, dtype=np.int64)
+    out[q[last]] = rows[found[last]]
+    return out
+
+
+def _best_op(query: np.ndarray, rows: np.ndarray, is_op: np.ndarray, priority: np.ndarray,
+             units: int) -> np.ndarray:
+    """Per unit, the enclosing op with the highest rule priority, else -1.  Outermost on ties:
+    the SDPA call, not its math-backend children, carries the user-facing q/k shapes."""
+    out = np.full(units, -1, dtype=np.int64)
+    found = np.flatnonzero(is_op)
+    if not len(found):
+        return out
+    q, prio = query[found], priority[found]
+    starts = np.ones(len(found), dtype=bool)
+    starts[1:] = q[1:] != q[:-1]
+    group = np.cumsum(starts) - 1
+    # A query's ranges run outermost first, so the first at its highest priority wins.
+    top = np.flatnonzero(prio == np.maximum.reduceat(prio, np.flatnonzero(starts))[group])
+    first = np.ones(len(top), dtype=bool)
+    first[1:] = q[top][1:] != q[top][:-1]
+    out[q[top[first]]] = rows[found[top[first]]]
+    return out
+
+
+def _op_signatures(keys: pl.DataFrame) -> pl.DataFrame:
+    """Per distinct call signature of the deciding attention / GEMM / conv ops: the q/k shapes
+    of an attention call (``shapes.py``), the FLOPs and bytes of a GEMM or conv (``opcost.py``).
+    One table and one join for both: an op's name fixes its operator, so a signature is only
+    ever one of the two kinds, and the other kind's columns stay null."""
+    distinct = keys.filter(pl.col("op_operator").is_in(["attention", "linear", "conv"])).select(_COST_KEYS).unique()
+    shapes, costs = [], []
+    for name, dims, concrete, types, operator in distinct.iter_rows():
+        attention = operator == "attention"
+        shapes.append(qk_shapes(name, dims) if attention else (None,) * len(SHAPE_COLUMNS))
+        costs.append((None, None) if attention else op_cost(name, dims, concrete, types, operator))
     return distinct.with_columns(
+        **{c: pl.Series([v[i] for v in shapes], dtype=pl.Int64) for i, c in enumerate(SHAPE_COLUMNS)},
         instance_flops=pl.Series([c[0] for c in costs], dtype=pl.Int64),
         instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64))
 
 
-def _innermost_op(chain: pl.DataFrame) -> pl.DataFrame:
-    ops = chain.filter(pl.col("cat") == "cpu_op").sort("query_idx", "depth")
-    return ops.group_by("query_idx").agg(cpu_op=pl.col("name").last())
-
-
-def _attention_scope(chain: pl.DataFrame) -> pl.DataFrame:
-    scoped = chain.filter(
-        pl.col("cat").is_in(["python", "annotation"]) & ~pl.col("is_ours")
-        & pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"))
-    return scoped.select("query_idx").unique().with_columns(in_attention_scope=pl.lit(True))
-
-
-def _profiler_step(chain: pl.DataFrame) -> pl.DataFrame:
-    steps = chain.filter(pl.col("name").str.contains(rules.PROFILER_STEP_PATTERN))
-    return steps.group_by("query_idx").agg(
-        profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64).last())
-
-
-def _resolve(k: pl.DataFrame) -> pl.DataFrame:
+def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
     kind_op = pl.col("kind").replace_strict(rules.KIND_OPERATORS, default=None, return_dtype=pl.String)
     scope_op = pl.when(pl.col("in_attention_scope") & pl.col("cpu_op").is_in(list(rules.ATTENTION_BUILDING_BLOCKS))
                        ).then(pl.lit("attention"))

@@ -89,22 +89,28 @@ def _chain(rules: tuple[tuple[str, str], ...], col: pl.Expr) -> pl.Expr:
     return expr
 
 
-def classify_op_names(names: pl.Series) -> pl.DataFrame:
-    """name → (op_operator, op_priority) for op names; null when no rule matches."""
-    col = pl.col("name")
+def op_rule_columns(col: pl.Expr) -> dict[str, pl.Expr]:
+    """``op_operator`` and ``op_priority`` of the op name in ``col`` (null when no rule matches)."""
     op: pl.Expr = pl.lit(None, dtype=pl.String)
     prio: pl.Expr = pl.lit(None, dtype=pl.Int32)
     for operator, priority, pattern in reversed(OP_RULES):
         hit = col.str.contains(f"(?i){pattern}")
         op = pl.when(hit).then(pl.lit(operator)).otherwise(op)
         prio = pl.when(hit).then(pl.lit(priority, dtype=pl.Int32)).otherwise(prio)
-    return pl.DataFrame({"name": names.unique()}).with_columns(op_operator=op, op_priority=prio)
+    return {"op_operator": op, "op_priority": prio}
+
+
+def classify_op_names(names: pl.Series) -> pl.DataFrame:
+    """name → (op_operator, op_priority) for op names; null when no rule matches."""
+    return pl.DataFrame({"name": names.unique()}).with_columns(**op_rule_columns(pl.col("name")))
+
+
+def kernel_rule_columns(col: pl.Expr) -> dict[str, pl.Expr]:
+    """``authoritative_operator`` and ``name_operator`` of the kernel name in ``col``."""
+    return {"authoritative_operator": _chain(AUTHORITATIVE_KERNEL_RULES, col),
+            "name_operator": _chain(KERNEL_RULES, col)}
 
 
 def classify_kernel_names(names: pl.Series) -> pl.DataFrame:
     """name → (authoritative_operator, name_operator) for kernel names."""
-    col = pl.col("name")
-    return pl.DataFrame({"name": names.unique()}).with_columns(
-        authoritative_operator=_chain(AUTHORITATIVE_KERNEL_RULES, col),
-        name_operator=_chain(KERNEL_RULES, col),
-    )
+    return pl.DataFrame({"name": names.unique()}).with_columns(**kernel_rule_columns(pl.col("name")))

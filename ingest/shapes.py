@@ -1,7 +1,7 @@
 """Attention shapes from an op's recorded ``Input Dims``.
 
 SDPA-family ops take q/k as [B, H, L, D]; flash-attn / xformers / the aten flash and
-efficient forward ops take [B, L, H, D].  Parsed once per distinct (op, dims) string.
+efficient forward ops take [B, L, H, D].  Attribution parses each distinct (op, dims) string once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import orjson
-import polars as pl
 
 from tracehouse.ingest.rules import BLHD_ATTENTION_PATTERN
 
@@ -37,13 +36,3 @@ def qk_shapes(op_name: str, input_dims: str | None) -> tuple[int | None, ...]:
         seq_kv = k[2]
     return seq_q, seq_kv, batch, heads, head_dim
 
-
-def attention_shapes(ops: pl.DataFrame) -> pl.DataFrame:
-    """``name, input_dims`` → ``op_name, input_dims, op_seq_q ...`` for the distinct pairs."""
-    distinct = ops.unique()
-    values = [qk_shapes(n, d) for n, d in distinct.iter_rows()]
-    return pl.DataFrame(
-        {"op_name": distinct["name"], "input_dims": distinct["input_dims"],
-         **{c: [v[i] for v in values] for i, c in enumerate(SHAPE_COLUMNS)}},
-        schema={"op_name": pl.String, "input_dims": pl.String, **{c: pl.Int64 for c in SHAPE_COLUMNS}},
-    )

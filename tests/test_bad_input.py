@@ -136,6 +136,17 @@ def test_integers_above_int64_are_counted(db: Database, tmp_path: Path) -> None:
     assert result.warnings == {"integer_out_of_range": 4}
 
 
+def test_a_profiler_step_number_past_int64_is_no_step(db: Database, tmp_path: Path) -> None:
+    def mutate(events: list[dict]) -> None:
+        ops = _ops(events)
+        first, last = min(e["ts"] for e in ops), max(e["ts"] + e["dur"] for e in ops)
+        events.append({"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#" + "9" * 25,
+                       "pid": ops[0]["pid"], "tid": ops[0]["tid"], "ts": first - 1, "dur": last - first + 2})
+
+    result = ingest_file(db.engine, _mutated(tmp_path, "step.json.gz", mutate), raw_dir=tmp_path / "raw")
+    assert result.created and result.kernel_count > 0
+
+
 def test_concurrent_ingests_of_one_file_make_one_run(db: Database, tmp_path: Path) -> None:
     """Two processes ingesting the same bytes at once: the loser of the race on the trace's
     sha256 returns the winner's run instead of failing or duplicating it."""
