@@ -64,6 +64,16 @@ static int grow(void **p, size_t bytes) {
     return 0;
 }
 
+static int str_room(StrCol *c, int64_t n) {
+    if (c->size + n <= c->cap) return 0;
+    int64_t cap = c->cap ? c->cap : 1 << 16;
+    while (cap < c->size + n) cap *= 2;
+    if (cap > INT32_MAX) return DECLINE;  /* 32-bit Arrow offsets */
+    if (grow((void **)&c->data, cap)) return NOMEM;
+    c->cap = cap;
+    return 0;
+}
+
 /* Room for one more row in every column; validity bitmaps are zeroed as they grow. */
 static int table_reserve(Table *t) {
     if (t->rows < t->cap) return 0;
@@ -77,21 +87,14 @@ static int table_reserve(Table *t) {
     for (int i = 0; i < N_STR; i++) {
         StrCol *c = &t->strs[i];
         if (grow((void **)&c->offsets, (cap + 1) * sizeof(int32_t))) return NOMEM;
-        if (t->cap == 0) c->offsets[0] = 0;
+        if (t->cap == 0) {  /* a data buffer from the start: Arrow consumers want one */
+            c->offsets[0] = 0;
+            if (str_room(c, 1)) return NOMEM;
+        }
         if (grow((void **)&c->valid, bits)) return NOMEM;
         memset(c->valid + old_bits, 0, bits - old_bits);
     }
     t->cap = cap;
-    return 0;
-}
-
-static int str_room(StrCol *c, int64_t n) {
-    if (c->size + n <= c->cap) return 0;
-    int64_t cap = c->cap ? c->cap : 1 << 16;
-    while (cap < c->size + n) cap *= 2;
-    if (cap > INT32_MAX) return DECLINE;  /* 32-bit Arrow offsets */
-    if (grow((void **)&c->data, cap)) return NOMEM;
-    c->cap = cap;
     return 0;
 }
 
@@ -164,6 +167,18 @@ static int parse_members(cur *pp, cur end, int depth, Val *slots, const char **k
     }
 }
 
+/* Whether msgspec can read every number in v as a float64: it refuses one past float64's
+ * range ("Number out of range") in a float field (dur) and anywhere in an ``Any`` value (grid,
+ * block).  Conservative: no exponent, at most 300 characters (an out-of-range number needs
+ * 309 digits or an exponent); a container is checked for either as a whole. */
+static int float_safe(const Val *v) {
+    if (v->kind == K_INT || v->kind == K_NUM) return !v->has_exp && v->e - v->s <= 300;
+    if (v->kind != K_ARR && v->kind != K_OBJ) return 1;
+    if (v->e - v->s > 300) return 0;
+    for (cur p = v->s; p < v->e; p++) if (*p == 'e' || *p == 'E') return 0;
+    return 1;
+}
+
 /* The types msgspec's ``_Event`` / ``_Args`` structs demand, for every event kept or not. */
 static int check_event(Event *ev) {
     Val *f = ev->f, *a = ev->a;
@@ -174,6 +189,7 @@ static int check_event(Event *ev) {
     if (f[F_NAME].kind != ABSENT && f[F_NAME].kind != K_STR) return DECLINE;
     if (f[F_DUR].kind != ABSENT && f[F_DUR].kind != K_NULL && f[F_DUR].kind != K_INT
         && f[F_DUR].kind != K_NUM) return DECLINE;
+    if (!float_safe(&f[F_DUR]) || !float_safe(&a[A_GRID]) || !float_safe(&a[A_BLOCK])) return DECLINE;
     if (check_int(&f[F_PID], 1) || check_int(&f[F_TID], 1)) return DECLINE;
     for (int i = A_EXT; i <= A_BYTES; i++)
         if (check_int(&a[i], i == A_STREAM)) return DECLINE;
@@ -235,7 +251,7 @@ static int put_stream(Table *t, Val *v) {
     uint64_t n = 0;
     if (v->esc || s == e) return DECLINE;
     if (e - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-        if (e - s > 17) return DECLINE;
+        if (e - s > 18) return DECLINE;  /* "0x" and at most 16 digits */
         for (cur p = s + 2; p < e; p++) {
             unsigned c = *p, d;
             if (c >= '0' && c <= '9') d = c - '0';
@@ -279,7 +295,7 @@ static inline int put_text(Table *t, int col, cur s, cur e) {
     StrCol *c = &t->strs[col];
     int rc = str_room(c, e - s);
     if (rc) return rc;
-    memcpy(c->data + c->size, s, (size_t)(e - s));
+    if (e > s) memcpy(c->data + c->size, s, (size_t)(e - s));
     c->size += e - s;
     c->offsets[t->rows + 1] = (int32_t)c->size;
     set_bit(c->valid, t->rows);
@@ -531,8 +547,9 @@ static int export_table(Table *t, struct ArrowSchema *schema, struct ArrowArray 
     array->buffers = calloc(1, sizeof(void *));
     if (!schema->children || !array->children || !array->buffers) rc = NOMEM;
     for (; k < n && !rc; k++) {
-        schema->children[k] = malloc(sizeof(struct ArrowSchema));
-        array->children[k] = malloc(sizeof(struct ArrowArray));
+        /* zeroed: a child whose partner failed to allocate is released as absent */
+        schema->children[k] = calloc(1, sizeof(struct ArrowSchema));
+        array->children[k] = calloc(1, sizeof(struct ArrowArray));
         if (!schema->children[k] || !array->children[k]) { rc = NOMEM; k++; break; }
         struct ArrowSchema *cs = schema->children[k];
         struct ArrowArray *ca = array->children[k];

@@ -12,4 +12,12 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
+# The Kineto scanner (a C extension) is optional in the build: without a compiler ingest is
+# only slower.  Where there is one, a failed build is a bug; removing the in-place copy first
+# keeps a stale one from hiding it.
+rm -f ingest/_kineto_scan.*.so
 .venv/bin/python -m pip install --quiet -e ".[collect,hta,dev]"
+if command -v cc >/dev/null 2>&1 && ! .venv/bin/python -c "import tracehouse.ingest._kineto_scan" 2>/dev/null; then
+    echo "setup: the C Kineto scanner failed to build; see: .venv/bin/python -m pip install -v -e ." >&2
+    exit 1
+fi
