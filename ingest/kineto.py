@@ -39,6 +39,7 @@ from tracehouse.ingest.frames import (
 from tracehouse.ingest import kineto_native
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
+from tracehouse.ingest.timestamps import start_and_duration_ns
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
                  "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
@@ -123,7 +124,6 @@ _CHUNK_BYTES = 1 << 19  # JSON text decoded at a time (~1.6k events)
 _PIECE_BYTES = 1 << 20  # gunzipped text handed over at a time
 _CHUNK = 2048  # events framed at a time after a whole-document decode
 _FLUSH = 16384  # events per frame gathered as Python objects before they go into polars
-_MAX_US = (2**63 - 1) // 1000  # the largest µs count whose ns fit in an Int64
 
 
 def read_bytes(path: Path) -> bytes:
@@ -413,44 +413,11 @@ def _timed(df: pl.DataFrame, typing_warnings: dict[str, int], base_ns: int, warn
     ``dur_ns``; its problems are counted in the order the frames are built, as they always were."""
     for key, count in typing_warnings.items():
         warnings[key] = warnings.get(key, 0) + count
-    df = df.drop("ts", "dur").hstack(_times(df["ts"], df["dur"], base_ns))
+    df = df.drop("ts", "dur").hstack(start_and_duration_ns(df["ts"], df["dur"], base_ns))
     valid = df.filter(pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0) & pl.col("start_ns").is_not_null())
     if bad := df.height - valid.height:
         warnings["missing_or_negative_duration"] = warnings.get("missing_or_negative_duration", 0) + bad
     return valid
-
-
-def _times(text: pl.Series, dur: pl.Series, base_ns: int) -> pl.DataFrame:
-    """Start and duration in integer ns (null where missing or unreadable)."""
-    return pl.DataFrame({"start_ns": _us_text_to_ns(text) + base_ns,
-                         "dur_ns": (dur * 1000).round(0).cast(pl.Int64, strict=False)})
-
-
-def _us_text_to_ns(text: pl.Series) -> pl.Series:
-    """JSON number text in µs → integer ns, exactly: integer part × 1000 + the first three
-    decimals.  Kineto writes at most three decimals and no exponent, which an Int64 or
-    Decimal cast parses exactly; anything else takes the general expression."""
-    whole = text.cast(pl.Int64, strict=False)  # integer µs: older traces
-    if whole.is_between(-_MAX_US, _MAX_US).fill_null(False).all():
-        return (whole * 1000).alias("start_ns")
-    # A Decimal(38, 3) is stored as the integer value × 1000: exactly the ns.
-    fast = text.cast(pl.Decimal(38, 3), strict=False).to_physical().cast(pl.Int64, strict=False)
-    decimals = text.str.len_bytes() - text.str.find(".", literal=True) - 1
-    slow = fast.is_null() | text.str.contains_any(["e", "E"]) | (decimals > 3).fill_null(False)
-    if not slow.any():
-        return fast.alias("start_ns")
-    general = pl.select(_general_us_text_to_ns(pl.lit(text.filter(slow)))).to_series()
-    return fast.scatter(slow.arg_true(), general).alias("start_ns")
-
-
-def _general_us_text_to_ns(text: pl.Expr) -> pl.Expr:
-    """Exponent notation (never seen from Kineto) goes through float64."""
-    body = text.str.strip_prefix("-")
-    whole = body.str.extract(r"^(\d+)(?:\.\d*)?$").cast(pl.Int64, strict=False)
-    frac = body.str.extract(r"^\d+\.(\d{1,3})").str.pad_end(3, "0").cast(pl.Int64, strict=False).fill_null(0)
-    approx = (body.cast(pl.Float64, strict=False) * 1000).round(0).cast(pl.Int64, strict=False)
-    magnitude = pl.when(whole.is_not_null()).then(whole * 1000 + frac).otherwise(approx)
-    return pl.when(text.str.starts_with("-")).then(-magnitude).otherwise(magnitude)
 
 
 def _int_series(name: str, values: list, warnings: dict[str, int], *, host: bool = False) -> pl.Series:
