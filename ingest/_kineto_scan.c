@@ -194,11 +194,23 @@ static int put_stream(Table *t, Val *v) {
     return 0;
 }
 
-/* grid / block: absent or null gives nulls, three int64s give the axes; anything else declines. */
+/* grid / block as ``_dim3`` reads them: absent, null or a string holding no JSON list gives
+ * nulls; three int64s, as a list or a string of one, give the axes; anything else declines. */
 static int put_dim3(Table *t, int col, Val *v) {
     if (v->kind == ABSENT || v->kind == K_NULL) {
         for (int i = 0; i < 3; i++) put_null_int(t, col + i);
         return 0;
+    }
+    if (v->kind == K_STR) {  /* Triton writes "[1, 1, 1]", or "grid(100,)" on a cpu op */
+        Val text = *v;
+        if (v->esc) return DECLINE;
+        text.s = skip_ws(v->s, v->e);
+        if (text.s == v->e || *text.s != '[') {  /* holds no JSON list: _dim3 finds no axes */
+            for (int i = 0; i < 3; i++) put_null_int(t, col + i);
+            return 0;
+        }
+        text.kind = K_ARR;  /* a list: three int64s, or left to the reference */
+        return put_dim3(t, col, &text);
     }
     if (v->kind != K_ARR) return DECLINE;
     cur p = skip_ws(v->s + 1, v->e);
@@ -211,7 +223,7 @@ static int put_dim3(Table *t, int col, Val *v) {
         if (p >= v->e || *p != (i == 2 ? ']' : ',')) return DECLINE;
         p = skip_ws(p + 1, v->e);
     }
-    return 0;
+    return p == v->e ? 0 : DECLINE;  /* nothing after the array (in a string, it could be) */
 }
 
 /* A number's text (ts / dur), or null.  Kineto never writes exponents; the reference path

@@ -2,8 +2,8 @@
 gunzipped document into Arrow columns in one pass, without a Python object per event.
 
 It is narrow on purpose: it accepts only documents whose fields have the plain shapes Kineto
-writes, and declines everything else (a grid written as a string, an int beyond int64, a key
-with escapes, invalid UTF-8 ...).  A declined document, or a build without the extension,
+writes, and declines everything else (a grid that is not three ints, an int beyond int64, a
+key with escapes, invalid UTF-8 ...).  A declined document, or a build without the extension,
 takes the msgspec path in ``kineto.py``, which stays the reference for what a trace means and
 for every error message; ``tests/test_kineto_native.py`` checks that both give equal frames.
 """

@@ -26,9 +26,8 @@ def test_the_scanner_is_built_where_there_is_a_compiler() -> None:
     # The build treats the extension as optional; a compile error must still fail somewhere.
     assert kineto_native.AVAILABLE
 
-# The shared traces the scanner leaves to msgspec, and why: Triton writes grid and block as
-# strings ("[1, 1, 1]").
-DECLINED = {"triton_example.json.gz"}
+# The shared traces the scanner leaves to msgspec, and why (none, today).
+DECLINED: set[str] = set()
 
 
 def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, native: bool) -> tuple[ParsedTrace | None, str | None, bool]:
@@ -127,7 +126,7 @@ def _kernel(**fields: object) -> dict:
 
 
 DECLINES = {
-    "grid as a string": {"traceEvents": [_kernel(args={"grid": "[1, 1, 1]", "correlation": 1})]},
+    "grid as a string of two": {"traceEvents": [_kernel(args={"grid": "[1, 1]", "correlation": 1})]},
     "int beyond int64": {"traceEvents": [_kernel(args={"correlation": 2**63})]},
     "float where an int goes": {"traceEvents": [_kernel(pid=1.5)]},
     "stream '07'": {"traceEvents": [_kernel(args={"stream": "07", "correlation": 1})]},
@@ -170,6 +169,16 @@ def test_escaped_names_decode_as_msgspec_decodes(tmp_path: Path, monkeypatch: py
         path = _write(tmp_path, json.dumps(doc, ensure_ascii=ascii_only).encode())
         assert _assert_agree(path, monkeypatch)
         assert kineto.parse_kineto(path).gpu_events["name"].to_list() == names
+
+
+def test_grid_strings_read_as_msgspec_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Triton writes a kernel's grid as "[1, 1, 1]" and a cpu op's as "grid(100,)".
+    grids = ["[2, 3, 4]", " [5,6,7] ", "grid(100,)", "", "7"]
+    doc = {"traceEvents": [_kernel(args={"correlation": i, "grid": g}) for i, g in enumerate(grids)]}
+    path = _write(tmp_path, doc)
+    assert _assert_agree(path, monkeypatch)
+    gpu = kineto.parse_kineto(path).gpu_events
+    assert gpu["grid_x"].to_list() == [2, 5, None, None, None]
 
 
 def test_pid_and_stream_strings_read_as_msgspec_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
