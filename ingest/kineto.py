@@ -1,6 +1,9 @@
 """PyTorch Profiler (Kineto) Chrome-trace JSON: a pure parse into typed frames.
 
-msgspec decodes straight into typed structs, skipping the fields we never read.  The file is
+Three decoders, fastest first.  The C scanner (``kineto_native.py``) reads the gunzipped text
+into Arrow columns in one pass, for the documents whose fields have the plain shapes Kineto
+writes.  Any other document is decoded by msgspec, the reference for what a trace means and
+for every error: straight into typed structs, skipping the fields we never read, the file
 gunzipped and decoded ~512 KB of events at a time as it is read (``jsonchunks.py``): a chunk's
 structs are still in cache when their fields are copied out, a field at a time with
 ``map(attrgetter(...))``, and neither the whole JSON text (35 MB for 100k events) nor all the
@@ -33,10 +36,10 @@ import polars as pl
 from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace
+from tracehouse.ingest import kineto_native
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
-from tracehouse.ingest import kineto_native
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
