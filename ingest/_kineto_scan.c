@@ -48,8 +48,8 @@ typedef struct { const char **text; Py_ssize_t *len; int n; } Cats;
 
 static int key_index(cur s, cur e, const char **keys, const unsigned char *lens, int n) {
     size_t len = (size_t)(e - s);
-    for (int i = 0; i < n; i++)
-        if (lens[i] == len && memcmp(keys[i], s, len) == 0) return i;
+    for (int i = 0; i < n; i++)  /* the first byte first: most keys of an event are not ours */
+        if (lens[i] == len && keys[i][0] == (char)s[0] && memcmp(keys[i], s, len) == 0) return i;
     return -1;
 }
 
@@ -142,7 +142,8 @@ static int kept_category(Event *ev, const Cats *cats) {
     if (ph->kind != K_STR || ph->e - ph->s != 1 || *ph->s != 'X' || cat->kind != K_STR) return -1;
     size_t len = (size_t)(cat->e - cat->s);
     for (int i = 0; i < cats->n; i++)
-        if ((size_t)cats->len[i] == len && memcmp(cats->text[i], cat->s, len) == 0) return i;
+        if ((size_t)cats->len[i] == len && len && cats->text[i][0] == (char)cat->s[0]
+            && memcmp(cats->text[i], cat->s, len) == 0) return i;
     return -1;
 }
 
