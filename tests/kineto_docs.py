@@ -5,11 +5,14 @@ two parses."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
+from pathlib import Path
 
 from polars.testing import assert_frame_equal
 
+from tracehouse.ingest import kineto
 from tracehouse.ingest.frames import ParsedTrace
 
 NAMES = ["aten::mm", "x}, {y", "a}]b", '}, {"ph": "X"}', "k}  ,\n {", '\\"}, {', "plain"]
@@ -58,3 +61,19 @@ def serialise(obj: object, style: str) -> bytes:
     if style == "crlf-tabs":
         return json.dumps(obj, indent="\t").replace("\n", "\r\n").encode()
     return json.dumps(obj).encode()
+
+
+def write_doc(tmp_path: Path, doc: object | bytes, *, style: str = "indented", gz: bool = False) -> Path:
+    """``doc`` (or bytes as they are) as a trace file, gzipped or not."""
+    data = doc if isinstance(doc, bytes) else serialise(doc, style)
+    path = tmp_path / ("t.json.gz" if gz else "t.json")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def parse_or_error(path: Path) -> tuple[ParsedTrace | None, str | None]:
+    """The parse, or its error as text: two decode paths must fail alike, too."""
+    try:
+        return kineto.parse_kineto(path), None
+    except Exception as exc:  # noqa: BLE001
+        return None, f"{type(exc).__name__}: {exc}"

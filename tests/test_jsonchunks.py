@@ -5,13 +5,12 @@ a string, a repeated key, odd whitespace, gzip or not)."""
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import kineto_traces, require_shared
-from tests.kineto_docs import assert_same_parse, documents, serialise
+from tests.kineto_docs import assert_same_parse, documents, parse_or_error, write_doc
 from tracehouse.ingest import kineto
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.jsonchunks import Unsplittable
@@ -36,10 +35,8 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
         m.setattr(kineto, "_decode_whole", spy)
         if whole:
             m.setattr(kineto, "_decode_streamed", refuse)
-        try:
-            return kineto.parse_kineto(path), None, not used_whole
-        except Exception as exc:  # noqa: BLE001  the two paths must fail alike, too
-            return None, f"{type(exc).__name__}: {exc}", not used_whole
+        parsed, error = parse_or_error(path)
+    return parsed, error, not used_whole
 
 
 @pytest.mark.parametrize("path", kineto_traces(), ids=lambda p: p.name)
@@ -56,9 +53,7 @@ def test_real_traces_cut_small_decode_as_one(path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("gz", [False, True], ids=["json", "gz"])
 def test_documents_built_to_fool_the_cutter(label: str, doc: object, style: str, gz: bool, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    data = serialise(doc, style)
-    path = tmp_path / ("t.json.gz" if gz else "t.json")
-    path.write_bytes(gzip.compress(data) if gz else data)
+    path = write_doc(tmp_path, doc, style=style, gz=gz)
     streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
     whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
     assert was_streamed and error_a == error_b  # the cutter itself decoded it, no fallback

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import kineto_traces, require_shared
-from tests.kineto_docs import assert_same_parse, documents, event, serialise
+from tests.kineto_docs import assert_same_parse, documents, event, parse_or_error, serialise, write_doc
 from tracehouse.ingest import kineto, kineto_native
 from tracehouse.ingest.frames import ParsedTrace
 
@@ -42,10 +42,8 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, native: bool) -> tupl
 
     with monkeypatch.context() as m:
         m.setattr(kineto, "_decode_native", spy)
-        try:
-            return kineto.parse_kineto(path), None, any(used)
-        except Exception as exc:  # noqa: BLE001  both paths must fail alike, too
-            return None, f"{type(exc).__name__}: {exc}", any(used)
+        parsed, error = parse_or_error(path)
+    return parsed, error, any(used)
 
 
 def _assert_agree(path: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
@@ -56,13 +54,6 @@ def _assert_agree(path: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
     if native is not None and reference is not None:
         assert_same_parse(native, reference)
     return scanned
-
-
-def _write(tmp_path: Path, doc: object | bytes, *, style: str = "indented", gz: bool = False) -> Path:
-    data = doc if isinstance(doc, bytes) else serialise(doc, style)
-    path = tmp_path / ("t.json.gz" if gz else "t.json")
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
 
 
 @pytest.mark.parametrize("path", kineto_traces(), ids=lambda p: p.name)
@@ -82,7 +73,7 @@ def test_big_real_traces_are_scanned_on_two_threads() -> None:
 @pytest.mark.parametrize("style", ["plain", "indented", "compact", "crlf-tabs"])
 def test_documents_built_to_fool_a_scanner(label: str, doc: object, style: str, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _assert_agree(_write(tmp_path, doc, style=style, gz=style == "plain"), monkeypatch)
+    assert _assert_agree(write_doc(tmp_path, doc, style=style, gz=style == "plain"), monkeypatch)
 
 
 def _big(middle: list[dict], *, per_side: int = 14000) -> dict:
@@ -93,7 +84,7 @@ def _big(middle: list[dict], *, per_side: int = 14000) -> dict:
 
 
 def test_a_right_guess_of_the_second_half_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _write(tmp_path, _big([]), style="indented")
+    path = write_doc(tmp_path, _big([]), style="indented")
     scanned = kineto_native.scan(path.read_bytes())
     assert isinstance(scanned, kineto_native.Scanned) and scanned.threads == 2
     assert _assert_agree(path, monkeypatch)
@@ -103,7 +94,7 @@ def test_a_wrong_guess_inside_a_string_falls_back_to_one_thread(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # The middle of the text lies inside a 3 MB name made of "}, {": the guessed start is in it.
     giant = {"ph": "X", "cat": "cpu_op", "name": "}, {" * 750_000, "pid": 1, "tid": 1, "ts": 1, "dur": 1}
-    path = _write(tmp_path, _big([giant]), style="indented")
+    path = write_doc(tmp_path, _big([giant]), style="indented")
     scanned = kineto_native.scan(path.read_bytes())
     assert isinstance(scanned, kineto_native.Scanned) and scanned.threads == 1
     assert _assert_agree(path, monkeypatch)
@@ -112,7 +103,7 @@ def test_a_wrong_guess_inside_a_string_falls_back_to_one_thread(tmp_path: Path,
 def test_a_decline_in_the_second_half_declines_the_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = _big([])
     doc["traceEvents"][-5]["args"] = {"correlation": 2**64}  # beyond int64: left to msgspec
-    path = _write(tmp_path, doc, style="indented")
+    path = write_doc(tmp_path, doc, style="indented")
     raw = path.read_bytes()
     declined_at = kineto_native.scan(raw)
     assert isinstance(declined_at, int) and declined_at > len(raw) * 0.9
@@ -157,7 +148,7 @@ RAW_DECLINES = {
 
 @pytest.mark.parametrize("label", [*DECLINES, *RAW_DECLINES])
 def test_shapes_it_declines_are_left_to_msgspec(label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _write(tmp_path, DECLINES.get(label) or RAW_DECLINES[label])
+    path = write_doc(tmp_path, DECLINES.get(label) or RAW_DECLINES[label])
     assert isinstance(kineto_native.scan(path.read_bytes()), int)
     assert not _assert_agree(path, monkeypatch)
 
@@ -166,7 +157,7 @@ def test_escaped_names_decode_as_msgspec_decodes(tmp_path: Path, monkeypatch: py
     names = ['a"b', "back\\slash", "a/b", "\b\f\n\r\t", "café", "emoji 😀", "nul\x00byte", "ÿ", "丁"]
     doc = {"traceEvents": [_kernel(name=n, args={"correlation": i}) for i, n in enumerate(names)]}
     for ascii_only in (True, False):  # \\u escapes, or UTF-8 written as it is
-        path = _write(tmp_path, json.dumps(doc, ensure_ascii=ascii_only).encode())
+        path = write_doc(tmp_path, json.dumps(doc, ensure_ascii=ascii_only).encode())
         assert _assert_agree(path, monkeypatch)
         assert kineto.parse_kineto(path).gpu_events["name"].to_list() == names
 
@@ -175,7 +166,7 @@ def test_grid_strings_read_as_msgspec_reads_them(tmp_path: Path, monkeypatch: py
     # Triton writes a kernel's grid as "[1, 1, 1]" and a cpu op's as "grid(100,)".
     grids = ["[2, 3, 4]", " [5,6,7] ", "grid(100,)", "", "7"]
     doc = {"traceEvents": [_kernel(args={"correlation": i, "grid": g}) for i, g in enumerate(grids)]}
-    path = _write(tmp_path, doc)
+    path = write_doc(tmp_path, doc)
     assert _assert_agree(path, monkeypatch)
     gpu = kineto.parse_kineto(path).gpu_events
     assert gpu["grid_x"].to_list() == [2, 5, None, None, None]
@@ -190,7 +181,7 @@ def test_pid_and_stream_strings_read_as_msgspec_reads_them(tmp_path: Path, monke
          "args": {"correlation": 1}},
         {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 7, "tid": 7, "ts": 8, "dur": 3, "args": None},
     ]
-    path = _write(tmp_path, {"traceEvents": events})
+    path = write_doc(tmp_path, {"traceEvents": events})
     assert _assert_agree(path, monkeypatch)
     gpu = kineto.parse_kineto(path).gpu_events
     # No device in args: the pid stands in, when it reads as a number.
