@@ -22,9 +22,22 @@ from tracehouse.schema.models import KernelRollup, Symbol
 hta = pytest.importorskip("hta.trace_analysis", reason="holistictraceanalysis not installed (extra 'hta')")
 
 
+def _ingested(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch,
+              backend: str = "sqlite") -> tuple[Database, Path, int]:
+    """A shared trace ingested into a fresh database, HTA's ns rounding switched off."""
+    require_shared()
+    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
+    path = KINETO_DIR / name
+    db = Database(backend, tmp_path).migrate()
+    return db, path, ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+
+
+def _hta(path: Path):  # type: ignore[no-untyped-def]
+    return hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
+
+
 def _hta_per_name(path: Path) -> dict[str, float]:
-    analysis = hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
-    _, per_kernel = analysis.get_gpu_kernel_breakdown(
+    _, per_kernel = _hta(path).get_gpu_kernel_breakdown(
         visualize=False, duration_ratio=1.0, num_kernels=10**9, include_memory_kernels=True)
     totals = dict(zip(per_kernel["name"], per_kernel["sum (us)"].astype(float)))
     # HTA adds synthetic "Stream Wait Event" rows for cudaStreamWaitEvent calls (host-side
@@ -38,11 +51,7 @@ def _hta_per_name(path: Path) -> dict[str, float]:
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_per_kernel_totals_match_hta(tmp_path: Path, backend: str, name: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    require_shared()
-    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
-    path = KINETO_DIR / name
-    db = Database(backend, tmp_path).migrate()
-    run_id = ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+    db, path, run_id = _ingested(tmp_path, name, monkeypatch, backend)
     with session_scope(db.engine) as s:
         rows = s.execute(select(Symbol.text, KernelRollup.kernel_count, KernelRollup.total_ns)
                          .join(Symbol, Symbol.id == KernelRollup.name_id)
@@ -64,14 +73,10 @@ def test_utilization_matches_hta_temporal_breakdown_and_overlap(tmp_path: Path, 
     HTA holds absolute-epoch µs timestamps (the V100 file) in float64, which keeps ~0.25 µs."""
     from tracehouse.analyses.utilization import temporal_breakdown
 
-    require_shared()
-    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
-    path = KINETO_DIR / name
-    db = Database("sqlite", tmp_path).migrate()
-    run_id = ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+    db, path, run_id = _ingested(tmp_path, name, monkeypatch)
     with session_scope(db.engine) as s:
         [ours] = temporal_breakdown(s, run_id).to_dicts()
-    analysis = hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
+    analysis = _hta(path)
     [theirs] = analysis.get_temporal_breakdown(visualize=False).to_dict("records")
     for mine, hta_col in (("span_ns", "kernel_time(us)"), ("idle_ns", "idle_time(us)"),
                           ("compute_ns", "compute_time(us)"), ("non_compute_ns", "non_compute_time(us)")):
@@ -91,18 +96,14 @@ def test_launch_times_match_hta_launch_stats(tmp_path: Path, name: str, monkeypa
     from tracehouse.analyses.launches import launch_overhead
     from tracehouse.schema.models import Kernel
 
-    require_shared()
-    monkeypatch.setenv("HTA_DISABLE_NS_ROUNDING", "1")
-    path = KINETO_DIR / name
-    db = Database("sqlite", tmp_path).migrate()
-    run_id = ingest_file(db.engine, path, raw_dir=tmp_path / "raw").run_id
+    db, path, run_id = _ingested(tmp_path, name, monkeypatch)
     with session_scope(db.engine) as s:
         rows = s.execute(select(Kernel.correlation, Kernel.operator, Kernel.start_ns, Kernel.dur_ns, Kernel.launch_ns,
                                 Kernel.launch_dur_ns).where(Kernel.run_id == run_id)).all()
         summary = launch_overhead(s, run_id, "operator")
     ours = pl.DataFrame([tuple(r) for r in rows], orient="row",
                         schema=["correlation", "operator", "start_ns", "dur_ns", "launch_ns", "launch_dur_ns"])
-    analysis = hta.TraceAnalysis(trace_files={0: str(path)}, trace_dir="/", include_last_profiler_step=True)
+    analysis = _hta(path)
     theirs = pl.from_pandas(analysis.get_cuda_kernel_launch_stats(visualize=False)[0])
     joined = theirs.join(ours, on="correlation", how="left")
     assert theirs.height > 0 and joined["launch_ns"].null_count() == 0
