@@ -151,16 +151,38 @@ def decode_trace(raw: bytes, label: str, warnings: dict[str, int]) -> _Trace:
     """The whole trace in one decode: the reference for what a trace means, and the path
     that reports what is wrong with a bad one."""
     try:
-        return _decode(raw)
-    except UnicodeDecodeError:
+        return _decode_or_refuse(raw, label)
+    except _NotUtf8:
         # Names with stray bytes: keep the trace, replace the bytes, count them.
         text = raw.decode("utf-8", errors="replace")
         warnings["non_utf8_bytes"] = text.count("\ufffd")
-        return _decode(text)
+        return _decode_or_refuse(text, label)
+
+
+class _NotUtf8(Exception):
+    """The document is not UTF-8; its bytes, not its JSON, are what is wrong."""
+
+
+def _decode_or_refuse(raw: bytes | str, label: str) -> _Trace:
+    try:
+        return _decode(raw)
+    except UnicodeDecodeError:
+        raise _NotUtf8 from None
     except msgspec.ValidationError as exc:
         raise BadTrace(f"{label}: not a PyTorch Profiler trace ({exc})") from None
     except msgspec.DecodeError as exc:
+        # msgspec < 0.23 raised UnicodeDecodeError for a stray byte; 0.23 raises DecodeError.
+        if isinstance(raw, bytes) and not _is_utf8(raw):
+            raise _NotUtf8 from None
         raise BadTrace(f"{label}: not valid JSON ({exc})") from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode(raw: bytes | str) -> _Trace:
