@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tracehouse.api.jobs import Worker
 from tracehouse.api.responses import install_error_handlers
-from tracehouse.api.routes import analyses, fleet, runs, traces
+from tracehouse.api.routes import analyses, fleet, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.schema.db import make_engine
 from tracehouse.schema.migrate import ensure_schema
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(analyses.router)
     app.include_router(fleet.router)
+    app.include_router(tokens.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness")
     def healthz() -> dict[str, bool]:

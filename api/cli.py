@@ -14,6 +14,7 @@ from rich.progress import Progress
 from tracehouse.api.cli_analyses import DbOption
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_fleet import register as register_fleet
+from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.collectors.cli import collect
 from tracehouse.core.errors import BadInput, TracehouseError
 from tracehouse.core.settings import load_settings
@@ -90,13 +91,14 @@ def ingest(
         task = progress.add_task("ingesting", total=len(units))
         for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run):
             results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
-                            "created": res.created, "kernels": res.kernel_count, "warnings": res.warnings})
+                            "created": res.created, "duplicate_of": res.duplicate_of, "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        note = "" if r["created"] else " (already ingested)"
+        note = "" if r["created"] else f" (duplicate of run {r['run_id']}: its metadata was kept; "\
+            f"change it with `tracehouse runs edit {r['run_id']}`)"
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
@@ -192,6 +194,7 @@ def serve(
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+register_runs(app, token_app)  # runs edit, delete, token list|revoke
 
 
 @token_app.command("create")
@@ -227,6 +230,8 @@ def upload(
         return
     for r in results:
         state = f"run {r['run_id']}" if r["status"] == "done" else f"{r['status']} {r.get('error') or ''}"
+        if r.get("duplicate_of") is not None:
+            state += f" (duplicate of run {r['duplicate_of']}: its metadata was kept)"
         typer.echo(f"{r['path']}: job {r['job_id']} {state}".rstrip())
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(2)

@@ -35,11 +35,15 @@ class JobOut(BaseModel):
     run_id: int | None = Field(default=None, description="The run, once done", examples=[7])
     error: str | None = Field(default=None, description="Why it failed", examples=[None])
     original_name: str = Field(examples=["sd_a100_flash.json.gz"])
+    duplicate_of: int | None = Field(
+        default=None, examples=[None],
+        description="Set when this trace (by content: recompressed counts as the same) was already "
+                    "ingested: the existing run, whose metadata was kept; correct it with PATCH /v1/runs/{id}")
 
 
 def _job_out(job: IngestJob) -> JobOut:
     return JobOut(job_id=job.id, status=job.status, run_id=job.run_id, error=job.error,
-                  original_name=job.original_name)
+                  original_name=job.original_name, duplicate_of=job.duplicate_of)
 
 
 async def _spool(uploads: list[UploadFile], settings: Settings) -> tuple[IngestUnit, str, int]:
