@@ -273,10 +273,12 @@ def test_delete_run_needs_write_and_removes_its_rows(server: Server, tmp_path: P
 
     trace = tmp_path / "doomed.json.gz"
     trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b"  "))
-    run_id = _upload(server, trace, server.token("write")).json()["run_id"]
+    owner = server.token("write")
+    run_id = _upload(server, trace, owner).json()["run_id"]
     url = f"{server.url}/v1/runs/{run_id}"
     assert httpx.delete(url, headers=server.token("read")).status_code == 403
-    assert httpx.delete(url, headers=server.token("write")).status_code == 204
+    assert httpx.delete(url, headers=server.token("write")).status_code == 403  # another lab's run
+    assert httpx.delete(url, headers=owner).status_code == 204
     assert httpx.get(url, headers=server.token("read")).status_code == 404
     with session_scope(server.db.engine) as s:
         assert s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run_id)) == 0
