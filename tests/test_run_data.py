@@ -277,3 +277,18 @@ def test_download_kernel_rows_in_pages(db: Database, api, tmp_path: Path) -> Non
     assert [r["seq"] for r in page.json()] == whole["seq"].to_list()[100:200]
     assert "offset=200" in page.headers["Link"]
     _assert_error(api.get("/v1/runs/999/kernels", headers=read), 404, "not_found")
+
+
+def test_migration_gives_old_traces_their_file_digest_as_content_digest(empty_db: Database) -> None:
+    from sqlalchemy import text
+
+    from tracehouse.schema.migrate import upgrade
+
+    upgrade(empty_db.engine, "0008")
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO trace (format, sha256, size_bytes, event_count, original_name, raw_path, "
+                          "status, warning_count, ingested_at) VALUES ('nsys', :sha, 1, 1, 'old.sqlite', 'x', "
+                          "'ingested', 0, CURRENT_TIMESTAMP)"), {"sha": "ab" * 32})
+    upgrade(empty_db.engine)
+    with session_scope(empty_db.engine) as s:
+        assert s.scalar(select(Trace.content_sha256)) == "ab" * 32
