@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -125,15 +124,15 @@ def install_openapi(app: FastAPI) -> None:
     """Generate the OpenAPI document once, with each table route's columns filled in from the
     catalogue (routes return frames, so FastAPI cannot infer a schema from them)."""
 
-    def openapi() -> dict[str, object]:
+    generate = app.openapi  # FastAPI's own: builds and caches app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes)
+            document = generate()
             for path, table in TABLES.items():
                 operation = document["paths"].get(path, {}).get("get")
                 if operation is not None:
                     operation["responses"]["200"] = table_response_doc(table)
-            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
