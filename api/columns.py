@@ -264,12 +264,37 @@ _STAGES = ("stage", "side_h", "side_w", "tokens", "visits", "self_bytes_per_call
 _FLEET = ("jobs", "gpu_hours", "jobs_with_params", "gpus_per_bparam", "gpus_per_bparam_std",
           "gpus_per_bparam_gpuh", "mean_mem_util", "peak_mem_util", "sm_util")
 
+# A run's kernel rows as stored (docs/schema.md, table `kernel`), names spelled out.
+_KERNEL_ROW = ("seq", "kind", "device", "stream", "start_ns", "dur_ns", "name", "correlation", "grid_x", "grid_y",
+               "grid_z", "block_x", "block_y", "block_z", "bytes", "operator", "operator_source", "attention_type",
+               "seq_q", "seq_kv", "batch", "heads", "head_dim", "component", "step", "cpu_op", "annotation",
+               "op_flops", "op_bytes", "launch_ns", "launch_dur_ns")
+_KERNEL_ROW_MEANINGS = {
+    "seq": _c("integer", "", "Execution order within the run"),
+    "stream": _c("integer", "", "Stream"),
+    "start_ns": _c("integer", "ns", "Start"),
+    "dur_ns": _c("integer", "ns", "Duration"),
+    "name": _c("string", "", "Kernel name (host op name on CPU-only runs)"),
+    "correlation": _c("integer", "", "Correlation id joining the kernel to its launch"),
+    **{f"{part}_{axis}": _c("integer", "count", f"{part.capitalize()} size, {axis}")
+       for part in ("grid", "block") for axis in "xyz"},
+    "bytes": _c("integer", "bytes", "Bytes moved by a memcpy / memset"),
+    "operator_source": _c("string", "", "What decided the operator: annotation / op / kernel_name / ..."),
+    "cpu_op": _c("string", "", "Enclosing aten op"),
+    "annotation": _c("string", "", "Enclosing collector annotation (th|...)"),
+    "op_flops": _c("integer", "FLOP", "Analytic FLOPs of the launching op, on its first kernel"),
+    "op_bytes": _c("integer", "bytes", "Analytic bytes of the launching op, on its first kernel"),
+    "launch_ns": _c("integer", "ns", "Host launch call start"),
+    "launch_dur_ns": _c("integer", "ns", "Host launch call duration"),
+}
+
 # Keyed by the route's path as the OpenAPI document spells it (GET routes).
 TABLES: dict[str, Table] = {
     "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
                        "image_size", "frames", "denoising_steps", "device_kind", "rank", "kernel_count",
                        "total_ns", "span_ns", "source", "format", "created_at")),
     "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share"), _BREAKDOWN_KEYS),
+    "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
     "/v1/runs/{run_id}/normalized": Table(("kernel_count", "total_ns", "share", "normalized"), _BREAKDOWN_KEYS),
     # Per-operator rows, or with ``summary`` the one Amdahl row.
     "/v1/compare": Table((), tuple(dict.fromkeys((

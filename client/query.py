@@ -83,6 +83,14 @@ class Client:
     def delete_run(self, run_id: int) -> None:
         self._json("DELETE", f"/v1/runs/{run_id}")
 
+    def edit_run(self, run_id: int, *, tags: Mapping[str, str | None] | None = None, **fields: object) -> dict[str, Any]:
+        """Set run fields (``None`` clears one) and tags (``None`` removes one); the run as it is now."""
+        return self._json("PATCH", f"/v1/runs/{run_id}", json={**fields, "tags": dict(tags or {})})
+
+    def kernels(self, run_id: int) -> pl.DataFrame:
+        """The run's kernel rows in execution order."""
+        return self.table(f"/v1/runs/{run_id}/kernels")
+
     def reingest(self, run_id: int) -> dict[str, Any]:
         return self._json("POST", f"/v1/runs/{run_id}/reingest")
 

@@ -25,7 +25,7 @@ from tracehouse.analyses import (
 )
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.params import typed_filters
-from tracehouse.analyses.runs import list_runs
+from tracehouse.analyses.runs import list_runs, run_kernels
 from tracehouse.client import Client
 from tracehouse.core.errors import TracehouseError
 from tracehouse.schema.db import session_scope
@@ -50,6 +50,7 @@ def _queries(r: live.Runs) -> list[Query]:
     queries: list[Query] = [
         ("runs", lambda c: c.runs(), lambda s: list_runs(s)),
         ("runs model", lambda c: c.runs(model="stable-diffusion"), lambda s: list_runs(s, model="stable-diffusion")),
+        ("kernels", lambda c: c.kernels(sd), lambda s: run_kernels(s, sd)),
         *((f"breakdown {by}", lambda c, by=by: c.breakdown(sd, by=by), lambda s, by=by: breakdown(s, sd, by))
           for by in ("operator", "attention_type", "seq_len", "component", "kernel")),
         ("normalized", lambda c: c.normalized(flash, sd, by="seq_len"),
@@ -132,6 +133,9 @@ def test_upload_wait_and_jobs(served: tuple[Server, live.Runs]) -> None:
         assert_frame_equal(client.breakdown(job["run_id"]), breakdown(session, job["run_id"], "operator"))
         run = client.run(job["run_id"])
         assert (run["model"], run["attention_backend"], run["batch"], run["tags"]["lab"]) == ("llama", "flash", 4, "a")
+        edited = client.edit_run(job["run_id"], model="parti", batch=None, tags={"lab": None, "fixed": "yes"})
+        assert (edited["model"], edited["batch"], edited["tags"].get("lab"), edited["tags"]["fixed"]) == \
+            ("parti", None, None, "yes")
         queued = client.upload(KINETO_DIR / "triton_example.json.gz", wait=False)
         assert queued["status"] in ("queued", "running") and queued["run_id"] is None
         finished = client.wait(queued["job_id"])

@@ -34,6 +34,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
     sd, flash, gpu, ncu = runs.baseline, runs.flash, runs.gpu, runs.ncu
     return {
         "/v1/runs": [{}],
+        "/v1/runs/{run_id}/kernels": [{}],
         "/v1/runs/{run_id}/breakdown": [{"by": by} for by in ("operator", "attention_type", "seq_len",
                                                                "component", "kernel")],
         "/v1/runs/{run_id}/normalized": [{"reference": flash, "by": by} for by in ("operator", "seq_len", "component",
