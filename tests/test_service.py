@@ -263,6 +263,9 @@ def test_cli_upload_sends_the_manifest_and_waits(server: Server, tmp_path: Path)
     assert job["status"] == "done"
     run = httpx.get(f"{server.url}/v1/runs/{job['run_id']}", headers=server.token("read")).json()
     assert run["model"] == "stable-diffusion" and run["image_size"] == 64 and run["tags"]["lab"] == "b"
+    again = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(trace), "--server", server.url,
+                            "--token", token], capture_output=True, text=True, env=server.env)
+    assert again.returncode == 0 and f"run {job['run_id']} (duplicate of run {job['run_id']}" in again.stdout, again
     denied = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "upload", str(trace), "--server",
                              server.url, "--token", "wrong"], capture_output=True, text=True, env=server.env)
     assert denied.returncode == 2 and "401" in denied.stderr
