@@ -269,7 +269,8 @@ def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str
                       wait: bool = True, as_json: bool = False) -> None:
     """Upload, print one line per job (or a JSON list), and exit 2 when the server's ingest of any
     of them failed; ``upload`` and ``collect --upload`` both end here."""
-    results = _upload_files(paths, server, token, meta, run_id=run_id, wait=wait, progress=not as_json)
+    bars = not as_json and sys.stdout.isatty()  # a pipe or a log gets the result lines only
+    results = _upload_files(paths, server, token, meta, run_id=run_id, wait=wait, progress=bars)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
     else:
