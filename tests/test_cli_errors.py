@@ -195,6 +195,16 @@ def test_collect_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_collect_upload_to_an_unreachable_server_is_one_line_exit_5(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = _run("collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path),
+               "--upload", "http://127.0.0.1:9", "--token", "t")
+    assert out.returncode == 5, out.stderr
+    assert "cannot reach the tracehouse service" in out.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in out.stderr
+    assert list(tmp_path.glob("*.json.gz"))  # the trace was written before the upload failed
+
+
 def test_collect_upload_needs_a_token_before_it_profiles(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     result = CliRunner().invoke(cli.app, ["collect", "--model", "sd", "--device", "cpu", "--out", str(tmp_path),
