@@ -165,16 +165,21 @@ _ORJSON_CODE = ("import sys, orjson; from isal import igzip; "
                 "orjson.loads(igzip.decompress(open(sys.argv[1], 'rb').read()))")
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one child process.  On a shared machine
+    the CPU time is the steadier of the two (our scan uses two threads, so it is not lower)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, float]:
-    """One fresh process per contender, wall clock from spawn to exit."""
+def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple[float, float]]:
+    """One fresh process per contender, from spawn to exit."""
     th = _tracehouse_command()
-    seconds: dict[str, float] = {"python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"])}
+    seconds: dict[str, tuple[float, float]] = {"python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"])}
     for label, migrate_first in (("tracehouse ingest (migrated SQLite)", True),
                                  ("tracehouse ingest (new SQLite file)", False)):
         work = tmp / f"r{round_no}{'m' if migrate_first else 'n'}"
@@ -192,16 +197,19 @@ def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, float
 
 def whole_process(path: Path, rounds: int) -> None:
     """Contenders interleaved round by round (see :func:`interleaved`); best and median kept."""
-    samples: dict[str, list[float]] = {}
+    samples: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
-            for label, seconds in whole_process_round(path, Path(tmp), i).items():
-                samples.setdefault(label, []).append(seconds)
-    print(f"whole process (start to exit), {rounds} interleaved rounds; seconds best / median")
-    hta = min(samples["HTA TraceAnalysis load (script)"])
-    for label, values in samples.items():
-        print(f"{label:42} {min(values):7.3f} {sorted(values)[len(values) // 2]:7.3f}"
-              f"   HTA / this {hta / min(values):6.2f}")
+            for label, timing in whole_process_round(path, Path(tmp), i).items():
+                samples.setdefault(label, []).append(timing)
+    hta = samples["HTA TraceAnalysis load (script)"]
+    hta_wall, hta_cpu = min(w for w, _ in hta), min(c for _, c in hta)
+    print(f"whole process (start to exit), {rounds} interleaved rounds, seconds")
+    print(f"{'contender':42} {'wall best':>9} {'median':>7} {'CPU best':>9} {'HTA/this wall':>14} {'cpu':>6}")
+    for label, timings in samples.items():
+        walls, cpus = sorted(w for w, _ in timings), sorted(c for _, c in timings)
+        print(f"{label:42} {walls[0]:9.3f} {walls[len(walls) // 2]:7.3f} {cpus[0]:9.3f} "
+              f"{hta_wall / walls[0]:14.2f} {hta_cpu / cpus[0]:6.2f}")
     print("command: " + " ".join(_tracehouse_command()) + f" ingest {path} --db sqlite:///<fresh file>")
 
 
