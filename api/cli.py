@@ -33,6 +33,8 @@ register_fleet(app)
 
 
 def load_settings(**overrides: object):  # type: ignore[no-untyped-def]
+    """core.settings' load_settings; pydantic-settings takes ~0.1 s to import, so only the
+    commands that read settings pay for it."""
     from tracehouse.core.settings import load_settings as load
 
     return load(**overrides)
