@@ -79,7 +79,7 @@ def meta_from_mapping(values: dict[str, object]) -> RunMeta:
                 known[key] = int(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise BadInput(f"metadata {key}={value!r} is not an integer") from None
-        elif key in _KNOWN:
+        elif key in _KNOWN and key != "tags":  # a "tags" that is not a mapping is a tag
             known[key] = str(value)
         elif isinstance(value, (str, int, float, bool)):
             tags[key] = str(value)

@@ -231,6 +231,7 @@ def test_meta_and_filters_take_either_spelling() -> None:
     meta = meta_from_mapping(parse_key_values(["image-size=512", "decode_tokens=3", "steps=20", "lab-name=a"]))
     assert (meta.image_size, meta.decode_tokens, meta.denoising_steps) == (512, 3, 20)
     assert meta.tags == {"lab-name": "a"}  # a lab's own tag keeps its spelling
+    assert meta_from_mapping(parse_key_values(["tags=x"])).tags == {"tags": "x"}  # was a TypeError
     assert typed_filters(["image-size=512", "attention-backend=flash"]) == typed_filters(
         ["image_size=512", "attention_backend=flash"]) == {"image_size": 512, "attention_backend": "flash"}
 
