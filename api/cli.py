@@ -288,7 +288,7 @@ def _upload_files(paths: list[Path], server: str, token: str, meta: list[str], *
     reported in one line."""
     import httpx
 
-    from tracehouse.api.client import upload_files
+    from tracehouse.client import upload_files
 
     try:
         return upload_files(paths, server, token, meta, **options)  # type: ignore[arg-type]
