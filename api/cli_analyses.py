@@ -4,11 +4,13 @@ rendered like every other table (``--format table|json|csv``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:  # imported by the commands that run a query, not by every CLI start
+    import polars as pl
+    from sqlalchemy.orm import Session
 
 FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
 DbOption = Annotated[str | None, typer.Option(
@@ -76,7 +78,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.params import typed_filters
 
         ops = operator or ["attention", "conv"]
-        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **where))
 
     @app.command()
     def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
@@ -85,8 +88,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.hardware import compare_hardware
         from tracehouse.analyses.params import typed_filters
 
-        show_frame(db, fmt, f"{model} across hardware",
-              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} across hardware", lambda s: compare_hardware(s, model, reference, **where))
 
 
 def _register_run_views(app: typer.Typer) -> None:

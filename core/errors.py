@@ -72,3 +72,11 @@ class DatabaseError(TracehouseError):
     status = 503
     exit_code = 5
     code = "database_error"
+
+
+class ServerUnreachable(TracehouseError):
+    """A client (``tracehouse upload``) could not reach the tracehouse service at all."""
+
+    status = 503
+    exit_code = 5
+    code = "server_unreachable"

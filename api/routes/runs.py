@@ -59,7 +59,7 @@ def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None
          until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
     """Runs matching every filter, oldest first, one row each."""
     frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=attention_backend,
-                      tags=parse_key_values(tag), since=since, until=until)
+                      tags=parse_key_values(tag, "query parameter 'tag'"), since=since, until=until)
     return table.respond(frame)
 
 

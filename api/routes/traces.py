@@ -109,7 +109,7 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
         if not isinstance(loaded, dict):
             raise BadInput("manifest must be a JSON object")
         values.update(loaded)
-    values.update(parse_key_values(meta))
+    values.update(parse_key_values(meta, "form field 'meta'"))
     values.update({k: v for k, v in fields.items() if v is not None})
     meta_from_mapping(values)  # validate now: a bad integer is the uploader's 400, not a failed job
     return values
