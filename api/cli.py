@@ -145,7 +145,7 @@ def runs(
 ) -> None:
     """List the runs in the database, filtered."""
     from tracehouse.analyses.runs import list_runs
-    from tracehouse.api.output import render
+    from tracehouse.api.output import database_caption, render
     from tracehouse.ingest.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
@@ -155,7 +155,8 @@ def runs(
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
                              "frames", "device_kind", "kernel_count", "total_ns", "source")
-    typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 
 
 @app.command()

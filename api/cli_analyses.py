@@ -21,8 +21,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli import _engine
-    from tracehouse.api.output import FORMATS, render
+    from tracehouse.api.output import FORMATS, database_caption, render
     from tracehouse.core.errors import BadInput
+    from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
     if fmt not in FORMATS:
@@ -31,7 +32,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
-    typer.echo(render(frame, fmt, title=title), nl=False)
+    # Without --db the table says which database it read (the default is easy to mistake).
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,123 @@
+"""Terminal tables a person reads: human units, no wrapped numbers, constant columns in a
+caption, the database named; JSON and CSV keep the analysis' raw values."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import DATA, KINETO_DIR, Database, require_shared
+from tracehouse.analyses.breakdown import breakdown
+from tracehouse.api.cli import app
+from tracehouse.api.output import PIPE_WIDTH, format_cell, unit_of
+from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.schema.db import session_scope
+
+BASELINE = DATA / "sd_tiny_cpu_baseline.json.gz"
+FLASH = DATA / "sd_tiny_cpu_flash.json.gz"
+
+
+def _show(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _body_lines(table: str) -> list[str]:
+    return [line for line in table.splitlines() if line.startswith("│")]
+
+
+def _header_line(table: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith("┃"))
+
+
+@pytest.fixture
+def sd_runs(db: Database) -> tuple[int, int]:
+    return ingest_file(db.engine, BASELINE).run_id, ingest_file(db.engine, FLASH).run_id
+
+
+def test_unit_rules_cover_what_analyses_return() -> None:
+    expected = {"total_ns": "time_ns", "delay_p95_ns": "time_ns", "share": "fraction",
+                "operator_share": "fraction", "kernel_count": "count", "call_count": "count",
+                "run_id": "id", "baseline_run_id": "id", "l2_hit_rate_pct": "percent",
+                "dram_bytes": "bytes", "achieved_flops_s": "flop_rate", "op_flops": "flops",
+                "end_to_end_speedup": "ratio", "amdahl_error": "signed_fraction",
+                "peak_bandwidth_bytes_s": "bandwidth", "gflops_per_s": "gflop_rate"}
+    dtypes = {c: pl.Float64 if c.endswith(("share", "speedup", "error", "_s", "pct")) else pl.Int64
+              for c in expected}
+    assert {c: unit_of(c, dtypes[c]) for c in expected} == expected
+    assert unit_of("kernel", pl.String) == "text" and unit_of("exceeds_amdahl", pl.Boolean) == "flag"
+    assert format_cell("time_ns", 802_411_881) == "802.4 ms"
+    assert format_cell("time_ns", 1_500) == "1.500 µs"
+    assert format_cell("time_ns", 61_000_000_000) == "61.00 s"
+    assert format_cell("count", 802_411_881) == "802,411,881"
+    assert format_cell("fraction", 0.1472) == "14.7%"
+    assert format_cell("ratio", 1.2215) == "1.222×"
+    assert format_cell("bytes", 8_071_724) == "8.072 MB"
+    assert format_cell("id", 12345) == "12345" and format_cell("time_ns", None) == "-"
+
+
+def test_table_has_units_and_one_line_per_row(db: Database, sd_runs: tuple[int, int]) -> None:
+    base, _ = sd_runs
+    with session_scope(db.engine) as s:
+        frame = breakdown(s, base, "operator")
+    table = _show("breakdown", str(base), "--db", db.url)
+    rows = _body_lines(table)
+    assert len(rows) == frame.height  # no row spilled onto a second line
+    assert all(len(line) <= PIPE_WIDTH for line in table.splitlines())
+    for line, row in zip(rows, frame.iter_rows(named=True), strict=True):
+        assert row["operator"] in line
+        assert format_cell("time_ns", row["total_ns"]) in line
+        assert f"{row['share'] * 100:.1f}%" in line
+        assert str(row["total_ns"]) not in line  # raw ns stay in JSON / CSV
+    header = _header_line(table)
+    assert all(f" {c} " in header for c in frame.columns)
+
+
+def test_json_and_csv_keep_raw_ns(db: Database, sd_runs: tuple[int, int]) -> None:
+    base, _ = sd_runs
+    with session_scope(db.engine) as s:
+        frame = breakdown(s, base, "operator")
+    shown = pl.read_csv(io.StringIO(_show("breakdown", str(base), "--format", "csv", "--db", db.url)))
+    assert shown["total_ns"].to_list() == frame["total_ns"].to_list()
+    assert shown["share"].to_list() == pytest.approx(frame["share"].to_list())
+
+
+def test_constant_columns_move_to_a_caption(db: Database, sd_runs: tuple[int, int]) -> None:
+    table = _show("runs", "--db", db.url)
+    header = _header_line(table)
+    assert "attention_backend" in header and "run_id" in header
+    assert " hardware " not in header and " model " not in header
+    [caption] = [line for line in table.splitlines() if line.startswith("same in every row: ")]
+    assert "model=stable-diffusion" in caption and "hardware=AMD EPYC" in caption
+    assert "database:" not in table  # named on the command line: nothing to say
+
+
+def test_long_names_are_shortened_not_wrapped(db: Database) -> None:
+    require_shared()
+    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz").run_id
+    with session_scope(db.engine) as s:
+        frame = breakdown(s, run_id, "kernel")
+    table = _show("breakdown", str(run_id), "--by", "kernel", "--db", db.url)
+    rows = _body_lines(table)
+    assert len(rows) == frame.height
+    assert all(len(line) <= PIPE_WIDTH for line in table.splitlines())
+    assert any("…" in line for line in rows)  # the longest kernel names were cut
+    for line, row in zip(rows, frame.iter_rows(named=True), strict=True):
+        assert format_cell("count", row["kernel_count"]) in line
+        assert format_cell("time_ns", row["total_ns"]) in line
+
+
+def test_table_names_the_default_database_without_its_password(db: Database, sd_runs: tuple[int, int]) -> None:
+    url = db.url
+    if db.backend == "postgresql":  # trust auth ignores it; the caption must not show it
+        url = url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
+    for command in (["runs"], ["speedups"], ["breakdown", str(sd_runs[0])]):
+        table = _show(*command, env={"TRACEHOUSE_DATABASE_URL": url})
+        [caption] = [line for line in table.splitlines() if line.startswith("database: ")]
+        assert "hunter2" not in table
+        expected = url.replace("hunter2", "***") if db.backend == "postgresql" else url
+        assert caption == f"database: {expected}"
