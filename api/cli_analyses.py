@@ -63,12 +63,14 @@ def _register_comparisons(app: typer.Typer) -> None:
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
-        from tracehouse.analyses.compare import backend_speedups
+        from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
 
+        # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
-                    "operator_share", "amdahl_speedup"))
+                   ("model", "family", "hardware", *PAIR_KNOBS, "baseline_run_id", "other_run_id",
+                    "end_to_end_speedup", "operator_speedup", "operator_share", "amdahl_speedup",
+                    "exceeds_amdahl"))
 
     @app.command()
     def sweep(model: str, knob: str,

@@ -3,7 +3,11 @@ caption, the database named; JSON and CSV keep the analysis' raw values."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
+import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,6 +15,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import DATA, KINETO_DIR, Database, require_shared
 from tracehouse.analyses.breakdown import breakdown
+from tracehouse.analyses.compare import backend_speedups
 from tracehouse.api.cli import app
 from tracehouse.api.output import PIPE_WIDTH, format_cell, unit_of
 from tracehouse.ingest.pipeline import ingest_file
@@ -121,3 +126,47 @@ def test_table_names_the_default_database_without_its_password(db: Database, sd_
         assert "hunter2" not in table
         expected = url.replace("hunter2", "***") if db.backend == "postgresql" else url
         assert caption == f"database: {expected}"
+
+
+def _profiled_again(source: Path, dest_dir: Path, backend: str, image_size: int, session: int) -> Path:
+    """``source`` as if profiled in another session at another image size: a new trace id in
+    the trace, the knobs in its manifest (what a sweep's collector writes)."""
+    text = gzip.decompress(source.read_bytes()).decode()
+    text, swapped = re.subn(r'"trace_id":"[0-9A-F]+"', f'"trace_id":"{session:032X}"', text, count=1)
+    assert swapped == 1
+    dest = dest_dir / f"sd_{backend}_img{image_size}.json.gz"
+    dest.write_bytes(gzip.compress(text.encode()))
+    manifest = json.loads(source.with_name(source.name.replace(".json.gz", ".manifest.json")).read_text())
+    manifest.update(attention_backend=backend, image_size=image_size)
+    dest.with_name(dest.name.replace(".json.gz", ".manifest.json")).write_text(json.dumps(manifest))
+    return dest
+
+
+def test_table_ii_rows_of_a_sweep_are_told_apart(db: Database, tmp_path: Path) -> None:
+    pairs = {64: (BASELINE, FLASH)}
+    # At 256 the flash trace plays the baseline: slower end to end, within Amdahl's bound.
+    for n, (size, (base, flash)) in enumerate({128: (BASELINE, FLASH), 256: (FLASH, BASELINE)}.items()):
+        pairs[size] = (_profiled_again(base, tmp_path, "baseline", size, 2 * n + 1),
+                       _profiled_again(flash, tmp_path, "flash", size, 2 * n + 2))
+    ids = {size: (ingest_file(db.engine, b).run_id, ingest_file(db.engine, f).run_id)
+           for size, (b, f) in pairs.items()}
+    with session_scope(db.engine) as s:
+        frame = backend_speedups(s, model="stable-diffusion")
+    by_size = {r["image_size"]: r for r in frame.iter_rows(named=True)}
+    assert {size: (r["baseline_run_id"], r["other_run_id"]) for size, r in by_size.items()} == ids
+    assert {size: r["exceeds_amdahl"] for size, r in by_size.items()} == {64: True, 128: True, 256: False}
+    for r in by_size.values():
+        assert r["exceeds_amdahl"] == (r["end_to_end_speedup"] > r["amdahl_speedup"])
+
+    table = _show("speedups", "--model", "stable-diffusion", "--db", db.url)
+    header = _header_line(table)
+    for column in ("image_size", "baseline_run_id", "other_run_id", "exceeds_amdahl", "end_to_end_speedup"):
+        assert f" {column} " in header
+    rows = _body_lines(table)
+    assert len(rows) == 3 and len(set(rows)) == 3
+    for line, size in zip(rows, sorted(ids), strict=True):
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        assert str(size) in cells and str(ids[size][0]) in cells and str(ids[size][1]) in cells
+        assert ("yes" if by_size[size]["exceeds_amdahl"] else "no") in cells
+    [caption] = [line for line in table.splitlines() if line.startswith("same in every row: ")]
+    assert "model=stable-diffusion" in caption and "batch=1" in caption and "image_size" not in caption
