@@ -154,7 +154,8 @@ def runs(
                           tags=parse_key_values(tag or []), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
-                             "frames", "device_kind", "kernel_count", "total_ns", "source")
+                             "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
+                             "memset_count", "total_ns", "source")
     source = None if db else database_caption(load_settings().resolved_database_url())
     typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 

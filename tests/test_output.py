@@ -170,3 +170,45 @@ def test_table_ii_rows_of_a_sweep_are_told_apart(db: Database, tmp_path: Path) -
         assert ("yes" if by_size[size]["exceeds_amdahl"] else "no") in cells
     [caption] = [line for line in table.splitlines() if line.startswith("same in every row: ")]
     assert "model=stable-diffusion" in caption and "batch=1" in caption and "image_size" not in caption
+
+
+def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
+    """A GPU run's timeline holds kernels, memcpys and memsets: each gets its own count, in the
+    CLI and in the REST listing alike."""
+    require_shared()
+    from sqlalchemy import func, select
+
+    from tests.test_service import Server
+    from tracehouse.analyses.runs import list_runs
+    from tracehouse.schema.models import Kernel
+
+    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz").run_id
+    cpu_run = ingest_file(db.engine, BASELINE).run_id
+    with session_scope(db.engine) as s:
+        stored = dict(s.execute(select(Kernel.kind, func.count()).where(Kernel.run_id == run_id)
+                                .group_by(Kernel.kind)).all())
+        cpu_rows = s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == cpu_run))
+        listed = {r["run_id"]: r for r in list_runs(s).to_dicts()}
+    assert stored["memcpy"] > 0 and stored["memset"] > 0  # the trace has all three kinds
+    gpu = listed[run_id]
+    assert (gpu["kernel_count"], gpu["memcpy_count"], gpu["memset_count"]) == (
+        stored["kernel"], stored["memcpy"], stored["memset"])
+    assert gpu["activity_count"] == sum(stored.values())
+    cpu = listed[cpu_run]
+    assert (cpu["activity_count"], cpu["kernel_count"], cpu["memcpy_count"]) == (cpu_rows, cpu_rows, 0)
+
+    srv = Server(db, tmp_path / "data").start()
+    try:
+        import httpx
+
+        rows = httpx.get(f"{srv.url}/v1/runs", headers=srv.token("read")).json()
+    finally:
+        srv.stop()
+    assert {r["run_id"]: {k: r[k] for k in ("activity_count", "kernel_count", "memcpy_count", "memset_count")}
+            for r in rows} == {i: {k: listed[i][k] for k in ("activity_count", "kernel_count", "memcpy_count",
+                                                               "memset_count")} for i in listed}
+    table = _show("runs", "--db", db.url)
+    header = _header_line(table)
+    assert all(f" {c} " in header for c in ("activity_count", "kernel_count", "memcpy_count", "memset_count"))
+    [line] = [r for r in _body_lines(table) if r.split("│")[1].strip() == str(run_id)]
+    assert format_cell("count", gpu["activity_count"]) in line and format_cell("count", gpu["memset_count"]) in line
