@@ -17,6 +17,7 @@ import orjson
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 
@@ -103,7 +104,7 @@ def render_table(frame: pl.DataFrame, title: str | None, captions: list[str]) ->
         units = {"column": "text", "value": "text"}
         cells = {"column": list(frame.columns), "value": [cells[c][0] for c in frame.columns]}
         frame = pl.DataFrame({"column": cells["column"], "value": cells["value"]})
-    shown, same = _split_constant(frame, cells)
+    shown, same = _split_constant(frame)
     if same:
         captions = [f"same in every row: {', '.join(f'{c}={cells[c][0]}' for c in same)}", *captions]
     fixed = {c for c in shown if units[c] not in ("text", "list")}  # numbers, times, flags
@@ -118,7 +119,8 @@ def render_table(frame: pl.DataFrame, title: str | None, captions: list[str]) ->
         else:
             table.add_column(c, justify="left", no_wrap=True, overflow="ellipsis", max_width=text_widths[c])
     for i in range(frame.height):
-        table.add_row(*(cells[c][i] for c in shown))
+        # Text, not markup: a kernel name's "[...]" is part of the name.
+        table.add_row(*(Text(cells[c][i]) for c in shown))
     needed = sum(natural[c] if c in fixed else text_widths[c] for c in shown) + 3 * len(shown) + 1
     console = Console(width=max(width, needed), record=True, force_terminal=False)
     with console.capture() as capture:
@@ -127,12 +129,12 @@ def render_table(frame: pl.DataFrame, title: str | None, captions: list[str]) ->
     return "".join(line.rstrip() + "\n" for line in [*capture.get().splitlines(), *captions])
 
 
-def _split_constant(frame: pl.DataFrame, cells: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+def _split_constant(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
     """Columns that differ between rows, and those with one value in every row (hidden, since
     they say nothing about any one row).  One row, or rows that are all alike, show everything."""
     if frame.height < 2:
         return list(frame.columns), []
-    same = [c for c in frame.columns if len(set(cells[c])) == 1]
+    same = [c for c in frame.columns if frame[c].n_unique() == 1]
     if len(same) == len(frame.columns):
         return list(frame.columns), []
     return [c for c in frame.columns if c not in same], same

@@ -212,3 +212,11 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     assert all(f" {c} " in header for c in ("activity_count", "kernel_count", "memcpy_count", "memset_count"))
     [line] = [r for r in _body_lines(table) if r.split("│")[1].strip() == str(run_id)]
     assert format_cell("count", gpu["activity_count"]) in line and format_cell("count", gpu["memset_count"]) in line
+
+
+def test_brackets_in_names_are_text_not_markup() -> None:
+    from tracehouse.api.output import render
+
+    frame = pl.DataFrame({"kernel": ["void k<float>[bold]x[/bold]", "gemm[2]"], "total_ns": [1_000, 2_000]})
+    table = render(frame, "table")
+    assert "void k<float>[bold]x[/bold]" in table and "gemm[2]" in table
