@@ -1,10 +1,11 @@
 """Render an analysis frame for a terminal, a script (JSON) or a spreadsheet (CSV).
 
 JSON and CSV carry the frame as the analysis returned it (times in raw ns, shares as
-fractions).  The terminal table is for a person: each column's unit comes from its name
-(:data:`UNIT_RULES`, the one place those rules live), numbers never wrap or get cut (long
-text such as kernel names is shortened instead), and columns with one value in every row
-move to a caption line.
+fractions).  The terminal table is for a person: each column's unit is the one the column
+catalogue (:mod:`tracehouse.api.columns`, also behind the OpenAPI document) gives it, or for a
+column not catalogued yet, what its name says (:data:`UNIT_RULES`); numbers never wrap or get
+cut (long text such as kernel names is shortened instead), and columns with one value in every
+row move to a caption line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from tracehouse.api.columns import COLUMNS
 
 FORMATS = ("table", "json", "csv")
 
@@ -38,6 +41,12 @@ UNIT_RULES: tuple[tuple[str, str], ...] = (
     (r"flops$", "flops"),
 )
 _COMPILED = tuple((re.compile(pattern), unit) for pattern, unit in UNIT_RULES)
+
+# The catalogue's units (api/columns.py) as display units; others (GPU-hours, FLOP/byte ...)
+# and unitless numbers print as plain numbers, unitless integers as ids.
+CATALOGUE_UNITS = {"ns": "time_ns", "s": "time_s", "%": "percent", "fraction": "fraction", "ratio": "ratio",
+                   "bytes": "bytes", "bytes/s": "bandwidth", "FLOP": "flops", "FLOP/s": "flop_rate",
+                   "GFLOP/s": "gflop_rate", "count": "count", "tokens": "count", "pixels": "count"}
 
 # Width of a table written to a file or a pipe (a terminal's own width is used when it is one).
 PIPE_WIDTH = 160
@@ -82,6 +91,11 @@ def unit_of(column: str, dtype: pl.DataType) -> str:
         return "list"
     if not dtype.is_numeric():
         return "text"
+    if column in COLUMNS:
+        unit = CATALOGUE_UNITS.get(COLUMNS[column].unit)
+        if unit is None:
+            unit = "id" if dtype.is_integer() and not COLUMNS[column].unit else "number"
+        return "number" if unit == "count" and not dtype.is_integer() else unit
     for pattern, unit in _COMPILED:
         if pattern.search(column):
             return unit

@@ -49,12 +49,15 @@ def test_unit_rules_cover_what_analyses_return() -> None:
                 "operator_share": "fraction", "kernel_count": "count", "call_count": "count",
                 "run_id": "id", "baseline_run_id": "id", "l2_hit_rate_pct": "percent",
                 "dram_bytes": "bytes", "achieved_flops_s": "flop_rate", "op_flops": "flops",
-                "end_to_end_speedup": "ratio", "amdahl_error": "signed_fraction",
+                "end_to_end_speedup": "ratio", "amdahl_error": "fraction", "flops_fp32": "flops",
                 "peak_bandwidth_bytes_s": "bandwidth", "gflops_per_s": "gflop_rate"}
     dtypes = {c: pl.Float64 if c.endswith(("share", "speedup", "error", "_s", "pct")) else pl.Int64
               for c in expected}
     assert {c: unit_of(c, dtypes[c]) for c in expected} == expected
     assert unit_of("kernel", pl.String) == "text" and unit_of("exceeds_amdahl", pl.Boolean) == "flag"
+    # A column the catalogue does not list yet takes its unit from its name.
+    assert unit_of("warmup_ns", pl.Int64) == "time_ns" and unit_of("cache_share", pl.Float64) == "fraction"
+    assert unit_of("retry_error", pl.Float64) == "signed_fraction" and unit_of("widgets", pl.Int64) == "count"
     assert format_cell("time_ns", 802_411_881) == "802.4 ms"
     assert format_cell("time_ns", 1_500) == "1.500 µs"
     assert format_cell("time_ns", 61_000_000_000) == "61.00 s"
