@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session, aliased
 
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.schema.models import Hardware, Kernel, Model, Run, RunTag, Symbol, Trace
+from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
 
 RUN_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.Int64, "model": pl.String, "family": pl.String, "hardware": pl.String,
     "attention_backend": pl.String, "scale": pl.String, "batch": pl.Int64, "dtype": pl.String,
     "image_size": pl.Int64, "frames": pl.Int64, "denoising_steps": pl.Int64,
-    "device_kind": pl.String, "rank": pl.Int64, "kernel_count": pl.Int64, "total_ns": pl.Int64,
+    "device_kind": pl.String, "rank": pl.Int64, "activity_count": pl.Int64, "total_ns": pl.Int64,
     "span_ns": pl.Int64, "source": pl.String, "format": pl.String,
     "created_at": pl.Datetime(time_zone="UTC"),
 }
@@ -28,7 +28,11 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
               tags: dict[str, str] | None = None, since: datetime | None = None,
               until: datetime | None = None, run_id: int | None = None) -> pl.DataFrame:
     """All runs matching the filters, one row each (``hardware`` matches a substring of the
-    device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC)."""
+    device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC).
+
+    ``activity_count`` is every activity on the run's timeline (what ``total_ns`` sums);
+    ``kernel_count``, ``memcpy_count`` and ``memset_count`` split it by kind (a CPU-only run's
+    activities are its top-level host ops, counted as kernels)."""
     # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
     # counters attached to a timeline run come after the timeline trace.
     first_trace = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id).subquery()
@@ -59,7 +63,28 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
         tag = aliased(RunTag)
         stmt = stmt.join(tag, (tag.run_id == Run.id) & (tag.key == key) & (tag.value == value))
     frame = to_frame(session, stmt, RUN_SCHEMA)
-    return frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
+    frame = frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
+    counts = _counts_by_kind(session, frame["run_id"])
+    split = frame.join(counts, on="run_id", how="left").with_columns(pl.col(KIND_COUNTS).fill_null(0))
+    at = frame.columns.index("activity_count") + 1
+    return split.select(*frame.columns[:at], *KIND_COUNTS, *frame.columns[at:])
+
+
+# The listing's split of a run's activities, from the kernel rollup's ``kind``.
+KIND_COUNTS = ("kernel_count", "memcpy_count", "memset_count")
+_KIND_COLUMN = {"kernel": "kernel_count", "cpu": "kernel_count", "memcpy": "memcpy_count",
+                "memset": "memset_count"}
+
+
+def _counts_by_kind(session: Session, run_ids: pl.Series) -> pl.DataFrame:
+    """``run_id`` and :data:`KIND_COUNTS` for the runs in ``run_ids``' id range."""
+    stmt = (select(KernelRollup.run_id, KernelRollup.kind, func.sum(KernelRollup.kernel_count))
+            .where(KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0))
+            .group_by(KernelRollup.run_id, KernelRollup.kind))
+    rows = to_frame(session, stmt, {"run_id": pl.Int64, "kind": pl.String, "count": pl.Int64})
+    column = pl.col("kind").replace_strict(_KIND_COLUMN, default="kernel_count")
+    return (rows.group_by("run_id")
+            .agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS)))
 
 
 def _utc(moment: datetime) -> datetime:

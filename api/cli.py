@@ -192,7 +192,7 @@ def runs(
 ) -> None:
     """List the runs in the database, filtered."""
     from tracehouse.analyses.runs import list_runs
-    from tracehouse.api.output import render
+    from tracehouse.api.output import database_caption, render
     from tracehouse.ingest.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
@@ -201,8 +201,10 @@ def runs(
                           tags=parse_key_values(tag or [], "--tag"), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
-                             "frames", "device_kind", "kernel_count", "total_ns", "source")
-    typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
+                             "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
+                             "memset_count", "total_ns", "source")
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 
 
 @app.command()

@@ -23,8 +23,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli import _engine
-    from tracehouse.api.output import FORMATS, render
+    from tracehouse.api.output import FORMATS, database_caption, render
     from tracehouse.core.errors import BadInput
+    from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
     if fmt not in FORMATS:
@@ -33,7 +34,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
-    typer.echo(render(frame, fmt, title=title), nl=False)
+    # Without --db the table says which database it read (the default is easy to mistake).
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,12 +65,14 @@ def _register_comparisons(app: typer.Typer) -> None:
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
-        from tracehouse.analyses.compare import backend_speedups
+        from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
 
+        # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
-                    "operator_share", "amdahl_speedup"))
+                   ("model", "family", "hardware", *PAIR_KNOBS, "baseline_run_id", "other_run_id",
+                    "end_to_end_speedup", "operator_speedup", "operator_share", "amdahl_speedup",
+                    "exceeds_amdahl"))
 
     @app.command()
     def sweep(model: str, knob: str,

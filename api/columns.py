@@ -71,7 +71,12 @@ COLUMNS: dict[str, Column] = {
     "created_at": _c("date-time", "", "When the run was ingested (UTC)"),
     "span_ns": _c("integer", "ns", "First kernel start to last kernel end"),
     # Counts and times.
-    "kernel_count": _c("integer", "count", "GPU activities (kernels, memcpy, memset; host ops on CPU-only runs)"),
+    "kernel_count": _c("integer", "count", "Activities counted: kernels (a breakdown's memcpy / memset groups "
+                                           "count those; host ops on CPU-only runs)"),
+    "activity_count": _c("integer", "count", "Every activity on the run's timeline: kernels, memcpy and memset "
+                                             "(host ops on CPU-only runs); what total_ns sums"),
+    "memcpy_count": _c("integer", "count", "Memory copies on the run's timeline"),
+    "memset_count": _c("integer", "count", "Memory sets on the run's timeline"),
     "kernels": _c("integer", "count", "Launched kernels"),
     "instances": _c("integer", "count", "Kernel rows or launches in the group"),
     "call_count": _c("integer", "count", "Attention calls"),
@@ -106,8 +111,9 @@ COLUMNS: dict[str, Column] = {
     "operator_speedup": _c("number", "ratio", "The operator's speedup"),
     "operator_share": _c("number", "fraction", "The operator's share of the baseline (f in Amdahl's law)"),
     "amdahl_speedup": _c("number", "ratio", "1 / ((1 - f) + f / s)"),
-    "amdahl_error": _c("number", "ratio", "Measured over predicted speedup, minus 1"),
+    "amdahl_error": _c("number", "fraction", "Measured over predicted speedup, minus 1"),
     "differences": _c("string", "", "Knobs that differ between the two runs"),
+    "exceeds_amdahl": _c("boolean", "", "end_to_end_speedup > amdahl_speedup: more than the operator got faster"),
     # Attention calls, histogram, period.
     "call": _c("integer", "", "Call ordinal (0-based)"),
     "first_seq": _c("integer", "", "First kernel's execution order"),
@@ -258,7 +264,7 @@ _LAUNCHES = ("kernels", "gpu_ns", "launch_ns", "launch_bound", "delay_median_ns"
 _BREAKDOWN_KEYS = ("operator", "attention_type", "seq_q", "seq_kv", "component", "kernel", "kind", "min_ns", "max_ns")
 _SUMMARY = ("baseline_run_id", "other_run_id", "baseline_total_ns", "other_total_ns", "end_to_end_speedup",
             "operator", "operator_baseline_ns", "operator_other_ns", "operator_speedup", "operator_share",
-            "amdahl_speedup", "amdahl_error", "other_normalized", "differences")
+            "amdahl_speedup", "amdahl_error", "other_normalized", "differences", "exceeds_amdahl")
 _STAGES = ("stage", "side_h", "side_w", "tokens", "visits", "self_bytes_per_call", "cross_bytes_per_call",
            "bytes_per_visit", "stage_bytes", "cumulative_bytes")
 _FLEET = ("jobs", "gpu_hours", "jobs_with_params", "gpus_per_bparam", "gpus_per_bparam_std",
@@ -291,8 +297,8 @@ _KERNEL_ROW_MEANINGS = {
 # Keyed by the route's path as the OpenAPI document spells it (GET routes).
 TABLES: dict[str, Table] = {
     "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
-                       "image_size", "frames", "denoising_steps", "device_kind", "rank", "kernel_count",
-                       "total_ns", "span_ns", "source", "format", "created_at")),
+                       "image_size", "frames", "denoising_steps", "device_kind", "rank", "activity_count",
+                       "kernel_count", "memcpy_count", "memset_count", "total_ns", "span_ns", "source", "format", "created_at")),
     "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share"), _BREAKDOWN_KEYS),
     "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
     "/v1/runs/{run_id}/normalized": Table(("kernel_count", "total_ns", "share", "normalized"), _BREAKDOWN_KEYS),
@@ -300,7 +306,8 @@ TABLES: dict[str, Table] = {
     "/v1/compare": Table((), tuple(dict.fromkeys((
         "operator", "baseline_count", "other_count", "baseline_ns", "other_ns", "speedup", "baseline_share",
         "other_normalized", "delta_ns", *_SUMMARY)))),
-    "/v1/speedups": Table(("model", "family", "hardware", *_SUMMARY)),
+    "/v1/speedups": Table(("model", "family", "hardware", "scale", "batch", "dtype", "image_size", "frames",
+                           "denoising_steps", "decode_tokens", "text_length", "device_kind", *_SUMMARY)),
     "/v1/runs/{run_id}/attention-calls": Table(("call", "first_seq", "last_seq", "kernel_count", "start_ns",
                                                 "end_ns", "dur_ns", "attention_type", "seq_q", "seq_kv", "batch",
                                                 "heads", "head_dim", "component", "step")),

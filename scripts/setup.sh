@@ -28,6 +28,8 @@ fi
 # only slower.  Where there is one, a failed build is a bug; removing the in-place copy first
 # keeps a stale one from hiding it.
 rm -f ingest/_kineto_scan.*.so
+# setuptools' notice on every editable install (a note, not a problem) stays out of the output.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 "$VENV/bin/python" -m pip install --quiet "${pins[@]}" -e ".[collect,hta,dev]"
 if command -v cc >/dev/null 2>&1 && ! "$VENV/bin/python" -c "import tracehouse.ingest._kineto_scan" 2>/dev/null; then
     echo "setup: the C Kineto scanner failed to build; see: $VENV/bin/python -m pip install -v -e ." >&2
