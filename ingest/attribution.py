@@ -39,7 +39,7 @@ def attribute(parsed: ParsedTrace) -> pl.DataFrame:
     # Both rule tables in one call: polars builds them side by side, on separate cores.
     names, kernel_names = pl.collect_all([
         _name_table(ranges),
-        pl.LazyFrame({"name": units["name"].unique()}).with_columns(**rules.kernel_rule_columns(pl.col("name"))),
+        rules.kernel_name_table(units["name"]),
     ], engine="in-memory")
     # Row order is kept: a range's ``range_idx`` is its row, and keys are gathered by it.
     ranges = ranges.join(_with_annotations(names), on="name", how="left", maintain_order="left")

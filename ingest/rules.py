@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from tracehouse.ingest.kernel_names import rule_name
+
 # (operator, priority, pattern on the enclosing cpu op's name)
 OP_RULES: tuple[tuple[str, int, str], ...] = (
     ("attention", 100, r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
@@ -28,11 +30,14 @@ OP_RULES: tuple[tuple[str, int, str], ...] = (
     ("layernorm", 80, r"layer_norm|layernorm|rms_norm|rmsnorm"),
     ("normalization", 80, r"batch_norm|batchnorm|instance_norm|instancenorm"),
     ("softmax", 70, r"softmax"),
-    ("embedding", 65, r"embedding"),
+    # fbgemm (and Meta's ``fb::`` twins) is the embedding stack of recommendation models:
+    # TBE lookups, ``permute_pooled_embs`` (no pooling), sparse-feature bucketizing.
+    ("embedding", 65, r"embedding|^fbgemm::|^fb::|fbgemm_gpu::"),
     ("linear", 60, r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
                    r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
                    r"linearbackward|matmulbackward|aten::addbmm$"),
-    ("pooling", 50, r"pool"),
+    # ``pool2d`` and kin, not any ``pool``: torchrec's ``All2All_Pooled_Req`` is no pooling.
+    ("pooling", 50, r"pool[123]d|max_unpool"),
     ("optimizer", 40, r"optimizer|_foreach_|fused_adam|fused_sgd"),
     # Generic tensor ops: lowest priority, so any enclosing module-level op above wins.
     ("reduction", 6, r"^aten::(?:sum|mean|amax|amin|max|min|argmax|argmin|topk|sort|cumsum|norm|linalg_vector_norm)$"),
@@ -49,21 +54,27 @@ AUTHORITATIVE_KERNEL_RULES: tuple[tuple[str, str], ...] = (
 KERNEL_RULES: tuple[tuple[str, str], ...] = (
     ("attention", r"flash_fwd|flash_bwd|flash::|fmha|fused_mha|mha_|attention|attn_"),
     ("softmax", r"softmax"),
-    ("conv", r"conv|implicit_gemm|implicit_convolve|winograd|fft2d|fprop|dgrad|wgrad|"
-             r"nchwtonhwc|nhwctonchw|cudnn::.*(?:conv|engine)|cask_cudnn|scudnn|cudnn_infer|"
-             r"computeoffsets|cudnn::ops::"),
+    # ``conv`` but not ``convert``; cuDNN's own kernels (``cudnn_infer``/``cudnn_train`` and
+    # the cutlass ones it ships) are convolution work.
+    ("conv", r"conv(?:[^e]|$)|implicit_gemm|implicit_convolve|winograd|fft2d|fprop|dgrad|wgrad|"
+             r"nchwtonhwc|nhwctonchw|cudnn::(?:cnn|detail|ops|winograd)|cask_cudnn|scudnn|"
+             r"cudnn_infer|cudnn_train|computeoffsets"),
     ("groupnorm", r"group_norm|groupnorm"),
     ("layernorm", r"layer_norm|layernorm|rms_norm|rmsnorm|gammabeta"),
     ("normalization", r"batch_norm|batchnorm|bn_fw|bn_bw|instance_norm|welford|cudnn::bn_"),
-    ("linear", r"gemm|gemv|cutlass|cublas|cijk_|matmul|splitk|s1688|s16816|h1688|h16816|"
-               r"triton_tem_fused_.*mm|dot_kernel"),
-    ("embedding", r"embedding|indexselect|index_select"),
+    # fbgemm / TorchRec table-batched embedding (TBE) kernels, before ``linear``: ``fbgemm``
+    # is no GEMM.
+    ("embedding", r"embedding|^fbgemm_gpu::|bounds_check_indices|permute_pooled_embs|recat_copy|"
+                  r"linearize_index|indexselect|index_select"),
+    ("linear", r"gemm|gemv|cutlass|cublas|cijk_|matmul|splitk|s1688|s16816|h1688|h16816|nvjet|"
+               r"epilogue::impl|triton_tem_fused_.*mm|dot_kernel"),
     ("pooling", r"pool"),
     ("optimizer", r"multi_tensor_apply|adam|sgd_|lamb_"),
+    ("elementwise", r"searchsorted|bucketize"),  # a lookup per element, though ``sort`` is in the name
     ("reduction", r"reduce_kernel|reduction|triton_red_|triton_per_|cub::|radix|sort|topk|scan_|argmax"),
     ("elementwise", r"elementwise|vectorized|unrolled|functor|triton_poi_|pointwise|fill|copy|"
                     r"catarray|where|dropout|gelu|silu|relu|sigmoid|tanh|add|mul|div|"
-                    r"index|scatter|gather|masked|clamp|pow|exp"),
+                    r"index|scatter|gather|masked|clamp|pow|exp(?:[^a]|$)"),  # not ``expand``, a view
 )
 
 KIND_OPERATORS = {"memcpy": "memcpy", "memset": "memset"}
@@ -106,11 +117,20 @@ def classify_op_names(names: pl.Series) -> pl.DataFrame:
 
 
 def kernel_rule_columns(col: pl.Expr) -> dict[str, pl.Expr]:
-    """``authoritative_operator`` and ``name_operator`` of the kernel name in ``col``."""
+    """``authoritative_operator`` and ``name_operator`` of the rule name (``kernel_names``) in ``col``."""
     return {"authoritative_operator": _chain(AUTHORITATIVE_KERNEL_RULES, col),
             "name_operator": _chain(KERNEL_RULES, col)}
 
 
+def kernel_name_table(names: pl.Series) -> pl.LazyFrame:
+    """Per distinct kernel name: its ``rule_name`` (base name, see ``kernel_names``) and the
+    operators the name rules give it.  Rules never see template or parameter lists."""
+    distinct = names.unique()
+    rule_names = pl.Series([None if n is None else rule_name(n) for n in distinct.to_list()], dtype=pl.String)
+    return pl.LazyFrame({"name": distinct, "rule_name": rule_names}).with_columns(
+        **kernel_rule_columns(pl.col("rule_name")))
+
+
 def classify_kernel_names(names: pl.Series) -> pl.DataFrame:
-    """name → (authoritative_operator, name_operator) for kernel names."""
-    return pl.DataFrame({"name": names.unique()}).with_columns(**kernel_rule_columns(pl.col("name")))
+    """name → (rule_name, authoritative_operator, name_operator) for kernel names."""
+    return kernel_name_table(names).collect()
