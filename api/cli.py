@@ -78,6 +78,7 @@ def ingest(
     """Ingest trace files; prints the run id of each (one transaction per run)."""
     from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
     from tracehouse.ingest.units import ingest_all, plan_units
+    from tracehouse.ingest.user_rules import name_rules_for
 
     values: dict[str, object] = dict(parse_key_values(meta or []))
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
@@ -85,10 +86,12 @@ def ingest(
     run_meta = meta_from_mapping(values)
     engine = _engine(db)
     units = plan_units(paths)
+    name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
     results = []
     with Progress(transient=True, disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
-        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run):
+        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run,
+                                    name_rules=name_rules):
             results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
                             "created": res.created, "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
@@ -112,8 +115,10 @@ def reingest(
     from dataclasses import asdict
 
     from tracehouse.ingest.reingest import reingest_run, reingest_candidates
+    from tracehouse.ingest.user_rules import name_rules_for
 
     engine = _engine(db)
+    name_rules = name_rules_for(load_settings().rules_file())
     targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
     if not targets:
         raise BadInput("name the runs to re-ingest, or pass --all")
@@ -121,7 +126,7 @@ def reingest(
     with Progress(transient=True, disable=len(targets) < 2 or as_json) as progress:
         task = progress.add_task("re-ingesting", total=len(targets))
         for run_id in targets:
-            results.append(asdict(reingest_run(engine, run_id)))
+            results.append(asdict(reingest_run(engine, run_id, name_rules)))
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
@@ -129,6 +134,9 @@ def reingest(
     for r in results:
         typer.echo(f"run {r['run_id']}: {r['kernel_count']} kernels, {r['reclassified']} reclassified; "
                    f"'other' {r['other_ns_before']} -> {r['other_ns_after']} ns")
+        for c in r["changes"]:  # which kernels changed class, largest first
+            typer.echo(f"  {c['kernels']:>7} x {c['operator_before']} -> {c['operator_after']} "
+                       f"({c['total_ns']} ns): {c['kernel'][:100]}")
 
 
 @app.command()
@@ -154,7 +162,7 @@ def runs(
                           tags=parse_key_values(tag or []), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
-                             "frames", "device_kind", "kernel_count", "total_ns", "source")
+                             "frames", "device_kind", "kernel_count", "total_ns", "other_share", "source")
     typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
 
 

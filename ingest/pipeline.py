@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
+from tracehouse.ingest.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -88,8 +89,9 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
-                max_bytes: int | None = None) -> IngestResult:
-    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``."""
+                max_bytes: int | None = None, name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
+    ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -106,7 +108,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
     parsed = PARSERS[fmt](path)
-    kernels = attribute(parsed)
+    kernels = attribute(parsed, name_rules)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
     kept = False
