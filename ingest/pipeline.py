@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import load_settings
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
@@ -118,6 +119,8 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
             trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
                                     original_name=original_name or path.name, raw_path=str(target))
             insert_kernels(session, run_id, trace_id, kernels)
+            if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
+                store_counters(session, run_id, parsed.counters)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, target)
     except BaseException as exc:
