@@ -211,7 +211,9 @@ def _op_signatures(keys: pl.DataFrame) -> pl.DataFrame:
         instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64))
 
 
-def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
+def _decide(k: pl.LazyFrame) -> pl.LazyFrame:
+    """``operator`` from the most specific source that has one, with that ``operator_source``,
+    its ``rule`` id, the attention type the rule gives, and the deciding op's name."""
     kind_op = pl.col("kind").replace_strict(rules.KIND_OPERATORS, default=None, return_dtype=pl.String)
     scope_op = pl.when(pl.col("in_attention_scope") & pl.col("cpu_op").is_in(list(rules.ATTENTION_BUILDING_BLOCKS))
                        ).then(pl.lit("attention"))
@@ -234,7 +236,11 @@ def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
         rule_attention = pl.when(hit).then(attention).otherwise(rule_attention)
     k = k.with_columns(operator=operator, operator_source=source, rule=rule, rule_attention=rule_attention)
     # The op that decided, by name: the best-ranked enclosing op, not the innermost one.
-    k = k.with_columns(deciding_op=pl.when(pl.col("operator_source") == "op").then(pl.col("op_name")))
+    return k.with_columns(deciding_op=pl.when(pl.col("operator_source") == "op").then(pl.col("op_name")))
+
+
+def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
+    k = _decide(k)
     from_op = pl.col("operator") == "attention"
     shape = {f: pl.coalesce(f"ann_{f}", pl.when(from_op).then(pl.col(f"op_{f}")))
              for f in ("seq_q", "seq_kv", "batch", "heads", "head_dim")}
