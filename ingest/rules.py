@@ -101,6 +101,11 @@ NAME_RULES: tuple[NameRule, ...] = (
              r"index|scatter|gather|masked|clamp|pow|exp(?:[^a]|$)"),  # not ``expand``, a view
 )
 
+# The same rules as (operator, pattern) pairs, for code that only needs what they can produce.
+AUTHORITATIVE_KERNEL_RULES: tuple[tuple[str, str], ...] = tuple((r.operator, r.pattern) for r in NAME_RULES
+                                                                if r.authoritative)
+KERNEL_RULES: tuple[tuple[str, str], ...] = tuple((r.operator, r.pattern) for r in NAME_RULES if not r.authoritative)
+
 KIND_OPERATORS = {"memcpy": "memcpy", "memset": "memset"}
 
 # The launch call of a whole CUDA / HIP graph: one call, many kernels, all with its correlation.
