@@ -227,7 +227,7 @@ def upload(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
-    from tracehouse.api.client import upload_files
+    from tracehouse.client import upload_files
 
     results = upload_files(paths, server, token, meta or [], run_id=run, wait=wait, progress=not as_json)
     if as_json:

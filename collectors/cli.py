@@ -162,7 +162,7 @@ def collect(
             progress.console.print(line, soft_wrap=True)
             progress.advance(task)
     if upload:
-        from tracehouse.api.client import upload_files
+        from tracehouse.client import upload_files
 
         if not token:
             raise typer.BadParameter("--upload needs --token (or TRACEHOUSE_TOKEN)")

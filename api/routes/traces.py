@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.orm import Session
 from pydantic import BaseModel, Field
 
@@ -112,9 +112,10 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
 
 
 @router.post("/traces", status_code=202, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
              summary="Upload a trace; returns an ingest job")
 async def upload_trace(
-    request: Request, session: SessionDep, settings: SettingsDep, token: WriteToken,
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep, token: WriteToken,
     file: Annotated[list[UploadFile], File(description="PyTorch Profiler .json/.json.gz, nsys .sqlite, "
                                            "or (repeated) the Nsight Compute CSVs of one run")],
     model: Annotated[str | None, Form(examples=["stable-diffusion"])] = None,
@@ -124,9 +125,10 @@ async def upload_trace(
     manifest: Annotated[str | None, Form(description="A collectors run manifest (JSON)")] = None,
     run_id: Annotated[int | None, Form(description="Attach Nsight Compute counters to this run")] = None,
     wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
-                                 "a failed ingest then answers 422 with its error")] = 0,
+                                 "a finished one answers 200, a failed one 422 with its error")] = 0,
 ) -> JobOut:
-    """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``)."""
+    """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``).
+    202 while the job is queued or running, 200 once it is done."""
     values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
                                         "attention_backend": attention_backend})
     unit, sha256, size = await _spool(file, settings)
@@ -141,6 +143,8 @@ async def upload_trace(
     request.app.state.worker.wake()
     if wait:
         job = await _wait_for(session, job.id, wait)
+    if job.status == "done":
+        response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
     return _job_out(job)
 
 
