@@ -22,6 +22,7 @@ from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
 from tracehouse.ingest.pipeline import IngestResult
 from tracehouse.ingest.units import ingest_unit, plan_units
+from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run
 
@@ -69,6 +70,7 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
+                             name_rules=name_rules_for(settings.rules_file()),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              run_id=job.target_run_id)
         outcome = {"status": "done", "run_id": result.run_id, "error": None, "duplicate_of": result.duplicate_of}
