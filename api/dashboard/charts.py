@@ -12,6 +12,15 @@ from tracehouse.api.dashboard.render import short
 
 PALETTE = qualitative.Plotly + qualitative.D3
 MAX_PERIOD_LINES = 60  # period boundaries drawn on Fig 8; more would only grey the chart out
+_AXIS = {"gridcolor": "#e5e8ec", "linecolor": "#9aa5b1", "zerolinecolor": "#c9d1da", "automargin": True}
+
+
+def new_figure(*traces: object) -> go.Figure:
+    """A figure with plain styling set directly.  A named plotly template would be resolved on
+    every figure (tens of ms) and copied whole into each chart's JSON (about 8 KB), so none is used."""
+    return go.Figure(data=list(traces), layout={"template": "none", "font": {"size": 12}, "colorway": PALETTE,
+                                                "xaxis": _AXIS, "yaxis": _AXIS, "hovermode": "closest",
+                                                "legend": {"font": {"size": 11}}})
 
 
 def _label(value: object) -> str:
@@ -22,7 +31,7 @@ def stacked_bars(bars: list[tuple[str, pl.DataFrame]], key: str, value: str, axi
     """One bar per (label, frame), stacked by ``key`` (Fig 7): one trace per key value, so a
     key keeps its colour across bars."""
     keys = list(dict.fromkeys(_label(k) for _, frame in bars for k in frame[key].to_list()))
-    fig = go.Figure()
+    fig = new_figure()
     for i, name in enumerate(keys):
         xs, ys, hover = [], [], []
         for label, frame in bars:
@@ -42,7 +51,7 @@ def top_bars(frame: pl.DataFrame, key: str, value: str, axis: str) -> go.Figure:
     # Ranked labels: two long kernel names cut to the same prefix must stay two bars.
     labels = [f"{i}. {short(k)}" for i, k in enumerate(frame[key].to_list(), 1)]
     full = [_label(k) for k in frame[key].to_list()]
-    fig = go.Figure(go.Bar(x=frame[value].to_list(), y=labels, orientation="h", hovertext=full,
+    fig = new_figure(go.Bar(x=frame[value].to_list(), y=labels, orientation="h", hovertext=full,
                            hovertemplate="%{hovertext}<br>%{x:.4g}<extra></extra>", marker_color=PALETTE[0]))
     fig.update_layout(xaxis_title=axis, yaxis={"autorange": "reversed", "automargin": True},
                       height=max(260, 30 * frame.height + 80))
@@ -52,7 +61,7 @@ def top_bars(frame: pl.DataFrame, key: str, value: str, axis: str) -> go.Figure:
 def calls_chart(calls: pl.DataFrame, period: pl.DataFrame, total_calls: int) -> go.Figure:
     """Fig 8: every attention call's query length in execution order, one marker series per
     attention type, the fundamental period shaded and its repetitions marked."""
-    fig = go.Figure()
+    fig = new_figure()
     types = list(dict.fromkeys(calls["attention_type"].to_list()))
     for i, kind in enumerate(types):
         part = calls.filter(pl.col("attention_type").eq_missing(kind))
@@ -75,7 +84,7 @@ def calls_chart(calls: pl.DataFrame, period: pl.DataFrame, total_calls: int) -> 
 
 def histogram_chart(by_count: pl.DataFrame, by_time: pl.DataFrame) -> go.Figure:
     """Fig 9: the share of calls and the share of attention time at each sequence length."""
-    fig = go.Figure()
+    fig = new_figure()
     for i, (name, frame) in enumerate((("by call count", by_count), ("by time", by_time))):
         fig.add_bar(x=[str(v) for v in frame["seq_len"].to_list()], y=frame["fraction"].to_list(), name=name,
                     marker_color=PALETTE[i], hovertemplate="seq_len %{x}<br>%{y:.3f}<extra>" + name + "</extra>")
@@ -93,7 +102,7 @@ def roofline_chart(frame: pl.DataFrame, key: str) -> go.Figure:
     """Fig 5: one point per group at (FLOP/byte, FLOP/s), counters and analytic marked apart,
     under the device's compute and bandwidth ceilings."""
     points = roofline_points(frame)
-    fig = go.Figure()
+    fig = new_figure()
     for i, (source, symbol) in enumerate((("analytic", "circle"), ("counters", "diamond"))):
         part = points.filter(pl.col("source") == source)
         if part.height:
@@ -122,7 +131,7 @@ def _first(frame: pl.DataFrame, column: str) -> float | None:
 def utilization_chart(frame: pl.DataFrame) -> go.Figure:
     """Per device: the span split into compute, other busy time (communication, memory) and idle."""
     labels = [f"device {d}" if d is not None else "host" for d in frame["device"].to_list()]
-    fig = go.Figure()
+    fig = new_figure()
     for i, (column, name) in enumerate((("compute_ns", "compute"), ("non_compute_ns", "communication / memory"),
                                         ("idle_ns", "idle"))):
         fig.add_bar(y=labels, x=frame[column].to_list(), name=name, orientation="h",
@@ -136,7 +145,7 @@ def paired_bars(frame: pl.DataFrame, key: str, series: list[tuple[str, str]], ax
                 log: bool = False) -> go.Figure:
     """Grouped bars: for each ``key`` row, one bar per (column, legend name)."""
     labels = [short(k, 36) for k in frame[key].to_list()]
-    fig = go.Figure()
+    fig = new_figure()
     for i, (column, name) in enumerate(series):
         fig.add_bar(x=labels, y=frame[column].to_list(), name=name, marker_color=PALETTE[i % len(PALETTE)],
                     hovertemplate="%{x}<br>%{y:.4g}<extra>" + name + "</extra>")
@@ -147,7 +156,7 @@ def paired_bars(frame: pl.DataFrame, key: str, series: list[tuple[str, str]], ax
 def sweep_chart(frame: pl.DataFrame, knob: str, series_keys: list[str]) -> go.Figure:
     """Fig 10 / 14: operator time against the knob on log-log axes, one line per series ×
     operator, its fitted exponent in the legend."""
-    fig = go.Figure()
+    fig = new_figure()
     groups = frame.partition_by([*series_keys, "operator"], maintain_order=True) if frame.height else []
     for i, part in enumerate(groups):
         exponent = part["exponent"][0]
@@ -163,7 +172,7 @@ def sweep_chart(frame: pl.DataFrame, knob: str, series_keys: list[str]) -> go.Fi
 def error_bars(frame: pl.DataFrame, key: str, value: str, spread: str | None, axis: str) -> go.Figure:
     """Fig 1: one bar per group, with its spread as an error bar when there is one."""
     error = {"type": "data", "array": frame[spread].to_list(), "visible": True} if spread else None
-    fig = go.Figure(go.Bar(x=[_label(k) for k in frame[key].to_list()], y=frame[value].to_list(),
+    fig = new_figure(go.Bar(x=[_label(k) for k in frame[key].to_list()], y=frame[value].to_list(),
                            error_y=error, marker_color=PALETTE[0], hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
     fig.update_layout(yaxis_title=axis)
     return fig

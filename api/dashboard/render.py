@@ -50,8 +50,8 @@ class Chart:
 
     def __post_init__(self) -> None:
         if self.figure is not None:
-            self.figure.update_layout(title=None, margin={"l": 60, "r": 20, "t": 30, "b": 60},
-                                      template="plotly_white", height=self.figure.layout.height or 380)
+            self.figure.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 60},
+                                      height=self.figure.layout.height or 380)
 
     @property
     def figure_json(self) -> Markup:
