@@ -122,6 +122,15 @@ def test_gpu_run_page_roofline_has_the_device_ceilings(served, headers, tab, tmp
     launches = rest(srv, headers, f"/v1/runs/{runs.gpu}/launches", by="operator")[:10]
     assert drawn(page, "launches")["bars"] == sum((r["gpu_ns"] > 0) + (r["launch_ns"] > 0) for r in launches)
     assert "Attention calls" in page.inner_text("main") and "no attention calls" in page.inner_text("#box-calls")
+    if runs.ncu is None:
+        return
+    # An Nsight Compute run: its roofline points are measured (diamonds), and it has no timeline.
+    visit(page, watch, f"{srv.url}{UI}/runs/{runs.ncu}", tmp_path / "ncu-run.png")
+    counted = [r for r in rest(srv, headers, f"/v1/runs/{runs.ncu}/roofline", by="operator")
+               if r["source"] == "counters" and (r["ai_dram"] or 0) > 0 and (r["gflops_per_s"] or 0) > 0]
+    symbols = page.evaluate("() => document.getElementById('chart-roofline').data.map(t => [t.name, t.x.length])")
+    assert symbols == [["counters", len(counted)]] and drawn(page, "roofline")["points"] == len(counted) > 0
+    assert charts_on(page) == ["roofline"]
 
 
 def test_runs_filters_sort_and_compare_picker_by_clicking(served, headers, tab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

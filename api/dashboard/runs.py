@@ -98,9 +98,10 @@ def _metadata(session: SessionDep, run_id: int, operators: pl.DataFrame) -> list
 
 def _breakdown_charts(session: SessionDep, run_id: int, operators: pl.DataFrame, top: int) -> list[Chart]:
     fig7 = charts.stacked_bars([(f"run {run_id}", operators)], "operator", "share", "share of summed kernel time")
-    found = [Chart("operator", "Where the time went, by operator (Fig 7)", fig7, operators,
-                   rest_path(f"/v1/runs/{run_id}/breakdown", by="operator"),
-                   caption="Share of the run's summed kernel time (busy time, not wall time).")]
+    found = [Chart("operator", "Where the time went, by operator (Fig 7)", fig7 if operators.height else None,
+                   operators, rest_path(f"/v1/runs/{run_id}/breakdown", by="operator"),
+                   caption="Share of the run's summed kernel time (busy time, not wall time).",
+                   note="" if operators.height else "No timed kernels (a counters-only run).")]
     for by, title in TOP_BY:
         frame = breakdown(session, run_id, by)
         shown = frame.head(top)
