@@ -72,10 +72,12 @@ def visit(page: Any, watch: Watch, url: str, shot: Path) -> None:
 
 
 def drawn(page: Any, key: str) -> dict[str, int]:
-    """SVG marks in chart ``key``: bars and scatter markers."""
+    """SVG marks in chart ``key``: bars (with an area) and scatter markers."""
     return page.evaluate("""key => {
         const c = document.getElementById('chart-' + key);
-        return {bars: c.querySelectorAll('.barlayer .point path').length,
+        // A missing value still gets a bar path, of zero size: only bars with an area count.
+        const sized = p => { const b = p.getBBox(); return b.width > 0 && b.height > 0; };
+        return {bars: Array.from(c.querySelectorAll('.barlayer .point path')).filter(sized).length,
                 points: c.querySelectorAll('.scatterlayer .point').length};
     }""", key)
 

@@ -95,7 +95,8 @@ def test_run_page_draws_every_figure_from_the_analyses(served, headers, tab, tmp
     roof = rest(srv, headers, f"{base}/roofline", by="operator")
     placed = [r for r in roof if (r["ai_dram"] or 0) > 0 and (r["gflops_per_s"] or 0) > 0]
     assert drawn(page, "roofline")["points"] == len(placed) > 0  # Fig 5: one point per costed operator
-    assert drawn(page, "utilization")["bars"] == 3 * len(rest(srv, headers, f"{base}/utilization"))
+    util = rest(srv, headers, f"{base}/utilization")
+    assert drawn(page, "utilization")["bars"] == sum(r[c] > 0 for r in util for c in ("compute_ns", "non_compute_ns", "idle_ns"))
     # The numbers shown are the REST answers.
     meta = rest(srv, headers, base)
     assert number(page.inner_text('tr[data-key="total_ns"] td')) == meta["total_ns"]
@@ -204,7 +205,9 @@ def test_table_ii_sweep_hardware_fleet(served, headers, tab, tmp_path: Path) -> 
     assert drawn(page, "memory")["bars"] == sum(r["mean_mem_util"] is not None for r in fleet) > 0
     page.click("#box-gpus summary")
     assert number(cell(page, "gpus", "gpus_per_bparam")) == pytest.approx(fleet[0]["gpus_per_bparam"], rel=1e-3)
-    assert set(charts_on(page)) == {"gpus", "memory"}
+    ratios = [r[c] for r in fleet for c in ("gpus_per_bparam_vs_llm", "mean_mem_util_vs_llm")]
+    assert drawn(page, "ratio")["bars"] == sum(v is not None for v in ratios) > 0
+    assert charts_on(page) == ["gpus", "memory", "ratio"]
 
 
 def test_sign_in_cookie_is_httponly_strict_and_reads_only(served, browser, headers) -> None:  # type: ignore[no-untyped-def]
@@ -244,6 +247,8 @@ def test_public_read_needs_no_login(backend: str, browser, tmp_path: Path) -> No
         visit(page, watch, f"{srv.url}/", tmp_path / "empty-runs.png")  # / sends a browser to /ui/
         assert page.url == f"{srv.url}{UI}/" and "No run matches" in page.inner_text("#runs-table")
         assert httpx.get(f"{srv.url}{UI}/static/plotly.min.js").headers["content-type"].startswith("text/javascript")
+        missing = page.goto(f"{srv.url}{UI}/runs/12345")  # an error is a page, with its status
+        assert missing is not None and missing.status == 404 and "run 12345 does not exist" in page.inner_text("#page-error")
         page.close()
     finally:
         srv.stop()

@@ -119,6 +119,13 @@ def fleet_page(request: Request, session: SessionDep,
                            charts.error_bars(shown, by, column, spread, axis) if shown.height else None, summary, rest,
                            caption="Error bars: the job-weighted standard deviation." if spread else "",
                            note="" if shown.height else "No fleet jobs with this figure (tracehouse fleet import)."))
+    if "gpus_per_bparam_vs_llm" in summary.columns:
+        ratios = summary.filter(pl.col("gpus_per_bparam_vs_llm").is_not_null() | pl.col("mean_mem_util_vs_llm").is_not_null())
+        found.append(Chart("ratio", "Ratio to LLM (Fig 1)", charts.paired_bars(
+            ratios, by, [("gpus_per_bparam_vs_llm", "GPUs per billion parameters"),
+                         ("mean_mem_util_vs_llm", "mean memory utilisation")], "ratio to llm") if ratios.height else None,
+            summary, rest, caption="Each family's figure over llm's: the paper's TTI/TTV vs LLM comparison.",
+            note="" if ratios.height else "No llm jobs to compare with."))
     spreads = pl.concat([fleet.ratio_spread(session, family, phase) for family in ("tti", "ttv")])
     top = fleet.top_jobs(session, n, phase)
     return page(request, "fleet.html", nav="Fleet", by=by, phase=phase or "", n=n, choices=fleet.BY_CHOICES,
