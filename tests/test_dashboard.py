@@ -153,6 +153,9 @@ def test_runs_filters_sort_and_compare_picker_by_clicking(served, headers, tab, 
     totals = [number(t) for t in page.eval_on_selector_all('#runs-table td[data-col="total_ns"]', "ts => ts.map(t => t.innerText)")]
     assert totals == sorted(totals, reverse=True) and len(totals) == 2
     assert watch.take() == []
+    page.click(f'#runs-table tr[data-run="{runs.flash}"] td[data-col="run_id"] a')  # each run links to its page
+    page.wait_for_url(f"**{UI}/runs/{runs.flash}")
+    page.go_back()
     page.check(f'input[name="run"][value="{runs.baseline}"]')
     page.check(f'input[name="run"][value="{runs.flash}"]')
     page.click("#compare-button")
@@ -188,6 +191,7 @@ def test_table_ii_sweep_hardware_fleet(served, headers, tab, tmp_path: Path) -> 
     assert drawn(page, "sweep")["points"] == sum(r["total_ns"] > 0 for r in sweep) > 0
     split = [rest(srv, headers, f"/v1/runs/{r}/temporal-spatial") for r in (runs.baseline, runs.flash)]
     assert drawn(page, "types-time")["bars"] == sum(len(s) for s in split)
+    assert drawn(page, "types-flops")["bars"] == sum((r["flops"] or 0) > 0 for s in split for r in s) > 0
 
     # Default choice: the two stable-diffusion runs differ in backend, which the page says.
     visit(page, watch, f"{srv.url}{UI}/hardware", tmp_path / "hardware-refused.png")
