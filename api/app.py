@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tracehouse.api.jobs import Worker
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
+from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.routes import analyses, fleet, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.schema.db import make_engine
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(analyses.router)
     app.include_router(fleet.router)
     app.include_router(tokens.router)
+    app.include_router(dashboard_router)  # /ui/: the browser dashboard
 
     @app.get("/healthz", tags=["service"], summary="Liveness")
     def healthz() -> dict[str, bool]:

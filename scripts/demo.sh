@@ -27,5 +27,7 @@ $TH speedups
 if [ "${TRACEHOUSE_DEMO_SERVE:-1}" != "0" ]; then
     echo "serving on http://127.0.0.1:8000 (reads need no token here); try:"
     echo "  curl 'http://127.0.0.1:8000/v1/runs/$RUN/breakdown?by=seq_len'"
+    echo "dashboard: http://127.0.0.1:8000/ui/ (this run: http://127.0.0.1:8000/ui/runs/$RUN)"
     exec $TH serve --public-read
 fi
+echo "dashboard: run '$TH serve --public-read', then open http://127.0.0.1:8000/ui/"

@@ -35,3 +35,9 @@ if command -v cc >/dev/null 2>&1 && ! "$VENV/bin/python" -c "import tracehouse.i
     echo "setup: the C Kineto scanner failed to build; see: $VENV/bin/python -m pip install -v -e ." >&2
     exit 1
 fi
+# The dashboard's browser tests drive Debian's chromium through Playwright (which never downloads
+# a browser build here); installed only where it is missing and we may.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "setup: chromium did not install; the dashboard's browser tests will skip" >&2
+fi
