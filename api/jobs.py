@@ -68,6 +68,7 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
+                             max_inflated_bytes=settings.inflated_limit(),
                              run_id=job.target_run_id)
         outcome = {"status": "done", "run_id": result.run_id, "error": None}
     except TracehouseError as exc:

@@ -72,3 +72,10 @@ class DatabaseError(TracehouseError):
     status = 503
     exit_code = 5
     code = "database_error"
+
+
+class InvalidField(BadInput):
+    """A request field (a file name, a metadata value, an id) is outside what can be stored."""
+
+    status = 422
+    code = "invalid_request"

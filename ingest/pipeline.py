@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
-from tracehouse.core.settings import load_settings
+from tracehouse.core.settings import default_inflated_limit, load_settings
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.kineto import parse_kineto
@@ -88,8 +88,9 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
-                max_bytes: int | None = None) -> IngestResult:
-    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``."""
+                max_bytes: int | None = None, max_inflated_bytes: int | None = None) -> IngestResult:
+    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
+    ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -105,7 +106,10 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     fmt = detect_format(path)
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
-    parsed = PARSERS[fmt](path)
+    if fmt == "kineto":
+        parsed = parse_kineto(path, max_inflated_bytes=max_inflated_bytes or default_inflated_limit(limit))
+    else:
+        parsed = PARSERS[fmt](path)
     kernels = attribute(parsed)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)

@@ -63,7 +63,7 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
 
 def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path | None = None,
                 run_id: int | None = None, max_bytes: int | None = None,
-                original_name: str | None = None) -> IngestResult:
+                original_name: str | None = None, max_inflated_bytes: int | None = None) -> IngestResult:
     """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run."""
     if unit.format == "ncu":
         for path in unit.paths:
@@ -74,7 +74,7 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
         raise BadInput(f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
                        "a timeline trace makes its own run")
     return ingest_file(engine, unit.paths[0], meta, raw_dir=raw_dir, max_bytes=max_bytes,
-                       original_name=original_name)
+                       original_name=original_name, max_inflated_bytes=max_inflated_bytes)
 
 
 def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[IngestUnit], IngestUnit | None]:
@@ -94,13 +94,14 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
 
 
 def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None, run_id: int | None = None,
-               max_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
+               raw_dir: Path | None = None, run_id: int | None = None, max_bytes: int | None = None,
+               max_inflated_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
     """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""
     ordered, host = attach_plan(units, run_id)
     for unit in ordered:
         attach = run_id if unit.format == "ncu" else None
-        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes)
+        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes,
+                             max_inflated_bytes=max_inflated_bytes)
         if unit is host:
             run_id = result.run_id
         yield unit, result
