@@ -99,3 +99,27 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         for name, dtype in schema.items()
     ]
     return df.select(exprs)
+
+
+def without_nul(parsed: ParsedTrace) -> ParsedTrace:
+    """Replace NUL characters in every text column (and device name) with U+FFFD, counted as
+    the ``nul_in_text`` warning: PostgreSQL cannot store a NUL, SQLite can, and the same trace
+    must give the same run on both."""
+    count = 0
+    for attr in ("gpu_events", "launches", "ranges"):
+        frame: pl.DataFrame = getattr(parsed, attr)
+        for name, dtype in frame.schema.items():
+            if dtype != pl.String:
+                continue
+            hits = int(frame[name].str.contains("\x00", literal=True).sum() or 0)
+            if hits:
+                count += hits
+                frame = frame.with_columns(pl.col(name).str.replace_all("\x00", "\ufffd", literal=True))
+        setattr(parsed, attr, frame)
+    for device in parsed.devices:
+        if "\x00" in device.name:
+            count += 1
+            device.name = device.name.replace("\x00", "\ufffd")
+    if count:
+        parsed.warnings["nul_in_text"] = parsed.warnings.get("nul_in_text", 0) + count
+    return parsed

@@ -177,6 +177,8 @@ def _decode_or_refuse(raw: bytes | str, label: str) -> _Trace:
         raise _NotUtf8 from None
     except msgspec.ValidationError as exc:
         raise BadTrace(f"{label}: not a PyTorch Profiler trace ({exc})") from None
+    except RecursionError:  # msgspec's limit on nesting, e.g. [[[[...]]]] in an event's args
+        raise BadTrace(f"{label}: not valid JSON (nested too deeply)") from None
     except msgspec.DecodeError as exc:
         # msgspec < 0.23 raised UnicodeDecodeError for a stray byte; 0.23 raises DecodeError.
         if isinstance(raw, bytes) and not _is_utf8(raw):
@@ -208,7 +210,7 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> P
     if decoded is None:
         try:
             decoded = _decode_streamed(path, max_inflated_bytes)
-        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error):
+        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error, RecursionError):
             # Whatever the streamed decode trips on, the one-piece decode decides: it names
             # the error, or replaces stray bytes and counts them, exactly as it always has.
             decoded = _decode_whole(read_bytes(path, max_inflated_bytes), path.name, warnings)
@@ -244,7 +246,7 @@ def _decode_native(raw: bytes) -> tuple[_Trace, int, _Frames] | None:
             header = _decode(raw[:scanned.array_start] + b"[]" + raw[scanned.array_end:])
         else:  # the document is the events array itself
             header = _Trace(traceEvents=[])
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
     return header, scanned.event_count, {k: (df, {}) for k, df in kineto_native.frames(scanned.columns).items()}
 
@@ -264,7 +266,7 @@ def _decode_streamed(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, 
 def _decode_events(text: bytes) -> list[_Event] | None:
     try:
         return _LIST_DECODER.decode(text)
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
 
 

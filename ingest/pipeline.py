@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
-from tracehouse.core.settings import default_inflated_limit, load_settings
+from tracehouse.core.settings import INFLATED_CEILING, default_inflated_limit, load_settings
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.ingest.frames import ParsedTrace, without_nul
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
@@ -64,6 +64,13 @@ PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "ns
 TIMELINE_FORMATS = tuple(PARSERS)  # what has kernels on a timeline (ncu counters do not)
 
 
+def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
+    """The format's parser, then the one normalisation every format needs before storing."""
+    if fmt == "kineto":
+        return without_nul(parse_kineto(path, max_inflated_bytes=max_inflated_bytes))
+    return without_nul(PARSERS[fmt](path))
+
+
 def file_sha256(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -106,10 +113,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     fmt = detect_format(path)
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
-    if fmt == "kineto":
-        parsed = parse_kineto(path, max_inflated_bytes=max_inflated_bytes or default_inflated_limit(limit))
-    else:
-        parsed = PARSERS[fmt](path)
+    parsed = parse_trace(path, fmt, max_inflated_bytes or default_inflated_limit(limit))
     kernels = attribute(parsed)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)

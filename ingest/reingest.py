@@ -20,7 +20,7 @@ from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
-from tracehouse.ingest.pipeline import PARSERS
+from tracehouse.ingest.pipeline import PARSERS, parse_trace
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Trace
 
@@ -41,7 +41,7 @@ def reingest_run(engine: Engine, run_id: int) -> ReingestResult:
     """Parse the run's raw timeline trace again and replace its kernels and rollups."""
     with session_scope(engine) as session:
         trace_id, fmt, path = _timeline_trace(session, run_id)
-    parsed = PARSERS[fmt](path)  # parse outside the transaction
+    parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed)
     with session_scope(engine) as session:
         before = _keys(session, run_id)
