@@ -311,3 +311,46 @@ def test_an_accepted_upload_is_written_once_into_the_data_dir(tight: tuple[Serve
         reply = post_form(srv, b"sd.json.gz", data, srv.token("write"))
     assert reply.status_code == 202 and reply.json()["status"] == "done", reply.text
     assert system_tmp.peak == 0
+
+
+# ---- 3. a gzip bomb is refused while it inflates --------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_gzip_bomb_upload_is_413_fast_with_bounded_memory(roomy: tuple[Server, Path], bomb: Path) -> None:
+    srv, _ = roomy
+    runs = count(srv.db, Run)
+    started = time.perf_counter()
+    reply = post_form(srv, b"bomb.json.gz", bomb.read_bytes(), srv.token("write"), wait=0)
+    seconds = time.perf_counter() - started
+    rss = peak_rss_mb(srv.proc.pid)  # type: ignore[union-attr]
+    print(f"\n3 GiB gzip bomb ({bomb.stat().st_size} bytes) on {srv.db.backend}: "
+          f"{reply.status_code} in {seconds:.2f} s, server peak RSS {rss:.0f} MB")
+    assert_error(reply, 413)
+    assert "inflates past" in reply.json()["error"]
+    assert rss < 500 and seconds < 5
+    assert count(srv.db, Run) == runs
+
+
+def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_path: Path) -> None:
+    cap = 64 << 20
+    for read in (lambda: kineto.read_bytes(bomb, cap), lambda: sum(map(len, file_pieces(bomb, 1 << 20, cap))),
+                 lambda: kineto.parse_kineto(bomb, max_inflated_bytes=cap)):
+        started = time.perf_counter()
+        with pytest.raises(TooLarge, match="inflates past"):
+            read()
+        assert time.perf_counter() - started < 5
+    with pytest.raises(TooLarge):
+        ingest_file(db.engine, bomb, raw_dir=tmp_path / "raw", max_inflated_bytes=cap)
+    assert count(db, Run) == 0 and not (tmp_path / "raw").exists()
+    # A multi-member gzip is capped over all its members together.
+    members = tmp_path / "members.json.gz"
+    members.write_bytes(gzip.compress(bytes(40 << 20)) * 2)
+    with pytest.raises(TooLarge):
+        kineto.read_bytes(members, cap)
+    assert len(kineto.read_bytes(members, 80 << 20)) == 80 << 20
