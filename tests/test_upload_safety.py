@@ -354,3 +354,40 @@ def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_pa
     with pytest.raises(TooLarge):
         kineto.read_bytes(members, cap)
     assert len(kineto.read_bytes(members, 80 << 20)) == 80 << 20
+
+
+# ---- 4. the event loop keeps answering while an upload is received and checked ---------------
+
+def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Path], tmp_path: Path) -> None:
+    srv, _ = roomy
+    # 200 MB of stored (level 0) gzip: quick to make, and the server inflates all of it.
+    big = tmp_path / "big.json.gz"
+    deflate = zlib.compressobj(0, zlib.DEFLATED, 31)
+    with big.open("wb") as out:
+        out.write(deflate.compress(b'{"traceEvents": ['))
+        for block in zeros(200 << 20, 4 << 20):
+            out.write(deflate.compress(block.replace(b"\x00", b" ")))
+        out.write(deflate.compress(b"]}") + deflate.flush())
+    replies: list[httpx.Response] = []
+
+    def upload() -> None:
+        with big.open("rb") as fh:
+            replies.append(httpx.post(f"{srv.url}/v1/traces", files={"file": ("big.json.gz", fh)},
+                                      headers=srv.token("write"), timeout=300))
+
+    sender = threading.Thread(target=upload)
+    latencies = []
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        client.get("/healthz")  # connected before the upload starts
+        sender.start()
+        while sender.is_alive():
+            started = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.02)
+    sender.join()
+    assert replies and replies[0].status_code == 202, replies[0].text if replies else "no reply"
+    print(f"\n/healthz during a 200 MB upload on {srv.db.backend}: {len(latencies)} answers, "
+          f"slowest {max(latencies) * 1000:.0f} ms")
+    assert len(latencies) >= 10
+    assert max(latencies) < 0.1, sorted(latencies)[-5:]
