@@ -391,3 +391,62 @@ def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Pa
           f"slowest {max(latencies) * 1000:.0f} ms")
     assert len(latencies) >= 10
     assert max(latencies) < 0.1, sorted(latencies)[-5:]
+
+
+# ---- 8. bad input is a 4xx in the one error shape, the same on both backends ----------------
+
+@pytest.mark.parametrize("big", [2**31, 2**63, 10**30, 0, -1])
+def test_ids_no_row_can_have_are_404(tight: tuple[Server, Path], big: int) -> None:
+    srv, _ = tight
+    read, write = srv.token("read"), srv.token("write")
+    for method, url, token in [("GET", f"/v1/runs/{big}", read), ("GET", f"/v1/runs/{big}/breakdown", read),
+                               ("GET", f"/v1/jobs/{big}", read), ("DELETE", f"/v1/runs/{big}", write),
+                               ("POST", f"/v1/runs/{big}/reingest", write),
+                               ("GET", f"/v1/runs/{big}/attention-calls", read),
+                               ("GET", f"/v1/compare?baseline={big}&other={big}", read),
+                               ("GET", f"/v1/runs/{big}/normalized?reference={big}", read)]:
+        reply = httpx.request(method, srv.url + url, headers=token)
+        assert reply.status_code == 404, (url, reply.text)
+        assert_error(reply, 404)
+    assert_error(post_form(srv, b"sd.json.gz", SD.read_bytes(), write, fields={"run_id": str(big)}), 422)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_deeply_nested_json_is_4xx(tight: tuple[Server, Path]) -> None:
+    srv, _ = tight
+    write = srv.token("write")
+    trace = (b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, "args": {"grid": '
+             + DEEP + b"}}]}")
+    reply = post_form(srv, b"deep.json", trace, write)
+    assert_error(reply, 422)
+    assert "nested too deeply" in reply.json()["error"]
+    assert_error(post_form(srv, b"deep2.json", DEEP, write), 422)
+    assert_error(post_form(srv, b"sd.json.gz", SD.read_bytes(), write, fields={"manifest": DEEP.decode()}), 400)
+    reply = httpx.post(f"{srv.url}/v1/models", content=DEEP, headers={**write, "Content-Type": "application/json"})
+    assert 400 <= reply.status_code < 500 and set(reply.json()) == {"ok", "error", "code", "status"}
+
+
+@pytest.mark.parametrize("fields", [{"model": "m" * 300}, {"model": "a\x00b"}, {"hardware": "h" * 201},
+                                    {"attention_backend": "f" * 33}, {"meta": "batch=4294967296"},
+                                    {"meta": "lab=a\x00b"}, {"meta": "k" * 201 + "=v"}])
+def test_metadata_the_columns_cannot_hold_is_422(tight: tuple[Server, Path], fields: dict[str, str]) -> None:
+    srv, _ = tight
+    jobs = count(srv.db, IngestJob)
+    assert_error(post_form(srv, b"sd.json.gz", SD.read_bytes(), srv.token("write"), fields=fields), 422)
+    assert count(srv.db, IngestJob) == jobs
+
+
+def test_nul_in_trace_names_is_replaced_and_counted(db: Database, tmp_path: Path) -> None:
+    """SQLite would store a NUL and PostgreSQL refuse it: both store U+FFFD and count it."""
+    kineto_trace = tmp_path / "nul.json.gz"
+    kineto_trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()).replace(
+        b'"name":"aten::linear"', b'"name":"aten::lin\\u0000ear"', 2)))
+    for path, bad in ((kineto_trace, "aten::lin\ufffdear"),
+                      (nsys_export(tmp_path / "nul.sqlite", "kern\x00el"), "kern\ufffdel")):
+        result = ingest_file(db.engine, path, raw_dir=tmp_path / "raw")
+        assert result.warnings.get("nul_in_text", 0) >= 1
+        with session_scope(db.engine) as s:
+            texts = set(s.scalars(select(Symbol.text)))
+        assert bad in texts and not any("\x00" in t for t in texts)
