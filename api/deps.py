@@ -41,9 +41,13 @@ def check_id(value: int, name: str) -> int:
     return value
 
 
-def check_request_ids(request: Request) -> None:
-    """An id no row can have is a row that does not exist: 404 on both backends, before the
-    database sees a number it cannot bind (a 500 on SQLite, a 503 on PostgreSQL)."""
+def check_request_params(request: Request) -> None:
+    """What SQLite would take and PostgreSQL refuse, answered the same on both: a NUL in a
+    query or path value is a 422, and an id no row can have is a row that does not exist (404)
+    before the database sees a number it cannot bind (a 500 on SQLite, a 503 on PostgreSQL)."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if "\x00" in str(value):
+            raise InvalidField(f"{name[:40]}: NUL characters are not allowed")
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -65,7 +69,7 @@ def _require(scope: str):  # type: ignore[no-untyped-def]
     def dependency(request: Request, session: SessionDep, settings: SettingsDep,
                    authorization: Annotated[str | None, Header()] = None) -> ApiToken | None:
         token = authorize(session, authorization, scope, public_read=settings.public_read)
-        check_request_ids(request)
+        check_request_params(request)
         return token
 
     return dependency

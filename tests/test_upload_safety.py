@@ -427,6 +427,13 @@ def test_ids_no_row_can_have_are_404(tight: tuple[Server, Path], big: int) -> No
     assert_error(post_form(srv, b"sd.json.gz", SD.read_bytes(), write, fields={"run_id": str(big)}), 422)
 
 
+def test_nul_in_a_query_is_422_on_both_backends(tight: tuple[Server, Path]) -> None:
+    srv, _ = tight
+    read = srv.token("read")
+    for url in ("/v1/runs?model=a%00b", "/v1/runs?tag=lab%3Da%00", "/v1/sweep?model=a%00&knob=image_size"):
+        assert_error(httpx.get(srv.url + url, headers=read), 422)
+
+
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
