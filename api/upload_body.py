@@ -30,6 +30,7 @@ FIELD_BYTES = 1 << 20  # all text fields of one upload together (metadata, a man
 PART_OVERHEAD = 64 << 10  # boundaries and part headers, on top of the files and fields
 BATCH_BYTES = 1 << 20  # received bytes handed to the parsing thread at a time
 MAX_NAME_BYTES = 255  # a file name on every common file system
+MAX_FILES = 64  # an ncu run is a handful of CSVs; thousands of tiny parts are not an upload
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _KNOWN_SUFFIXES = (".json.gz", ".json", ".gz", ".sqlite", ".sqlite3", ".csv")
 
@@ -137,6 +138,8 @@ class _Receiver:
         if self.part_name != FILE_FIELD:
             self.text = []
             return
+        if len(self.body.files) >= MAX_FILES:
+            raise InvalidField(f"at most {MAX_FILES} files per upload")
         client = client_file_name(options.get(b"filename"))
         path = self.body.folder / spool_name(len(self.body.files), client)
         self.body.folder.mkdir(parents=True, exist_ok=True)
