@@ -319,6 +319,31 @@ def test_chunked_body_is_413_once_past_the_limit(tight: tuple[Server, Path]) -> 
     assert count(srv.db, IngestJob) == jobs
 
 
+def test_a_broken_or_abandoned_body_leaves_no_spool(tight: tuple[Server, Path]) -> None:
+    srv, tmp = tight
+    write, uploads = srv.token("write"), tmp / "data" / "uploads"
+    head, _ = form(b"cut.json")
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}", **write}
+    # The body ends without its closing boundary.
+    reply = httpx.post(f"{srv.url}/v1/traces", content=head + bytes(3 << 20), headers=headers)
+    assert_error(reply, 400)
+    assert "ended early" in reply.json()["error"]
+    # Too many file parts.
+    many = b"".join(form(f"{i}.csv".encode())[0] + b"x\r\n" for i in range(65)) + b"--" + BOUNDARY + b"--\r\n"
+    assert_error(httpx.post(f"{srv.url}/v1/traces", content=many, headers=headers), 422)
+    # The client goes away mid-body.
+    upload = RawUpload(srv.port, {**headers, "Content-Length": str(6 << 20)}, iter([head, *zeros(4 << 20)]))
+    deadline = time.monotonic() + 10
+    while not tree_bytes(uploads) and time.monotonic() < deadline:  # the spool has begun
+        time.sleep(0.01)
+    assert tree_bytes(uploads) > 0
+    upload.sock.close()
+    deadline = time.monotonic() + 10
+    while tree_bytes(uploads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tree_bytes(uploads) == 0
+
+
 def test_an_accepted_upload_is_written_once_into_the_data_dir(tight: tuple[Server, Path]) -> None:
     srv, tmp = tight
     # Stored (level 0): 2.7 MB, more than a spooled temporary file keeps in memory.
