@@ -399,16 +399,8 @@ def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_pa
 
 # ---- 4. the event loop keeps answering while an upload is received and checked ---------------
 
-def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Path], tmp_path: Path) -> None:
-    srv, _ = roomy
-    # 200 MB of stored (level 0) gzip: quick to make, and the server inflates all of it.
-    big = tmp_path / "big.json.gz"
-    deflate = zlib.compressobj(0, zlib.DEFLATED, 31)
-    with big.open("wb") as out:
-        out.write(deflate.compress(b'{"traceEvents": ['))
-        for block in zeros(200 << 20, 4 << 20):
-            out.write(deflate.compress(block.replace(b"\x00", b" ")))
-        out.write(deflate.compress(b"]}") + deflate.flush())
+def _healthz_during_upload(srv: Server, big: Path) -> list[float]:
+    """/healthz answer times, polled every 20 ms while ``big`` is uploaded and checked."""
     replies: list[httpx.Response] = []
 
     def upload() -> None:
@@ -428,10 +420,31 @@ def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Pa
             time.sleep(0.02)
     sender.join()
     assert replies and replies[0].status_code == 202, replies[0].text if replies else "no reply"
-    print(f"\n/healthz during a 200 MB upload on {srv.db.backend}: {len(latencies)} answers, "
-          f"slowest {max(latencies) * 1000:.0f} ms")
     assert len(latencies) >= 10
-    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+    return latencies
+
+
+def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Path], tmp_path: Path) -> None:
+    """A loop blocked by the check stalls one answer for the whole gunzip (most of a second,
+    every time); a busy shared machine delays a few answers by tens of ms now and then.  So
+    the upload is tried up to three times, and one clean run (every answer < 100 ms) passes."""
+    srv, _ = roomy
+    # 200 MB of stored (level 0) gzip: quick to make, and the server inflates all of it.
+    big = tmp_path / "big.json.gz"
+    deflate = zlib.compressobj(0, zlib.DEFLATED, 31)
+    with big.open("wb") as out:
+        out.write(deflate.compress(b'{"traceEvents": ['))
+        for block in zeros(200 << 20, 4 << 20):
+            out.write(deflate.compress(block.replace(b"\x00", b" ")))
+        out.write(deflate.compress(b"]}") + deflate.flush())
+    slowest = []
+    for _ in range(3):
+        slowest.append(max(_healthz_during_upload(srv, big)))
+        if slowest[-1] < 0.1:
+            break
+    print(f"\n/healthz during a 200 MB upload on {srv.db.backend}: slowest answer per try "
+          f"{[round(s * 1000) for s in slowest]} ms")
+    assert slowest[-1] < 0.1, slowest
 
 
 # ---- 8. bad input is a 4xx in the one error shape, the same on both backends ----------------
