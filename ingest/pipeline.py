@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import INFLATED_CEILING, default_inflated_limit, load_settings
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.frames import ParsedTrace, without_nul
+from tracehouse.ingest.frames import ParsedTrace, storable_text
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
@@ -67,8 +67,8 @@ TIMELINE_FORMATS = tuple(PARSERS)  # what has kernels on a timeline (ncu counter
 def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
     """The format's parser, then the one normalisation every format needs before storing."""
     if fmt == "kineto":
-        return without_nul(parse_kineto(path, max_inflated_bytes=max_inflated_bytes))
-    return without_nul(PARSERS[fmt](path))
+        return storable_text(parse_kineto(path, max_inflated_bytes=max_inflated_bytes))
+    return storable_text(PARSERS[fmt](path))
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import func, select
 
@@ -27,7 +28,7 @@ from tracehouse.ingest.jsonchunks import file_pieces
 from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import IngestJob, Kernel, Run, Symbol, Trace
+from tracehouse.schema.models import Hardware, IngestJob, Kernel, Run, Symbol, Trace
 
 SD = DATA / "sd_tiny_cpu_baseline.json.gz"
 TIGHT_LIMIT = 8 << 20  # the small server's max_trace_bytes
@@ -511,3 +512,32 @@ def test_nul_in_trace_names_is_replaced_and_counted(db: Database, tmp_path: Path
         with session_scope(db.engine) as s:
             texts = set(s.scalars(select(Symbol.text)))
         assert bad in texts and not any("\x00" in t for t in texts)
+
+
+def _one_kernel_trace(path: Path, *, device: str = "NVIDIA A100", grid: int = 1, rank: int = 0,
+                      annotation: str = "th|op=attention|sq=4", sms: int = 108) -> Path:
+    path.write_bytes(orjson.dumps({"traceEvents": [
+        {"ph": "X", "cat": "user_annotation", "name": annotation, "pid": 1, "tid": 1, "ts": 0, "dur": 10},
+        {"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 2, "dur": 1,
+         "args": {"device": 0, "stream": 7, "correlation": 1, "grid": [grid, 1, 1], "block": [1, 1, 1]}},
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": 1, "dur": 1,
+         "args": {"correlation": 1}}],
+        "deviceProperties": [{"id": 0, "name": device, "totalGlobalMem": 1 << 30, "computeMajor": 8,
+                              "computeMinor": 0, "numSms": sms}],
+        "distributedInfo": {"rank": rank, "world_size": 1}}))
+    return path
+
+
+def test_trace_values_past_their_columns_store_the_same_on_both_backends(db: Database, tmp_path: Path) -> None:
+    """PostgreSQL refused these with raw database text; SQLite stored them as given."""
+    raw = tmp_path / "raw"
+    long_name = ingest_file(db.engine, _one_kernel_trace(tmp_path / "a.json", device="G" * 300), raw_dir=raw)
+    assert long_name.warnings == {"long_device_name": 1}
+    for i, kwargs in enumerate([{"grid": 2**40}, {"rank": 2**40}, {"annotation": "th|op=attention|sq=99999999999"},
+                                {"sms": 2**40}]):
+        ingest_file(db.engine, _one_kernel_trace(tmp_path / f"{i}.json", **kwargs), raw_dir=raw)
+    with session_scope(db.engine) as s:
+        assert s.scalar(select(func.max(func.length(Hardware.name)))) == 200
+        assert s.scalar(select(func.max(Kernel.grid_x))) == 1  # 2**40 became null
+        assert s.scalar(select(func.max(Kernel.seq_q))) == 4
+        assert s.scalar(select(func.max(Run.rank))) == 0
