@@ -104,7 +104,8 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
         attention_backend=meta.attention_backend, scale=meta.scale, batch=meta.batch, dtype=meta.dtype,
         image_size=meta.image_size, frames=meta.frames, denoising_steps=meta.denoising_steps,
         decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
-        peak_memory_bytes=meta.peak_memory_bytes, rank=_int32(parsed.rank), world_size=_int32(parsed.world_size),
+        peak_memory_bytes=meta.peak_memory_bytes,
+        rank=_int32(parsed.rank), world_size=_int32(parsed.world_size),
         host=meta.host, device_kind="cpu" if parsed.cpu_only else "gpu",
         **kernel_totals(kernels), created_at=datetime.now(UTC),
     )

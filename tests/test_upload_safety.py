@@ -100,7 +100,8 @@ class DiskWatch:
     counting the files the server process holds there without a name."""
 
     def __init__(self, srv: Server, *folders: Path) -> None:
-        self.pid, self.folders, self.peak, self._stop = srv.proc.pid, folders, 0, threading.Event()  # type: ignore[union-attr]
+        self.pid = srv.proc.pid  # type: ignore[union-attr]
+        self.folders, self.peak, self._stop = folders, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
