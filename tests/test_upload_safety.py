@@ -88,7 +88,9 @@ def unlinked_bytes(pid: int, *folders: Path) -> int:
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
             target = os.readlink(fd)
-            if target.endswith(" (deleted)") and any(target.startswith(str(f)) for f in folders):
+            # SQLite's own scratch files (etilqs_*) are the job's database work, not the upload.
+            if (target.endswith(" (deleted)") and "/etilqs_" not in target
+                    and any(target.startswith(str(f)) for f in folders)):
                 total += fd.stat().st_size
         except OSError:  # closed meanwhile
             pass
