@@ -4,11 +4,13 @@ rendered like every other table (``--format table|json|csv``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:  # imported by the commands that run a query, not by every CLI start
+    import polars as pl
+    from sqlalchemy.orm import Session
 
 FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
 DbOption = Annotated[str | None, typer.Option(
@@ -21,8 +23,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli import _engine
-    from tracehouse.api.output import FORMATS, render
+    from tracehouse.api.output import FORMATS, database_caption, render
     from tracehouse.core.errors import BadInput
+    from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
     if fmt not in FORMATS:
@@ -31,13 +34,16 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
-    typer.echo(render(frame, fmt, title=title), nl=False)
+    # Without --db the table says which database it read (the default is easy to mistake).
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
 
 
 def register(app: typer.Typer) -> None:
     _register_comparisons(app)
     _register_run_views(app)
     _register_rooflines(app)
+    _register_explain(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -60,12 +66,14 @@ def _register_comparisons(app: typer.Typer) -> None:
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
-        from tracehouse.analyses.compare import backend_speedups
+        from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
 
+        # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
-                    "operator_share", "amdahl_speedup"))
+                   ("model", "family", "hardware", *PAIR_KNOBS, "baseline_run_id", "other_run_id",
+                    "end_to_end_speedup", "operator_speedup", "operator_share", "amdahl_speedup",
+                    "exceeds_amdahl"))
 
     @app.command()
     def sweep(model: str, knob: str,
@@ -76,7 +84,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.params import typed_filters
 
         ops = operator or ["attention", "conv"]
-        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **where))
 
     @app.command()
     def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
@@ -85,8 +94,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.hardware import compare_hardware
         from tracehouse.analyses.params import typed_filters
 
-        show_frame(db, fmt, f"{model} across hardware",
-              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} across hardware", lambda s: compare_hardware(s, model, reference, **where))
 
 
 def _register_run_views(app: typer.Typer) -> None:
@@ -160,3 +169,41 @@ def _register_rooflines(app: typer.Typer) -> None:
         from tracehouse.analyses.counters import counter_roofline
 
         show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))
+
+
+def _register_explain(app: typer.Typer) -> None:
+    """Why each kernel got its class."""
+
+    @app.command()
+    def explain(run_id: int,
+                kernel: Annotated[str | None, typer.Option(help="Only kernel names containing this")] = None,
+                summary: Annotated[bool, typer.Option("--summary", help="Only the run's shares (other, graph, "
+                                                                        "by source)")] = False,
+                rules: Annotated[bool, typer.Option("--rules", help="Every rule in effect and what it "
+                                                                    "decided in the run")] = False,
+                fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Per kernel name: its class, the rule / annotation / op that decided it, time and count;
+        and the run's time left in `other` and in CUDA-graph kernels."""
+        from tracehouse.analyses.explain import explain_view
+
+        name_rules = _name_rules() if rules else ()
+        view = "summary" if summary else "rules" if rules else "kernels"
+        if view == "kernels" and fmt == "table":  # a terminal gets the run's shares first
+            show_frame(db, fmt, f"run {run_id}: time no rule placed, and in CUDA graphs",
+                       lambda s: explain_view(s, run_id, "summary"),
+                       ("total_ns", "other_ns", "other_share", "graph_ns", "graph_share", "by_op_share",
+                        "by_kernel_name_share", "by_annotation_share"))
+        columns = {"kernels": ("rule_name", "kind", "operator", "attention_type", "source", "rule", "decided_by",
+                               "kernels", "total_ns", "share"),
+                   "rules": ("rule", "kind", "operator", "attention_type", "authoritative", "origin", "kernels",
+                             "total_ns")}.get(view)
+        show_frame(db, fmt, f"run {run_id} explained ({view})",
+                   lambda s: explain_view(s, run_id, view, kernel, name_rules), columns)
+
+
+def _name_rules() -> tuple:
+    """The kernel-name rules in effect: the data dir's ``rules.toml`` (if any), then ours."""
+    from tracehouse.core.settings import load_settings
+    from tracehouse.ingest.user_rules import name_rules_for
+
+    return name_rules_for(load_settings().rules_file())

@@ -77,6 +77,7 @@ def _require(scope: str):  # type: ignore[no-untyped-def]
 
 ReadToken = Annotated[ApiToken | None, Depends(_require("read"))]
 WriteToken = Annotated[ApiToken | None, Depends(_require("write"))]
+AdminToken = Annotated[ApiToken | None, Depends(_require("admin"))]
 
 
 def _uploader_id(request: Request, settings: SettingsDep,

@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 from tracehouse.core.errors import TracehouseError
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
+from tracehouse.ingest.pipeline import IngestResult
 from tracehouse.ingest.units import ingest_unit, plan_units
+from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import IngestJob
+from tracehouse.schema.models import IngestJob, Run
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -63,14 +65,16 @@ def claim_next(engine: Engine) -> IngestJob | None:
 def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
     values = orjson.loads(job.meta) if job.meta else {}
     upload = Path(job.upload_path)
+    result: IngestResult | None = None
     try:
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
+                             name_rules=name_rules_for(settings.rules_file()),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              max_inflated_bytes=settings.inflated_limit(),
                              run_id=job.target_run_id)
-        outcome = {"status": "done", "run_id": result.run_id, "error": None}
+        outcome = {"status": "done", "run_id": result.run_id, "error": None, "duplicate_of": result.duplicate_of}
     except TracehouseError as exc:
         outcome = {"status": "failed", "run_id": None, "error": exc.message}
     except Exception as exc:  # a bug, not bad input: keep the worker alive, report it
@@ -81,6 +85,10 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
     with session_scope(engine) as session:
         session.execute(update(IngestJob).where(IngestJob.id == job.id).values(
             **outcome, finished_at=datetime.now(UTC) if outcome["status"] != "queued" else None))
+        if result is not None and result.created and job.target_run_id is None:
+            # The uploading token owns the new run: it may edit and delete it without admin.
+            session.execute(update(Run).where(Run.id == result.run_id, Run.uploaded_by_token_id.is_(None))
+                            .values(uploaded_by_token_id=job.token_id))
     if outcome["status"] != "queued":
         # The raw store has the kept copy; the spool folder holds only this upload.
         shutil.rmtree(upload if upload.is_dir() else upload.parent, ignore_errors=True)

@@ -79,3 +79,9 @@ class InvalidField(BadInput):
 
     status = 422
     code = "invalid_request"
+class ServerUnreachable(TracehouseError):
+    """A client (``tracehouse upload``) could not reach the tracehouse service at all."""
+
+    status = 503
+    exit_code = 5
+    code = "server_unreachable"

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="Port the service listens on")
     public_read: bool = Field(default=False, description="Serve read queries without a token")
     max_rows: int = Field(default=100_000, description="Row cap on one query answer")
+    rules_path: Path | None = Field(default=None, description="A lab's kernel-name rules (TOML); "
+                                    "default: rules.toml in the data directory")
 
     def resolved_database_url(self, override: str | None = None) -> str:
         if override:
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
 
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    def rules_file(self) -> Path:
+        return self.rules_path or self.data_dir / "rules.toml"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -36,7 +36,7 @@ from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace, TooLarge
 from tracehouse.core.settings import INFLATED_CEILING
-from tracehouse.ingest import kineto_native
+from tracehouse.ingest import counter_ranges, kineto_native
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
@@ -225,6 +225,9 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> P
     if header.distributedInfo is not None:
         parsed.rank = header.distributedInfo.rank
         parsed.world_size = header.distributedInfo.world_size
+    if parsed.gpu_events.is_empty() and (ranges := counter_ranges.read_ranges(read_bytes(path))):
+        # A CUPTI range profiler trace: its ranges are the kernels, with counters.
+        counter_ranges.attach_ranges(parsed, ranges, base_ns)
     if parsed.gpu_events.is_empty():
         if parsed.ranges.filter(pl.col("cat") == "cpu_op").is_empty():
             raise BadTrace(f"{path.name}: trace has no GPU kernels and no CPU ops")

@@ -2,27 +2,33 @@
 
 A failure at any step leaves the database exactly as it was; the raw file is kept
 (content-addressed by sha256) only once its run is committed, so it can be re-ingested
-when the classification improves.  The same bytes twice give the existing run.
+when the classification improves.  The same trace twice gives the existing run: the same
+file, or the same content in another container (recompressed, or .json vs .json.gz).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+import threading
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from isal import isal_zlib
+from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import INFLATED_CEILING, default_inflated_limit, load_settings
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.frames import ParsedTrace, storable_text
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
+from tracehouse.ingest.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -33,9 +39,14 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 class IngestResult:
     run_id: int
     trace_id: int
-    created: bool  # False when the same file was already ingested
+    created: bool  # False when the same trace was already ingested
     kernel_count: int = 0
     warnings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duplicate_of(self) -> int | None:
+        """The run that already held this trace (its metadata was kept, not replaced)."""
+        return None if self.created else self.run_id
 
 
 # ncu prints the program's own output before its table, so its header may be well into the file.
@@ -81,23 +92,82 @@ def file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+_INFLATE_CHUNK = 1 << 18
+
+
+def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> str:
+    """sha256 of a gzip file's decompressed bytes, inflated a bounded piece at a time so the
+    trace is never held in memory and a bomb stops at ``max_inflated_bytes``; every member of a
+    multi-member file counts, as gunzip has it."""
+    digest, total, inflater = hashlib.sha256(), 0, None
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_INFLATE_CHUNK):
+                while chunk:
+                    inflater = inflater or isal_zlib.decompressobj(wbits=31)
+                    piece = inflater.decompress(chunk, _INFLATE_CHUNK)
+                    total += len(piece)
+                    if total > max_inflated_bytes:
+                        raise TooLarge(f"{path.name} inflates past the {max_inflated_bytes}-byte limit")
+                    digest.update(piece)
+                    chunk = inflater.unconsumed_tail
+                    if inflater.eof:  # the next member, if any, starts in what was left over
+                        chunk, inflater = inflater.unused_data, None
+        if inflater is not None and not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    except (EOFError, zlib.error, isal_zlib.error) as exc:
+        raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+    return digest.hexdigest()
+
+
+class _Beside(threading.Thread):
+    """A content digest computed on a second thread while the trace is parsed: inflate and
+    sha256 release the GIL, so a gzip trace's digest costs little wall time."""
+
+    def __init__(self, path: Path, max_inflated_bytes: int) -> None:
+        super().__init__(name="tracehouse-digest", daemon=True)
+        self.path, self.cap, self.digest, self.error = path, max_inflated_bytes, "", None  # type: ignore[var-annotated]
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.digest = gzip_content_sha256(self.path, self.cap)
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".json.gz") else path.suffix
     return raw_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
 def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
-    """The run a file with these bytes was already ingested into, if any."""
+    """The run a trace with this digest (of its file, or of its decompressed content) was
+    already ingested into, if any."""
     with session_scope(engine) as session:
-        row = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+        row = session.execute(select(Trace.run_id, Trace.id).where(
+            or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)).first()
     return None if row is None else IngestResult(run_id=row[0], trace_id=row[1], created=False)
 
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
-                max_bytes: int | None = None, max_inflated_bytes: int | None = None) -> IngestResult:
+                max_bytes: int | None = None, max_inflated_bytes: int | None = None,
+                name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
-    ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``)."""
+    ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
+    ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -106,15 +176,27 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     limit = max_bytes or settings.max_trace_bytes
     if size > limit:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
-    existing = existing_run(engine, sha256)
+    existing = existing_run(engine, sha256)  # the same file again: no parse
     if existing is not None:
         return existing
 
     fmt = detect_format(path)
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
-    parsed = parse_trace(path, fmt, max_inflated_bytes or default_inflated_limit(limit))
-    kernels = attribute(parsed)
+    inflate_cap = max_inflated_bytes or default_inflated_limit(limit)
+    content = _Beside(path, inflate_cap) if is_gzip(path) else None
+    try:
+        parsed = parse_trace(path, fmt, inflate_cap)
+    except BaseException:
+        if content is not None:
+            content.join()  # it stops at the same cap; the parse's error is the one to report
+        raise
+    content_sha256 = content.result() if content is not None else sha256
+    if content_sha256 != sha256:  # the same trace in another container?
+        existing = existing_run(engine, content_sha256)
+        if existing is not None:
+            return existing
+    kernels = attribute(parsed, name_rules)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
     kept = False
@@ -122,15 +204,18 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         with session_scope(engine) as session:
             run_id = insert_run(session, parsed, kernels, run_meta)
             trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
-                                    original_name=original_name or path.name, raw_path=str(target))
+                                    original_name=original_name or path.name, raw_path=str(target),
+                                    content_sha256=content_sha256)
             insert_kernels(session, run_id, trace_id, kernels)
+            if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
+                store_counters(session, run_id, parsed.counters)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, target)
     except BaseException as exc:
         if kept:
             target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
-            raced = existing_run(engine, sha256)
+            raced = existing_run(engine, content_sha256)
             if raced is not None:
                 return raced
         raise

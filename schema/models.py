@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,7 +81,14 @@ class Run(Base):
     kernel_count: Mapped[int] = mapped_column(BigInteger)
     total_ns: Mapped[int] = mapped_column(BigInteger)  # sum of kernel durations (GPU busy, not wall)
     span_ns: Mapped[int] = mapped_column(BigInteger)  # first kernel start to last kernel end
+    # Kernel time no rule could attribute (operator ``other``) and time in kernels a CUDA graph
+    # launched (attributed to the graph's launching op only): how far the breakdown can be trusted.
+    other_ns: Mapped[int | None] = mapped_column(BigInteger)
+    graph_ns: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The API token whose upload made it: that token may edit and delete it, others need admin.
+    # Null for runs ingested locally (the CLI has the database itself).
+    uploaded_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
 
 
 class RunTag(Base):
@@ -98,7 +105,10 @@ class Trace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
     format: Mapped[str] = mapped_column(String(16))
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # the file's bytes, as stored
+    # The trace's content: the gunzipped bytes of a .json.gz, so one trace compressed two ways
+    # (or .json and .json.gz) is one run.  Rows from before 0009 carry their file's sha256.
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     event_count: Mapped[int] = mapped_column(BigInteger)
     original_name: Mapped[str] = mapped_column(Text)
@@ -160,6 +170,12 @@ class Kernel(Base):
     # The host launch call (cudaLaunchKernel ...) that enqueued it: start and duration, ns.
     launch_ns: Mapped[int | None] = mapped_column(BigInteger)
     launch_dur_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Launched as part of a CUDA graph: ``launch_*`` is then the whole graph's launch call.
+    graph: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # What decided ``operator`` besides ``operator_source``: the rule's id (``name.linear``,
+    # ``op.conv``, a lab's ``user.*``) and, for ``op``, the deciding op's name.
+    rule_id: Mapped[str | None] = mapped_column(String(64))
+    deciding_op_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
 
     __table_args__ = (
         Index("ix_kernel_run_id_seq", "run_id", "seq"),
@@ -228,6 +244,8 @@ class IngestJob(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
     # Nsight Compute uploads may attach their counters to an existing run instead of a new one.
     target_run_id: Mapped[int | None] = mapped_column(Integer)
+    # Set when the upload's content was already a run: its metadata was not applied to it.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(Text)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

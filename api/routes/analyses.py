@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
+    attention, compare, counters, explain, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import TableQuery
+from tracehouse.ingest.user_rules import name_rules_for
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
 Filters = Annotated[list[str], Query(description="KEY=VALUE, repeatable (e.g. image_size=512)")]
@@ -70,7 +71,8 @@ def sweep_knob(session: SessionDep, _: ReadToken, table: TableQuery,
                knob: Annotated[str, Query(examples=["image_size"])],
                operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
                filter: Filters = []) -> Response:  # noqa: B006
-    return table.respond(sweep.sweep(session, model, knob, operator, **typed_filters(filter)))
+    filters = typed_filters(filter, "query parameter 'filter'")
+    return table.respond(sweep.sweep(session, model, knob, operator, **filters))
 
 
 @router.get("/runs/{run_id}/temporal-spatial", summary="Temporal vs spatial attention (Fig 12)")
@@ -98,6 +100,18 @@ def run_launches(run_id: int, session: SessionDep, _: ReadToken, table: TableQue
                  ) -> Response:
     """Host time in launch calls, queue delay, and kernels that ran shorter than their launch."""
     return table.respond(launches.launch_overhead(session, run_id, by))
+
+
+@router.get("/runs/{run_id}/explain", summary="Why each kernel got its class; time left in other")
+def run_explain(run_id: int, request: Request, session: SessionDep, _: ReadToken, table: TableQuery,
+                view: Annotated[Literal["kernels", "summary", "rules"], Query()] = "kernels",
+                kernel: Annotated[str | None, Query(description="Only kernel names containing this")] = None,
+                ) -> Response:
+    """``kernels``: per kernel name, its class, source, rule and deciding op or annotation, time
+    and count; ``summary``: the run's time in ``other``, in CUDA graphs and by source;
+    ``rules``: every rule in effect (the lab's own first) and what it decided in the run."""
+    name_rules = name_rules_for(request.app.state.settings.rules_file())
+    return table.respond(explain.explain_view(session, run_id, view, kernel, name_rules))
 
 
 @router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")
@@ -140,4 +154,5 @@ def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
 @router.get("/hardware", summary="The same model and knobs across devices")
 def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
                     filter: Filters = []) -> Response:  # noqa: B006
-    return table.respond(hardware.compare_hardware(session, model, reference, **typed_filters(filter)))
+    filters = typed_filters(filter, "query parameter 'filter'")
+    return table.respond(hardware.compare_hardware(session, model, reference, **filters))

@@ -11,7 +11,7 @@ from typing import Annotated, BinaryIO
 
 import anyio
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from isal import isal_zlib
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -49,11 +49,15 @@ class JobOut(BaseModel):
     run_id: int | None = Field(default=None, description="The run, once done", examples=[7])
     error: str | None = Field(default=None, description="Why it failed", examples=[None])
     original_name: str = Field(examples=["sd_a100_flash.json.gz"])
+    duplicate_of: int | None = Field(
+        default=None, examples=[None],
+        description="Set when this trace (by content: recompressed counts as the same) was already "
+                    "ingested: the existing run, whose metadata was kept; correct it with PATCH /v1/runs/{id}")
 
 
 def _job_out(job: IngestJob) -> JobOut:
     return JobOut(job_id=job.id, status=job.status, run_id=job.run_id, error=job.error,
-                  original_name=job.original_name)
+                  original_name=job.original_name, duplicate_of=job.duplicate_of)
 
 
 def _checked_unit(body: UploadBody, max_inflated_bytes: int) -> IngestUnit:
@@ -106,7 +110,7 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
         if not isinstance(loaded, dict):
             raise BadInput("manifest must be a JSON object")
         values.update(loaded)
-    values.update(parse_key_values(meta))
+    values.update(parse_key_values(meta, "form field 'meta'"))
     values.update({k: v for k, v in fields.items() if v is not None})
     meta_from_mapping(values)  # validate now: a bad integer is the uploader's 400, not a failed job
     return values
@@ -137,14 +141,16 @@ def _enqueue(engine: Engine, body: UploadBody, unit: IngestUnit, values: dict[st
 
 
 @router.post("/traces", status_code=202, response_model=JobOut, openapi_extra=UPLOAD_FORM,
+             responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
              summary="Upload a trace; returns an ingest job")
 async def upload_trace(
-    request: Request, settings: SettingsDep, token_id: UploaderId,
+    request: Request, response: Response, settings: SettingsDep, token_id: UploaderId,
     wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
-                                 "a failed ingest then answers 422 with its error")] = 0,
+                                 "a finished one answers 200, a failed one 422 with its error")] = 0,
 ) -> JobOut:
     """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``).
-    The token and ``Content-Length`` are checked before the body is read."""
+    The token and ``Content-Length`` are checked before the body is read; 202 while the job is
+    queued or running, 200 once it is done."""
     body = await receive_upload(request, settings.upload_dir(), settings.max_trace_bytes)
     try:
         values, run_id = _form_values(body)
@@ -160,6 +166,8 @@ async def upload_trace(
     request.app.state.worker.wake()
     if wait:
         job = await _wait_for(engine, job.job_id, wait)
+    if job.status == "done":
+        response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
     return job
 
 
