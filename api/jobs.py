@@ -72,6 +72,7 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
                              name_rules=name_rules_for(settings.rules_file()),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
+                             max_inflated_bytes=settings.inflated_limit(),
                              run_id=job.target_run_id)
         outcome = {"status": "done", "run_id": result.run_id, "error": None, "duplicate_of": result.duplicate_of}
     except TracehouseError as exc:

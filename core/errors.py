@@ -74,6 +74,11 @@ class DatabaseError(TracehouseError):
     code = "database_error"
 
 
+class InvalidField(BadInput):
+    """A request field (a file name, a metadata value, an id) is outside what can be stored."""
+
+    status = 422
+    code = "invalid_request"
 class ServerUnreachable(TracehouseError):
     """A client (``tracehouse upload``) could not reach the tracehouse service at all."""
 

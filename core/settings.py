@@ -13,6 +13,16 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tracehouse", appauthor=False))
 
 
+# Kineto JSON gzips about 10-20x; the whole inflated text is held in memory by the reader,
+# so the default stays at 1 GiB (about 3 million events) whatever the compressed limit.
+INFLATED_RATIO = 16
+INFLATED_CEILING = 1024**3
+
+
+def default_inflated_limit(max_trace_bytes: int) -> int:
+    return min(INFLATED_RATIO * max_trace_bytes, INFLATED_CEILING)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACEHOUSE_", extra="ignore")
 
@@ -21,6 +31,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir,
                            description="Where raw uploaded traces and the default database live")
     max_trace_bytes: int = Field(default=2 * 1024**3, description="Largest trace accepted")
+    max_inflated_bytes: int | None = Field(
+        default=None, gt=0,
+        description="Most bytes a gzip upload may inflate to (a gzip bomb is refused while it "
+                    "inflates); default: 16 x max_trace_bytes, at most 1 GiB")
     host: str = Field(default="127.0.0.1", description="Address the service listens on")
     port: int = Field(default=8000, description="Port the service listens on")
     public_read: bool = Field(default=False, description="Serve read queries without a token")
@@ -34,6 +48,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'tracehouse.sqlite3'}"
+
+    def inflated_limit(self) -> int:
+        return self.max_inflated_bytes or default_inflated_limit(self.max_trace_bytes)
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"

@@ -102,3 +102,40 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         for name, dtype in schema.items()
     ]
     return df.select(exprs)
+
+
+DEVICE_NAME_CHARS = 200  # hardware.name
+COMPUTE_CAPABILITY_CHARS = 16  # hardware.compute_capability
+
+
+def storable_text(parsed: ParsedTrace) -> ParsedTrace:
+    """Text the store can hold the same way on both backends: a NUL (PostgreSQL refuses it,
+    SQLite stores it) becomes U+FFFD in every text column and device name, counted as the
+    ``nul_in_text`` warning; a device name past its column is cut (``long_device_name``), and
+    a device number past its column is dropped."""
+    count = 0
+    for attr in ("gpu_events", "launches", "ranges"):
+        frame: pl.DataFrame = getattr(parsed, attr)
+        for name, dtype in frame.schema.items():
+            if dtype != pl.String:
+                continue
+            hits = int(frame[name].str.contains("\x00", literal=True).sum() or 0)
+            if hits:
+                count += hits
+                frame = frame.with_columns(pl.col(name).str.replace_all("\x00", "\ufffd", literal=True))
+        setattr(parsed, attr, frame)
+    for device in parsed.devices:
+        count += "\x00" in device.name
+        device.name = device.name.replace("\x00", "\ufffd")
+        if len(device.name) > DEVICE_NAME_CHARS:
+            parsed.warnings["long_device_name"] = parsed.warnings.get("long_device_name", 0) + 1
+            device.name = device.name[:DEVICE_NAME_CHARS]
+        if device.compute_capability and len(device.compute_capability) > COMPUTE_CAPABILITY_CHARS:
+            device.compute_capability = None
+        if device.sm_count is not None and not 0 <= device.sm_count < 2**31:  # INTEGER
+            device.sm_count = None
+        if device.memory_bytes is not None and not 0 <= device.memory_bytes < 2**63:  # BIGINT
+            device.memory_bytes = None
+    if count:
+        parsed.warnings["nul_in_text"] = parsed.warnings.get("nul_in_text", 0) + count
+    return parsed

@@ -24,6 +24,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tracehouse.core.errors import TooLarge
+from tracehouse.core.settings import INFLATED_CEILING
+
 _WS = re.compile(rb"[ \t\n\r]*")
 _CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends, the next begins
 _END = re.compile(rb"\}[ \t\n\r]*\]")  # the last element ends
@@ -67,8 +70,9 @@ def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
         stop.set()  # the caller stopped early: let the worker go
 
 
-def file_pieces(path: Path, piece_bytes: int) -> Iterator[bytes]:
-    """The file's bytes at most ``piece_bytes`` at a time, gunzipped when it is gzip (by magic)."""
+def file_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int = INFLATED_CEILING) -> Iterator[bytes]:
+    """The file's bytes at most ``piece_bytes`` at a time, gunzipped when it is gzip (by magic);
+    raises :class:`TooLarge` as soon as the inflated text passes ``max_inflated_bytes``."""
     with path.open("rb") as fh:
         magic = fh.read(2)
         fh.seek(0)
@@ -77,9 +81,14 @@ def file_pieces(path: Path, piece_bytes: int) -> Iterator[bytes]:
                 yield piece
             return
         inflate = zlib.decompressobj(wbits=31)
+        room = max_inflated_bytes
         while data := fh.read(_READ):
             while data:
                 if piece := inflate.decompress(data, piece_bytes):
+                    room -= len(piece)
+                    if room < 0:
+                        raise TooLarge(f"{path.name}: inflates past the {max_inflated_bytes}-byte "
+                                       "limit on a trace's decompressed size")
                     yield piece
                 data = inflate.unconsumed_tail
         if not inflate.eof or inflate.unused_data:

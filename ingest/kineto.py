@@ -24,7 +24,6 @@ Formats handled (all seen in real traces):
 from __future__ import annotations
 
 import enum
-import gzip
 import zlib
 from collections.abc import Callable
 from operator import attrgetter
@@ -35,7 +34,8 @@ import msgspec
 import polars as pl
 from isal import isal_zlib
 
-from tracehouse.core.errors import BadTrace
+from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.settings import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_native
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
@@ -129,22 +129,29 @@ _CHUNK = 2048  # events framed at a time after a whole-document decode
 _FLUSH = 16384  # events per frame gathered as Python objects before they go into polars
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> bytes:
     """The file's JSON bytes, gunzipped when it is gzip (by magic, not by name).  ISA-L
-    inflates in about half zlib's time: after the C scanner, gunzip is the biggest step."""
+    inflates in about half zlib's time: after the C scanner, gunzip is the biggest step.
+    Inflating stops one byte past ``max_inflated_bytes``: a gzip bomb is refused (413), not held."""
     data = path.read_bytes()
     if data[:2] != b"\x1f\x8b":
         return data
+    members: list[bytes] = []
+    room = max_inflated_bytes
     try:
-        inflater = isal_zlib.decompressobj(wbits=31)
-        raw = inflater.decompress(data)
-        if not inflater.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        if inflater.unused_data:  # a multi-member gzip: rare, let the stdlib do it
-            raw = gzip.decompress(data)
-        return raw
-    except (EOFError, gzip.BadGzipFile, zlib.error, isal_zlib.error) as exc:
+        while data:  # a multi-member gzip (rare) is one member after another
+            inflater = isal_zlib.decompressobj(wbits=31)
+            members.append(inflater.decompress(data, room + 1))
+            room -= len(members[-1])
+            if room < 0:
+                raise TooLarge(f"{path.name}: inflates past the {max_inflated_bytes}-byte limit "
+                               "on a trace's decompressed size")
+            if not inflater.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            data = inflater.unused_data
+    except (EOFError, zlib.error, isal_zlib.error) as exc:
         raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+    return members[0] if len(members) == 1 else b"".join(members)
 
 
 def decode_trace(raw: bytes, label: str, warnings: dict[str, int]) -> _Trace:
@@ -170,6 +177,8 @@ def _decode_or_refuse(raw: bytes | str, label: str) -> _Trace:
         raise _NotUtf8 from None
     except msgspec.ValidationError as exc:
         raise BadTrace(f"{label}: not a PyTorch Profiler trace ({exc})") from None
+    except RecursionError:  # msgspec's limit on nesting, e.g. [[[[...]]]] in an event's args
+        raise BadTrace(f"{label}: not valid JSON (nested too deeply)") from None
     except msgspec.DecodeError as exc:
         # msgspec < 0.23 raised UnicodeDecodeError for a stray byte; 0.23 raises DecodeError.
         if isinstance(raw, bytes) and not _is_utf8(raw):
@@ -194,17 +203,17 @@ def _decode(raw: bytes | str) -> _Trace:
     return _TRACE_DECODER.decode(raw)
 
 
-def parse_kineto(path: Path) -> ParsedTrace:
+def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
     """Parse a ``.json`` / ``.json.gz`` PyTorch Profiler trace into typed frames."""
     warnings: dict[str, int] = {}
-    decoded = _decode_native(read_bytes(path))  # None when the C scanner declines
+    decoded = _decode_native(read_bytes(path, max_inflated_bytes))  # None when the C scanner declines
     if decoded is None:
         try:
-            decoded = _decode_streamed(path)
-        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error):
+            decoded = _decode_streamed(path, max_inflated_bytes)
+        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error, RecursionError):
             # Whatever the streamed decode trips on, the one-piece decode decides: it names
             # the error, or replaces stray bytes and counts them, exactly as it always has.
-            decoded = _decode_whole(read_bytes(path), path.name, warnings)
+            decoded = _decode_whole(read_bytes(path, max_inflated_bytes), path.name, warnings)
     header, event_count, frames = decoded
     base_ns = header.baseTimeNanoseconds or 0
     parsed = ParsedTrace(
@@ -240,16 +249,16 @@ def _decode_native(raw: bytes) -> tuple[_Trace, int, _Frames] | None:
             header = _decode(raw[:scanned.array_start] + b"[]" + raw[scanned.array_end:])
         else:  # the document is the events array itself
             header = _Trace(traceEvents=[])
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
     return header, scanned.event_count, {k: (df, {}) for k, df in kineto_native.frames(scanned.columns).items()}
 
 
-def _decode_streamed(path: Path) -> tuple[_Trace, int, _Frames]:
+def _decode_streamed(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, _Frames]:
     """The trace's header, event count and columns, decoded a chunk at a time as the file is
     read and gunzipped (on another thread: zlib lets go of the GIL)."""
     frames, count = _new_frames(), 0
-    pieces = prefetched(file_pieces(path, _PIECE_BYTES))
+    pieces = prefetched(file_pieces(path, _PIECE_BYTES, max_inflated_bytes))
     chunks = ArrayChunks(pieces, b"traceEvents", _decode_events, _CHUNK_BYTES)
     for events in chunks:
         _add_events(frames, events)
@@ -260,7 +269,7 @@ def _decode_streamed(path: Path) -> tuple[_Trace, int, _Frames]:
 def _decode_events(text: bytes) -> list[_Event] | None:
     try:
         return _LIST_DECODER.decode(text)
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
 
 

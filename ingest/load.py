@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import orjson
 import polars as pl
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Integer, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -109,7 +109,8 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
         attention_backend=meta.attention_backend, scale=meta.scale, batch=meta.batch, dtype=meta.dtype,
         image_size=meta.image_size, frames=meta.frames, denoising_steps=meta.denoising_steps,
         decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
-        peak_memory_bytes=meta.peak_memory_bytes, rank=parsed.rank, world_size=parsed.world_size,
+        peak_memory_bytes=meta.peak_memory_bytes,
+        rank=_int32(parsed.rank), world_size=_int32(parsed.world_size),
         host=meta.host, device_kind="cpu" if parsed.cpu_only else "gpu",
         **kernel_totals(kernels), created_at=datetime.now(UTC),
     )
@@ -134,7 +135,24 @@ def insert_trace(session: Session, run_id: int, parsed: ParsedTrace, *, sha256: 
     return trace.id
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _int32(value: int | None) -> int | None:
+    return value if value is not None and INT32[0] <= value <= INT32[1] else None
+
+
+def within_integer_columns(kernels: pl.DataFrame) -> pl.DataFrame:
+    """A number from a trace (a grid size, an annotation's ``sq=``) past a 32-bit INTEGER
+    column becomes null: PostgreSQL would refuse the whole trace, SQLite store it as given."""
+    narrow = [c.name for c in Kernel.__table__.columns
+              if type(c.type) is Integer and c.name in kernels.columns and not c.primary_key]
+    return kernels.with_columns(
+        pl.when(pl.col(c).is_between(*INT32)).then(pl.col(c)).otherwise(None).alias(c) for c in narrow)
+
+
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
+    kernels = within_integer_columns(kernels)
     named = ("name", "cpu_op", "annotation", "deciding_op")
     symbols = symbol_ids(session, pl.concat([kernels[c] for c in named]))
     # A hash lookup per name column: a third of the time of three left joins on the text.

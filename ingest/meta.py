@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from tracehouse.core.errors import BadInput
+from tracehouse.core.errors import BadInput, InvalidField
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -48,6 +48,30 @@ class RunMeta:
 
 _INT_FIELDS = {f.name for f in fields(RunMeta) if "int" in str(f.type)}
 _KNOWN = {f.name for f in fields(RunMeta)}
+# The schema's bounds (schema/models.py), checked here so that a value too long or too big is
+# the same 422 on SQLite (which would store it) and PostgreSQL (which would refuse it).
+MAX_TEXT = {"model": 200, "family": 16, "architecture": 64, "scale": 16, "hardware": 200,
+            "attention_backend": 32, "dtype": 16, "host": 200}
+MAX_TAG_KEY = 200
+MAX_TAG_VALUE = 4096
+_BIG_INT_FIELDS = {"param_count", "peak_memory_bytes"}  # BIGINT columns; the others are INTEGER
+
+
+def _checked_int(key: str, value: int) -> int:
+    bits = 63 if key in _BIG_INT_FIELDS else 31
+    if not -(2**bits) <= value < 2**bits:
+        raise InvalidField(f"metadata {key}={value} is out of range (at most {2**bits - 1})")
+    return value
+
+
+def _checked_text(key: str, value: str, limit: int) -> str:
+    if "\x00" in value:
+        raise InvalidField(f"metadata {key[:40]!r} holds a NUL character")
+    if len(value) > limit:
+        raise InvalidField(f"metadata {key[:40]!r} is {len(value)} characters; at most {limit} are allowed")
+    return value
+
+
 # The collector's --steps is the store's denoising_steps.
 _FIELD_ALIASES = {"steps": "denoising_steps"}
 
@@ -76,13 +100,16 @@ def meta_from_mapping(values: dict[str, object]) -> RunMeta:
             tags.update({str(k): str(v) for k, v in value.items()})
         elif key in _INT_FIELDS:
             try:
-                known[key] = int(value)  # type: ignore[arg-type]
+                known[key] = _checked_int(key, int(value))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise BadInput(f"metadata {key}={value!r} is not an integer") from None
         elif key in _KNOWN and key != "tags":  # a "tags" that is not a mapping is a tag
-            known[key] = str(value)
+            known[key] = _checked_text(key, str(value), MAX_TEXT[key])
         elif isinstance(value, (str, int, float, bool)):
             tags[key] = str(value)
+    for key, value in tags.items():
+        _checked_text("tag key", key, MAX_TAG_KEY)
+        _checked_text(key, value, MAX_TAG_VALUE)
     return RunMeta(**known, tags=tags)
 
 

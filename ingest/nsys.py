@@ -52,7 +52,9 @@ def parse_nsys(path: Path) -> ParsedTrace:
     path = Path(path)
     _check_sqlite_file(path)
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # A percent-quoted URI of the real path: a raw name would let SQLite decode %2f and
+        # read ? and # as the URI's query and fragment (another file, or mode=rwc).
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise BadTrace(f"{path.name}: cannot open as SQLite ({exc})") from None
     try:

@@ -20,10 +20,10 @@ from isal import isal_zlib
 from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
-from tracehouse.core.settings import load_settings
+from tracehouse.core.settings import INFLATED_CEILING, default_inflated_limit, load_settings
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
-from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.ingest.frames import ParsedTrace, storable_text
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
@@ -75,6 +75,13 @@ PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "ns
 TIMELINE_FORMATS = tuple(PARSERS)  # what has kernels on a timeline (ncu counters do not)
 
 
+def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
+    """The format's parser, then the one normalisation every format needs before storing."""
+    if fmt == "kineto":
+        return storable_text(parse_kineto(path, max_inflated_bytes=max_inflated_bytes))
+    return storable_text(PARSERS[fmt](path))
+
+
 def file_sha256(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -88,18 +95,22 @@ def file_sha256(path: Path) -> tuple[str, int]:
 _INFLATE_CHUNK = 1 << 18
 
 
-def gzip_content_sha256(path: Path) -> str:
-    """sha256 of a gzip file's decompressed bytes, inflated a chunk at a time so the trace is
-    never held in memory; every member of a multi-member file counts, as gunzip has it."""
-    digest = hashlib.sha256()
-    inflater = None
+def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> str:
+    """sha256 of a gzip file's decompressed bytes, inflated a bounded piece at a time so the
+    trace is never held in memory and a bomb stops at ``max_inflated_bytes``; every member of a
+    multi-member file counts, as gunzip has it."""
+    digest, total, inflater = hashlib.sha256(), 0, None
     try:
         with path.open("rb") as fh:
             while chunk := fh.read(_INFLATE_CHUNK):
                 while chunk:
                     inflater = inflater or isal_zlib.decompressobj(wbits=31)
-                    digest.update(inflater.decompress(chunk))
-                    chunk = b""
+                    piece = inflater.decompress(chunk, _INFLATE_CHUNK)
+                    total += len(piece)
+                    if total > max_inflated_bytes:
+                        raise TooLarge(f"{path.name} inflates past the {max_inflated_bytes}-byte limit")
+                    digest.update(piece)
+                    chunk = inflater.unconsumed_tail
                     if inflater.eof:  # the next member, if any, starts in what was left over
                         chunk, inflater = inflater.unused_data, None
         if inflater is not None and not inflater.eof:
@@ -113,14 +124,14 @@ class _Beside(threading.Thread):
     """A content digest computed on a second thread while the trace is parsed: inflate and
     sha256 release the GIL, so a gzip trace's digest costs little wall time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_inflated_bytes: int) -> None:
         super().__init__(name="tracehouse-digest", daemon=True)
-        self.path, self.digest, self.error = path, "", None  # type: ignore[var-annotated]
+        self.path, self.cap, self.digest, self.error = path, max_inflated_bytes, "", None  # type: ignore[var-annotated]
         self.start()
 
     def run(self) -> None:
         try:
-            self.digest = gzip_content_sha256(self.path)
+            self.digest = gzip_content_sha256(self.path, self.cap)
         except BaseException as exc:  # handed to the caller by result()
             self.error = exc
 
@@ -152,8 +163,10 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
-                max_bytes: int | None = None, name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+                max_bytes: int | None = None, max_inflated_bytes: int | None = None,
+                name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
+    ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
     ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``)."""
     path = Path(path)
     if not path.is_file():
@@ -170,11 +183,15 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     fmt = detect_format(path)
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
-    content = _Beside(path) if is_gzip(path) else None
+    inflate_cap = max_inflated_bytes or default_inflated_limit(limit)
+    content = _Beside(path, inflate_cap) if is_gzip(path) else None
     try:
-        parsed = PARSERS[fmt](path)
-    finally:
-        content_sha256 = content.result() if content is not None else sha256
+        parsed = parse_trace(path, fmt, inflate_cap)
+    except BaseException:
+        if content is not None:
+            content.join()  # it stops at the same cap; the parse's error is the one to report
+        raise
+    content_sha256 = content.result() if content is not None else sha256
     if content_sha256 != sha256:  # the same trace in another container?
         existing = existing_run(engine, content_sha256)
         if existing is not None:

@@ -21,7 +21,7 @@ from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
-from tracehouse.ingest.pipeline import PARSERS
+from tracehouse.ingest.pipeline import PARSERS, parse_trace
 from tracehouse.schema.db import session_scope
 from tracehouse.ingest.rules import NAME_RULES, NameRule
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
@@ -50,7 +50,7 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
     with ``name_rules`` (today's, a lab's own first)."""
     with session_scope(engine) as session:
         trace_id, fmt, path = _timeline_trace(session, run_id)
-    parsed = PARSERS[fmt](path)  # parse outside the transaction
+    parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed, name_rules)
     with session_scope(engine) as session:
         before = _keys(session, run_id)

@@ -64,7 +64,8 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
 
 def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path | None = None,
                 run_id: int | None = None, max_bytes: int | None = None,
-                original_name: str | None = None, name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+                original_name: str | None = None, max_inflated_bytes: int | None = None,
+                name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
     """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run;
     ``name_rules``: the kernel-name rules in effect."""
     if unit.format == "ncu":
@@ -76,7 +77,7 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
         raise BadInput(f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
                        "a timeline trace makes its own run")
     return ingest_file(engine, unit.paths[0], meta, raw_dir=raw_dir, max_bytes=max_bytes,
-                       original_name=original_name, name_rules=name_rules)
+                       original_name=original_name, max_inflated_bytes=max_inflated_bytes, name_rules=name_rules)
 
 
 def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[IngestUnit], IngestUnit | None]:
@@ -96,15 +97,15 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
 
 
 def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None, run_id: int | None = None,
-               max_bytes: int | None = None,
+               raw_dir: Path | None = None, run_id: int | None = None, max_bytes: int | None = None,
+               max_inflated_bytes: int | None = None,
                name_rules: Sequence[NameRule] = NAME_RULES) -> Iterator[tuple[IngestUnit, IngestResult]]:
     """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""
     ordered, host = attach_plan(units, run_id)
     for unit in ordered:
         attach = run_id if unit.format == "ncu" else None
         result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes,
-                             name_rules=name_rules)
+                             max_inflated_bytes=max_inflated_bytes, name_rules=name_rules)
         if unit is host:
             run_id = result.run_id
         yield unit, result

@@ -26,7 +26,7 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
         used_whole.append(True)
         return real_whole(*args)
 
-    def refuse(_: Path):  # type: ignore[no-untyped-def]
+    def refuse(*_: object):  # type: ignore[no-untyped-def]
         raise Unsplittable("forced")
 
     with monkeypatch.context() as m:

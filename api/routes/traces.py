@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
 import shutil
 import time
-import uuid
 import zlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, BinaryIO
 
+import anyio
 import orjson
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Query, Request, Response
+from isal import isal_zlib
 from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
+from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, UploaderId, check_id
 from tracehouse.api.jobs import enqueue
-from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, WriteToken
-from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, TracehouseError
-from tracehouse.core.settings import Settings
+from tracehouse.api.upload_body import UploadBody, receive_upload
+from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
 from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
 from tracehouse.ingest.units import IngestUnit, plan_units
+from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 CHUNK = 1 << 20
+# The body is parsed by the route as it streams (api/upload_body.py), so it is described here.
+UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "PyTorch Profiler .json/.json.gz, nsys .sqlite, or (repeated) the "
+                                "Nsight Compute CSVs of one run; the name is metadata (at most 255 bytes)"},
+        "model": {"type": "string", "examples": ["stable-diffusion"]},
+        "hardware": {"type": "string", "description": "Overrides the trace's device name"},
+        "attention_backend": {"type": "string", "examples": ["flash"]},
+        "meta": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE run metadata or tags"},
+        "manifest": {"type": "string", "description": "A collectors run manifest (JSON)"},
+        "run_id": {"type": "integer", "description": "Attach Nsight Compute counters to this run"},
+    }}}}}}
 
 
 class JobOut(BaseModel):
@@ -46,57 +60,44 @@ def _job_out(job: IngestJob) -> JobOut:
                   original_name=job.original_name, duplicate_of=job.duplicate_of)
 
 
-async def _spool(uploads: list[UploadFile], settings: Settings) -> tuple[IngestUnit, str, int]:
-    """Stream the upload's files to disk in chunks (never whole in memory), hashing as it goes;
-    they must make one ingest unit: one timeline trace, or the CSVs of one ncu run."""
-    # A folder per upload keeps the user's file names, which error messages quote.
-    folder = settings.upload_dir() / uuid.uuid4().hex
-    folder.mkdir(parents=True, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
-    try:
-        for upload in uploads:
-            target = folder / (Path(upload.filename or "trace").name or "trace")
-            if target.exists():
-                raise BadInput(f"two uploaded files are named {target.name}")
-            size += await _write(upload, target, digest, size, settings.max_trace_bytes)
-            check_container(target)
-        units = plan_units(sorted(folder.iterdir()))
-        if len(units) != 1:
-            raise BadInput("upload one timeline trace, or the CSV files of one Nsight Compute run, "
-                           f"per request (got {len(units)} runs' worth)")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return units[0], digest.hexdigest(), size
+def _checked_unit(body: UploadBody, max_inflated_bytes: int) -> IngestUnit:
+    """The spooled files as one ingest unit (one timeline trace, or the CSVs of one ncu run),
+    each gzip inflated once to nowhere under the cap; on a worker thread."""
+    for _, path in body.files:
+        check_container(path, max_inflated_bytes)
+    units = plan_units([path for _, path in body.files])
+    if len(units) != 1:
+        raise BadInput("upload one timeline trace, or the CSV files of one Nsight Compute run, "
+                       f"per request (got {len(units)} runs' worth)")
+    return units[0]
 
 
-async def _write(upload: UploadFile, target: Path, digest: Any, before: int, limit: int) -> int:
-    """Stream one file; ``before`` bytes of this upload came ahead of it (the limit is per upload)."""
-    size = 0
-    with target.open("wb") as out:
-        while chunk := await upload.read(CHUNK):
-            size += len(chunk)
-            if before + size > limit:
-                raise TooLarge(f"upload exceeds the {limit}-byte limit")
-            digest.update(chunk)
-            out.write(chunk)
-    if size == 0:
-        raise BadInput(f"the uploaded file {target.name} is empty")
-    return size
-
-
-def check_container(path: Path) -> None:
+def check_container(path: Path, max_inflated_bytes: int) -> None:
     """A cheap check answered before queueing (the format is ``plan_units``'s): an intact gzip
-    stream, decompressed in chunks to nowhere.  What needs a full parse is the job's to report."""
+    stream whose text stays under ``max_inflated_bytes``, inflated in chunks to nowhere (ISA-L:
+    a 1 GiB bomb of zeros is refused in about a quarter of a second).  What needs a full
+    parse is the job's to report."""
     with path.open("rb") as fh:
         if fh.read(2) != b"\x1f\x8b":
             return
-    try:
-        with gzip.open(path, "rb") as gz:
-            while gz.read(CHUNK * 4):
-                pass
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+        fh.seek(0)
+        try:
+            _inflate_to_nowhere(fh, path.name, max_inflated_bytes)
+        except (EOFError, zlib.error, isal_zlib.error) as exc:
+            raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+
+
+def _inflate_to_nowhere(fh: BinaryIO, name: str, limit: int) -> None:
+    inflater, total, pending = isal_zlib.decompressobj(wbits=31), 0, b""
+    while data := pending or fh.read(CHUNK):
+        if inflater.eof:  # a multi-member gzip: the next member starts here
+            inflater = isal_zlib.decompressobj(wbits=31)
+        total += len(inflater.decompress(data, CHUNK * 4))
+        if total > limit:
+            raise TooLarge(f"{name}: inflates past the {limit}-byte limit on a trace's decompressed size")
+        pending = inflater.unconsumed_tail or inflater.unused_data
+    if not inflater.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
 
 def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | None]) -> dict[str, object]:
@@ -115,49 +116,72 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
     return values
 
 
-@router.post("/traces", status_code=202, response_model=JobOut,
+def _form_values(body: UploadBody) -> tuple[dict[str, object], int | None]:
+    """The upload's metadata and its ``run_id`` (an id the run table can hold, or 422)."""
+    values = _metadata(body.fields.get("meta", []), body.one("manifest"),
+                       {k: body.one(k) for k in ("model", "hardware", "attention_backend")})
+    run_id = body.one("run_id")
+    if run_id is None or run_id == "":
+        return values, None
+    try:
+        return values, check_id(int(run_id), "run_id")
+    except ValueError:
+        raise InvalidField("run_id: Input should be a valid integer") from None
+
+
+def _enqueue(engine: Engine, body: UploadBody, unit: IngestUnit, values: dict[str, object],
+             token_id: int | None, run_id: int | None) -> JobOut:
+    clients = {path: client for client, path in body.files}
+    # One file is queued as itself, an ncu run's files as their folder.
+    upload_path = unit.paths[0] if len(unit.paths) == 1 else body.folder
+    with session_scope(engine) as session:
+        job = enqueue(session, original_name=", ".join(clients[p] for p in unit.paths), upload_path=upload_path,
+                      sha256=body.sha256, size=body.size, meta=values, token_id=token_id, target_run_id=run_id)
+        return _job_out(job)
+
+
+@router.post("/traces", status_code=202, response_model=JobOut, openapi_extra=UPLOAD_FORM,
              responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
              summary="Upload a trace; returns an ingest job")
 async def upload_trace(
-    request: Request, response: Response, session: SessionDep, settings: SettingsDep, token: WriteToken,
-    file: Annotated[list[UploadFile], File(description="PyTorch Profiler .json/.json.gz, nsys .sqlite, "
-                                           "or (repeated) the Nsight Compute CSVs of one run")],
-    model: Annotated[str | None, Form(examples=["stable-diffusion"])] = None,
-    hardware: Annotated[str | None, Form(description="Overrides the trace's device name")] = None,
-    attention_backend: Annotated[str | None, Form(examples=["flash"])] = None,
-    meta: Annotated[list[str], Form(description="KEY=VALUE run metadata or tags")] = [],  # noqa: B006
-    manifest: Annotated[str | None, Form(description="A collectors run manifest (JSON)")] = None,
-    run_id: Annotated[int | None, Form(description="Attach Nsight Compute counters to this run")] = None,
+    request: Request, response: Response, settings: SettingsDep, token_id: UploaderId,
     wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
                                  "a finished one answers 200, a failed one 422 with its error")] = 0,
 ) -> JobOut:
     """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``).
-    202 while the job is queued or running, 200 once it is done."""
-    values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
-                                        "attention_backend": attention_backend})
-    unit, sha256, size = await _spool(file, settings)
-    if run_id is not None and unit.format != "ncu":
-        shutil.rmtree(unit.paths[0].parent, ignore_errors=True)
-        raise BadInput("run_id attaches Nsight Compute counters; a timeline trace makes its own run")
-    # One file is queued as itself, an ncu run's files as their folder.
-    upload_path = unit.paths[0] if len(unit.paths) == 1 else unit.paths[0].parent
-    job = enqueue(session, original_name=", ".join(p.name for p in unit.paths), upload_path=upload_path,
-                  sha256=sha256, size=size, meta=values, token_id=token.id if token else None,
-                  target_run_id=run_id)
+    The token and ``Content-Length`` are checked before the body is read; 202 while the job is
+    queued or running, 200 once it is done."""
+    body = await receive_upload(request, settings.upload_dir(), settings.max_trace_bytes)
+    try:
+        values, run_id = _form_values(body)
+        unit = await run_in_threadpool(_checked_unit, body, settings.inflated_limit())
+        if run_id is not None and unit.format != "ncu":
+            raise BadInput("run_id attaches Nsight Compute counters; a timeline trace makes its own run")
+        engine = request.app.state.engine
+        job = await run_in_threadpool(_enqueue, engine, body, unit, values, token_id, run_id)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(shutil.rmtree, body.folder, True)
+        raise
     request.app.state.worker.wake()
     if wait:
-        job = await _wait_for(session, job.id, wait)
+        job = await _wait_for(engine, job.job_id, wait)
     if job.status == "done":
         response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
-    return _job_out(job)
+    return job
 
 
-async def _wait_for(session: Session, job_id: int, seconds: float) -> IngestJob:
-    deadline = time.monotonic() + seconds
-    while True:
-        session.expire_all()
+def _job_state(engine: Engine, job_id: int) -> JobOut:
+    with session_scope(engine) as session:
         job = session.get(IngestJob, job_id)
         assert job is not None
+        return _job_out(job)
+
+
+async def _wait_for(engine: Engine, job_id: int, seconds: float) -> JobOut:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = await run_in_threadpool(_job_state, engine, job_id)
         if job.status == "failed":
             error = BadTrace(job.error or "ingest failed")
             if (job.error or "").startswith("internal error"):
