@@ -72,3 +72,18 @@ class DatabaseError(TracehouseError):
     status = 503
     exit_code = 5
     code = "database_error"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be opened or reached: a wrong URL, a server that is down, an
+    unopenable SQLite file.  The message names the database, never its password."""
+
+    code = "database_unavailable"
+
+
+class ServiceUnhealthy(TracehouseError):
+    """The service is up but cannot do its work: the ingest worker is dead or the queue is stuck."""
+
+    status = 503
+    exit_code = 5
+    code = "service_unhealthy"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import shutil
-import time
 import uuid
 import zlib
 from pathlib import Path
@@ -14,10 +12,9 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from sqlalchemy.orm import Session
 from pydantic import BaseModel, Field
 
-from tracehouse.api.jobs import enqueue
+from tracehouse.api.jobs import enqueue, wait_for_job
 from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, WriteToken
 from tracehouse.core.errors import BadInput, BadTrace, NotFound, TooLarge, TracehouseError
 from tracehouse.core.settings import Settings
@@ -140,24 +137,19 @@ async def upload_trace(
                   target_run_id=run_id)
     request.app.state.worker.wake()
     if wait:
-        job = await _wait_for(session, job.id, wait)
+        job = await _wait_for(request, job.id, wait)
     return _job_out(job)
 
 
-async def _wait_for(session: Session, job_id: int, seconds: float) -> IngestJob:
-    deadline = time.monotonic() + seconds
-    while True:
-        session.expire_all()
-        job = session.get(IngestJob, job_id)
-        assert job is not None
-        if job.status == "failed":
-            error = BadTrace(job.error or "ingest failed")
-            if (job.error or "").startswith("internal error"):
-                error = TracehouseError(job.error or "ingest failed")
-            raise error
-        if job.status == "done" or time.monotonic() > deadline:
-            return job
-        await asyncio.sleep(0.1)
+async def _wait_for(request: Request, job_id: int, seconds: float) -> IngestJob:
+    # Waiting holds no pooled connection (16 waiters once starved the worker of them).
+    job = await wait_for_job(request.app.state.engine, request.app.state.worker, job_id, seconds)
+    if job.status == "failed":
+        error = BadTrace(job.error or "ingest failed")
+        if (job.error or "").startswith("internal error"):
+            error = TracehouseError(job.error or "ingest failed")
+        raise error
+    return job
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's state")
