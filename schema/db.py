@@ -64,6 +64,9 @@ def make_engine(url: str) -> Engine:
     except OSError as exc:  # the SQLite file's folder cannot be made
         raise DatabaseUnavailable(f"cannot open the database {safe_url(parsed)}: its folder cannot be "
                                   f"created ({exc.strerror or exc.__class__.__name__})") from None
+    except ArgumentError:  # e.g. sqlite://host/path, which the driver refuses
+        raise DatabaseUnavailable(f"invalid database URL {safe_url(parsed)}; use sqlite:///relative/path, "
+                                  "sqlite:////absolute/path or postgresql://user@host:5432/name") from None
     except (NoSuchModuleError, ImportError):
         raise DatabaseUnavailable(f"no driver for the database {safe_url(parsed)}; tracehouse speaks "
                                   "sqlite:// and postgresql://") from None
