@@ -70,7 +70,8 @@ def db_gc(
     """Remove raw files no trace row names and spool folders no live job uses (crash leftovers)."""
     from tracehouse.ingest.reclaim import reclaim_orphans
 
-    report = reclaim_orphans(_engine(db), load_settings(), dry_run=dry_run, grace_seconds=grace)
+    # Never migrate here: an empty database names no trace, so every raw file would look orphaned.
+    report = reclaim_orphans(_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace)
     for path in [*report.raw_files, *report.spool_folders]:
         typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     typer.echo(report.summary())

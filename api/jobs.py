@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from tracehouse.core.errors import DatabaseError, ServiceUnhealthy, TracehouseError
+from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
 from tracehouse.ingest.units import ingest_unit, plan_units
@@ -106,9 +106,9 @@ def _public(message: str, settings: Settings, upload: Path) -> str:
 
 def run_job(engine: Engine, settings: Settings, job: IngestJob) -> dict[str, object]:
     """Ingest one claimed job; returns its outcome (the row's new values), never raises."""
-    values = orjson.loads(job.meta) if job.meta else {}
     upload = Path(job.upload_path)
     try:
+        values = orjson.loads(job.meta) if job.meta else {}
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
@@ -228,7 +228,10 @@ class Worker:
         with self._watch_lock:
             watchers = list(self._watchers.get(job_id, []))
         for loop, event in watchers:
-            loop.call_soon_threadsafe(event.set)
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that waiter's loop has closed: nobody left to tell
+                pass
 
 
 def read_job(engine: Engine, job_id: int) -> IngestJob | None:
@@ -246,9 +249,11 @@ async def wait_for_job(engine: Engine, worker: Worker, job_id: int, seconds: flo
         while True:
             event.clear()
             job = await run_in_threadpool(read_job, engine, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
             remaining = deadline - time.monotonic()
-            if job is None or job.status in FINISHED or remaining <= 0:
-                return job  # type: ignore[return-value]
+            if job.status in FINISHED or remaining <= 0:
+                return job
             try:
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
             except TimeoutError:

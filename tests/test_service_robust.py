@@ -367,7 +367,7 @@ def _unopenable(backend: str, tmp: Path) -> list[str]:
 def test_unreachable_database_is_one_line_and_exit_5(backend: str, tmp_path: Path) -> None:
     port = str(socket.create_server(("127.0.0.1", 0)).getsockname()[1])  # nothing answers there
     for url in _unopenable(backend, tmp_path):
-        for args in (["runs"], ["db", "current"], ["db", "upgrade"], ["db", "gc"], ["serve", "--port", port]):
+        for args in (["runs"], ["db", "upgrade"], ["db", "gc"], ["serve", "--port", port]):
             out = subprocess.run([*CLI, *args, "--db", url], capture_output=True, text=True, timeout=60,
                                  env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
             assert out.returncode == 5, (url, args, out.stderr[-3000:])
@@ -432,6 +432,18 @@ def test_db_gc_and_start_up_reclaim_orphans_and_keep_everything_in_use(database:
         _until(lambda: _job(database, live).status == "done", 60, "the live job, kept and run")
     finally:
         srv.stop()
+
+
+def test_db_gc_refuses_an_empty_database_rather_than_orphan_every_raw_file(empty_db: Database,
+                                                                           tmp_path: Path) -> None:
+    kept = tmp_path / "data" / "raw" / "ab" / ("ab" + "4" * 62 + ".json.gz")
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"a trace some other database names")
+    _aged(kept)
+    out = subprocess.run([*CLI, "db", "gc", "--db", empty_db.url], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
+    assert out.returncode == 4 and "db upgrade" in out.stderr, out.stderr
+    assert kept.exists()
 
 
 # -- kill -9 of the server mid-job ----------------------------------------------------------------
