@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -287,5 +287,6 @@ def service_health(engine: Engine, worker: Worker, settings: Settings) -> dict[s
                                f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)")
     return {"ok": True,
             "worker": {"alive": True, "heartbeat_age_s": round(state.heartbeat_age_s, 3),
+                       "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
                        "busy_s": None if state.busy_s is None else round(state.busy_s, 3)},
             "queue": {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}}

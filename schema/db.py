@@ -77,7 +77,8 @@ def unavailable(engine: Engine, exc: BaseException) -> DatabaseUnavailable:
     driver's first line, which for a local user names what to fix."""
     orig = getattr(exc, "orig", None) or exc
     reason = " ".join(str(orig).split("\n")[0].split()) or orig.__class__.__name__
-    return DatabaseUnavailable(f"cannot connect to the database {safe_url(engine.url)}: {reason}")
+    shown = engine.url.set(drivername=engine.url.get_backend_name())  # as the user wrote it, no +psycopg
+    return DatabaseUnavailable(f"cannot connect to the database {safe_url(shown)}: {reason}")
 
 
 @contextmanager

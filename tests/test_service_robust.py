@@ -135,6 +135,8 @@ def test_worker_survives_a_refused_status_write_and_healthz_reports_the_stuck_qu
         write = srv.token("write")
         healthy = httpx.get(f"{srv.url}/healthz")
         assert healthy.status_code == 200 and healthy.json()["worker"]["alive"] is True
+        beat = datetime.fromisoformat(healthy.json()["worker"]["heartbeat_at"])
+        assert abs((datetime.now(UTC) - beat).total_seconds()) < 10
         _refuse_outcomes(database)
         first = _post(srv, _variant(tmp_path, 0), write).json()["job_id"]
         # The ingest itself commits; recording its outcome is what the database refuses.
@@ -354,26 +356,31 @@ def test_schema_out_of_date_message_hides_the_password(backend: str, tmp_path: P
 # -- item 10: a database that cannot be opened is one line, exit 5 --------------------------------
 
 def _unopenable(backend: str, tmp: Path) -> list[str]:
-    if backend == "postgresql":
-        return ["postgresql://postgres:s3cret-pw@127.0.0.1:1/test", "postgresql://postgres@127.0.0.1:1/test",
-                "not a url at all", "mysql://root@127.0.0.1/test"]
+    if backend == "postgresql":  # down (with a password to hide), not a URL, no driver
+        return ["postgresql://postgres:s3cret-pw@127.0.0.1:1/test", "not a url at all", "mysql://root:pw@127.0.0.1/test"]
     (tmp / "a_file").write_text("not a folder")
     (tmp / "a_folder").mkdir()
-    return [f"sqlite:///{tmp / 'a_folder'}", f"sqlite:///{tmp / 'a_file' / 'db.sqlite3'}",
-            f"sqlite:///{tmp / 'a_file' / 'deeper' / 'db.sqlite3'}", "sqlite://user:pw@/relative.db"]
+    return [f"sqlite:///{tmp / 'a_folder'}", f"sqlite:///{tmp / 'a_file' / 'deeper' / 'db.sqlite3'}",
+            "sqlite://user:pw@/relative.db"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unreachable_database_is_one_line_and_exit_5(backend: str, tmp_path: Path) -> None:
     port = str(socket.create_server(("127.0.0.1", 0)).getsockname()[1])  # nothing answers there
-    for url in _unopenable(backend, tmp_path):
-        for args in (["runs"], ["db", "upgrade"], ["db", "gc"], ["serve", "--port", port]):
-            out = subprocess.run([*CLI, *args, "--db", url], capture_output=True, text=True, timeout=60,
-                                 env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
-            assert out.returncode == 5, (url, args, out.stderr[-3000:])
-            lines = out.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.stderr, lines
-            assert "s3cret-pw" not in out.stderr and "pw@" not in out.stderr
+    urls = _unopenable(backend, tmp_path)
+    # Every URL through the common path; the first also through upgrade and serve (before uvicorn).
+    runs = [(url, ["runs"]) for url in urls] + [(urls[0], ["db", "upgrade"]), (urls[0], ["serve", "--port", port])]
+    messages = []
+    for url, args in runs:
+        out = subprocess.run([*CLI, *args, "--db", url], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
+        assert out.returncode == 5, (url, args, out.stderr[-3000:])
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.stderr, lines
+        assert "s3cret-pw" not in out.stderr and "pw@" not in out.stderr
+        messages.append(lines[0])
+    named = "postgres:***@127.0.0.1:1/test" if backend == "postgresql" else str(tmp_path / "a_folder")
+    assert named in messages[0], messages  # the database is named, without its password
 
 
 # -- item 11: orphan raw files and spool folders are reclaimed ------------------------------------
