@@ -157,6 +157,37 @@ def test_worker_survives_a_refused_status_write_and_healthz_reports_the_stuck_qu
         srv.stop()
 
 
+def test_worker_survives_its_connections_being_terminated_mid_job(tmp_path: Path) -> None:
+    """PostgreSQL only (SQLite has no server to drop a connection): ``pg_terminate_backend`` on
+    every connection of the service, again and again while a job runs."""
+    db = Database("postgresql", tmp_path).migrate()
+    app_name = f"srv_{db.schema}"
+    served = Database.__new__(Database)
+    served.backend, served.schema, served.engine = db.backend, db.schema, db.engine
+    served.url = f"{db.url}&application_name={app_name}"
+    srv = LoggedServer(served, tmp_path / "data").start()
+    kill = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :name")
+    try:
+        write = srv.token("write")
+        first = _post(srv, _variant(tmp_path, 0), write).json()["job_id"]
+        _until(lambda: _job(db, first).status != "queued", 30, "the job to start")
+        killed, until = 0, time.monotonic() + 1.0
+        while time.monotonic() < until:
+            with db.engine.begin() as conn:
+                killed += conn.execute(kill, {"name": app_name}).scalar_one()
+            time.sleep(0.02)
+        assert killed > 0
+        _until(lambda: _job(db, first).status in ("done", "failed"), 60, "the first job to end")
+        job = _job(db, first)
+        assert job.status == "done" or (job.attempts == MAX_ATTEMPTS and "127.0.0.1" not in (job.error or ""))
+        second = _post(srv, _variant(tmp_path, 1), write, wait=60)  # the worker is still there
+        assert second.status_code == 202 and second.json()["status"] == "done", second.text
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+    finally:
+        srv.stop()
+        db.drop()
+
+
 def test_healthz_is_503_when_the_worker_thread_is_gone(db: Database, tmp_path: Path) -> None:
     settings = Settings(database_url=db.url, data_dir=tmp_path / "data")
     worker = Worker(db.engine, settings, poll_seconds=0.05)
