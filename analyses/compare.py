@@ -29,7 +29,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "other_total_ns": pl.Int64, "end_to_end_speedup": pl.Float64, "operator": pl.String,
     "operator_baseline_ns": pl.Int64, "operator_other_ns": pl.Int64, "operator_speedup": pl.Float64,
     "operator_share": pl.Float64, "amdahl_speedup": pl.Float64, "amdahl_error": pl.Float64,
-    "other_normalized": pl.Float64, "differences": pl.String,
+    "other_normalized": pl.Float64, "differences": pl.String, "exceeds_amdahl": pl.Boolean,
 }
 
 
@@ -83,7 +83,9 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
     the other run has none), ``operator_share`` (f: operator time / baseline total),
     ``amdahl_speedup`` (1 / ((1 − f) + f / s)), ``amdahl_error`` (measured / predicted − 1:
     positive when the other operators also got faster), ``other_normalized`` (other total /
-    baseline total) and ``differences`` (the run knobs that differ, ``key: a -> b``).
+    baseline total), ``differences`` (the run knobs that differ, ``key: a -> b``) and
+    ``exceeds_amdahl``: the measured speedup is above what speeding up ``operator`` alone can
+    give, so something else changed too (other operators, or noise between the two runs).
     """
     base_run, other_run = get_run(session, baseline_run_id), get_run(session, other_run_id)
     totals = {r: dict(operator_totals(session, r).select("operator", "total_ns").iter_rows())
@@ -104,6 +106,7 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
         "amdahl_error": e2e / predicted - 1.0 if e2e is not None else None,
         "other_normalized": other_run.total_ns / base_run.total_ns if base_run.total_ns else None,
         "differences": _differences(base_run, other_run),
+        "exceeds_amdahl": e2e > predicted if e2e is not None else None,
     }
     return pl.DataFrame([row], schema=SUMMARY_SCHEMA)
 
@@ -128,6 +131,8 @@ def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
 # Knobs two runs must share to be a baseline / optimised pair (everything but the backend).
 PAIR_KEYS = tuple(k for k in KNOB_COLUMNS if k != "attention_backend")
 _PAIR_TYPES = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
+# The pair's knobs as Table II shows them (model and hardware come as names instead of ids).
+PAIR_KNOBS = tuple(k for k in PAIR_KEYS if k not in ("model_id", "hardware_id"))
 
 
 def backend_speedups(session: Session, baseline: str = "baseline", other: str = "flash", *,
@@ -135,7 +140,9 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
                      operator: str = "attention") -> pl.DataFrame:
     """The paper's Table II over every stored pair: for each model × hardware × knobs that has a
     ``baseline`` run and an ``other`` run (the latest of each when repeated), one
-    :func:`compare_summary` row, with ``model``, ``family`` and ``hardware`` in front.
+    :func:`compare_summary` row (both run ids, ``exceeds_amdahl`` ...), with ``model``,
+    ``family``, ``hardware`` and the pair's knobs (:data:`PAIR_KNOBS`: ``image_size``,
+    ``batch`` ...) in front, so the rows of a sweep can be told apart.
     ``model`` / ``hardware`` filter (hardware: substring of the device name)."""
     cols = [getattr(Run, k) for k in PAIR_KEYS]
     # Counter-only (ncu) runs have no timeline to time; they never stand in for a run.
@@ -156,8 +163,9 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
             continue
         summary = compare_summary(session, pair["run_id"], pair["run_id_other"], operator)
         rows.append(summary.select(pl.lit(name, pl.String).alias("model"), pl.lit(family, pl.String).alias("family"),
-                                   pl.lit(device, pl.String).alias("hardware"), pl.all()))
+                                   pl.lit(device, pl.String).alias("hardware"),
+                                   *(pl.lit(pair[k], _PAIR_TYPES[k]).alias(k) for k in PAIR_KNOBS), pl.all()))
     if not rows:
         return pl.DataFrame(schema={"model": pl.String, "family": pl.String, "hardware": pl.String,
-                                    **SUMMARY_SCHEMA})
-    return pl.concat(rows).sort("family", "model", "hardware", nulls_last=True)
+                                    **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS}, **SUMMARY_SCHEMA})
+    return pl.concat(rows).sort("family", "model", "hardware", *PAIR_KNOBS, nulls_last=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
 from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.ingest.meta import field_name
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
 
 KNOBS = ("image_size", "frames", "batch", "denoising_steps", "decode_tokens", "text_length")
@@ -69,6 +70,7 @@ def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("
     runs at that value; 0 where the operator did not run), ``run_count``, ``run_ids`` and
     ``exponent`` (the series × operator fit, repeated on its rows; null below two values).
     """
+    knob = field_name(knob, KNOBS)
     if knob not in KNOBS:
         raise BadInput(f"unknown knob {knob!r}; choose one of {', '.join(KNOBS)}")
     if knob in filters:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from tracehouse.api.jobs import Worker, service_health
-from tracehouse.api.responses import install_error_handlers
-from tracehouse.api.routes import analyses, fleet, runs, traces
+from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
+from tracehouse.api.routes import analyses, fleet, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.reclaim import reclaim_orphans
 from tracehouse.schema.db import make_engine
@@ -24,6 +28,9 @@ across runs and hardware. Every error has the shape
 `{"ok": false, "error": "...", "code": "...", "status": N}`. Tables come back as JSON rows,
 or CSV / Parquet with `?format=csv|parquet`. Send `Authorization: Bearer <token>`
 (`tracehouse token create`)."""
+# Swagger UI and ReDoc are served from the fastapi-offline package's copies, not a CDN, so
+# /docs works on a lab network with no way out.
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -43,12 +50,16 @@ def create_app(settings: Settings) -> FastAPI:
             worker.stop()
             engine.dispose()
 
-    app = FastAPI(title="tracehouse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="tracehouse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  responses=ERROR_RESPONSES, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    install_openapi(app)
+    install_docs(app)
     app.include_router(traces.router)
     app.include_router(runs.router)
     app.include_router(analyses.router)
     app.include_router(fleet.router)
+    app.include_router(tokens.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the ingest worker and the queue",
              responses={503: {"description": "The database is down, the ingest worker is dead, or the "
@@ -66,3 +77,33 @@ def _reclaim_at_start(engine, settings: Settings) -> None:  # type: ignore[no-un
         reclaim_orphans(engine, settings)
     except Exception:
         logging.getLogger(__name__).exception("could not reclaim orphan raw and spool files")
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with every script, style and icon served locally."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    def asset(request: Request, name: str) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS}/{name}"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+                                   swagger_js_url=asset(request, "swagger-ui-bundle.js"),
+                                   swagger_css_url=asset(request, "swagger-ui.css"),
+                                   swagger_favicon_url=asset(request, "favicon.png"),
+                                   # No badge fetched from the public validator either.
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=asset(request, "redoc.standalone.js"),
+                              redoc_favicon_url=asset(request, "favicon.png"), with_google_fonts=False)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracehouse.core.errors import BadInput, Forbidden, Unauthorized
-from tracehouse.schema.models import ApiToken
+from tracehouse.core.errors import BadInput, Forbidden, NotFound, Unauthorized
+from tracehouse.schema.models import ApiToken, Run
 
 SCOPES = ("read", "write", "admin")
 _RANK = {scope: i for i, scope in enumerate(SCOPES)}
@@ -48,3 +48,28 @@ def authorize(session: Session, header: str | None, needed: str, *, public_read:
     if _RANK[token.scope] < _RANK[needed]:
         raise Forbidden(f"token '{token.name}' has scope {token.scope}; this needs {needed}")
     return token
+
+
+def list_tokens(session: Session) -> list[dict[str, object]]:
+    """Every token's id, holder, scope, creation time and state; never the token or its hash."""
+    rows = session.execute(select(ApiToken.id, ApiToken.name, ApiToken.scope, ApiToken.created_at,
+                                  ApiToken.revoked).order_by(ApiToken.id)).all()
+    return [{"token_id": r[0], "name": r[1], "scope": r[2], "created_at": r[3], "revoked": bool(r[4])}
+            for r in rows]
+
+
+def revoke_token(session: Session, token_id: int) -> None:
+    """Revoke a token for good: it answers 401 from then on (revoking twice is not an error)."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"token {token_id} does not exist")
+    token.revoked = True
+
+
+def check_run_owner(token: ApiToken | None, run: Run, action: str) -> None:
+    """A write token may change the runs it uploaded; any other run (another lab's, or one
+    ingested locally) needs an admin token."""
+    if token is None or token.scope == "admin" or run.uploaded_by_token_id == token.id:
+        return
+    raise Forbidden(f"run {run.id} was not uploaded with token '{token.name}'; "
+                    f"to {action} it, use an admin token")

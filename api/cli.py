@@ -1,4 +1,10 @@
-"""The ``tracehouse`` command line: a thin layer over ingest and the analysis functions."""
+"""The ``tracehouse`` command line: a thin layer over ingest and the analysis functions.
+
+Startup is paid by every command, so this module and the ones it registers import only typer
+and the standard library: polars, SQLAlchemy, pydantic settings, rich's progress bars, httpx,
+FastAPI and torch are imported inside the commands that use them
+(tests/test_cli_errors.py checks ``tracehouse --help``'s modules).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,13 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.progress import Progress
 
 from tracehouse.api.cli_analyses import DbOption
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_fleet import register as register_fleet
+from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.collectors.cli import collect
-from tracehouse.core.errors import BadInput, TracehouseError
-from tracehouse.core.settings import load_settings
+from tracehouse.core.errors import BadInput, ServerUnreachable, TracehouseError
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -28,24 +33,66 @@ register_fleet(app)
 
 
 
+def load_settings(**overrides: object):  # type: ignore[no-untyped-def]
+    """core.settings' load_settings; pydantic-settings takes ~0.1 s to import, so only the
+    commands that read settings pay for it."""
+    from tracehouse.core.settings import load_settings as load
+
+    return load(**overrides)
+
+
+def _progress(*, disable: bool):  # type: ignore[no-untyped-def]
+    """rich's progress bar, imported only when it will be drawn (several files, no --json)."""
+    if disable:
+        from contextlib import nullcontext
+
+        return nullcontext(_NoProgress())
+    from rich.progress import Progress
+
+    return Progress(transient=True)
+
+
+class _NoProgress:
+    def add_task(self, *_: object, **__: object) -> None:
+        return None
+
+    def advance(self, *_: object) -> None:
+        return None
+
+
 def _engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[no-untyped-def]
-    from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import ensure_schema
 
     url = load_settings().resolved_database_url(db)
-    engine = make_engine(url)
+    engine = _make_engine(url)
     ensure_schema(engine, url, create_if_empty=migrate_empty)
     return engine
+
+
+def _make_engine(url: str):  # type: ignore[no-untyped-def]
+    """The engine for ``--db``; a URL naming no database tracehouse can drive is a bad flag."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from tracehouse.schema.db import make_engine
+
+    try:
+        return make_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)  # never echo a password
+        except ArgumentError:
+            shown = url
+        raise BadInput(f"--db {shown!r}: not a database tracehouse can open ({exc}); "
+                       "use sqlite:///PATH or postgresql://...") from None
 
 
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Migrate the database to the current schema (creates it when empty)."""
-    from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import current_revision, upgrade
 
-    url = load_settings().resolved_database_url(db)
-    engine = make_engine(url)
+    engine = _make_engine(load_settings().resolved_database_url(db))
     upgrade(engine)
     typer.echo(f"database at revision {current_revision(engine)}")
 
@@ -53,10 +100,9 @@ def db_upgrade(db: DbOption = None) -> None:
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and the one this tracehouse expects."""
-    from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import current_revision, head_revision
 
-    engine = make_engine(load_settings().resolved_database_url(db))
+    engine = _make_engine(load_settings().resolved_database_url(db))
     typer.echo(f"current {current_revision(engine) or '(empty)'}; head {head_revision()}")
 
 
@@ -96,24 +142,25 @@ def ingest(
     from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
     from tracehouse.ingest.units import ingest_all, plan_units
 
-    values: dict[str, object] = dict(parse_key_values(meta or []))
+    values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
     run_meta = meta_from_mapping(values)
     engine = _engine(db)
     units = plan_units(paths)
     results = []
-    with Progress(transient=True, disable=len(units) < 2 or as_json) as progress:
+    with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
         for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run):
             results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
-                            "created": res.created, "kernels": res.kernel_count, "warnings": res.warnings})
+                            "created": res.created, "duplicate_of": res.duplicate_of, "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        note = "" if r["created"] else " (already ingested)"
+        note = "" if r["created"] else f" (duplicate of run {r['run_id']}: its metadata was kept; "\
+            f"change it with `tracehouse runs edit {r['run_id']}`)"
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
@@ -135,7 +182,7 @@ def reingest(
     if not targets:
         raise BadInput("name the runs to re-ingest, or pass --all")
     results = []
-    with Progress(transient=True, disable=len(targets) < 2 or as_json) as progress:
+    with _progress(disable=len(targets) < 2 or as_json) as progress:
         task = progress.add_task("re-ingesting", total=len(targets))
         for run_id in targets:
             results.append(asdict(reingest_run(engine, run_id)))
@@ -162,17 +209,19 @@ def runs(
 ) -> None:
     """List the runs in the database, filtered."""
     from tracehouse.analyses.runs import list_runs
-    from tracehouse.api.output import render
+    from tracehouse.api.output import database_caption, render
     from tracehouse.ingest.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
     with session_scope(_engine(db)) as session:
         frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
-                          tags=parse_key_values(tag or []), since=since, until=until)
+                          tags=parse_key_values(tag or [], "--tag"), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
-                             "frames", "device_kind", "kernel_count", "total_ns", "source")
-    typer.echo(render(frame, "json" if as_json else "table", title="runs"), nl=False)
+                             "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
+                             "memset_count", "total_ns", "source")
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 
 
 @app.command()
@@ -220,6 +269,7 @@ def _log_to_stderr() -> None:
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+register_runs(app, token_app)  # runs edit, delete, token list|revoke
 
 
 @token_app.command("create")
@@ -247,35 +297,79 @@ def upload(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
-    from tracehouse.api.client import upload_files
+    upload_and_report(paths, server, token, meta or [], run_id=run, wait=wait, as_json=as_json)
 
-    results = upload_files(paths, server, token, meta or [], run_id=run, wait=wait, progress=not as_json)
+
+def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
+                      wait: bool = True, as_json: bool = False) -> None:
+    """Upload, print one line per job (or a JSON list), and exit 2 when the server's ingest of any
+    of them failed; ``upload`` and ``collect --upload`` both end here."""
+    bars = not as_json and sys.stdout.isatty()  # a pipe or a log gets the result lines only
+    results = _upload_files(paths, server, token, meta, run_id=run_id, wait=wait, progress=bars)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
-        return
-    for r in results:
-        state = f"run {r['run_id']}" if r["status"] == "done" else f"{r['status']} {r.get('error') or ''}"
-        typer.echo(f"{r['path']}: job {r['job_id']} {state}".rstrip())
+    else:
+        for r in results:
+            state = f"run {r['run_id']}" if r["status"] == "done" else f"{r['status']} {r.get('error') or ''}"
+            if r.get("duplicate_of") is not None:
+                state += f" (duplicate of run {r['duplicate_of']}: its metadata was kept)"
+            typer.echo(f"{r['path']}: job {r['job_id']} {state}".rstrip())
     if any(r["status"] == "failed" for r in results):
         raise typer.Exit(2)
+
+
+def _upload_files(paths: list[Path], server: str, token: str, meta: list[str], **options: object) -> list[dict]:
+    """The upload client, with a server that cannot be reached (or a URL that cannot be one)
+    reported in one line."""
+    import httpx
+
+    from tracehouse.client import upload_files
+
+    try:
+        return upload_files(paths, server, token, meta, **options)  # type: ignore[arg-type]
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
+                                f"{exc or type(exc).__name__}") from None
+
+
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """The ClickException class(es) usage errors arrive as.  typer 0.29 raises those of its own
+    vendored click (``typer._click``), older typer those of real click; ``typer.BadParameter``'s
+    ancestry names whichever this typer uses, and real click's is added when something loaded it."""
+    classes = {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+    if (click := sys.modules.get("click")) is not None:
+        classes.add(click.ClickException)
+    return tuple(classes)
+
+
+def _aborts() -> tuple[type[BaseException], ...]:
+    classes = {typer.Abort}
+    if (click := sys.modules.get("click")) is not None:
+        classes.add(click.exceptions.Abort)
+    return tuple(classes)
 
 
 def main() -> None:
     """Entry point: one place turns errors into a one-line message and an exit code."""
     try:
-        app(standalone_mode=False)
+        returned = app(standalone_mode=False)
     except TracehouseError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if isinstance(exc, _click_exceptions()):  # usage errors: click's usage line, exit 2
             exc.show()
             sys.exit(exc.exit_code)
+        if isinstance(exc, _aborts()):
+            sys.exit(130)
         raise
+    # Outside standalone mode click returns a typer.Exit's code instead of exiting with it.
+    if type(returned) is int:
+        sys.exit(returned)
 
 
 if __name__ == "__main__":

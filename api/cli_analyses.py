@@ -4,11 +4,13 @@ rendered like every other table (``--format table|json|csv``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:  # imported by the commands that run a query, not by every CLI start
+    import polars as pl
+    from sqlalchemy.orm import Session
 
 FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
 DbOption = Annotated[str | None, typer.Option(
@@ -21,8 +23,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli import _engine
-    from tracehouse.api.output import FORMATS, render
+    from tracehouse.api.output import FORMATS, database_caption, render
     from tracehouse.core.errors import BadInput
+    from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
     if fmt not in FORMATS:
@@ -31,7 +34,9 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
-    typer.echo(render(frame, fmt, title=title), nl=False)
+    # Without --db the table says which database it read (the default is easy to mistake).
+    source = None if db else database_caption(load_settings().resolved_database_url())
+    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,12 +65,14 @@ def _register_comparisons(app: typer.Typer) -> None:
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
-        from tracehouse.analyses.compare import backend_speedups
+        from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
 
+        # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", "end_to_end_speedup", "operator_speedup",
-                    "operator_share", "amdahl_speedup"))
+                   ("model", "family", "hardware", *PAIR_KNOBS, "baseline_run_id", "other_run_id",
+                    "end_to_end_speedup", "operator_speedup", "operator_share", "amdahl_speedup",
+                    "exceeds_amdahl"))
 
     @app.command()
     def sweep(model: str, knob: str,
@@ -76,7 +83,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.params import typed_filters
 
         ops = operator or ["attention", "conv"]
-        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **where))
 
     @app.command()
     def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
@@ -85,8 +93,8 @@ def _register_comparisons(app: typer.Typer) -> None:
         from tracehouse.analyses.hardware import compare_hardware
         from tracehouse.analyses.params import typed_filters
 
-        show_frame(db, fmt, f"{model} across hardware",
-              lambda s: compare_hardware(s, model, reference, **typed_filters(filters or [])))
+        where = typed_filters(filters or [], "--filter")
+        show_frame(db, fmt, f"{model} across hardware", lambda s: compare_hardware(s, model, reference, **where))
 
 
 def _register_run_views(app: typer.Typer) -> None:

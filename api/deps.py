@@ -37,3 +37,4 @@ def _require(scope: str):  # type: ignore[no-untyped-def]
 
 ReadToken = Annotated[ApiToken | None, Depends(_require("read"))]
 WriteToken = Annotated[ApiToken | None, Depends(_require("write"))]
+AdminToken = Annotated[ApiToken | None, Depends(_require("admin"))]

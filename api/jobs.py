@@ -31,7 +31,7 @@ from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import IngestJob
+from tracehouse.schema.models import IngestJob, Run
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -104,8 +104,20 @@ def _public(message: str, settings: Settings, upload: Path) -> str:
     return message
 
 
-def run_job(engine: Engine, settings: Settings, job: IngestJob) -> dict[str, object]:
-    """Ingest one claimed job; returns its outcome (the row's new values), never raises."""
+@dataclass
+class Outcome:
+    """What a job's run of the ingest came to, to be written in one transaction."""
+
+    values: dict[str, object]  # the job row's new values
+    new_run_id: int | None = None  # a run this job created: the uploading token owns it
+
+    @property
+    def finished(self) -> bool:
+        return self.values["status"] in FINISHED
+
+
+def run_job(engine: Engine, settings: Settings, job: IngestJob) -> Outcome:
+    """Ingest one claimed job; returns its outcome, never raises."""
     upload = Path(job.upload_path)
     try:
         values = orjson.loads(job.meta) if job.meta else {}
@@ -114,10 +126,12 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> dict[str, obj
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              run_id=job.target_run_id)
-        return {"status": "done", "run_id": result.run_id, "error": None}
+        new_run = result.run_id if result.created and job.target_run_id is None else None
+        return Outcome({"status": "done", "run_id": result.run_id, "error": None,
+                        "duplicate_of": result.duplicate_of}, new_run)
     except TracehouseError as exc:
         if not isinstance(exc, DatabaseError):  # bad input: the uploader's to fix
-            return {"status": "failed", "run_id": None, "error": _public(exc.message, settings, upload)}
+            return Outcome({"status": "failed", "run_id": None, "error": _public(exc.message, settings, upload)})
         log.warning("ingest job %s: %s", job.id, exc.message)
         error = f"internal error: {exc.message}"
     except Exception as exc:  # a bug or the server's disk, not bad input: report it, keep the worker alive
@@ -125,14 +139,18 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> dict[str, obj
         # The exception's text may name server paths; the log has it, the client gets its kind.
         error = f"internal error: {exc.__class__.__name__} (job {job.id}; details in the server log)"
     retry = job.attempts < MAX_ATTEMPTS
-    return {"status": "queued" if retry else "failed", "run_id": None, "error": error}
+    return Outcome({"status": "queued" if retry else "failed", "run_id": None, "error": error})
 
 
-def record_outcome(engine: Engine, job: IngestJob, outcome: dict[str, object]) -> None:
+def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> None:
     with session_scope(engine) as session:
         session.execute(update(IngestJob).where(IngestJob.id == job.id).values(
-            **outcome, finished_at=datetime.now(UTC) if outcome["status"] in FINISHED else None))
-    if outcome["status"] in FINISHED:
+            **outcome.values, finished_at=datetime.now(UTC) if outcome.finished else None))
+        if outcome.new_run_id is not None:
+            # The uploading token owns the new run: it may edit and delete it without admin.
+            session.execute(update(Run).where(Run.id == outcome.new_run_id, Run.uploaded_by_token_id.is_(None))
+                            .values(uploaded_by_token_id=job.token_id))
+    if outcome.finished:
         # The raw store has the kept copy; the spool folder holds only this upload.
         shutil.rmtree(_spool_folder(job.upload_path), ignore_errors=True)
 
@@ -154,7 +172,7 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="tracehouse-ingest", daemon=True)
         self._heartbeat = time.monotonic()
         self._busy_since: float | None = None
-        self._pending: tuple[IngestJob, dict[str, object]] | None = None  # an outcome not yet written
+        self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
         self._watch_lock = threading.Lock()
         self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 

@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracehouse.api.columns import TABLES, Table
 from tracehouse.api.deps import SettingsDep
 from tracehouse.api.output import flat_for_csv, frame_to_json
 from tracehouse.core.errors import TracehouseError
 
 Format = Literal["json", "csv", "parquet"]
+PARQUET = "application/vnd.apache.parquet"
+
+
+class ErrorOut(BaseModel):
+    """The one error shape: every 4xx and 5xx answer has exactly these four keys."""
+
+    ok: Literal[False]
+    error: str = Field(description="One line a user can act on", examples=["run 42 does not exist"])
+    code: str = Field(description="Machine-readable kind: bad_input, bad_trace, too_large, unauthorized, "
+                                  "forbidden, not_found, invalid_request, schema_out_of_date, database_error, "
+                                  "internal_error, http_error", examples=["not_found"])
+    status: int = Field(description="The HTTP status, repeated", examples=[404])
+
+
+# Every route documents the error shape for 4xx and 5xx (this also replaces FastAPI's own
+# validation-error schema, which our handler never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    "4XX": {"model": ErrorOut, "description": "Bad request, unauthorized, forbidden, not found, too large"},
+    "5XX": {"model": ErrorOut, "description": "Server or database error"},
+}
 
 
 def error_body(message: str, status: int, code: str) -> dict[str, object]:
@@ -46,7 +68,7 @@ def frame_response(frame: pl.DataFrame, fmt: Format = "json") -> Response:
     if fmt == "parquet":
         buf = io.BytesIO()
         frame.write_parquet(buf)
-        return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
+        return Response(buf.getvalue(), media_type=PARQUET)
     return Response(frame_to_json(frame), media_type="application/json")
 
 
@@ -78,3 +100,41 @@ class TableParams:
 
 
 TableQuery = Annotated[TableParams, Depends()]
+
+
+def table_response_doc(table: Table) -> dict[str, object]:
+    """The 200 answer of a table route in OpenAPI: a row schema from the column catalogue (name,
+    type, unit), a markdown table of the same for /docs, and the CSV / Parquet alternatives."""
+    rows = "\n".join(f"| `{name}` | {table.column(name).type} | {table.column(name).unit or '-'} | "
+                     f"{table.column(name).description}{'' if name in table.always else ' (depends on the query)'} |"
+                     for name in table.names())
+    row_schema = {"type": "object", "required": list(table.always),
+                  "properties": {name: table.column(name).json_schema() for name in table.names()}}
+    paging = {"X-Total-Count": "Rows in the whole table", "X-Truncated": "true when more pages follow",
+              "Link": 'rel="next": the next page, when truncated'}
+    return {
+        "description": "Rows (JSON array; `?format=csv` or `parquet` for the same table). Columns:\n\n"
+                       "| column | type | unit | meaning |\n|---|---|---|---|\n" + rows,
+        "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in paging.items()},
+        "content": {"application/json": {"schema": {"type": "array", "items": row_schema}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    PARQUET: {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate the OpenAPI document once, with each table route's columns filled in from the
+    catalogue (routes return frames, so FastAPI cannot infer a schema from them)."""
+
+    generate = app.openapi  # FastAPI's own: builds and caches app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for path, table in TABLES.items():
+                operation = document["paths"].get(path, {}).get("get")
+                if operation is not None:
+                    operation["responses"]["200"] = table_response_doc(table)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 
-# Sweep keys (CLI spelling or field name) -> Knobs field / run setting.
+# Sweep knobs -> Knobs field / run setting.  Spelled with - or _ alike (image-size, image_size),
+# as every knob is everywhere (`tracehouse sweep`, REST ?knob=, --filter, --meta).
 _SWEEP_KEYS = {
-    "image-size": "image_size", "image_size": "image_size", "resolution": "image_size",
-    "frames": "frames", "steps": "steps", "denoising-steps": "steps", "batch": "batch",
-    "decode-tokens": "decode_tokens", "decode_tokens": "decode_tokens",
-    "text-length": "text_length", "text_length": "text_length",
-    "attention": "attention", "dtype": "dtype", "model": "model",
+    "image_size": "image_size", "resolution": "image_size", "frames": "frames",
+    "steps": "steps", "denoising_steps": "steps", "batch": "batch",
+    "decode_tokens": "decode_tokens", "text_length": "text_length",
+    "attention": "attention", "attention_backend": "attention", "dtype": "dtype", "model": "model",
 }
 _INT_KEYS = {"image_size", "frames", "steps", "batch", "decode_tokens", "text_length"}
 
@@ -28,10 +28,11 @@ def parse_sweep(items: list[str]) -> dict[str, list]:
     grid: dict[str, list] = {}
     for item in items:
         key, sep, values = item.partition("=")
-        field = _SWEEP_KEYS.get(key.strip().lower())
+        field = _SWEEP_KEYS.get(key.strip().lower().replace("-", "_"))
         if not sep or field is None:
-            raise typer.BadParameter(f"--sweep expects KNOB=V1,V2,... with KNOB one of "
-                                     f"{sorted(set(_SWEEP_KEYS))}; got {item!r}")
+            knobs = ", ".join(k.replace("_", "-") for k in _SWEEP_KEYS)
+            raise typer.BadParameter(f"--sweep expects KNOB=V1,V2,... with KNOB one of {knobs} "
+                                     f"(- or _ alike); got {item!r}")
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not vals:
             raise typer.BadParameter(f"--sweep {item!r}: no values")
@@ -82,43 +83,85 @@ def collect(
     token: Annotated[str | None, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token for --upload")] = None,
 ) -> list[Path]:
     """Profile models of the suite under torch.profiler; write traces + manifests (and ingest them)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    torch = _import_torch()
+    from tracehouse.collectors.models import SUITE
 
-    console = Console(stderr=True)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        console.print("[red]collect needs torch: pip install 'tracehouse[collect]'[/red]")
-        raise typer.Exit(2) from None
-    from tracehouse.collectors.models import SUITE, canonical, get_spec
-    from tracehouse.collectors.models.base import Knobs
-    from tracehouse.collectors.profile import collect_one
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _check_device(torch, device)
+    if upload and not token:  # before minutes of profiling, not after
+        raise typer.BadParameter("--upload needs --token (or TRACEHOUSE_TOKEN)")
     if suite is not None:
-        scale = suite
-        models = list(SUITE)
+        scale, models = suite, list(SUITE)
     elif model:
-        try:
-            models = [canonical(m) for m in model.split(",") if m.strip()]
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        models = _canonical_models(model.split(","), "--model")
     else:
         raise typer.BadParameter("give --model or --suite")
-
     grid = parse_sweep(sweep or [])
     if "model" in grid:
-        models = [canonical(m) for m in grid.pop("model")]
+        models = _canonical_models(grid.pop("model"), "--sweep model")
     base = {"image_size": image_size, "frames": frames, "steps": steps, "batch": batch,
             "decode_tokens": decode_tokens, "text_length": text_length,
             "attention": None, "dtype": dtype}
-    backends = _backends(attention)
+    plan = _plan(models, grid, base, _backends(attention))
+    engine = None
+    if ingest:
+        from tracehouse.api.cli import _engine
 
-    # The plan: (model, attention, dtype, Knobs) with knobs a model ignores dropped, deduplicated.
-    plan: list[tuple[str, str, str, Knobs | None]] = []
-    seen: set = set()
+        engine = _engine(db)
+    written = _run_plan(plan, scale, device, out, max_profiled_steps, engine)
+    if upload:
+        from tracehouse.api.cli import upload_and_report
+
+        upload_and_report(written, upload, token or "", [])
+    return written
+
+
+def _import_torch():  # type: ignore[no-untyped-def]
+    from tracehouse.core.errors import BadInput
+
+    try:
+        import torch
+    except ImportError:
+        raise BadInput("collect needs torch: pip install 'tracehouse[collect]'") from None
+    return torch
+
+
+def _check_device(torch, device: str) -> str:  # type: ignore[no-untyped-def]
+    """``auto`` -> cuda when there is one; a CUDA device this torch cannot use is refused here,
+    not as an assertion deep inside torch."""
+    from tracehouse.core.errors import BadInput
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise BadInput(f"--device {device!r}: not a device; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: this torch ({torch.__version__}) sees no CUDA device; "
+                           "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadInput(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def _canonical_models(names: list[str], flag: str) -> list[str]:
+    from tracehouse.collectors.models import canonical
+
+    try:
+        return [canonical(m) for m in names if m.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{flag}: {exc}") from None
+
+
+def _plan(models: list[str], grid: dict[str, list], base: dict, backends: list[str]) -> list[tuple]:
+    """(model, attention, dtype, Knobs) for every grid point, knobs a model ignores dropped,
+    deduplicated; an unknown backend or dtype is refused before anything runs."""
+    from tracehouse.collectors.models import get_spec
+    from tracehouse.collectors.models.base import Knobs
+    from tracehouse.collectors.profile import ATTENTION_BACKENDS, DTYPES
+
+    plan: list[tuple] = []
     keys = list(grid)
     for model_name in models:
         spec = get_spec(model_name)
@@ -128,25 +171,27 @@ def collect(
                            if setting[k] is not None and (k in spec.knob_names or k == "batch")}
             knobs = Knobs(**knob_values) if knob_values else None
             for backend in ([setting["attention"]] if setting["attention"] else backends):
+                if backend not in ATTENTION_BACKENDS:
+                    raise typer.BadParameter(f"--attention {backend!r}: choose from "
+                                             f"{', '.join([*ATTENTION_BACKENDS, 'both'])}")
+                if str(setting["dtype"]).lower() not in DTYPES:
+                    raise typer.BadParameter(f"--dtype {setting['dtype']!r}: choose from {', '.join(DTYPES)}")
                 key = (model_name, backend, setting["dtype"], knobs)
-                if key not in seen:
-                    seen.add(key)
+                if key not in plan:
                     plan.append(key)
+    return plan
 
-    engine = None
-    if ingest:
-        from tracehouse.core.settings import load_settings
-        from tracehouse.ingest.pipeline import ingest_file
-        from tracehouse.schema.db import make_engine
-        from tracehouse.schema.migrate import ensure_schema
 
-        url = load_settings().resolved_database_url(db)
-        engine = make_engine(url)
-        ensure_schema(engine, url)
+def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profiled_steps: int | None,
+              engine) -> list[Path]:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tracehouse.collectors.profile import collect_one
 
     written: list[Path] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False,
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=False,
                   disable=len(plan) < 2) as progress:
         task = progress.add_task("collect", total=len(plan))
         for model_name, backend, dt, knobs in plan:
@@ -157,15 +202,9 @@ def collect(
             line = (f"{res.trace}  params={res.meta['param_count']:,}  profiled {res.wall_s:.2f}s"
                     f"  peak={res.meta.get('peak_memory_bytes', 0) / 2**20:.1f} MiB")
             if engine is not None:
-                result = ingest_file(engine, res.trace, None)
-                line += f"  run_id={result.run_id}"
+                from tracehouse.ingest.pipeline import ingest_file
+
+                line += f"  run_id={ingest_file(engine, res.trace, None).run_id}"
             progress.console.print(line, soft_wrap=True)
             progress.advance(task)
-    if upload:
-        from tracehouse.api.client import upload_files
-
-        if not token:
-            raise typer.BadParameter("--upload needs --token (or TRACEHOUSE_TOKEN)")
-        for r in upload_files(written, upload, token, [], wait=True, progress=True):
-            console.print(f"{r['path']}: job {r['job_id']} {r['status']} run_id={r.get('run_id')}")
     return written

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import platform
 import socket
 import tempfile
@@ -142,9 +143,15 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
 
 _PROFILER_WARM = {"done": False}
 
+# Kineto (torch's profiler back end) prints ``USDT: ... profiler_start`` / ``profiler_stop`` on
+# stderr for every session at any log level below 6, which it reads from the environment when
+# the first session starts.  A user who sets KINETO_LOG_LEVEL gets Kineto's lines back.
+QUIET_KINETO_LOG_LEVEL = "6"
+
 
 def _warm_profiler() -> None:
     """The first profiler session of a process pays ~1 s of Kineto start-up: pay it outside the trace."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", QUIET_KINETO_LOG_LEVEL)
     if not _PROFILER_WARM["done"]:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
             torch.zeros(1).add_(1)

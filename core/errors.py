@@ -87,3 +87,11 @@ class ServiceUnhealthy(TracehouseError):
     status = 503
     exit_code = 5
     code = "service_unhealthy"
+
+
+class ServerUnreachable(TracehouseError):
+    """A client (``tracehouse upload``) could not reach the tracehouse service at all."""
+
+    status = 503
+    exit_code = 5
+    code = "server_unreachable"

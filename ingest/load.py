@@ -116,8 +116,10 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
 
 
 def insert_trace(session: Session, run_id: int, parsed: ParsedTrace, *, sha256: str, size: int,
-                 original_name: str, raw_path: str) -> int:
+                 original_name: str, raw_path: str, content_sha256: str | None = None) -> int:
+    """``content_sha256`` defaults to the file's: the same thing for an uncompressed file."""
     trace = Trace(run_id=run_id, format=parsed.format, sha256=sha256, size_bytes=size,
+                  content_sha256=content_sha256 or sha256,
                   event_count=parsed.event_count, original_name=original_name, raw_path=raw_path,
                   status="ingested", warning_count=sum(parsed.warnings.values()),
                   warnings=orjson.dumps(parsed.warnings).decode() if parsed.warnings else None,

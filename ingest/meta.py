@@ -8,6 +8,7 @@ go into ``tags`` so nothing a lab records is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -47,6 +48,17 @@ class RunMeta:
 
 _INT_FIELDS = {f.name for f in fields(RunMeta) if "int" in str(f.type)}
 _KNOWN = {f.name for f in fields(RunMeta)}
+# The collector's --steps is the store's denoising_steps.
+_FIELD_ALIASES = {"steps": "denoising_steps"}
+
+
+def field_name(key: str, known: Collection[str] = _KNOWN) -> str:
+    """The field ``key`` names when it names one of ``known``: one spelling per knob whichever
+    interface names it, with - or _ alike (``image-size``, ``image_size``) and ``steps`` for
+    ``denoising_steps``.  Any other key (a lab's own tag) comes back as given."""
+    name = key.strip().lower().replace("-", "_")
+    name = _FIELD_ALIASES.get(name, name)
+    return name if name in known else key.strip()
 
 
 def meta_from_mapping(values: dict[str, object]) -> RunMeta:
@@ -56,7 +68,8 @@ def meta_from_mapping(values: dict[str, object]) -> RunMeta:
     """
     known: dict[str, object] = {}
     tags: dict[str, str] = {}
-    for key, value in values.items():
+    for given, value in values.items():
+        key = field_name(given) if isinstance(given, str) else given
         if value is None:
             continue
         if key == "tags" and isinstance(value, dict):
@@ -66,19 +79,21 @@ def meta_from_mapping(values: dict[str, object]) -> RunMeta:
                 known[key] = int(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise BadInput(f"metadata {key}={value!r} is not an integer") from None
-        elif key in _KNOWN:
+        elif key in _KNOWN and key != "tags":  # a "tags" that is not a mapping is a tag
             known[key] = str(value)
         elif isinstance(value, (str, int, float, bool)):
             tags[key] = str(value)
     return RunMeta(**known, tags=tags)
 
 
-def parse_key_values(pairs: list[str]) -> dict[str, str]:
+def parse_key_values(pairs: list[str], source: str = "metadata") -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``; ``source`` names the flag or parameter the pairs came
+    from (``--meta``, ``query parameter 'tag'``) for the error message."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--meta expects KEY=VALUE, got {pair!r}")
+        if not sep or not key.strip():
+            raise BadInput(f"{source} expects KEY=VALUE, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 

@@ -2,18 +2,22 @@
 
 A failure at any step leaves the database exactly as it was; the raw file is kept
 (content-addressed by sha256) only once its run is committed, so it can be re-ingested
-when the classification improves.  The same bytes twice give the existing run.
+when the classification improves.  The same trace twice gives the existing run: the same
+file, or the same content in another container (recompressed, or .json vs .json.gz).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from isal import isal_zlib
+from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import load_settings
@@ -33,9 +37,14 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 class IngestResult:
     run_id: int
     trace_id: int
-    created: bool  # False when the same file was already ingested
+    created: bool  # False when the same trace was already ingested
     kernel_count: int = 0
     warnings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duplicate_of(self) -> int | None:
+        """The run that already held this trace (its metadata was kept, not replaced)."""
+        return None if self.created else self.run_id
 
 
 # ncu prints the program's own output before its table, so its header may be well into the file.
@@ -74,15 +83,68 @@ def file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+_INFLATE_CHUNK = 1 << 18
+
+
+def gzip_content_sha256(path: Path) -> str:
+    """sha256 of a gzip file's decompressed bytes, inflated a chunk at a time so the trace is
+    never held in memory; every member of a multi-member file counts, as gunzip has it."""
+    digest = hashlib.sha256()
+    inflater = None
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_INFLATE_CHUNK):
+                while chunk:
+                    inflater = inflater or isal_zlib.decompressobj(wbits=31)
+                    digest.update(inflater.decompress(chunk))
+                    chunk = b""
+                    if inflater.eof:  # the next member, if any, starts in what was left over
+                        chunk, inflater = inflater.unused_data, None
+        if inflater is not None and not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    except (EOFError, zlib.error, isal_zlib.error) as exc:
+        raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
+    return digest.hexdigest()
+
+
+class _Beside(threading.Thread):
+    """A content digest computed on a second thread while the trace is parsed: inflate and
+    sha256 release the GIL, so a gzip trace's digest costs little wall time."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="tracehouse-digest", daemon=True)
+        self.path, self.digest, self.error = path, "", None  # type: ignore[var-annotated]
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.digest = gzip_content_sha256(self.path)
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".json.gz") else path.suffix
     return raw_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
 def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
-    """The run a file with these bytes was already ingested into, if any."""
+    """The run a trace with this digest (of its file, or of its decompressed content) was
+    already ingested into, if any."""
     with session_scope(engine) as session:
-        row = session.execute(select(Trace.run_id, Trace.id).where(Trace.sha256 == sha256)).first()
+        row = session.execute(select(Trace.run_id, Trace.id).where(
+            or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)).first()
     return None if row is None else IngestResult(run_id=row[0], trace_id=row[1], created=False)
 
 
@@ -98,14 +160,22 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     limit = max_bytes or settings.max_trace_bytes
     if size > limit:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
-    existing = existing_run(engine, sha256)
+    existing = existing_run(engine, sha256)  # the same file again: no parse
     if existing is not None:
         return existing
 
     fmt = detect_format(path)
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
-    parsed = PARSERS[fmt](path)
+    content = _Beside(path) if is_gzip(path) else None
+    try:
+        parsed = PARSERS[fmt](path)
+    finally:
+        content_sha256 = content.result() if content is not None else sha256
+    if content_sha256 != sha256:  # the same trace in another container?
+        existing = existing_run(engine, content_sha256)
+        if existing is not None:
+            return existing
     kernels = attribute(parsed)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
@@ -114,7 +184,8 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         with session_scope(engine) as session:
             run_id = insert_run(session, parsed, kernels, run_meta)
             trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
-                                    original_name=original_name or path.name, raw_path=str(target))
+                                    original_name=original_name or path.name, raw_path=str(target),
+                                    content_sha256=content_sha256)
             insert_kernels(session, run_id, trace_id, kernels)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, target)
@@ -122,7 +193,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         if kept:
             target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
-            raced = existing_run(engine, sha256)
+            raced = existing_run(engine, content_sha256)
             if raced is not None:
                 return raced
         raise

@@ -82,6 +82,9 @@ class Run(Base):
     total_ns: Mapped[int] = mapped_column(BigInteger)  # sum of kernel durations (GPU busy, not wall)
     span_ns: Mapped[int] = mapped_column(BigInteger)  # first kernel start to last kernel end
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The API token whose upload made it: that token may edit and delete it, others need admin.
+    # Null for runs ingested locally (the CLI has the database itself).
+    uploaded_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
 
 
 class RunTag(Base):
@@ -98,7 +101,10 @@ class Trace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
     format: Mapped[str] = mapped_column(String(16))
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # the file's bytes, as stored
+    # The trace's content: the gunzipped bytes of a .json.gz, so one trace compressed two ways
+    # (or .json and .json.gz) is one run.  Rows from before 0009 carry their file's sha256.
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     event_count: Mapped[int] = mapped_column(BigInteger)
     original_name: Mapped[str] = mapped_column(Text)
@@ -228,6 +234,8 @@ class IngestJob(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
     # Nsight Compute uploads may attach their counters to an existing run instead of a new one.
     target_run_id: Mapped[int | None] = mapped_column(Integer)
+    # Set when the upload's content was already a run: its metadata was not applied to it.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(Text)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Create .venv and install tracehouse with every extra. Idempotent.
+# Create the virtual environment and install tracehouse with every extra. Idempotent.
+#
+# Versions come from requirements.lock (every transitive package, pinned), so a fresh machine
+# gets exactly what the suite last passed with.  TRACEHOUSE_LOCK=none installs the newest
+# versions pyproject.toml's ranges allow instead (scripts/test-latest.sh): that is how drift is
+# found on purpose.  VENV picks the environment's folder (default .venv).
 # torch is pinned first: this machine serves torch==2.13.0 (CPU) from local disk, while a
 # looser spec would pull a multi-GB CUDA build. The project itself only asks for a range.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
+VENV=${VENV:-.venv}
+LOCK=${TRACEHOUSE_LOCK:-requirements.lock}
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+fi
+if [ "$LOCK" = none ]; then
+    pins=(--upgrade --upgrade-strategy eager)
+else
+    pins=(--constraint "$LOCK")
 fi
 # The Kineto scanner (a C extension) is optional in the build: without a compiler ingest is
 # only slower.  Where there is one, a failed build is a bug; removing the in-place copy first
 # keeps a stale one from hiding it.
 rm -f ingest/_kineto_scan.*.so
-.venv/bin/python -m pip install --quiet -e ".[collect,hta,dev]"
-if command -v cc >/dev/null 2>&1 && ! .venv/bin/python -c "import tracehouse.ingest._kineto_scan" 2>/dev/null; then
-    echo "setup: the C Kineto scanner failed to build; see: .venv/bin/python -m pip install -v -e ." >&2
+# setuptools' notice on every editable install (a note, not a problem) stays out of the output.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
+"$VENV/bin/python" -m pip install --quiet "${pins[@]}" -e ".[collect,hta,dev]"
+if command -v cc >/dev/null 2>&1 && ! "$VENV/bin/python" -c "import tracehouse.ingest._kineto_scan" 2>/dev/null; then
+    echo "setup: the C Kineto scanner failed to build; see: $VENV/bin/python -m pip install -v -e ." >&2
     exit 1
 fi

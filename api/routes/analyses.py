@@ -70,7 +70,8 @@ def sweep_knob(session: SessionDep, _: ReadToken, table: TableQuery,
                knob: Annotated[str, Query(examples=["image_size"])],
                operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
                filter: Filters = []) -> Response:  # noqa: B006
-    return table.respond(sweep.sweep(session, model, knob, operator, **typed_filters(filter)))
+    filters = typed_filters(filter, "query parameter 'filter'")
+    return table.respond(sweep.sweep(session, model, knob, operator, **filters))
 
 
 @router.get("/runs/{run_id}/temporal-spatial", summary="Temporal vs spatial attention (Fig 12)")
@@ -140,4 +141,5 @@ def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
 @router.get("/hardware", summary="The same model and knobs across devices")
 def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
                     filter: Filters = []) -> Response:  # noqa: B006
-    return table.respond(hardware.compare_hardware(session, model, reference, **typed_filters(filter)))
+    filters = typed_filters(filter, "query parameter 'filter'")
+    return table.respond(hardware.compare_hardware(session, model, reference, **filters))

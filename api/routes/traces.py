@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from tracehouse.api.jobs import enqueue, wait_for_job
@@ -32,11 +32,15 @@ class JobOut(BaseModel):
     run_id: int | None = Field(default=None, description="The run, once done", examples=[7])
     error: str | None = Field(default=None, description="Why it failed", examples=[None])
     original_name: str = Field(examples=["sd_a100_flash.json.gz"])
+    duplicate_of: int | None = Field(
+        default=None, examples=[None],
+        description="Set when this trace (by content: recompressed counts as the same) was already "
+                    "ingested: the existing run, whose metadata was kept; correct it with PATCH /v1/runs/{id}")
 
 
 def _job_out(job: IngestJob) -> JobOut:
     return JobOut(job_id=job.id, status=job.status, run_id=job.run_id, error=job.error,
-                  original_name=job.original_name)
+                  original_name=job.original_name, duplicate_of=job.duplicate_of)
 
 
 async def _spool(uploads: list[UploadFile], settings: Settings) -> tuple[IngestUnit, str, int]:
@@ -102,16 +106,17 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
         if not isinstance(loaded, dict):
             raise BadInput("manifest must be a JSON object")
         values.update(loaded)
-    values.update(parse_key_values(meta))
+    values.update(parse_key_values(meta, "form field 'meta'"))
     values.update({k: v for k, v in fields.items() if v is not None})
     meta_from_mapping(values)  # validate now: a bad integer is the uploader's 400, not a failed job
     return values
 
 
 @router.post("/traces", status_code=202, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
              summary="Upload a trace; returns an ingest job")
 async def upload_trace(
-    request: Request, session: SessionDep, settings: SettingsDep, token: WriteToken,
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep, token: WriteToken,
     file: Annotated[list[UploadFile], File(description="PyTorch Profiler .json/.json.gz, nsys .sqlite, "
                                            "or (repeated) the Nsight Compute CSVs of one run")],
     model: Annotated[str | None, Form(examples=["stable-diffusion"])] = None,
@@ -121,9 +126,10 @@ async def upload_trace(
     manifest: Annotated[str | None, Form(description="A collectors run manifest (JSON)")] = None,
     run_id: Annotated[int | None, Form(description="Attach Nsight Compute counters to this run")] = None,
     wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
-                                 "a failed ingest then answers 422 with its error")] = 0,
+                                 "a finished one answers 200, a failed one 422 with its error")] = 0,
 ) -> JobOut:
-    """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``)."""
+    """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``).
+    202 while the job is queued or running, 200 once it is done."""
     values = _metadata(meta, manifest, {"model": model, "hardware": hardware,
                                         "attention_backend": attention_backend})
     unit, sha256, size = await _spool(file, settings)
@@ -138,6 +144,8 @@ async def upload_trace(
     request.app.state.worker.wake()
     if wait:
         job = await _wait_for(request, job.id, wait)
+    if job.status == "done":
+        response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
     return _job_out(job)
 
 

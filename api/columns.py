@@ -1,0 +1,355 @@
+"""One catalogue of the columns the table routes return: name, type, unit and meaning.
+
+The OpenAPI document's row schema for every table route is generated from it
+(``api.responses.install_openapi``), and ``tests/test_openapi.py`` checks each route's real
+answer against what is documented here, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    type: str  # integer / number / string / boolean / date-time / integer[]
+    unit: str  # ns, s, bytes, FLOP, FLOP/s, bytes/s, FLOP/byte, fraction (0..1), %, count, or ""
+    description: str
+
+    def json_schema(self) -> dict[str, object]:
+        if self.type == "date-time":
+            schema: dict[str, object] = {"type": "string", "format": "date-time"}
+        elif self.type == "integer[]":
+            schema = {"type": "array", "items": {"type": "integer"}}
+        else:
+            schema = {"type": self.type}
+        unit = f" [{self.unit}]" if self.unit else ""
+        return {**schema, "description": self.description + unit, "x-unit": self.unit}
+
+
+def _c(type_: str, unit: str, description: str) -> Column:
+    return Column(type_, unit, description)
+
+
+COLUMNS: dict[str, Column] = {
+    # Keys: what a kernel's time is attributed to (docs/schema.md says where each comes from).
+    "run_id": _c("integer", "", "Run id"),
+    "operator": _c("string", "", "Operator class: attention, linear, conv, norm, ... or other"),
+    "attention_type": _c("string", "", "self / cross / spatial / temporal / causal-decode; null when not attention"),
+    "seq_q": _c("integer", "tokens", "Attention query sequence length"),
+    "seq_kv": _c("integer", "tokens", "Attention key/value sequence length"),
+    "seq_len": _c("integer", "tokens", "The bucketed sequence length (seq_q or seq_kv, as asked)"),
+    "batch": _c("integer", "count", "Batch size"),
+    "heads": _c("integer", "count", "Attention heads"),
+    "head_dim": _c("integer", "count", "Elements per attention head"),
+    "component": _c("string", "", "Model component (text_encoder, unet, vae, ...)"),
+    "step": _c("integer", "", "Denoising / decode step"),
+    "kernel": _c("string", "", "Kernel name"),
+    "kernel_name": _c("string", "", "Kernel name as Nsight Compute reports it"),
+    "kind": _c("string", "", "kernel / memcpy / memset / cpu"),
+    "device": _c("integer", "", "Device index"),
+    # Run metadata.
+    "model": _c("string", "", "Model name"),
+    "name": _c("string", "", "Model name"),
+    "family": _c("string", "", "llm / tti / ttv"),
+    "architecture": _c("string", "", "Model architecture"),
+    "param_count": _c("integer", "count", "Parameters"),
+    "hardware": _c("string", "", "Device name"),
+    "attention_backend": _c("string", "", "Attention implementation: baseline, flash, ..."),
+    "scale": _c("string", "", "tiny / paper"),
+    "dtype": _c("string", "", "Compute dtype"),
+    "image_size": _c("integer", "pixels", "Output image side"),
+    "frames": _c("integer", "count", "Video frames"),
+    "denoising_steps": _c("integer", "count", "Denoising steps"),
+    "decode_tokens": _c("integer", "count", "Tokens decoded"),
+    "text_length": _c("integer", "tokens", "Text encoder sequence length"),
+    "device_kind": _c("string", "", "gpu / cpu: what the run's kernel rows are"),
+    "rank": _c("integer", "", "Distributed rank"),
+    "source": _c("string", "", "Where a figure comes from (runs: the trace's file name; "
+                               "roofline: counters or analytic)"),
+    "format": _c("string", "", "Trace format: kineto / nsys / ncu"),
+    "created_at": _c("date-time", "", "When the run was ingested (UTC)"),
+    "span_ns": _c("integer", "ns", "First kernel start to last kernel end"),
+    # Counts and times.
+    "kernel_count": _c("integer", "count", "Activities counted: kernels (a breakdown's memcpy / memset groups "
+                                           "count those; host ops on CPU-only runs)"),
+    "activity_count": _c("integer", "count", "Every activity on the run's timeline: kernels, memcpy and memset "
+                                             "(host ops on CPU-only runs); what total_ns sums"),
+    "memcpy_count": _c("integer", "count", "Memory copies on the run's timeline"),
+    "memset_count": _c("integer", "count", "Memory sets on the run's timeline"),
+    "kernels": _c("integer", "count", "Launched kernels"),
+    "instances": _c("integer", "count", "Kernel rows or launches in the group"),
+    "call_count": _c("integer", "count", "Attention calls"),
+    "run_count": _c("integer", "count", "Runs averaged"),
+    "run_ids": _c("integer[]", "", "The runs averaged"),
+    "total_ns": _c("integer", "ns", "Summed kernel time (busy time, not wall)"),
+    "min_ns": _c("integer", "ns", "Shortest kernel"),
+    "max_ns": _c("integer", "ns", "Longest kernel"),
+    "time_ns": _c("number", "ns", "Summed kernel time"),
+    "time_s": _c("number", "s", "Kernel duration measured by Nsight Compute"),
+    "dur_ns": _c("integer", "ns", "Summed kernel durations of the call"),
+    "start_ns": _c("integer", "ns", "First kernel's start"),
+    "end_ns": _c("integer", "ns", "Last kernel's end"),
+    "share": _c("number", "fraction", "Share of the run's total kernel time"),
+    "normalized": _c("number", "fraction", "Time over the reference run's total"),
+    # Compare / Table II.
+    "baseline_count": _c("integer", "count", "Kernels in the baseline run"),
+    "other_count": _c("integer", "count", "Kernels in the other run"),
+    "baseline_ns": _c("integer", "ns", "Operator time in the baseline run"),
+    "other_ns": _c("integer", "ns", "Operator time in the other run"),
+    "speedup": _c("number", "ratio", "Reference time over this time (above 1: faster)"),
+    "baseline_share": _c("number", "fraction", "Operator share of the baseline run"),
+    "other_normalized": _c("number", "fraction", "Other run's time over the baseline run's total"),
+    "delta_ns": _c("integer", "ns", "Other minus baseline"),
+    "baseline_run_id": _c("integer", "", "Baseline run id"),
+    "other_run_id": _c("integer", "", "Optimised run id"),
+    "baseline_total_ns": _c("integer", "ns", "Baseline run's total kernel time"),
+    "other_total_ns": _c("integer", "ns", "Other run's total kernel time"),
+    "end_to_end_speedup": _c("number", "ratio", "baseline_total_ns / other_total_ns"),
+    "operator_baseline_ns": _c("integer", "ns", "The operator's time in the baseline run"),
+    "operator_other_ns": _c("integer", "ns", "The operator's time in the other run"),
+    "operator_speedup": _c("number", "ratio", "The operator's speedup"),
+    "operator_share": _c("number", "fraction", "The operator's share of the baseline (f in Amdahl's law)"),
+    "amdahl_speedup": _c("number", "ratio", "1 / ((1 - f) + f / s)"),
+    "amdahl_error": _c("number", "fraction", "Measured over predicted speedup, minus 1"),
+    "differences": _c("string", "", "Knobs that differ between the two runs"),
+    "exceeds_amdahl": _c("boolean", "", "end_to_end_speedup > amdahl_speedup: more than the operator got faster"),
+    # Attention calls, histogram, period.
+    "call": _c("integer", "", "Call ordinal (0-based)"),
+    "first_seq": _c("integer", "", "First kernel's execution order"),
+    "last_seq": _c("integer", "", "Last kernel's execution order"),
+    "weight": _c("integer", "count or ns", "call_count or total_ns, as asked"),
+    "fraction": _c("number", "fraction", "Share of the weight; sums to 1"),
+    "position": _c("integer", "", "Place in the repeating pattern"),
+    "period": _c("integer", "count", "Calls per repetition"),
+    "offset": _c("integer", "", "Call ordinal where the repetition starts"),
+    "repeats": _c("integer", "count", "Whole repetitions found"),
+    # Sweep, attention FLOPs.
+    "exponent": _c("number", "", "Fitted growth exponent of time against the knob"),
+    "flops": _c("number", "FLOP", "Floating-point operations"),
+    "shaped_calls": _c("integer", "count", "Calls with known shapes"),
+    "time_share": _c("number", "fraction", "Share of attention time"),
+    "flop_share": _c("number", "fraction", "Share of attention FLOPs"),
+    "achieved_flops_s": _c("number", "FLOP/s", "FLOPs over time"),
+    "time_vs_spatial": _c("number", "ratio", "Time over spatial attention's"),
+    "flops_vs_spatial": _c("number", "ratio", "FLOPs over spatial attention's"),
+    "spatial_flops": _c("number", "FLOP", "Spatial attention FLOPs"),
+    "temporal_flops": _c("number", "FLOP", "Temporal attention FLOPs"),
+    "temporal_over_spatial": _c("number", "ratio", "temporal_flops / spatial_flops"),
+    # Utilisation and launches.
+    "busy_ns": _c("integer", "ns", "Union of kernel intervals"),
+    "idle_ns": _c("integer", "ns", "span_ns - busy_ns"),
+    "compute_ns": _c("integer", "ns", "Union of compute kernels"),
+    "non_compute_ns": _c("integer", "ns", "Busy time not computing"),
+    "communication_ns": _c("integer", "ns", "Union of NCCL / RCCL kernels"),
+    "memory_ns": _c("integer", "ns", "Union of memcpy / memset"),
+    "overlap_ns": _c("integer", "ns", "Communication hidden under compute"),
+    "idle_share": _c("number", "fraction", "idle_ns / span_ns"),
+    "compute_share": _c("number", "fraction", "compute_ns / span_ns"),
+    "non_compute_share": _c("number", "fraction", "non_compute_ns / span_ns"),
+    "comm_overlap_share": _c("number", "fraction", "overlap_ns / communication_ns"),
+    "gpu_ns": _c("integer", "ns", "The kernels' run time"),
+    "launch_ns": _c("integer", "ns", "Host time in launch calls"),
+    "launch_bound": _c("integer", "count", "Kernels shorter than their launch call"),
+    "delay_median_ns": _c("number", "ns", "Median queue delay (start minus launch end)"),
+    "delay_p95_ns": _c("number", "ns", "95th percentile queue delay"),
+    "delay_max_ns": _c("integer", "ns", "Longest queue delay"),
+    "launch_per_gpu": _c("number", "ratio", "launch_ns / gpu_ns"),
+    "launch_bound_share": _c("number", "fraction", "launch_bound / kernels"),
+    # Roofline and costs.
+    "bytes": _c("number", "bytes", "Analytic memory traffic"),
+    "dram_bytes": _c("number", "bytes", "DRAM traffic"),
+    "l2_bytes": _c("number", "bytes", "L2 traffic"),
+    "l1_bytes": _c("number", "bytes", "L1 traffic"),
+    "ai_dram": _c("number", "FLOP/byte", "Arithmetic intensity at DRAM"),
+    "ai_l2": _c("number", "FLOP/byte", "Arithmetic intensity at L2"),
+    "ai_l1": _c("number", "FLOP/byte", "Arithmetic intensity at L1"),
+    "arithmetic_intensity": _c("number", "FLOP/byte", "flops / bytes"),
+    "gflops_per_s": _c("number", "GFLOP/s", "Achieved"),
+    "peak_flops_s": _c("number", "FLOP/s", "Device peak for the dtype"),
+    "peak_bandwidth_bytes_s": _c("number", "bytes/s", "Device peak memory bandwidth"),
+    "attainable_flops_s": _c("number", "FLOP/s", "min(peak, intensity x bandwidth)"),
+    "ridge_point": _c("number", "FLOP/byte", "peak_flops_s / peak_bandwidth_bytes_s"),
+    "bound": _c("string", "", "memory / compute"),
+    "efficiency": _c("number", "fraction", "Achieved over attainable FLOP/s"),
+    "shaped_ns": _c("integer", "ns", "Kernel time the analytic costs cover"),
+    "elem_bytes": _c("integer", "bytes", "Bytes per element of the dtype"),
+    "attention_model": _c("string", "", "Attention memory model used: fused or materialised"),
+    # Nsight Compute counters.
+    "kernel_id": _c("integer", "", "Nsight Compute launch id (order within the run)"),
+    "flops_fp64": _c("number", "FLOP", "FP64 add + mul + 2 fma"),
+    "flops_fp32": _c("number", "FLOP", "FP32 add + mul + 2 fma"),
+    "flops_fp16": _c("number", "FLOP", "FP16 add + mul + 2 fma"),
+    "tensor_inst": _c("number", "count", "Tensor-pipe instructions"),
+    "flops_tensor": _c("number", "FLOP", "tensor_inst x tensor_flops_per_inst"),
+    "l1_hit_rate_pct": _c("number", "%", "L1 hit rate"),
+    "l2_hit_rate_pct": _c("number", "%", "L2 hit rate"),
+    "dram_bytes_per_s": _c("number", "bytes/s", "DRAM bandwidth achieved"),
+    "l2_bytes_per_s": _c("number", "bytes/s", "L2 bandwidth achieved"),
+    "l1_bytes_per_s": _c("number", "bytes/s", "L1 bandwidth achieved"),
+    "linked": _c("boolean", "", "Matched to a timeline kernel of the run"),
+    "tensor_flops_per_inst": _c("number", "FLOP", "Per tensor instruction on this architecture"),
+    # Memory model.
+    "stage": _c("integer", "", "UNet stage (0: full latent resolution)"),
+    "side_h": _c("integer", "tokens", "Latent height at the stage"),
+    "side_w": _c("integer", "tokens", "Latent width at the stage"),
+    "tokens": _c("integer", "tokens", "side_h x side_w"),
+    "visits": _c("integer", "count", "Times one UNet pass visits the stage"),
+    "self_bytes_per_call": _c("integer", "bytes", "Self-attention similarity matrix"),
+    "cross_bytes_per_call": _c("integer", "bytes", "Cross-attention similarity matrix"),
+    "bytes_per_visit": _c("integer", "bytes", "Self plus cross"),
+    "stage_bytes": _c("integer", "bytes", "bytes_per_visit x visits"),
+    "cumulative_bytes": _c("integer", "bytes", "Sum over stages so far"),
+    "self_calls": _c("integer", "count", "Self-attention calls seen at the stage"),
+    "cross_calls": _c("integer", "count", "Cross-attention calls seen at the stage"),
+    "observed_self_bytes_per_call": _c("integer", "bytes", "From the run's stored shapes"),
+    "observed_cross_bytes_per_call": _c("integer", "bytes", "From the run's stored shapes"),
+    "observed_bytes": _c("integer", "bytes", "From the run's stored shapes"),
+    "matches": _c("boolean", "", "The formula agrees with the observed shapes"),
+    # Hardware comparison.
+    "run_total_ns": _c("number", "ns", "Mean total kernel time of the runs"),
+    "operator_ns": _c("number", "ns", "Mean operator time"),
+    # Fleet.
+    "cluster": _c("string", "", "Cluster"),
+    "gpu": _c("string", "", "GPU type"),
+    "gpu_type": _c("string", "", "GPU type"),
+    "phase": _c("string", "", "training / inference"),
+    "month": _c("string", "", "YYYY-MM of the jobs' start (UTC)"),
+    "months": _c("integer", "count", "Months with a ratio"),
+    "jobs": _c("integer", "count", "Cluster jobs"),
+    "jobs_with_params": _c("integer", "count", "Jobs whose model has a parameter count"),
+    "job_id": _c("string", "", "Scheduler job id"),
+    "model_name": _c("string", "", "Model name as the job records it"),
+    "gpu_count": _c("integer", "count", "GPUs of the job"),
+    "gpu_hours": _c("number", "GPU-hours", "GPU-hours"),
+    "gpu_hours_per_bparam": _c("number", "GPU-hours", "GPU-hours per billion parameters"),
+    "gpus_per_bparam": _c("number", "GPUs", "Job-weighted GPUs per billion parameters"),
+    "gpus_per_bparam_std": _c("number", "GPUs", "Its standard deviation"),
+    "gpus_per_bparam_gpuh": _c("number", "GPUs", "GPU-hour-weighted GPUs per billion parameters"),
+    "mean_mem_util": _c("number", "fraction", "GPU-hour-weighted mean memory utilisation"),
+    "peak_mem_util": _c("number", "fraction", "GPU-hour-weighted peak memory utilisation"),
+    "sm_util": _c("number", "fraction", "GPU-hour-weighted SM utilisation"),
+    "fleet_jobs": _c("integer", "count", "Fleet jobs of the model"),
+}
+# Ratios to llm (fleet summary by family, ratio spread): unitless.
+for _name in ("gpus_per_bparam", "gpus_per_bparam_gpuh", "mean_mem_util"):
+    COLUMNS[f"{_name}_vs_llm"] = _c("number", "ratio", f"{_name} over llm's")
+    for _stat in ("min", "median", "max"):
+        COLUMNS[f"{_name}_vs_llm_{_stat}"] = _c("number", "ratio", f"{_stat} over months of {_name}_vs_llm")
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table route's columns: ``always`` present, ``optional`` depending on the parameters
+    (``by``, ``knob``...); ``overrides`` where a name means something else on this route."""
+
+    always: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    overrides: dict[str, Column] = field(default_factory=dict)
+
+    def column(self, name: str) -> Column:
+        return self.overrides.get(name) or COLUMNS[name]
+
+    def names(self) -> tuple[str, ...]:
+        return self.always + self.optional
+
+
+_RUN_KNOBS = ("attention_backend", "hardware", "dtype", "scale", "device_kind", "frames", "batch",
+              "denoising_steps", "decode_tokens", "text_length", "image_size")
+_ROOFLINE = ("instances", "time_ns", "flops", "dram_bytes", "l2_bytes", "l1_bytes", "ai_dram", "ai_l2",
+             "ai_l1", "gflops_per_s", "source", "peak_flops_s", "peak_bandwidth_bytes_s",
+             "attainable_flops_s", "bound", "efficiency")
+_LAUNCHES = ("kernels", "gpu_ns", "launch_ns", "launch_bound", "delay_median_ns", "delay_p95_ns",
+             "delay_max_ns", "launch_per_gpu", "launch_bound_share")
+_BREAKDOWN_KEYS = ("operator", "attention_type", "seq_q", "seq_kv", "component", "kernel", "kind", "min_ns", "max_ns")
+_SUMMARY = ("baseline_run_id", "other_run_id", "baseline_total_ns", "other_total_ns", "end_to_end_speedup",
+            "operator", "operator_baseline_ns", "operator_other_ns", "operator_speedup", "operator_share",
+            "amdahl_speedup", "amdahl_error", "other_normalized", "differences", "exceeds_amdahl")
+_STAGES = ("stage", "side_h", "side_w", "tokens", "visits", "self_bytes_per_call", "cross_bytes_per_call",
+           "bytes_per_visit", "stage_bytes", "cumulative_bytes")
+_FLEET = ("jobs", "gpu_hours", "jobs_with_params", "gpus_per_bparam", "gpus_per_bparam_std",
+          "gpus_per_bparam_gpuh", "mean_mem_util", "peak_mem_util", "sm_util")
+
+# A run's kernel rows as stored (docs/schema.md, table `kernel`), names spelled out.
+_KERNEL_ROW = ("seq", "kind", "device", "stream", "start_ns", "dur_ns", "name", "correlation", "grid_x", "grid_y",
+               "grid_z", "block_x", "block_y", "block_z", "bytes", "operator", "operator_source", "attention_type",
+               "seq_q", "seq_kv", "batch", "heads", "head_dim", "component", "step", "cpu_op", "annotation",
+               "op_flops", "op_bytes", "launch_ns", "launch_dur_ns")
+_KERNEL_ROW_MEANINGS = {
+    "seq": _c("integer", "", "Execution order within the run"),
+    "stream": _c("integer", "", "Stream"),
+    "start_ns": _c("integer", "ns", "Start"),
+    "dur_ns": _c("integer", "ns", "Duration"),
+    "name": _c("string", "", "Kernel name (host op name on CPU-only runs)"),
+    "correlation": _c("integer", "", "Correlation id joining the kernel to its launch"),
+    **{f"{part}_{axis}": _c("integer", "count", f"{part.capitalize()} size, {axis}")
+       for part in ("grid", "block") for axis in "xyz"},
+    "bytes": _c("integer", "bytes", "Bytes moved by a memcpy / memset"),
+    "operator_source": _c("string", "", "What decided the operator: annotation / op / kernel_name / ..."),
+    "cpu_op": _c("string", "", "Enclosing aten op"),
+    "annotation": _c("string", "", "Enclosing collector annotation (th|...)"),
+    "op_flops": _c("integer", "FLOP", "Analytic FLOPs of the launching op, on its first kernel"),
+    "op_bytes": _c("integer", "bytes", "Analytic bytes of the launching op, on its first kernel"),
+    "launch_ns": _c("integer", "ns", "Host launch call start"),
+    "launch_dur_ns": _c("integer", "ns", "Host launch call duration"),
+}
+
+# Keyed by the route's path as the OpenAPI document spells it (GET routes).
+TABLES: dict[str, Table] = {
+    "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
+                       "image_size", "frames", "denoising_steps", "device_kind", "rank", "activity_count",
+                       "kernel_count", "memcpy_count", "memset_count", "total_ns", "span_ns", "source", "format", "created_at")),
+    "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share"), _BREAKDOWN_KEYS),
+    "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
+    "/v1/runs/{run_id}/normalized": Table(("kernel_count", "total_ns", "share", "normalized"), _BREAKDOWN_KEYS),
+    # Per-operator rows, or with ``summary`` the one Amdahl row.
+    "/v1/compare": Table((), tuple(dict.fromkeys((
+        "operator", "baseline_count", "other_count", "baseline_ns", "other_ns", "speedup", "baseline_share",
+        "other_normalized", "delta_ns", *_SUMMARY)))),
+    "/v1/speedups": Table(("model", "family", "hardware", "scale", "batch", "dtype", "image_size", "frames",
+                           "denoising_steps", "decode_tokens", "text_length", "device_kind", *_SUMMARY)),
+    "/v1/runs/{run_id}/attention-calls": Table(("call", "first_seq", "last_seq", "kernel_count", "start_ns",
+                                                "end_ns", "dur_ns", "attention_type", "seq_q", "seq_kv", "batch",
+                                                "heads", "head_dim", "component", "step")),
+    "/v1/runs/{run_id}/seq-len-histogram": Table(("seq_len", "call_count", "total_ns", "weight", "fraction")),
+    "/v1/runs/{run_id}/period": Table(("position", "attention_type", "seq_q", "seq_kv", "component", "period",
+                                       "offset", "repeats", "call_count")),
+    "/v1/sweep": Table(("operator", "total_ns", "run_count", "run_ids", "exponent"), _RUN_KNOBS,
+                       {"total_ns": _c("number", "ns", "Mean total kernel time of the runs at this knob value")}),
+    "/v1/runs/{run_id}/temporal-spatial": Table(("attention_type", "call_count", "kernel_count", "total_ns",
+                                                 "flops", "shaped_calls", "time_share", "flop_share",
+                                                 "achieved_flops_s", "time_vs_spatial", "flops_vs_spatial")),
+    "/v1/attention-flops": Table(("frames", "spatial_flops", "temporal_flops", "temporal_over_spatial")),
+    "/v1/runs/{run_id}/utilization": Table(("device", "span_ns", "busy_ns", "idle_ns", "compute_ns",
+                                            "non_compute_ns", "communication_ns", "memory_ns", "overlap_ns",
+                                            "idle_share", "compute_share", "non_compute_share",
+                                            "comm_overlap_share")),
+    "/v1/runs/{run_id}/launches": Table(_LAUNCHES, ("operator", "kernel", "attention_type", "component")),
+    "/v1/runs/{run_id}/roofline": Table(_ROOFLINE, ("operator", "attention_type", "kernel")),
+    "/v1/runs/{run_id}/operator-costs": Table(
+        ("operator", "attention_type", "kernel_count", "time_ns", "flops", "bytes", "shaped_ns",
+         "arithmetic_intensity", "achieved_flops_s", "hardware", "dtype", "elem_bytes", "attention_model",
+         "peak_flops_s", "peak_bandwidth_bytes_s", "ridge_point", "attainable_flops_s", "bound", "efficiency"),
+        overrides={"time_ns": _c("integer", "ns", "Summed kernel time")}),
+    "/v1/runs/{run_id}/counter-roofline": Table(
+        ("kernel_id", "kernel_name", "flops_fp64", "flops_fp32", "flops_fp16", "tensor_inst", "dram_bytes",
+         "l2_bytes", "l1_bytes", "l1_hit_rate_pct", "l2_hit_rate_pct", "time_s", "flops_tensor", "flops",
+         "time_ns", "ai_dram", "ai_l2", "ai_l1", "dram_bytes_per_s", "l2_bytes_per_s", "l1_bytes_per_s",
+         "gflops_per_s", "kernel", "operator", "attention_type", "seq_q", "seq_kv", "component", "linked",
+         "tensor_flops_per_inst", "peak_flops_s", "peak_bandwidth_bytes_s", "attainable_flops_s", "bound")),
+    "/v1/memory-model": Table(_STAGES),
+    "/v1/runs/{run_id}/memory-model": Table((*_STAGES, "self_calls", "cross_calls", "observed_self_bytes_per_call",
+                                             "observed_cross_bytes_per_call", "observed_bytes", "matches")),
+    "/v1/hardware": Table(("hardware", "run_count", "run_ids", "run_total_ns", "speedup", "operator",
+                           "operator_ns", "share", "operator_speedup"),
+                          overrides={"share": _c("number", "fraction", "Operator share of the mean run time")}),
+    "/v1/fleet/summary": Table(_FLEET, ("family", "cluster", "gpu", "phase", "month", "model",
+                                        "gpus_per_bparam_vs_llm", "gpus_per_bparam_gpuh_vs_llm",
+                                        "mean_mem_util_vs_llm")),
+    "/v1/fleet/ratio-spread": Table(("family", "months", *(f"{n}_vs_llm_{s}" for n in (
+        "gpus_per_bparam", "gpus_per_bparam_gpuh", "mean_mem_util") for s in ("min", "median", "max")))),
+    "/v1/fleet/top-jobs": Table(("job_id", "cluster", "model_name", "family", "param_count", "phase", "gpu_count",
+                                 "gpu_type", "gpu_hours", "gpu_hours_per_bparam", "mean_mem_util",
+                                 "peak_mem_util")),
+    "/v1/models": Table(("name", "family", "architecture", "param_count", "fleet_jobs")),
+}

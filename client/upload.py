@@ -1,0 +1,124 @@
+"""Uploads: ``tracehouse upload``, the collectors' ``--upload`` and :meth:`Client.upload`.
+
+Files are planned into runs exactly as ``tracehouse ingest`` plans them (``ingest.units``);
+that module, and rich's progress bar, are imported only when something is uploaded, so a
+query-only client never loads the ingest stack."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tracehouse.core.errors import TracehouseError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from tracehouse.ingest.units import IngestUnit
+
+
+class _ProgressFile:
+    """A file object that advances a progress bar as httpx streams it."""
+
+    def __init__(self, path: Path, progress: Progress | None, task: Any) -> None:
+        self._fh = path.open("rb")
+        self._progress, self._task = progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fh.read(size)
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, len(chunk))
+        return chunk
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """The server's one error shape as a :class:`TracehouseError`: its message, ``status`` and
+    ``code``; exit code 2 for the caller's mistakes (4xx), 1 for the server's (5xx)."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    error = TracehouseError(f"server said {response.status_code}: {body.get('error', response.text)}")
+    error.status = response.status_code
+    error.code = str(body.get("code", "http_error"))
+    error.exit_code = 2 if 400 <= response.status_code < 500 else 1
+    raise error
+
+
+def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None,
+          progress: Progress | None) -> dict:
+    """One request per unit: a timeline trace (with its manifest) or an ncu run's CSVs."""
+    from tracehouse.ingest.meta import manifest_path_for
+
+    data: dict[str, object] = {"meta": meta}
+    manifest = manifest_path_for(unit.paths[0])
+    if manifest.exists():
+        data["manifest"] = manifest.read_text()
+    if run_id is not None:
+        data["run_id"] = str(run_id)
+    bodies = []
+    for path in unit.paths:
+        task = progress.add_task(path.name, total=path.stat().st_size) if progress else None
+        bodies.append(_ProgressFile(path, progress, task))
+    try:
+        files = [("file", (path.name, body)) for path, body in zip(unit.paths, bodies)]
+        response = client.post("/v1/traces", files=files, data=data)
+    finally:
+        for body in bodies:
+            body.close()
+    raise_for_error(response)
+    return response.json()
+
+
+def upload_with(client: httpx.Client, paths: list[Path], meta: list[str], *, run_id: int | None = None,
+                wait: bool = True, progress: bool = True, timeout_s: float = 600) -> list[dict]:
+    """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
+    ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
+    waited for first).  ``client`` carries the server URL and token."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from tracehouse.ingest.units import attach_plan, plan_units
+
+    units, host = attach_plan(plan_units(paths), run_id)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        jobs = []
+        for unit in units:
+            # Jobs are polled rather than waited on with ?wait=, so a failed ingest comes back as
+            # a job with its error (reported per file) instead of ending the whole upload.
+            job = _post(client, unit, meta, run_id if unit.format == "ncu" else None, bar)
+            if unit is host:  # the counters that follow join its run: wait for it
+                job = wait_for_job(client, job, timeout_s)
+                run_id = job.get("run_id")
+            jobs.append((unit.label, job))
+        return [{"path": label, **(wait_for_job(client, job, timeout_s) if wait else job)} for label, job in jobs]
+
+
+def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
+                 wait: bool = True, progress: bool = True, timeout_s: float = 600) -> list[dict]:
+    """:func:`upload_with` on a connection of its own to ``server`` with ``token``."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server, headers=headers, timeout=120) as client:
+        return upload_with(client, paths, meta, run_id=run_id, wait=wait, progress=progress,
+                           timeout_s=timeout_s)
+
+
+def wait_for_job(client: httpx.Client, job: dict, timeout_s: float) -> dict:
+    """Poll ``/v1/jobs/{id}`` until the job is done or failed, or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reply = client.get(f"/v1/jobs/{job['job_id']}")
+        raise_for_error(reply)
+        job = reply.json()
+    return job
