@@ -8,10 +8,10 @@ for CPU-only runs, the top-level host ops' time).
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput
 from tracehouse.schema.models import KernelRollup, OperatorRollup, Symbol
 
@@ -27,7 +27,8 @@ _KEY_TYPES = {"operator": pl.String, "attention_type": pl.String, "seq_q": pl.In
 
 
 def breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
-    """Rows ``<keys>, kernel_count, total_ns, share`` sorted by time, largest first."""
+    """Rows ``<keys>, kernel_count, total_ns, share, other_share`` sorted by time, largest
+    first; ``other_share`` is the part of the group's time no rule placed (``other``)."""
     if by not in BY_CHOICES:
         raise BadInput(f"unknown breakdown {by!r}; choose one of {', '.join(BY_CHOICES)}")
     run = get_run(session, run_id)
@@ -39,13 +40,15 @@ def breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFra
 
 def _by_rollup(session: Session, run_id: int, keys: tuple[str, ...]) -> pl.DataFrame:
     cols = [getattr(OperatorRollup, k) for k in keys]
-    stmt = (select(*cols, func.sum(OperatorRollup.kernel_count), func.sum(OperatorRollup.total_ns))
+    other = case((OperatorRollup.operator == "other", OperatorRollup.total_ns), else_=0)
+    stmt = (select(*cols, func.sum(OperatorRollup.kernel_count), func.sum(OperatorRollup.total_ns), func.sum(other))
             .where(OperatorRollup.run_id == run_id)
             .group_by(*cols))
     if "seq_q" in keys:
         stmt = stmt.where(OperatorRollup.seq_q.is_not(None))
-    schema = {k: _KEY_TYPES[k] for k in keys} | {"kernel_count": pl.Int64, "total_ns": pl.Int64}
-    return to_frame(session, stmt, schema)
+    schema = {k: _KEY_TYPES[k] for k in keys} | {"kernel_count": pl.Int64, "total_ns": pl.Int64, "other_ns": pl.Int64}
+    frame = to_frame(session, stmt, schema)
+    return frame.with_columns(other_share=ratio("other_ns", "total_ns")).drop("other_ns")
 
 
 def _by_kernel(session: Session, run_id: int) -> pl.DataFrame:
@@ -55,4 +58,5 @@ def _by_kernel(session: Session, run_id: int) -> pl.DataFrame:
             .where(KernelRollup.run_id == run_id))
     schema = {"kernel": pl.String, "kind": pl.String, "operator": pl.String, "kernel_count": pl.Int64,
               "total_ns": pl.Int64, "min_ns": pl.Int64, "max_ns": pl.Int64}
-    return to_frame(session, stmt, schema)
+    frame = to_frame(session, stmt, schema)
+    return frame.with_columns(other_share=(pl.col("operator") == "other").cast(pl.Float64))

@@ -6,6 +6,11 @@ step's small matrix-vector kernels.
 Per kernel: ``launch_dur_ns`` is the host call (``cudaLaunchKernel``, ``cudaMemcpyAsync``,
 ``hipLaunchKernel``, ``cuLaunchKernel``...); queue delay is the kernel's start minus the end of
 that call, clipped at 0, as HTA computes it.  CPU-only runs have no launches.
+
+A CUDA graph is one launch call (``cudaGraphLaunch``) for many kernels.  Its host time is
+counted once, in the group of the graph's first kernel; its kernels get no queue delay of their
+own (they wait on each other, not on the host) and are never launch-bound.  ``graph_kernels``
+says how many of a group's kernels a graph launched.
 """
 
 from __future__ import annotations
@@ -20,31 +25,42 @@ from tracehouse.schema.models import Kernel, Symbol
 
 LAUNCH_BY = ("operator", "kernel", "attention_type", "component")
 _SCHEMA = {"operator": pl.String, "kernel": pl.String, "attention_type": pl.String, "component": pl.String,
-           "start_ns": pl.Int64, "dur_ns": pl.Int64, "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64}
+           "start_ns": pl.Int64, "dur_ns": pl.Int64, "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64,
+           "graph": pl.Boolean, "seq": pl.Int64, "correlation": pl.Int64}
 
 
 def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
-    """One row per ``by`` group of launched kernels: ``kernels``, ``gpu_ns`` (their run time),
-    ``launch_ns`` (host time in their launch calls), ``launch_per_gpu`` (launch_ns / gpu_ns),
-    ``launch_bound`` (kernels that ran for less time than their launch call took) and its
-    share, and the queue delay's ``delay_median_ns``, ``delay_p95_ns`` and ``delay_max_ns``."""
+    """One row per ``by`` group of launched kernels: ``kernels``, ``graph_kernels``,
+    ``launches`` (launch calls, a graph's once), ``gpu_ns`` (their run time), ``launch_ns``
+    (host time in their launch calls), ``launch_per_gpu`` (launch_ns / gpu_ns), ``launch_bound``
+    (directly launched kernels that ran for less time than their launch call took) and its
+    share, and the queue delay's ``delay_median_ns``, ``delay_p95_ns`` and ``delay_max_ns``
+    (directly launched kernels only; null for a group of graph kernels)."""
     if by not in LAUNCH_BY:
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(LAUNCH_BY)}")
     get_run(session, run_id)
     k = Kernel
     kernels = to_frame(session, select(k.operator, Symbol.text, k.attention_type, k.component, k.start_ns,
-                                       k.dur_ns, k.launch_ns, k.launch_dur_ns)
+                                       k.dur_ns, k.launch_ns, k.launch_dur_ns, k.graph, k.seq,
+                                       k.correlation)
                        .join(Symbol, Symbol.id == k.name_id)
                        .where(k.run_id == run_id, k.launch_ns.is_not(None)), _SCHEMA)
-    delay = (pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0)
-    bound = pl.col("dur_ns") < pl.col("launch_dur_ns")
-    grouped = kernels.with_columns(delay_ns=delay).group_by(by).agg(
-        kernels=pl.len().cast(pl.Int64), gpu_ns=pl.col("dur_ns").sum(), launch_ns=pl.col("launch_dur_ns").sum(),
+    direct = ~pl.col("graph").fill_null(False)
+    # A graph launch is one host call however many kernels it ran: charge it to its first kernel.
+    call = pl.struct("correlation", "launch_ns")
+    first_of_graph = ~direct & call.is_first_distinct()
+    charged = direct | first_of_graph
+    delay = pl.when(direct).then((pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0))
+    bound = direct & (pl.col("dur_ns") < pl.col("launch_dur_ns"))
+    grouped = kernels.sort("start_ns", "seq").with_columns(delay_ns=delay, charged=charged).group_by(by).agg(
+        kernels=pl.len().cast(pl.Int64), graph_kernels=(~direct).sum().cast(pl.Int64),
+        launches=pl.col("charged").sum().cast(pl.Int64), gpu_ns=pl.col("dur_ns").sum(),
+        launch_ns=pl.col("launch_dur_ns").filter(pl.col("charged")).sum(),
         launch_bound=bound.sum().cast(pl.Int64),
         delay_median_ns=pl.col("delay_ns").median(),
         delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
         delay_max_ns=pl.col("delay_ns").max())
     return grouped.with_columns(
         launch_per_gpu=ratio("launch_ns", "gpu_ns"),
-        launch_bound_share=pl.col("launch_bound") / pl.col("kernels"),
+        launch_bound_share=ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),
     ).sort("launch_ns", by, descending=[True, False], nulls_last=True)

@@ -9,7 +9,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
 
@@ -19,7 +19,7 @@ RUN_SCHEMA: dict[str, pl.DataType] = {
     "image_size": pl.Int64, "frames": pl.Int64, "denoising_steps": pl.Int64,
     "device_kind": pl.String, "rank": pl.Int64, "activity_count": pl.Int64, "total_ns": pl.Int64,
     "span_ns": pl.Int64, "source": pl.String, "format": pl.String,
-    "created_at": pl.Datetime(time_zone="UTC"),
+    "created_at": pl.Datetime(time_zone="UTC"), "other_ns": pl.Int64, "graph_ns": pl.Int64,
 }
 
 
@@ -39,7 +39,7 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
-                   Trace.original_name, Trace.format, Run.created_at)
+                   Trace.original_name, Trace.format, Run.created_at, Run.other_ns, Run.graph_ns)
             .outerjoin(Model, Model.id == Run.model_id)
             .outerjoin(Hardware, Hardware.id == Run.hardware_id)
             .outerjoin(first_trace, first_trace.c.run_id == Run.id)
@@ -63,7 +63,9 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
         tag = aliased(RunTag)
         stmt = stmt.join(tag, (tag.run_id == Run.id) & (tag.key == key) & (tag.value == value))
     frame = to_frame(session, stmt, RUN_SCHEMA)
-    frame = frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
+    # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
+    frame = frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"),
+                               other_share=ratio("other_ns", "total_ns"), graph_share=ratio("graph_ns", "total_ns"))
     counts = _counts_by_kind(session, frame["run_id"])
     split = frame.join(counts, on="run_id", how="left").with_columns(pl.col(KIND_COUNTS).fill_null(0))
     at = frame.columns.index("activity_count") + 1

@@ -141,6 +141,7 @@ def ingest(
     """Ingest trace files; prints the run id of each (one transaction per run)."""
     from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
     from tracehouse.ingest.units import ingest_all, plan_units
+    from tracehouse.ingest.user_rules import name_rules_for
 
     values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
@@ -148,10 +149,12 @@ def ingest(
     run_meta = meta_from_mapping(values)
     engine = _engine(db)
     units = plan_units(paths)
+    name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
     results = []
     with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
-        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run):
+        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run,
+                                    name_rules=name_rules):
             results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
                             "created": res.created, "duplicate_of": res.duplicate_of, "kernels": res.kernel_count, "warnings": res.warnings})
             progress.advance(task)
@@ -176,8 +179,10 @@ def reingest(
     from dataclasses import asdict
 
     from tracehouse.ingest.reingest import reingest_run, reingest_candidates
+    from tracehouse.ingest.user_rules import name_rules_for
 
     engine = _engine(db)
+    name_rules = name_rules_for(load_settings().rules_file())
     targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
     if not targets:
         raise BadInput("name the runs to re-ingest, or pass --all")
@@ -185,7 +190,7 @@ def reingest(
     with _progress(disable=len(targets) < 2 or as_json) as progress:
         task = progress.add_task("re-ingesting", total=len(targets))
         for run_id in targets:
-            results.append(asdict(reingest_run(engine, run_id)))
+            results.append(asdict(reingest_run(engine, run_id, name_rules)))
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
@@ -193,6 +198,9 @@ def reingest(
     for r in results:
         typer.echo(f"run {r['run_id']}: {r['kernel_count']} kernels, {r['reclassified']} reclassified; "
                    f"'other' {r['other_ns_before']} -> {r['other_ns_after']} ns")
+        for c in r["changes"]:  # which kernels changed class, largest first
+            typer.echo(f"  {c['kernels']:>7} x {c['operator_before']} -> {c['operator_after']} "
+                       f"({c['total_ns']} ns): {c['kernel'][:100]}")
 
 
 @app.command()
@@ -219,7 +227,7 @@ def runs(
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
                              "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
-                             "memset_count", "total_ns", "source")
+                             "memset_count", "total_ns", "other_share", "source")
     source = None if db else database_caption(load_settings().resolved_database_url())
     typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     _register_comparisons(app)
     _register_run_views(app)
     _register_rooflines(app)
+    _register_explain(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -168,3 +169,41 @@ def _register_rooflines(app: typer.Typer) -> None:
         from tracehouse.analyses.counters import counter_roofline
 
         show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))
+
+
+def _register_explain(app: typer.Typer) -> None:
+    """Why each kernel got its class."""
+
+    @app.command()
+    def explain(run_id: int,
+                kernel: Annotated[str | None, typer.Option(help="Only kernel names containing this")] = None,
+                summary: Annotated[bool, typer.Option("--summary", help="Only the run's shares (other, graph, "
+                                                                        "by source)")] = False,
+                rules: Annotated[bool, typer.Option("--rules", help="Every rule in effect and what it "
+                                                                    "decided in the run")] = False,
+                fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Per kernel name: its class, the rule / annotation / op that decided it, time and count;
+        and the run's time left in `other` and in CUDA-graph kernels."""
+        from tracehouse.analyses.explain import explain_view
+
+        name_rules = _name_rules() if rules else ()
+        view = "summary" if summary else "rules" if rules else "kernels"
+        if view == "kernels" and fmt == "table":  # a terminal gets the run's shares first
+            show_frame(db, fmt, f"run {run_id}: time no rule placed, and in CUDA graphs",
+                       lambda s: explain_view(s, run_id, "summary"),
+                       ("total_ns", "other_ns", "other_share", "graph_ns", "graph_share", "by_op_share",
+                        "by_kernel_name_share", "by_annotation_share"))
+        columns = {"kernels": ("rule_name", "kind", "operator", "attention_type", "source", "rule", "decided_by",
+                               "kernels", "total_ns", "share"),
+                   "rules": ("rule", "kind", "operator", "attention_type", "authoritative", "origin", "kernels",
+                             "total_ns")}.get(view)
+        show_frame(db, fmt, f"run {run_id} explained ({view})",
+                   lambda s: explain_view(s, run_id, view, kernel, name_rules), columns)
+
+
+def _name_rules() -> tuple:
+    """The kernel-name rules in effect: the data dir's ``rules.toml`` (if any), then ours."""
+    from tracehouse.core.settings import load_settings
+    from tracehouse.ingest.user_rules import name_rules_for
+
+    return name_rules_for(load_settings().rules_file())

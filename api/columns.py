@@ -155,7 +155,22 @@ COLUMNS: dict[str, Column] = {
     "delay_p95_ns": _c("number", "ns", "95th percentile queue delay"),
     "delay_max_ns": _c("integer", "ns", "Longest queue delay"),
     "launch_per_gpu": _c("number", "ratio", "launch_ns / gpu_ns"),
-    "launch_bound_share": _c("number", "fraction", "launch_bound / kernels"),
+    "launch_bound_share": _c("number", "fraction", "launch_bound / directly launched kernels"),
+    "graph_kernels": _c("integer", "count", "Kernels a CUDA graph launched (no queue delay of their own)"),
+    "launches": _c("integer", "count", "Launch calls; a CUDA graph's once, however many kernels it ran"),
+    # Why a kernel got its class (explain).
+    "other_ns": _c("integer", "ns", "Kernel time no rule attributed (operator other)"),
+    "other_share": _c("number", "fraction", "Share of the time no rule attributed (operator other)"),
+    "graph_ns": _c("integer", "ns", "Time in kernels a CUDA graph launched; null until a reingest for older runs"),
+    "graph_share": _c("number", "fraction", "graph_ns / total_ns"),
+    "rule_name": _c("string", "", "What the kernel-name rules match: the base name, no template or parameter lists"),
+    "rule": _c("string", "", "Id of the rule that decided the class (name.*, op.*, user.*, attention-scope)"),
+    "decided_by": _c("string", "", "The deciding op, annotation, rule name or kind"),
+    "pattern": _c("string", "", "The rule's case-insensitive regular expression"),
+    "authoritative": _c("boolean", "", "The rule decides over the enclosing op and annotations"),
+    "origin": _c("string", "", "Where the rule is written: built-in, or the rules file and line"),
+    **{f"by_{s}_share": _c("number", "fraction", f"Share of the run's time the {s} source decided")
+       for s in ("annotation", "op", "kernel_name", "kind", "scope", "none")},
     # Roofline and costs.
     "bytes": _c("number", "bytes", "Analytic memory traffic"),
     "dram_bytes": _c("number", "bytes", "DRAM traffic"),
@@ -259,8 +274,8 @@ _RUN_KNOBS = ("attention_backend", "hardware", "dtype", "scale", "device_kind", 
 _ROOFLINE = ("instances", "time_ns", "flops", "dram_bytes", "l2_bytes", "l1_bytes", "ai_dram", "ai_l2",
              "ai_l1", "gflops_per_s", "source", "peak_flops_s", "peak_bandwidth_bytes_s",
              "attainable_flops_s", "bound", "efficiency")
-_LAUNCHES = ("kernels", "gpu_ns", "launch_ns", "launch_bound", "delay_median_ns", "delay_p95_ns",
-             "delay_max_ns", "launch_per_gpu", "launch_bound_share")
+_LAUNCHES = ("kernels", "graph_kernels", "launches", "gpu_ns", "launch_ns", "launch_bound", "delay_median_ns",
+             "delay_p95_ns", "delay_max_ns", "launch_per_gpu", "launch_bound_share")
 _BREAKDOWN_KEYS = ("operator", "attention_type", "seq_q", "seq_kv", "component", "kernel", "kind", "min_ns", "max_ns")
 _SUMMARY = ("baseline_run_id", "other_run_id", "baseline_total_ns", "other_total_ns", "end_to_end_speedup",
             "operator", "operator_baseline_ns", "operator_other_ns", "operator_speedup", "operator_share",
@@ -298,10 +313,23 @@ _KERNEL_ROW_MEANINGS = {
 TABLES: dict[str, Table] = {
     "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
                        "image_size", "frames", "denoising_steps", "device_kind", "rank", "activity_count",
-                       "kernel_count", "memcpy_count", "memset_count", "total_ns", "span_ns", "source", "format", "created_at")),
-    "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share"), _BREAKDOWN_KEYS),
+                       "kernel_count", "memcpy_count", "memset_count", "total_ns", "span_ns", "source", "format",
+                       "created_at", "other_ns", "graph_ns", "other_share", "graph_share")),
+    "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share", "other_share"), _BREAKDOWN_KEYS),
     "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
-    "/v1/runs/{run_id}/normalized": Table(("kernel_count", "total_ns", "share", "normalized"), _BREAKDOWN_KEYS),
+    # One table per view: kernels (the default), summary, rules.
+    "/v1/runs/{run_id}/explain": Table((), (
+        "kernel", "rule_name", "kind", "operator", "attention_type", "source", "rule", "decided_by", "kernels",
+        "graph_kernels", "total_ns", "share", "run_id", "kernel_count", "other_ns", "graph_ns", "other_share",
+        "graph_share", *(f"by_{s}_share" for s in ("annotation", "op", "kernel_name", "kind", "scope", "none")),
+        "pattern", "authoritative", "origin"),
+        overrides={"kind": _c("string", "", "kernels: kernel / memcpy / memset / cpu; rules: name / op / scope"),
+                   "source": _c("string", "", "What decided the class: kind, kernel_name, annotation, op, "
+                                              "scope or none"),
+                   "share": _c("number", "fraction", "Share of the run's kernel time"),
+                   "kernels": _c("integer", "count", "Kernel rows (rules: that the rule decided)")}),
+    "/v1/runs/{run_id}/normalized": Table(("kernel_count", "total_ns", "share", "normalized", "other_share"),
+                                          _BREAKDOWN_KEYS),
     # Per-operator rows, or with ``summary`` the one Amdahl row.
     "/v1/compare": Table((), tuple(dict.fromkeys((
         "operator", "baseline_count", "other_count", "baseline_ns", "other_ns", "speedup", "baseline_share",

@@ -30,6 +30,7 @@ from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, Tr
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
 from tracehouse.ingest.units import ingest_unit, plan_units
+from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run
 
@@ -124,6 +125,7 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> Outcome:
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
+                             name_rules=name_rules_for(settings.rules_file()),
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              run_id=job.target_run_id)
         new_run = result.run_id if result.created and job.target_run_id is None else None

@@ -120,6 +120,10 @@ class Client:
     def launches(self, run_id: int, by: str = "operator") -> pl.DataFrame:
         return self.table(f"/v1/runs/{run_id}/launches", {"by": by})
 
+    def explain(self, run_id: int, view: str = "kernels", kernel: str | None = None) -> pl.DataFrame:
+        """Why each kernel got its class (``tracehouse explain``): ``view`` kernels, summary or rules."""
+        return self.table(f"/v1/runs/{run_id}/explain", {"view": view, "kernel": kernel})
+
     def roofline(self, run_id: int, by: str = "operator") -> pl.DataFrame:
         return self.table(f"/v1/runs/{run_id}/roofline", {"by": by})
 

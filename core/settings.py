@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     gc_grace_seconds: float = Field(
         default=3600.0, description="Orphan raw and spool files younger than this are never reclaimed")
     gc_on_start: bool = Field(default=True, description="Reclaim orphan raw and spool files at service start")
+    rules_path: Path | None = Field(default=None, description="A lab's kernel-name rules (TOML); "
+                                    "default: rules.toml in the data directory")
 
     def resolved_database_url(self, override: str | None = None) -> str:
         if override:
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
 
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    def rules_file(self) -> Path:
+        return self.rules_path or self.data_dir / "rules.toml"
 
 
 def load_settings(**overrides: object) -> Settings:

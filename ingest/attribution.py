@@ -11,6 +11,8 @@ module around a bare matmul / softmax; the kernel-name rules; else ``other``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
@@ -26,20 +28,21 @@ KERNEL_ROW_COLUMNS = (
     "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
     "head_dim", "component", "step", "cpu_op", "annotation", "op_flops", "op_bytes",
-    "launch_ns", "launch_dur_ns",
+    "launch_ns", "launch_dur_ns", "graph", "rule", "deciding_op",
 )
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
 
-def attribute(parsed: ParsedTrace) -> pl.DataFrame:
-    """Kernel rows (``KERNEL_ROW_COLUMNS``) in execution order."""
+def attribute(parsed: ParsedTrace, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> pl.DataFrame:
+    """Kernel rows (``KERNEL_ROW_COLUMNS``) in execution order.  ``name_rules``: the kernel-name
+    rules, a lab's own (``user_rules.py``) first."""
     ranges = parsed.ranges.with_row_index("range_idx")
     units = _cpu_units(ranges) if parsed.cpu_only else _gpu_units(parsed)
     units = units.sort("start_ns", "device", "stream", maintain_order=True).with_row_index("query_idx")
     # Both rule tables in one call: polars builds them side by side, on separate cores.
     names, kernel_names = pl.collect_all([
         _name_table(ranges),
-        pl.LazyFrame({"name": units["name"].unique()}).with_columns(**rules.kernel_rule_columns(pl.col("name"))),
+        rules.kernel_name_table(units["name"], name_rules),
     ], engine="in-memory")
     # Row order is kept: a range's ``range_idx`` is its row, and keys are gathered by it.
     ranges = ranges.join(_with_annotations(names), on="name", how="left", maintain_order="left")
@@ -88,11 +91,13 @@ _COST_KEYS = ["op_name", "input_dims", "concrete_inputs", "input_types", "op_ope
 
 
 def _gpu_units(parsed: ParsedTrace) -> pl.DataFrame:
-    launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns", launch_dur_ns="dur_ns")
+    launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns", launch_dur_ns="dur_ns",
+                                      graph=pl.col("name").str.contains(rules.GRAPH_LAUNCH_PATTERN))
     gpu = parsed.gpu_events
     # Correlation ids are unique within a process; a Kineto trace is one process, and the
-    # nsys parser qualifies ids with the pid when an export holds several.
-    return gpu.join(launches, on="correlation", how="left")
+    # nsys parser qualifies ids with the pid when an export holds several.  The kernels of a
+    # CUDA graph all carry their graph launch's id: they join that one call.
+    return gpu.join(launches, on="correlation", how="left").with_columns(pl.col("graph").fill_null(False))
 
 
 def _cpu_units(ranges: pl.DataFrame) -> pl.DataFrame:
@@ -106,7 +111,7 @@ def _cpu_units(ranges: pl.DataFrame) -> pl.DataFrame:
         start_ns="start_ns", dur_ns="dur_ns", correlation=pl.lit(None, pl.Int64),
         external_id=pl.lit(None, pl.Int64),
         **{c: pl.lit(None, pl.Int64) for c in ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes")},
-        pid="pid", tid="tid", t_ns="start_ns", launch_dur_ns=pl.lit(None, pl.Int64),
+        pid="pid", tid="tid", t_ns="start_ns", launch_dur_ns=pl.lit(None, pl.Int64), graph=pl.lit(False),
     )
 
 
@@ -206,21 +211,36 @@ def _op_signatures(keys: pl.DataFrame) -> pl.DataFrame:
         instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64))
 
 
-def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
+def _decide(k: pl.LazyFrame) -> pl.LazyFrame:
+    """``operator`` from the most specific source that has one, with that ``operator_source``,
+    its ``rule`` id, the attention type the rule gives, and the deciding op's name."""
     kind_op = pl.col("kind").replace_strict(rules.KIND_OPERATORS, default=None, return_dtype=pl.String)
     scope_op = pl.when(pl.col("in_attention_scope") & pl.col("cpu_op").is_in(list(rules.ATTENTION_BUILDING_BLOCKS))
                        ).then(pl.lit("attention"))
+    no = pl.lit(None, dtype=pl.String)
+    # (source, operator, rule id, attention type the rule gives), most specific first
     candidates = [
-        ("kind", kind_op), ("kernel_name", pl.col("authoritative_operator")),
-        ("annotation", pl.col("ann_operator")), ("op", pl.col("op_operator")),
-        ("scope", scope_op), ("kernel_name", pl.col("name_operator")),
+        ("kind", kind_op, no, no),
+        ("kernel_name", pl.col("authoritative_operator"), pl.col("authoritative_rule"), pl.col("authoritative_attention")),
+        ("annotation", pl.col("ann_operator"), no, no),
+        ("op", pl.col("op_operator"), pl.concat_str(pl.lit("op."), pl.col("op_operator")), no),
+        ("scope", scope_op, pl.lit("attention-scope"), no),
+        ("kernel_name", pl.col("name_operator"), pl.col("name_rule"), pl.col("name_attention")),
     ]
-    operator: pl.Expr = pl.lit("other")
-    source: pl.Expr = pl.lit("none")
-    for label, expr in reversed(candidates):
-        operator = pl.when(expr.is_not_null()).then(expr).otherwise(operator)
-        source = pl.when(expr.is_not_null()).then(pl.lit(label)).otherwise(source)
-    k = k.with_columns(operator=operator, operator_source=source)
+    operator, source, rule, rule_attention = pl.lit("other"), pl.lit("none"), no, no
+    for label, expr, rule_id, attention in reversed(candidates):
+        hit = expr.is_not_null()
+        operator = pl.when(hit).then(expr).otherwise(operator)
+        source = pl.when(hit).then(pl.lit(label)).otherwise(source)
+        rule = pl.when(hit).then(rule_id).otherwise(rule)
+        rule_attention = pl.when(hit).then(attention).otherwise(rule_attention)
+    k = k.with_columns(operator=operator, operator_source=source, rule=rule, rule_attention=rule_attention)
+    # The op that decided, by name: the best-ranked enclosing op, not the innermost one.
+    return k.with_columns(deciding_op=pl.when(pl.col("operator_source") == "op").then(pl.col("op_name")))
+
+
+def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
+    k = _decide(k)
     from_op = pl.col("operator") == "attention"
     shape = {f: pl.coalesce(f"ann_{f}", pl.when(from_op).then(pl.col(f"op_{f}")))
              for f in ("seq_q", "seq_kv", "batch", "heads", "head_dim")}
@@ -234,7 +254,7 @@ def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
     costed = pl.col("instance_flops").is_not_null() & (pl.col("operator") == pl.col("op_operator"))
     first = pl.col("query_idx") == pl.col("query_idx").min().over("op_instance")
     return k.with_columns(
-        attention_type=pl.coalesce("ann_attention_type", inferred_type),
+        attention_type=pl.coalesce("ann_attention_type", "rule_attention", inferred_type),
         component="ann_component",
         step=pl.coalesce("ann_step", "profiler_step"),
         op_flops=pl.when(costed).then(pl.when(first).then(pl.col("instance_flops")).otherwise(0)),

@@ -86,6 +86,9 @@ class ParsedTrace:
     warnings: dict[str, int] = field(default_factory=dict)
     # True when the trace has no GPU activity and host ops are the execution units.
     cpu_only: bool = False
+    # Per-launch performance counters the trace itself carries (CUPTI range profiler), in
+    # ``counter_ranges.COUNTER_SCHEMA``; None for a trace without.
+    counters: pl.DataFrame | None = None
 
 
 def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -36,7 +36,7 @@ import polars as pl
 from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace
-from tracehouse.ingest import kineto_native
+from tracehouse.ingest import counter_ranges, kineto_native
 from tracehouse.ingest.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
@@ -216,6 +216,9 @@ def parse_kineto(path: Path) -> ParsedTrace:
     if header.distributedInfo is not None:
         parsed.rank = header.distributedInfo.rank
         parsed.world_size = header.distributedInfo.world_size
+    if parsed.gpu_events.is_empty() and (ranges := counter_ranges.read_ranges(read_bytes(path))):
+        # A CUPTI range profiler trace: its ranges are the kernels, with counters.
+        counter_ranges.attach_ranges(parsed, ranges, base_ns)
     if parsed.gpu_events.is_empty():
         if parsed.ranges.filter(pl.col("cat") == "cpu_op").is_empty():
             raise BadTrace(f"{path.name}: trace has no GPU kernels and no CPU ops")

@@ -29,7 +29,7 @@ KERNEL_TABLE_COLUMNS = (
     "correlation", "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
     "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
     "head_dim", "component", "step", "cpu_op_id", "annotation_id", "op_flops", "op_bytes",
-    "launch_ns", "launch_dur_ns",
+    "launch_ns", "launch_dur_ns", "graph", "rule_id", "deciding_op_id",
 )
 _SYMBOL_CHUNK = 500
 _ROWS_PER_INSERT = 200
@@ -89,13 +89,18 @@ def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
 
 
 def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
-    """The run's ``kernel_count``, ``total_ns`` (summed kernel time) and ``span_ns`` (first
-    kernel start to last kernel end) from its kernel rows."""
+    """The run's ``kernel_count``, ``total_ns`` (summed kernel time), ``span_ns`` (first
+    kernel start to last kernel end), ``other_ns`` (time no rule attributed) and ``graph_ns``
+    (time in kernels a CUDA graph launched) from its kernel rows."""
     if kernels.is_empty():
-        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0}
-    end = kernels.select((pl.col("start_ns") + pl.col("dur_ns")).max()).item()
-    return {"kernel_count": kernels.height, "total_ns": int(kernels["dur_ns"].sum()),
-            "span_ns": int(end - kernels["start_ns"].min())}
+        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0}
+    totals = kernels.select(
+        end=(pl.col("start_ns") + pl.col("dur_ns")).max(), start=pl.col("start_ns").min(),
+        total=pl.col("dur_ns").sum(), other=pl.col("dur_ns").filter(pl.col("operator") == "other").sum(),
+        graph=pl.col("dur_ns").filter(pl.col("graph")).sum()).row(0, named=True)
+    return {"kernel_count": kernels.height, "total_ns": int(totals["total"]),
+            "span_ns": int(totals["end"] - totals["start"]), "other_ns": int(totals["other"]),
+            "graph_ns": int(totals["graph"])}
 
 
 def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
@@ -130,13 +135,14 @@ def insert_trace(session: Session, run_id: int, parsed: ParsedTrace, *, sha256: 
 
 
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
-    symbols = symbol_ids(session, pl.concat([kernels["name"], kernels["cpu_op"], kernels["annotation"]]))
+    named = ("name", "cpu_op", "annotation", "deciding_op")
+    symbols = symbol_ids(session, pl.concat([kernels[c] for c in named]))
     # A hash lookup per name column: a third of the time of three left joins on the text.
     text, ids = symbols["text"], symbols["symbol_id"]
     rows = kernels.with_columns(
         **{f"{c}_id": pl.col(c).replace_strict(text, ids, default=None, return_dtype=pl.Int64)
-           for c in ("name", "cpu_op", "annotation")},
-        run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64),
+           for c in named},
+        run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64), rule_id=pl.col("rule"),
     ).select(KERNEL_TABLE_COLUMNS)
     bulk_insert(session, Kernel.__tablename__, rows)
     insert_rollups(session, run_id, rows)

@@ -12,7 +12,7 @@ import hashlib
 import shutil
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +22,13 @@ from sqlalchemy import Engine, or_, select
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.settings import load_settings
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.frames import ParsedTrace
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
+from tracehouse.ingest.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -150,8 +152,9 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path | None = None, original_name: str | None = None,
-                max_bytes: int | None = None) -> IngestResult:
-    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``."""
+                max_bytes: int | None = None, name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
+    ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -176,7 +179,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
         existing = existing_run(engine, content_sha256)
         if existing is not None:
             return existing
-    kernels = attribute(parsed)
+    kernels = attribute(parsed, name_rules)
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
     kept = False
@@ -187,6 +190,8 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                                     original_name=original_name or path.name, raw_path=str(target),
                                     content_sha256=content_sha256)
             insert_kernels(session, run_id, trace_id, kernels)
+            if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
+                store_counters(session, run_id, parsed.counters)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, target)
     except BaseException as exc:

@@ -9,6 +9,7 @@ Nsight Compute counters attached to it are linked to the new kernels.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Trace
+from tracehouse.ingest.rules import NAME_RULES, NameRule
+from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,21 @@ class ReingestResult:
     other_ns_before: int
     other_ns_after: int
     counters_linked: int
+    # Per kernel name and change of class, the largest by time first (at most CHANGES_SHOWN):
+    # {"kernel", "operator_before", "operator_after", "kernels", "total_ns"}.
+    changes: tuple[dict, ...] = ()
 
 
-def reingest_run(engine: Engine, run_id: int) -> ReingestResult:
-    """Parse the run's raw timeline trace again and replace its kernels and rollups."""
+CHANGES_SHOWN = 20
+
+
+def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = NAME_RULES) -> ReingestResult:
+    """Parse the run's raw timeline trace again and replace its kernels and rollups, classified
+    with ``name_rules`` (today's, a lab's own first)."""
     with session_scope(engine) as session:
         trace_id, fmt, path = _timeline_trace(session, run_id)
     parsed = PARSERS[fmt](path)  # parse outside the transaction
-    kernels = attribute(parsed)
+    kernels = attribute(parsed, name_rules)
     with session_scope(engine) as session:
         before = _keys(session, run_id)
         for table in (Kernel, OperatorRollup, KernelRollup):
@@ -53,10 +62,18 @@ def reingest_run(engine: Engine, run_id: int) -> ReingestResult:
         linked = relink(session, run_id)
     changed = before.join(after, on="seq", how="full", suffix="_new").filter(
         pl.col("operator").ne_missing(pl.col("operator_new"))
-        | pl.col("attention_type").ne_missing(pl.col("attention_type_new"))).height
-    return ReingestResult(run_id=run_id, kernel_count=kernels.height, reclassified=changed,
+        | pl.col("attention_type").ne_missing(pl.col("attention_type_new")))
+    return ReingestResult(run_id=run_id, kernel_count=kernels.height, reclassified=changed.height,
                           other_ns_before=_other_ns(before), other_ns_after=_other_ns(after),
-                          counters_linked=linked)
+                          counters_linked=linked, changes=_changes(changed))
+
+
+def _changes(changed: pl.DataFrame) -> tuple[dict, ...]:
+    """The changed kernels by name and (old, new) class, largest by time first."""
+    grouped = changed.group_by(kernel=pl.coalesce("name_new", "name"), operator_before="operator",
+                               operator_after="operator_new").agg(
+        kernels=pl.len().cast(pl.Int64), total_ns=pl.coalesce("dur_ns_new", "dur_ns").sum())
+    return tuple(grouped.sort("total_ns", "kernel", descending=[True, False]).head(CHANGES_SHOWN).to_dicts())
 
 
 def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
@@ -76,10 +93,10 @@ def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
 
 
 def _keys(session: Session, run_id: int) -> pl.DataFrame:
-    rows = session.execute(select(Kernel.seq, Kernel.operator, Kernel.attention_type, Kernel.dur_ns)
-                           .where(Kernel.run_id == run_id)).all()
+    rows = session.execute(select(Kernel.seq, Kernel.operator, Kernel.attention_type, Kernel.dur_ns, Symbol.text)
+                           .join(Symbol, Symbol.id == Kernel.name_id).where(Kernel.run_id == run_id)).all()
     return pl.DataFrame([tuple(r) for r in rows], orient="row", schema={
-        "seq": pl.Int64, "operator": pl.String, "attention_type": pl.String, "dur_ns": pl.Int64})
+        "seq": pl.Int64, "operator": pl.String, "attention_type": pl.String, "dur_ns": pl.Int64, "name": pl.String})
 
 
 def _other_ns(keys: pl.DataFrame) -> int:

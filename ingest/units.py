@@ -4,7 +4,7 @@ CSVs among them are one run together (ncu writes one file per metric pass)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from tracehouse.core.errors import BadInput, BadTrace, TooLarge
 from tracehouse.ingest.meta import RunMeta
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
+from tracehouse.ingest.rules import NAME_RULES, NameRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,9 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
 
 def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path | None = None,
                 run_id: int | None = None, max_bytes: int | None = None,
-                original_name: str | None = None) -> IngestResult:
-    """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run."""
+                original_name: str | None = None, name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+    """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run;
+    ``name_rules``: the kernel-name rules in effect."""
     if unit.format == "ncu":
         for path in unit.paths:
             if max_bytes is not None and path.stat().st_size > max_bytes:
@@ -74,7 +76,7 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
         raise BadInput(f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
                        "a timeline trace makes its own run")
     return ingest_file(engine, unit.paths[0], meta, raw_dir=raw_dir, max_bytes=max_bytes,
-                       original_name=original_name)
+                       original_name=original_name, name_rules=name_rules)
 
 
 def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[IngestUnit], IngestUnit | None]:
@@ -95,12 +97,14 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
 
 def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
                raw_dir: Path | None = None, run_id: int | None = None,
-               max_bytes: int | None = None) -> Iterator[tuple[IngestUnit, IngestResult]]:
+               max_bytes: int | None = None,
+               name_rules: Sequence[NameRule] = NAME_RULES) -> Iterator[tuple[IngestUnit, IngestResult]]:
     """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""
     ordered, host = attach_plan(units, run_id)
     for unit in ordered:
         attach = run_id if unit.format == "ncu" else None
-        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes)
+        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes,
+                             name_rules=name_rules)
         if unit is host:
             run_id = result.run_id
         yield unit, result

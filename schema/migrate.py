@@ -49,9 +49,25 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
-    with _connect(engine) as conn, conn.begin():
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with _connect(engine) as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table as copy, DROP, rename; with foreign keys on, SQLite's
+            # DROP TABLE deletes the rows first and ON DELETE CASCADE empties every child table
+            # (rebuilding ``run`` would wipe kernels, rollups, tags and traces).  The pragma only
+            # takes effect outside a transaction, so it is set before the migration's begins.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()  # ends SQLAlchemy's autobegun transaction; SQLite itself began none
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("a migration left rows whose foreign keys point nowhere")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def upgrade_command(url: str) -> str:

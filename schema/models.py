@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,6 +81,10 @@ class Run(Base):
     kernel_count: Mapped[int] = mapped_column(BigInteger)
     total_ns: Mapped[int] = mapped_column(BigInteger)  # sum of kernel durations (GPU busy, not wall)
     span_ns: Mapped[int] = mapped_column(BigInteger)  # first kernel start to last kernel end
+    # Kernel time no rule could attribute (operator ``other``) and time in kernels a CUDA graph
+    # launched (attributed to the graph's launching op only): how far the breakdown can be trusted.
+    other_ns: Mapped[int | None] = mapped_column(BigInteger)
+    graph_ns: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # The API token whose upload made it: that token may edit and delete it, others need admin.
     # Null for runs ingested locally (the CLI has the database itself).
@@ -166,6 +170,12 @@ class Kernel(Base):
     # The host launch call (cudaLaunchKernel ...) that enqueued it: start and duration, ns.
     launch_ns: Mapped[int | None] = mapped_column(BigInteger)
     launch_dur_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Launched as part of a CUDA graph: ``launch_*`` is then the whole graph's launch call.
+    graph: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # What decided ``operator`` besides ``operator_source``: the rule's id (``name.linear``,
+    # ``op.conv``, a lab's ``user.*``) and, for ``op``, the deciding op's name.
+    rule_id: Mapped[str | None] = mapped_column(String(64))
+    deciding_op_id: Mapped[int | None] = mapped_column(ForeignKey("symbol.id"))
 
     __table_args__ = (
         Index("ix_kernel_run_id_seq", "run_id", "seq"),

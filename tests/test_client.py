@@ -21,7 +21,8 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    attention, compare, counters, fleet, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
+    attention, compare, counters, explain, fleet, hardware, launches, memory_model, roofline, sequence, sweep,
+    utilization,
 )
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.params import typed_filters
@@ -90,6 +91,8 @@ def _queries(r: live.Runs) -> list[Query]:
             *((f"launches {by}", lambda c, by=by: c.launches(gpu, by=by),
                lambda s, by=by: launches.launch_overhead(s, gpu, by)) for by in ("operator", "kernel")),
             ("counters", lambda c: c.counters(ncu), lambda s: counters.counter_roofline(s, ncu)),
+            *((f"explain {view}", lambda c, view=view: c.explain(gpu, view=view),
+               lambda s, view=view: explain.explain_view(s, gpu, view)) for view in ("kernels", "summary", "rules")),
         ]
     return queries
 

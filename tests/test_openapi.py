@@ -51,6 +51,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/runs/{run_id}/launches": [{"_run": gpu, "by": by} for by in ("operator", "kernel", "attention_type",
                                                                            "component")],
         "/v1/runs/{run_id}/roofline": [{"by": by} for by in ("operator", "attention_type", "kernel")],
+        "/v1/runs/{run_id}/explain": [{"_run": gpu, "view": view} for view in ("kernels", "summary", "rules")],
         "/v1/runs/{run_id}/operator-costs": [{}],
         "/v1/runs/{run_id}/counter-roofline": [{"_run": ncu}],
         "/v1/memory-model": [{"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 4}],

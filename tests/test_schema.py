@@ -52,3 +52,23 @@ def test_foreign_tables_are_not_touched(empty_db: Database) -> None:
         conn.execute(text("CREATE TABLE someone_elses (id integer)"))
     with pytest.raises(SchemaOutOfDate, match="no tracehouse schema version"):
         ensure_schema(empty_db.engine, empty_db.url)
+
+
+def test_upgrading_a_filled_store_keeps_every_child_row(empty_db: Database) -> None:
+    """SQLite's batch mode rebuilds ``run`` by DROP TABLE; with foreign keys on, that cascades
+    and empties every table hanging off it. Rows stored at 0008 must all be there at head."""
+    upgrade(empty_db.engine, "0008")
+    children = ("run_tag", "operator_rollup", "trace")
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
+                          "VALUES (1, 'gpu', 1, 10, 10, CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO run_tag (run_id, key, value) VALUES (1, 'lab', 'a')"))
+        conn.execute(text("INSERT INTO operator_rollup (run_id, operator, kernel_count, total_ns) "
+                          "VALUES (1, 'conv', 1, 10)"))
+        conn.execute(text("INSERT INTO trace (run_id, format, sha256, size_bytes, event_count, original_name, "
+                          "raw_path, status, warning_count, ingested_at) VALUES "
+                          "(1, 'kineto', 'ab', 1, 1, 't.json', 'r', 'ingested', 0, CURRENT_TIMESTAMP)"))
+    upgrade(empty_db.engine)
+    with empty_db.engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t} WHERE run_id = 1")).scalar() for t in children}
+    assert counts == dict.fromkeys(children, 1)

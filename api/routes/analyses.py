@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
+    attention, compare, counters, explain, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import TableQuery
+from tracehouse.ingest.user_rules import name_rules_for
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
 Filters = Annotated[list[str], Query(description="KEY=VALUE, repeatable (e.g. image_size=512)")]
@@ -99,6 +100,18 @@ def run_launches(run_id: int, session: SessionDep, _: ReadToken, table: TableQue
                  ) -> Response:
     """Host time in launch calls, queue delay, and kernels that ran shorter than their launch."""
     return table.respond(launches.launch_overhead(session, run_id, by))
+
+
+@router.get("/runs/{run_id}/explain", summary="Why each kernel got its class; time left in other")
+def run_explain(run_id: int, request: Request, session: SessionDep, _: ReadToken, table: TableQuery,
+                view: Annotated[Literal["kernels", "summary", "rules"], Query()] = "kernels",
+                kernel: Annotated[str | None, Query(description="Only kernel names containing this")] = None,
+                ) -> Response:
+    """``kernels``: per kernel name, its class, source, rule and deciding op or annotation, time
+    and count; ``summary``: the run's time in ``other``, in CUDA graphs and by source;
+    ``rules``: every rule in effect (the lab's own first) and what it decided in the run."""
+    name_rules = name_rules_for(request.app.state.settings.rules_file())
+    return table.respond(explain.explain_view(session, run_id, view, kernel, name_rules))
 
 
 @router.get("/runs/{run_id}/roofline", summary="The run against the device's roofline (Fig 5, Fig 13)")

@@ -21,6 +21,7 @@ from tracehouse.ingest.meta import parse_key_values
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.reingest import reingest_run
 from tracehouse.ingest.run_edit import edit_run
+from tracehouse.ingest.user_rules import name_rules_for
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -116,7 +117,8 @@ def kernels(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -
 def reingest(run_id: int, request: Request, _: WriteToken) -> Response:
     """Kernels and rollups are rebuilt with this server's rules in one transaction; the run keeps
     its id, metadata and tags, and attached Nsight Compute counters are linked again."""
-    result = reingest_run(request.app.state.engine, run_id)
+    name_rules = name_rules_for(request.app.state.settings.rules_file())
+    result = reingest_run(request.app.state.engine, run_id, name_rules)
     return Response(orjson.dumps(asdict(result)), media_type="application/json")
 
 
