@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -11,11 +12,12 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from tracehouse.api.jobs import Worker
+from tracehouse.api.jobs import Worker, service_health
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
 from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.routes import analyses, fleet, runs, tokens, traces
 from tracehouse.core.settings import Settings
+from tracehouse.ingest.reclaim import reclaim_orphans
 from tracehouse.schema.db import make_engine
 from tracehouse.schema.migrate import ensure_schema
 
@@ -40,7 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
         ensure_schema(engine, url)  # migrates an empty database, refuses an out-of-date one
         worker = Worker(engine, settings)
         app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
-        worker.start()
+        worker.start()  # requeues interrupted jobs first, so their spool folders count as live
+        if settings.gc_on_start:
+            _reclaim_at_start(engine, settings)
         try:
             yield
         finally:
@@ -59,11 +63,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(dashboard_router)  # /ui/: the browser dashboard
 
-    @app.get("/healthz", tags=["service"], summary="Liveness")
-    def healthz() -> dict[str, bool]:
-        return {"ok": True}
+    @app.get("/healthz", tags=["service"], summary="Liveness: the ingest worker and the queue",
+             responses={503: {"description": "The database is down, the ingest worker is dead, or the "
+                              "queue is stuck (the one error shape)"}})
+    def healthz(request: Request) -> dict[str, object]:
+        """The worker's heartbeat and the oldest queued job's age; 503 when either is wrong."""
+        return service_health(request.app.state.engine, request.app.state.worker, request.app.state.settings)
 
     return app
+
+
+def _reclaim_at_start(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Orphans of a crash are reclaimed at start; failing to is logged, never fatal."""
+    try:
+        reclaim_orphans(engine, settings)
+    except Exception:
+        logging.getLogger(__name__).exception("could not reclaim orphan raw and spool files")
 
 
 def install_docs(app: FastAPI) -> None:

@@ -106,6 +106,23 @@ def db_current(db: DbOption = None) -> None:
     typer.echo(f"current {current_revision(engine) or '(empty)'}; head {head_revision()}")
 
 
+@db_app.command("gc")
+def db_gc(
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing")] = False,
+    grace: Annotated[float | None, typer.Option(
+        help="Seconds: younger orphans are kept (default TRACEHOUSE_GC_GRACE_SECONDS, 3600)")] = None,
+) -> None:
+    """Remove raw files no trace row names and spool folders no live job uses (crash leftovers)."""
+    from tracehouse.ingest.reclaim import reclaim_orphans
+
+    # Never migrate here: an empty database names no trace, so every raw file would look orphaned.
+    report = reclaim_orphans(_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace)
+    for path in [*report.raw_files, *report.spool_folders]:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    typer.echo(report.summary())
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(
@@ -242,9 +259,20 @@ def serve(
     from tracehouse.api.app import create_app
 
     settings = load_settings(database_url=db, host=host, port=port, public_read=public_read or None)
-    # Refuse an out-of-date database before binding the port, with the command that fixes it.
+    # Refuse an unreachable or out-of-date database before binding the port: one line, exit 5 / 4.
     _engine(settings.resolved_database_url()).dispose()
+    _log_to_stderr()  # what the service keeps out of its answers (paths, database text) goes here
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("tracehouse")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

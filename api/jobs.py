@@ -2,25 +2,33 @@
 
 Queued jobs survive a restart because they are rows, not memory.  A job found ``running``
 at start-up was interrupted; ingest is one transaction, so nothing of it was committed and
-it is simply queued again.
+it is queued again, unless it has used its attempts: the attempt is counted when the job is
+claimed, so a job that takes the service down with it cannot crash-loop it for ever.
+
+The worker never dies of an exception: every step of its loop is retried with a back-off, and
+an outcome it could not record stays pending (and is written again) before anything new is
+claimed.  ``/healthz`` reads its heartbeat and the oldest queued job's age.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import threading
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from tracehouse.core.errors import TracehouseError
+from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.meta import meta_from_mapping
-from tracehouse.ingest.pipeline import IngestResult
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
@@ -28,6 +36,10 @@ from tracehouse.schema.models import IngestJob, Run
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+FINISHED = ("done", "failed")
+GAVE_UP = (f"gave up after {MAX_ATTEMPTS} attempts: the service stopped while ingesting this trace "
+           "each time (see the server log)")
+MAX_BACKOFF_S = 10.0
 
 
 def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: str, size: int,
@@ -41,32 +53,75 @@ def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: 
     return job
 
 
+def _spool_folder(upload_path: str) -> Path:
+    upload = Path(upload_path)
+    return upload if upload.is_dir() else upload.parent
+
+
+def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
+    exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
+                                .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()
+    if exhausted:
+        session.execute(update(IngestJob).where(IngestJob.id.in_([row.id for row in exhausted]))
+                        .values(status="failed", error=GAVE_UP, finished_at=datetime.now(UTC)))
+        log.warning("ingest jobs %s failed: %s", [row.id for row in exhausted], GAVE_UP)
+    return [_spool_folder(row.upload_path) for row in exhausted]
+
+
 def requeue_interrupted(engine: Engine) -> int:
+    """Queue again the jobs a stopped service left ``running``; fail those out of attempts."""
     with session_scope(engine) as session:
+        spent = _give_up(session, IngestJob.status == "running")
         result = session.execute(update(IngestJob).where(IngestJob.status == "running")
                                  .values(status="queued"))
-        return result.rowcount or 0
+    for folder in spent:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result.rowcount or 0
 
 
 def claim_next(engine: Engine) -> IngestJob | None:
-    """Atomically move the oldest queued job to running (safe with several workers)."""
+    """Atomically move the oldest queued job to running and count the attempt in the same
+    transaction (safe with several workers); a queued job out of attempts is failed instead."""
     with session_scope(engine) as session:
+        spent = _give_up(session, IngestJob.status == "queued")
         job_id = session.scalar(select(IngestJob.id).where(IngestJob.status == "queued")
                                 .order_by(IngestJob.id).limit(1))
-        if job_id is None:
-            return None
-        claimed = session.execute(update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
-                                  .values(status="running", attempts=IngestJob.attempts + 1))
-        if claimed.rowcount != 1:
-            return None
-        return session.get(IngestJob, job_id)
+        claimed = None
+        if job_id is not None:
+            result = session.execute(update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
+                                     .values(status="running", attempts=IngestJob.attempts + 1))
+            claimed = session.get(IngestJob, job_id) if result.rowcount == 1 else None
+    for folder in spent:
+        shutil.rmtree(folder, ignore_errors=True)
+    return claimed
 
 
-def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
-    values = orjson.loads(job.meta) if job.meta else {}
+def _public(message: str, settings: Settings, upload: Path) -> str:
+    """A job's error is served to clients: no absolute server path in it."""
+    for folder, shown in ((_spool_folder(str(upload)), ""), (settings.data_dir.resolve(), "<data dir>"),
+                          (settings.data_dir, "<data dir>")):
+        message = message.replace(f"{folder}/", f"{shown}/" if shown else "").replace(str(folder), shown)
+    return message
+
+
+@dataclass
+class Outcome:
+    """What a job's run of the ingest came to, to be written in one transaction."""
+
+    values: dict[str, object]  # the job row's new values
+    new_run_id: int | None = None  # a run this job created: the uploading token owns it
+
+    @property
+    def finished(self) -> bool:
+        return self.values["status"] in FINISHED
+
+
+def run_job(engine: Engine, settings: Settings, job: IngestJob) -> Outcome:
+    """Ingest one claimed job; returns its outcome, never raises."""
     upload = Path(job.upload_path)
-    result: IngestResult | None = None
     try:
+        values = orjson.loads(job.meta) if job.meta else {}
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
         result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
@@ -74,24 +129,40 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> None:
                              original_name=job.original_name, max_bytes=settings.max_trace_bytes,
                              max_inflated_bytes=settings.inflated_limit(),
                              run_id=job.target_run_id)
-        outcome = {"status": "done", "run_id": result.run_id, "error": None, "duplicate_of": result.duplicate_of}
+        new_run = result.run_id if result.created and job.target_run_id is None else None
+        return Outcome({"status": "done", "run_id": result.run_id, "error": None,
+                        "duplicate_of": result.duplicate_of}, new_run)
     except TracehouseError as exc:
-        outcome = {"status": "failed", "run_id": None, "error": exc.message}
-    except Exception as exc:  # a bug, not bad input: keep the worker alive, report it
+        if not isinstance(exc, DatabaseError):  # bad input: the uploader's to fix
+            return Outcome({"status": "failed", "run_id": None, "error": _public(exc.message, settings, upload)})
+        log.warning("ingest job %s: %s", job.id, exc.message)
+        error = f"internal error: {exc.message}"
+    except Exception as exc:  # a bug or the server's disk, not bad input: report it, keep the worker alive
         log.exception("ingest job %s crashed", job.id)
-        retry = job.attempts < MAX_ATTEMPTS
-        outcome = {"status": "queued" if retry else "failed", "run_id": None,
-                   "error": f"internal error: {exc.__class__.__name__}: {exc}"}
+        # The exception's text may name server paths; the log has it, the client gets its kind.
+        error = f"internal error: {exc.__class__.__name__} (job {job.id}; details in the server log)"
+    retry = job.attempts < MAX_ATTEMPTS
+    return Outcome({"status": "queued" if retry else "failed", "run_id": None, "error": error})
+
+
+def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> None:
     with session_scope(engine) as session:
         session.execute(update(IngestJob).where(IngestJob.id == job.id).values(
-            **outcome, finished_at=datetime.now(UTC) if outcome["status"] != "queued" else None))
-        if result is not None and result.created and job.target_run_id is None:
+            **outcome.values, finished_at=datetime.now(UTC) if outcome.finished else None))
+        if outcome.new_run_id is not None:
             # The uploading token owns the new run: it may edit and delete it without admin.
-            session.execute(update(Run).where(Run.id == result.run_id, Run.uploaded_by_token_id.is_(None))
+            session.execute(update(Run).where(Run.id == outcome.new_run_id, Run.uploaded_by_token_id.is_(None))
                             .values(uploaded_by_token_id=job.token_id))
-    if outcome["status"] != "queued":
+    if outcome.finished:
         # The raw store has the kept copy; the spool folder holds only this upload.
-        shutil.rmtree(upload if upload.is_dir() else upload.parent, ignore_errors=True)
+        shutil.rmtree(_spool_folder(job.upload_path), ignore_errors=True)
+
+
+@dataclass
+class WorkerState:
+    alive: bool
+    heartbeat_age_s: float
+    busy_s: float | None  # how long the current job has run; None when idle
 
 
 class Worker:
@@ -102,6 +173,11 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tracehouse-ingest", daemon=True)
+        self._heartbeat = time.monotonic()
+        self._busy_since: float | None = None
+        self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
+        self._watch_lock = threading.Lock()
+        self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
     def start(self) -> None:
         requeue_interrupted(self.engine)
@@ -113,17 +189,125 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def state(self) -> WorkerState:
+        now, busy = time.monotonic(), self._busy_since
+        return WorkerState(alive=self._thread.is_alive(), heartbeat_age_s=now - self._heartbeat,
+                           busy_s=None if busy is None else now - busy)
 
     def _loop(self) -> None:
+        backoff = 0.0
         while not self._stop.is_set():
+            self._heartbeat = time.monotonic()
             try:
-                job = claim_next(self.engine)
-            except Exception:
-                log.exception("cannot read the job queue")
-                job = None
-            if job is None:
+                worked = self._step()
+                backoff = 0.0
+            except Exception:  # the database went away, a disk filled: log, back off, go on
+                backoff = min(max(backoff * 2, 0.25), MAX_BACKOFF_S)
+                log.exception("ingest worker step failed; retrying in %.2f s", backoff)
+                self._stop.wait(backoff)
+                continue
+            if not worked:
                 self._wake.wait(self.poll)
                 self._wake.clear()
-                continue
-            run_job(self.engine, self.settings, job)
+
+    def _step(self) -> bool:
+        """Write a pending outcome, else claim and run one job; False when there was nothing to do."""
+        if self._pending is None:
+            job = claim_next(self.engine)
+            if job is None:
+                return False
+            self._busy_since = time.monotonic()
+            try:
+                self._pending = (job, run_job(self.engine, self.settings, job))
+            finally:
+                self._busy_since = None
+        job, outcome = self._pending
+        record_outcome(self.engine, job, outcome)  # raises while the database refuses it
+        self._pending = None
+        self._notify(job.id)
+        return True
+
+    def watch(self, job_id: int) -> asyncio.Event:
+        """An event set (on the caller's loop) when this worker records ``job_id``'s outcome."""
+        event = asyncio.Event()
+        with self._watch_lock:
+            self._watchers.setdefault(job_id, []).append((asyncio.get_running_loop(), event))
+        return event
+
+    def unwatch(self, job_id: int, event: asyncio.Event) -> None:
+        with self._watch_lock:
+            left = [w for w in self._watchers.get(job_id, []) if w[1] is not event]
+            if left:
+                self._watchers[job_id] = left
+            else:
+                self._watchers.pop(job_id, None)
+
+    def _notify(self, job_id: int) -> None:
+        with self._watch_lock:
+            watchers = list(self._watchers.get(job_id, []))
+        for loop, event in watchers:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that waiter's loop has closed: nobody left to tell
+                pass
+
+
+def read_job(engine: Engine, job_id: int) -> IngestJob | None:
+    with session_scope(engine) as session:
+        return session.get(IngestJob, job_id)
+
+
+async def wait_for_job(engine: Engine, worker: Worker, job_id: int, seconds: float) -> IngestJob:
+    """The job once it is done or failed, or as it stands after ``seconds``.  Waiting holds no
+    database connection: the worker's event wakes the waiter, which then reads the row once in a
+    short session (and every few seconds regardless, for a job another process finishes)."""
+    deadline = time.monotonic() + seconds
+    event = worker.watch(job_id)
+    try:
+        while True:
+            event.clear()
+            job = await run_in_threadpool(read_job, engine, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
+            remaining = deadline - time.monotonic()
+            if job.status in FINISHED or remaining <= 0:
+                return job
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
+            except TimeoutError:
+                pass
+    finally:
+        worker.unwatch(job_id, event)
+
+
+def _age_s(then: datetime | None) -> float | None:
+    if then is None:
+        return None
+    if then.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - then).total_seconds())
+
+
+def service_health(engine: Engine, worker: Worker, settings: Settings) -> dict[str, object]:
+    """Worker liveness and the queue's state; ``ServiceUnhealthy`` (503) when the worker is dead
+    or silent, or the oldest queued job has waited past ``queue_stuck_seconds``."""
+    state = worker.state()
+    with session_scope(engine) as session:
+        queued, oldest = session.execute(select(func.count(), func.min(IngestJob.created_at))
+                                         .where(IngestJob.status == "queued")).one()
+    oldest_age = _age_s(oldest)
+    silent = state.busy_s is None and state.heartbeat_age_s > settings.worker_stale_seconds
+    if not state.alive or silent:
+        raise ServiceUnhealthy(f"the ingest worker is not running (last heartbeat {state.heartbeat_age_s:.0f} s "
+                               "ago); uploads are queued but not ingested until the service restarts")
+    if oldest_age is not None and oldest_age > settings.queue_stuck_seconds:
+        raise ServiceUnhealthy(f"the ingest queue is stuck: the oldest of {queued} queued jobs has waited "
+                               f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)")
+    return {"ok": True,
+            "worker": {"alive": True, "heartbeat_age_s": round(state.heartbeat_age_s, 3),
+                       "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
+                       "busy_s": None if state.busy_s is None else round(state.busy_s, 3)},
+            "queue": {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}}

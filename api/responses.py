@@ -92,8 +92,10 @@ class TableParams:
         response.headers["X-Total-Count"] = str(frame.height)
         response.headers["X-Truncated"] = "true" if end < frame.height else "false"
         if end < frame.height:
+            # Relative (RFC 8288 resolves it against the request): the Host header is the
+            # client's to choose, so an absolute link built from it could point anywhere.
             url = self.request.url.include_query_params(offset=end, limit=self.limit)
-            response.headers["Link"] = f'<{url}>; rel="next"'
+            response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
         return response
 
 

@@ -79,6 +79,23 @@ class InvalidField(BadInput):
 
     status = 422
     code = "invalid_request"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be opened or reached: a wrong URL, a server that is down, an
+    unopenable SQLite file.  The message names the database, never its password."""
+
+    code = "database_unavailable"
+
+
+class ServiceUnhealthy(TracehouseError):
+    """The service is up but cannot do its work: the ingest worker is dead or the queue is stuck."""
+
+    status = 503
+    exit_code = 5
+    code = "service_unhealthy"
+
+
 class ServerUnreachable(TracehouseError):
     """A client (``tracehouse upload``) could not reach the tracehouse service at all."""
 

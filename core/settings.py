@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="Port the service listens on")
     public_read: bool = Field(default=False, description="Serve read queries without a token")
     max_rows: int = Field(default=100_000, description="Row cap on one query answer")
+    queue_stuck_seconds: float = Field(
+        default=900.0, description="/healthz answers 503 when a job has been queued longer than this")
+    worker_stale_seconds: float = Field(
+        default=60.0, description="/healthz answers 503 when the idle ingest worker is silent longer than this")
+    gc_grace_seconds: float = Field(
+        default=3600.0, description="Orphan raw and spool files younger than this are never reclaimed")
+    gc_on_start: bool = Field(default=True, description="Reclaim orphan raw and spool files at service start")
     rules_path: Path | None = Field(default=None, description="A lab's kernel-name rules (TOML); "
                                     "default: rules.toml in the data directory")
 

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tracehouse.core.errors import DatabaseError, TracehouseError
+from tracehouse.core.errors import DatabaseError, DatabaseUnavailable, TracehouseError
+
+log = logging.getLogger(__name__)
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        # The text may hold a password, so it is not repeated.
+        raise DatabaseUnavailable("cannot parse the database URL; expected e.g. sqlite:///path/to/file.sqlite3 "
+                                  "or postgresql://user@host:5432/name") from None
 
 
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and map it to the psycopg 3 driver we ship."""
-    parsed = make_url(url)
+    parsed = _parse(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as it may be shown to a user or written to a log: the password masked."""
+    parsed = _parse(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -35,18 +53,47 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except OSError as exc:  # the SQLite file's folder cannot be made
+        raise DatabaseUnavailable(f"cannot open the database {safe_url(parsed)}: its folder cannot be "
+                                  f"created ({exc.strerror or exc.__class__.__name__})") from None
+    except ArgumentError:  # e.g. sqlite://host/path, which the driver refuses
+        raise DatabaseUnavailable(f"invalid database URL {safe_url(parsed)}; use sqlite:///relative/path, "
+                                  "sqlite:////absolute/path or postgresql://user@host:5432/name") from None
+    except (NoSuchModuleError, ImportError):
+        raise DatabaseUnavailable(f"no driver for the database {safe_url(parsed)}; tracehouse speaks "
+                                  "sqlite:// and postgresql://") from None
+
+
+def unavailable(engine: Engine, exc: BaseException) -> DatabaseUnavailable:
+    """The one-line error for a database that cannot be reached: its URL (no password) and the
+    driver's first line, which for a local user names what to fix."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = " ".join(str(orig).split("\n")[0].split()) or orig.__class__.__name__
+    shown = engine.url.set(drivername=engine.url.get_backend_name())  # as the user wrote it, no +psycopg
+    return DatabaseUnavailable(f"cannot connect to the database {safe_url(shown)}: {reason}")
+
+
+@contextmanager
+def first_connect(engine: Engine) -> Iterator[None]:
+    """Wrap the first use of an engine: a database that cannot be reached is one clear line."""
+    try:
+        yield
+    except OperationalError as exc:  # refused, down, unopenable file, bad credentials
+        raise unavailable(engine, exc) from None
 
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """Commit on success, roll back on any error; database errors become one clear message."""
+    """Commit on success, roll back on any error.  Database errors become one message that names
+    no host, file or value (a REST client may read it); the driver's text goes to the log."""
     session = sessionmaker(bind=engine, expire_on_commit=False)()
     try:
         yield session
@@ -56,10 +103,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     except OperationalError as exc:
         session.rollback()
-        raise DatabaseError(f"database unavailable: {exc.orig}") from exc
+        log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)
+        raise DatabaseUnavailable("database unavailable") from exc
     except SQLAlchemyError as exc:
         session.rollback()
-        raise DatabaseError(f"database error: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
+        log.info("database error (%s): %s", safe_url(engine.url), exc)
+        raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
     except BaseException:
         session.rollback()
         raise

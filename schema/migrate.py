@@ -12,10 +12,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from tracehouse.core.errors import SchemaOutOfDate
-
+from tracehouse.schema.db import first_connect, safe_url
 
 
 def _migrations_dir() -> Path:
@@ -36,14 +36,20 @@ def head_revision() -> str:
     return head
 
 
+def _connect(engine: Engine) -> Connection:
+    """The first connection, where a database that cannot be reached becomes one clear error."""
+    with first_connect(engine):
+        return engine.connect()
+
+
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+    with _connect(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
-    with engine.connect() as conn:
+    with _connect(engine) as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # Batch mode rebuilds a table as copy, DROP, rename; with foreign keys on, SQLite's
@@ -65,7 +71,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def upgrade_command(url: str) -> str:
-    return f"tracehouse db upgrade --db '{url}'"
+    # The message is printed and may be served: the password stays out of it.
+    return f"tracehouse db upgrade --db '{safe_url(url)}'"
 
 
 def ensure_schema(engine: Engine, url_for_message: str, *, create_if_empty: bool = True) -> None:

@@ -373,7 +373,8 @@ def _follow_pages(url: str, params: dict, headers: dict) -> tuple[list[dict], li
         replies.append(reply)
         if "link" not in reply.headers:
             return rows, replies
-        reply = httpx.get(reply.headers["link"].split(">")[0].lstrip("<"), headers=headers)
+        # The link is relative: resolved against the page it came with.
+        reply = httpx.get(str(reply.url.join(reply.headers["link"].split(">")[0].lstrip("<"))), headers=headers)
 
 
 def test_big_tables_come_back_in_pages_capped_by_max_rows(tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
 import zlib
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -18,7 +16,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, UploaderId, check_id
-from tracehouse.api.jobs import enqueue
+from tracehouse.api.jobs import enqueue, wait_for_job
 from tracehouse.api.upload_body import UploadBody, receive_upload
 from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
 from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
@@ -165,31 +163,21 @@ async def upload_trace(
         raise
     request.app.state.worker.wake()
     if wait:
-        job = await _wait_for(engine, job.job_id, wait)
+        job = await _wait_for(request, job.job_id, wait)
     if job.status == "done":
         response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
     return job
 
 
-def _job_state(engine: Engine, job_id: int) -> JobOut:
-    with session_scope(engine) as session:
-        job = session.get(IngestJob, job_id)
-        assert job is not None
-        return _job_out(job)
-
-
-async def _wait_for(engine: Engine, job_id: int, seconds: float) -> JobOut:
-    deadline = time.monotonic() + seconds
-    while True:
-        job = await run_in_threadpool(_job_state, engine, job_id)
-        if job.status == "failed":
-            error = BadTrace(job.error or "ingest failed")
-            if (job.error or "").startswith("internal error"):
-                error = TracehouseError(job.error or "ingest failed")
-            raise error
-        if job.status == "done" or time.monotonic() > deadline:
-            return job
-        await asyncio.sleep(0.1)
+async def _wait_for(request: Request, job_id: int, seconds: float) -> JobOut:
+    # Waiting holds no pooled connection (16 waiters once starved the worker of them).
+    job = await wait_for_job(request.app.state.engine, request.app.state.worker, job_id, seconds)
+    if job.status == "failed":
+        error = BadTrace(job.error or "ingest failed")
+        if (job.error or "").startswith("internal error"):
+            error = TracehouseError(job.error or "ingest failed")
+        raise error
+    return _job_out(job)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's state")
