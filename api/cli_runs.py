@@ -73,10 +73,10 @@ def edit(
     from tracehouse.ingest.run_edit import edit_run, split_fields_and_tags
     from tracehouse.schema.db import session_scope
 
-    fields, tags = split_fields_and_tags(parse_key_values(meta or []))
+    fields, tags = split_fields_and_tags(parse_key_values(meta or [], "--meta"))
     fields.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
-    tags.update({k: v for k, v in _tag_pairs(tag or []).items()})
+    tags.update(parse_key_values(tag or [], "--tag"))
     tags.update({key: None for key in untag or []})
     if not fields and not tags:
         raise BadInput("nothing to change: give --model, --hardware, --backend, --meta, --tag or --untag")
@@ -89,18 +89,6 @@ def edit(
     changes = [f"{k}={'(cleared)' if v is None else v}" for k, v in fields.items()]
     changes += [f"tag {k}={v}" if v is not None else f"tag {k} removed" for k, v in tags.items()]
     typer.echo(f"run {run_id} updated: {', '.join(changes)}")
-
-
-def _tag_pairs(pairs: list[str]) -> dict[str, str]:
-    from tracehouse.core.errors import BadInput
-
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--tag expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def delete(
