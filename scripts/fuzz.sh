@@ -8,8 +8,11 @@
 #                                                 atheris + libFuzzer over a clang ASan + UBSan
 #                                                 build with coverage, seeded from the shared
 #                                                 traces; the oracle is the msgspec path
-#   bash scripts/fuzz.sh build-asan DIR | build-fuzz DIR [plant-overread|plant-disagreement]
-#                                                 only the build (the tests use these)
+#                                                 FUZZ_CORPUS=DIR keeps the corpus between runs,
+#                                                 FUZZ_ARTIFACTS=DIR is where findings go,
+#                                                 FUZZ_PLANT=plant-overread|plant-disagreement
+#                                                 plants a bug (the tests check it is caught)
+#   bash scripts/fuzz.sh build-asan DIR | build-fuzz DIR [PLANT]   only the build
 #
 # Each build goes to a temporary folder and is loaded in place of the installed module by
 # tests/fuzz/instrumented.py: the installed extension is never touched.
@@ -90,11 +93,19 @@ case "$cmd" in
         trap 'rm -rf "$tmp"' EXIT
         so=$(build_fuzz "$tmp" "${FUZZ_PLANT:-}")  # a planted bug only where a test asks
         "$PY" -m tests.fuzz.seeds "$tmp/seeds"
-        mkdir -p "$tmp/corpus" "${FUZZ_ARTIFACTS:-$tmp/findings}"
-        TRACEHOUSE_KINETO_SCAN_SO=$so LD_PRELOAD=$(atheris_runtime) \
+        # Findings outlive the run; FUZZ_CORPUS keeps what one run learnt for the next.
+        findings=${FUZZ_ARTIFACTS:-$(mktemp -d "${TMPDIR:-/tmp}/kineto-scan-findings.XXXXXX")}
+        corpus=${FUZZ_CORPUS:-$tmp/corpus}
+        mkdir -p "$corpus" "$findings"
+        rc=0
+        TRACEHOUSE_KINETO_SCAN_SO=$so LD_PRELOAD=$(atheris_runtime) TMPDIR=$tmp \
             "$PY" -m tests.fuzz.kineto_scan_fuzz -max_total_time="$seconds" -max_len=16384 -timeout=30 \
-            -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="${FUZZ_ARTIFACTS:-$tmp/findings}/" \
-            "$@" "$tmp/corpus" "$tmp/seeds"
+            -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$findings/" \
+            "$@" "$corpus" "$tmp/seeds" || rc=$?
+        if [ -z "${FUZZ_ARTIFACTS:-}" ] && ! rmdir "$findings" 2>/dev/null; then
+            echo "fuzz.sh: findings kept in $findings" >&2
+        fi
+        exit "$rc"
         ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
 esac
