@@ -123,6 +123,7 @@ def _check(srv: LiveServer, case: BadUpload) -> None:
     assert _outside(srv) == outside, "something was written outside the data dir"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_upload_is_refused_and_leaves_no_trace(served: LiveServer, case: BadUpload, tmp_path: Path,
                                                    request: pytest.FixtureRequest) -> None:
