@@ -86,7 +86,7 @@ def _schemathesis(srv: LiveServer, report_dir: Path) -> tuple[subprocess.Complet
          "--checks", "not_a_server_error", "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_SECONDS),
          "--seed", str(SEED), "--workers", "1", "--request-timeout", "30", "--output-truncate", "false",
          "--report", "json", "--report-json-path", str(report_dir / "report.json")],
-        capture_output=True, text=True, timeout=MAX_SECONDS + 300)
+        capture_output=True, text=True, timeout=MAX_SECONDS + 300, cwd=report_dir)  # its cache stays there
     report = json.loads((report_dir / "report.json").read_text())
     return done, report
 
