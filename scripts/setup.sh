@@ -24,6 +24,13 @@ if [ "$LOCK" = none ]; then
 else
     pins=(--constraint "$LOCK")
 fi
+# The scanner's fuzzer (tests/test_fuzz_scanner.py) builds it with clang's libFuzzer coverage.
+if ! command -v clang >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq clang >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq clang >/dev/null 2>&1; } \
+        || echo "setup: could not install clang; the scanner's fuzz tests will skip" >&2
+fi
 # The Kineto scanner (a C extension) is optional in the build: without a compiler ingest is
 # only slower.  Where there is one, a failed build is a bug; removing the in-place copy first
 # keeps a stale one from hiding it.

@@ -1,0 +1,1 @@
+"""Fuzzing and sanitizer builds of the C Kineto scanner (see scripts/fuzz.sh)."""

@@ -1,0 +1,47 @@
+"""Load an instrumented build of the Kineto scanner (``scripts/fuzz.sh build-asan|build-fuzz``)
+in place of the installed one, before anything imports ``kineto_native``.
+
+Used as a pytest plugin (``pytest -p tests.fuzz.instrumented``) and by the fuzz harness; the
+build to load is named by ``TRACEHOUSE_KINETO_SCAN_SO``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ENV = "TRACEHOUSE_KINETO_SCAN_SO"
+MODULE = "tracehouse.ingest._kineto_scan"
+
+
+def load(path: Path) -> ModuleType:
+    if "tracehouse.ingest.kineto_native" in sys.modules:
+        raise RuntimeError("kineto_native was imported before the instrumented scanner was loaded")
+    import tracehouse.ingest as package
+
+    spec = importlib.util.spec_from_file_location(MODULE, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"not an extension module: {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[MODULE] = module
+    package._kineto_scan = module  # type: ignore[attr-defined]
+    from tracehouse.ingest import kineto_native
+
+    # The whole point: the scan under test must be the instrumented one.
+    assert kineto_native._kineto_scan is module, "the installed scanner was loaded instead"
+    return module
+
+
+def load_from_env() -> ModuleType:
+    path = os.environ.get(ENV)
+    if not path:
+        raise RuntimeError(f"{ENV} names no instrumented build (see scripts/fuzz.sh)")
+    return load(Path(path))
+
+
+# Imported as a pytest plugin, or by the harness: the build is in place before any test runs.
+SCANNER: ModuleType | None = load_from_env() if os.environ.get(ENV) else None

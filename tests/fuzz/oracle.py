@@ -1,0 +1,79 @@
+"""The fuzz oracle for the C Kineto scanner: on any bytes, the scanner either declines cleanly
+(an offset inside the input) or gives exactly the parse of the msgspec reference path, error
+for error.  Anything else -- a crash, a sanitizer report, an exception, a difference -- fails.
+
+The scan first runs over a copy of the input in a buffer of exactly its length from
+``malloc``, so that under AddressSanitizer a read one byte past the end is reported (a
+``bytes`` object always has a NUL after its last byte, which would hide it)."""
+
+from __future__ import annotations
+
+import ctypes
+import tempfile
+from pathlib import Path
+
+from tests.kineto_docs import assert_same_parse, parse_or_error
+from tracehouse.ingest import kineto, kineto_native
+from tracehouse.ingest.frames import ParsedTrace
+
+_LIBC = ctypes.CDLL(None)  # malloc / free as the process has them: ASan's, when preloaded
+_LIBC.malloc.restype = ctypes.c_void_p
+_LIBC.malloc.argtypes = [ctypes.c_size_t]
+_LIBC.free.argtypes = [ctypes.c_void_p]
+_CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
+
+
+def scan_exact(data: bytes) -> object:
+    """``_kineto_scan.scan`` over a buffer that ends where ``data`` ends."""
+    scanner = kineto_native._kineto_scan
+    assert scanner is not None, "the C scanner is not built"
+    if not data:
+        return scanner.scan(b"", _CATEGORIES)
+    address = _LIBC.malloc(len(data))
+    if not address:
+        raise MemoryError
+    try:
+        ctypes.memmove(address, data, len(data))
+        found = scanner.scan(memoryview((ctypes.c_char * len(data)).from_address(address)), _CATEGORIES)
+        if not isinstance(found, int):
+            kineto_native.Scanned(*found)  # the capsules must import into polars
+        return found
+    finally:
+        _LIBC.free(address)
+
+
+def _parse(path: Path, *, native: bool) -> tuple[ParsedTrace | None, str | None]:
+    real = kineto._decode_native
+    if not native:
+        kineto._decode_native = lambda raw: None  # the reference: msgspec only
+    try:
+        return parse_or_error(path)
+    finally:
+        kineto._decode_native = real
+
+
+class Oracle:
+    """Checks one input at a time; the text goes to a file because the parse reads a path."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self._folder = Path(folder or tempfile.mkdtemp(prefix="th-fuzz-"))
+        self.accepted = 0
+
+    def check(self, data: bytes) -> str:
+        found = scan_exact(data)
+        if isinstance(found, int):
+            assert 0 <= found <= len(data), f"declined at {found}, outside the {len(data)}-byte input"
+            return "declined"
+        if data[:2] == b"\x1f\x8b":
+            return "gzip"  # the parse would gunzip it: a different document from the one scanned
+        path = self._folder / "input.json"
+        path.write_bytes(data)
+        if kineto._decode_native(data) is None:
+            return "header declined"  # the rest of the document is msgspec's: nothing to compare
+        native, native_error = _parse(path, native=True)
+        reference, reference_error = _parse(path, native=False)
+        assert native_error == reference_error, (native_error, reference_error)
+        if native is not None and reference is not None:
+            assert_same_parse(native, reference)
+        self.accepted += 1
+        return "agreed"
