@@ -84,6 +84,8 @@ def file_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int = INFLATED
         room = max_inflated_bytes
         while data := fh.read(_READ):
             while data:
+                if inflate.eof:  # a second member follows: whatever is left stays in the tail
+                    raise Unsplittable("multi-member gzip")
                 if piece := inflate.decompress(data, piece_bytes):
                     room -= len(piece)
                     if room < 0:

@@ -2,10 +2,7 @@
 and small documents: broken gzip, broken or foreign JSON, traces with nothing to ingest or
 impossible values, files of the wrong kind, hostile file names, hostile request shapes and a
 small gzip bomb.  Every case must be refused with a 4xx and leave no trace behind
-(tests/test_bad_upload_corpus.py).
-
-``pending`` names the issue 12 item whose fix (on another branch) the case waits for: it
-fails today, so the test is a strict xfail until that fix is merged."""
+(tests/test_bad_upload_corpus.py)."""
 
 from __future__ import annotations
 
@@ -15,23 +12,13 @@ import sqlite3
 import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from tests.conftest import DATA
 
 SD = DATA / "sd_tiny_cpu_baseline.json.gz"
-ITEM_1 = "issue 12 item 1: the client's file name reaches the file system (SQLite URI)"
-ITEM_1_NAMES = "issue 12 item 1: NUL and control characters in a file name are not refused"
-# Not one of issue 12's items: found by this corpus, reported to the lead.
-SPINS = ("new (not in issue 12): a multi-member gzip that the C scanner declines spins the ingest worker "
-         "forever (ingest/jsonchunks.py file_pieces: after the first member's end, unconsumed_tail never empties)")
-ITEM_8_DEPTH = "issue 12 item 8: deeply nested JSON is a RecursionError 500"
-ITEM_8_NAME = "issue 12 item 8: a 300-byte or NUL-bearing file name is a plain-text 500"
-ITEM_8_NUL = ("issue 12 item 8: a NUL in a kernel name passes on SQLite and fails on PostgreSQL "
-              "with raw database text")
-ITEM_8_LONG = "issue 12 item 8: a 300-character model name passes on SQLite and fails on PostgreSQL"
 
 
 @dataclass(frozen=True)
@@ -51,15 +38,7 @@ class BadUpload:
     form: tuple[tuple[str, str], ...] = ()
     raw_body: Callable[[], bytes] | None = None
     content_type: str | None = None
-    pending: dict[str, str] = field(default_factory=dict)  # backend -> the item it waits for
     own_server: bool = False  # it may stall the ingest worker: never in front of other cases
-
-
-BOTH = ("sqlite", "postgresql")
-
-
-def _pending(reason: str, backends: tuple[str, ...] = BOTH) -> dict[str, str]:
-    return {b: reason for b in backends}
 
 
 # ---------------------------------------------------------------- materials
@@ -159,10 +138,8 @@ def bomb(size: int, prefix: bytes = b"", suffix: bytes = b"", fill: bytes = b"\0
 
 
 def one(name: str, filename: str, content: Callable[[], bytes], *, content_type: str = "application/octet-stream",
-        form: tuple[tuple[str, str], ...] = (), pending: dict[str, str] | None = None,
-        own_server: bool = False) -> BadUpload:
-    return BadUpload(name, (Part(filename, content, content_type),), form, pending=pending or {},
-                     own_server=own_server)
+        form: tuple[tuple[str, str], ...] = (), own_server: bool = False) -> BadUpload:
+    return BadUpload(name, (Part(filename, content, content_type),), form, own_server=own_server)
 
 
 def _gzip_cases() -> list[BadUpload]:
@@ -180,7 +157,7 @@ def _gzip_cases() -> list[BadUpload]:
         one("gzip magic then garbage", "t.json.gz", text(b"\x1f\x8b" + b"garbage" * 50)),
         one("multi-member gzip, garbage after", "t.json.gz", lambda: sd_gz() + b"not a gzip member"),
         one("multi-member gzip, second truncated", "t.json.gz", lambda: sd_gz() + sd_gz()[:100]),
-        one("multi-member gzip, two documents", "t.json.gz", lambda: sd_gz() + sd_gz(), pending=_pending(SPINS),
+        one("multi-member gzip, two documents", "t.json.gz", lambda: sd_gz() + sd_gz(),
             own_server=True),
         one("gzip of nothing", "t.json.gz", text(gzip.compress(b"", mtime=0))),
         one("gzip of a gzip", "t.json.gz", lambda: gzip.compress(sd_gz(), mtime=0)),
@@ -216,10 +193,10 @@ def _json_cases() -> list[BadUpload]:
         one("timestamp 1e400", "t.json", lambda: doc()().replace(b'"ts": 10', b'"ts": 1e400')),
         one("timestamp 400 digits", "t.json", lambda: doc()().replace(b'"ts": 10', b'"ts": ' + b"9" * 400)),
         one("name a number", "t.json", doc(launch(), kernel(name=12))),
-        one("deeply nested JSON", "t.json", text(deep_json(100_000)), pending=_pending(ITEM_8_DEPTH)),
-        one("deeply nested JSON, gzipped", "t.json.gz", lambda: gzip.compress(deep_json(100_000), mtime=0),
-            pending=_pending(ITEM_8_DEPTH)),
-        one("NUL in a kernel name", "t.json", doc(launch(), kernel(name="a\u0000b")), pending=_pending(ITEM_8_NUL)),
+        one("deeply nested JSON", "t.json", text(deep_json(100_000))),
+        one("deeply nested JSON, gzipped", "t.json.gz", lambda: gzip.compress(deep_json(100_000), mtime=0)),
+        # A NUL in a kernel name is no refusal: it is stored as U+FFFD and counted, the same on both
+        # backends (tests/test_upload_bad_values.py).
         one("UTF-16 text", "t.json", lambda: doc()().decode().encode("utf-16")),
         one("UTF-8 with a byte-order mark", "t.json", lambda: b"\xef\xbb\xbf" + doc()()),
         one("Latin-1 bytes around the JSON", "t.json", lambda: b"\xff\xfe\xe9" + doc()()),
@@ -262,19 +239,16 @@ def _name_cases() -> list[BadUpload]:
         one("Windows path traversal", "..\\..\\..\\escape.json", broken),
         one("name '..'", "..", broken),
         one("name '.'", ".", broken),
-        one("URI-encoded traversal to a foreign SQLite file", "..%2f..%2f..%2fforeign.sqlite", not_nsys("foreign"),
-            pending=_pending(ITEM_1)),
-        one("SQLite URI that creates a file", "..%2f..%2f..%2fPWNED.db?mode=rwc&x=", not_nsys("pwned"),
-            pending=_pending(ITEM_1)),
+        one("URI-encoded traversal to a foreign SQLite file", "..%2f..%2f..%2fforeign.sqlite", not_nsys("foreign")),
+        one("SQLite URI that creates a file", "..%2f..%2f..%2fPWNED.db?mode=rwc&x=", not_nsys("pwned")),
         one("SQLite URI fragment", "run#1.sqlite", not_nsys("fragment")),
         one("SQLite URI query", "run.sqlite?mode=memory", not_nsys("query")),
-        one("NUL in the file name", "a\x00b.json.gz", lambda: sd_gz(), pending=_pending(ITEM_8_NAME)),
-        one("control characters in the file name", "a\x01\x1b[31mb\x7f.json.gz", lambda: sd_gz(),
-            pending=_pending(ITEM_1_NAMES)),
+        one("NUL in the file name", "a\x00b.json.gz", lambda: sd_gz()),
+        one("control characters in the file name", "a\x01\x1b[31mb\x7f.json.gz", lambda: sd_gz()),
         # A raw CR LF ends the part's header line: the server cannot see the name as sent.
         one("newline in the file name", "a\r\nX-Injected: 1.json.gz", broken),
-        one("300-byte file name", "n" * 292 + ".json.gz", broken, pending=_pending(ITEM_8_NAME)),
-        one("300-byte file name in UTF-8", "é" * 146 + ".json.gz", broken, pending=_pending(ITEM_8_NAME)),
+        one("300-byte file name", "n" * 292 + ".json.gz", broken),
+        one("300-byte file name in UTF-8", "é" * 146 + ".json.gz", broken),
     ]
 
 
@@ -291,7 +265,7 @@ def _request_cases() -> list[BadUpload]:
         one("run_id past int64", "sd.json.gz", trace, form=(("run_id", str(2**64)),)),
         one("run_id on a timeline trace", "sd.json.gz", trace, form=(("run_id", "1"),)),
         one("run_id not a number", "sd.json.gz", trace, form=(("run_id", "one"),)),
-        one("300-character model name", "sd.json.gz", trace, form=(("model", "m" * 300),), pending=_pending(ITEM_8_LONG)),
+        one("300-character model name", "sd.json.gz", trace, form=(("model", "m" * 300),)),
         BadUpload("no file part", form=(("model", "llama"),)),
         BadUpload("a JSON body", raw_body=doc(), content_type="application/json"),
         BadUpload("a urlencoded body", raw_body=text(b"file=abc&model=llama"),

@@ -111,3 +111,13 @@ def test_trace_values_past_their_columns_store_the_same_on_both_backends(db: Dat
         assert s.scalar(select(func.max(Kernel.grid_x))) == 1  # 2**40 became null
         assert s.scalar(select(func.max(Kernel.seq_q))) == 4
         assert s.scalar(select(func.max(Run.rank))) == 0
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "m", "family": "tti", "param_count": 2**68},  # past the BIGINT column (schemathesis found it)
+    {"name": "a\u0000b", "family": "tti", "param_count": 5},
+    {"name": "m", "family": "tti", "param_count": 5, "architecture": "u\u0000net"},
+], ids=["param_count past int64", "NUL in the name", "NUL in the architecture"])
+def test_a_model_the_columns_cannot_hold_is_422(tight: tuple[Server, Path], body: dict) -> None:
+    srv, _ = tight
+    assert_error(httpx.post(f"{srv.url}/v1/models", json=body, headers=srv.token("write"), timeout=30), 422)

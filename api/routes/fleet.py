@@ -19,10 +19,12 @@ PhaseQuery = Annotated[Literal["training", "inference"] | None, Query(descriptio
 
 
 class NewModel(BaseModel):
-    name: str = Field(min_length=1, max_length=200, examples=["stable-diffusion-1.5"])
+    # The columns' bounds, so that SQLite and PostgreSQL answer the same 422 (PostgreSQL refuses
+    # a NUL and a BIGINT overflow with a database error, SQLite stores the one, fails on the other).
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$", examples=["stable-diffusion-1.5"])
     family: Literal["llm", "tti", "ttv"]
-    param_count: int = Field(gt=0, examples=[859520964])
-    architecture: str | None = Field(default=None, max_length=64)
+    param_count: int = Field(gt=0, lt=2**63, examples=[859520964])
+    architecture: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00]*$")
 
 
 @router.get("/fleet/summary", summary="GPUs per parameter and memory utilisation by group (Fig 1)")
