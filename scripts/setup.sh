@@ -20,7 +20,11 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 fi
 if [ "$LOCK" = none ]; then
-    pins=(--upgrade --upgrade-strategy eager)
+    # The newest of everything but torch: a newer torch here is a multi-GB CUDA build.
+    torch_pin=$(mktemp)
+    trap 'rm -f "$torch_pin"' EXIT
+    echo "torch==2.13.0" > "$torch_pin"
+    pins=(--upgrade --upgrade-strategy eager --constraint "$torch_pin")
 else
     pins=(--constraint "$LOCK")
 fi

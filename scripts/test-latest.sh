@@ -8,5 +8,5 @@ export VENV=.venv-latest TRACEHOUSE_LOCK=none
 status=0
 bash scripts/test.sh "$@" || status=$?
 echo "--- versions that differ from requirements.lock (lock -> newest allowed):"
-"$VENV/bin/python" scripts/lockfile.py diff requirements.lock
+"$VENV/bin/python" scripts/lockfile.py diff requirements.lock || true  # differences are news, not failures
 exit $status
