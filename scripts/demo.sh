@@ -12,12 +12,13 @@ cd "$(dirname "$0")/.."
 if [ "${TRACEHOUSE_DEMO_SETUP:-1}" != "0" ]; then
     bash scripts/setup.sh
 fi
-TH=.venv/bin/tracehouse
-DATA_DIR=$(.venv/bin/python -c "from tracehouse.core.settings import load_settings; print(load_settings().data_dir)")
+VENV=${VENV:-.venv}  # the environment scripts/setup.sh made
+TH=$VENV/bin/tracehouse
+DATA_DIR=$("$VENV/bin/python" -c "from tracehouse.core.settings import load_settings; print(load_settings().data_dir)")
 # No --db anywhere: the demo's runs are what `tracehouse runs` shows afterwards.
 $TH collect --suite tiny --attention both --device cpu --out "$DATA_DIR/traces" --ingest
 $TH runs
-RUN=$($TH runs --model stable-diffusion --json | .venv/bin/python -c \
+RUN=$($TH runs --model stable-diffusion --json | "$VENV/bin/python" -c \
   "import json,sys; print([r['run_id'] for r in json.load(sys.stdin) if r['attention_backend']=='baseline'][-1])")
 $TH breakdown "$RUN" --by operator
 $TH breakdown "$RUN" --by seq_len

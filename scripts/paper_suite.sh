@@ -10,12 +10,13 @@ bash scripts/setup.sh
 SUITE=${SUITE:-paper} DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float16} STEPS=${MAX_PROFILED_STEPS:-2}
 OUT=${OUT:-$PWD/data/$SUITE-$DEVICE}
 DB=sqlite:///$OUT/tracehouse.sqlite3
-TH=.venv/bin/tracehouse
+VENV=${VENV:-.venv}  # the environment scripts/setup.sh made
+TH=$VENV/bin/tracehouse
 mkdir -p "$OUT"
 $TH collect --suite "$SUITE" --attention both --device "$DEVICE" --dtype "$DTYPE" \
     --max-profiled-steps "$STEPS" --out "$OUT/traces" --ingest --db "$DB"
 $TH speedups --db "$DB"
-for RUN in $($TH runs --db "$DB" --json | .venv/bin/python -c \
+for RUN in $($TH runs --db "$DB" --json | "$VENV/bin/python" -c \
         "import json,sys; print(' '.join(str(r['run_id']) for r in json.load(sys.stdin)))"); do
     $TH breakdown "$RUN" --by operator --db "$DB"
     $TH utilization "$RUN" --db "$DB"

@@ -20,7 +20,9 @@ def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A user's environment: no tracehouse settings, the platform data dir under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TRACEHOUSE_", "KINETO_")) and k != "PYTHONWARNINGS"}
-    return {**env, "XDG_DATA_HOME": str(tmp_path / "xdg"), **extra}
+    # The scripts use the environment this suite runs in (.venv, or .venv-latest for the
+    # newest-versions run).
+    return {**env, "XDG_DATA_HOME": str(tmp_path / "xdg"), "VENV": sys.prefix, **extra}
 
 
 def _needs_torch() -> None:
