@@ -44,10 +44,14 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port),
-             *self.flags],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Output goes to a file: a pipe nobody reads fills up after a few hundred access-log
+        # lines and then blocks the server.
+        log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port),
+                 *self.flags],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
