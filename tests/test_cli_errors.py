@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,8 +20,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.conftest import BACKENDS, DATA, Database
-from tests.test_service import Server
+from tests.conftest import DATA, Database
+from tests.test_service import Server, server  # noqa: F401  (server: the live-server fixture, per backend)
 from tracehouse.api import cli
 
 TRACEHOUSE = Path(sys.executable).with_name("tracehouse")
@@ -62,6 +62,17 @@ def test_usage_errors_print_clicks_usage_and_exit_2(args: list[str], message: st
     assert lines[-1].startswith("Error: ") and message in lines[-1], out.stderr
 
 
+def _main_exit_code(monkeypatch: pytest.MonkeyPatch, name: str, command: Callable[[], None]) -> object:
+    """The exit code of ``tracehouse NAME`` through ``main()``, with ``command`` registered as NAME
+    for this test only."""
+    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
+    cli.app.command(name)(command)
+    monkeypatch.setattr(sys, "argv", ["tracehouse", name])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return exit_info.value.code
+
+
 def test_main_also_recognises_real_clicks_exceptions(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """A library (or an older typer) raising real click's UsageError gets the same treatment."""
@@ -70,12 +81,7 @@ def test_main_also_recognises_real_clicks_exceptions(monkeypatch: pytest.MonkeyP
     def raises_click() -> None:
         raise click.UsageError("real click says no")
 
-    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
-    cli.app.command("raises-click")(raises_click)
-    monkeypatch.setattr(sys, "argv", ["tracehouse", "raises-click"])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
+    assert _main_exit_code(monkeypatch, "raises-click", raises_click) == 2
     assert capsys.readouterr().err.strip().endswith("Error: real click says no")
 
 
@@ -89,16 +95,6 @@ def test_usage_error_in_process_through_main(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- items 4 and 9 against a live server -----------------------------------------------------
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp(f"cli-errors-{request.param}")
-    db = Database(request.param, tmp).migrate()
-    srv = Server(db, tmp / "data").start()
-    yield srv
-    srv.stop()
-    db.drop()
-
 
 def _write_token(srv: Server) -> str:
     return srv.token("write")["Authorization"].split()[1]
@@ -296,9 +292,4 @@ def test_typer_exit_code_is_kept_outside_standalone_mode(monkeypatch: pytest.Mon
     def exits_3() -> None:
         raise typer.Exit(3)
 
-    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
-    cli.app.command("exits-3")(exits_3)
-    monkeypatch.setattr(sys, "argv", ["tracehouse", "exits-3"])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 3
+    assert _main_exit_code(monkeypatch, "exits-3", exits_3) == 3
