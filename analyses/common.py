@@ -8,8 +8,7 @@ import polars as pl
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from tracehouse.core.errors import NotFound
-from tracehouse.schema.models import Run
+from tracehouse.schema.lookups import get_run as get_run  # re-exported: the analyses import it from here
 
 
 def ratio(num: pl.Expr | str, den: pl.Expr | str) -> pl.Expr:
@@ -37,8 +36,3 @@ def to_frame(session: Session, stmt: Select, schema: Mapping[str, pl.DataType]) 
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
 
 
-def get_run(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} does not exist")
-    return run

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run, ratio, to_frame
-from tracehouse.ingest.pipeline import TIMELINE_FORMATS
+from tracehouse.core.frames import TIMELINE_FORMATS
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run, Trace
 
 # Run columns that say what a run *is*; the summary lists those that differ between the two.

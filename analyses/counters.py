@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.hardware import tensor_flops_per_inst
-from tracehouse.ingest.ncu import BYTE_METRICS, ncu_wide, roofline_inputs
-from tracehouse.ingest.ncu_load import stored_metrics
-from tracehouse.ingest.rules import classify_kernel_names
+from tracehouse.core.device_specs import tensor_flops_per_inst
+from tracehouse.core.ncu_metrics import BYTE_METRICS, ncu_wide, roofline_inputs
+from tracehouse.schema.ncu_counters import stored_metrics
+from tracehouse.core.rules import classify_kernel_names
 from tracehouse.schema.models import Hardware, Kernel, NcuMetric, Symbol
 
 GROUP_KEYS = {"kernel": "kernel", "operator": "operator", "attention_type": "attention_type"}

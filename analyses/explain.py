@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, aliased
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.kernel_names import rule_name
-from tracehouse.ingest.rules import NAME_RULES, OP_RULES, NameRule
+from tracehouse.core.kernel_names import rule_name
+from tracehouse.core.rules import NAME_RULES, OP_RULES, NameRule
 from tracehouse.schema.models import Kernel, Symbol
 
 VIEWS = ("kernels", "summary", "rules")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tracehouse.analyses.sweep import FILTERS, KNOBS
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.meta import field_name, parse_key_values
+from tracehouse.core.meta import field_name, parse_key_values
 
 
 def typed_filters(pairs: list[str], source: str = "filter") -> dict[str, object]:

@@ -3,7 +3,7 @@ arithmetic intensity, achieved FLOP/s, and where that sits against the device's 
 (for the run's dtype) and memory bandwidth from the ``hardware`` table.
 
 GEMM (linear) and convolution costs were computed at ingest from each op's recorded shapes
-(``ingest/opcost.py``: 2·M·K·N, 2·N·O·out·(C/g)·k, each tensor moved once) and summed in the
+(``core/opcost.py``: 2·M·K·N, 2·N·O·out·(C/g)·k, each tensor moved once) and summed in the
 rollup with the kernel time they cover; operators without shapes (norms, elementwise, or
 traces recorded without ``record_shapes``) get null FLOPs and bytes.  For attention, with e
 bytes per element:
@@ -28,7 +28,7 @@ from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
 from tracehouse.analyses.counters import counter_groups
 from tracehouse.analyses.sequence import attention_calls
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.ncu_load import has_counters
+from tracehouse.schema.ncu_counters import has_counters
 from tracehouse.schema.models import Hardware, Kernel, OperatorRollup, Run, Symbol
 
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.ingest.meta import field_name
+from tracehouse.core.meta import field_name
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
 
 KNOBS = ("image_size", "frames", "batch", "denoising_steps", "decode_tokens", "text_length")

@@ -16,12 +16,12 @@ from typing import Annotated
 import orjson
 import typer
 
-from tracehouse.api.cli_analyses import DbOption
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
-from tracehouse.collectors.cli import collect
-from tracehouse.core.errors import BadInput, ServerUnreachable, TracehouseError
+from tracehouse.api.cli_collect import collect
+from tracehouse.api.cli_common import DbOption, engine_for_url, load_settings, open_engine, upload_and_report
+from tracehouse.core.errors import BadInput, TracehouseError
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,14 +31,6 @@ app.command("collect")(collect)
 register_analyses(app)
 register_fleet(app)
 
-
-
-def load_settings(**overrides: object):  # type: ignore[no-untyped-def]
-    """core.settings' load_settings; pydantic-settings takes ~0.1 s to import, so only the
-    commands that read settings pay for it."""
-    from tracehouse.core.settings import load_settings as load
-
-    return load(**overrides)
 
 
 def _progress(*, disable: bool):  # type: ignore[no-untyped-def]
@@ -60,39 +52,12 @@ class _NoProgress:
         return None
 
 
-def _engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[no-untyped-def]
-    from tracehouse.schema.migrate import ensure_schema
-
-    url = load_settings().resolved_database_url(db)
-    engine = _make_engine(url)
-    ensure_schema(engine, url, create_if_empty=migrate_empty)
-    return engine
-
-
-def _make_engine(url: str):  # type: ignore[no-untyped-def]
-    """The engine for ``--db``; a URL naming no database tracehouse can drive is a bad flag."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from tracehouse.schema.db import make_engine
-
-    try:
-        return make_engine(url)
-    except (ArgumentError, ImportError) as exc:
-        try:
-            shown = make_url(url).render_as_string(hide_password=True)  # never echo a password
-        except ArgumentError:
-            shown = url
-        raise BadInput(f"--db {shown!r}: not a database tracehouse can open ({exc}); "
-                       "use sqlite:///PATH or postgresql://...") from None
-
-
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Migrate the database to the current schema (creates it when empty)."""
     from tracehouse.schema.migrate import current_revision, upgrade
 
-    engine = _make_engine(load_settings().resolved_database_url(db))
+    engine = engine_for_url(load_settings().resolved_database_url(db))
     upgrade(engine)
     typer.echo(f"database at revision {current_revision(engine)}")
 
@@ -102,7 +67,7 @@ def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and the one this tracehouse expects."""
     from tracehouse.schema.migrate import current_revision, head_revision
 
-    engine = _make_engine(load_settings().resolved_database_url(db))
+    engine = engine_for_url(load_settings().resolved_database_url(db))
     typer.echo(f"current {current_revision(engine) or '(empty)'}; head {head_revision()}")
 
 
@@ -117,7 +82,7 @@ def db_gc(
     from tracehouse.ingest.reclaim import reclaim_orphans
 
     # Never migrate here: an empty database names no trace, so every raw file would look orphaned.
-    report = reclaim_orphans(_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace)
+    report = reclaim_orphans(open_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace)
     for path in [*report.raw_files, *report.spool_folders]:
         typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     typer.echo(report.summary())
@@ -139,7 +104,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results")] = False,
 ) -> None:
     """Ingest trace files; prints the run id of each (one transaction per run)."""
-    from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+    from tracehouse.core.meta import meta_from_mapping, parse_key_values
     from tracehouse.ingest.units import ingest_all, plan_units
     from tracehouse.ingest.user_rules import name_rules_for
 
@@ -147,7 +112,7 @@ def ingest(
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
     run_meta = meta_from_mapping(values)
-    engine = _engine(db)
+    engine = open_engine(db)
     units = plan_units(paths)
     name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
     results = []
@@ -181,7 +146,7 @@ def reingest(
     from tracehouse.ingest.reingest import reingest_run, reingest_candidates
     from tracehouse.ingest.user_rules import name_rules_for
 
-    engine = _engine(db)
+    engine = open_engine(db)
     name_rules = name_rules_for(load_settings().rules_file())
     targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
     if not targets:
@@ -218,10 +183,10 @@ def runs(
     """List the runs in the database, filtered."""
     from tracehouse.analyses.runs import list_runs
     from tracehouse.api.output import database_caption, render
-    from tracehouse.ingest.meta import parse_key_values
+    from tracehouse.core.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
-    with session_scope(_engine(db)) as session:
+    with session_scope(open_engine(db)) as session:
         frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
                           tags=parse_key_values(tag or [], "--tag"), since=since, until=until)
     if not as_json:  # the terminal gets the columns that tell runs apart
@@ -260,7 +225,7 @@ def serve(
 
     settings = load_settings(database_url=db, host=host, port=port, public_read=public_read or None)
     # Refuse an unreachable or out-of-date database before binding the port: one line, exit 5 / 4.
-    _engine(settings.resolved_database_url()).dispose()
+    open_engine(settings.resolved_database_url()).dispose()
     _log_to_stderr()  # what the service keeps out of its answers (paths, database text) goes here
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
@@ -290,7 +255,7 @@ def token_create(
     from tracehouse.api.auth import create_token
     from tracehouse.schema.db import session_scope
 
-    with session_scope(_engine(db)) as session:
+    with session_scope(open_engine(db)) as session:
         typer.echo(create_token(session, name, scope))
 
 
@@ -306,40 +271,6 @@ def upload(
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
     upload_and_report(paths, server, token, meta or [], run_id=run, wait=wait, as_json=as_json)
-
-
-def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
-                      wait: bool = True, as_json: bool = False) -> None:
-    """Upload, print one line per job (or a JSON list), and exit 2 when the server's ingest of any
-    of them failed; ``upload`` and ``collect --upload`` both end here."""
-    bars = not as_json and sys.stdout.isatty()  # a pipe or a log gets the result lines only
-    results = _upload_files(paths, server, token, meta, run_id=run_id, wait=wait, progress=bars)
-    if as_json:
-        typer.echo(orjson.dumps(results).decode())
-    else:
-        for r in results:
-            state = f"run {r['run_id']}" if r["status"] == "done" else f"{r['status']} {r.get('error') or ''}"
-            if r.get("duplicate_of") is not None:
-                state += f" (duplicate of run {r['duplicate_of']}: its metadata was kept)"
-            typer.echo(f"{r['path']}: job {r['job_id']} {state}".rstrip())
-    if any(r["status"] == "failed" for r in results):
-        raise typer.Exit(2)
-
-
-def _upload_files(paths: list[Path], server: str, token: str, meta: list[str], **options: object) -> list[dict]:
-    """The upload client, with a server that cannot be reached (or a URL that cannot be one)
-    reported in one line."""
-    import httpx
-
-    from tracehouse.client import upload_files
-
-    try:
-        return upload_files(paths, server, token, meta, **options)  # type: ignore[arg-type]
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
-    except httpx.TransportError as exc:
-        raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
-                                f"{exc or type(exc).__name__}") from None
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tracehouse.api.cli_common import DbOption
+
 if TYPE_CHECKING:  # imported by the commands that run a query, not by every CLI start
     import polars as pl
     from sqlalchemy.orm import Session
 
 FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv")]
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
 FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
 
 
@@ -22,7 +22,7 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
                table_columns: tuple[str, ...] | None = None) -> None:
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
-    from tracehouse.api.cli import _engine
+    from tracehouse.api.cli_common import open_engine
     from tracehouse.api.output import FORMATS, database_caption, render
     from tracehouse.core.errors import BadInput
     from tracehouse.core.settings import load_settings
@@ -30,7 +30,7 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
 
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    with session_scope(_engine(db)) as session:
+    with session_scope(open_engine(db)) as session:
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
@@ -91,7 +91,7 @@ def _register_comparisons(app: typer.Typer) -> None:
     def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
         """The same model and knobs across devices: time, breakdown, speedup."""
-        from tracehouse.analyses.hardware import compare_hardware
+        from tracehouse.analyses.hardware_compare import compare_hardware
         from tracehouse.analyses.params import typed_filters
 
         where = typed_filters(filters or [], "--filter")

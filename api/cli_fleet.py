@@ -23,11 +23,11 @@ def _models_app() -> typer.Typer:
             architecture: Annotated[str | None, typer.Option(help="e.g. unet, transformer")] = None,
             db: DbOption = None) -> None:
         """Add a model (or correct one); fleet jobs already imported under NAME attach to it."""
-        from tracehouse.api.cli import _engine
-        from tracehouse.ingest.fleet import register_model
+        from tracehouse.api.cli_common import open_engine
+        from tracehouse.ingest.fleet_import import register_model
         from tracehouse.schema.db import session_scope
 
-        with session_scope(_engine(db)) as session:
+        with session_scope(open_engine(db)) as session:
             model = register_model(session, name, family, params, architecture)
             typer.echo(f"model {model.name} ({model.family}, {model.param_count:,} parameters)")
 
@@ -40,7 +40,7 @@ def _models_app() -> typer.Typer:
 
 
 def _fleet():  # type: ignore[no-untyped-def]
-    from tracehouse.analyses import fleet
+    from tracehouse.analyses import fleet_usage as fleet
 
     return fleet
 
@@ -76,14 +76,14 @@ def _fleet_app() -> typer.Typer:
         """Import job records; every file is parsed first, so a bad one (exit 2) imports nothing."""
         import orjson
 
-        from tracehouse.api.cli import _engine
-        from tracehouse.ingest import fleet as f
+        from tracehouse.api.cli_common import open_engine
+        from tracehouse.ingest import fleet_import as f
         from tracehouse.schema.db import session_scope
 
         pattern = model_pattern or f.DEFAULT_MODEL_PATTERN
         parsed = [(p, f.parse(f.read_source(p), fmt, name=str(p), cluster=cluster, model_pattern=pattern))
                   for p in files]
-        engine, reports = _engine(db), []
+        engine, reports = open_engine(db), []
         for path, one in parsed:
             with session_scope(engine) as session:  # one file = one import = one transaction
                 reports.append(f.import_fleet(session, one, str(path), host=host))

@@ -67,9 +67,9 @@ def edit(
     import orjson
 
     from tracehouse.analyses.runs import run_row, run_tags
-    from tracehouse.api.cli import _engine
+    from tracehouse.api.cli_common import open_engine
     from tracehouse.core.errors import BadInput
-    from tracehouse.ingest.meta import parse_key_values
+    from tracehouse.core.meta import parse_key_values
     from tracehouse.ingest.run_edit import edit_run, split_fields_and_tags
     from tracehouse.schema.db import session_scope
 
@@ -80,7 +80,7 @@ def edit(
     tags.update({key: None for key in untag or []})
     if not fields and not tags:
         raise BadInput("nothing to change: give --model, --hardware, --backend, --meta, --tag or --untag")
-    with session_scope(_engine(db)) as session:
+    with session_scope(open_engine(db)) as session:
         edit_run(session, run_id, fields, tags)
         row = {**run_row(session, run_id), "tags": run_tags(session, run_id)}
     if as_json:
@@ -97,11 +97,11 @@ def delete(
 ) -> None:
     """Delete runs with their kernels, rollups, tags and counters (raw files stay in the store)."""
     from tracehouse.analyses.common import get_run
-    from tracehouse.api.cli import _engine
+    from tracehouse.api.cli_common import open_engine
     from tracehouse.ingest.load import delete_run
     from tracehouse.schema.db import session_scope
 
-    with session_scope(_engine(db)) as session:  # all or none: a missing id deletes nothing
+    with session_scope(open_engine(db)) as session:  # all or none: a missing id deletes nothing
         for run_id in run_ids:
             get_run(session, run_id)
             delete_run(session, run_id)
@@ -130,9 +130,9 @@ def token_revoke(
 ) -> None:
     """Revoke a token: from now on it answers 401."""
     from tracehouse.api.auth import revoke_token
-    from tracehouse.api.cli import _engine
+    from tracehouse.api.cli_common import open_engine
     from tracehouse.schema.db import session_scope
 
-    with session_scope(_engine(db)) as session:
+    with session_scope(open_engine(db)) as session:
         revoke_token(session, token_id)
     typer.echo(f"revoked token {token_id}")

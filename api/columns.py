@@ -96,7 +96,9 @@ COLUMNS: dict[str, Column] = {
     "baseline_count": _c("integer", "count", "Kernels in the baseline run"),
     "other_count": _c("integer", "count", "Kernels in the other run"),
     "baseline_ns": _c("integer", "ns", "Operator time in the baseline run"),
-    "other_ns": _c("integer", "ns", "Operator time in the other run"),
+    # One name, two uses: the compared run (compare) and the unattributed operator (runs, explain).
+    "other_ns": _c("integer", "ns", "compare: the operator's time in the other run; runs and explain: "
+                   "kernel time no rule attributed (operator other)"),
     "speedup": _c("number", "ratio", "Reference time over this time (above 1: faster)"),
     "baseline_share": _c("number", "fraction", "Operator share of the baseline run"),
     "other_normalized": _c("number", "fraction", "Other run's time over the baseline run's total"),
@@ -159,7 +161,6 @@ COLUMNS: dict[str, Column] = {
     "graph_kernels": _c("integer", "count", "Kernels a CUDA graph launched (no queue delay of their own)"),
     "launches": _c("integer", "count", "Launch calls; a CUDA graph's once, however many kernels it ran"),
     # Why a kernel got its class (explain).
-    "other_ns": _c("integer", "ns", "Kernel time no rule attributed (operator other)"),
     "other_share": _c("number", "fraction", "Share of the time no rule attributed (operator other)"),
     "graph_ns": _c("integer", "ns", "Time in kernels a CUDA graph launched; null until a reingest for older runs"),
     "graph_share": _c("number", "fraction", "graph_ns / total_ns"),

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
 from tracehouse.core.settings import Settings
-from tracehouse.ingest.meta import meta_from_mapping
+from tracehouse.core.meta import meta_from_mapping
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope

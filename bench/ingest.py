@@ -87,7 +87,7 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
     from tracehouse.ingest import kineto, kineto_native
     from tracehouse.ingest.attribution import attribute
     from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-    from tracehouse.ingest.meta import RunMeta
+    from tracehouse.core.meta import RunMeta
     from tracehouse.schema.db import make_engine, session_scope
     from tracehouse.schema.migrate import upgrade
 

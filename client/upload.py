@@ -58,7 +58,7 @@ def raise_for_error(response: httpx.Response) -> None:
 def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None,
           progress: Progress | None) -> dict:
     """One request per unit: a timeline trace (with its manifest) or an ncu run's CSVs."""
-    from tracehouse.ingest.meta import manifest_path_for
+    from tracehouse.core.meta import manifest_path_for
 
     data: dict[str, object] = {"meta": meta}
     manifest = manifest_path_for(unit.paths[0])

@@ -1,4 +1,4 @@
-"""Profiler ranges in the trace store's annotation convention (``tracehouse.ingest.annotation``).
+"""Profiler ranges in the trace store's annotation convention (``tracehouse.core.annotation``).
 
 Every module call a collector wants attributed runs inside :func:`annotated`: a
 ``torch.profiler.record_function`` range (Kineto ``user_annotation``) and, when CUDA is
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracehouse.ingest.annotation import format_annotation
+from tracehouse.core.annotation import format_annotation
 
 _NVTX = {"enabled": None}
 

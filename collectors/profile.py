@@ -1,5 +1,5 @@
 """Run one model of the suite under ``torch.profiler`` and write ``<out>/<name>.json.gz`` plus
-its manifest ``<out>/<name>.manifest.json`` (keys: ``tracehouse.ingest.meta.RunMeta`` fields)."""
+its manifest ``<out>/<name>.manifest.json`` (keys: ``tracehouse.core.meta.RunMeta`` fields)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from tracehouse.collectors.annotate import FALLBACKS, StepWindow, step_window
 from tracehouse.collectors.models import canonical, get_spec, short_name
 from tracehouse.collectors.models.base import Knobs, RunContext
 from tracehouse.collectors.models.blocks import count_params
-from tracehouse.ingest.annotation import parse_annotation
-from tracehouse.ingest.meta import manifest_path_for
-from tracehouse.ingest.model_catalog import family_and_architecture
+from tracehouse.core.annotation import parse_annotation
+from tracehouse.core.meta import manifest_path_for
+from tracehouse.core.model_catalog import family_and_architecture
 
 ATTENTION_BACKENDS = {
     "baseline": [SDPBackend.MATH],  # materialised softmax(QK^T)V

@@ -8,19 +8,11 @@ import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, default_inflated_limit
+
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tracehouse", appauthor=False))
-
-
-# Kineto JSON gzips about 10-20x; the whole inflated text is held in memory by the reader,
-# so the default stays at 1 GiB (about 3 million events) whatever the compressed limit.
-INFLATED_RATIO = 16
-INFLATED_CEILING = 1024**3
-
-
-def default_inflated_limit(max_trace_bytes: int) -> int:
-    return min(INFLATED_RATIO * max_trace_bytes, INFLATED_CEILING)
 
 
 class Settings(BaseSettings):
@@ -30,7 +22,7 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: a SQLite file in the data directory")
     data_dir: Path = Field(default_factory=default_data_dir,
                            description="Where raw uploaded traces and the default database live")
-    max_trace_bytes: int = Field(default=2 * 1024**3, description="Largest trace accepted")
+    max_trace_bytes: int = Field(default=DEFAULT_MAX_TRACE_BYTES, description="Largest trace accepted")
     max_inflated_bytes: int | None = Field(
         default=None, gt=0,
         description="Most bytes a gzip upload may inflate to (a gzip bomb is refused while it "

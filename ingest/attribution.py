@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from tracehouse.ingest import rules
-from tracehouse.ingest.annotation import ANNOTATION_FIELDS, PREFIX, parse_annotation
-from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.core import rules
+from tracehouse.core.annotation import ANNOTATION_FIELDS, PREFIX, parse_annotation
+from tracehouse.core.frames import ParsedTrace
 from tracehouse.ingest.nesting import enclosing_ranges, top_level
-from tracehouse.ingest.opcost import op_cost
+from tracehouse.core.opcost import op_cost
 from tracehouse.ingest.shapes import SHAPE_COLUMNS, qk_shapes
 
 KERNEL_ROW_COLUMNS = (

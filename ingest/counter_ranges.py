@@ -19,7 +19,7 @@ import msgspec
 import polars as pl
 from sqlalchemy.orm import Session
 
-from tracehouse.ingest.frames import GPU_EVENT_SCHEMA, ParsedTrace, conform
+from tracehouse.core.frames import GPU_EVENT_SCHEMA, ParsedTrace, conform
 
 MARKER = b'"cuda_profiler_range"'
 LAUNCH_PATTERN = r"(?i)LaunchKernel|LaunchCooperativeKernel"

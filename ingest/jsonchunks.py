@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tracehouse.core.errors import TooLarge
-from tracehouse.core.settings import INFLATED_CEILING
+from tracehouse.core.limits import INFLATED_CEILING
 
 _WS = re.compile(rb"[ \t\n\r]*")
 _CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends, the next begins

@@ -35,9 +35,9 @@ import polars as pl
 from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace, TooLarge
-from tracehouse.core.settings import INFLATED_CEILING
+from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_native
-from tracehouse.ingest.frames import (
+from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched

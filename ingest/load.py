@@ -16,10 +16,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from tracehouse.ingest.frames import ParsedTrace
-from tracehouse.ingest.hardware import device_row
-from tracehouse.ingest.meta import RunMeta
-from tracehouse.ingest.model_catalog import family_and_architecture
+from tracehouse.core.frames import ParsedTrace
+from tracehouse.core.device_specs import device_row
+from tracehouse.core.meta import RunMeta
+from tracehouse.core.model_catalog import family_and_architecture
 from tracehouse.schema.models import (
     Base, Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
 )
@@ -35,7 +35,7 @@ _SYMBOL_CHUNK = 500
 _ROWS_PER_INSERT = 200
 
 
-def _upsert(session: Session, table, values: dict, conflict: list[str]) -> None:  # type: ignore[no-untyped-def]
+def upsert(session: Session, table, values: dict, conflict: list[str]) -> None:  # type: ignore[no-untyped-def]
     dialect = session.get_bind().dialect.name
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
     session.execute(stmt.on_conflict_do_nothing(index_elements=conflict))
@@ -48,7 +48,7 @@ def hardware_id(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, me
         used = busiest["device"][0] if busiest.height else None
         device = next((d for d in parsed.devices if d.device == used), parsed.devices[0])
     row = device_row(device, meta.hardware, parsed.cpu_only)
-    _upsert(session, Hardware.__table__, row, ["name"])
+    upsert(session, Hardware.__table__, row, ["name"])
     return session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))  # type: ignore[return-value]
 
 
@@ -58,7 +58,7 @@ def model_id(session: Session, meta: RunMeta) -> int | None:
     family, architecture = family_and_architecture(meta.model)
     row = {"name": meta.model, "family": meta.family or family,
            "architecture": meta.architecture or architecture, "param_count": meta.param_count}
-    _upsert(session, Model.__table__, row, ["name"])
+    upsert(session, Model.__table__, row, ["name"])
     model = session.scalars(select(Model).where(Model.name == meta.model)).one()
     # A later run may know more (a collector computes param counts); fill gaps, never overwrite.
     for key in ("family", "architecture", "param_count"):

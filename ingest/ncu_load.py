@@ -14,11 +14,12 @@ import polars as pl
 from sqlalchemy import Engine, bindparam, select, update
 
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.core.settings import load_settings
-from tracehouse.ingest.frames import ParsedTrace, empty_frame
+from tracehouse.core.frames import ParsedTrace, empty_frame
 from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
-from tracehouse.ingest.meta import RunMeta
-from tracehouse.ingest.ncu import LONG_SCHEMA, ncu_wide, parse_ncu_csv, roofline_inputs
+from tracehouse.core.meta import RunMeta
+from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
+from tracehouse.ingest.ncu import parse_ncu_csv
+from tracehouse.schema.ncu_counters import has_counters, stored_metrics
 from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
 from tracehouse.schema.db import session_scope
@@ -40,7 +41,7 @@ def _already_ingested(engine: Engine, digests: list[str], run_id: int | None) ->
 
 
 def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None, run_id: int | None = None) -> IngestResult:
+               raw_dir: Path, run_id: int | None = None) -> IngestResult:
     """Ingest the CSV files of one ncu run (``--hardware`` names the GPU: old CSVs don't).
 
     With ``run_id`` the counters are attached to that existing run (``meta`` is then unused)."""
@@ -58,7 +59,6 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
     kernels = roofline_inputs(ncu_wide(long), tensor_flops_per_inst=None)
     parsed = ParsedTrace(format="ncu", gpu_events=empty_frame(_NO_KERNELS), launches=empty_frame({}),
                          ranges=empty_frame({}), event_count=long.height)
-    raw_dir = raw_dir or load_settings().raw_dir()
     kept: list[Path] = []
     try:
         with session_scope(engine) as session:
@@ -104,10 +104,6 @@ def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.
     return links, timeline.height
 
 
-def has_counters(session, run_id: int) -> bool:  # type: ignore[no-untyped-def]
-    return session.scalar(select(NcuMetric.id).where(NcuMetric.run_id == run_id).limit(1)) is not None
-
-
 def timeline_kernels(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     """``kernel_ref, name`` of the run's GPU kernels in *launch* order (correlation ids grow
     with each launch), which is ncu's order; start order differs across streams."""
@@ -126,18 +122,6 @@ def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFram
                     metric_name="metric_name", metric_unit="metric_unit", value="metric_value",
                     kernel_ref="kernel_ref"))
     bulk_insert(session, NcuMetric.__tablename__, rows)
-
-
-def stored_metrics(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    """A run's counters back in ``parse_ncu_csv``'s long shape (launch attributes not kept)."""
-    result = session.execute(
-        select(NcuMetric.kernel_id, Symbol.text, NcuMetric.metric_name, NcuMetric.metric_unit, NcuMetric.value)
-        .join(Symbol, Symbol.id == NcuMetric.name_id).where(NcuMetric.run_id == run_id)).all()
-    frame = pl.DataFrame([tuple(r) for r in result], orient="row",
-                         schema={"kernel_id": pl.Int64, "kernel_name": pl.String, "metric_name": pl.String,
-                                 "metric_unit": pl.String, "metric_value": pl.Float64})
-    return frame.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in LONG_SCHEMA.items()
-                              if c not in frame.columns).select(LONG_SCHEMA.keys())
 
 
 def relink(session, run_id: int) -> int:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ import polars as pl
 
 from tracehouse.core.errors import BadTrace
 
-from .frames import (
+from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA,
     LAUNCH_SCHEMA,
     RANGE_SCHEMA,

@@ -20,15 +20,15 @@ from isal import isal_zlib
 from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
-from tracehouse.core.settings import INFLATED_CEILING, default_inflated_limit, load_settings
+from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
-from tracehouse.ingest.frames import ParsedTrace, storable_text
+from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-from tracehouse.ingest.meta import RunMeta, load_manifest
+from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
-from tracehouse.ingest.rules import NAME_RULES, NameRule
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -71,8 +71,8 @@ def detect_format(path: Path) -> str:
                    "an Nsight Systems SQLite export or Nsight Compute CSV)")
 
 
+# One parser per timeline format (core.frames.TIMELINE_FORMATS; tests/test_layers.py checks).
 PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
-TIMELINE_FORMATS = tuple(PARSERS)  # what has kernels on a timeline (ncu counters do not)
 
 
 def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
@@ -162,7 +162,7 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
-                raw_dir: Path | None = None, original_name: str | None = None,
+                raw_dir: Path, original_name: str | None = None,
                 max_bytes: int | None = None, max_inflated_bytes: int | None = None,
                 name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
@@ -171,9 +171,8 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
-    settings = load_settings()
     sha256, size = file_sha256(path)
-    limit = max_bytes or settings.max_trace_bytes
+    limit = max_bytes or DEFAULT_MAX_TRACE_BYTES
     if size > limit:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
     existing = existing_run(engine, sha256)  # the same file again: no parse
@@ -198,7 +197,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
             return existing
     kernels = attribute(parsed, name_rules)
     run_meta = load_manifest(path).merged(meta or RunMeta())
-    target = raw_location(raw_dir or settings.raw_dir(), sha256, path)
+    target = raw_location(raw_dir, sha256, path)
     kept = False
     try:
         with session_scope(engine) as session:

@@ -23,7 +23,7 @@ from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
 from tracehouse.schema.db import session_scope
-from tracehouse.ingest.rules import NAME_RULES, NameRule
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
 
 log = logging.getLogger(__name__)

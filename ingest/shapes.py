@@ -10,7 +10,7 @@ import re
 
 import orjson
 
-from tracehouse.ingest.rules import BLHD_ATTENTION_PATTERN
+from tracehouse.core.rules import BLHD_ATTENTION_PATTERN
 
 SHAPE_COLUMNS = ("op_seq_q", "op_seq_kv", "op_batch", "op_heads", "op_head_dim")
 _BLHD = re.compile(BLHD_ATTENTION_PATTERN, re.IGNORECASE)

@@ -11,10 +11,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from tracehouse.core.errors import BadInput, BadTrace, TooLarge
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
-from tracehouse.ingest.rules import NAME_RULES, NameRule
+from tracehouse.core.rules import NAME_RULES, NameRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
     return units
 
 
-def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path | None = None,
+def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path,
                 run_id: int | None = None, max_bytes: int | None = None,
                 original_name: str | None = None, max_inflated_bytes: int | None = None,
                 name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
@@ -97,7 +97,7 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
 
 
 def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
-               raw_dir: Path | None = None, run_id: int | None = None, max_bytes: int | None = None,
+               raw_dir: Path, run_id: int | None = None, max_bytes: int | None = None,
                max_inflated_bytes: int | None = None,
                name_rules: Sequence[NameRule] = NAME_RULES) -> Iterator[tuple[IngestUnit, IngestResult]]:
     """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""

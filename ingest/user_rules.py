@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.rules import NAME_RULES, NameRule
+from tracehouse.core.rules import NAME_RULES, NameRule
 
 _KEYS = {"id", "pattern", "operator", "attention_type", "authoritative"}
 _LABEL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")  # fits the 32-character operator column

@@ -6,6 +6,8 @@ used and names the command that upgrades it (MLflow's ``_verify_schema`` habit).
 
 from __future__ import annotations
 
+import importlib.util
+
 from pathlib import Path
 
 from alembic import command
@@ -19,9 +21,11 @@ from tracehouse.schema.db import first_connect, safe_url
 
 
 def _migrations_dir() -> Path:
-    import tracehouse.migrations as pkg
-
-    return Path(pkg.__file__).resolve().parent
+    # Found, not imported: the migrations (a layer above, they import the models) are Alembic's
+    # to load; this module only tells Alembic where they are.
+    spec = importlib.util.find_spec("tracehouse.migrations")
+    assert spec is not None and spec.origin is not None, "tracehouse.migrations is not installed"
+    return Path(spec.origin).resolve().parent
 
 
 def alembic_config() -> Config:

@@ -48,6 +48,7 @@ class Database:
     def __init__(self, backend: str, tmp: Path) -> None:
         self.backend = backend
         self.schema: str | None = None
+        self.raw_dir = tmp / "raw"  # where ingest keeps the raw files of this database's runs
         if backend == "sqlite":
             self.url = f"sqlite:///{tmp / 'tracehouse.sqlite3'}"
         else:

@@ -13,7 +13,7 @@ from pathlib import Path
 from polars.testing import assert_frame_equal
 
 from tracehouse.ingest import kineto
-from tracehouse.ingest.frames import ParsedTrace
+from tracehouse.core.frames import ParsedTrace
 
 NAMES = ["aten::mm", "x}, {y", "a}]b", '}, {"ph": "X"}', "k}  ,\n {", '\\"}, {', "plain"]
 

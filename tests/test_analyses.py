@@ -21,14 +21,14 @@ from sqlalchemy import func, select
 from tests.conftest import DATA, KINETO_DIR, Database, require_shared
 from tracehouse.analyses.attention import attention_flops_by_frames, temporal_vs_spatial
 from tracehouse.analyses.compare import backend_speedups, breakdown_normalized, compare_runs, compare_summary
-from tracehouse.analyses.hardware import compare_hardware
+from tracehouse.analyses.hardware_compare import compare_hardware
 from tracehouse.analyses.memory_model import memory_model_vs_run, similarity_matrix_memory
 from tracehouse.analyses.roofline import roofline
 from tracehouse.analyses.sequence import attention_calls, find_period, fundamental_period, seq_len_histogram
 from tracehouse.analyses.sweep import sweep
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.ingest.hardware import lookup
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.core.device_specs import lookup
+from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Kernel, Run

@@ -20,10 +20,10 @@ from tests.attribution_docs import Doc
 from tests.conftest import DATA, SHARED_TRACES, Database
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.kernel_names import base_name, rule_name
+from tracehouse.core.kernel_names import base_name, rule_name
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.pipeline import PARSERS, ingest_file
-from tracehouse.ingest.rules import classify_kernel_names
+from tracehouse.core.rules import classify_kernel_names
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Run
 

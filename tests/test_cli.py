@@ -58,8 +58,8 @@ def test_analysis_commands_print_the_functions_frames(db: Database) -> None:
     from tracehouse.analyses import compare, sequence
     from tracehouse.ingest.pipeline import ingest_file
 
-    base = ingest_file(db.engine, DATA / "sd_tiny_cpu_baseline.json.gz").run_id
-    flash = ingest_file(db.engine, TRACE).run_id
+    base = ingest_file(db.engine, DATA / "sd_tiny_cpu_baseline.json.gz", raw_dir=db.raw_dir).run_id
+    flash = ingest_file(db.engine, TRACE, raw_dir=db.raw_dir).run_id
     for args, fn in (
         (["compare", str(base), str(flash), "--summary"], lambda s: compare.compare_summary(s, base, flash)),
         (["sequence", str(base), "--view", "histogram", "--weight", "time"],

@@ -212,7 +212,7 @@ def test_collect_upload_needs_a_token_before_it_profiles(tmp_path: Path) -> None
 # -- item 9: one spelling per knob -----------------------------------------------------------
 
 def test_sweep_knobs_take_hyphen_or_underscore() -> None:
-    from tracehouse.collectors.cli import parse_sweep
+    from tracehouse.api.cli_collect import parse_sweep
 
     hyphens = parse_sweep(["image-size=64", "decode-tokens=4", "text-length=8", "denoising-steps=2"])
     underscores = parse_sweep(["image_size=64", "decode_tokens=4", "text_length=8", "denoising_steps=2"])
@@ -222,7 +222,7 @@ def test_sweep_knobs_take_hyphen_or_underscore() -> None:
 
 def test_meta_and_filters_take_either_spelling() -> None:
     from tracehouse.analyses.params import typed_filters
-    from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+    from tracehouse.core.meta import meta_from_mapping, parse_key_values
 
     meta = meta_from_mapping(parse_key_values(["image-size=512", "decode_tokens=3", "steps=20", "lab-name=a"]))
     assert (meta.image_size, meta.decode_tokens, meta.denoising_steps) == (512, 3, 20)

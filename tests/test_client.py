@@ -21,7 +21,7 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    attention, compare, counters, explain, fleet, hardware, launches, memory_model, roofline, sequence, sweep,
+    attention, compare, counters, explain, fleet_usage, hardware_compare, launches, memory_model, roofline, sequence, sweep,
     utilization,
 )
 from tracehouse.analyses.breakdown import breakdown
@@ -76,14 +76,14 @@ def _queries(r: live.Runs) -> list[Query]:
          lambda s: memory_model.similarity_matrix_memory(512, 8, 77, 4, 2, heads=8)),
         ("run memory model", lambda c: c.run_memory_model(sd), lambda s: memory_model.memory_model_vs_run(s, sd)),
         ("hardware", lambda c: c.hardware("stable-diffusion", **pinned),
-         lambda s: hardware.compare_hardware(s, "stable-diffusion", "slowest", **typed_filters(
+         lambda s: hardware_compare.compare_hardware(s, "stable-diffusion", "slowest", **typed_filters(
              ["attention_backend=baseline"]))),
         ("fleet summary", lambda c: c.fleet_summary(by="family,phase"),
-         lambda s: fleet.fleet_summary(s, "family,phase", None)),
+         lambda s: fleet_usage.fleet_summary(s, "family,phase", None)),
         ("ratio spread", lambda c: c.ratio_spread("ttv", phase="training"),
-         lambda s: fleet.ratio_spread(s, "ttv", "training")),
-        ("top jobs", lambda c: c.top_jobs(12), lambda s: fleet.top_jobs(s, 12, None)),
-        ("models", lambda c: c.models(), lambda s: fleet.models_list(s)),
+         lambda s: fleet_usage.ratio_spread(s, "ttv", "training")),
+        ("top jobs", lambda c: c.top_jobs(12), lambda s: fleet_usage.top_jobs(s, 12, None)),
+        ("models", lambda c: c.models(), lambda s: fleet_usage.models_list(s)),
     ]
     if gpu is not None and ncu is not None:
         queries += [

@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 from tracehouse.collectors.models import SUITE, get_spec  # noqa: E402
 from tracehouse.collectors.models.blocks import count_params  # noqa: E402
 from tracehouse.collectors.profile import collect_one  # noqa: E402
-from tracehouse.ingest.annotation import parse_annotation  # noqa: E402
-from tracehouse.ingest.meta import RunMeta, load_manifest, manifest_path_for  # noqa: E402
+from tracehouse.core.annotation import parse_annotation  # noqa: E402
+from tracehouse.core.meta import RunMeta, load_manifest, manifest_path_for  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 BACKENDS = ("baseline", "flash")
@@ -270,12 +270,12 @@ def test_committed_sd_traces(backend: str) -> None:
 
 
 def test_cli_imports_without_torch() -> None:
-    code = "import sys, tracehouse.collectors.cli; assert 'torch' not in sys.modules"
+    code = "import sys, tracehouse.api.cli_collect; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_parse_sweep() -> None:
-    from tracehouse.collectors.cli import parse_sweep
+    from tracehouse.api.cli_collect import parse_sweep
     assert parse_sweep(["image-size=64,128", "attention=baseline,flash"]) == {
         "image_size": [64, 128], "attention": ["baseline", "flash"]}
     import typer
@@ -287,7 +287,7 @@ def test_cli_sweep(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from tracehouse.collectors.cli import collect
+    from tracehouse.api.cli_collect import collect
     app = typer.Typer()
     app.command("collect")(collect)
     app.command("noop")(lambda: None)

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from tests.conftest import REPO
-from tracehouse.ingest import rules
-from tracehouse.ingest.annotation import ANNOTATION_FIELDS
+from tracehouse.core import rules
+from tracehouse.core.annotation import ANNOTATION_FIELDS
 from tracehouse.schema.models import Base
 
 SCHEMA_DOC = REPO / "docs" / "schema.md"

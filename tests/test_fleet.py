@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Database
-from tracehouse.analyses.fleet import fleet_summary, models_list, ratio_spread, top_jobs
+from tracehouse.analyses.fleet_usage import fleet_summary, models_list, ratio_spread, top_jobs
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.fleet import import_fleet, parse, read_source, register_model
+from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import FleetImport, FleetJob, FleetRollup
 
@@ -57,7 +57,7 @@ def write_csv(path: Path, jobs: list[dict]) -> Path:
 
 
 def expected(jobs: list[dict], phase: str | None = None) -> dict[str, dict[str, float]]:
-    """The definitions in analyses/fleet.py, computed directly on the records."""
+    """The definitions in analyses/fleet_usage.py, computed directly on the records."""
     acc: dict[str, dict[str, float]] = {}
     for j in jobs:
         if j["model"] not in MODELS or (phase and j["phase"] != phase):

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from tracehouse.core.errors import BadTrace
-from tracehouse.ingest.hardware import lookup, tensor_flops_per_inst
-from tracehouse.ingest.ncu import ncu_wide, parse_ncu_csv, roofline_inputs
+from tracehouse.core.device_specs import lookup, tensor_flops_per_inst
+from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
+from tracehouse.ingest.ncu import parse_ncu_csv
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 NCU_DIR = TRACES / "ncu" / "v100_deepcam_fp32_O1_fw"

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from tests.conftest import SHARED_TRACES, Database
 from tracehouse.analyses.counters import counter_roofline
 from tracehouse.core.errors import BadInput, BadTrace
-from tracehouse.ingest.meta import RunMeta
-from tracehouse.ingest.ncu import ncu_wide, parse_ncu_csv, roofline_inputs
+from tracehouse.core.meta import RunMeta
+from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
+from tracehouse.ingest.ncu import parse_ncu_csv
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import NcuMetric, Run

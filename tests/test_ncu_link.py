@@ -21,7 +21,7 @@ from tests.conftest import KINETO_DIR, Database
 from tracehouse.analyses.counters import counter_groups
 from tracehouse.analyses.roofline import roofline_by
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.ncu_link import kernel_base_name
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.units import ingest_all, plan_units

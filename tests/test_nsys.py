@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tracehouse.core.errors import BadTrace
-from tracehouse.ingest.frames import GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA
+from tracehouse.core.frames import GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA
 from tracehouse.ingest.nsys import parse_nsys
 
 NSYS_DIR = Path(__file__).resolve().parents[2] / "shared" / "traces" / "nsys"

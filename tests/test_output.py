@@ -41,7 +41,7 @@ def _header_line(table: str) -> str:
 
 @pytest.fixture
 def sd_runs(db: Database) -> tuple[int, int]:
-    return ingest_file(db.engine, BASELINE).run_id, ingest_file(db.engine, FLASH).run_id
+    return ingest_file(db.engine, BASELINE, raw_dir=db.raw_dir).run_id, ingest_file(db.engine, FLASH, raw_dir=db.raw_dir).run_id
 
 
 def test_unit_rules_cover_what_analyses_return() -> None:
@@ -106,7 +106,7 @@ def test_constant_columns_move_to_a_caption(db: Database, sd_runs: tuple[int, in
 
 def test_long_names_are_shortened_not_wrapped(db: Database) -> None:
     require_shared()
-    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz").run_id
+    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz", raw_dir=db.raw_dir).run_id
     with session_scope(db.engine) as s:
         frame = breakdown(s, run_id, "kernel")
     table = _show("breakdown", str(run_id), "--by", "kernel", "--db", db.url)
@@ -151,7 +151,7 @@ def test_table_ii_rows_of_a_sweep_are_told_apart(db: Database, tmp_path: Path) -
     for n, (size, (base, flash)) in enumerate({128: (BASELINE, FLASH), 256: (FLASH, BASELINE)}.items()):
         pairs[size] = (_profiled_again(base, tmp_path, "baseline", size, 2 * n + 1),
                        _profiled_again(flash, tmp_path, "flash", size, 2 * n + 2))
-    ids = {size: (ingest_file(db.engine, b).run_id, ingest_file(db.engine, f).run_id)
+    ids = {size: (ingest_file(db.engine, b, raw_dir=db.raw_dir).run_id, ingest_file(db.engine, f, raw_dir=db.raw_dir).run_id)
            for size, (b, f) in pairs.items()}
     with session_scope(db.engine) as s:
         frame = backend_speedups(s, model="stable-diffusion")
@@ -185,8 +185,8 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     from tracehouse.analyses.runs import list_runs
     from tracehouse.schema.models import Kernel
 
-    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz").run_id
-    cpu_run = ingest_file(db.engine, BASELINE).run_id
+    run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz", raw_dir=db.raw_dir).run_id
+    cpu_run = ingest_file(db.engine, BASELINE, raw_dir=db.raw_dir).run_id
     with session_scope(db.engine) as s:
         stored = dict(s.execute(select(Kernel.kind, func.count()).where(Kernel.run_id == run_id)
                                 .group_by(Kernel.kind)).all())

@@ -15,7 +15,7 @@ from tests.test_ncu_link import write_ncu_csv
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.runs import run_tags
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.reingest import reingest_candidates, reingest_run

@@ -6,9 +6,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tracehouse.ingest.annotation import Annotation, format_annotation, parse_annotation
+from tracehouse.core.annotation import Annotation, format_annotation, parse_annotation
 from tracehouse.ingest.nesting import enclosing_ranges, top_level
-from tracehouse.ingest.rules import classify_kernel_names, classify_op_names
+from tracehouse.core.rules import classify_kernel_names, classify_op_names
 from tracehouse.ingest.shapes import qk_shapes
 
 KERNEL_CASES = [
@@ -116,13 +116,13 @@ def test_attention_shapes_from_input_dims(op: str, dims: str | None, expected: t
     ("aten::linear", [[2, 8, 31], [64, 32]], (None, None)),  # mismatched K: unknown, not guessed
 ])
 def test_gemm_cost(name: str, dims: list, expected: tuple) -> None:
-    from tracehouse.ingest.opcost import gemm_cost
+    from tracehouse.core.opcost import gemm_cost
 
     assert gemm_cost(name, dims, 4) == expected
 
 
 def test_conv_cost_uses_stride_padding_and_groups() -> None:
-    from tracehouse.ingest.opcost import conv_cost
+    from tracehouse.core.opcost import conv_cost
 
     # 2x4x8x8 input, 32 filters of 4x3x3, stride 2, padding 1 -> 4x4 output
     dims = [[2, 4, 8, 8], [32, 4, 3, 3], [32]]

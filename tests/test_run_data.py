@@ -20,7 +20,7 @@ from tests.conftest import DATA, SHARED_TRACES, Database
 from tracehouse.analyses.runs import list_runs
 from tracehouse.api.auth import create_token
 from tracehouse.core.settings import load_settings
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.schema.db import session_scope

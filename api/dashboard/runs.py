@@ -23,7 +23,7 @@ from tracehouse.api.dashboard.access import reader
 from tracehouse.api.dashboard.render import Chart, downsample, page, rest_path
 from tracehouse.api.deps import SessionDep
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.meta import parse_key_values
+from tracehouse.core.meta import parse_key_values
 
 PAGE_SIZE = 100
 RUN_COLUMNS = ("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",

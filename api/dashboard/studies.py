@@ -10,9 +10,9 @@ import polars as pl
 from fastapi import Query, Request
 from fastapi.responses import Response
 
-from tracehouse.analyses import fleet
+from tracehouse.analyses import fleet_usage as fleet
 from tracehouse.analyses.attention import temporal_vs_spatial
-from tracehouse.analyses.hardware import compare_hardware
+from tracehouse.analyses.hardware_compare import compare_hardware
 from tracehouse.analyses.params import typed_filters
 from tracehouse.analyses.runs import list_runs
 from tracehouse.analyses.sweep import KNOBS, sweep

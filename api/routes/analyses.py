@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, explain, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
+    attention, compare, counters, explain, hardware_compare, launches, memory_model, roofline, sequence, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -155,4 +155,4 @@ def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
 def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
                     filter: Filters = []) -> Response:  # noqa: B006
     filters = typed_filters(filter, "query parameter 'filter'")
-    return table.respond(hardware.compare_hardware(session, model, reference, **filters))
+    return table.respond(hardware_compare.compare_hardware(session, model, reference, **filters))

@@ -17,7 +17,7 @@ from tracehouse.analyses.runs import list_runs, raw_trace, run_kernels, run_row,
 from tracehouse.api.auth import check_run_owner
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
-from tracehouse.ingest.meta import parse_key_values
+from tracehouse.core.meta import parse_key_values
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.reingest import reingest_run
 from tracehouse.ingest.run_edit import edit_run

@@ -19,7 +19,7 @@ from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, UploaderId, 
 from tracehouse.api.jobs import enqueue, wait_for_job
 from tracehouse.api.upload_body import UploadBody, receive_upload
 from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
-from tracehouse.ingest.meta import meta_from_mapping, parse_key_values
+from tracehouse.core.meta import meta_from_mapping, parse_key_values
 from tracehouse.ingest.units import IngestUnit, plan_units
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob

@@ -49,7 +49,7 @@ class RunContext:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str  # family and architecture come from tracehouse.ingest.model_catalog
+    name: str  # family and architecture come from tracehouse.core.model_catalog
     configs: dict[str, Any]  # scale -> config object (has a ``knobs: Knobs`` default)
     build: Callable[[Any], dict[str, nn.Module]]
     run: Callable[[dict[str, nn.Module], Any, RunContext], None]

@@ -54,6 +54,9 @@ RANGE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 RANGE_CATEGORIES = ("cpu_op", "annotation", "python")
+# Trace formats whose kernels lie on a timeline (Nsight Compute counters do not); ingest has a
+# parser for each (ingest.pipeline.PARSERS), analyses use it to pick timed runs.
+TIMELINE_FORMATS = ("kineto", "nsys")
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Fleet import and the family comparison at a million jobs, against the obvious alternative.
 
-    python bench/fleet.py [--jobs 1000000] [--repeat 5]
+    python bench/fleet_import.py [--jobs 1000000] [--repeat 5]
 
 Generates job records with the tests' fixed-seed generator, writes them as CSV, then times:
 tracehouse's import (parse + insert + rollup + commit into a fresh, migrated SQLite file;
@@ -22,8 +22,8 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' generator
 
 from tests.test_fleet import MODELS, generate_jobs  # noqa: E402
-from tracehouse.analyses.fleet import fleet_summary  # noqa: E402
-from tracehouse.ingest.fleet import import_fleet, parse, read_source, register_model  # noqa: E402
+from tracehouse.analyses.fleet_usage import fleet_summary  # noqa: E402
+from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model  # noqa: E402
 from tracehouse.schema.db import make_engine, session_scope  # noqa: E402
 from tracehouse.schema.migrate import upgrade  # noqa: E402
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from tracehouse.ingest.kernel_names import rule_name
+from tracehouse.core.kernel_names import rule_name
 
 # (operator, priority, pattern on the enclosing cpu op's name)
 OP_RULES: tuple[tuple[str, int, str], ...] = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tracehouse.ingest.frames import DeviceInfo
+from tracehouse.core.frames import DeviceInfo
 
 T = 1e12
 GB = 1e9

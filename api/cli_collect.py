@@ -7,6 +7,7 @@ the models are imported inside :func:`collect`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -102,14 +103,9 @@ def collect(
             "decode_tokens": decode_tokens, "text_length": text_length,
             "attention": None, "dtype": dtype}
     plan = _plan(models, grid, base, _backends(attention))
-    engine = None
-    if ingest:
-        from tracehouse.api.cli import _engine
-
-        engine = _engine(db)
-    written = _run_plan(plan, scale, device, out, max_profiled_steps, engine)
+    written = _run_plan(plan, scale, device, out, max_profiled_steps, _ingester(db) if ingest else None)
     if upload:
-        from tracehouse.api.cli import upload_and_report
+        from tracehouse.api.cli_common import upload_and_report
 
         upload_and_report(written, upload, token or "", [])
     return written
@@ -182,8 +178,17 @@ def _plan(models: list[str], grid: dict[str, list], base: dict, backends: list[s
     return plan
 
 
+def _ingester(db: str | None) -> Callable[[Path], int]:
+    """Ingest each trace as soon as it is written (``--ingest``), into the ``--db`` database."""
+    from tracehouse.api.cli_common import load_settings, open_engine
+    from tracehouse.ingest.pipeline import ingest_file
+
+    engine, raw_dir = open_engine(db), load_settings().raw_dir()
+    return lambda trace: ingest_file(engine, trace, None, raw_dir=raw_dir).run_id
+
+
 def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profiled_steps: int | None,
-              engine) -> list[Path]:  # type: ignore[no-untyped-def]
+              ingest: Callable[[Path], int] | None) -> list[Path]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -201,10 +206,8 @@ def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profile
             written.append(res.trace)
             line = (f"{res.trace}  params={res.meta['param_count']:,}  profiled {res.wall_s:.2f}s"
                     f"  peak={res.meta.get('peak_memory_bytes', 0) / 2**20:.1f} MiB")
-            if engine is not None:
-                from tracehouse.ingest.pipeline import ingest_file
-
-                line += f"  run_id={ingest_file(engine, res.trace, None).run_id}"
+            if ingest is not None:
+                line += f"  run_id={ingest(res.trace)}"
             progress.console.print(line, soft_wrap=True)
             progress.advance(task)
     return written

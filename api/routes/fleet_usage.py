@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from tracehouse.analyses import fleet
+from tracehouse.analyses import fleet_usage as fleet
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery, frame_response
-from tracehouse.ingest.fleet import register_model
+from tracehouse.ingest.fleet_import import register_model
 
 router = APIRouter(prefix="/v1", tags=["fleet"])
 PhaseQuery = Annotated[Literal["training", "inference"] | None, Query(description="Only this phase")]
