@@ -71,7 +71,7 @@ RULES: tuple[Rule, ...] = (
     Rule("steps.unstable",
          f"≥ {r.MIN_STEPS} steps, the slowest ≥ {r.MAX_SLOWEST_OVER_MEDIAN:g} × the median step",
          "Σ (step_ns − median step) over slower-than-median steps",
-         "tracehouse advise {run} --format json", "/v1/runs/{run}/advice", r.unstable_steps),
+         "tracehouse steps {run}", "/v1/runs/{run}/steps", r.unstable_steps),
 )
 
 ADVICE_SCHEMA = {"rank": pl.Int64, "rule": pl.String, "finding": pl.String, "saved_ns": pl.Int64,

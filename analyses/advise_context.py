@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.compare import operator_totals
 from tracehouse.analyses.idle import idle_time_breakdown
+from tracehouse.analyses.steps import step_times
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, Symbol
 
@@ -71,12 +72,5 @@ class RunFacts:
 
     @cached_property
     def steps(self) -> pl.DataFrame:
-        """Per ``step`` (ProfilerStep / denoising step as ingest recorded it): ``step, kernels,
-        step_ns`` (first kernel start to last kernel end of the step), in step order."""
-        k = Kernel
-        stmt = select(k.step, k.start_ns, k.dur_ns).where(k.run_id == self.run_id, k.step.is_not(None))
-        rows = to_frame(self.session, stmt, {"step": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64})
-        return (rows.group_by("step").agg(kernels=pl.len().cast(pl.Int64),
-                                          step_ns=(pl.col("start_ns") + pl.col("dur_ns")).max()
-                                          - pl.col("start_ns").min())
-                .sort("step"))
+        """Per step, in order: ``step, kernels, start_ns, end_ns, step_ns, vs_median``."""
+        return step_times(self.session, self.run_id)

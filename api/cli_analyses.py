@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
     _register_run_views(app)
     _register_rooflines(app)
     _register_explain(app)
+    _register_advice(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -207,3 +208,53 @@ def _name_rules() -> tuple:
     from tracehouse.ingest.user_rules import name_rules_for
 
     return name_rules_for(load_settings().rules_file())
+
+
+def _register_advice(app: typer.Typer) -> None:
+    """Idle time per stream and the ranked advice."""
+
+    @app.command()
+    def idle(run_id: int, consecutive_kernel_delay_ns: Annotated[int, typer.Option(
+                 help="Gaps shorter than this (and not a host wait) are kernel waits; HTA's default")] = 30_000,
+             fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Why each stream sat idle: host wait, kernel wait, other (HTA's idle-time breakdown)."""
+        from tracehouse.analyses.idle import idle_time_breakdown
+
+        show_frame(db, fmt, f"run {run_id} idle time",
+                   lambda s: idle_time_breakdown(s, run_id, consecutive_kernel_delay_ns))
+
+    @app.command()
+    def advise(run_id: int,
+               rule: Annotated[list[str] | None, typer.Option(help="Only this rule id (repeatable)")] = None,
+               fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """What to fix: findings ranked by estimated time saved, with evidence and the query that shows it."""
+        from tracehouse.analyses.advise import advise as run_advice
+
+        show_frame(db, fmt, f"run {run_id} advice", lambda s: run_advice(s, run_id, tuple(rule) if rule else None),
+                   ("rank", "rule", "saved_ns", "saved_share", "finding", "query"))
+
+    @app.command()
+    def steps(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Step times (ProfilerStep or step annotation): device wall time per step, vs the median."""
+        from tracehouse.analyses.steps import step_times
+
+        show_frame(db, fmt, f"run {run_id} steps", lambda s: step_times(s, run_id))
+
+    @app.command()
+    def jobs(straggler_factor: Annotated[float, typer.Option(help="Straggler at this × the job's median step")]
+             = 1.05, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
+        from tracehouse.analyses.steps import job_ranks
+
+        show_frame(db, fmt, "multi-rank jobs", lambda s: job_ranks(s, straggler_factor))
+
+    @app.command("advise-rules")
+    def advise_rules(fmt: FormatOption = "table") -> None:
+        """The advice rule table: one row per rule, what it detects and how it estimates."""
+        from tracehouse.analyses.advise import rule_table
+        from tracehouse.api.output import FORMATS, render
+        from tracehouse.core.errors import BadInput
+
+        if fmt not in FORMATS:
+            raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        typer.echo(render(rule_table(), fmt, title="advice rules"), nl=False)

@@ -309,6 +309,20 @@ _KERNEL_ROW_MEANINGS = {
     "launch_dur_ns": _c("integer", "ns", "Host launch call duration"),
 }
 
+_ADVICE = {
+    "rank": _c("integer", "", "1 = largest estimated saving; unsized findings last"),
+    "rule": _c("string", "", "Advice rule id (tracehouse advise-rules)"),
+    "finding": _c("string", "", "What the rule found, in one sentence"),
+    "saved_ns": _c("integer", "ns", "Estimated time saved (upper bound; null when the store cannot size it)"),
+    "saved_share": _c("number", "fraction", "saved_ns / the run's span"),
+    "evidence": _c("string", "", "The numbers from the store, as a JSON object"),
+    "basis": _c("string", "", "How the estimate was made on this run"),
+    "query": _c("string", "", "CLI command that shows the evidence"),
+    "rest": _c("string", "", "REST path that shows the evidence"),
+    "detects": _c("string", "", "What the rule detects, with its threshold"),
+    "estimate_basis": _c("string", "", "How the rule estimates the time saved"),
+}
+
 # Keyed by the route's path as the OpenAPI document spells it (GET routes).
 TABLES: dict[str, Table] = {
     "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
@@ -352,6 +366,36 @@ TABLES: dict[str, Table] = {
                                             "non_compute_ns", "communication_ns", "memory_ns", "overlap_ns",
                                             "idle_share", "compute_share", "non_compute_share",
                                             "comm_overlap_share")),
+    "/v1/runs/{run_id}/idle": Table(("device", "stream", "idle_category", "gaps", "idle_ns", "idle_share"), overrides={
+        "stream": _c("integer", "", "Stream"),
+        "idle_category": _c("string", "", "host_wait (launch came after the previous kernel ended), kernel_wait "
+                                          "(shorter gap) or other"),
+        "gaps": _c("integer", "count", "Idle intervals between consecutive kernels of the stream"),
+        "idle_ns": _c("integer", "ns", "Summed idle intervals of the category"),
+        "idle_share": _c("number", "fraction", "idle_ns / the stream's idle time")}),
+    "/v1/runs/{run_id}/advice": Table(("rank", "rule", "finding", "saved_ns", "saved_share", "evidence", "basis",
+                                       "query", "rest"), overrides=_ADVICE),
+    "/v1/advice/rules": Table(("rule", "detects", "estimate_basis", "query", "rest"), overrides=_ADVICE),
+    "/v1/runs/{run_id}/steps": Table(("step", "kernels", "start_ns", "end_ns", "step_ns", "vs_median"), overrides={
+        "step": _c("integer", "", "ProfilerStep number or the collector's step annotation"),
+        "kernels": _c("integer", "count", "Kernels in the step"),
+        "start_ns": _c("integer", "ns", "First kernel start of the step"),
+        "end_ns": _c("integer", "ns", "Last kernel end of the step"),
+        "step_ns": _c("integer", "ns", "end_ns - start_ns (device wall time)"),
+        "vs_median": _c("number", "ratio", "step_ns / the run's median step")}),
+    "/v1/jobs": Table(("job", "world_size", "ranks_stored", "rank", "run_id", "steps", "median_step_ns",
+                       "max_step_ns", "span_ns", "communication_ns", "exposed_comm_ns", "exposed_comm_share",
+                       "vs_job_median", "straggler"), overrides={
+        "job": _c("string", "", "tag:<run tag job> or knobs:<model|hardware|world size|knobs> shared by the ranks"),
+        "world_size": _c("integer", "count", "Ranks in the job"),
+        "ranks_stored": _c("integer", "count", "Rank runs of the job in the store"),
+        "steps": _c("integer", "count", "Steps of the rank's run"),
+        "median_step_ns": _c("number", "ns", "Median step time of the rank"),
+        "max_step_ns": _c("integer", "ns", "Slowest step of the rank"),
+        "exposed_comm_ns": _c("integer", "ns", "communication_ns - overlap_ns summed over devices"),
+        "exposed_comm_share": _c("number", "fraction", "exposed_comm_ns / span_ns"),
+        "vs_job_median": _c("number", "ratio", "median_step_ns / the job's median of rank medians"),
+        "straggler": _c("boolean", "", "vs_job_median >= 1.05 with more than one rank stored")}),
     "/v1/runs/{run_id}/launches": Table(_LAUNCHES, ("operator", "kernel", "attention_type", "component")),
     "/v1/runs/{run_id}/roofline": Table(_ROOFLINE, ("operator", "attention_type", "kernel")),
     "/v1/runs/{run_id}/operator-costs": Table(

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, explain, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
+    advise, attention, compare, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, sweep,
+    utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -92,6 +93,44 @@ def run_utilization(run_id: int, session: SessionDep, _: ReadToken, table: Table
     """Union of kernel intervals per device: span, busy, idle, compute / communication / memory,
     and communication hidden under compute (HTA's temporal breakdown and overlap)."""
     return table.respond(utilization.temporal_breakdown(session, run_id))
+
+
+@router.get("/runs/{run_id}/idle", summary="Why each stream sat idle: host wait, kernel wait, other")
+def run_idle(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+             consecutive_kernel_delay_ns: Annotated[int, Query(ge=0, description="Gaps shorter than this (and not a "
+                                                               "host wait) are kernel waits")]
+             = idle.HTA_DEFAULT_DELAY_NS) -> Response:
+    """HTA's idle-time breakdown per device and stream: each gap between consecutive kernels is a
+    host wait (the launch came after the previous kernel ended), a kernel wait or other."""
+    return table.respond(idle.idle_time_breakdown(session, run_id, consecutive_kernel_delay_ns))
+
+
+@router.get("/runs/{run_id}/advice", summary="What to fix: findings ranked by estimated time saved")
+def run_advice(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+               rule: Annotated[list[str] | None, Query(description="Only these rule ids (repeatable)")] = None,
+               ) -> Response:
+    """Each finding: the rule, one sentence, the estimated saving and its basis, the evidence
+    (numbers from the store, JSON) and the CLI command / REST path that shows them."""
+    return table.respond(advise.advise(session, run_id, tuple(rule) if rule else None))
+
+
+@router.get("/runs/{run_id}/steps", summary="Step times of a run")
+def run_steps(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    """Per ProfilerStep (or step annotation): first kernel start to last kernel end, and vs the median."""
+    return table.respond(steps.step_times(session, run_id))
+
+
+@router.get("/jobs", summary="Runs that are ranks of one job: step time, exposed comm, stragglers")
+def jobs(session: SessionDep, _: ReadToken, table: TableQuery,
+         straggler_factor: Annotated[float, Query(gt=1, description="A rank is a straggler at this × the job's "
+                                                  "median step")] = steps.STRAGGLER_FACTOR) -> Response:
+    """Multi-rank runs grouped by their ``job`` tag, else by model, hardware, world size and knobs."""
+    return table.respond(steps.job_ranks(session, straggler_factor))
+
+
+@router.get("/advice/rules", summary="The advice rule table: what each rule detects and how it estimates")
+def advice_rules(_: ReadToken, table: TableQuery) -> Response:
+    return table.respond(advise.rule_table())
 
 
 @router.get("/runs/{run_id}/launches", summary="Launch overhead per operator or kernel")
