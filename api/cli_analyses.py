@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
     _register_rooflines(app)
     _register_explain(app)
     _register_advice(app)
+    _register_formulas(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -258,3 +259,41 @@ def _register_advice(app: typer.Typer) -> None:
         if fmt not in FORMATS:
             raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         typer.echo(render(rule_table(), fmt, title="advice rules"), nl=False)
+
+
+def _print_frame(fmt: str, title: str, frame: pl.DataFrame) -> None:
+    """Render a frame that needs no database (the paper's closed-form models)."""
+    from tracehouse.api.output import FORMATS, render
+    from tracehouse.core.errors import BadInput
+
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    typer.echo(render(frame, fmt, title=title), nl=False)
+
+
+def _register_formulas(app: typer.Typer) -> None:
+    """The paper's closed forms, as REST serves them: Fig 14's FLOPs by frames, §V's memory."""
+
+    @app.command("attention-flops")
+    def attention_flops(frames: Annotated[list[int], typer.Option("--frames", help="Frame count (repeatable)")],
+                        height: Annotated[int, typer.Option(help="Token grid height (latent pixels or patches)")],
+                        width: Annotated[int, typer.Option(help="Token grid width")],
+                        batch: int = 1, heads: int = 1, head_dim: int = 64, fmt: FormatOption = "table") -> None:
+        """Fig 14: analytic FLOPs of spatial vs temporal attention as the frame count grows."""
+        from tracehouse.analyses.attention import attention_flops_by_frames
+
+        _print_frame(fmt, "attention FLOPs by frames (Fig 14)",
+                     attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim))
+
+    @app.command("memory-formula")
+    def memory_formula(image_size: Annotated[int, typer.Option(help="Image side, pixels")],
+                       latent_factor: Annotated[int, typer.Option(help="Pixels per latent pixel (8 for SD)")],
+                       text_length: Annotated[int, typer.Option(help="Text tokens (cross-attention keys)")],
+                       unet_depth: Annotated[int, typer.Option(help="Downsampling stages of the UNet")],
+                       downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1,
+                       fmt: FormatOption = "table") -> None:
+        """§V: the similarity matrices' memory per UNet stage and cumulatively (no run needed)."""
+        from tracehouse.analyses.memory_model import similarity_matrix_memory
+
+        _print_frame(fmt, "similarity-matrix memory (§V)", similarity_matrix_memory(
+            image_size, latent_factor, text_length, unet_depth, downsample_factor, bytes_per_element, heads, batch))
