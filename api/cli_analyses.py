@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
     _register_explain(app)
     _register_advice(app)
     _register_formulas(app)
+    _register_suite(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -297,3 +298,25 @@ def _register_formulas(app: typer.Typer) -> None:
 
         _print_frame(fmt, "similarity-matrix memory (§V)", similarity_matrix_memory(
             image_size, latent_factor, text_length, unet_depth, downsample_factor, bytes_per_element, heads, batch))
+
+
+def _register_suite(app: typer.Typer) -> None:
+    """Figures across the stored runs: Fig 5 per model, Fig 6 by GPU count."""
+
+    @app.command("model-points")
+    def model_points(family: Annotated[str | None, typer.Option(help="Only this family (llm / tti / ttv)")] = None,
+                     fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 5: one point per model × device, FLOPs per byte of model capacity, with the device's ceilings."""
+        from tracehouse.analyses.suite import model_points as points
+
+        show_frame(db, fmt, "models on the roofline (Fig 5)", lambda s: points(s, family))
+
+    @app.command("compute-comm")
+    def compute_comm(model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+                     by_world_size: Annotated[bool, typer.Option("--by-world-size", help="Mean shares per GPU count")]
+                     = False, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 6: compute vs communication (and exposed communication, idle) by GPU count."""
+        from tracehouse.analyses.suite import compute_vs_communication
+
+        show_frame(db, fmt, "compute vs communication (Fig 6)",
+                   lambda s: compute_vs_communication(s, model, by_world_size))

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    advise, attention, compare, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, sweep,
-    utilization,
+    advise, attention, compare, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, suite,
+    sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -126,6 +126,21 @@ def jobs(session: SessionDep, _: ReadToken, table: TableQuery,
                                                   "median step")] = steps.STRAGGLER_FACTOR) -> Response:
     """Multi-rank runs grouped by their ``job`` tag, else by model, hardware, world size and knobs."""
     return table.respond(steps.job_ranks(session, straggler_factor))
+
+
+@router.get("/suite/model-points", summary="Fig 5: one roofline point per model, with each device's ceilings")
+def model_points(session: SessionDep, _: ReadToken, table: TableQuery,
+                 family: Annotated[str | None, Query(description="Only this family (llm / tti / ttv)")] = None,
+                 ) -> Response:
+    """Operational intensity as FLOPs per byte of model capacity (parameters × dtype bytes)."""
+    return table.respond(suite.model_points(session, family))
+
+
+@router.get("/suite/compute-comm", summary="Fig 6: compute vs communication by GPU count")
+def compute_comm(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None,
+                 by_world_size: Annotated[bool, Query(description="Mean shares per world size")] = False) -> Response:
+    """Per GPU run: shares of the span in compute, communication, exposed communication and idle."""
+    return table.respond(suite.compute_vs_communication(session, model, by_world_size))
 
 
 @router.get("/advice/rules", summary="The advice rule table: what each rule detects and how it estimates")
