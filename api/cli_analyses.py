@@ -235,6 +235,17 @@ def _register_advice(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} advice", lambda s: run_advice(s, run_id, tuple(rule) if rule else None),
                    ("rank", "rule", "saved_ns", "saved_share", "finding", "query"))
 
+    @app.command("critical-path")
+    def critical_path(run_id: int, step: Annotated[int | None, typer.Option(help="Only this step's kernels")] = None,
+                      segments: Annotated[bool, typer.Option("--segments", help="The path itself, not the "
+                                                                               "per-operator shares")] = False,
+                      fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Lightweight critical path (launch calls, host time, kernels) and each operator's share of it."""
+        from tracehouse.analyses import critical_path as cp
+
+        fn = cp.critical_path_segments if segments else cp.critical_path
+        show_frame(db, fmt, f"run {run_id} critical path", lambda s: fn(s, run_id, step))
+
     @app.command()
     def steps(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Step times (ProfilerStep or step annotation): device wall time per step, vs the median."""

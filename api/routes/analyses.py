@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    advise, attention, compare, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, suite,
+    advise, attention, compare, critical_path, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, suite,
     sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
@@ -112,6 +112,16 @@ def run_advice(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
     """Each finding: the rule, one sentence, the estimated saving and its basis, the evidence
     (numbers from the store, JSON) and the CLI command / REST path that shows them."""
     return table.respond(advise.advise(session, run_id, tuple(rule) if rule else None))
+
+
+@router.get("/runs/{run_id}/critical-path", summary="Lightweight critical path and each operator's share")
+def run_critical_path(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                      step: Annotated[int | None, Query(description="Only this step's kernels")] = None,
+                      view: Annotated[Literal["operators", "segments"], Query()] = "operators") -> Response:
+    """The chain of launch calls, host time and kernels that bounds the run (or step):
+    per operator (``operators``) or the path itself (``segments``)."""
+    fn = critical_path.critical_path if view == "operators" else critical_path.critical_path_segments
+    return table.respond(fn(session, run_id, step))
 
 
 @router.get("/runs/{run_id}/steps", summary="Step times of a run")
