@@ -1,6 +1,7 @@
 """A lightweight critical path (after HTA's ``critical_path_analysis``, simplified): the chain
 of host launch calls, host work between them, and GPU kernels that bounds a run (or one step),
-with each operator's share of it.
+with each operator's share of it.  A step's path runs from the step's first launch call to its
+last kernel's end, through whatever work (of any step) held it in that window.
 
 Built from what the store keeps for every kernel: its stream slot, its launch call's start and
 duration, and its operator.  Walking back from the last kernel to end, each kernel was held
@@ -39,12 +40,13 @@ PATH_SCHEMA = {"resource": pl.String, "operator": pl.String, "start_ns": pl.Int6
 
 
 def _load(session: Session, run_id: int, step: int | None) -> pl.DataFrame:
+    """Every kernel (a step's first kernels wait on the previous step's last ones), ``in_step``
+    marking those the path may use."""
     k = Kernel
-    stmt = select(k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator) \
-        .where(k.run_id == run_id, k.kind != "cpu")
-    if step is not None:
-        stmt = stmt.where(k.step == step)
-    return to_frame(session, stmt, _SCHEMA).sort("start_ns", "seq")
+    stmt = select(k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator,
+                  k.step).where(k.run_id == run_id, k.kind != "cpu")
+    frame = to_frame(session, stmt, {**_SCHEMA, "step": pl.Int64}).sort("start_ns", "seq")
+    return frame.with_columns(in_step=pl.lit(True) if step is None else (pl.col("step") == step).fill_null(False))
 
 
 def critical_path_segments(session: Session, run_id: int, step: int | None = None) -> pl.DataFrame:
@@ -55,7 +57,7 @@ def critical_path_segments(session: Session, run_id: int, step: int | None = Non
     get_run(session, run_id)
     ks = _load(session, run_id, step).to_dicts()
     segments: list[tuple[str, str, int, int]] = []
-    if ks:
+    if any(k["in_step"] for k in ks):
         _walk(ks, segments)
     if not segments:
         return pl.DataFrame(schema=PATH_SCHEMA)
@@ -76,12 +78,18 @@ def _walk(ks: list[dict], out: list[tuple[str, str, int, int]]) -> None:
     calls = sorted({k["launch_ns"]: i for i, k in reversed(list(enumerate(ks))) if k["launch_ns"] is not None}.items())
     host = _Host([t for t, _ in calls], [i for _, i in calls],
                  sorted((k["start_ns"] + k["dur_ns"], i) for i, k in enumerate(ks)))
-    node: tuple[str, int, int] | None = ("kernel", host.by_end[-1][1], host.by_end[-1][0])
+    mine = [k for k in ks if k["in_step"]]
+    # A step's window opens at its first launch call (its first kernel without one): the path
+    # is cut there, as HTA cuts it at the step annotation's start.
+    floor = min(k["launch_ns"] if k["launch_ns"] is not None else k["start_ns"] for k in mine)
+    last_end, last = max((t, i) for t, i in host.by_end if ks[i]["in_step"])
+    node: tuple[str, int, int] | None = ("kernel", last, last_end)
     for _ in range(4 * len(ks) + 4):  # every step goes back in time; the bound only guards bad data
-        if node is None:
-            return
+        if node is None or node[2] <= floor:
+            break
         node = _step_kernel(ks, node[1], node[2], prev_on_stream, out) if node[0] == "kernel" \
             else _step_launch(ks, node[1], node[2], host, out)
+    out[:] = [(r, op, max(a, floor), b) for r, op, a, b in out if b > floor]
 
 
 class _Host:
