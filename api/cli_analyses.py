@@ -143,6 +143,13 @@ def _register_run_views(app: typer.Typer) -> None:
 
         show_frame(db, fmt, f"run {run_id} launches by {by}", lambda s: launch_overhead(s, run_id, by))
 
+    @app.command("memory-peak")
+    def memory_peak(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Peak memory per component: weights (params × bytes), activations, the largest similarity matrix."""
+        from tracehouse.analyses.memory_peak import memory_peak as peak
+
+        show_frame(db, fmt, f"run {run_id} memory peak", lambda s: peak(s, run_id))
+
     @app.command("memory-model")
     def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
                downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:

@@ -427,6 +427,19 @@ TABLES: dict[str, Table] = {
         "start_ns": _c("integer", "ns", "Segment start"),
         "end_ns": _c("integer", "ns", "Segment end"),
         "dur_ns": _c("integer", "ns", "Segment length")}),
+    "/v1/runs/{run_id}/memory-peak": Table(("component", "params", "weight_bytes", "activation_peak_bytes",
+                                            "similarity_bytes", "peak_bytes", "weight_share", "activation_share",
+                                            "similarity_share"), overrides={
+        "component": _c("string", "", "Model component (unet, text_encoder ...); null: the whole run"),
+        "params": _c("integer", "count", "Parameters of the component"),
+        "weight_bytes": _c("integer", "bytes", "params x bytes per element (whole run: the collector's weight_bytes)"),
+        "activation_peak_bytes": _c("integer", "bytes", "Allocator peak in the component's range less the weights, "
+                                                        "from the profiler's memory events"),
+        "similarity_bytes": _c("integer", "bytes", "Largest attention similarity matrix e*B*H*Lq*Lkv; 0 when fused"),
+        "peak_bytes": _c("integer", "bytes", "weight_bytes + activation_peak_bytes (whole run: the run's peak)"),
+        "weight_share": _c("number", "fraction", "weight_bytes / peak_bytes"),
+        "activation_share": _c("number", "fraction", "activation_peak_bytes / peak_bytes"),
+        "similarity_share": _c("number", "fraction", "similarity_bytes / peak_bytes")}),
     "/v1/runs/{run_id}/launches": Table(_LAUNCHES, ("operator", "kernel", "attention_type", "component")),
     "/v1/runs/{run_id}/roofline": Table(_ROOFLINE, ("operator", "attention_type", "kernel")),
     "/v1/runs/{run_id}/operator-costs": Table(

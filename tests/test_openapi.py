@@ -53,6 +53,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/advice/rules": [{}],
         "/v1/runs/{run_id}/steps": [{"_run": gpu}],
         "/v1/jobs": [{}],
+        "/v1/runs/{run_id}/memory-peak": [{}],
         "/v1/runs/{run_id}/critical-path": [{"_run": gpu}, {"_run": gpu, "view": "segments"}],
         "/v1/suite/model-points": [{}, {"family": "tti"}],
         "/v1/suite/compute-comm": [{}, {"by_world_size": True}],

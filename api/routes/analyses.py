@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    advise, attention, compare, critical_path, counters, explain, hardware, idle, launches, memory_model, roofline, sequence, steps, suite,
-    sweep, utilization,
+    advise, attention, compare, counters, critical_path, explain, hardware, idle, launches, memory_model,
+    memory_peak, roofline, sequence, steps, suite, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -122,6 +122,13 @@ def run_critical_path(run_id: int, session: SessionDep, _: ReadToken, table: Tab
     per operator (``operators``) or the path itself (``segments``)."""
     fn = critical_path.critical_path if view == "operators" else critical_path.critical_path_segments
     return table.respond(fn(session, run_id, step))
+
+
+@router.get("/runs/{run_id}/memory-peak", summary="Peak memory per component: weights, activations, similarity")
+def run_memory_peak(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    """The profiler's allocator peak per component beside parameters × bytes and the largest
+    attention similarity matrix."""
+    return table.respond(memory_peak.memory_peak(session, run_id))
 
 
 @router.get("/runs/{run_id}/steps", summary="Step times of a run")
