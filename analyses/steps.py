@@ -39,7 +39,8 @@ def step_times(session: Session, run_id: int) -> pl.DataFrame:
              .agg(kernels=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
                   end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max())
              .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns")).sort("step"))
-    return steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median())).cast(STEP_SCHEMA)  # type: ignore[arg-type]
+    steps = steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median()))
+    return steps.cast(STEP_SCHEMA)  # type: ignore[arg-type]
 
 
 def _distributed_runs(session: Session) -> pl.DataFrame:
