@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses import advise_rules as r
 from tracehouse.analyses.advise_context import RunFacts
+from tracehouse.core.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ def rule_table() -> pl.DataFrame:
 def advise(session: Session, run_id: int, rules: tuple[str, ...] | None = None) -> pl.DataFrame:
     """Findings for one run, best first (see the module docstring for the columns).
     ``rules``: only these rule ids (default: all)."""
+    unknown = sorted(set(rules or ()) - {rule.id for rule in RULES})
+    if unknown:
+        raise BadInput(f"unknown rule {', '.join(unknown)}; see `tracehouse advise-rules`")
     facts = RunFacts(session, run_id)
     rows = []
     for rule in RULES:

@@ -92,6 +92,17 @@ def test_each_rule_fires_on_its_trace_and_not_on_the_other(store: tuple[Database
     assert str(runs[fires]) in row["query"] or "--model" in row["query"]
 
 
+def test_one_rule_only_and_an_unknown_rule_refused(store: tuple[Database, dict[str, int]]) -> None:
+    from tracehouse.core.errors import BadInput
+
+    db, runs = store
+    with session_scope(db.engine) as s:
+        only = advise(s, runs["rank3"], ("comm.exposed",))
+        with pytest.raises(BadInput, match="unknown rule"):
+            advise(s, runs["rank3"], ("comm.hidden",))
+    assert only["rule"].to_list() == ["comm.exposed"]
+
+
 def test_findings_are_ranked_by_time_saved(store: tuple[Database, dict[str, int]]) -> None:
     db, runs = store
     with session_scope(db.engine) as s:
