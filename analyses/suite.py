@@ -65,6 +65,27 @@ def _model_point(session: Session, run_id: int) -> dict[str, object] | None:
             "ridge_point": peak / bandwidth if peak and bandwidth else None}
 
 
+CEILING_SCHEMA = {"hardware": pl.String, "dtype": pl.String, "peak_flops_s": pl.Float64,
+                  "peak_bandwidth_bytes_s": pl.Float64, "ridge_point": pl.Float64}
+
+
+def device_ceilings(session: Session) -> pl.DataFrame:
+    """Fig 5's lines: for every device in the store with catalogue peaks, one row per dtype it
+    has a peak for: ``hardware, dtype, peak_flops_s, peak_bandwidth_bytes_s, ridge_point``."""
+    columns = {"fp64": "peak_fp64_flops", "fp32": "peak_fp32_flops", "tf32": "peak_tf32_flops",
+               "fp16": "peak_fp16_flops", "bf16": "peak_bf16_flops", "int8": "peak_int8_ops"}
+    rows = []
+    for hw in session.scalars(select(Hardware).order_by(Hardware.name)):
+        for dtype, column in columns.items():
+            peak = getattr(hw, column)
+            if peak:
+                bandwidth = hw.peak_bandwidth_bytes_s
+                ridge = peak / bandwidth if bandwidth else None
+                rows.append({"hardware": hw.name, "dtype": dtype, "peak_flops_s": peak,
+                             "peak_bandwidth_bytes_s": bandwidth, "ridge_point": ridge})
+    return pl.DataFrame(rows, schema=CEILING_SCHEMA)
+
+
 COMM_SCHEMA = {"model": pl.String, "world_size": pl.Int64, "run_id": pl.Int64, "rank": pl.Int64,
                "span_ns": pl.Int64, "compute_share": pl.Float64, "communication_share": pl.Float64,
                "exposed_comm_share": pl.Float64, "idle_share": pl.Float64}

@@ -329,6 +329,13 @@ def _register_suite(app: typer.Typer) -> None:
 
         show_frame(db, fmt, "models on the roofline (Fig 5)", lambda s: points(s, family))
 
+    @app.command()
+    def ceilings(fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 5's lines: each stored device's peak FLOP/s per dtype, bandwidth and ridge point."""
+        from tracehouse.analyses.suite import device_ceilings
+
+        show_frame(db, fmt, "device ceilings (Fig 5)", device_ceilings)
+
     @app.command("compute-comm")
     def compute_comm(model: Annotated[str | None, typer.Option(help="Only this model")] = None,
                      by_world_size: Annotated[bool, typer.Option("--by-world-size", help="Mean shares per GPU count")]

@@ -407,6 +407,8 @@ TABLES: dict[str, Table] = {
         "achieved_flops_s": _c("number", "FLOP/s", "flops / time_ns"),
         "attainable_flops_s": _c("number", "FLOP/s", "min(peak, capacity_intensity x bandwidth)"),
         "bound": _c("string", "", "memory below the ridge point, else compute")}),
+    "/v1/suite/ceilings": Table(("hardware", "dtype", "peak_flops_s", "peak_bandwidth_bytes_s", "ridge_point"),
+                                overrides={"dtype": _c("string", "", "Data type of the peak: fp64 ... int8")}),
     "/v1/suite/compute-comm": Table(("model", "world_size", "compute_share", "communication_share",
                                      "exposed_comm_share", "idle_share"), ("run_id", "rank", "span_ns", "runs"),
                                     overrides={

@@ -168,6 +168,10 @@ class Client:
         """Fig 5: one point per model × device."""
         return self.table("/v1/suite/model-points", {"family": family})
 
+    def ceilings(self) -> pl.DataFrame:
+        """Fig 5's lines: every stored device's peaks."""
+        return self.table("/v1/suite/ceilings")
+
     def compute_comm(self, model: str | None = None, by_world_size: bool = False) -> pl.DataFrame:
         """Fig 6: compute vs communication by GPU count."""
         return self.table("/v1/suite/compute-comm", {"model": model, "by_world_size": by_world_size})

@@ -100,6 +100,7 @@ def _queries(r: live.Runs) -> list[Query]:
              lambda s: critical_path.critical_path(s, gpu, 551)),
             ("steps", lambda c: c.steps(gpu), lambda s: steps.step_times(s, gpu)),
             ("jobs", lambda c: c.jobs(), lambda s: steps.job_ranks(s)),
+            ("ceilings", lambda c: c.ceilings(), lambda s: suite.device_ceilings(s)),
             ("compute comm", lambda c: c.compute_comm(by_world_size=True),
              lambda s: suite.compute_vs_communication(s, None, True)),
             *((f"explain {view}", lambda c, view=view: c.explain(gpu, view=view),

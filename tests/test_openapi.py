@@ -56,6 +56,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/runs/{run_id}/memory-peak": [{}],
         "/v1/runs/{run_id}/critical-path": [{"_run": gpu}, {"_run": gpu, "view": "segments"}],
         "/v1/suite/model-points": [{}, {"family": "tti"}],
+        "/v1/suite/ceilings": [{}],
         "/v1/suite/compute-comm": [{}, {"by_world_size": True}],
         "/v1/runs/{run_id}/launches": [{"_run": gpu, "by": by} for by in ("operator", "kernel", "attention_type",
                                                                            "component")],

@@ -15,7 +15,7 @@ from tests.conftest import DATA, KINETO_DIR, Database, require_shared
 from tests.test_advise import _kernels, _union
 from tracehouse.analyses.attention import attention_flops_by_frames, temporal_vs_spatial
 from tracehouse.analyses.memory_model import similarity_matrix_memory
-from tracehouse.analyses.suite import compute_vs_communication, model_points
+from tracehouse.analyses.suite import compute_vs_communication, device_ceilings, model_points
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 
@@ -60,6 +60,20 @@ def test_model_point_is_flops_per_capacity_byte(db: Database, raw_dir: Path, tmp
     assert point["bound"] is None  # a CPU: the catalogue has no ceilings for it
     assert python == _cli(db, "model-points", "--family", "tti") == _rest(db, tmp_path, "/v1/suite/model-points",
                                                                           {"family": "tti"})
+
+
+def test_ceilings_are_the_catalogue_peaks_of_stored_devices(db: Database, raw_dir: Path) -> None:
+    require_shared()
+    ingest_file(db.engine, (KINETO_DIR / "v100_ns_resolution.json.gz").resolve(), raw_dir=raw_dir)
+    with session_scope(db.engine) as s:
+        rows = {r["dtype"]: r for r in device_ceilings(s).to_dicts()}
+    with db.engine.connect() as conn:
+        fp32, fp16, bandwidth = conn.execute(text(
+            "SELECT peak_fp32_flops, peak_fp16_flops, peak_bandwidth_bytes_s FROM hardware"
+            " WHERE name LIKE 'Tesla V100%'")).one()
+    assert "tf32" not in rows  # Volta has no TF32
+    assert (rows["fp32"]["peak_flops_s"], rows["fp16"]["peak_flops_s"]) == (fp32, fp16)
+    assert rows["fp16"]["ridge_point"] == pytest.approx(fp16 / bandwidth)
 
 
 def test_compute_vs_communication_by_world_size(db: Database, raw_dir: Path, tmp_path: Path) -> None:

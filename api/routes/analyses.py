@@ -153,6 +153,11 @@ def model_points(session: SessionDep, _: ReadToken, table: TableQuery,
     return table.respond(suite.model_points(session, family))
 
 
+@router.get("/suite/ceilings", summary="Fig 5's lines: every stored device's peak per dtype and bandwidth")
+def ceilings(session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(suite.device_ceilings(session))
+
+
 @router.get("/suite/compute-comm", summary="Fig 6: compute vs communication by GPU count")
 def compute_comm(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None,
                  by_world_size: Annotated[bool, Query(description="Mean shares per world size")] = False) -> Response:
