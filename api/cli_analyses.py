@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
     _register_run_views(app)
     _register_rooflines(app)
     _register_explain(app)
+    _register_advice(app)
+    _register_formulas(app)
+    _register_suite(app)
 
 
 def _register_comparisons(app: typer.Typer) -> None:
@@ -140,6 +143,13 @@ def _register_run_views(app: typer.Typer) -> None:
 
         show_frame(db, fmt, f"run {run_id} launches by {by}", lambda s: launch_overhead(s, run_id, by))
 
+    @app.command("memory-peak")
+    def memory_peak(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Peak memory per component: weights (params × bytes), activations, the largest similarity matrix."""
+        from tracehouse.analyses.memory_peak import memory_peak as peak
+
+        show_frame(db, fmt, f"run {run_id} memory peak", lambda s: peak(s, run_id))
+
     @app.command("memory-model")
     def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
                downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:
@@ -207,3 +217,131 @@ def _name_rules() -> tuple:
     from tracehouse.ingest.user_rules import name_rules_for
 
     return name_rules_for(load_settings().rules_file())
+
+
+def _register_advice(app: typer.Typer) -> None:
+    """Idle time per stream and the ranked advice."""
+
+    @app.command()
+    def idle(run_id: int, consecutive_kernel_delay_ns: Annotated[int, typer.Option(
+                 help="Gaps shorter than this (and not a host wait) are kernel waits; HTA's default")] = 30_000,
+             fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Why each stream sat idle: host wait, kernel wait, other (HTA's idle-time breakdown)."""
+        from tracehouse.analyses.idle import idle_time_breakdown
+
+        show_frame(db, fmt, f"run {run_id} idle time",
+                   lambda s: idle_time_breakdown(s, run_id, consecutive_kernel_delay_ns))
+
+    @app.command()
+    def advise(run_id: int,
+               rule: Annotated[list[str] | None, typer.Option(help="Only this rule id (repeatable)")] = None,
+               fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """What to fix: findings ranked by estimated time saved, with evidence and the query that shows it."""
+        from tracehouse.analyses.advise import advise as run_advice
+
+        show_frame(db, fmt, f"run {run_id} advice", lambda s: run_advice(s, run_id, tuple(rule) if rule else None),
+                   ("rank", "rule", "saved_ns", "saved_share", "finding", "query"))
+
+    @app.command("critical-path")
+    def critical_path(run_id: int, step: Annotated[int | None, typer.Option(help="Only this step's kernels")] = None,
+                      segments: Annotated[bool, typer.Option("--segments", help="The path itself, not the "
+                                                                               "per-operator shares")] = False,
+                      fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Lightweight critical path (launch calls, host time, kernels) and each operator's share of it."""
+        from tracehouse.analyses import critical_path as cp
+
+        fn = cp.critical_path_segments if segments else cp.critical_path
+        show_frame(db, fmt, f"run {run_id} critical path", lambda s: fn(s, run_id, step))
+
+    @app.command()
+    def steps(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Step times (ProfilerStep or step annotation): device wall time per step, vs the median."""
+        from tracehouse.analyses.steps import step_times
+
+        show_frame(db, fmt, f"run {run_id} steps", lambda s: step_times(s, run_id))
+
+    @app.command()
+    def jobs(straggler_factor: Annotated[float, typer.Option(help="Straggler at this × the job's median step")]
+             = 1.05, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
+        from tracehouse.analyses.steps import job_ranks
+
+        show_frame(db, fmt, "multi-rank jobs", lambda s: job_ranks(s, straggler_factor))
+
+    @app.command("advise-rules")
+    def advise_rules(fmt: FormatOption = "table") -> None:
+        """The advice rule table: one row per rule, what it detects and how it estimates."""
+        from tracehouse.analyses.advise import rule_table
+        from tracehouse.api.output import FORMATS, render
+        from tracehouse.core.errors import BadInput
+
+        if fmt not in FORMATS:
+            raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        typer.echo(render(rule_table(), fmt, title="advice rules"), nl=False)
+
+
+def _print_frame(fmt: str, title: str, frame: pl.DataFrame) -> None:
+    """Render a frame that needs no database (the paper's closed-form models)."""
+    from tracehouse.api.output import FORMATS, render
+    from tracehouse.core.errors import BadInput
+
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    typer.echo(render(frame, fmt, title=title), nl=False)
+
+
+def _register_formulas(app: typer.Typer) -> None:
+    """The paper's closed forms, as REST serves them: Fig 14's FLOPs by frames, §V's memory."""
+
+    @app.command("attention-flops")
+    def attention_flops(frames: Annotated[list[int], typer.Option("--frames", help="Frame count (repeatable)")],
+                        height: Annotated[int, typer.Option(help="Token grid height (latent pixels or patches)")],
+                        width: Annotated[int, typer.Option(help="Token grid width")],
+                        batch: int = 1, heads: int = 1, head_dim: int = 64, fmt: FormatOption = "table") -> None:
+        """Fig 14: analytic FLOPs of spatial vs temporal attention as the frame count grows."""
+        from tracehouse.analyses.attention import attention_flops_by_frames
+
+        _print_frame(fmt, "attention FLOPs by frames (Fig 14)",
+                     attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim))
+
+    @app.command("memory-formula")
+    def memory_formula(image_size: Annotated[int, typer.Option(help="Image side, pixels")],
+                       latent_factor: Annotated[int, typer.Option(help="Pixels per latent pixel (8 for SD)")],
+                       text_length: Annotated[int, typer.Option(help="Text tokens (cross-attention keys)")],
+                       unet_depth: Annotated[int, typer.Option(help="Downsampling stages of the UNet")],
+                       downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1,
+                       fmt: FormatOption = "table") -> None:
+        """§V: the similarity matrices' memory per UNet stage and cumulatively (no run needed)."""
+        from tracehouse.analyses.memory_model import similarity_matrix_memory
+
+        _print_frame(fmt, "similarity-matrix memory (§V)", similarity_matrix_memory(
+            image_size, latent_factor, text_length, unet_depth, downsample_factor, bytes_per_element, heads, batch))
+
+
+def _register_suite(app: typer.Typer) -> None:
+    """Figures across the stored runs: Fig 5 per model, Fig 6 by GPU count."""
+
+    @app.command("model-points")
+    def model_points(family: Annotated[str | None, typer.Option(help="Only this family (llm / tti / ttv)")] = None,
+                     fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 5: one point per model × device, FLOPs per byte of model capacity, with the device's ceilings."""
+        from tracehouse.analyses.suite import model_points as points
+
+        show_frame(db, fmt, "models on the roofline (Fig 5)", lambda s: points(s, family))
+
+    @app.command()
+    def ceilings(fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 5's lines: each stored device's peak FLOP/s per dtype, bandwidth and ridge point."""
+        from tracehouse.analyses.suite import device_ceilings
+
+        show_frame(db, fmt, "device ceilings (Fig 5)", device_ceilings)
+
+    @app.command("compute-comm")
+    def compute_comm(model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+                     by_world_size: Annotated[bool, typer.Option("--by-world-size", help="Mean shares per GPU count")]
+                     = False, fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Fig 6: compute vs communication (and exposed communication, idle) by GPU count."""
+        from tracehouse.analyses.suite import compute_vs_communication
+
+        show_frame(db, fmt, "compute vs communication (Fig 6)",
+                   lambda s: compute_vs_communication(s, model, by_world_size))

@@ -139,7 +139,43 @@ class Client:
         return self.table(f"/v1/runs/{run_id}/memory-model", {
             "latent_factor": latent_factor, "unet_depth": unet_depth, "downsample_factor": downsample_factor})
 
+    def idle(self, run_id: int, consecutive_kernel_delay_ns: int = 30_000) -> pl.DataFrame:
+        """Idle time per device × stream: host wait, kernel wait, other (``tracehouse idle``)."""
+        return self.table(f"/v1/runs/{run_id}/idle", {"consecutive_kernel_delay_ns": consecutive_kernel_delay_ns})
+
+    def advice(self, run_id: int, rules: Iterable[str] | None = None) -> pl.DataFrame:
+        """Findings ranked by estimated time saved (``tracehouse advise``)."""
+        return self.table(f"/v1/runs/{run_id}/advice", {"rule": list(rules) if rules else None})
+
+    def advice_rules(self) -> pl.DataFrame:
+        return self.table("/v1/advice/rules")
+
+    def critical_path(self, run_id: int, step: int | None = None, view: str = "operators") -> pl.DataFrame:
+        return self.table(f"/v1/runs/{run_id}/critical-path", {"step": step, "view": view})
+
+    def steps(self, run_id: int) -> pl.DataFrame:
+        return self.table(f"/v1/runs/{run_id}/steps")
+
+    def memory_peak(self, run_id: int) -> pl.DataFrame:
+        return self.table(f"/v1/runs/{run_id}/memory-peak")
+
     # ---------------------------------------------------------------- across runs
+    def jobs(self, straggler_factor: float = 1.05) -> pl.DataFrame:
+        """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
+        return self.table("/v1/jobs", {"straggler_factor": straggler_factor})
+
+    def model_points(self, family: str | None = None) -> pl.DataFrame:
+        """Fig 5: one point per model × device."""
+        return self.table("/v1/suite/model-points", {"family": family})
+
+    def ceilings(self) -> pl.DataFrame:
+        """Fig 5's lines: every stored device's peaks."""
+        return self.table("/v1/suite/ceilings")
+
+    def compute_comm(self, model: str | None = None, by_world_size: bool = False) -> pl.DataFrame:
+        """Fig 6: compute vs communication by GPU count."""
+        return self.table("/v1/suite/compute-comm", {"model": model, "by_world_size": by_world_size})
+
     def compare(self, baseline: int, other: int, *, summary: bool = False,
                 operator: str = "attention") -> pl.DataFrame:
         return self.table("/v1/compare", {"baseline": baseline, "other": other, "summary": summary,

@@ -21,8 +21,8 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    attention, compare, counters, explain, fleet_usage, hardware_compare, launches, memory_model, roofline, sequence, sweep,
-    utilization,
+    advise, attention, compare, counters, critical_path, explain, fleet_usage, hardware_compare, idle, launches, memory_model,
+    memory_peak, roofline, sequence, steps, suite, sweep, utilization,
 )
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.params import typed_filters
@@ -84,6 +84,10 @@ def _queries(r: live.Runs) -> list[Query]:
          lambda s: fleet_usage.ratio_spread(s, "ttv", "training")),
         ("top jobs", lambda c: c.top_jobs(12), lambda s: fleet_usage.top_jobs(s, 12, None)),
         ("models", lambda c: c.models(), lambda s: fleet_usage.models_list(s)),
+        ("memory peak", lambda c: c.memory_peak(sd), lambda s: memory_peak.memory_peak(s, sd)),
+        ("advice", lambda c: c.advice(sd), lambda s: advise.advise(s, sd)),
+        ("advice rules", lambda c: c.advice_rules(), lambda s: advise.rule_table()),
+        ("model points", lambda c: c.model_points(), lambda s: suite.model_points(s)),
     ]
     if gpu is not None and ncu is not None:
         queries += [
@@ -91,6 +95,14 @@ def _queries(r: live.Runs) -> list[Query]:
             *((f"launches {by}", lambda c, by=by: c.launches(gpu, by=by),
                lambda s, by=by: launches.launch_overhead(s, gpu, by)) for by in ("operator", "kernel")),
             ("counters", lambda c: c.counters(ncu), lambda s: counters.counter_roofline(s, ncu)),
+            ("idle", lambda c: c.idle(gpu), lambda s: idle.idle_time_breakdown(s, gpu)),
+            ("critical path", lambda c: c.critical_path(gpu, step=551),
+             lambda s: critical_path.critical_path(s, gpu, 551)),
+            ("steps", lambda c: c.steps(gpu), lambda s: steps.step_times(s, gpu)),
+            ("jobs", lambda c: c.jobs(), lambda s: steps.job_ranks(s)),
+            ("ceilings", lambda c: c.ceilings(), lambda s: suite.device_ceilings(s)),
+            ("compute comm", lambda c: c.compute_comm(by_world_size=True),
+             lambda s: suite.compute_vs_communication(s, None, True)),
             *((f"explain {view}", lambda c, view=view: c.explain(gpu, view=view),
                lambda s, view=view: explain.explain_view(s, gpu, view)) for view in ("kernels", "summary", "rules")),
         ]

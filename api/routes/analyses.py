@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, explain, hardware_compare, launches, memory_model, roofline, sequence, sweep, utilization,
+    advise, attention, compare, counters, critical_path, explain, hardware_compare, idle, launches, memory_model,
+    memory_peak, roofline, sequence, steps, suite, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -92,6 +93,81 @@ def run_utilization(run_id: int, session: SessionDep, _: ReadToken, table: Table
     """Union of kernel intervals per device: span, busy, idle, compute / communication / memory,
     and communication hidden under compute (HTA's temporal breakdown and overlap)."""
     return table.respond(utilization.temporal_breakdown(session, run_id))
+
+
+@router.get("/runs/{run_id}/idle", summary="Why each stream sat idle: host wait, kernel wait, other")
+def run_idle(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+             consecutive_kernel_delay_ns: Annotated[int, Query(ge=0, description="Gaps shorter than this (and not a "
+                                                               "host wait) are kernel waits")]
+             = idle.HTA_DEFAULT_DELAY_NS) -> Response:
+    """HTA's idle-time breakdown per device and stream: each gap between consecutive kernels is a
+    host wait (the launch came after the previous kernel ended), a kernel wait or other."""
+    return table.respond(idle.idle_time_breakdown(session, run_id, consecutive_kernel_delay_ns))
+
+
+@router.get("/runs/{run_id}/advice", summary="What to fix: findings ranked by estimated time saved")
+def run_advice(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+               rule: Annotated[list[str] | None, Query(description="Only these rule ids (repeatable)")] = None,
+               ) -> Response:
+    """Each finding: the rule, one sentence, the estimated saving and its basis, the evidence
+    (numbers from the store, JSON) and the CLI command / REST path that shows them."""
+    return table.respond(advise.advise(session, run_id, tuple(rule) if rule else None))
+
+
+@router.get("/runs/{run_id}/critical-path", summary="Lightweight critical path and each operator's share")
+def run_critical_path(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
+                      step: Annotated[int | None, Query(description="Only this step's kernels")] = None,
+                      view: Annotated[Literal["operators", "segments"], Query()] = "operators") -> Response:
+    """The chain of launch calls, host time and kernels that bounds the run (or step):
+    per operator (``operators``) or the path itself (``segments``)."""
+    fn = critical_path.critical_path if view == "operators" else critical_path.critical_path_segments
+    return table.respond(fn(session, run_id, step))
+
+
+@router.get("/runs/{run_id}/memory-peak", summary="Peak memory per component: weights, activations, similarity")
+def run_memory_peak(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    """The profiler's allocator peak per component beside parameters × bytes and the largest
+    attention similarity matrix."""
+    return table.respond(memory_peak.memory_peak(session, run_id))
+
+
+@router.get("/runs/{run_id}/steps", summary="Step times of a run")
+def run_steps(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    """Per ProfilerStep (or step annotation): first kernel start to last kernel end, and vs the median."""
+    return table.respond(steps.step_times(session, run_id))
+
+
+@router.get("/jobs", summary="Runs that are ranks of one job: step time, exposed comm, stragglers")
+def jobs(session: SessionDep, _: ReadToken, table: TableQuery,
+         straggler_factor: Annotated[float, Query(gt=1, description="A rank is a straggler at this × the job's "
+                                                  "median step")] = steps.STRAGGLER_FACTOR) -> Response:
+    """Multi-rank runs grouped by their ``job`` tag, else by model, hardware, world size and knobs."""
+    return table.respond(steps.job_ranks(session, straggler_factor))
+
+
+@router.get("/suite/model-points", summary="Fig 5: one roofline point per model, with each device's ceilings")
+def model_points(session: SessionDep, _: ReadToken, table: TableQuery,
+                 family: Annotated[str | None, Query(description="Only this family (llm / tti / ttv)")] = None,
+                 ) -> Response:
+    """Operational intensity as FLOPs per byte of model capacity (parameters × dtype bytes)."""
+    return table.respond(suite.model_points(session, family))
+
+
+@router.get("/suite/ceilings", summary="Fig 5's lines: every stored device's peak per dtype and bandwidth")
+def ceilings(session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
+    return table.respond(suite.device_ceilings(session))
+
+
+@router.get("/suite/compute-comm", summary="Fig 6: compute vs communication by GPU count")
+def compute_comm(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None,
+                 by_world_size: Annotated[bool, Query(description="Mean shares per world size")] = False) -> Response:
+    """Per GPU run: shares of the span in compute, communication, exposed communication and idle."""
+    return table.respond(suite.compute_vs_communication(session, model, by_world_size))
+
+
+@router.get("/advice/rules", summary="The advice rule table: what each rule detects and how it estimates")
+def advice_rules(_: ReadToken, table: TableQuery) -> Response:
+    return table.respond(advise.rule_table())
 
 
 @router.get("/runs/{run_id}/launches", summary="Launch overhead per operator or kernel")
