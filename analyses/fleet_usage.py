@@ -54,7 +54,7 @@ def _sums(session: Session, keys: list[str], phase: str | None) -> pl.DataFrame:
         stmt = stmt.where(r.phase == phase)
     names = ["jobs", "gpu_hours", "param_jobs", "param_hours", "x_sum", "x_sq_sum", "x_hours",
              "mem_hours", "mem_weight", "peak_hours", "peak_weight", "sm_hours", "sm_weight"]
-    schema = {k: pl.String for k in keys} | {n: pl.Float64 for n in names}
+    schema = dict.fromkeys(keys, pl.String) | dict.fromkeys(names, pl.Float64)
     return to_frame(session, stmt, schema)
 
 

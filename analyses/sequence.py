@@ -55,10 +55,10 @@ def group_calls(rows: pl.DataFrame) -> pl.DataFrame:
     starts = changed | (pl.col("seq") != pl.col("seq").shift(1) + 1) | (pl.int_range(pl.len()) == 0)
     calls = (rows.with_columns(call=(starts.fill_null(True).cast(pl.Int64).cum_sum() - 1))
              .group_by("call", maintain_order=True)
-             .agg(first_seq=pl.col("seq").first(), last_seq=pl.col("seq").last(),
+             .agg(*(pl.col(k).first() for k in SHAPE_KEYS),
+                  first_seq=pl.col("seq").first(), last_seq=pl.col("seq").last(),
                   kernel_count=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
-                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(), dur_ns=pl.col("dur_ns").sum(),
-                  *(pl.col(k).first() for k in SHAPE_KEYS)))
+                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(), dur_ns=pl.col("dur_ns").sum()))
     return calls.select(list(CALL_SCHEMA)).cast(CALL_SCHEMA)  # type: ignore[arg-type]
 
 

@@ -52,7 +52,7 @@ def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
 def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Least-squares slope of log y on log x over the points with x, y > 0; None with fewer
     than two distinct x."""
-    pts = [(a, b) for a, b in zip(x, y) if a and b and a > 0 and b > 0]
+    pts = [(a, b) for a, b in zip(x, y, strict=True) if a and b and a > 0 and b > 0]
     if len({a for a, _ in pts}) < 2:
         return None
     lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])

@@ -12,9 +12,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.jobs import Worker, service_health
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
-from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.routes import analyses, fleet_usage, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.reclaim import reclaim_orphans

@@ -17,10 +17,10 @@ import orjson
 import typer
 
 from tracehouse.api.cli_analyses import register as register_analyses
-from tracehouse.api.cli_fleet import register as register_fleet
-from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_collect import collect
 from tracehouse.api.cli_common import DbOption, engine_for_url, load_settings, open_engine, upload_and_report
+from tracehouse.api.cli_fleet import register as register_fleet
+from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.core.errors import BadInput, TracehouseError
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
@@ -127,8 +127,8 @@ def ingest(
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        note = "" if r["created"] else f" (duplicate of run {r['run_id']}: its metadata was kept; "\
-            f"change it with `tracehouse runs edit {r['run_id']}`)"
+        note = "" if r["created"] else (f" (duplicate of run {r['run_id']}: its metadata was kept; "
+                                         f"change it with `tracehouse runs edit {r['run_id']}`)")
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
@@ -143,7 +143,7 @@ def reingest(
     """Re-classify runs from their kept raw traces with this version's rules (ids and tags kept)."""
     from dataclasses import asdict
 
-    from tracehouse.ingest.reingest import reingest_run, reingest_candidates
+    from tracehouse.ingest.reingest import reingest_candidates, reingest_run
     from tracehouse.ingest.user_rules import name_rules_for
 
     engine = open_engine(db)

@@ -162,7 +162,7 @@ def _plan(models: list[str], grid: dict[str, list], base: dict, backends: list[s
     for model_name in models:
         spec = get_spec(model_name)
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            setting = {**base, **dict(zip(keys, combo))}
+            setting = {**base, **dict(zip(keys, combo, strict=True))}
             knob_values = {k: setting[k] for k in _INT_KEYS
                            if setting[k] is not None and (k in spec.knob_names or k == "batch")}
             knobs = Knobs(**knob_values) if knob_values else None

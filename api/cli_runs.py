@@ -77,7 +77,7 @@ def edit(
     fields.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
     tags.update(parse_key_values(tag or [], "--tag"))
-    tags.update({key: None for key in untag or []})
+    tags.update(dict.fromkeys(untag or []))
     if not fields and not tags:
         raise BadInput("nothing to change: give --model, --hardware, --backend, --meta, --tag or --untag")
     with session_scope(open_engine(db)) as session:

@@ -71,7 +71,7 @@ def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int |
         task = progress.add_task(path.name, total=path.stat().st_size) if progress else None
         bodies.append(_ProgressFile(path, progress, task))
     try:
-        files = [("file", (path.name, body)) for path, body in zip(unit.paths, bodies)]
+        files = [("file", (path.name, body)) for path, body in zip(unit.paths, bodies, strict=True)]
         response = client.post("/v1/traces", files=files, data=data)
     finally:
         for body in bodies:

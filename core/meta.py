@@ -39,7 +39,7 @@ class RunMeta:
     host: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
-    def merged(self, other: "RunMeta") -> "RunMeta":
+    def merged(self, other: RunMeta) -> RunMeta:
         """``other``'s set values win; tags are merged key by key."""
         changes = {f.name: getattr(other, f.name) for f in fields(other)
                    if f.name != "tags" and getattr(other, f.name) is not None}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -59,7 +59,7 @@ def detect_format(text: str, name: str = "") -> str:
         return "json"
     if "|" in first and "jobid" in first.lower():
         return "sacct"
-    if first.lower().startswith("timestamp") and "memory.used" in first or re.match(r"\d{4}/\d\d/\d\d \d", first):
+    if (first.lower().startswith("timestamp") and "memory.used" in first) or re.match(r"\d{4}/\d\d/\d\d \d", first):
         return "nvidia-smi"
     if "," in first:
         return "csv"
@@ -105,7 +105,7 @@ def _json_table(text: str, name: str) -> pl.DataFrame:
         raise BadInput(f"{name}: JSON must be a list of job objects, {{\"jobs\": [...]}} or JSON lines")
     keys = sorted({k for r in records for k in r})
     columns = {k: [None if r.get(k) is None else str(r[k]) for r in records] for k in keys}
-    frame = pl.DataFrame(columns, schema={k: pl.String for k in keys})
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(keys, pl.String))
     return _canonical(frame, name).with_columns(line=pl.Series(lines, dtype=pl.Int64))
 
 
@@ -193,7 +193,7 @@ def _validate(frame: pl.DataFrame, fmt: str, name: str) -> Parsed:
     bad = typed.filter(pl.col("reason").is_not_null())
     good = typed.filter(pl.col("reason").is_null()).drop("reason").with_columns(
         gpu_hours=pl.col("gpu_count") * (pl.col("end") - pl.col("start")).dt.total_microseconds() / 3.6e9)
-    rejects = list(zip(bad["line"].head(MAX_REPORTED).to_list(), bad["reason"].head(MAX_REPORTED).to_list()))
+    rejects = list(zip(bad["line"].head(MAX_REPORTED).to_list(), bad["reason"].head(MAX_REPORTED).to_list(), strict=True))
     if good.is_empty():
         detail = "; ".join(f"line {ln}: {why}" for ln, why in rejects[:5]) or "no rows"
         raise BadInput(f"{name}: nothing to import as {fmt} ({detail})")
@@ -232,7 +232,7 @@ def parse_nvidia_smi(text: str, name: str = "") -> Parsed:
 def import_fleet(session: Session, parsed: Parsed, source: str, *, host: str | None = None) -> dict:
     """Write one parsed file as one import (the caller's transaction) and return its report."""
     record = FleetImport(source=source, format=parsed.format, rows_imported=0, rows_rejected=parsed.rejected,
-                         created_at=datetime.now(timezone.utc))
+                         created_at=datetime.now(UTC))
     session.add(record)
     session.flush()
     extra = (_apply_samples(session, parsed.rows, host) if parsed.format == "nvidia-smi"
@@ -302,7 +302,7 @@ def _replace_earlier_copies(session: Session, import_id: int) -> tuple[int, set[
 
 def _as_utc(moment: datetime) -> datetime:
     """SQLite hands datetimes back naive (they are stored as UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _for_db(session: Session, frame: pl.DataFrame) -> pl.DataFrame:
@@ -313,7 +313,7 @@ def _for_db(session: Session, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    lo = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    lo = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     return lo, (lo + timedelta(days=32)).replace(day=1)
 
 

@@ -57,7 +57,7 @@ def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
                 if not offer(piece):
                     return
             offer(None)
-        except BaseException as exc:  # whatever it is, the caller's thread raises it
+        except BaseException as exc:  # noqa: BLE001  whatever it is, the caller's thread raises it
             offer(exc)
 
     threading.Thread(target=work, name="tracehouse-gunzip", daemon=True).start()
@@ -179,7 +179,7 @@ class ArrayChunks:
 
     def _last(self, pos: int, limit: int) -> tuple[list, int, bool] | None:
         """The chunk ending at the array's ``]``, if that lies between ``pos`` and ``limit``."""
-        for _, end in zip(range(_TRIES), _END.finditer(self.buf, pos, limit + 1)):
+        for _, end in zip(range(_TRIES), _END.finditer(self.buf, pos, limit + 1), strict=False):
             if (items := self._decode(pos, end.start() + 1)) is not None:
                 return items, end.end(), True
         return None

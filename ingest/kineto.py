@@ -35,23 +35,29 @@ import polars as pl
 from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.frames import (
+    GPU_EVENT_SCHEMA,
+    LAUNCH_SCHEMA,
+    RANGE_SCHEMA,
+    DeviceInfo,
+    ParsedTrace,
+    conform,
+)
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_native
-from tracehouse.core.frames import (
-    GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
-)
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
+
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
                  "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
 
 
-class _Open(str, enum.Enum):
+class _Open(enum.StrEnum):
     """A string enum whose unlisted values decode to ``OTHER``: msgspec hands back a shared
     member instead of a new ``str`` per event (12 MB less for a 100k-event trace).  An unlisted
-    value costs a Python call, hence the lists; the ``str`` base keeps hashing in C."""
+    value costs a Python call, hence the lists; the ``str`` base (StrEnum) keeps hashing in C."""
 
     @classmethod
     def _missing_(cls, value: object) -> enum.Enum:
@@ -374,8 +380,8 @@ def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
         "kind": list(map(_GPU_KIND.__getitem__, _column(events, "cat"))),
         "name": _column(events, "name"),
         # Kineto puts the device in args; very old traces only in pid.
-        "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events)],
-        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events)],
+        "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events, strict=True)],
+        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events, strict=True)],
         "correlation": _column(args, "correlation"),
         "external_id": [a.external_id if a.external_id is not None else a.external_id_old for a in args],
         "bytes": _column(args, "bytes"),
@@ -387,8 +393,8 @@ def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
 def _axes(dim: str, values: list) -> dict[str, list]:
     """``dim_x`` / ``dim_y`` / ``dim_z`` columns.  Transposed here, a chunk at a time, so the
     decoded ``[x, y, z]`` lists die with their chunk instead of piling up for the collector."""
-    xyz = list(zip(*map(_dim3, values))) or [(), (), ()]
-    return {f"{dim}_{axis}": list(column) for axis, column in zip("xyz", xyz)}
+    xyz = list(zip(*map(_dim3, values), strict=True)) or [(), (), ()]
+    return {f"{dim}_{axis}": list(column) for axis, column in zip("xyz", xyz, strict=True)}
 
 
 def _launch_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
@@ -468,7 +474,7 @@ def _int_series(name: str, values: list, warnings: dict[str, int], *, host: bool
             values = [v if type(v) is int else _host_id(v) for v in values]
         clean = [v if isinstance(v, int) and -(2**63) <= v < 2**63 else None for v in values]
         # Only ints out of range count: a pid string such as "Spans" is not a problem.
-        if lost := sum(1 for a, b in zip(values, clean) if a is not None and b is None):
+        if lost := sum(1 for a, b in zip(values, clean, strict=True) if a is not None and b is None):
             warnings["integer_out_of_range"] = warnings.get("integer_out_of_range", 0) + lost
         return pl.Series(name, clean, dtype=pl.Int64)
 

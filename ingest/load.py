@@ -16,12 +16,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.device_specs import device_row
+from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.model_catalog import family_and_architecture
 from tracehouse.schema.models import (
-    Base, Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
+    Base,
+    Hardware,
+    IngestJob,
+    Kernel,
+    KernelRollup,
+    Model,
+    OperatorRollup,
+    Run,
+    RunTag,
+    Symbol,
+    Trace,
 )
 
 KERNEL_TABLE_COLUMNS = (

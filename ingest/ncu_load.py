@@ -15,15 +15,15 @@ from sqlalchemy import Engine, bindparam, select, update
 
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.frames import ParsedTrace, empty_frame
-from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
+from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.ingest.ncu import parse_ncu_csv
-from tracehouse.schema.ncu_counters import has_counters, stored_metrics
 from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol, Trace
+from tracehouse.schema.ncu_counters import has_counters, stored_metrics
 
 _NO_KERNELS = {"start_ns": pl.Int64, "dur_ns": pl.Int64, "device": pl.Int64}
 
@@ -48,7 +48,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
     paths = sorted(Path(p) for p in paths)
     sums = [file_sha256(p) for p in paths]
     seen: dict[str, Path] = {}
-    for path, (digest, _) in zip(paths, sums):
+    for path, (digest, _) in zip(paths, sums, strict=True):
         if digest in seen:
             raise BadInput(f"{seen[digest].name} and {path.name} are the same file; give it once")
         seen[digest] = path
@@ -70,7 +70,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
                 run.kernel_count = kernels.height
                 run.total_ns = int(kernels["time_ns"].fill_null(0).sum())
             trace_id = 0
-            for path, (sha, size) in zip(paths, sums):
+            for path, (sha, size) in zip(paths, sums, strict=True):
                 target = raw_location(raw_dir, sha, path)
                 trace_id = insert_trace(session, run_id, parsed, sha256=sha, size=size,
                                         original_name=path.name, raw_path=str(target))

@@ -109,7 +109,7 @@ def _thread_rows(frame: pl.DataFrame) -> dict[tuple, np.ndarray]:
 def _fits_int32(ids: pl.Series) -> bool:
     if not ids.dtype.is_integer() or ids.null_count():
         return False
-    return ids.is_empty() or (-2**31 <= ids.min() and ids.max() < 2**31)  # type: ignore[operator]
+    return ids.is_empty() or (ids.min() >= -2**31 and ids.max() < 2**31)  # type: ignore[operator]
 
 
 def top_level(ranges: pl.DataFrame) -> pl.Series:

@@ -19,7 +19,6 @@ from pathlib import Path
 import polars as pl
 
 from tracehouse.core.errors import BadTrace
-
 from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA,
     LAUNCH_SCHEMA,

@@ -20,15 +20,15 @@ from isal import isal_zlib
 from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
+from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
+from tracehouse.core.meta import RunMeta, load_manifest
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
-from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
-from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -132,7 +132,7 @@ class _Beside(threading.Thread):
     def run(self) -> None:
         try:
             self.digest = gzip_content_sha256(self.path, self.cap)
-        except BaseException as exc:  # handed to the caller by result()
+        except BaseException as exc:  # noqa: BLE001  handed to the caller by result(), which raises it
             self.error = exc
 
     def result(self) -> str:

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tracehouse.schema.lookups import get_run
-from tracehouse.core.errors import BadInput
 from tracehouse.core.device_specs import device_row
-from tracehouse.ingest.load import upsert, model_id
+from tracehouse.core.errors import BadInput
 from tracehouse.core.meta import RunMeta, meta_from_mapping
+from tracehouse.ingest.load import model_id, upsert
+from tracehouse.schema.lookups import get_run
 from tracehouse.schema.models import Hardware, RunTag
 
 # Run columns a user may set; ``model`` and ``hardware`` are names resolved to their rows.

@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, false,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -338,6 +348,19 @@ class NcuMetric(Base):
 
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 __all__ = [
-    "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",
-    "OperatorRollup", "KernelRollup", "ApiToken", "IngestJob", "FleetImport", "FleetJob", "FleetRollup",
+    "ApiToken",
+    "Base",
+    "FleetImport",
+    "FleetJob",
+    "FleetRollup",
+    "Hardware",
+    "IngestJob",
+    "Kernel",
+    "KernelRollup",
+    "Model",
+    "OperatorRollup",
+    "Run",
+    "RunTag",
+    "Symbol",
+    "Trace",
 ]

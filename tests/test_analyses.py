@@ -26,8 +26,8 @@ from tracehouse.analyses.memory_model import memory_model_vs_run, similarity_mat
 from tracehouse.analyses.roofline import roofline
 from tracehouse.analyses.sequence import attention_calls, find_period, fundamental_period, seq_len_histogram
 from tracehouse.analyses.sweep import sweep
-from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.device_specs import lookup
+from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope

@@ -19,11 +19,11 @@ import pytest
 from tests.attribution_docs import Doc
 from tests.conftest import DATA, SHARED_TRACES, Database
 from tracehouse.analyses.utilization import temporal_breakdown
-from tracehouse.ingest.attribution import attribute
 from tracehouse.core.kernel_names import base_name, rule_name
+from tracehouse.core.rules import classify_kernel_names
+from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.pipeline import PARSERS, ingest_file
-from tracehouse.core.rules import classify_kernel_names
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Run
 
@@ -118,7 +118,7 @@ def classes_table(paths: list[Path]) -> pl.DataFrame:
 def _read_table() -> pl.DataFrame:
     with TABLE.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return pl.DataFrame(rows, schema={c: pl.String for c in COLUMNS}).sort("trace", "kind", "name")
+    return pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS, pl.String)).sort("trace", "kind", "name")
 
 
 def test_every_kernel_name_keeps_its_reviewed_class() -> None:

@@ -21,7 +21,17 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    attention, compare, counters, explain, fleet_usage, hardware_compare, launches, memory_model, roofline, sequence, sweep,
+    attention,
+    compare,
+    counters,
+    explain,
+    fleet_usage,
+    hardware_compare,
+    launches,
+    memory_model,
+    roofline,
+    sequence,
+    sweep,
     utilization,
 )
 from tracehouse.analyses.breakdown import breakdown

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def generate_jobs(n: int, seed: int = 42) -> list[dict]:
     """Job records with family-dependent GPU counts and memory utilisation; 1% unknown models."""
     rng = random.Random(seed)
     names = list(MODELS)
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     jobs = []
     for i in range(n):
         name = rng.choice(names) if rng.random() > 0.01 else "mystery-model"

@@ -11,9 +11,10 @@ import pytest
 
 from tests.conftest import kineto_traces, require_shared
 from tests.kineto_docs import assert_same_parse, documents, parse_or_error, write_doc
-from tracehouse.ingest import kineto
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest import kineto
 from tracehouse.ingest.jsonchunks import Unsplittable
+
 
 def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
            chunk_bytes: int) -> tuple[ParsedTrace | None, str | None, bool]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tracehouse.core.errors import BadTrace
 from tracehouse.core.device_specs import lookup, tensor_flops_per_inst
+from tracehouse.core.errors import BadTrace
 from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
 from tracehouse.ingest.ncu import parse_ncu_csv
 

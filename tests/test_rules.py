@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from tracehouse.core.annotation import Annotation, format_annotation, parse_annotation
-from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.core.rules import classify_kernel_names, classify_op_names
+from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.shapes import qk_shapes
 
 KERNEL_CASES = [

@@ -43,7 +43,7 @@ class Server:
         self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), **env}
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         # Output goes to a file: a pipe nobody reads fills up after a few hundred access-log
         # lines and then blocks the server.
         log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"

@@ -44,7 +44,7 @@ class LoggedServer(Server):
     """A ``tracehouse serve`` process whose output goes to a file (a pipe nobody reads fills
     up and stalls the server once it logs enough), read back by ``log()``."""
 
-    def start(self) -> "LoggedServer":
+    def start(self) -> LoggedServer:
         self.log_path = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen([*CLI, "serve", "--db", self.db.url, "--port", str(self.port), *self.flags],

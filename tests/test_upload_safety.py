@@ -113,7 +113,7 @@ class DiskWatch:
                 pass
             time.sleep(0.005)
 
-    def __enter__(self) -> "DiskWatch":
+    def __enter__(self) -> DiskWatch:
         self._thread.start()
         return self
 

@@ -47,7 +47,7 @@ def _choices(frame: pl.DataFrame, column: str) -> list[str]:
 @reader.get("/")
 def runs_page(request: Request, session: SessionDep, model: str | None = None, family: str | None = None,
               hardware: str | None = None, attention_backend: str | None = None,
-              tag: Annotated[list[str], Query()] = [],  # noqa: B006
+              tag: Annotated[list[str], Query()] = [],
               since: str | None = None, until: str | None = None, sort: str = "run_id",
               order: Literal["asc", "desc"] = "asc", page_no: Annotated[int, Query(alias="page", ge=1)] = 1) -> Response:
     tags = [t for t in tag if t.strip()]

@@ -8,7 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    attention, compare, counters, explain, hardware_compare, launches, memory_model, roofline, sequence, sweep, utilization,
+    attention,
+    compare,
+    counters,
+    explain,
+    hardware_compare,
+    launches,
+    memory_model,
+    roofline,
+    sequence,
+    sweep,
+    utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep
@@ -69,8 +79,8 @@ def period(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) ->
 def sweep_knob(session: SessionDep, _: ReadToken, table: TableQuery,
                model: Annotated[str, Query(examples=["stable-diffusion"])],
                knob: Annotated[str, Query(examples=["image_size"])],
-               operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
-               filter: Filters = []) -> Response:  # noqa: B006
+               operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],
+               filter: Filters = []) -> Response:
     filters = typed_filters(filter, "query parameter 'filter'")
     return table.respond(sweep.sweep(session, model, knob, operator, **filters))
 
@@ -153,6 +163,6 @@ def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
 
 @router.get("/hardware", summary="The same model and knobs across devices")
 def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
-                    filter: Filters = []) -> Response:  # noqa: B006
+                    filter: Filters = []) -> Response:
     filters = typed_filters(filter, "query parameter 'filter'")
     return table.respond(hardware_compare.compare_hardware(session, model, reference, **filters))

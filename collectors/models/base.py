@@ -21,7 +21,7 @@ class Knobs:
     decode_tokens: int | None = None
     text_length: int | None = None
 
-    def over(self, other: "Knobs | None") -> "Knobs":
+    def over(self, other: Knobs | None) -> Knobs:
         """``other``'s set values win (``batch`` always comes from ``other`` when given)."""
         if other is None:
             return self

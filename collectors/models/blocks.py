@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracehouse.collectors.annotate import (
-    AConv2d, AConv3d, AEmbedding, AGroupNorm, ALayerNorm, ALinear, ARMSNorm, annotated, attention,
+    AConv2d,
+    AConv3d,
+    AEmbedding,
+    AGroupNorm,
+    ALayerNorm,
+    ALinear,
+    ARMSNorm,
+    annotated,
+    attention,
 )
 
 # ----------------------------------------------------------------------------- transformers

@@ -13,10 +13,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from tracehouse.collectors.annotate import ALinear, AEmbedding, component
+from tracehouse.collectors.annotate import AEmbedding, ALinear, component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
 from tracehouse.collectors.models.blocks import (
-    ConvDecoder, DecoderConfig, Transformer, TransformerConfig,
+    ConvDecoder,
+    DecoderConfig,
+    Transformer,
+    TransformerConfig,
 )
 from tracehouse.collectors.models.text import T5_TINY, T5_XXL, encode_text, parallel_decode
 

@@ -75,7 +75,7 @@ class CViViTDecoder(nn.Module):
         b = tokens.shape[0]
         x = self.codes(tokens).view(b, t, side * side, -1)
         d = x.shape[-1]
-        for sp, tm in zip(self.spatial, self.temporal):
+        for sp, tm in zip(self.spatial, self.temporal, strict=True):
             x = sp(x.reshape(b * t, side * side, d), kind="spatial").view(b, t, side * side, d)
             y = x.permute(0, 2, 1, 3).reshape(b * side * side, t, d)
             y = tm(y, kind="temporal", is_causal=True)
