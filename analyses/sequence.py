@@ -19,15 +19,16 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.core.errors import BadInput
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
 
 SHAPE_KEYS = ("attention_type", "seq_q", "seq_kv", "batch", "heads", "head_dim", "component", "step")
-_ROW_SCHEMA: dict[str, pl.DataType] = {
+_ROW_SCHEMA: FrameSchema = {
     "seq": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "annotation_id": pl.Int64,
     "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "batch": pl.Int64,
     "heads": pl.Int64, "head_dim": pl.Int64, "component": pl.String, "step": pl.Int64,
 }
-CALL_SCHEMA: dict[str, pl.DataType] = {
+CALL_SCHEMA: FrameSchema = {
     "call": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64, "kernel_count": pl.Int64,
     "start_ns": pl.Int64, "end_ns": pl.Int64, "dur_ns": pl.Int64,
     **{k: _ROW_SCHEMA[k] for k in SHAPE_KEYS},
