@@ -184,7 +184,8 @@ def test_overlapping_sacct_dumps_replace_earlier_copies(db: Database, tmp_path: 
     Tuesday, and the utilisation Monday's nvidia-smi log gave 4001 stays."""
     _register_all(db)
     monday = SACCT.replace("2024-03-01T12:00:00|billing=64", "2024-03-01T11:00:00|billing=64")
-    tuesday = "\n".join(SACCT.splitlines()[:2] + [
+    tuesday = "\n".join([
+        *SACCT.splitlines()[:2],
         SACCT.splitlines()[4],
         "4003|infer-llama|gpu-east|node06|2024-03-01T09:00:00|2024-03-01T21:00:00|cpu=8,gres/gpu=1,node=1|model=llama-2-7b",
         "4006|train-sd|gpu-east|node09|2024-03-02T00:00:00|2024-03-02T04:00:00|cpu=8,gres/gpu:a100=4,node=1|model=sd-1.5 phase=training",
@@ -239,7 +240,7 @@ def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) 
         assert s.scalar(select(FleetJob.mean_mem_util)) == pytest.approx(0.55)
 
 
-@pytest.mark.parametrize("content, fmt", [
+@pytest.mark.parametrize(("content", "fmt"), [
     ("not a fleet file at all\n", "auto"),
     ("job_id,model\n1,sd\n", "csv"),
     ('[{"job_id": 1, "model": "sd", "phase": "train", "gpu_count": 1, "start": "x", "end": "y"}]', "auto"),

@@ -66,6 +66,6 @@ def test_a_repeated_events_key_is_left_to_the_whole_decode(tmp_path: Path, monke
     path = tmp_path / "dup.json"
     path.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, '
                      b'"args": {"correlation": 1}}], "traceEvents": []}')
-    streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
-    whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
+    _streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
+    _whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
     assert not was_streamed and error_a == error_b

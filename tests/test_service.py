@@ -231,7 +231,7 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
          lambda s: compare.compare_summary(s, base, flash)),
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
-        ("/v1/speedups", {}, lambda s: compare.backend_speedups(s)),
+        ("/v1/speedups", {}, compare.backend_speedups),
         (f"/v1/runs/{base}/utilization", {}, lambda s: utilization.temporal_breakdown(s, base)),
         (f"/v1/runs/{real}/launches", {"by": "kernel"}, lambda s: launches.launch_overhead(s, real, "kernel")),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),

@@ -8,6 +8,7 @@ processes (``tracehouse serve``) and clients real httpx ones, on both backends.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import random
@@ -333,10 +334,8 @@ class TcpProxy:
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
         self.listener.close()
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
 
