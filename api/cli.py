@@ -9,9 +9,10 @@ FastAPI and torch are imported inside the commands that use them
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -23,6 +24,9 @@ from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.core.errors import BadInput, TracehouseError
 
+if TYPE_CHECKING:  # rich loads only when a bar is drawn
+    from rich.progress import Progress
+
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -33,7 +37,7 @@ register_fleet(app)
 
 
 
-def _progress(*, disable: bool):  # type: ignore[no-untyped-def]
+def _progress(*, disable: bool) -> AbstractContextManager[Progress | _NoProgress]:
     """rich's progress bar, imported only when it will be drawn (several files, no --json)."""
     if disable:
         from contextlib import nullcontext

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -65,7 +65,7 @@ def check_request_params(request: Request) -> None:
             raise NotFound(f"{what} {value} does not exist")
 
 
-def _require(scope: str):  # type: ignore[no-untyped-def]
+def _require(scope: str) -> Callable[..., ApiToken | None]:
     def dependency(request: Request, session: SessionDep, settings: SettingsDep,
                    authorization: Annotated[str | None, Header()] = None) -> ApiToken | None:
         token = authorize(session, authorization, scope, public_read=settings.public_read)

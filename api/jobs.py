@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -59,7 +59,7 @@ def _spool_folder(upload_path: str) -> Path:
     return upload if upload.is_dir() else upload.parent
 
 
-def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-untyped-def]
+def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
     exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
                                 .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()

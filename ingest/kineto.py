@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import polars as pl
@@ -48,6 +48,10 @@ from tracehouse.ingest import counter_ranges, kineto_native
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
+
+# What a truncated or corrupt gzip raises.  isal's stubs declare its error as an instance
+# (``error: Exception``), not the class it is: hence the one cast.
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, cast("type[Exception]", isal_zlib.error))
 
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
@@ -155,7 +159,7 @@ def read_bytes(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> bytes:
             if not inflater.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker was reached")
             data = inflater.unused_data
-    except (EOFError, zlib.error, isal_zlib.error) as exc:
+    except GZIP_ERRORS as exc:
         raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
     return members[0] if len(members) == 1 else b"".join(members)
 

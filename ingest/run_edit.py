@@ -62,5 +62,5 @@ def edit_run(session: Session, run_id: int, fields: Mapping[str, object], tags: 
 
 
 def _hardware_id(session: Session, name: str) -> int:
-    upsert(session, Hardware.__table__, device_row(None, name, cpu_only=False), ["name"])
+    upsert(session, Hardware.core_table(), device_row(None, name, cpu_only=False), ["name"])
     return session.scalars(select(Hardware.id).where(Hardware.name == name)).one()

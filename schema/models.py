@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     false,
 )
@@ -35,6 +36,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    @classmethod
+    def core_table(cls) -> Table:
+        """The model's Core table (the object ``__table__`` holds, which SQLAlchemy types only as a
+        FromClause): for plain INSERT / UPDATE executemany, without the ORM's bulk paths."""
+        return cls.metadata.tables[cls.__tablename__]
 
 
 class Hardware(Base):
