@@ -12,7 +12,7 @@ import sys
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any, Protocol
 
 import orjson
 import typer
@@ -24,9 +24,6 @@ from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.core.errors import BadInput, TracehouseError
 
-if TYPE_CHECKING:  # rich loads only when a bar is drawn
-    from rich.progress import Progress
-
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -37,7 +34,7 @@ register_fleet(app)
 
 
 
-def _progress(*, disable: bool) -> AbstractContextManager[Progress | _NoProgress]:
+def _progress(*, disable: bool) -> AbstractContextManager[_Bar]:
     """rich's progress bar, imported only when it will be drawn (several files, no --json)."""
     if disable:
         from contextlib import nullcontext
@@ -46,6 +43,14 @@ def _progress(*, disable: bool) -> AbstractContextManager[Progress | _NoProgress
     from rich.progress import Progress
 
     return Progress(transient=True)
+
+
+class _Bar(Protocol):
+    """What the commands use of rich's Progress, which _NoProgress stands in for."""
+
+    def add_task(self, description: str, /, *, total: float | None) -> Any: ...
+
+    def advance(self, task_id: Any, /) -> None: ...
 
 
 class _NoProgress:
@@ -119,7 +124,7 @@ def ingest(
     engine = open_engine(db)
     units = plan_units(paths)
     name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
-    results = []
+    results: list[dict[str, Any]] = []
     with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
         for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run,
@@ -155,7 +160,7 @@ def reingest(
     targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
     if not targets:
         raise BadInput("name the runs to re-ingest, or pass --all")
-    results = []
+    results: list[dict[str, Any]] = []
     with _progress(disable=len(targets) < 2 or as_json) as progress:
         task = progress.add_task("re-ingesting", total=len(targets))
         for run_id in targets:
@@ -305,8 +310,9 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         if isinstance(exc, _click_exceptions()):  # usage errors: click's usage line, exit 2
-            exc.show()
-            sys.exit(exc.exit_code)
+            usage: Any = exc  # a ClickException of whichever click this typer uses
+            usage.show()
+            sys.exit(usage.exit_code)
         if isinstance(exc, _aborts()):
             sys.exit(130)
         raise

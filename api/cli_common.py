@@ -90,4 +90,4 @@ def upload_files_reporting(paths: list[Path], server: str, token: str, meta: lis
         raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
     except httpx.TransportError as exc:
         raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
-                                f"{exc or type(exc).__name__}") from None
+                                f"{str(exc) or type(exc).__name__}") from None

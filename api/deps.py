@@ -57,6 +57,8 @@ def check_request_params(request: Request) -> None:
         if what is None or param.field_info.annotation is not int:
             continue
         raw = request.path_params.get(param.name, request.query_params.get(param.name))
+        if raw is None:
+            continue  # not given: the route's own validation answers
         try:
             value = int(raw)
         except (TypeError, ValueError):

@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Update, func, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -70,12 +71,17 @@ def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     return [_spool_folder(row.upload_path) for row in exhausted]
 
 
+def _updated(session: Session, statement: Update) -> CursorResult[Any]:
+    """Run an UPDATE; its result is a CursorResult (with ``rowcount``), which Session.execute,
+    typed for any statement, does not say."""
+    return cast("CursorResult[Any]", session.execute(statement))
+
+
 def requeue_interrupted(engine: Engine) -> int:
     """Queue again the jobs a stopped service left ``running``; fail those out of attempts."""
     with session_scope(engine) as session:
         spent = _give_up(session, IngestJob.status == "running")
-        result = session.execute(update(IngestJob).where(IngestJob.status == "running")
-                                 .values(status="queued"))
+        result = _updated(session, update(IngestJob).where(IngestJob.status == "running").values(status="queued"))
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
     return result.rowcount or 0
@@ -90,8 +96,8 @@ def claim_next(engine: Engine) -> IngestJob | None:
                                 .order_by(IngestJob.id).limit(1))
         claimed = None
         if job_id is not None:
-            result = session.execute(update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
-                                     .values(status="running", attempts=IngestJob.attempts + 1))
+            result = _updated(session, update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
+                              .values(status="running", attempts=IngestJob.attempts + 1))
             claimed = session.get(IngestJob, job_id) if result.rowcount == 1 else None
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)

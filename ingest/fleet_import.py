@@ -187,8 +187,8 @@ def _validate(frame: pl.DataFrame, fmt: str, name: str) -> Parsed:
            f"{c} is not a utilisation in 0..1 or 0..100%") for c in ("mean_mem_util", "peak_mem_util", "sm_util")],
     ]
     reason = pl.lit(None, pl.String)
-    for bad, why in reversed(checks):
-        reason = pl.when(bad.fill_null(False)).then(pl.lit(why)).otherwise(reason)
+    for check, why in reversed(checks):
+        reason = pl.when(check.fill_null(False)).then(pl.lit(why)).otherwise(reason)
     typed = typed.with_columns(reason=reason)
     bad = typed.filter(pl.col("reason").is_not_null())
     good = typed.filter(pl.col("reason").is_null()).drop("reason").with_columns(

@@ -68,9 +68,11 @@ class _Open(enum.StrEnum):
         return cls["OTHER"]
 
 
-_Category = _Open("_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)]
-                  + [("OTHER", "")])
-_Phase = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])
+# mypy does not model Enum's functional API called on an Enum subclass, hence the two ignores
+# (and the two on _Event's fields, which name these classes as msgspec needs them named).
+_Category: type[_Open] = _Open(  # type: ignore[call-arg, assignment]
+    "_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)] + [("OTHER", "")])
+_Phase: type[_Open] = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])  # type: ignore[call-arg, assignment]
 _BUCKET = {**{_Category[c]: "gpu" for c in GPU_KINDS}, **{_Category[c]: "launch" for c in LAUNCH_CATS},
            **{_Category[c]: "range" for c in RANGE_CATS}}
 _GPU_KIND = {_Category[c]: kind for c, kind in GPU_KINDS.items()}
@@ -343,8 +345,9 @@ def _new_frames() -> dict[str, _Columns]:
 def _add_events(frames: dict[str, _Columns], events: list[_Event]) -> None:
     """Complete (``ph`` X) events of the categories we use, into their frame's columns."""
     buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
-    add = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}.get
-    complete = _Phase.X  # type: ignore[attr-defined]
+    appenders: dict[_Open | None, Callable[[_Event], None]] = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}
+    add = appenders.get
+    complete = _Phase["X"]
     for e in events:
         if e.ph is complete and (append := add(e.cat)) is not None:
             append(e)

@@ -10,8 +10,11 @@ for every error message; ``tests/test_kineto_native.py`` checks that both give e
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import polars as pl
 
+_kineto_scan: ModuleType | None  # the compiled scanner (interface in _kineto_scan.pyi), if built
 try:
     from tracehouse.ingest import _kineto_scan
 except ImportError:  # installed where nothing could compile it: the msgspec path does it all

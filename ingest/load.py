@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tracehouse.core.device_specs import device_row
+from tracehouse.core.errors import DatabaseError
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.model_catalog import family_and_architecture
@@ -201,6 +202,8 @@ def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
         return
     rows = _without_null_columns(rows, table)
     dbapi = session.connection().connection.driver_connection
+    if dbapi is None:  # SQLAlchemy invalidated the connection under us
+        raise DatabaseError(f"lost the database connection while writing {table}")
     columns = ", ".join(f'"{c}"' for c in rows.columns)
     if session.get_bind().dialect.name == "postgresql":
         buf = io.BytesIO()

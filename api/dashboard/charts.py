@@ -124,7 +124,9 @@ def roofline_chart(frame: pl.DataFrame, key: str) -> go.Figure:
 
 
 def _first(frame: pl.DataFrame, column: str) -> float | None:
-    values = frame[column].drop_nulls() if frame.height else []
+    if not frame.height:
+        return None
+    values = frame[column].drop_nulls()
     return float(values[0]) if len(values) else None
 
 

@@ -173,7 +173,7 @@ async def _wait_for(request: Request, job_id: int, seconds: float) -> JobOut:
     # Waiting holds no pooled connection (16 waiters once starved the worker of them).
     job = await wait_for_job(request.app.state.engine, request.app.state.worker, job_id, seconds)
     if job.status == "failed":
-        error = BadTrace(job.error or "ingest failed")
+        error: TracehouseError = BadTrace(job.error or "ingest failed")
         if (job.error or "").startswith("internal error"):
             error = TracehouseError(job.error or "ingest failed")
         raise error
