@@ -100,7 +100,7 @@ def _positions(cfg: TransformerConfig, n: int) -> TransformerConfig:
 
 
 def run(m, cfg: MuseConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     gb, gs = k.image_size // cfg.base_div, k.image_size // cfg.sr_div
     if gb * gb > cfg.base.max_positions or gs * gs > cfg.sr.max_positions:

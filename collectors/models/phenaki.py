@@ -97,7 +97,7 @@ def token_grid(frames: int, image_size: int, patch: int = 8) -> tuple[int, int]:
 
 
 def run(m, cfg: PhenakiConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     t, side = token_grid(k.frames, k.image_size, cfg.cvivit.patch)
     n_tokens = t * side * side
