@@ -77,7 +77,7 @@ def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str
         raise typer.Exit(2)
 
 
-def upload_files_reporting(paths: list[Path], server: str, token: str, meta: list[str], **options: object) -> list[dict]:
+def upload_files_reporting(paths: list[Path], server: str, token: str, meta: list[str], **options: Any) -> list[dict]:
     """The upload client, with a server that cannot be reached (or a URL that cannot be one)
     reported in one line."""
     import httpx
@@ -85,7 +85,7 @@ def upload_files_reporting(paths: list[Path], server: str, token: str, meta: lis
     from tracehouse.client import upload_files
 
     try:
-        return upload_files(paths, server, token, meta, **options)  # type: ignore[arg-type]
+        return upload_files(paths, server, token, meta, **options)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
     except httpx.TransportError as exc:

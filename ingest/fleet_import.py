@@ -14,10 +14,23 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from tracehouse.core.errors import BadInput
@@ -137,7 +150,10 @@ def _sacct_table(text: str, name: str, model_pattern: str, phase_pattern: str) -
     if need:
         raise BadInput(f"{name}: sacct output lacks {', '.join(need)} (run sacct --parsable2 "
                        f"--format=JobID,JobName,Cluster,NodeList,Start,End,AllocTRES,Comment)")
-    col = lambda c: pl.col(cols[c.lower()]) if c.lower() in cols else pl.lit(None, pl.String)  # noqa: E731
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(cols[name.lower()]) if name.lower() in cols else pl.lit(None, pl.String)
+
     text_col = pl.concat_str(col("JobName"), col("Comment"), separator=" ", ignore_nulls=True)
     tres = col("AllocTRES")
     frame = frame.with_columns(line=pl.int_range(2, frame.height + 2, dtype=pl.Int64))
@@ -166,7 +182,8 @@ def _timestamp(expr: pl.Expr) -> pl.Expr:
 
 def _fraction(frame: pl.DataFrame, col: str) -> pl.Expr:
     values = frame[col].str.strip_chars_end("% ").cast(pl.Float64, strict=False)
-    scale = 100.0 if (values.max() or 0) > 1.0 else 1.0  # type: ignore[operator]
+    peak = values.max()
+    scale = 100.0 if isinstance(peak, float) and peak > 1.0 else 1.0
     return (pl.col(col).str.strip_chars_end("% ").cast(pl.Float64, strict=False) / scale).alias(col)
 
 
@@ -209,7 +226,10 @@ def parse_nvidia_smi(text: str, name: str = "") -> Parsed:
         line=pl.int_range(2 if has_header else 1, len(body) + (2 if has_header else 1), dtype=pl.Int64))
     frame = frame.filter(pl.col("raw").str.strip_chars() != "")
     parts = pl.col("raw").str.split(",")
-    num = lambda i: parts.list.get(i, null_on_oob=True).str.replace_all(r"[^0-9.]", "").cast(pl.Float64, strict=False)  # noqa: E731
+
+    def num(i: int) -> pl.Expr:
+        return parts.list.get(i, null_on_oob=True).str.replace_all(r"[^0-9.]", "").cast(pl.Float64, strict=False)
+
     typed = frame.with_columns(ts=_timestamp(parts.list.get(0, null_on_oob=True).str.strip_chars()),
                                index=num(1).cast(pl.Int64, strict=False), used=num(2), total=num(3), util=num(4))
     reason = (pl.when(parts.list.len() < 5).then(pl.lit("expected 5 fields: timestamp, index, memory.used, "
@@ -321,8 +341,13 @@ def refresh_rollup(session: Session, months: list[str]) -> None:
     """Recompute the rollup rows of the given months from ``fleet_job`` (index on ``start``)."""
     j = FleetJob
     hours = j.gpu_hours
-    fsum = lambda e: func.coalesce(func.sum(e), 0.0)  # noqa: E731
-    weight = lambda c: fsum(case((c.is_not(None), hours)))  # noqa: E731  GPU-hours that have the figure
+
+    def fsum(e: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(e), 0.0)
+
+    def weight(c: SQLColumnExpression[Any]) -> ColumnElement[Any]:  # GPU-hours that have the figure
+        return fsum(case((c.is_not(None), hours)))
+
     for month in sorted(months):
         lo, hi = _month_bounds(month)
         session.execute(delete(FleetRollup).where(FleetRollup.month == month))
@@ -348,7 +373,11 @@ def _apply_samples(session: Session, samples: pl.DataFrame, host: str | None) ->
     found = session.execute(stmt).all()
     jobs = pl.DataFrame([tuple(r) for r in found], schema={"id": pl.Int64, "start": pl.Datetime("us"),
                                                            "end": pl.Datetime("us")}, orient="row")
-    utc = lambda c: pl.col(c).dt.replace_time_zone("UTC") if jobs[c].dtype.time_zone is None else pl.col(c)  # noqa: E731
+
+    def utc(name: str) -> pl.Expr:
+        naive = isinstance(dtype := jobs[name].dtype, pl.Datetime) and dtype.time_zone is None
+        return pl.col(name).dt.replace_time_zone("UTC") if naive else pl.col(name)
+
     jobs = jobs.with_columns(utc("start"), utc("end"))
     matched = samples.join_where(jobs, pl.col("ts") >= pl.col("start"), pl.col("ts") <= pl.col("end"))
     per_job = matched.group_by("id").agg(mean_mem_util=pl.col("mem").mean(), peak_mem_util=pl.col("mem").max(),

@@ -61,7 +61,10 @@ def hardware_id(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, me
         device = next((d for d in parsed.devices if d.device == used), parsed.devices[0])
     row = device_row(device, meta.hardware, parsed.cpu_only)
     upsert(session, Hardware.core_table(), row, ["name"])
-    return session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))  # type: ignore[return-value]
+    hardware = session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))
+    if hardware is None:  # the upsert above made or found the row in this transaction
+        raise DatabaseError(f"hardware {row['name']!r} vanished while its run was being written")
+    return hardware
 
 
 def model_id(session: Session, meta: RunMeta) -> int | None:

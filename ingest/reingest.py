@@ -108,4 +108,4 @@ def reingest_candidates(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
         ids = session.scalars(select(Trace.run_id).where(Trace.format.in_(list(PARSERS)), Trace.run_id.is_not(None))
                               .distinct().order_by(Trace.run_id)).all()
-    return list(ids)  # type: ignore[arg-type]
+    return [i for i in ids if i is not None]
