@@ -66,7 +66,11 @@ def expected(jobs: list[dict], phase: str | None = None) -> dict[str, dict[str, 
         hours = j["gpu_count"] * (datetime.fromisoformat(j["end"]) - datetime.fromisoformat(j["start"])).total_seconds() / 3600
         x = j["gpu_count"] / params * 1e9
         a = acc.setdefault(family, dict.fromkeys(("n", "x", "h", "xh", "mh"), 0.0))
-        a["n"] += 1; a["x"] += x; a["h"] += hours; a["xh"] += x * hours; a["mh"] += hours * j["mean_mem_util"]  # noqa: E702
+        a["n"] += 1
+        a["x"] += x
+        a["h"] += hours
+        a["xh"] += x * hours
+        a["mh"] += hours * j["mean_mem_util"]
     return {f: {"gpb": a["x"] / a["n"], "gpb_h": a["xh"] / a["h"], "mem": a["mh"] / a["h"]} for f, a in acc.items()}
 
 
