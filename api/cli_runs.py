@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tracehouse.api.cli_analyses import DbOption
-from tracehouse.core.frames import FrameSchema
+
+if TYPE_CHECKING:  # core.frames loads polars, which a CLI start does not pay for
+    from tracehouse.core.frames import FrameSchema
 
 RunArgument = Annotated[int, typer.Argument(help="Run id (see `tracehouse runs`)")]
 
