@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from tracehouse.core.frames import SchemaLike
 from tracehouse.schema.lookups import get_run as get_run  # re-exported: the analyses import it from here
 
 
@@ -31,7 +32,7 @@ def with_bounds(points: pl.DataFrame, intensity: str) -> pl.DataFrame:
         bound=pl.when(~known).then(None).when(ai < ridge).then(pl.lit("memory")).otherwise(pl.lit("compute")))
 
 
-def to_frame(session: Session, stmt: Select, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def to_frame(session: Session, stmt: Select[*tuple[Any, ...]], schema: SchemaLike) -> pl.DataFrame:
     rows = session.execute(stmt).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
 

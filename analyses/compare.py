@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run, ratio, to_frame
-from tracehouse.core.frames import TIMELINE_FORMATS
+from tracehouse.core.frames import TIMELINE_FORMATS, FrameSchema
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run, Trace
 
 # Run columns that say what a run *is*; the summary lists those that differ between the two.
@@ -24,7 +24,7 @@ KNOB_COLUMNS = ("model_id", "hardware_id", "attention_backend", "scale", "batch"
 
 
 # compare_summary's columns, in order.
-SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+SUMMARY_SCHEMA: FrameSchema = {
     "baseline_run_id": pl.Int64, "other_run_id": pl.Int64, "baseline_total_ns": pl.Int64,
     "other_total_ns": pl.Int64, "end_to_end_speedup": pl.Float64, "operator": pl.String,
     "operator_baseline_ns": pl.Int64, "operator_other_ns": pl.Int64, "operator_speedup": pl.Float64,

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
-from tracehouse.core.errors import BadInput
 from tracehouse.core.device_specs import tensor_flops_per_inst
+from tracehouse.core.errors import BadInput
 from tracehouse.core.ncu_metrics import BYTE_METRICS, ncu_wide, roofline_inputs
-from tracehouse.schema.ncu_counters import stored_metrics
 from tracehouse.core.rules import classify_kernel_names
 from tracehouse.schema.models import Hardware, Kernel, NcuMetric, Symbol
+from tracehouse.schema.ncu_counters import stored_metrics
 
 GROUP_KEYS = {"kernel": "kernel", "operator": "operator", "attention_type": "attention_type"}
 LEVELS = tuple(BYTE_METRICS)
@@ -89,7 +89,7 @@ def counter_groups(session: Session, run_id: int, by: str) -> pl.DataFrame:
              / pl.col(f"{lv}_bytes").filter(pl.col(f"{lv}_hit_rate_pct").is_not_null()).sum())
             .alias(f"{lv}_hit_rate_pct") for lv in ("l1", "l2")]
     grouped = points.group_by(key).agg(
-        instances=pl.len().cast(pl.Int64), time_ns=pl.col("time_ns").sum(), flops=flops, *sums, *hits,
+        *sums, *hits, instances=pl.len().cast(pl.Int64), time_ns=pl.col("time_ns").sum(), flops=flops,
         used_tensor=(pl.col("tensor_inst") > 0).any(), peak_flops_s=pl.col("peak_flops_s").max(),
         peak_bandwidth_bytes_s=pl.col("peak_bandwidth_bytes_s").first(), _time_s=time_s)
     return grouped.with_columns(

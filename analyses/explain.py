@@ -79,9 +79,9 @@ def explain_rules(session: Session, run_id: int, name_rules: Sequence[NameRule] 
     ``operator``, ``attention_type``, ``authoritative``, ``origin``, ``pattern``, ``kernels``,
     ``total_ns``.  A rule that decided nothing has 0."""
     get_run(session, run_id)
-    used = dict((r, (n, t)) for r, n, t in session.execute(
+    used = {r: (n, t) for r, n, t in session.execute(
         select(Kernel.rule_id, func.count(), func.sum(Kernel.dur_ns))
-        .where(Kernel.run_id == run_id, Kernel.rule_id.is_not(None)).group_by(Kernel.rule_id)).all())
+        .where(Kernel.run_id == run_id, Kernel.rule_id.is_not(None)).group_by(Kernel.rule_id)).all()}
     rows = [(r.id, "name", r.operator, r.attention_type, r.authoritative, r.origin, r.pattern) for r in name_rules]
     rows += [(f"op.{op}", "op", op, None, False, f"built-in (priority {prio})", pattern) for op, prio, pattern in OP_RULES]
     rows.append(("attention-scope", "scope", "attention", None, False, "built-in", "matmul/softmax in an attention module"))

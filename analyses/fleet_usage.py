@@ -15,8 +15,10 @@ jobs.  Definitions, per group:
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
-from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, SQLColumnExpression, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import ratio, to_frame
@@ -42,7 +44,10 @@ def _sums(session: Session, keys: list[str], phase: str | None) -> pl.DataFrame:
     r = FleetRollup
     known = Model.param_count > 0
     p = cast(Model.param_count, Float)  # p·p overflows PostgreSQL's bigint
-    per_param = lambda e, scale=1e9: func.sum(case((known, e * scale / p)))  # noqa: E731
+
+    def per_param(e: SQLColumnExpression[float], scale: float = 1e9) -> ColumnElement[Any]:
+        return func.sum(case((known, e * scale / p)))
+
     cols = [_KEYS[k].label(k) for k in keys]
     stmt = (select(*cols, func.sum(r.jobs), func.sum(r.gpu_hours), func.sum(case((known, r.jobs))),
                    func.sum(case((known, r.gpu_hours))), per_param(r.gpu_sum),
@@ -54,7 +59,7 @@ def _sums(session: Session, keys: list[str], phase: str | None) -> pl.DataFrame:
         stmt = stmt.where(r.phase == phase)
     names = ["jobs", "gpu_hours", "param_jobs", "param_hours", "x_sum", "x_sq_sum", "x_hours",
              "mem_hours", "mem_weight", "peak_hours", "peak_weight", "sm_hours", "sm_weight"]
-    schema = {k: pl.String for k in keys} | {n: pl.Float64 for n in names}
+    schema = dict.fromkeys(keys, pl.String) | dict.fromkeys(names, pl.Float64)
     return to_frame(session, stmt, schema)
 
 

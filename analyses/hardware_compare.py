@@ -62,9 +62,9 @@ def compare_hardware(session: Session, model: str, reference: str = "slowest", *
 
 def _reference(per_hw: pl.DataFrame, reference: str) -> str:
     if reference == "slowest":
-        return per_hw.sort("run_total_ns", descending=True)["hardware"][0]
+        return str(per_hw.sort("run_total_ns", descending=True)["hardware"][0])
     if reference == "first":
-        return per_hw.sort("first_run")["hardware"][0]
+        return str(per_hw.sort("first_run")["hardware"][0])
     if reference not in per_hw["hardware"].to_list():
         raise BadInput(f"reference {reference!r} is not among the devices: {', '.join(per_hw['hardware'].sort())}")
     return reference

@@ -29,9 +29,10 @@ from tracehouse.analyses.roofline import DTYPES, run_dtype
 from tracehouse.analyses.runs import run_tags
 from tracehouse.analyses.sequence import attention_calls
 from tracehouse.core.errors import BadInput
+from tracehouse.core.frames import FrameSchema
 
 MODELLED_TYPES = ("self", "spatial", "cross")
-STAGE_SCHEMA: dict[str, pl.DataType] = {
+STAGE_SCHEMA: FrameSchema = {
     "stage": pl.Int64, "side_h": pl.Int64, "side_w": pl.Int64, "tokens": pl.Int64, "visits": pl.Int64,
     "self_bytes_per_call": pl.Int64, "cross_bytes_per_call": pl.Int64, "bytes_per_visit": pl.Int64,
     "stage_bytes": pl.Int64, "cumulative_bytes": pl.Int64,
@@ -136,7 +137,7 @@ def _latent_factor(session: Session, run_id: int, image_size: int) -> int:
 
 def _depth(calls: pl.DataFrame, d: int) -> int:
     # Self-attention lengths run t_0 ... t_0 / d^(2·depth); the ratio gives the depth.
-    lengths = calls.filter(pl.col("attention_type") != "cross")["seq_q"]
-    if lengths.is_empty() or d < 2:
+    lengths: list[int] = calls.filter(pl.col("attention_type") != "cross")["seq_q"].drop_nulls().to_list()
+    if not lengths or d < 2:
         raise BadInput("cannot infer unet_depth from the run; pass unet_depth")
-    return round(math.log(lengths.max() / lengths.min(), d * d))  # type: ignore[operator]
+    return round(math.log(max(lengths) / min(lengths), d * d))

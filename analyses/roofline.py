@@ -28,8 +28,8 @@ from tracehouse.analyses.common import get_run, ratio, to_frame, with_bounds
 from tracehouse.analyses.counters import counter_groups
 from tracehouse.analyses.sequence import attention_calls
 from tracehouse.core.errors import BadInput
-from tracehouse.schema.ncu_counters import has_counters
 from tracehouse.schema.models import Hardware, Kernel, OperatorRollup, Run, Symbol
+from tracehouse.schema.ncu_counters import has_counters
 
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
 # fp32 runs are not assumed: the fp32 peak is the honest ceiling unless the run says tf32.

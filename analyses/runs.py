@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, aliased
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
 
-RUN_SCHEMA: dict[str, pl.DataType] = {
+RUN_SCHEMA: FrameSchema = {
     "run_id": pl.Int64, "model": pl.String, "family": pl.String, "hardware": pl.String,
     "attention_backend": pl.String, "scale": pl.String, "batch": pl.Int64, "dtype": pl.String,
     "image_size": pl.Int64, "frames": pl.Int64, "denoising_steps": pl.Int64,
@@ -136,7 +137,7 @@ def run_tags(session: Session, run_id: int) -> dict[str, str]:
     return dict(session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id)).all())
 
 
-KERNEL_ROW_SCHEMA: dict[str, pl.DataType] = {
+KERNEL_ROW_SCHEMA: FrameSchema = {
     "seq": pl.Int64, "kind": pl.String, "device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64,
     "dur_ns": pl.Int64, "name": pl.String, "correlation": pl.Int64,
     "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,

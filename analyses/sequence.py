@@ -19,15 +19,16 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.core.errors import BadInput
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
 
 SHAPE_KEYS = ("attention_type", "seq_q", "seq_kv", "batch", "heads", "head_dim", "component", "step")
-_ROW_SCHEMA: dict[str, pl.DataType] = {
+_ROW_SCHEMA: FrameSchema = {
     "seq": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "annotation_id": pl.Int64,
     "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "batch": pl.Int64,
     "heads": pl.Int64, "head_dim": pl.Int64, "component": pl.String, "step": pl.Int64,
 }
-CALL_SCHEMA: dict[str, pl.DataType] = {
+CALL_SCHEMA: FrameSchema = {
     "call": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64, "kernel_count": pl.Int64,
     "start_ns": pl.Int64, "end_ns": pl.Int64, "dur_ns": pl.Int64,
     **{k: _ROW_SCHEMA[k] for k in SHAPE_KEYS},
@@ -55,10 +56,10 @@ def group_calls(rows: pl.DataFrame) -> pl.DataFrame:
     starts = changed | (pl.col("seq") != pl.col("seq").shift(1) + 1) | (pl.int_range(pl.len()) == 0)
     calls = (rows.with_columns(call=(starts.fill_null(True).cast(pl.Int64).cum_sum() - 1))
              .group_by("call", maintain_order=True)
-             .agg(first_seq=pl.col("seq").first(), last_seq=pl.col("seq").last(),
+             .agg(*(pl.col(k).first() for k in SHAPE_KEYS),
+                  first_seq=pl.col("seq").first(), last_seq=pl.col("seq").last(),
                   kernel_count=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
-                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(), dur_ns=pl.col("dur_ns").sum(),
-                  *(pl.col(k).first() for k in SHAPE_KEYS)))
+                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(), dur_ns=pl.col("dur_ns").sum()))
     return calls.select(list(CALL_SCHEMA)).cast(CALL_SCHEMA)  # type: ignore[arg-type]
 
 

@@ -54,7 +54,7 @@ def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
     than two distinct x."""
     # Sorted: group_by hands the points over in any order, and a fit over the same points must
     # give the same float to the last bit (the CLI and REST answers are compared byte for byte).
-    pts = sorted((a, b) for a, b in zip(x, y) if a and b and a > 0 and b > 0)
+    pts = sorted((a, b) for a, b in zip(x, y, strict=True) if a and b and a > 0 and b > 0)
     if len({a for a, _ in pts}) < 2:
         return None
     lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])

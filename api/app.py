@@ -11,10 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 
+from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.jobs import Worker, service_health
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
-from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.routes import analyses, fleet_usage, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.reclaim import reclaim_orphans
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _reclaim_at_start(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def _reclaim_at_start(engine: Engine, settings: Settings) -> None:
     """Orphans of a crash are reclaimed at start; failing to is logged, never fatal."""
     try:
         reclaim_orphans(engine, settings)

@@ -9,18 +9,19 @@ FastAPI and torch are imported inside the commands that use them
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import orjson
 import typer
 
 from tracehouse.api.cli_analyses import register as register_analyses
-from tracehouse.api.cli_fleet import register as register_fleet
-from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_collect import collect
 from tracehouse.api.cli_common import DbOption, engine_for_url, load_settings, open_engine, upload_and_report
+from tracehouse.api.cli_fleet import register as register_fleet
+from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.core.errors import BadInput, TracehouseError
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
@@ -33,7 +34,7 @@ register_fleet(app)
 
 
 
-def _progress(*, disable: bool):  # type: ignore[no-untyped-def]
+def _progress(*, disable: bool) -> AbstractContextManager[_Bar]:
     """rich's progress bar, imported only when it will be drawn (several files, no --json)."""
     if disable:
         from contextlib import nullcontext
@@ -42,6 +43,14 @@ def _progress(*, disable: bool):  # type: ignore[no-untyped-def]
     from rich.progress import Progress
 
     return Progress(transient=True)
+
+
+class _Bar(Protocol):
+    """What the commands use of rich's Progress, which _NoProgress stands in for."""
+
+    def add_task(self, description: str, /, *, total: float | None) -> Any: ...
+
+    def advance(self, task_id: Any, /) -> None: ...
 
 
 class _NoProgress:
@@ -115,7 +124,7 @@ def ingest(
     engine = open_engine(db)
     units = plan_units(paths)
     name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
-    results = []
+    results: list[dict[str, Any]] = []
     with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
         for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run,
@@ -127,8 +136,8 @@ def ingest(
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        note = "" if r["created"] else f" (duplicate of run {r['run_id']}: its metadata was kept; "\
-            f"change it with `tracehouse runs edit {r['run_id']}`)"
+        note = "" if r["created"] else (f" (duplicate of run {r['run_id']}: its metadata was kept; "
+                                         f"change it with `tracehouse runs edit {r['run_id']}`)")
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
@@ -143,7 +152,7 @@ def reingest(
     """Re-classify runs from their kept raw traces with this version's rules (ids and tags kept)."""
     from dataclasses import asdict
 
-    from tracehouse.ingest.reingest import reingest_run, reingest_candidates
+    from tracehouse.ingest.reingest import reingest_candidates, reingest_run
     from tracehouse.ingest.user_rules import name_rules_for
 
     engine = open_engine(db)
@@ -151,7 +160,7 @@ def reingest(
     targets = reingest_candidates(engine) if all_runs else list(run_ids or [])
     if not targets:
         raise BadInput("name the runs to re-ingest, or pass --all")
-    results = []
+    results: list[dict[str, Any]] = []
     with _progress(disable=len(targets) < 2 or as_json) as progress:
         task = progress.add_task("re-ingesting", total=len(targets))
         for run_id in targets:
@@ -301,8 +310,9 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         if isinstance(exc, _click_exceptions()):  # usage errors: click's usage line, exit 2
-            exc.show()
-            sys.exit(exc.exit_code)
+            usage: Any = exc  # a ClickException of whichever click this typer uses
+            usage.show()
+            sys.exit(usage.exit_code)
         if isinstance(exc, _aborts()):
             sys.exit(130)
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -111,7 +112,7 @@ def collect(
     return written
 
 
-def _import_torch():  # type: ignore[no-untyped-def]
+def _import_torch() -> ModuleType:
     from tracehouse.core.errors import BadInput
 
     try:
@@ -121,7 +122,7 @@ def _import_torch():  # type: ignore[no-untyped-def]
     return torch
 
 
-def _check_device(torch, device: str) -> str:  # type: ignore[no-untyped-def]
+def _check_device(torch: ModuleType, device: str) -> str:
     """``auto`` -> cuda when there is one; a CUDA device this torch cannot use is refused here,
     not as an assertion deep inside torch."""
     from tracehouse.core.errors import BadInput
@@ -162,7 +163,7 @@ def _plan(models: list[str], grid: dict[str, list], base: dict, backends: list[s
     for model_name in models:
         spec = get_spec(model_name)
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            setting = {**base, **dict(zip(keys, combo))}
+            setting = {**base, **dict(zip(keys, combo, strict=True))}
             knob_values = {k: setting[k] for k in _INT_KEYS
                            if setting[k] is not None and (k in spec.knob_names or k == "batch")}
             knobs = Knobs(**knob_values) if knob_values else None

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
 from tracehouse.core.errors import BadInput, ServerUnreachable
 
+if TYPE_CHECKING:  # both load on first use: the CLI starts without them
+    from sqlalchemy import Engine
+
+    from tracehouse.core.settings import Settings
+
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
 
 
-def load_settings(**overrides: object):  # type: ignore[no-untyped-def]
+def load_settings(**overrides: Any) -> Settings:
     """core.settings' load_settings; pydantic-settings takes ~0.1 s to import, so only the
     commands that read settings pay for it."""
     from tracehouse.core.settings import load_settings as load
@@ -27,7 +32,7 @@ def load_settings(**overrides: object):  # type: ignore[no-untyped-def]
     return load(**overrides)
 
 
-def open_engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[no-untyped-def]
+def open_engine(db: str | None, *, migrate_empty: bool = True) -> Engine:
     from tracehouse.schema.migrate import ensure_schema
 
     url = load_settings().resolved_database_url(db)
@@ -36,7 +41,7 @@ def open_engine(db: str | None, *, migrate_empty: bool = True):  # type: ignore[
     return engine
 
 
-def engine_for_url(url: str):  # type: ignore[no-untyped-def]
+def engine_for_url(url: str) -> Engine:
     """The engine for ``--db``; a URL naming no database tracehouse can drive is a bad flag."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -72,7 +77,7 @@ def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str
         raise typer.Exit(2)
 
 
-def upload_files_reporting(paths: list[Path], server: str, token: str, meta: list[str], **options: object) -> list[dict]:
+def upload_files_reporting(paths: list[Path], server: str, token: str, meta: list[str], **options: Any) -> list[dict]:
     """The upload client, with a server that cannot be reached (or a URL that cannot be one)
     reported in one line."""
     import httpx
@@ -80,9 +85,9 @@ def upload_files_reporting(paths: list[Path], server: str, token: str, meta: lis
     from tracehouse.client import upload_files
 
     try:
-        return upload_files(paths, server, token, meta, **options)  # type: ignore[arg-type]
+        return upload_files(paths, server, token, meta, **options)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
     except httpx.TransportError as exc:
         raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
-                                f"{exc or type(exc).__name__}") from None
+                                f"{str(exc) or type(exc).__name__}") from None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -39,7 +40,7 @@ def _models_app() -> typer.Typer:
     return models
 
 
-def _fleet():  # type: ignore[no-untyped-def]
+def _fleet() -> ModuleType:
     from tracehouse.analyses import fleet_usage as fleet
 
     return fleet

@@ -9,11 +9,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tracehouse.api.cli_analyses import DbOption
+
+if TYPE_CHECKING:  # core.frames loads polars, which a CLI start does not pay for
+    from tracehouse.core.frames import FrameSchema
 
 RunArgument = Annotated[int, typer.Argument(help="Run id (see `tracehouse runs`)")]
 
@@ -28,10 +31,13 @@ def register(app: typer.Typer, token_app: typer.Typer) -> None:
 def _make_runs_a_group(app: typer.Typer) -> None:
     """``tracehouse runs`` keeps listing runs (every option as before) and gains ``runs edit``:
     the listing command becomes the callback of a ``runs`` group."""
-    info = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == "runs")
+    info = next(c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) == "runs")
+    listing = info.callback
+    if listing is None:
+        raise RuntimeError("`runs` was registered without its function")
     app.registered_commands.remove(info)
-    group = typer.Typer(help=inspect.getdoc(info.callback), no_args_is_help=False)
-    group.callback(invoke_without_command=True)(_listing_unless_subcommand(info.callback))
+    group = typer.Typer(help=inspect.getdoc(listing), no_args_is_help=False)
+    group.callback(invoke_without_command=True)(_listing_unless_subcommand(listing))
     group.command("edit")(edit)
     app.add_typer(group, name="runs")
 
@@ -77,7 +83,7 @@ def edit(
     fields.update({k: v for k, v in (("model", model), ("hardware", hardware),
                                      ("attention_backend", backend)) if v is not None})
     tags.update(parse_key_values(tag or [], "--tag"))
-    tags.update({key: None for key in untag or []})
+    tags.update(dict.fromkeys(untag or []))
     if not fields and not tags:
         raise BadInput("nothing to change: give --model, --hardware, --backend, --meta, --tag or --untag")
     with session_scope(open_engine(db)) as session:
@@ -119,7 +125,7 @@ def token_list(
     from tracehouse.api.auth import list_tokens
     from tracehouse.api.cli_analyses import show_frame
 
-    schema = {"token_id": pl.Int64, "name": pl.String, "scope": pl.String,
+    schema: FrameSchema = {"token_id": pl.Int64, "name": pl.String, "scope": pl.String,
               "created_at": pl.Datetime(time_zone="UTC"), "revoked": pl.Boolean}
     show_frame(db, fmt, "tokens", lambda s: pl.DataFrame(list_tokens(s), schema=schema, orient="row"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -57,6 +57,8 @@ def check_request_params(request: Request) -> None:
         if what is None or param.field_info.annotation is not int:
             continue
         raw = request.path_params.get(param.name, request.query_params.get(param.name))
+        if raw is None:
+            continue  # not given: the route's own validation answers
         try:
             value = int(raw)
         except (TypeError, ValueError):
@@ -65,7 +67,7 @@ def check_request_params(request: Request) -> None:
             raise NotFound(f"{what} {value} does not exist")
 
 
-def _require(scope: str):  # type: ignore[no-untyped-def]
+def _require(scope: str) -> Callable[..., ApiToken | None]:
     def dependency(request: Request, session: SessionDep, settings: SettingsDep,
                    authorization: Annotated[str | None, Header()] = None) -> ApiToken | None:
         token = authorize(session, authorization, scope, public_read=settings.public_read)

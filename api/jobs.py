@@ -13,6 +13,7 @@ claimed.  ``/healthz`` reads its heartbeat and the oldest queued job's age.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import threading
@@ -20,15 +21,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Update, func, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
-from tracehouse.core.settings import Settings
 from tracehouse.core.meta import meta_from_mapping
+from tracehouse.core.settings import Settings
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
@@ -58,7 +60,7 @@ def _spool_folder(upload_path: str) -> Path:
     return upload if upload.is_dir() else upload.parent
 
 
-def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-untyped-def]
+def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
     exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
                                 .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()
@@ -69,12 +71,17 @@ def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-unty
     return [_spool_folder(row.upload_path) for row in exhausted]
 
 
+def _updated(session: Session, statement: Update) -> CursorResult[Any]:
+    """Run an UPDATE; its result is a CursorResult (with ``rowcount``), which Session.execute,
+    typed for any statement, does not say."""
+    return cast("CursorResult[Any]", session.execute(statement))
+
+
 def requeue_interrupted(engine: Engine) -> int:
     """Queue again the jobs a stopped service left ``running``; fail those out of attempts."""
     with session_scope(engine) as session:
         spent = _give_up(session, IngestJob.status == "running")
-        result = session.execute(update(IngestJob).where(IngestJob.status == "running")
-                                 .values(status="queued"))
+        result = _updated(session, update(IngestJob).where(IngestJob.status == "running").values(status="queued"))
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
     return result.rowcount or 0
@@ -89,8 +96,8 @@ def claim_next(engine: Engine) -> IngestJob | None:
                                 .order_by(IngestJob.id).limit(1))
         claimed = None
         if job_id is not None:
-            result = session.execute(update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
-                                     .values(status="running", attempts=IngestJob.attempts + 1))
+            result = _updated(session, update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
+                              .values(status="running", attempts=IngestJob.attempts + 1))
             claimed = session.get(IngestJob, job_id) if result.rowcount == 1 else None
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
@@ -249,10 +256,8 @@ class Worker:
         with self._watch_lock:
             watchers = list(self._watchers.get(job_id, []))
         for loop, event in watchers:
-            try:
+            with contextlib.suppress(RuntimeError):  # that waiter's loop has closed: nobody left to tell
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that waiter's loop has closed: nobody left to tell
-                pass
 
 
 def read_job(engine: Engine, job_id: int) -> IngestJob | None:
@@ -275,10 +280,8 @@ async def wait_for_job(engine: Engine, worker: Worker, job_id: int, seconds: flo
             remaining = deadline - time.monotonic()
             if job.status in FINISHED or remaining <= 0:
                 return job
-            try:
+            with contextlib.suppress(TimeoutError):  # time to look at the row again
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
-            except TimeoutError:
-                pass
     finally:
         worker.unwatch(job_id, event)
 

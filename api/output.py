@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import orjson
 import polars as pl
@@ -202,7 +204,7 @@ def _datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-_FORMATTERS = {
+_FORMATTERS: dict[str, Callable[[Any], str]] = {
     "id": str,
     "time_ns": lambda v: _scaled(v, _TIME_STEPS),
     "time_s": lambda v: _scaled(v * 1e9, _TIME_STEPS),

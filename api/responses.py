@@ -135,6 +135,7 @@ def install_openapi(app: FastAPI) -> None:
                 operation = document["paths"].get(path, {}).get("get")
                 if operation is not None:
                     operation["responses"]["200"] = table_response_doc(table)
+            app.openapi_schema = document  # the object generate() cached, now complete
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -15,7 +15,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -24,6 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from tracehouse.core.errors import BadInput, InvalidField, TooLarge
+
+if TYPE_CHECKING:  # python-multipart declares its callback table for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 FIELD_BYTES = 1 << 20  # all text fields of one upload together (metadata, a manifest)
@@ -113,7 +116,7 @@ class _Receiver:
         self.headers: dict[bytes, bytes] = {}
         self.header = [b"", b""]
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
                 "on_header_value": self._header_value, "on_header_end": self._header_end,
                 "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,

@@ -15,22 +15,27 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' generator
 
-from tests.test_fleet import MODELS, generate_jobs  # noqa: E402
-from tracehouse.analyses.fleet_usage import fleet_summary  # noqa: E402
-from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model  # noqa: E402
-from tracehouse.schema.db import make_engine, session_scope  # noqa: E402
-from tracehouse.schema.migrate import upgrade  # noqa: E402
+from tests.test_fleet import MODELS, generate_jobs
+from tracehouse.analyses.fleet_usage import fleet_summary
+from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
+from tracehouse.schema.db import make_engine, session_scope
+from tracehouse.schema.migrate import upgrade
+
+T = TypeVar("T")
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    best, out = float("inf"), None
-    for _ in range(repeat):
+def _best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """The best time of ``repeat`` calls (at least one), and the last call's result."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
         t = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t)
@@ -77,7 +82,7 @@ def main() -> None:
         print(frame.select("family", "jobs", "gpus_per_bparam_gpuh", "mean_mem_util",
                            "gpus_per_bparam_gpuh_vs_llm", "mean_mem_util_vs_llm"))
         print(alt)
-        print(f"import      {t_import:8.2f} s   ({report['rows_imported']:,} rows; target < 60 s)")  # type: ignore[index]
+        print(f"import      {t_import:8.2f} s   ({report['rows_imported']:,} rows; target < 60 s)")
         print(f"summary     {t_summary * 1e3:8.2f} ms  (fleet_summary by family, best of {args.repeat}; target < 100 ms)")
         print(f"polars alt  {t_polars * 1e3:8.2f} ms  (read_csv + group_by on the CSV)")
         print(f"ratio       {t_polars / t_summary:8.1f} x  (polars alternative / tracehouse summary)")

@@ -24,14 +24,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Engine
+
+    from tracehouse.core.frames import ParsedTrace
+
+T = TypeVar("T")
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+def _best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -45,19 +56,20 @@ def child_tracehouse(path: Path, repeat: int) -> float:
     from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import upgrade
 
-    def once() -> None:
+    def once() -> float:
+        """Seconds of the ingest alone: the throwaway database's migrations are not timed."""
         with tempfile.TemporaryDirectory() as tmp:
             engine = make_engine(f"sqlite:///{tmp}/bench.sqlite3")
             upgrade(engine)
             t = time.perf_counter()
             ingest_file(engine, path, raw_dir=Path(tmp) / "raw")
-            once.elapsed = time.perf_counter() - t  # type: ignore[attr-defined]
+            elapsed = time.perf_counter() - t
             engine.dispose()
+        return elapsed
 
     best = float("inf")
     for _ in range(repeat):
-        once()
-        best = min(best, once.elapsed)  # type: ignore[attr-defined]
+        best = min(best, once())
     return best
 
 
@@ -84,38 +96,38 @@ def child_orjson(path: Path, repeat: int, *, gunzip: bool) -> float:
 
 def child_stages(path: Path, repeat: int) -> dict[str, float]:
     """Where tracehouse's ingest spends its time: each stage's best of ``repeat``, in seconds."""
+    from tracehouse.core.meta import RunMeta
     from tracehouse.ingest import kineto, kineto_native
     from tracehouse.ingest.attribution import attribute
     from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-    from tracehouse.core.meta import RunMeta
     from tracehouse.schema.db import make_engine, session_scope
     from tracehouse.schema.migrate import upgrade
 
     best: dict[str, float] = {}
 
-    def timed(stage: str, fn):  # type: ignore[no-untyped-def]
+    def timed(stage: str, fn: Callable[[], T]) -> T:
         t = time.perf_counter()
         out = fn()
         best[stage] = min(best.get(stage, float("inf")), time.perf_counter() - t)
         return out
 
+    def load(engine: Engine, parsed: ParsedTrace, kernels: pl.DataFrame, i: int) -> None:
+        with session_scope(engine) as session:
+            run_id = insert_run(session, parsed, kernels, RunMeta())
+            trace_id = insert_trace(session, run_id, parsed, sha256=f"{i:064d}", size=0,
+                                    original_name=path.name, raw_path="")
+            insert_kernels(session, run_id, trace_id, kernels)
+
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
-            raw = timed("gunzip", lambda: kineto.read_bytes(path))
-            timed("C scan (to polars)", lambda: kineto_native.scan(raw))
-            parsed = timed("parse (all of the above and the frames)", lambda: kineto.parse_kineto(path))
-            kernels = timed("attribute", lambda: attribute(parsed))
+            # partial, not lambda: each stage gets this round's inputs, bound now
+            raw = timed("gunzip", partial(kineto.read_bytes, path))
+            timed("C scan (to polars)", partial(kineto_native.scan, raw))
+            parsed = timed("parse (all of the above and the frames)", partial(kineto.parse_kineto, path))
+            kernels = timed("attribute", partial(attribute, parsed))
             engine = make_engine(f"sqlite:///{tmp}/stages{i}.sqlite3")
             upgrade(engine)
-
-            def load() -> None:
-                with session_scope(engine) as session:
-                    run_id = insert_run(session, parsed, kernels, RunMeta())
-                    trace_id = insert_trace(session, run_id, parsed, sha256=f"{i:064d}", size=0,
-                                            original_name=path.name, raw_path="")
-                    insert_kernels(session, run_id, trace_id, kernels)
-
-            timed("load (SQLite, committed)", load)
+            timed("load (SQLite, committed)", partial(load, engine, parsed, kernels, i))
             engine.dispose()
     return best
 

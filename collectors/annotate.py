@@ -21,7 +21,7 @@ from torch import nn
 
 from tracehouse.core.annotation import format_annotation
 
-_NVTX = {"enabled": None}
+_NVTX: dict[str, bool | None] = {"enabled": None}
 
 
 def _nvtx_enabled() -> bool:
@@ -228,8 +228,9 @@ def instrument(model: nn.Module) -> nn.Module:
         op = hook_operator(mod)
         if op is None or getattr(mod, "_th_instrumented", False):
             continue
-        mod._th_instrumented = True
-        mod._th_ranges = []
+        # Plain attributes, where nn.Module.__setattr__ would put them too (it is typed for tensors
+        # and modules only).
+        vars(mod).update(_th_instrumented=True, _th_ranges=[])
 
         def pre(m, args, _op=op):
             cm = annotated(operator=_op)

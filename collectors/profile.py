@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
 from tracehouse.collectors.annotate import FALLBACKS, StepWindow, step_window
 from tracehouse.collectors.models import canonical, get_spec, short_name
 from tracehouse.collectors.models.base import Knobs, RunContext
@@ -59,7 +60,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def trace_name(model: str, scale: str, device: str, attention: str, overrides: Knobs | None,
                dtype: torch.dtype) -> str:
-    parts = [short_name(model), scale, device.split(":")[0], attention]
+    parts = [short_name(model), scale, device.split(":", maxsplit=1)[0], attention]
     if overrides is not None:
         for key, short in KNOB_SHORT.items():
             value = getattr(overrides, key)
@@ -133,7 +134,7 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
         for comp, t0, t1 in comps:
             lo, hi = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1)
             if hi > lo:
-                peaks[comp] = max(peaks.get(comp, 0), max(v for _, v in mem[lo:hi]))
+                peaks[comp] = max(peaks.get(comp, 0), *(v for _, v in mem[lo:hi]))
     data["traceEvents"] = [e for e in events if e.get("name") != "[memory]"]
     payload = json.dumps(data, separators=(",", ":")).encode()
     with gzip.GzipFile(dest, "wb", compresslevel=9, mtime=0) as fh:
@@ -255,7 +256,7 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
         tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
     meta: dict[str, Any] = {
         # One vocabulary for family / architecture: the store's catalogue.
-        "model": model, **dict(zip(("family", "architecture"), family_and_architecture(model))),
+        "model": model, **dict(zip(("family", "architecture"), family_and_architecture(model), strict=True)),
         "param_count": n_params, "scale": scale,
         "hardware": _cpu_name() if dev.type == "cpu" else None,
         "attention_backend": attention, "batch": eff.batch, "dtype": DTYPE_SHORT.get(dt, str(dt)),

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --model or --suite")
     scale = args.scale if not args.suite or args.suite == "all" else args.suite
     backends = ["baseline", "flash"] if args.attention == "both" else [args.attention]
-    knobs = Knobs(batch=args.batch or 1, image_size=args.image_size, frames=args.frames,
+    knobs: Knobs | None = Knobs(batch=args.batch or 1, image_size=args.image_size, frames=args.frames,
                   steps=args.steps, decode_tokens=args.decode_tokens, text_length=args.text_length)
     if args.batch is None and all(v is None for v in (args.image_size, args.frames, args.steps,
                                                       args.decode_tokens, args.text_length)):

@@ -15,6 +15,7 @@ without pulling in the ingest stack, and ingest can use it without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 PREFIX = "th|"
 
@@ -87,7 +88,7 @@ def parse_annotation(name: str) -> Annotation | None:
     rather than failing the whole trace: an annotation is a hint, the kernel is still real."""
     if not is_annotation(name):
         return None
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # Annotation's fields: ints for INT_FIELDS, text otherwise
     for part in name[len(PREFIX):].split("|"):
         key, sep, raw = part.partition("=")
         field = KEY_TO_FIELD.get(key)

@@ -87,9 +87,9 @@ def lookup(name: str, memory_bytes: int | None = None) -> HardwareSpec | None:
     for spec in CATALOG:
         if not re.search(spec.pattern, name, re.IGNORECASE):
             continue
-        if spec.min_memory_bytes and (memory_bytes is None or memory_bytes < spec.min_memory_bytes):
-            if "80GB" not in name.upper():
-                continue
+        if (spec.min_memory_bytes and (memory_bytes is None or memory_bytes < spec.min_memory_bytes)
+                and "80GB" not in name.upper()):
+            continue
         return spec
     return None
 

@@ -15,10 +15,23 @@ op (``cpu_op``), a user / NVTX annotation (``annotation``) or a Python frame (``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 import polars as pl
 
-GPU_EVENT_SCHEMA: dict[str, pl.DataType] = {
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from polars._typing import PolarsDataType
+
+# Column name -> polars dtype, as a class (``pl.Int64``) or an instance (``pl.Datetime("us", "UTC")``):
+# polars takes both, and only its private module names the union.
+FrameSchema: TypeAlias = "dict[str, PolarsDataType]"
+# What a function reading a schema accepts: any such mapping, a literal ``{"x": pl.Int64}`` included
+# (a dict is invariant in its value type, a Mapping is not).
+SchemaLike: TypeAlias = "Mapping[str, PolarsDataType]"
+
+GPU_EVENT_SCHEMA: FrameSchema = {
     "kind": pl.String,  # kernel / memcpy / memset
     "name": pl.String,
     "device": pl.Int64,
@@ -32,7 +45,7 @@ GPU_EVENT_SCHEMA: dict[str, pl.DataType] = {
     "bytes": pl.Int64,
 }
 
-LAUNCH_SCHEMA: dict[str, pl.DataType] = {
+LAUNCH_SCHEMA: FrameSchema = {
     "pid": pl.Int64,
     "tid": pl.Int64,
     "start_ns": pl.Int64,
@@ -41,7 +54,7 @@ LAUNCH_SCHEMA: dict[str, pl.DataType] = {
     "name": pl.String,
 }
 
-RANGE_SCHEMA: dict[str, pl.DataType] = {
+RANGE_SCHEMA: FrameSchema = {
     "pid": pl.Int64,
     "tid": pl.Int64,
     "start_ns": pl.Int64,
@@ -94,11 +107,11 @@ class ParsedTrace:
     counters: pl.DataFrame | None = None
 
 
-def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def empty_frame(schema: SchemaLike) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(df: pl.DataFrame, schema: SchemaLike) -> pl.DataFrame:
     """Select and cast ``df`` to ``schema`` (missing columns become nulls)."""
     exprs = [
         (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, SupportsIndex, SupportsInt
 
 import orjson
 
@@ -39,7 +40,7 @@ class RunMeta:
     host: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
-    def merged(self, other: "RunMeta") -> "RunMeta":
+    def merged(self, other: RunMeta) -> RunMeta:
         """``other``'s set values win; tags are merged key by key."""
         changes = {f.name: getattr(other, f.name) for f in fields(other)
                    if f.name != "tags" and getattr(other, f.name) is not None}
@@ -90,17 +91,19 @@ def meta_from_mapping(values: dict[str, object]) -> RunMeta:
 
     Known keys are typed (integers checked); every other scalar becomes a tag.
     """
-    known: dict[str, object] = {}
+    known: dict[str, Any] = {}  # RunMeta's own fields, each checked to its type below
     tags: dict[str, str] = {}
     for given, value in values.items():
-        key = field_name(given) if isinstance(given, str) else given
+        key = field_name(given)
         if value is None:
             continue
         if key == "tags" and isinstance(value, dict):
             tags.update({str(k): str(v) for k, v in value.items()})
         elif key in _INT_FIELDS:
             try:
-                known[key] = _checked_int(key, int(value))  # type: ignore[arg-type]
+                if not isinstance(value, str | bytes | SupportsInt | SupportsIndex):
+                    raise TypeError(value)
+                known[key] = _checked_int(key, int(value))
             except (TypeError, ValueError):
                 raise BadInput(f"metadata {key}={value!r} is not an integer") from None
         elif key in _KNOWN and key != "tags":  # a "tags" that is not a mapping is a tag

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import polars as pl
 
-LONG_SCHEMA: dict[str, pl.DataType] = {
+from tracehouse.core.frames import FrameSchema
+
+LONG_SCHEMA: FrameSchema = {
     "kernel_id": pl.Int64, "kernel_name": pl.String, "process_id": pl.Int64,
     "device": pl.Int64, "context": pl.Int64, "stream": pl.Int64,
     "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,

@@ -9,6 +9,7 @@ Attention's cost comes from its own shapes (``analyses/attention.py``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,7 @@ Cost = tuple[int, int] | tuple[None, None]
 _UNKNOWN: Cost = (None, None)
 
 
-def _json(text: str | None) -> list | None:
+def _json(text: str | None) -> list[Any] | None:
     if not text:
         return None
     try:
@@ -39,7 +40,7 @@ def _ints(text: object) -> list[int] | None:
     return values if all(isinstance(v, int) for v in values) else None
 
 
-def gemm_cost(name: str, dims: list, elem: int) -> Cost:
+def gemm_cost(name: str, dims: list[Any], elem: int) -> Cost:
     """2·M·K·N per (broadcast) batch; bytes = A + B + C once each."""
     op = name.removeprefix("aten::")
     if op in ("addmm", "baddbmm", "_addmm_activation"):
@@ -62,7 +63,7 @@ def gemm_cost(name: str, dims: list, elem: int) -> Cost:
     return 2 * batch * m * k * n, elem * batch * (m * k + k * n + m * n)
 
 
-def conv_cost(name: str, dims: list, concrete: list | None, elem: int) -> Cost:
+def conv_cost(name: str, dims: list[Any], concrete: list[Any] | None, elem: int) -> Cost:
     """2·N·O·prod(out)·(C/g)·prod(kernel); bytes = input + weight + output once each."""
     op = name.removeprefix("aten::")
     if op not in ("conv1d", "conv2d", "conv3d", "convolution", "_convolution") or not concrete:

@@ -25,11 +25,11 @@ from tracehouse.core.kernel_names import rule_name
 
 # (operator, priority, pattern on the enclosing cpu op's name)
 OP_RULES: tuple[tuple[str, int, str], ...] = (
-    ("attention", 100, r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
-                       r"memory_efficient_attention|xformers|fmha|multi_head_attention|"
-                       r"_native_multi_head_attention|attention"),
-    ("communication", 95, r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
-                          r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^"),
+    ("attention", 100, (r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
+                        r"memory_efficient_attention|xformers|fmha|multi_head_attention|"
+                        r"_native_multi_head_attention|attention")),
+    ("communication", 95, (r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
+                           r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^")),
     ("conv", 90, r"conv|cudnn_convolution|mkldnn_convolution|slow_conv|_convolution|upsample.*conv"),
     ("groupnorm", 80, r"group_norm|groupnorm"),
     ("layernorm", 80, r"layer_norm|layernorm|rms_norm|rmsnorm"),
@@ -38,17 +38,17 @@ OP_RULES: tuple[tuple[str, int, str], ...] = (
     # fbgemm (and Meta's ``fb::`` twins) is the embedding stack of recommendation models:
     # TBE lookups, ``permute_pooled_embs`` (no pooling), sparse-feature bucketizing.
     ("embedding", 65, r"embedding|^fbgemm::|^fb::|fbgemm_gpu::"),
-    ("linear", 60, r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
-                   r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
-                   r"linearbackward|matmulbackward|aten::addbmm$"),
+    ("linear", 60, (r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
+                    r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
+                    r"linearbackward|matmulbackward|aten::addbmm$")),
     # ``pool2d`` and kin, not any ``pool``: torchrec's ``All2All_Pooled_Req`` is no pooling.
     ("pooling", 50, r"pool[123]d|max_unpool"),
     ("optimizer", 40, r"optimizer|_foreach_|fused_adam|fused_sgd"),
     # Generic tensor ops: lowest priority, so any enclosing module-level op above wins.
     ("reduction", 6, r"^aten::(?:sum|mean|amax|amin|max|min|argmax|argmin|topk|sort|cumsum|norm|linalg_vector_norm)$"),
-    ("elementwise", 5, r"^aten::(?:add|add_|mul|mul_|sub|rsub|div|div_|silu|gelu|relu|sigmoid|tanh|exp|"
-                       r"pow|neg|sqrt|rsqrt|sin|cos|clamp|where|copy_|fill_|zero_|cat|clone|contiguous|"
-                       r"_to_copy|to|dropout|masked_fill|lerp|addcmul_|addcdiv_|abs|log)$"),
+    ("elementwise", 5, (r"^aten::(?:add|add_|mul|mul_|sub|rsub|div|div_|silu|gelu|relu|sigmoid|tanh|exp|"
+                        r"pow|neg|sqrt|rsqrt|sin|cos|clamp|where|copy_|fill_|zero_|cat|clone|contiguous|"
+                        r"_to_copy|to|dropout|masked_fill|lerp|addcmul_|addcdiv_|abs|log)$")),
 )
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 from pydantic import Field
@@ -61,5 +62,5 @@ class Settings(BaseSettings):
         return self.rules_path or self.data_dir / "rules.toml"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:  # pydantic checks each against its field
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -19,8 +19,8 @@ import polars as pl
 from tracehouse.core import rules
 from tracehouse.core.annotation import ANNOTATION_FIELDS, PREFIX, parse_annotation
 from tracehouse.core.frames import ParsedTrace
-from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.core.opcost import op_cost
+from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.shapes import SHAPE_COLUMNS, qk_shapes
 
 KERNEL_ROW_COLUMNS = (

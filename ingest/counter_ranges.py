@@ -56,7 +56,7 @@ def read_ranges(raw: bytes) -> list[_Event]:
     except (msgspec.MsgspecError, UnicodeDecodeError):
         return []  # the main decode already judged the document; nothing more to read here
     ranges = [e for e in events if e.cat == "cuda_profiler_range" and e.ph == "X" and e.ts is not None]
-    return sorted(ranges, key=lambda e: e.ts)  # type: ignore[arg-type, return-value]
+    return sorted(ranges, key=lambda e: e.ts or 0.0)  # ts is set: the filter above
 
 
 def attach_ranges(parsed: ParsedTrace, ranges: list[_Event], base_ns: int) -> None:
@@ -70,7 +70,7 @@ def attach_ranges(parsed: ParsedTrace, ranges: list[_Event], base_ns: int) -> No
     kernels = pl.DataFrame({
         "kind": ["kernel"] * len(ranges), "name": [r.name for r in ranges],
         "device": [r.pid if isinstance(r.pid, int) and r.pid in devices else device for r in ranges],
-        "start_ns": [base_ns + round(r.ts * 1000) for r in ranges],  # type: ignore[operator]
+        "start_ns": [base_ns + round((r.ts or 0.0) * 1000) for r in ranges],  # ts is set: see read_ranges
         "dur_ns": [round((r.dur or 0) * 1000) for r in ranges],
         "correlation": launches["correlation"] if paired else pl.Series([None] * len(ranges), dtype=pl.Int64),
     }, schema_overrides={"device": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "correlation": pl.Int64})

@@ -12,12 +12,25 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from tracehouse.core.errors import BadInput
@@ -59,7 +72,7 @@ def detect_format(text: str, name: str = "") -> str:
         return "json"
     if "|" in first and "jobid" in first.lower():
         return "sacct"
-    if first.lower().startswith("timestamp") and "memory.used" in first or re.match(r"\d{4}/\d\d/\d\d \d", first):
+    if (first.lower().startswith("timestamp") and "memory.used" in first) or re.match(r"\d{4}/\d\d/\d\d \d", first):
         return "nvidia-smi"
     if "," in first:
         return "csv"
@@ -105,7 +118,7 @@ def _json_table(text: str, name: str) -> pl.DataFrame:
         raise BadInput(f"{name}: JSON must be a list of job objects, {{\"jobs\": [...]}} or JSON lines")
     keys = sorted({k for r in records for k in r})
     columns = {k: [None if r.get(k) is None else str(r[k]) for r in records] for k in keys}
-    frame = pl.DataFrame(columns, schema={k: pl.String for k in keys})
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(keys, pl.String))
     return _canonical(frame, name).with_columns(line=pl.Series(lines, dtype=pl.Int64))
 
 
@@ -137,7 +150,10 @@ def _sacct_table(text: str, name: str, model_pattern: str, phase_pattern: str) -
     if need:
         raise BadInput(f"{name}: sacct output lacks {', '.join(need)} (run sacct --parsable2 "
                        f"--format=JobID,JobName,Cluster,NodeList,Start,End,AllocTRES,Comment)")
-    col = lambda c: pl.col(cols[c.lower()]) if c.lower() in cols else pl.lit(None, pl.String)  # noqa: E731
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(cols[name.lower()]) if name.lower() in cols else pl.lit(None, pl.String)
+
     text_col = pl.concat_str(col("JobName"), col("Comment"), separator=" ", ignore_nulls=True)
     tres = col("AllocTRES")
     frame = frame.with_columns(line=pl.int_range(2, frame.height + 2, dtype=pl.Int64))
@@ -166,7 +182,8 @@ def _timestamp(expr: pl.Expr) -> pl.Expr:
 
 def _fraction(frame: pl.DataFrame, col: str) -> pl.Expr:
     values = frame[col].str.strip_chars_end("% ").cast(pl.Float64, strict=False)
-    scale = 100.0 if (values.max() or 0) > 1.0 else 1.0  # type: ignore[operator]
+    peak = values.max()
+    scale = 100.0 if isinstance(peak, float) and peak > 1.0 else 1.0
     return (pl.col(col).str.strip_chars_end("% ").cast(pl.Float64, strict=False) / scale).alias(col)
 
 
@@ -187,13 +204,13 @@ def _validate(frame: pl.DataFrame, fmt: str, name: str) -> Parsed:
            f"{c} is not a utilisation in 0..1 or 0..100%") for c in ("mean_mem_util", "peak_mem_util", "sm_util")],
     ]
     reason = pl.lit(None, pl.String)
-    for bad, why in reversed(checks):
-        reason = pl.when(bad.fill_null(False)).then(pl.lit(why)).otherwise(reason)
+    for check, why in reversed(checks):
+        reason = pl.when(check.fill_null(False)).then(pl.lit(why)).otherwise(reason)
     typed = typed.with_columns(reason=reason)
     bad = typed.filter(pl.col("reason").is_not_null())
     good = typed.filter(pl.col("reason").is_null()).drop("reason").with_columns(
         gpu_hours=pl.col("gpu_count") * (pl.col("end") - pl.col("start")).dt.total_microseconds() / 3.6e9)
-    rejects = list(zip(bad["line"].head(MAX_REPORTED).to_list(), bad["reason"].head(MAX_REPORTED).to_list()))
+    rejects = list(zip(bad["line"].head(MAX_REPORTED).to_list(), bad["reason"].head(MAX_REPORTED).to_list(), strict=True))
     if good.is_empty():
         detail = "; ".join(f"line {ln}: {why}" for ln, why in rejects[:5]) or "no rows"
         raise BadInput(f"{name}: nothing to import as {fmt} ({detail})")
@@ -209,7 +226,10 @@ def parse_nvidia_smi(text: str, name: str = "") -> Parsed:
         line=pl.int_range(2 if has_header else 1, len(body) + (2 if has_header else 1), dtype=pl.Int64))
     frame = frame.filter(pl.col("raw").str.strip_chars() != "")
     parts = pl.col("raw").str.split(",")
-    num = lambda i: parts.list.get(i, null_on_oob=True).str.replace_all(r"[^0-9.]", "").cast(pl.Float64, strict=False)  # noqa: E731
+
+    def num(i: int) -> pl.Expr:
+        return parts.list.get(i, null_on_oob=True).str.replace_all(r"[^0-9.]", "").cast(pl.Float64, strict=False)
+
     typed = frame.with_columns(ts=_timestamp(parts.list.get(0, null_on_oob=True).str.strip_chars()),
                                index=num(1).cast(pl.Int64, strict=False), used=num(2), total=num(3), util=num(4))
     reason = (pl.when(parts.list.len() < 5).then(pl.lit("expected 5 fields: timestamp, index, memory.used, "
@@ -232,7 +252,7 @@ def parse_nvidia_smi(text: str, name: str = "") -> Parsed:
 def import_fleet(session: Session, parsed: Parsed, source: str, *, host: str | None = None) -> dict:
     """Write one parsed file as one import (the caller's transaction) and return its report."""
     record = FleetImport(source=source, format=parsed.format, rows_imported=0, rows_rejected=parsed.rejected,
-                         created_at=datetime.now(timezone.utc))
+                         created_at=datetime.now(UTC))
     session.add(record)
     session.flush()
     extra = (_apply_samples(session, parsed.rows, host) if parsed.format == "nvidia-smi"
@@ -302,7 +322,7 @@ def _replace_earlier_copies(session: Session, import_id: int) -> tuple[int, set[
 
 def _as_utc(moment: datetime) -> datetime:
     """SQLite hands datetimes back naive (they are stored as UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _for_db(session: Session, frame: pl.DataFrame) -> pl.DataFrame:
@@ -313,7 +333,7 @@ def _for_db(session: Session, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    lo = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    lo = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     return lo, (lo + timedelta(days=32)).replace(day=1)
 
 
@@ -321,8 +341,13 @@ def refresh_rollup(session: Session, months: list[str]) -> None:
     """Recompute the rollup rows of the given months from ``fleet_job`` (index on ``start``)."""
     j = FleetJob
     hours = j.gpu_hours
-    fsum = lambda e: func.coalesce(func.sum(e), 0.0)  # noqa: E731
-    weight = lambda c: fsum(case((c.is_not(None), hours)))  # noqa: E731  GPU-hours that have the figure
+
+    def fsum(e: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(e), 0.0)
+
+    def weight(c: SQLColumnExpression[Any]) -> ColumnElement[Any]:  # GPU-hours that have the figure
+        return fsum(case((c.is_not(None), hours)))
+
     for month in sorted(months):
         lo, hi = _month_bounds(month)
         session.execute(delete(FleetRollup).where(FleetRollup.month == month))
@@ -348,7 +373,11 @@ def _apply_samples(session: Session, samples: pl.DataFrame, host: str | None) ->
     found = session.execute(stmt).all()
     jobs = pl.DataFrame([tuple(r) for r in found], schema={"id": pl.Int64, "start": pl.Datetime("us"),
                                                            "end": pl.Datetime("us")}, orient="row")
-    utc = lambda c: pl.col(c).dt.replace_time_zone("UTC") if jobs[c].dtype.time_zone is None else pl.col(c)  # noqa: E731
+
+    def utc(name: str) -> pl.Expr:
+        naive = isinstance(dtype := jobs[name].dtype, pl.Datetime) and dtype.time_zone is None
+        return pl.col(name).dt.replace_time_zone("UTC") if naive else pl.col(name)
+
     jobs = jobs.with_columns(utc("start"), utc("end"))
     matched = samples.join_where(jobs, pl.col("ts") >= pl.col("start"), pl.col("ts") <= pl.col("end"))
     per_job = matched.group_by("id").agg(mean_mem_util=pl.col("mem").mean(), peak_mem_util=pl.col("mem").max(),

@@ -28,6 +28,13 @@ from tracehouse.core.errors import TooLarge
 from tracehouse.core.limits import INFLATED_CEILING
 
 _WS = re.compile(rb"[ \t\n\r]*")
+
+
+def _after_ws(buf: bytes | bytearray, pos: int) -> int:
+    """The first index at or after ``pos`` that is not JSON whitespace (``_WS`` matches the
+    empty string, so it always matches)."""
+    match = _WS.match(buf, pos)
+    return match.end() if match else pos
 _CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends, the next begins
 _END = re.compile(rb"\}[ \t\n\r]*\]")  # the last element ends
 _TRIES = 8  # cuts tried per chunk before giving up on the document
@@ -57,7 +64,7 @@ def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
                 if not offer(piece):
                     return
             offer(None)
-        except BaseException as exc:  # whatever it is, the caller's thread raises it
+        except BaseException as exc:  # noqa: BLE001  whatever it is, the caller's thread raises it
             offer(exc)
 
     threading.Thread(target=work, name="tracehouse-gunzip", daemon=True).start()
@@ -138,7 +145,7 @@ class ArrayChunks:
         """Just past the array's ``[``, reading as far as it takes to find it."""
         searched = 0
         while True:
-            start = _WS.match(self.buf).end()
+            start = _after_ws(self.buf, 0)
             first = self.buf[start:start + 1]
             found = self.opener.search(self.buf, max(0, searched - 256)) if first == b"{" else None
             if first == b"[" or found:
@@ -152,7 +159,7 @@ class ArrayChunks:
                 raise Unsplittable("no array to split")
 
     def _skip_ws(self, pos: int) -> int:
-        while (pos := _WS.match(self.buf, pos).end()) == len(self.buf):
+        while (pos := _after_ws(self.buf, pos)) == len(self.buf):
             if not self._more(pos):
                 raise Unsplittable("document ends inside the array")
             pos = 0
@@ -179,7 +186,7 @@ class ArrayChunks:
 
     def _last(self, pos: int, limit: int) -> tuple[list, int, bool] | None:
         """The chunk ending at the array's ``]``, if that lies between ``pos`` and ``limit``."""
-        for _, end in zip(range(_TRIES), _END.finditer(self.buf, pos, limit + 1)):
+        for _, end in zip(range(_TRIES), _END.finditer(self.buf, pos, limit + 1), strict=False):
             if (items := self._decode(pos, end.start() + 1)) is not None:
                 return items, end.end(), True
         return None

@@ -28,39 +28,51 @@ import zlib
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import polars as pl
 from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.frames import (
+    GPU_EVENT_SCHEMA,
+    LAUNCH_SCHEMA,
+    RANGE_SCHEMA,
+    DeviceInfo,
+    ParsedTrace,
+    conform,
+)
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_native
-from tracehouse.core.frames import (
-    GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
-)
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
+
+# What a truncated or corrupt gzip raises.  isal's stubs declare its error as an instance
+# (``error: Exception``), not the class it is: hence the one cast.
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, cast("type[Exception]", isal_zlib.error))
+
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
                  "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
 
 
-class _Open(str, enum.Enum):
+class _Open(enum.StrEnum):
     """A string enum whose unlisted values decode to ``OTHER``: msgspec hands back a shared
     member instead of a new ``str`` per event (12 MB less for a 100k-event trace).  An unlisted
-    value costs a Python call, hence the lists; the ``str`` base keeps hashing in C."""
+    value costs a Python call, hence the lists; the ``str`` base (StrEnum) keeps hashing in C."""
 
     @classmethod
     def _missing_(cls, value: object) -> enum.Enum:
         return cls["OTHER"]
 
 
-_Category = _Open("_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)]
-                  + [("OTHER", "")])
-_Phase = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])
+# mypy does not model Enum's functional API called on an Enum subclass, hence the two ignores
+# (and the two on _Event's fields, which name these classes as msgspec needs them named).
+_Category: type[_Open] = _Open(  # type: ignore[call-arg, assignment]
+    "_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)] + [("OTHER", "")])
+_Phase: type[_Open] = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])  # type: ignore[call-arg, assignment]
 _BUCKET = {**{_Category[c]: "gpu" for c in GPU_KINDS}, **{_Category[c]: "launch" for c in LAUNCH_CATS},
            **{_Category[c]: "range" for c in RANGE_CATS}}
 _GPU_KIND = {_Category[c]: kind for c, kind in GPU_KINDS.items()}
@@ -149,7 +161,7 @@ def read_bytes(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> bytes:
             if not inflater.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker was reached")
             data = inflater.unused_data
-    except (EOFError, zlib.error, isal_zlib.error) as exc:
+    except GZIP_ERRORS as exc:
         raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
     return members[0] if len(members) == 1 else b"".join(members)
 
@@ -333,8 +345,9 @@ def _new_frames() -> dict[str, _Columns]:
 def _add_events(frames: dict[str, _Columns], events: list[_Event]) -> None:
     """Complete (``ph`` X) events of the categories we use, into their frame's columns."""
     buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
-    add = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}.get
-    complete = _Phase.X  # type: ignore[attr-defined]
+    appenders: dict[_Open | None, Callable[[_Event], None]] = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}
+    add = appenders.get
+    complete = _Phase["X"]
     for e in events:
         if e.ph is complete and (append := add(e.cat)) is not None:
             append(e)
@@ -374,8 +387,8 @@ def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
         "kind": list(map(_GPU_KIND.__getitem__, _column(events, "cat"))),
         "name": _column(events, "name"),
         # Kineto puts the device in args; very old traces only in pid.
-        "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events)],
-        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events)],
+        "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events, strict=True)],
+        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events, strict=True)],
         "correlation": _column(args, "correlation"),
         "external_id": [a.external_id if a.external_id is not None else a.external_id_old for a in args],
         "bytes": _column(args, "bytes"),
@@ -387,8 +400,8 @@ def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
 def _axes(dim: str, values: list) -> dict[str, list]:
     """``dim_x`` / ``dim_y`` / ``dim_z`` columns.  Transposed here, a chunk at a time, so the
     decoded ``[x, y, z]`` lists die with their chunk instead of piling up for the collector."""
-    xyz = list(zip(*map(_dim3, values))) or [(), (), ()]
-    return {f"{dim}_{axis}": list(column) for axis, column in zip("xyz", xyz)}
+    xyz = list(zip(*map(_dim3, values), strict=True)) or [(), (), ()]
+    return {f"{dim}_{axis}": list(column) for axis, column in zip("xyz", xyz, strict=True)}
 
 
 def _launch_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
@@ -468,7 +481,7 @@ def _int_series(name: str, values: list, warnings: dict[str, int], *, host: bool
             values = [v if type(v) is int else _host_id(v) for v in values]
         clean = [v if isinstance(v, int) and -(2**63) <= v < 2**63 else None for v in values]
         # Only ints out of range count: a pid string such as "Spans" is not a problem.
-        if lost := sum(1 for a, b in zip(values, clean) if a is not None and b is None):
+        if lost := sum(1 for a, b in zip(values, clean, strict=True) if a is not None and b is None):
             warnings["integer_out_of_range"] = warnings.get("integer_out_of_range", 0) + lost
         return pl.Series(name, clean, dtype=pl.Int64)
 

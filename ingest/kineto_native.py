@@ -10,8 +10,11 @@ for every error message; ``tests/test_kineto_native.py`` checks that both give e
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import polars as pl
 
+_kineto_scan: ModuleType | None  # the compiled scanner (interface in _kineto_scan.pyi), if built
 try:
     from tracehouse.ingest import _kineto_scan
 except ImportError:  # installed where nothing could compile it: the msgspec path does it all
@@ -44,7 +47,7 @@ class Scanned:
     lies in the text (so the caller can decode the rest, the small header, on its own).
     ``threads`` is 2 where a big array's second half was scanned on a second thread."""
 
-    __slots__ = ("columns", "event_count", "array_start", "array_end", "threads")
+    __slots__ = ("array_end", "array_start", "columns", "event_count", "threads")
 
     def __init__(self, parts: list[tuple[object, object]], event_count: int, array_start: int, array_end: int) -> None:
         self.columns = pl.concat([pl.DataFrame(_ArrowArray(*part)) for part in parts])

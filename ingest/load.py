@@ -8,20 +8,32 @@ import hashlib
 import io
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import polars as pl
-from sqlalchemy import Integer, delete, insert, select
+from sqlalchemy import Integer, Table, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.device_specs import device_row
+from tracehouse.core.errors import DatabaseError
+from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.model_catalog import family_and_architecture
 from tracehouse.schema.models import (
-    Base, Hardware, IngestJob, Kernel, KernelRollup, Model, OperatorRollup, Run, RunTag, Symbol, Trace,
+    Base,
+    Hardware,
+    IngestJob,
+    Kernel,
+    KernelRollup,
+    Model,
+    OperatorRollup,
+    Run,
+    RunTag,
+    Symbol,
+    Trace,
 )
 
 KERNEL_TABLE_COLUMNS = (
@@ -35,7 +47,7 @@ _SYMBOL_CHUNK = 500
 _ROWS_PER_INSERT = 200
 
 
-def upsert(session: Session, table, values: dict, conflict: list[str]) -> None:  # type: ignore[no-untyped-def]
+def upsert(session: Session, table: Table, values: dict[str, Any], conflict: list[str]) -> None:
     dialect = session.get_bind().dialect.name
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
     session.execute(stmt.on_conflict_do_nothing(index_elements=conflict))
@@ -48,8 +60,11 @@ def hardware_id(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, me
         used = busiest["device"][0] if busiest.height else None
         device = next((d for d in parsed.devices if d.device == used), parsed.devices[0])
     row = device_row(device, meta.hardware, parsed.cpu_only)
-    upsert(session, Hardware.__table__, row, ["name"])
-    return session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))  # type: ignore[return-value]
+    upsert(session, Hardware.core_table(), row, ["name"])
+    hardware = session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))
+    if hardware is None:  # the upsert above made or found the row in this transaction
+        raise DatabaseError(f"hardware {row['name']!r} vanished while its run was being written")
+    return hardware
 
 
 def model_id(session: Session, meta: RunMeta) -> int | None:
@@ -58,7 +73,7 @@ def model_id(session: Session, meta: RunMeta) -> int | None:
     family, architecture = family_and_architecture(meta.model)
     row = {"name": meta.model, "family": meta.family or family,
            "architecture": meta.architecture or architecture, "param_count": meta.param_count}
-    upsert(session, Model.__table__, row, ["name"])
+    upsert(session, Model.core_table(), row, ["name"])
     model = session.scalars(select(Model).where(Model.name == meta.model)).one()
     # A later run may know more (a collector computes param counts); fill gaps, never overwrite.
     for key in ("family", "architecture", "param_count"):
@@ -79,7 +94,7 @@ def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
     missing = [{"digest": d, "text": digests[d]} for d in keys if d not in found]
     if missing:
         dialect = session.get_bind().dialect.name
-        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Symbol.__table__)
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Symbol.core_table())
         session.execute(stmt.on_conflict_do_nothing(index_elements=["digest"]), missing)
         for i in range(0, len(missing), _SYMBOL_CHUNK):
             chunk = [m["digest"] for m in missing[i:i + _SYMBOL_CHUNK]]
@@ -117,7 +132,7 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
     session.add(run)
     session.flush()
     if meta.tags:
-        session.execute(insert(RunTag.__table__), [{"run_id": run.id, "key": k, "value": v} for k, v in meta.tags.items()])
+        session.execute(insert(RunTag.core_table()), [{"run_id": run.id, "key": k, "value": v} for k, v in meta.tags.items()])
     return run.id
 
 
@@ -190,6 +205,8 @@ def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
         return
     rows = _without_null_columns(rows, table)
     dbapi = session.connection().connection.driver_connection
+    if dbapi is None:  # SQLAlchemy invalidated the connection under us
+        raise DatabaseError(f"lost the database connection while writing {table}")
     columns = ", ".join(f'"{c}"' for c in rows.columns)
     if session.get_bind().dialect.name == "postgresql":
         buf = io.BytesIO()

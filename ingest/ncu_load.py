@@ -12,18 +12,20 @@ from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.orm import Session
 
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.frames import ParsedTrace, empty_frame
-from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
+from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol_ids
 from tracehouse.ingest.ncu import parse_ncu_csv
-from tracehouse.schema.ncu_counters import has_counters, stored_metrics
 from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
 from tracehouse.schema.db import session_scope
+from tracehouse.schema.lookups import get_run
 from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol, Trace
+from tracehouse.schema.ncu_counters import has_counters, stored_metrics
 
 _NO_KERNELS = {"start_ns": pl.Int64, "dur_ns": pl.Int64, "device": pl.Int64}
 
@@ -34,9 +36,10 @@ def _already_ingested(engine: Engine, digests: list[str], run_id: int | None) ->
     if not rows:
         return None
     runs = {r[0] for r in rows}
-    if len(rows) == len(digests) and len(runs) == 1 and run_id in (None, rows[0][0]):
-        return IngestResult(run_id=rows[0][0], trace_id=rows[0][1], created=False)
-    raise BadInput(f"some of these files already belong to run(s) {sorted(runs)}; "
+    first_run, first_trace = rows[0]
+    if len(rows) == len(digests) and len(runs) == 1 and first_run is not None and run_id in (None, first_run):
+        return IngestResult(run_id=first_run, trace_id=first_trace, created=False)
+    raise BadInput(f"some of these files already belong to run(s) {sorted(r for r in runs if r is not None)}; "
                    "ingest exactly the files of one ncu run together")
 
 
@@ -48,7 +51,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
     paths = sorted(Path(p) for p in paths)
     sums = [file_sha256(p) for p in paths]
     seen: dict[str, Path] = {}
-    for path, (digest, _) in zip(paths, sums):
+    for path, (digest, _) in zip(paths, sums, strict=True):
         if digest in seen:
             raise BadInput(f"{seen[digest].name} and {path.name} are the same file; give it once")
         seen[digest] = path
@@ -65,12 +68,12 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
             if run_id is None:
                 run_id = insert_run(session, parsed, empty_frame(_NO_KERNELS), meta or RunMeta())
             links, timeline_count = _link_to_timeline(session, run_id, kernels)
-            run = session.get(Run, run_id)
+            run = get_run(session, run_id)
             if not run.kernel_count:  # an ncu-only run: its size is the profiled launches'
                 run.kernel_count = kernels.height
                 run.total_ns = int(kernels["time_ns"].fill_null(0).sum())
             trace_id = 0
-            for path, (sha, size) in zip(paths, sums):
+            for path, (sha, size) in zip(paths, sums, strict=True):
                 target = raw_location(raw_dir, sha, path)
                 trace_id = insert_trace(session, run_id, parsed, sha256=sha, size=size,
                                         original_name=path.name, raw_path=str(target))
@@ -87,7 +90,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
                         warnings=warnings)
 
 
-def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.DataFrame, int]:  # type: ignore[no-untyped-def]
+def _link_to_timeline(session: Session, run_id: int, launches: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Check the run can take counters and match its timeline kernels: (links, how many
     timeline kernels there were).  Counters that match none of a timeline are refused: they
     profile some other workload, and attaching them would only mislabel them."""
@@ -104,7 +107,7 @@ def _link_to_timeline(session, run_id: int, launches: pl.DataFrame) -> tuple[pl.
     return links, timeline.height
 
 
-def timeline_kernels(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+def timeline_kernels(session: Session, run_id: int) -> pl.DataFrame:
     """``kernel_ref, name`` of the run's GPU kernels in *launch* order (correlation ids grow
     with each launch), which is ncu's order; start order differs across streams."""
     rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
@@ -114,7 +117,7 @@ def timeline_kernels(session, run_id: int) -> pl.DataFrame:  # type: ignore[no-u
                         orient="row")
 
 
-def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
+def _insert_metrics(session: Session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:
     names = symbol_ids(session, long["kernel_name"])
     rows = (long.join(names, left_on="kernel_name", right_on="text", how="left")
             .join(links, on="kernel_id", how="left")
@@ -124,7 +127,7 @@ def _insert_metrics(session, run_id: int, long: pl.DataFrame, links: pl.DataFram
     bulk_insert(session, NcuMetric.__tablename__, rows)
 
 
-def relink(session, run_id: int) -> int:  # type: ignore[no-untyped-def]
+def relink(session: Session, run_id: int) -> int:
     """Match a run's stored counters to its (new) timeline kernels again; returns how many
     launches found a kernel.  Used when the run's kernels were re-ingested."""
     launches = stored_metrics(session, run_id).select("kernel_id", "kernel_name").unique("kernel_id")
@@ -133,7 +136,7 @@ def relink(session, run_id: int) -> int:  # type: ignore[no-untyped-def]
     links = link_launches(launches, timeline_kernels(session, run_id))
     session.execute(update(NcuMetric).where(NcuMetric.run_id == run_id).values(kernel_ref=None))
     if links.height:  # Core table, not the ORM class: a plain executemany, not a bulk-by-key update
-        table = NcuMetric.__table__
+        table = NcuMetric.core_table()
         session.execute(update(table).where(table.c.run_id == run_id, table.c.kernel_id == bindparam("launch"))
                         .values(kernel_ref=bindparam("ref")),
                         [{"launch": k, "ref": r} for k, r in links.iter_rows()])

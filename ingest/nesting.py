@@ -47,7 +47,7 @@ def _thread_chain(start: np.ndarray, end: np.ndarray, range_ids: np.ndarray,
                   t: np.ndarray, query_ids: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     order, depth = range_depths(start, end)
     s, e, ids = start[order], end[order], range_ids[order]
-    parts = []
+    parts: list[tuple[np.ndarray, ...]] = []
     for level in range(int(depth.max()) + 1 if len(depth) else 0):
         at_level = np.nonzero(depth == level)[0]
         pos = np.searchsorted(s[at_level], t, side="right") - 1
@@ -109,7 +109,7 @@ def _thread_rows(frame: pl.DataFrame) -> dict[tuple, np.ndarray]:
 def _fits_int32(ids: pl.Series) -> bool:
     if not ids.dtype.is_integer() or ids.null_count():
         return False
-    return ids.is_empty() or (-2**31 <= ids.min() and ids.max() < 2**31)  # type: ignore[operator]
+    return bool(ids.is_between(-(2**31), 2**31 - 1).all())  # True for an empty series too
 
 
 def top_level(ranges: pl.DataFrame) -> pl.Series:

@@ -19,13 +19,13 @@ from pathlib import Path
 import polars as pl
 
 from tracehouse.core.errors import BadTrace
-
 from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA,
     LAUNCH_SCHEMA,
     RANGE_SCHEMA,
     DeviceInfo,
     ParsedTrace,
+    SchemaLike,
     conform,
 )
 
@@ -118,7 +118,7 @@ def _columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
 
 
-def _frame(con: sqlite3.Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _frame(con: sqlite3.Connection, sql: str, schema: SchemaLike) -> pl.DataFrame:
     """Run ``sql`` into a frame with an explicit schema (no type guessing on sparse columns)."""
     rows = con.execute(sql).fetchall()
     return pl.DataFrame(rows, schema=schema, orient="row")

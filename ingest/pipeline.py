@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +19,15 @@ from isal import isal_zlib
 from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
+from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
+from tracehouse.core.meta import RunMeta, load_manifest
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
-from tracehouse.core.frames import ParsedTrace, storable_text
-from tracehouse.ingest.kineto import parse_kineto
+from tracehouse.ingest.kineto import GZIP_ERRORS, parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.ingest.nsys import parse_nsys
-from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -115,7 +114,7 @@ def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) 
                         chunk, inflater = inflater.unused_data, None
         if inflater is not None and not inflater.eof:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
-    except (EOFError, zlib.error, isal_zlib.error) as exc:
+    except GZIP_ERRORS as exc:
         raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
     return digest.hexdigest()
 
@@ -126,13 +125,15 @@ class _Beside(threading.Thread):
 
     def __init__(self, path: Path, max_inflated_bytes: int) -> None:
         super().__init__(name="tracehouse-digest", daemon=True)
-        self.path, self.cap, self.digest, self.error = path, max_inflated_bytes, "", None  # type: ignore[var-annotated]
+        self.path, self.cap = path, max_inflated_bytes
+        self.digest = ""
+        self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
             self.digest = gzip_content_sha256(self.path, self.cap)
-        except BaseException as exc:  # handed to the caller by result()
+        except BaseException as exc:  # noqa: BLE001  handed to the caller by result(), which raises it
             self.error = exc
 
     def result(self) -> str:
@@ -158,7 +159,9 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
     with session_scope(engine) as session:
         row = session.execute(select(Trace.run_id, Trace.id).where(
             or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)).first()
-    return None if row is None else IngestResult(run_id=row[0], trace_id=row[1], created=False)
+    if row is None or row[0] is None:  # a trace outside any run is nothing to point the caller at
+        return None
+    return IngestResult(run_id=row[0], trace_id=row[1], created=False)
 
 
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,

@@ -17,6 +17,7 @@ looks like an orphan here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -113,10 +114,8 @@ def reclaim_orphans(engine: Engine, settings: Settings, *, dry_run: bool = False
         return found
     for path in found.raw_files:
         path.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             path.parent.rmdir()  # the two-hex-digit shard, once empty
-        except OSError:
-            pass
     for path in found.spool_folders:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

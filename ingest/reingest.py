@@ -18,12 +18,12 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
 from tracehouse.schema.db import session_scope
-from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
 
 log = logging.getLogger(__name__)
@@ -108,4 +108,4 @@ def reingest_candidates(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
         ids = session.scalars(select(Trace.run_id).where(Trace.format.in_(list(PARSERS)), Trace.run_id.is_not(None))
                               .distinct().order_by(Trace.run_id)).all()
-    return list(ids)  # type: ignore[arg-type]
+    return [i for i in ids if i is not None]

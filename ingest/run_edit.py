@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tracehouse.schema.lookups import get_run
-from tracehouse.core.errors import BadInput
 from tracehouse.core.device_specs import device_row
-from tracehouse.ingest.load import upsert, model_id
+from tracehouse.core.errors import BadInput
 from tracehouse.core.meta import RunMeta, meta_from_mapping
+from tracehouse.ingest.load import model_id, upsert
+from tracehouse.schema.lookups import get_run
 from tracehouse.schema.models import Hardware, RunTag
 
 # Run columns a user may set; ``model`` and ``hardware`` are names resolved to their rows.
@@ -62,5 +62,5 @@ def edit_run(session: Session, run_id: int, fields: Mapping[str, object], tags: 
 
 
 def _hardware_id(session: Session, name: str) -> int:
-    upsert(session, Hardware.__table__, device_row(None, name, cpu_only=False), ["name"])
+    upsert(session, Hardware.core_table(), device_row(None, name, cpu_only=False), ["name"])
     return session.scalars(select(Hardware.id).where(Hardware.name == name)).one()

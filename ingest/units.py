@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from tracehouse.core.errors import BadInput, BadTrace, TooLarge
 from tracehouse.core.meta import RunMeta
+from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
-from tracehouse.core.rules import NAME_RULES, NameRule
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ used and names the command that upgrades it (MLflow's ``_verify_schema`` habit).
 from __future__ import annotations
 
 import importlib.util
-
 from pathlib import Path
 
 from alembic import command

@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, false,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -25,6 +36,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    @classmethod
+    def core_table(cls) -> Table:
+        """The model's Core table (the object ``__table__`` holds, which SQLAlchemy types only as a
+        FromClause): for plain INSERT / UPDATE executemany, without the ORM's bulk paths."""
+        return cls.metadata.tables[cls.__tablename__]
 
 
 class Hardware(Base):
@@ -338,6 +355,19 @@ class NcuMetric(Base):
 
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 __all__ = [
-    "Base", "Hardware", "Model", "Run", "RunTag", "Trace", "Symbol", "Kernel",
-    "OperatorRollup", "KernelRollup", "ApiToken", "IngestJob", "FleetImport", "FleetJob", "FleetRollup",
+    "ApiToken",
+    "Base",
+    "FleetImport",
+    "FleetJob",
+    "FleetRollup",
+    "Hardware",
+    "IngestJob",
+    "Kernel",
+    "KernelRollup",
+    "Model",
+    "OperatorRollup",
+    "Run",
+    "RunTag",
+    "Symbol",
+    "Trace",
 ]

@@ -34,8 +34,8 @@ def installed() -> dict[str, str]:
 
 def read_lock(path: Path) -> dict[str, str]:
     pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for text in path.read_text().splitlines():
+        line = text.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             pins[canonical(name)] = version.strip()

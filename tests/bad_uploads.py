@@ -129,8 +129,7 @@ def bomb(size: int, prefix: bytes = b"", suffix: bytes = b"", fill: bytes = b"\0
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)
         out = [packer.compress(prefix)]
         block = fill * (1 << 20)
-        for _ in range(size >> 20):
-            out.append(packer.compress(block))
+        out.extend(packer.compress(block) for _ in range(size >> 20))
         out.append(packer.compress(suffix))
         out.append(packer.flush())
         return b"".join(out)
@@ -207,8 +206,8 @@ def _json_cases() -> list[BadUpload]:
     ]
 
 
-NCU_HEADER = b'"ID","Process ID","Process Name","Host Name","Kernel Name","Kernel Time","Context","Stream",' \
-             b'"Section Name","Metric Name","Metric Unit","Metric Value"\n'
+NCU_HEADER = (b'"ID","Process ID","Process Name","Host Name","Kernel Name","Kernel Time","Context","Stream",'
+              b'"Section Name","Metric Name","Metric Unit","Metric Value"\n')
 
 
 def _kind_cases() -> list[BadUpload]:
@@ -243,8 +242,8 @@ def _name_cases() -> list[BadUpload]:
         one("SQLite URI that creates a file", "..%2f..%2f..%2fPWNED.db?mode=rwc&x=", not_nsys("pwned")),
         one("SQLite URI fragment", "run#1.sqlite", not_nsys("fragment")),
         one("SQLite URI query", "run.sqlite?mode=memory", not_nsys("query")),
-        one("NUL in the file name", "a\x00b.json.gz", lambda: sd_gz()),
-        one("control characters in the file name", "a\x01\x1b[31mb\x7f.json.gz", lambda: sd_gz()),
+        one("NUL in the file name", "a\x00b.json.gz", sd_gz),
+        one("control characters in the file name", "a\x01\x1b[31mb\x7f.json.gz", sd_gz),
         # A raw CR LF ends the part's header line: the server cannot see the name as sent.
         one("newline in the file name", "a\r\nX-Injected: 1.json.gz", broken),
         one("300-byte file name", "n" * 292 + ".json.gz", broken),

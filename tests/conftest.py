@@ -61,7 +61,7 @@ class Database:
             self.url = f"{_postgres_url()}{sep}options=-csearch_path%3D{self.schema}"
         self.engine: Engine = make_engine(self.url)
 
-    def migrate(self) -> "Database":
+    def migrate(self) -> Database:
         upgrade(self.engine)
         return self
 

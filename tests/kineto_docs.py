@@ -12,8 +12,8 @@ from pathlib import Path
 
 from polars.testing import assert_frame_equal
 
-from tracehouse.ingest import kineto
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest import kineto
 
 NAMES = ["aten::mm", "x}, {y", "a}]b", '}, {"ph": "X"}', "k}  ,\n {", '\\"}, {', "plain"]
 

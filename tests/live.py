@@ -35,7 +35,7 @@ def populate(db: Database, tmp: Path) -> Runs:
     if GPU_TRACE.is_file():
         gpu = ingest_file(db.engine, GPU_TRACE, raw_dir=raw).run_id
     if NCU_RUN.is_dir():
-        ncu = [result.run_id for _, result in ingest_all(db.engine, plan_units([NCU_RUN]), raw_dir=raw)][0]
+        ncu = next(result.run_id for _, result in ingest_all(db.engine, plan_units([NCU_RUN]), raw_dir=raw))
     with session_scope(db.engine) as s:
         for name, (family, params) in MODELS.items():
             register_model(s, name, family, params)

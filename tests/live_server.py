@@ -37,7 +37,7 @@ class LiveServer:
         self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(self.data_dir), "TMPDIR": str(self.temp_dir), **env}
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port)],

@@ -26,8 +26,8 @@ from tracehouse.analyses.memory_model import memory_model_vs_run, similarity_mat
 from tracehouse.analyses.roofline import roofline
 from tracehouse.analyses.sequence import attention_calls, find_period, fundamental_period, seq_len_histogram
 from tracehouse.analyses.sweep import sweep
-from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.device_specs import lookup
+from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
@@ -417,7 +417,7 @@ def test_table_ii_pairs_runs_alike_but_for_the_backend(db: Database, raw_dir: Pa
         expected = {r: compare_summary(s, *r).row(0, named=True) for r in ((sd_base, sd_flash), (base, flash))}
         only_toy = backend_speedups(s, model="toy-llm")
         none = backend_speedups(s, hardware="H100")
-    assert sorted(zip(table["baseline_run_id"], table["other_run_id"])) == sorted(expected)
+    assert sorted(zip(table["baseline_run_id"], table["other_run_id"], strict=True)) == sorted(expected)
     for row in table.iter_rows(named=True):
         want = expected[(row["baseline_run_id"], row["other_run_id"])]
         assert {k: row[k] for k in want} == want

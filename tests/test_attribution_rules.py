@@ -19,11 +19,11 @@ import pytest
 from tests.attribution_docs import Doc
 from tests.conftest import DATA, SHARED_TRACES, Database
 from tracehouse.analyses.utilization import temporal_breakdown
-from tracehouse.ingest.attribution import attribute
 from tracehouse.core.kernel_names import base_name, rule_name
+from tracehouse.core.rules import classify_kernel_names
+from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.kineto import parse_kineto
 from tracehouse.ingest.pipeline import PARSERS, ingest_file
-from tracehouse.core.rules import classify_kernel_names
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Run
 
@@ -46,8 +46,8 @@ COLUMNS = ("trace", "kind", "name", "rule_name", "name_class", "classes")
      "cutlass::Kernel"),
     ("std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float>(cublasGemvParams<float>)",
      "internal::gemvx::kernel"),
-    ("void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl<at::native::f(at::TensorIteratorBase&)"
-     "::{lambda(int)#1}>(at::TensorIteratorBase&)::{lambda(int)#1}>(int, at::native::X)", "at::native::elementwise_kernel"),
+    (("void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl<at::native::f(at::TensorIteratorBase&)"
+      "::{lambda(int)#1}>(at::TensorIteratorBase&)::{lambda(int)#1}>(int, at::native::X)"), "at::native::elementwise_kernel"),
     ("void at::native::<unnamed>::distribution_kernel<float, (int)4>(long)", "at::native::<unnamed>::distribution_kernel"),
     ("void foo<a->b, c>(int)", "foo"),
     ("void truncated_kernel<float, at::Generic", "truncated_kernel"),
@@ -74,8 +74,8 @@ def test_rule_name_keeps_a_launchers_first_template_argument() -> None:
 
 @pytest.mark.parametrize(("name", "operator"), [
     # ``gemm`` inside ``fbgemm`` and inside an argument list no longer makes a TBE kernel linear.
-    ("void split_embedding_backward_codegen_rowwise_adagrad_unweighted_kernel_cta_per_row_1<float, float, "
-     "float, 1ul, 16>(at::GenericPackedTensorAccessor<float, 2ul>, fbgemm_gpu::FixedDivisor)", "embedding"),
+    (("void split_embedding_backward_codegen_rowwise_adagrad_unweighted_kernel_cta_per_row_1<float, float, "
+      "float, 1ul, 16>(at::GenericPackedTensorAccessor<float, 2ul>, fbgemm_gpu::FixedDivisor)"), "embedding"),
     ("void fbgemm_gpu::permute_2D_data_kernel<false, int, int, decltype(nullptr)>(int, int)", "embedding"),
     ("void bounds_check_indices_kernel<long, false>(at::GenericPackedTensorAccessor<long, 1ul>)", "embedding"),
     ("void permute_pooled_embs_kernel<float>(float const*, long const*)", "embedding"),
@@ -118,7 +118,7 @@ def classes_table(paths: list[Path]) -> pl.DataFrame:
 def _read_table() -> pl.DataFrame:
     with TABLE.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return pl.DataFrame(rows, schema={c: pl.String for c in COLUMNS}).sort("trace", "kind", "name")
+    return pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS, pl.String)).sort("trace", "kind", "name")
 
 
 def test_every_kernel_name_keeps_its_reviewed_class() -> None:

@@ -117,7 +117,7 @@ def test_gemm_and_conv_flops_equal_the_textbook_formulas(db: Database, raw_dir: 
     expected = _independent_conv_and_linear_flops(BASELINE)
     with session_scope(db.engine) as s:
         points = roofline(s, run_id).filter(pl.col("operator").is_in(["conv", "linear"]))
-    got = dict(zip(points["operator"], points["flops"]))
+    got = dict(zip(points["operator"], points["flops"], strict=True))
     assert expected["conv"] > 0 and expected["linear"] > 0
     assert got == {k: float(v) for k, v in expected.items()}
     assert (points["shaped_ns"] == points["time_ns"]).all()  # every conv / linear call has shapes

@@ -139,7 +139,10 @@ def test_runs_filters_sort_and_compare_picker_by_clicking(served, headers, tab, 
     page, watch = tab
     visit(page, watch, f"{srv.url}{UI}/", tmp_path / "runs.png")
     every = {r["run_id"] for r in rest(srv, headers, "/v1/runs")}
-    shown = lambda: [int(x) for x in page.eval_on_selector_all("#runs-table tbody tr", "rs => rs.map(r => r.dataset.run)")]  # noqa: E731
+
+    def shown() -> list[int]:
+        return [int(x) for x in page.eval_on_selector_all("#runs-table tbody tr", "rs => rs.map(r => r.dataset.run)")]
+
     assert set(shown()) == every
     page.select_option("#filter-model", "stable-diffusion")
     page.click("#apply-filters")

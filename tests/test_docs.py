@@ -22,7 +22,7 @@ def _sections(text: str) -> dict[str, str]:
     """Table name -> the text of its section (up to the next heading)."""
     marks = list(SECTION.finditer(text))
     ends = [m.start() for m in marks[1:]] + [len(text)]
-    return {m.group(1): text[m.end():end] for m, end in zip(marks, ends)}
+    return {m.group(1): text[m.end():end] for m, end in zip(marks, ends, strict=True)}
 
 
 def _attribution_keys(text: str) -> str:

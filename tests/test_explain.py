@@ -21,9 +21,9 @@ from tracehouse.analyses.explain import explain, explain_rules, explain_summary
 from tracehouse.analyses.runs import list_runs
 from tracehouse.core.errors import BadInput
 from tracehouse.core.kernel_names import rule_name
+from tracehouse.core.rules import NAME_RULES
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.reingest import reingest_run
-from tracehouse.core.rules import NAME_RULES
 from tracehouse.ingest.user_rules import load_user_rules, name_rules_for
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.migrate import upgrade

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def generate_jobs(n: int, seed: int = 42) -> list[dict]:
     """Job records with family-dependent GPU counts and memory utilisation; 1% unknown models."""
     rng = random.Random(seed)
     names = list(MODELS)
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     jobs = []
     for i in range(n):
         name = rng.choice(names) if rng.random() > 0.01 else "mystery-model"
@@ -66,7 +66,11 @@ def expected(jobs: list[dict], phase: str | None = None) -> dict[str, dict[str, 
         hours = j["gpu_count"] * (datetime.fromisoformat(j["end"]) - datetime.fromisoformat(j["start"])).total_seconds() / 3600
         x = j["gpu_count"] / params * 1e9
         a = acc.setdefault(family, dict.fromkeys(("n", "x", "h", "xh", "mh"), 0.0))
-        a["n"] += 1; a["x"] += x; a["h"] += hours; a["xh"] += x * hours; a["mh"] += hours * j["mean_mem_util"]  # noqa: E702
+        a["n"] += 1
+        a["x"] += x
+        a["h"] += hours
+        a["xh"] += x * hours
+        a["mh"] += hours * j["mean_mem_util"]
     return {f: {"gpb": a["x"] / a["n"], "gpb_h": a["xh"] / a["h"], "mem": a["mh"] / a["h"]} for f, a in acc.items()}
 
 
@@ -184,7 +188,8 @@ def test_overlapping_sacct_dumps_replace_earlier_copies(db: Database, tmp_path: 
     Tuesday, and the utilisation Monday's nvidia-smi log gave 4001 stays."""
     _register_all(db)
     monday = SACCT.replace("2024-03-01T12:00:00|billing=64", "2024-03-01T11:00:00|billing=64")
-    tuesday = "\n".join(SACCT.splitlines()[:2] + [
+    tuesday = "\n".join([
+        *SACCT.splitlines()[:2],
         SACCT.splitlines()[4],
         "4003|infer-llama|gpu-east|node06|2024-03-01T09:00:00|2024-03-01T21:00:00|cpu=8,gres/gpu=1,node=1|model=llama-2-7b",
         "4006|train-sd|gpu-east|node09|2024-03-02T00:00:00|2024-03-02T04:00:00|cpu=8,gres/gpu:a100=4,node=1|model=sd-1.5 phase=training",
@@ -239,7 +244,7 @@ def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) 
         assert s.scalar(select(FleetJob.mean_mem_util)) == pytest.approx(0.55)
 
 
-@pytest.mark.parametrize("content, fmt", [
+@pytest.mark.parametrize(("content", "fmt"), [
     ("not a fleet file at all\n", "auto"),
     ("job_id,model\n1,sd\n", "csv"),
     ('[{"job_id": 1, "model": "sd", "phase": "train", "gpu_count": 1, "start": "x", "end": "y"}]', "auto"),

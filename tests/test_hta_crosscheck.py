@@ -39,7 +39,7 @@ def _hta(path: Path):  # type: ignore[no-untyped-def]
 def _hta_per_name(path: Path) -> dict[str, float]:
     _, per_kernel = _hta(path).get_gpu_kernel_breakdown(
         visualize=False, duration_ratio=1.0, num_kernels=10**9, include_memory_kernels=True)
-    totals = dict(zip(per_kernel["name"], per_kernel["sum (us)"].astype(float)))
+    totals = dict(zip(per_kernel["name"], per_kernel["sum (us)"].astype(float), strict=True))
     # HTA adds synthetic "Stream Wait Event" rows for cudaStreamWaitEvent calls (host-side
     # synchronisation, no GPU activity in the trace); they are not kernels.
     totals.pop("Stream Wait Event", None)

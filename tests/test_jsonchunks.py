@@ -11,9 +11,10 @@ import pytest
 
 from tests.conftest import kineto_traces, require_shared
 from tests.kineto_docs import assert_same_parse, documents, parse_or_error, write_doc
-from tracehouse.ingest import kineto
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest import kineto
 from tracehouse.ingest.jsonchunks import Unsplittable
+
 
 def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
            chunk_bytes: int) -> tuple[ParsedTrace | None, str | None, bool]:
@@ -65,6 +66,6 @@ def test_a_repeated_events_key_is_left_to_the_whole_decode(tmp_path: Path, monke
     path = tmp_path / "dup.json"
     path.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, '
                      b'"args": {"correlation": 1}}], "traceEvents": []}')
-    streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
-    whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
+    _streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
+    _whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
     assert not was_streamed and error_a == error_b

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import kineto_traces, require_shared
 from tests.kineto_docs import assert_same_parse, documents, event, parse_or_error, serialise, write_doc
-from tracehouse.ingest import kineto, kineto_native
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest import kineto, kineto_native
 
 pytestmark = pytest.mark.skipif(not kineto_native.AVAILABLE and not shutil.which("cc"),
                                 reason="no C compiler here, so the scanner was not built")

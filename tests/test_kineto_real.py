@@ -79,7 +79,7 @@ def _cpu_ops(db: Database, run_id: int) -> dict[int, str]:
     with session_scope(db.engine) as s:
         rows = s.execute(select(Kernel.correlation, Symbol.text).join(Symbol, Symbol.id == Kernel.cpu_op_id)
                          .where(Kernel.run_id == run_id)).all()
-    return {c: n for c, n in rows}
+    return dict(rows)
 
 
 def test_new_format_launching_op_matches_external_id(db: Database, raw_dir: Path) -> None:

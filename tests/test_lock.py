@@ -18,8 +18,8 @@ LOCK = ROOT / "requirements.lock"
 
 def _locked() -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for text in LOCK.read_text().splitlines():
+        line = text.split("#", 1)[0].strip()
         if line:
             name, sep, version = line.partition("==")
             assert sep and version, f"requirements.lock: {line!r} is not NAME==VERSION"

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tracehouse.core.errors import BadTrace
 from tracehouse.core.device_specs import lookup, tensor_flops_per_inst
+from tracehouse.core.errors import BadTrace
 from tracehouse.core.ncu_metrics import ncu_wide, roofline_inputs
 from tracehouse.ingest.ncu import parse_ncu_csv
 
@@ -152,17 +152,17 @@ def test_newer_long_format_with_separators_and_na(tmp_path: Path) -> None:
 
 
 def test_raw_page_melts_to_the_same_long_rows(tmp_path: Path) -> None:
-    cols = '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",' \
-           '"Block Size","Grid Size","Device","CC"'
+    cols = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+            '"Block Size","Grid Size","Device","CC"')
     wide = tmp_path / "raw.csv"
     wide.write_text("\n".join([
         "==PROF== Disconnected from process 4242",
         cols + ',"dram__bytes.sum","gpu__time_duration.sum"',
         '"","","","","","","","","","","","byte","nsecond"',
-        '"0","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
-        '"1,234,567","2,048.50"',
-        '"1","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
-        '"n/a","10"',
+        ('"0","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
+         '"1,234,567","2,048.50"'),
+        ('"1","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
+         '"n/a","10"'),
     ]) + "\n")
     long = tmp_path / "long.csv"
     long.write_text("\n".join([

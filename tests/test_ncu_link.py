@@ -114,7 +114,7 @@ def test_a_folder_of_trace_and_counters_is_one_linked_run(db: Database, raw_dir:
     got = groups.select("operator", "instances", "flops").sort("operator")
     assert got["operator"].to_list() == expected.sort("operator")["operator"].to_list()
     assert got["instances"].to_list() == expected.sort("operator")["instances"].to_list()
-    for g, e in zip(got["flops"], expected.sort("operator")["flops"]):
+    for g, e in zip(got["flops"], expected.sort("operator")["flops"], strict=True):
         assert g == pytest.approx(e, rel=1e-12)
 
 
@@ -132,7 +132,7 @@ def test_roofline_says_counters_where_there_are_some_and_analytic_elsewhere(
     with session_scope(db.engine) as s:
         table = roofline_by(s, run.run_id, "operator")
         by_kernel = roofline_by(s, run.run_id, "kernel")
-    sources = dict(zip(table["operator"], table["source"]))
+    sources = dict(zip(table["operator"], table["source"], strict=True))
     assert sources.pop("conv") == "counters" and set(sources.values()) == {"analytic"}
     conv = table.filter(pl.col("operator") == "conv").row(0, named=True)
     assert conv["instances"] == convs.height
@@ -174,10 +174,10 @@ def test_unmatched_launches_are_reported_and_bad_targets_write_nothing(
     ("cudnn::gemm::computeOffsetsKernel(cudnn::gemm::ComputeOffsetsParams)", "computeOffsetsKernel"),
     ("volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1",
      "volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1"),
-    ("void at::native::modern::vectorized_elementwise_kernel<4, at::native::threshold_kernel_impl<c10::Half>"
-     "(at::TensorIterator&, c10::Half, c10::Half)::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3> >"
-     "(int, at::native::threshold_kernel_impl<c10::Half>(at::TensorIterator&, c10::Half, c10::Half)"
-     "::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3>)", "vectorized_elementwise_kernel"),
+    (("void at::native::modern::vectorized_elementwise_kernel<4, at::native::threshold_kernel_impl<c10::Half>"
+      "(at::TensorIterator&, c10::Half, c10::Half)::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3> >"
+      "(int, at::native::threshold_kernel_impl<c10::Half>(at::TensorIterator&, c10::Half, c10::Half)"
+      "::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3>)"), "vectorized_elementwise_kernel"),
 ])
 def test_kernel_base_name(name: str, base: str) -> None:
     assert kernel_base_name(name) == base

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from tracehouse.core.annotation import Annotation, format_annotation, parse_annotation
-from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.core.rules import classify_kernel_names, classify_op_names
+from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.shapes import qk_shapes
 
 KERNEL_CASES = [
@@ -61,7 +61,7 @@ def test_op_rules(name: str, operator: str | None) -> None:
 
 def test_attention_op_outranks_the_matmul_inside_it() -> None:
     ranked = classify_op_names(pl.Series(["aten::scaled_dot_product_attention", "aten::bmm", "aten::softmax"]))
-    prio = dict(zip(ranked["name"], ranked["op_priority"]))
+    prio = dict(zip(ranked["name"], ranked["op_priority"], strict=True))
     assert prio["aten::scaled_dot_product_attention"] > prio["aten::softmax"] > prio["aten::bmm"]
 
 
@@ -75,7 +75,7 @@ def test_annotation_round_trip() -> None:
 def test_annotation_ignores_foreign_and_malformed() -> None:
     assert parse_annotation("## forward ##") is None
     assert parse_annotation("th|sq=abc|zz=1|comp=unet") == Annotation(component="unet")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="may not contain"):
         format_annotation(component="a|b")
 
 

@@ -19,8 +19,8 @@ from sqlalchemy import event, func, select
 from tests.conftest import DATA, SHARED_TRACES, Database
 from tracehouse.analyses.runs import list_runs
 from tracehouse.api.auth import create_token
-from tracehouse.core.settings import load_settings
 from tracehouse.core.meta import RunMeta
+from tracehouse.core.settings import load_settings
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.schema.db import session_scope

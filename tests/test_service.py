@@ -43,7 +43,7 @@ class Server:
         self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), **env}
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         # Output goes to a file: a pipe nobody reads fills up after a few hundred access-log
         # lines and then blocks the server.
         log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
@@ -231,7 +231,7 @@ def test_analysis_routes_equal_the_functions(server: Server) -> None:
         ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
          lambda s: compare.compare_summary(s, base, flash)),
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
-        ("/v1/speedups", {}, lambda s: compare.backend_speedups(s)),
+        ("/v1/speedups", {}, compare.backend_speedups),
         (f"/v1/runs/{base}/utilization", {}, lambda s: utilization.temporal_breakdown(s, base)),
         (f"/v1/runs/{real}/launches", {"by": "kernel"}, lambda s: launches.launch_overhead(s, real, "kernel")),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),

@@ -8,6 +8,7 @@ processes (``tracehouse serve``) and clients real httpx ones, on both backends.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import random
@@ -44,7 +45,7 @@ class LoggedServer(Server):
     """A ``tracehouse serve`` process whose output goes to a file (a pipe nobody reads fills
     up and stalls the server once it logs enough), read back by ``log()``."""
 
-    def start(self) -> "LoggedServer":
+    def start(self) -> LoggedServer:
         self.log_path = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen([*CLI, "serve", "--db", self.db.url, "--port", str(self.port), *self.flags],
@@ -333,10 +334,8 @@ class TcpProxy:
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
         self.listener.close()
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
 

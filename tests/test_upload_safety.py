@@ -5,6 +5,7 @@ localhost, raw sockets where the test needs to see what the server does before t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import socket
@@ -107,13 +108,11 @@ class DiskWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(FileNotFoundError):  # a file removed between listing and stat
                 self.peak = max(self.peak, tree_bytes(*self.folders) + unlinked_bytes(self.pid, *self.folders))
-            except FileNotFoundError:  # a file removed between listing and stat
-                pass
             time.sleep(0.005)
 
-    def __enter__(self) -> "DiskWatch":
+    def __enter__(self) -> DiskWatch:
         self._thread.start()
         return self
 
@@ -292,7 +291,7 @@ def test_no_token_is_401_before_the_body_lands_anywhere(tight: tuple[Server, Pat
 
 
 def test_declared_length_over_the_limit_is_413_unread(tight: tuple[Server, Path]) -> None:
-    srv, tmp = tight
+    srv, _tmp = tight
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
                "Content-Length": str(1 << 30), **srv.token("write")}
     upload = RawUpload(srv.port, headers, iter([]))  # not one byte of the body is sent

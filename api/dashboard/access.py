@@ -12,9 +12,9 @@ works from the browser while the dashboard itself only ever reads.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -46,7 +46,7 @@ class DashboardRoute(APIRoute):
     """Errors become pages: a reader without a valid token is sent to the login form, and any
     other project error (an unknown run, a bad filter) is shown with its status."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:

@@ -68,7 +68,7 @@ def calls_chart(calls: pl.DataFrame, period: pl.DataFrame, total_calls: int) -> 
         fig.add_scatter(x=part["call"].to_list(), y=part["seq_q"].to_list(), mode="markers", name=_label(kind),
                         marker={"size": 5, "color": PALETTE[i % len(PALETTE)]},
                         customdata=list(zip(part["seq_kv"].to_list(), part["component"].to_list(),
-                                            part["dur_ns"].to_list())),
+                                            part["dur_ns"].to_list(), strict=True)),
                         hovertemplate="call %{x}<br>seq_q %{y}<br>seq_kv %{customdata[0]}"
                                       "<br>%{customdata[1]}<br>%{customdata[2]} ns<extra></extra>")
     if period.height and int(period["repeats"][0]) > 1:
@@ -112,7 +112,7 @@ def roofline_chart(frame: pl.DataFrame, key: str) -> go.Figure:
                             hovertemplate="%{hovertext}<br>%{x:.3g} FLOP/byte<br>%{y:.3g} FLOP/s<extra></extra>")
     peak, bandwidth = _first(frame, "peak_flops_s"), _first(frame, "peak_bandwidth_bytes_s")
     if peak and bandwidth:
-        xs = points["ai_dram"].to_list() + [peak / bandwidth]
+        xs = [*points["ai_dram"].to_list(), peak / bandwidth]
         lo, hi = min(xs) / 10, max(xs) * 10
         ridge = peak / bandwidth
         fig.add_scatter(x=[lo, ridge, hi], y=[lo * bandwidth, peak, peak], mode="lines", name="device ceilings",
@@ -124,7 +124,9 @@ def roofline_chart(frame: pl.DataFrame, key: str) -> go.Figure:
 
 
 def _first(frame: pl.DataFrame, column: str) -> float | None:
-    values = frame[column].drop_nulls() if frame.height else []
+    if not frame.height:
+        return None
+    values = frame[column].drop_nulls()
     return float(values[0]) if len(values) else None
 
 

@@ -83,7 +83,7 @@ def _speedups(session: SessionDep, run_ids: list[int], labels: dict[int, str]) -
 
 @reader.get("/compare")
 def compare_page(request: Request, session: SessionDep,
-                 run: Annotated[list[int], Query(description="Runs, the first is the reference")] = []) -> Response:  # noqa: B006
+                 run: Annotated[list[int], Query(description="Runs, the first is the reference")] = []) -> Response:
     run_ids = list(dict.fromkeys(run))
     if len(run_ids) < 2:
         raise BadInput("pick two or more runs to compare (tick them on the Runs page)")

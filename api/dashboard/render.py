@@ -110,7 +110,7 @@ def fmt_number(value: Any) -> str:
 
 def column_title(name: str) -> str:
     column = COLUMNS.get(name)
-    return f"{column.description}{f' [{column.unit}]' if column and column.unit else ''}" if column else name
+    return f"{column.description}{f' [{column.unit}]' if column.unit else ''}" if column else name
 
 
 def is_numeric(frame: pl.DataFrame, name: str) -> bool:

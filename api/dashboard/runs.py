@@ -47,13 +47,14 @@ def _choices(frame: pl.DataFrame, column: str) -> list[str]:
 @reader.get("/")
 def runs_page(request: Request, session: SessionDep, model: str | None = None, family: str | None = None,
               hardware: str | None = None, attention_backend: str | None = None,
-              tag: Annotated[list[str], Query()] = [],  # noqa: B006
+              tag: Annotated[list[str], Query()] = [],
               since: str | None = None, until: str | None = None, sort: str = "run_id",
               order: Literal["asc", "desc"] = "asc", page_no: Annotated[int, Query(alias="page", ge=1)] = 1) -> Response:
     tags = [t for t in tag if t.strip()]
     filters = {"model": model or None, "family": family or None, "hardware": hardware or None,
                "attention_backend": attention_backend or None}
-    frame = list_runs(session, **filters, tags=parse_key_values(tags),
+    frame = list_runs(session, model=filters["model"], family=filters["family"], hardware=filters["hardware"],
+                      attention_backend=filters["attention_backend"], tags=parse_key_values(tags),
                       since=_moment(since, "since"), until=_moment(until, "until"))
     frame = frame.unique("run_id", keep="first", maintain_order=True)  # a run with two traces is one row
     if sort not in frame.columns:

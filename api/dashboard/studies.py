@@ -45,7 +45,7 @@ def _sweep_charts(session: SessionDep, model: str, knob: str, ops: list[str], fi
                          "Runs alike in everything but the knob form one line.",
                  note="" if drawn.height else f"No run of {model} has {knob} set with these operators.")
     run_ids = sorted({rid for ids in frame["run_ids"].to_list() for rid in ids})[:MAX_SPLIT_RUNS]
-    knob_of = {rid: value for ids, value in zip(frame["run_ids"].to_list(), frame[knob].to_list()) for rid in ids}
+    knob_of = {rid: value for ids, value in zip(frame["run_ids"].to_list(), frame[knob].to_list(), strict=True) for rid in ids}
     parts = [temporal_vs_spatial(session, rid).select(pl.lit(rid).alias("run_id"), pl.all()) for rid in run_ids]
     types = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
     bars = [(f"run {rid} ({knob}={knob_of[rid]})", types.filter(pl.col("run_id") == rid)) for rid in run_ids]

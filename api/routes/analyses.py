@@ -70,8 +70,8 @@ def period(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) ->
 def sweep_knob(session: SessionDep, _: ReadToken, table: TableQuery,
                model: Annotated[str, Query(examples=["stable-diffusion"])],
                knob: Annotated[str, Query(examples=["image_size"])],
-               operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],  # noqa: B006
-               filter: Filters = []) -> Response:  # noqa: B006
+               operator: Annotated[list[str], Query(description="Operators (or 'total')")] = ["attention", "conv"],
+               filter: Filters = []) -> Response:
     filters = typed_filters(filter, "query parameter 'filter'")
     return table.respond(sweep.sweep(session, model, knob, operator, **filters))
 
@@ -229,6 +229,6 @@ def run_memory(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery
 
 @router.get("/hardware", summary="The same model and knobs across devices")
 def across_hardware(session: SessionDep, _: ReadToken, table: TableQuery, model: str, reference: str = "slowest",
-                    filter: Filters = []) -> Response:  # noqa: B006
+                    filter: Filters = []) -> Response:
     filters = typed_filters(filter, "query parameter 'filter'")
     return table.respond(hardware_compare.compare_hardware(session, model, reference, **filters))

@@ -55,7 +55,7 @@ class RunPatch(BaseModel):
 def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None, family: str | None = None,
          hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
          attention_backend: str | None = None,
-         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
          since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
          until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
     """Runs matching every filter, oldest first, one row each."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import zlib
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -20,6 +19,7 @@ from tracehouse.api.jobs import enqueue, wait_for_job
 from tracehouse.api.upload_body import UploadBody, receive_upload
 from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
 from tracehouse.core.meta import meta_from_mapping, parse_key_values
+from tracehouse.ingest.kineto import GZIP_ERRORS
 from tracehouse.ingest.units import IngestUnit, plan_units
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob
@@ -81,7 +81,7 @@ def check_container(path: Path, max_inflated_bytes: int) -> None:
         fh.seek(0)
         try:
             _inflate_to_nowhere(fh, path.name, max_inflated_bytes)
-        except (EOFError, zlib.error, isal_zlib.error) as exc:
+        except GZIP_ERRORS as exc:
             raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
 
 
@@ -173,7 +173,7 @@ async def _wait_for(request: Request, job_id: int, seconds: float) -> JobOut:
     # Waiting holds no pooled connection (16 waiters once starved the worker of them).
     job = await wait_for_job(request.app.state.engine, request.app.state.worker, job_id, seconds)
     if job.status == "failed":
-        error = BadTrace(job.error or "ingest failed")
+        error: TracehouseError = BadTrace(job.error or "ingest failed")
         if (job.error or "").startswith("internal error"):
             error = TracehouseError(job.error or "ingest failed")
         raise error

@@ -21,12 +21,54 @@ class Knobs:
     decode_tokens: int | None = None
     text_length: int | None = None
 
-    def over(self, other: "Knobs | None") -> "Knobs":
+    def over(self, other: Knobs | None) -> Knobs:
         """``other``'s set values win (``batch`` always comes from ``other`` when given)."""
         if other is None:
             return self
         return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
                                 if getattr(other, f.name) is not None})
+
+    def required(self) -> RequiredKnobs:
+        """The knobs as a model's ``run`` reads them: set, as numbers."""
+        return RequiredKnobs(self)
+
+
+def _required(value: int | None, knob: str) -> int:
+    if value is None:
+        raise ValueError(f"knob {knob} is unset: the model's scale defaults should give it a value")
+    return value
+
+
+@dataclass(frozen=True)
+class RequiredKnobs:
+    """A model reads only the knobs it has, and its scale's defaults set each of them: a missing
+    one is a spec bug, raised with its name here instead of as ``None`` arithmetic in the model."""
+
+    knobs: Knobs
+
+    @property
+    def batch(self) -> int:
+        return self.knobs.batch
+
+    @property
+    def image_size(self) -> int:
+        return _required(self.knobs.image_size, "image_size")
+
+    @property
+    def frames(self) -> int:
+        return _required(self.knobs.frames, "frames")
+
+    @property
+    def steps(self) -> int:
+        return _required(self.knobs.steps, "steps")
+
+    @property
+    def decode_tokens(self) -> int:
+        return _required(self.knobs.decode_tokens, "decode_tokens")
+
+    @property
+    def text_length(self) -> int:
+        return _required(self.knobs.text_length, "text_length")
 
 
 @dataclass

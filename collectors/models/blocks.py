@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tracehouse.collectors.annotate import (
-    AConv2d, AConv3d, AEmbedding, AGroupNorm, ALayerNorm, ALinear, ARMSNorm, annotated, attention,
+    AConv2d,
+    AConv3d,
+    AEmbedding,
+    AGroupNorm,
+    ALayerNorm,
+    ALinear,
+    ARMSNorm,
+    annotated,
+    attention,
 )
 
 # ----------------------------------------------------------------------------- transformers
@@ -194,6 +203,8 @@ class Transformer(nn.Module):
             return x
         if self.head is not None:
             return self.head(x)
+        if self.embed is None:
+            raise ValueError("lm_head tied to the embedding needs an embedding (vocab)")
         with annotated(operator="linear"):
             return x @ self.embed.weight.t()
 
@@ -298,6 +309,12 @@ class UNetConfig:
     mid_attn: bool = True
 
 
+def _layers(stage: nn.Module) -> list[nn.ModuleDict]:
+    """A UNet stage's layers: the stage is a ModuleList of ModuleDicts, which torch types as
+    plain Modules."""
+    return [cast("nn.ModuleDict", layer) for layer in stage.children()]
+
+
 class UNet(nn.Module):
     """The diffusers ``UNet2DConditionModel`` / ``UNet3DConditionModel`` block layout."""
 
@@ -370,7 +387,7 @@ class UNet(nn.Module):
         x = self.conv_in(x)
         skips = [x]
         for i, blocks in enumerate(self.down):
-            for d in blocks:
+            for d in _layers(blocks):
                 x = self._layer(d, x, temb, context, frames)
                 skips.append(x)
             if i < len(self.downsample):
@@ -379,7 +396,7 @@ class UNet(nn.Module):
         x = self._layer(self.mid1, x, temb, context, frames)
         x = self.mid2(x, temb)
         for i, blocks in enumerate(self.up):
-            for d in blocks:
+            for d in _layers(blocks):
                 x = self._layer(d, torch.cat([x, skips.pop()], dim=1), temb, context, frames)
             if i < len(self.upsample):
                 x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -452,7 +469,7 @@ class ConvDecoder(nn.Module):
             x = self.mid_attn(x)
         x = self.mid2(x)
         for i, blocks in enumerate(self.up):
-            for blk in blocks:
+            for blk in blocks.children():  # each stage is a ModuleList, typed as any Module
                 x = blk(x)
             if i < len(self.upsample):
                 x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))

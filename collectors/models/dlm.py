@@ -34,7 +34,7 @@ def build(cfg: DLMConfig):
 
 
 def run(m, cfg: DLMConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     vocab = cfg.model.vocab - 1  # the last id is the mask token
     prompt = ctx.randint(vocab, k.batch, k.text_length)
     parallel_decode(m["transformer"], ctx, k.decode_tokens, vocab, k.steps, None, batch=k.batch,

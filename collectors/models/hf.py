@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -217,7 +218,7 @@ class KLDecoder(nn.Module):
     """The decoding half of diffusers' ``AutoencoderKL``: ``post_quant_conv`` then ``decoder``
     (what ``AutoencoderKL.decode`` runs), taken from a full ``AutoencoderKL``."""
 
-    def __init__(self, vae: nn.Module) -> None:
+    def __init__(self, vae: Any) -> None:  # a diffusers AutoencoderKL
         super().__init__()
         self.post_quant_conv = vae.post_quant_conv
         self.decoder = vae.decoder

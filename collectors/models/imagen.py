@@ -76,7 +76,7 @@ def _denoise(unet, x, cond, text, n, steps, comp, ctx, extra_step=0):
 
 
 def run(m, cfg: ImagenConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     text = encode_text(m["text_encoder"], ctx, b * n)
     base = k.image_size // cfg.sr_factor ** len(cfg.sr)

@@ -10,6 +10,7 @@ built from a ``LlamaConfig`` (random weights), its attention routed through the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -74,7 +75,7 @@ def generate(model: Transformer, prompt: torch.Tensor, n_new: int, *, kind_prefi
              kind_decode: str = "causal-decode", context: torch.Tensor | None = None,
              prefill_component: str = "prefill", decode_component: str = "decode") -> torch.Tensor:
     """Greedy KV-cache generation; ``context`` (cross-attention memory) for encoder-decoders."""
-    caches = [{} for _ in model.blocks]
+    caches: list[dict[str, Any]] = [{} for _ in model.blocks]
     with component(prefill_component):
         logits = model(prompt, context, kind=kind_prefill, is_causal=True, caches=caches)
     tok = logits[:, -1:].argmax(-1)
@@ -90,7 +91,7 @@ def generate(model: Transformer, prompt: torch.Tensor, n_new: int, *, kind_prefi
 
 
 def run(m, cfg: LlamaConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     prompt = ctx.randint(cfg.model.vocab, k.batch, k.text_length)
     # decode_tokens decode steps after the prefill (the prefill yields the first new token too).
     hf_generate(m["transformer"], prompt, k.decode_tokens + 1)

@@ -13,10 +13,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from tracehouse.collectors.annotate import ALinear, AEmbedding, component
+from tracehouse.collectors.annotate import AEmbedding, ALinear, component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
 from tracehouse.collectors.models.blocks import (
-    ConvDecoder, DecoderConfig, Transformer, TransformerConfig,
+    ConvDecoder,
+    DecoderConfig,
+    Transformer,
+    TransformerConfig,
 )
 from tracehouse.collectors.models.text import T5_TINY, T5_XXL, encode_text, parallel_decode
 
@@ -97,7 +100,7 @@ def _positions(cfg: TransformerConfig, n: int) -> TransformerConfig:
 
 
 def run(m, cfg: MuseConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     gb, gs = k.image_size // cfg.base_div, k.image_size // cfg.sr_div
     if gb * gb > cfg.base.max_positions or gs * gs > cfg.sr.max_positions:

@@ -54,7 +54,7 @@ def build(cfg: PartiConfig):
 
 
 def run(m, cfg: PartiConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     side = k.image_size // 8
     n_tokens = side * side
     if n_tokens + 1 > cfg.decoder.max_positions:

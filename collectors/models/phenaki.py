@@ -75,7 +75,7 @@ class CViViTDecoder(nn.Module):
         b = tokens.shape[0]
         x = self.codes(tokens).view(b, t, side * side, -1)
         d = x.shape[-1]
-        for sp, tm in zip(self.spatial, self.temporal):
+        for sp, tm in zip(self.spatial, self.temporal, strict=True):
             x = sp(x.reshape(b * t, side * side, d), kind="spatial").view(b, t, side * side, d)
             y = x.permute(0, 2, 1, 3).reshape(b * side * side, t, d)
             y = tm(y, kind="temporal", is_causal=True)
@@ -97,7 +97,7 @@ def token_grid(frames: int, image_size: int, patch: int = 8) -> tuple[int, int]:
 
 
 def run(m, cfg: PhenakiConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     t, side = token_grid(k.frames, k.image_size, cfg.cvivit.patch)
     n_tokens = t * side * side

@@ -58,7 +58,7 @@ def build(cfg: SDConfig):
 
 
 def run(m, cfg: SDConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n = k.batch, (2 if cfg.guidance else 1)
     tokens = ctx.randint(cfg.text.vocab, b * n, k.text_length)
     with component("text_encoder"):

@@ -32,7 +32,7 @@ CLIP_L = clip_text(768, 12, 12)
 
 
 def encode_text(model: Transformer, ctx: RunContext, batch: int, causal: bool = False) -> torch.Tensor:
-    tokens = ctx.randint(model.cfg.vocab, batch, ctx.knobs.text_length)
+    tokens = ctx.randint(model.cfg.vocab, batch, ctx.knobs.required().text_length)
     with component("text_encoder"):
         return model(tokens, kind="causal" if causal else "self", is_causal=causal)
 

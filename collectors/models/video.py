@@ -54,7 +54,7 @@ def build(cfg: VideoConfig):
 
 
 def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
-    k = ctx.knobs
+    k = ctx.knobs.required()
     b, n, f, s = k.batch, (2 if cfg.guidance else 1), k.frames, k.image_size
     tokens = ctx.randint(cfg.text.vocab, b * n, k.text_length)
     with component("text_encoder"):

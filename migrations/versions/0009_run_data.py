@@ -4,9 +4,8 @@ Revision ID: 0009_run_data
 Revises: 0008
 Create Date: 2026-11-30
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0009_run_data'
 down_revision = '0008'

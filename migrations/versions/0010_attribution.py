@@ -5,9 +5,8 @@ Revision ID: 0010_attribution
 Revises: 0009_run_data
 Create Date: 2026-11-30
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0010_attribution'
 down_revision = '0009_run_data'

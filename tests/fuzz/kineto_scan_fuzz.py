@@ -14,7 +14,7 @@ from tests.fuzz.instrumented import ENV, SCANNER
 if SCANNER is None:
     sys.exit(f"{ENV} must name an instrumented scanner build (scripts/fuzz.sh fuzz)")
 
-from tests.fuzz.oracle import Oracle  # noqa: E402  (after the instrumented build is in place)
+from tests.fuzz.oracle import Oracle
 
 ORACLE = Oracle()
 

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from tests.kineto_docs import assert_same_parse, parse_or_error
-from tracehouse.ingest import kineto, kineto_native
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest import kineto, kineto_native
 
 _LIBC = ctypes.CDLL(None)  # malloc / free as the process has them: ASan's, when preloaded
 _LIBC.malloc.restype = ctypes.c_void_p

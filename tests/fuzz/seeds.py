@@ -72,11 +72,11 @@ def _doc(header: dict, events: list[dict], n: int, style: str) -> bytes:
 def built_documents() -> list[bytes]:
     """The test suite's documents built to fool a scanner, cut to a fuzzable size."""
     out = []
-    for _label, doc in documents():
-        if isinstance(doc, dict):
-            doc = {**doc, "traceEvents": doc["traceEvents"][:12]}
+    for _label, whole in documents():
+        if isinstance(whole, dict):
+            doc = {**whole, "traceEvents": whole["traceEvents"][:12]}
         else:
-            doc = doc[:12]
+            doc = whole[:12]
         out.append(serialise(doc, "plain"))
     out.append(json.dumps({"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k\\u00e9\\ud83d\\ude00",
                                             "pid": "3", "tid": "x", "ts": 1, "dur": 2,
