@@ -148,8 +148,10 @@ KERNEL_ROW_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def run_kernels(session: Session, run_id: int) -> pl.DataFrame:
-    """A run's kernel rows in execution order, names spelled out (the export of a run)."""
+def run_kernels(session: Session, run_id: int, offset: int = 0, limit: int | None = None) -> pl.DataFrame:
+    """A run's kernel rows in execution order, names spelled out (the export of a run);
+    ``offset`` / ``limit`` page it in the database (a page of a 10,000-kernel run reads 100 rows
+    through the ``(run_id, seq)`` index instead of the whole run)."""
     get_run(session, run_id)
     name, cpu_op, annotation = aliased(Symbol), aliased(Symbol), aliased(Symbol)
     columns = [name.text if c == "name" else cpu_op.text if c == "cpu_op" else annotation.text
@@ -157,5 +159,10 @@ def run_kernels(session: Session, run_id: int) -> pl.DataFrame:
     stmt = (select(*columns).join(name, name.id == Kernel.name_id)
             .outerjoin(cpu_op, cpu_op.id == Kernel.cpu_op_id)
             .outerjoin(annotation, annotation.id == Kernel.annotation_id)
-            .where(Kernel.run_id == run_id).order_by(Kernel.seq))
+            .where(Kernel.run_id == run_id).order_by(Kernel.seq).offset(offset).limit(limit))
     return to_frame(session, stmt, KERNEL_ROW_SCHEMA)
+
+
+def run_kernel_count(session: Session, run_id: int) -> int:
+    """How many rows :func:`run_kernels` has in all (an index-only count)."""
+    return session.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run_id)) or 0
