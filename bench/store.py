@@ -95,6 +95,23 @@ def _columns(engine: Engine, table: str) -> list[str]:
     return [c.name for c in Base.metadata.tables[table].columns if not (c.primary_key and c.name == "id")]
 
 
+def _stage_seeds(engine: Engine, seed_runs: list[int]) -> None:
+    """The seed runs' rows in small tables of their own: the copies read them there, so a copy
+    never searches the growing table (nor needs its indexes while they are deferred)."""
+    ids = ", ".join(str(int(r)) for r in seed_runs)
+    with engine.begin() as conn:
+        for table in COPIED:
+            conn.execute(text(f"DROP TABLE IF EXISTS bench_seed_{table}"))
+            conn.execute(text(f"CREATE TABLE bench_seed_{table} AS SELECT * FROM {table} WHERE run_id IN ({ids})"))
+            conn.execute(text(f"CREATE INDEX bench_seed_{table}_run ON bench_seed_{table} (run_id)"))
+
+
+def _unstage_seeds(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in COPIED:
+            conn.execute(text(f"DROP TABLE IF EXISTS bench_seed_{table}"))
+
+
 def _copy_statements(engine: Engine) -> dict[str, str]:
     """Per table, an INSERT ... SELECT of one seed run's rows under a new run (and trace) id."""
     out = {}
@@ -103,7 +120,7 @@ def _copy_statements(engine: Engine) -> dict[str, str]:
         chosen = [":new_run" if c == "run_id" else ":new_trace" if c == "trace_id" else f'"{c}"' for c in cols]
         order = " ORDER BY seq" if table == "kernel" else ""
         out[table] = (f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
-                      f'SELECT {", ".join(chosen)} FROM {table} WHERE run_id = :seed{order}')
+                      f'SELECT {", ".join(chosen)} FROM bench_seed_{table} WHERE run_id = :seed{order}')
     return out
 
 
@@ -124,12 +141,19 @@ def _clone_rows(i: int, seed_run: dict, seed_trace: dict, model_ids: list[int], 
     return run, trace, tags
 
 
-def clone_runs(engine: Engine, seed_runs: list[int], total: int, progress: bool = True) -> float:
-    """Fill the store to ``total`` runs with clones of ``seed_runs``; wall seconds."""
+def clone_runs(engine: Engine, seed_runs: list[int], total: int, defer_indexes: bool = False) -> float:
+    """Fill the store to ``total`` runs with clones of ``seed_runs``; wall seconds.
+    ``defer_indexes``: drop the kernel table's secondary indexes for the copy and build them
+    again after it (as a restore does), instead of maintaining them row by row."""
     from tracehouse.schema.db import session_scope
-    from tracehouse.schema.models import Run, RunTag, Trace
+    from tracehouse.schema.models import Kernel, Run, RunTag, Trace
 
     started = time.perf_counter()
+    _stage_seeds(engine, seed_runs)
+    if defer_indexes:
+        with engine.begin() as conn:
+            for index in Kernel.__table__.indexes:
+                index.drop(conn)
     copy = _copy_statements(engine)
     with session_scope(engine) as s:
         runs = {r.id: {c.name: getattr(r, c.name) for c in Run.__table__.columns}
@@ -157,10 +181,15 @@ def clone_runs(engine: Engine, seed_runs: list[int], total: int, progress: bool 
                 s.execute(insert(RunTag), tags)
                 for table in COPIED:
                     s.execute(text(copy[table]), {"new_run": run["id"], "new_trace": trace["id"], "seed": seed})
-        if progress:
-            print(f"\r  cloned {min(first + CHUNK, clones)}/{clones} runs "
+        print(f"\r  cloned {min(first + CHUNK, clones)}/{clones} runs "
                   f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    _unstage_seeds(engine)
+    if defer_indexes:
+        with engine.begin() as conn:
+            for index in Kernel.__table__.indexes:
+                index.create(conn)
+        print(f"  kernel indexes built again ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     _after_build(engine)
     return time.perf_counter() - started
 
@@ -280,15 +309,15 @@ def measure(server: Server, token: str, run_ids: list[int], repeat: int, seed: i
     return results
 
 
-def build(engine: Engine, runs: int, seeds: list[Path], raw_dir: Path) -> dict[str, object]:
+def build(engine: Engine, runs: int, seeds: list[Path], raw_dir: Path, defer_indexes: bool) -> dict[str, object]:
     from tracehouse.schema.migrate import upgrade
 
     upgrade(engine)
     seed_runs, seed_s, seed_rows = ingest_seeds(engine, seeds, raw_dir)
     print(f"  ingested {len(seeds)} seed traces ({seed_rows} kernel rows) in {seed_s:.1f} s", file=sys.stderr)
-    clone_s = clone_runs(engine, seed_runs, runs)
+    clone_s = clone_runs(engine, seed_runs, runs, defer_indexes)
     return {"seed_traces": len(seeds), "seed_kernel_rows": seed_rows, "seed_ingest_s": round(seed_s, 2),
-            "clone_s": round(clone_s, 1)}
+            "clone_s": round(clone_s, 1), "deferred_indexes": defer_indexes}
 
 
 def main() -> None:
@@ -298,6 +327,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--seeds", nargs="*", default=SEEDS, help="kineto trace names under ../shared/traces/kineto")
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--defer-indexes", action="store_true",
+                    help="Build the kernel indexes after the clones instead of during (big stores)")
     ap.add_argument("--reuse", action="store_true", help="Measure the store already there; build nothing")
     ap.add_argument("--json", type=Path, help="Write the figures here")
     args = ap.parse_args()
@@ -316,7 +347,8 @@ def main() -> None:
         report: dict[str, object] = {"backend": engine.dialect.name, "runs_requested": args.runs}
         if not args.reuse:
             started = time.perf_counter()
-            report["build"] = build(engine, args.runs, [KINETO / f"{n}.json.gz" for n in args.seeds], data / "raw")
+            report["build"] = build(engine, args.runs, [KINETO / f"{n}.json.gz" for n in args.seeds], data / "raw",
+                                    args.defer_indexes)
             report["build"]["total_s"] = round(time.perf_counter() - started, 1)  # type: ignore[index]
         report["storage"] = storage(engine)
         print(f"  store: {report['storage']}", file=sys.stderr)
