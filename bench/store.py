@@ -357,7 +357,9 @@ def main() -> None:
             token = create_token(s, f"bench-{time.time_ns()}", "read")
         server = Server(url, data)
         try:
+            report["load_average_before"] = os.getloadavg()  # a shared machine: how busy it was
             report["queries"] = measure(server, token, run_ids, args.repeat)
+            report["load_average_after"] = os.getloadavg()
         finally:
             server.stop()
     engine.dispose()
