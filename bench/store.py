@@ -2,18 +2,20 @@
 
     python bench/store.py --db sqlite:////tmp/store.sqlite3 --runs 1000
     python bench/store.py --db postgresql://postgres@127.0.0.1:5432/test --runs 10000 [--schema store_bench]
-    ... --reuse        # measure a store built earlier (same --db / --schema), skip the build
+    ... --defer-indexes  # build the kernel indexes after the copy (big stores)
+    ... --reuse          # measure a store built earlier (same --db / --schema), skip the build
     ... --json out.json
 
 Build: a few real traces (``--seeds``: the four A100/V100 training traces under
 ../shared/traces/kineto by default) are ingested through the real ingest (``ingest_file``:
 parse, attribution, rollups, one transaction each), then the store is filled to N runs by
-deterministic SQL clones of those runs (on PostgreSQL with foreign-key triggers off for the copy,
-``session_replication_role = replica``, so the role must be a superuser): each clone copies its seed's kernel rows, operator and
-kernel rollups row for row (``INSERT ... SELECT ... WHERE run_id = seed ORDER BY seq``, so a
-run's rows sit together as a real ingest writes them) under a new run and trace row whose
+deterministic SQL clones of those runs (on PostgreSQL with foreign-key triggers off for the
+copy, ``session_replication_role = replica``, so the role must be a superuser): each clone
+copies its seed's kernel rows, operator and kernel rollups row for row (``INSERT ... SELECT
+... ORDER BY seq`` from a staged copy of the seed rows, so a run's rows sit together as a real
+ingest writes them) under a new run and trace row whose
 metadata vary with the clone's index (model, attention backend, image size, batch, host, a
-``lab`` tag among 100 labs, a day of ingest over a year).  Durations are the seed's: a clone
+``lab`` tag among 100 labs, an upload time spread over a year).  Durations are the seed's: a clone
 is a copy, not a new measurement.  PostgreSQL is ANALYZEd after the build (autovacuum would);
 SQLite is left as ingest leaves it.
 
