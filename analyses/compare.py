@@ -88,10 +88,22 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
     give, so something else changed too (other operators, or noise between the two runs).
     """
     base_run, other_run = get_run(session, baseline_run_id), get_run(session, other_run_id)
-    totals = {r: dict(operator_totals(session, r).select("operator", "total_ns").iter_rows())
-              for r in (baseline_run_id, other_run_id)}
-    op_base = int(totals[baseline_run_id].get(operator, 0))
-    op_other = int(totals[other_run_id].get(operator, 0))
+    totals = _operator_ns(session, [baseline_run_id, other_run_id], operator)
+    return pl.DataFrame([_summary_row(base_run, other_run, operator, totals)], schema=SUMMARY_SCHEMA)
+
+
+def _operator_ns(session: Session, run_ids: list[int], operator: str) -> dict[int, int]:
+    """run id -> its time in ``operator``, from the rollup (absent: 0), in one query."""
+    stmt = (select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id.in_(run_ids), OperatorRollup.operator == operator)
+            .group_by(OperatorRollup.run_id))
+    return {run_id: int(ns or 0) for run_id, ns in session.execute(stmt)}
+
+
+def _summary_row(base_run: Run, other_run: Run, operator: str, totals: dict[int, int]) -> dict[str, object]:
+    """:func:`compare_summary`'s row for two loaded runs and their ``operator`` times."""
+    baseline_run_id, other_run_id = base_run.id, other_run.id
+    op_base, op_other = totals.get(baseline_run_id, 0), totals.get(other_run_id, 0)
     e2e = base_run.total_ns / other_run.total_ns if other_run.total_ns else None
     share = op_base / base_run.total_ns if base_run.total_ns else 0.0
     op_speedup = op_base / op_other if op_other else None
@@ -108,7 +120,7 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
         "differences": _differences(base_run, other_run),
         "exceeds_amdahl": e2e > predicted if e2e is not None else None,
     }
-    return pl.DataFrame([row], schema=SUMMARY_SCHEMA)
+    return row
 
 
 def _differences(a: Run, b: Run) -> str:
@@ -155,17 +167,20 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
              .join(runs.filter(pl.col("backend") == other), on=list(PAIR_KEYS), nulls_equal=True, suffix="_other"))
     names = {r.id: (r.name, r.family) for r in session.execute(select(Model.id, Model.name, Model.family))}
     devices = dict(session.execute(select(Hardware.id, Hardware.name)).all())
+    kept = [pair for pair in pairs.iter_rows(named=True)
+            if not (model and names.get(pair["model_id"], (None,))[0] != model)
+            and not (hardware and hardware not in (devices.get(pair["hardware_id"]) or ""))]
+    # Every pair's runs and operator times in two queries, not four per pair: Table II over a
+    # store of thousands of runs stays one round trip's worth of rollup reads.
+    ids = sorted({r for pair in kept for r in (pair["run_id"], pair["run_id_other"])})
+    loaded = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)))} if ids else {}
+    totals = _operator_ns(session, ids, operator) if ids else {}
     rows = []
-    for pair in pairs.iter_rows(named=True):
+    for pair in kept:
         name, family = names.get(pair["model_id"], (None, None))
-        device = devices.get(pair["hardware_id"])
-        if (model and name != model) or (hardware and hardware not in (device or "")):
-            continue
-        summary = compare_summary(session, pair["run_id"], pair["run_id_other"], operator)
-        rows.append(summary.select(pl.lit(name, pl.String).alias("model"), pl.lit(family, pl.String).alias("family"),
-                                   pl.lit(device, pl.String).alias("hardware"),
-                                   *(pl.lit(pair[k], _PAIR_TYPES[k]).alias(k) for k in PAIR_KNOBS), pl.all()))
-    if not rows:
-        return pl.DataFrame(schema={"model": pl.String, "family": pl.String, "hardware": pl.String,
-                                    **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS}, **SUMMARY_SCHEMA})
-    return pl.concat(rows).sort("family", "model", "hardware", *PAIR_KNOBS, nulls_last=True)
+        row = _summary_row(loaded[pair["run_id"]], loaded[pair["run_id_other"]], operator, totals)
+        rows.append({"model": name, "family": family, "hardware": devices.get(pair["hardware_id"]),
+                     **{k: pair[k] for k in PAIR_KNOBS}, **row})
+    schema = {"model": pl.String, "family": pl.String, "hardware": pl.String,
+              **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS}, **SUMMARY_SCHEMA}
+    return pl.DataFrame(rows, schema=schema).sort("family", "model", "hardware", *PAIR_KNOBS, nulls_last=True)

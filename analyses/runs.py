@@ -36,7 +36,10 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     activities are its top-level host ops, counted as kernels)."""
     # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
     # counters attached to a timeline run come after the timeline trace.
-    first_trace = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id).subquery()
+    first_trace = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
+    if run_id is not None:  # one run's row: group its own traces, not every run's
+        first_trace = first_trace.where(Trace.run_id == run_id)
+    first_trace = first_trace.subquery()
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
@@ -67,7 +70,7 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
     frame = frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"),
                                other_share=ratio("other_ns", "total_ns"), graph_share=ratio("graph_ns", "total_ns"))
-    counts = _counts_by_kind(session, frame["run_id"])
+    counts = _counts_by_kind(session, frame)
     split = frame.join(counts, on="run_id", how="left").with_columns(pl.col(KIND_COUNTS).fill_null(0))
     at = frame.columns.index("activity_count") + 1
     return split.select(*frame.columns[:at], *KIND_COUNTS, *frame.columns[at:])
@@ -79,15 +82,29 @@ _KIND_COLUMN = {"kernel": "kernel_count", "cpu": "kernel_count", "memcpy": "memc
                 "memset": "memset_count"}
 
 
-def _counts_by_kind(session: Session, run_ids: pl.Series) -> pl.DataFrame:
-    """``run_id`` and :data:`KIND_COUNTS` for the runs in ``run_ids``' id range."""
+# Up to this many listed runs are looked up by id; more, by their id range.
+_IN_LIST_MAX = 2000
+
+
+def _counts_by_kind(session: Session, runs: pl.DataFrame) -> pl.DataFrame:
+    """``run_id`` and :data:`KIND_COUNTS` of ``runs`` (``run_id``, ``activity_count``).  Only the
+    few memcpy / memset rollup rows are read: the kernel count is the rest of the run's
+    activities (the rollup sums to ``run.kernel_count``), so a listing of thousands of runs does
+    not aggregate every kernel name of every run."""
+    run_ids = runs["run_id"]
+    which = (KernelRollup.run_id.in_(run_ids.to_list()) if run_ids.len() <= _IN_LIST_MAX
+             else KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0))
     stmt = (select(KernelRollup.run_id, KernelRollup.kind, func.sum(KernelRollup.kernel_count))
-            .where(KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0))
+            .where(which, KernelRollup.kind.in_(["memcpy", "memset"]))
             .group_by(KernelRollup.run_id, KernelRollup.kind))
     rows = to_frame(session, stmt, {"run_id": pl.Int64, "kind": pl.String, "count": pl.Int64})
     column = pl.col("kind").replace_strict(_KIND_COLUMN, default="kernel_count")
-    return (rows.group_by("run_id")
-            .agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS)))
+    copies = (rows.group_by("run_id")
+              .agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS[1:])))
+    return (runs.select("run_id", "activity_count").join(copies, on="run_id", how="left")
+            .with_columns(pl.col(KIND_COUNTS[1:]).fill_null(0))
+            .select("run_id", (pl.col("activity_count") - pl.col("memcpy_count") - pl.col("memset_count"))
+                    .alias("kernel_count"), *KIND_COUNTS[1:]))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -149,8 +166,10 @@ KERNEL_ROW_SCHEMA: FrameSchema = {
 }
 
 
-def run_kernels(session: Session, run_id: int) -> pl.DataFrame:
-    """A run's kernel rows in execution order, names spelled out (the export of a run)."""
+def run_kernels(session: Session, run_id: int, offset: int = 0, limit: int | None = None) -> pl.DataFrame:
+    """A run's kernel rows in execution order, names spelled out (the export of a run);
+    ``offset`` / ``limit`` page it in the database (a page of a 10,000-kernel run reads 100 rows
+    through the ``(run_id, seq)`` index instead of the whole run)."""
     get_run(session, run_id)
     name, cpu_op, annotation = aliased(Symbol), aliased(Symbol), aliased(Symbol)
     columns = [name.text if c == "name" else cpu_op.text if c == "cpu_op" else annotation.text
@@ -158,5 +177,10 @@ def run_kernels(session: Session, run_id: int) -> pl.DataFrame:
     stmt = (select(*columns).join(name, name.id == Kernel.name_id)
             .outerjoin(cpu_op, cpu_op.id == Kernel.cpu_op_id)
             .outerjoin(annotation, annotation.id == Kernel.annotation_id)
-            .where(Kernel.run_id == run_id).order_by(Kernel.seq))
+            .where(Kernel.run_id == run_id).order_by(Kernel.seq).offset(offset).limit(limit))
     return to_frame(session, stmt, KERNEL_ROW_SCHEMA)
+
+
+def run_kernel_count(session: Session, run_id: int) -> int:
+    """How many rows :func:`run_kernels` has in all (an index-only count)."""
+    return session.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run_id)) or 0

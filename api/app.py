@@ -35,21 +35,24 @@ or CSV / Parquet with `?format=csv|parquet`. Send `Authorization: Bearer <token>
 DOCS_ASSETS = "/docs-assets"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, in_process_worker: bool = True) -> FastAPI:
+    """``in_process_worker=False``: an API-only replica; ``tracehouse worker`` processes ingest."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url()
         engine = make_engine(url)
         ensure_schema(engine, url)  # migrates an empty database, refuses an out-of-date one
-        worker = Worker(engine, settings)
+        worker = Worker(engine, settings) if in_process_worker else None
         app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
-        worker.start()  # requeues interrupted jobs first, so their spool folders count as live
+        if worker is not None:
+            worker.start()  # releases dead workers' jobs first, so their spool folders count as live
         if settings.gc_on_start:
             _reclaim_at_start(engine, settings)
         try:
             yield
         finally:
-            worker.stop()
+            if worker is not None:
+                worker.stop()
             engine.dispose()
 
     app = FastAPI(title="tracehouse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

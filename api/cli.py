@@ -19,9 +19,17 @@ import typer
 
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_collect import collect
-from tracehouse.api.cli_common import DbOption, engine_for_url, load_settings, open_engine, upload_and_report
+from tracehouse.api.cli_common import (
+    DbOption,
+    engine_for_url,
+    load_settings,
+    log_to_stderr,
+    open_engine,
+    upload_and_report,
+)
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
+from tracehouse.api.cli_worker import register as register_worker
 from tracehouse.core.errors import BadInput, TracehouseError
 
 app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
@@ -31,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
 register_fleet(app)
+register_worker(app)
 
 
 
@@ -226,27 +235,24 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
     public_read: Annotated[bool, typer.Option("--public-read", help="Reads need no token")] = False,
+    no_worker: Annotated[bool, typer.Option(
+        "--no-worker", help="API only: run no ingest worker in this process; `tracehouse worker` "
+        "processes ingest the uploads (PostgreSQL only)")] = False,
 ) -> None:
     """Run the REST service (FastAPI + uvicorn)."""
     import uvicorn
 
     from tracehouse.api.app import create_app
+    from tracehouse.api.cli_worker import require_shared_queue
 
     settings = load_settings(database_url=db, host=host, port=port, public_read=public_read or None)
+    if no_worker:
+        require_shared_queue(settings.resolved_database_url(), "serve --no-worker")
     # Refuse an unreachable or out-of-date database before binding the port: one line, exit 5 / 4.
     open_engine(settings.resolved_database_url()).dispose()
-    _log_to_stderr()  # what the service keeps out of its answers (paths, database text) goes here
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
-
-
-def _log_to_stderr() -> None:
-    import logging
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    logger = logging.getLogger("tracehouse")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    log_to_stderr()  # what the service keeps out of its answers (paths, database text) goes here
+    uvicorn.run(create_app(settings, in_process_worker=not no_worker), host=settings.host, port=settings.port,
+                log_level="info")
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

@@ -91,3 +91,14 @@ def upload_files_reporting(paths: list[Path], server: str, token: str, meta: lis
     except httpx.TransportError as exc:
         raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
                                 f"{str(exc) or type(exc).__name__}") from None
+
+
+def log_to_stderr() -> None:
+    """What the service and workers keep out of their answers (paths, database text) goes to stderr."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("tracehouse")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -1,9 +1,16 @@
-"""Ingest jobs: uploads are queued in the database and ingested by a worker thread.
+"""Ingest jobs: uploads are queued in the database and ingested by workers.
 
-Queued jobs survive a restart because they are rows, not memory.  A job found ``running``
-at start-up was interrupted; ingest is one transaction, so nothing of it was committed and
-it is queued again, unless it has used its attempts: the attempt is counted when the job is
-claimed, so a job that takes the service down with it cannot crash-loop it for ever.
+A worker is a thread of ``tracehouse serve`` (the default, and the only one on SQLite) or a
+``tracehouse worker`` process; any number of them, on any hosts, share one PostgreSQL queue.
+Claiming a job takes a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
+claim the same row) that the worker renews every third of ``worker_lease_seconds``; a job whose
+lease ran out belongs to a dead worker and is claimed again.  Ingest is one transaction, so a
+worker that died mid-job committed nothing of it; and the outcome is written only while the
+worker still holds the job (a fenced update), so a job is never finished twice.  A worker
+starting on a host also releases at once the jobs of that host's workers whose process is gone.
+
+Queued jobs survive a restart because they are rows, not memory.  The attempt is counted when
+the job is claimed, so a job that takes its worker down with it cannot crash-loop it for ever.
 
 The worker never dies of an exception: every step of its loop is retried with a back-off, and
 an outcome it could not record stays pending (and is written again) before anything new is
@@ -13,24 +20,24 @@ claimed.  ``/healthz`` reads its heartbeat and the oldest queued job's age.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, CursorResult, Engine, Update, func, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
-from tracehouse.core.meta import meta_from_mapping
 from tracehouse.core.settings import Settings
+from tracehouse.core.meta import meta_from_mapping
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
@@ -42,6 +49,7 @@ FINISHED = ("done", "failed")
 GAVE_UP = (f"gave up after {MAX_ATTEMPTS} attempts: the service stopped while ingesting this trace "
            "each time (see the server log)")
 MAX_BACKOFF_S = 10.0
+DEFAULT_LEASE_S = 60.0
 
 
 def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: str, size: int,
@@ -60,7 +68,7 @@ def _spool_folder(upload_path: str) -> Path:
     return upload if upload.is_dir() else upload.parent
 
 
-def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
+def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-untyped-def]
     """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
     exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
                                 .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()
@@ -71,42 +79,91 @@ def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     return [_spool_folder(row.upload_path) for row in exhausted]
 
 
-def _updated(session: Session, statement: Update) -> CursorResult[Any]:
-    """Run an UPDATE; its result is a CursorResult (with ``rowcount``), which Session.execute,
-    typed for any statement, does not say."""
-    return cast("CursorResult[Any]", session.execute(statement))
+def worker_identity() -> str:
+    """``host:pid``: unique among live workers, and tells a worker on the same host whether the
+    holder of a job is still alive."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def requeue_interrupted(engine: Engine) -> int:
-    """Queue again the jobs a stopped service left ``running``; fail those out of attempts."""
+def _db_now(session: Session):  # type: ignore[no-untyped-def]
+    """The database's clock on PostgreSQL, so hosts whose clocks drift agree on leases; SQLite
+    is one host's file, and its clock is this process's."""
+    return func.now() if session.get_bind().dialect.name == "postgresql" else datetime.now(UTC)
+
+
+def _lease_end(session: Session, seconds: float):  # type: ignore[no-untyped-def]
+    return _db_now(session) + timedelta(seconds=seconds)
+
+
+def _claimable(now):  # type: ignore[no-untyped-def]
+    """Queued, or running under a lease that ran out (or never had one: a job from before
+    leases, or one released by ``release_dead_local``)."""
+    return or_(IngestJob.status == "queued",
+               and_(IngestJob.status == "running",
+                    or_(IngestJob.lease_expires_at.is_(None), IngestJob.lease_expires_at < now)))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # someone else's process, or not ours to ask: alive
+        return True
+    return True
+
+
+def release_dead_local(engine: Engine) -> int:
+    """Make claimable at once the running jobs of this host's workers whose process is gone (a
+    ``serve`` restarted after a crash need not wait out the lease); other hosts' wait for it."""
+    host = socket.gethostname()
     with session_scope(engine) as session:
-        spent = _give_up(session, IngestJob.status == "running")
-        result = _updated(session, update(IngestJob).where(IngestJob.status == "running").values(status="queued"))
-    for folder in spent:
-        shutil.rmtree(folder, ignore_errors=True)
-    return result.rowcount or 0
+        holders = session.execute(select(IngestJob.id, IngestJob.worker_id).where(
+            IngestJob.status == "running", IngestJob.worker_id.like(f"{host}:%"))).all()
+        dead = [row.id for row in holders
+                if row.worker_id.rsplit(":", 1)[1].isdigit() and not _pid_alive(int(row.worker_id.rsplit(":", 1)[1]))]
+        if dead:
+            session.execute(update(IngestJob).where(IngestJob.id.in_(dead), IngestJob.status == "running")
+                            .values(lease_expires_at=None))
+            log.warning("ingest jobs %s were held by workers of this host that are gone; released", dead)
+    return len(dead)
 
 
-def claim_next(engine: Engine) -> IngestJob | None:
-    """Atomically move the oldest queued job to running and count the attempt in the same
-    transaction (safe with several workers); a queued job out of attempts is failed instead."""
+def claim_next(engine: Engine, worker_id: str | None = None,
+               lease_seconds: float = DEFAULT_LEASE_S) -> IngestJob | None:
+    """Move the oldest claimable job to running under this worker's lease and count the
+    attempt, in one transaction; a claimable job out of attempts is failed instead.  PostgreSQL
+    skips the rows another worker is claiming (``SKIP LOCKED``) instead of queueing behind it."""
+    worker_id = worker_id or worker_identity()
     with session_scope(engine) as session:
-        spent = _give_up(session, IngestJob.status == "queued")
-        job_id = session.scalar(select(IngestJob.id).where(IngestJob.status == "queued")
-                                .order_by(IngestJob.id).limit(1))
+        now = _db_now(session)
+        spent = _give_up(session, _claimable(now))
+        job_id = session.scalar(select(IngestJob.id).where(_claimable(now)).order_by(IngestJob.id).limit(1)
+                                .with_for_update(skip_locked=True))
         claimed = None
         if job_id is not None:
-            result = _updated(session, update(IngestJob).where(IngestJob.id == job_id, IngestJob.status == "queued")
-                              .values(status="running", attempts=IngestJob.attempts + 1))
+            result = session.execute(update(IngestJob).where(IngestJob.id == job_id, _claimable(now)).values(
+                status="running", attempts=IngestJob.attempts + 1, worker_id=worker_id,
+                lease_expires_at=_lease_end(session, lease_seconds)))
             claimed = session.get(IngestJob, job_id) if result.rowcount == 1 else None
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
     return claimed
 
 
+def renew_lease(engine: Engine, job_id: int, worker_id: str, lease_seconds: float) -> bool:
+    """Extend this worker's lease on a job; False when the job is no longer its own."""
+    with session_scope(engine) as session:
+        result = session.execute(update(IngestJob).where(
+            IngestJob.id == job_id, IngestJob.status == "running", IngestJob.worker_id == worker_id)
+            .values(lease_expires_at=_lease_end(session, lease_seconds)))
+    return result.rowcount == 1
+
+
 def _public(message: str, settings: Settings, upload: Path) -> str:
     """A job's error is served to clients: no absolute server path in it."""
-    for folder, shown in ((_spool_folder(str(upload)), ""), (settings.data_dir.resolve(), "<data dir>"),
+    for folder, shown in ((_spool_folder(str(upload)), ""), (settings.store_dir().resolve(), "<data dir>"),
+                          (settings.store_dir(), "<data dir>"), (settings.data_dir.resolve(), "<data dir>"),
                           (settings.data_dir, "<data dir>")):
         message = message.replace(f"{folder}/", f"{shown}/" if shown else "").replace(str(folder), shown)
     return message
@@ -152,17 +209,29 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> Outcome:
     return Outcome({"status": "queued" if retry else "failed", "run_id": None, "error": error})
 
 
-def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> None:
+def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> bool:
+    """Write the outcome while the job is still this worker's (fenced on its claim): False, and
+    nothing written, when its lease ran out and another worker has claimed it since."""
+    held = (IngestJob.id == job.id, IngestJob.status == "running", IngestJob.worker_id == job.worker_id)
+    release = {} if outcome.finished else {"worker_id": None}
     with session_scope(engine) as session:
-        session.execute(update(IngestJob).where(IngestJob.id == job.id).values(
-            **outcome.values, finished_at=datetime.now(UTC) if outcome.finished else None))
+        result = session.execute(update(IngestJob).where(*held).values(
+            **outcome.values, **release, lease_expires_at=None,
+            finished_at=datetime.now(UTC) if outcome.finished else None))
+        if result.rowcount != 1:
+            log.warning("ingest job %s: lease lost to another worker; this outcome (%s) is dropped",
+                        job.id, outcome.values["status"])
+            return False
         if outcome.new_run_id is not None:
             # The uploading token owns the new run: it may edit and delete it without admin.
             session.execute(update(Run).where(Run.id == outcome.new_run_id, Run.uploaded_by_token_id.is_(None))
                             .values(uploaded_by_token_id=job.token_id))
+    log.info("ingest job %s %s (run %s) by worker %s, attempt %s", job.id, outcome.values["status"],
+             outcome.values.get("run_id"), job.worker_id, job.attempts)
     if outcome.finished:
         # The raw store has the kept copy; the spool folder holds only this upload.
         shutil.rmtree(_spool_folder(job.upload_path), ignore_errors=True)
+    return True
 
 
 @dataclass
@@ -173,22 +242,37 @@ class WorkerState:
 
 
 class Worker:
-    """One background thread draining the queue; ``wake()`` after enqueueing."""
+    """One worker draining the queue: a background thread of the service (``start()``;
+    ``wake()`` after enqueueing), or a process's main thread (``run()``).  A second thread
+    renews the lease of the job it holds."""
 
-    def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = 2.0) -> None:
+    def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = 2.0,
+                 exit_when_idle: bool = False) -> None:
         self.engine, self.settings, self.poll = engine, settings, poll_seconds
+        self.exit_when_idle = exit_when_idle
+        self.worker_id = worker_identity()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tracehouse-ingest", daemon=True)
+        self._renewer = threading.Thread(target=self._renew_loop, name="tracehouse-lease", daemon=True)
         self._heartbeat = time.monotonic()
         self._busy_since: float | None = None
+        self._held: int | None = None  # the job whose lease is renewed: claimed, outcome not yet written
         self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
         self._watch_lock = threading.Lock()
         self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
     def start(self) -> None:
-        requeue_interrupted(self.engine)
+        release_dead_local(self.engine)  # before start-up reclaim, so their spool folders count as live
+        self._renewer.start()
         self._thread.start()
+
+    def run(self) -> None:
+        """Drain the queue in this thread until ``stop()`` (a signal handler's call)."""
+        self._thread = threading.current_thread()
+        release_dead_local(self.engine)
+        self._renewer.start()
+        self._loop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -196,8 +280,20 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
+
+    def _renew_loop(self) -> None:
+        lease = self.settings.worker_lease_seconds
+        while not self._stop.wait(lease / 3):
+            job_id = self._held
+            if job_id is None:
+                continue
+            try:
+                if not renew_lease(self.engine, job_id, self.worker_id, lease):
+                    log.warning("ingest job %s: lease lost (this worker was silent past %.0f s)", job_id, lease)
+            except Exception:  # the database is away: the next beat tries again
+                log.exception("ingest job %s: could not renew the lease", job_id)
 
     def state(self) -> WorkerState:
         now, busy = time.monotonic(), self._busy_since
@@ -217,23 +313,28 @@ class Worker:
                 self._stop.wait(backoff)
                 continue
             if not worked:
+                if self.exit_when_idle:
+                    self._stop.set()
+                    break
                 self._wake.wait(self.poll)
                 self._wake.clear()
 
     def _step(self) -> bool:
         """Write a pending outcome, else claim and run one job; False when there was nothing to do."""
         if self._pending is None:
-            job = claim_next(self.engine)
+            job = claim_next(self.engine, self.worker_id, self.settings.worker_lease_seconds)
             if job is None:
                 return False
-            self._busy_since = time.monotonic()
+            self._held, self._busy_since = job.id, time.monotonic()
             try:
                 self._pending = (job, run_job(self.engine, self.settings, job))
             finally:
                 self._busy_since = None
+                if self._pending is None:
+                    self._held = None
         job, outcome = self._pending
         record_outcome(self.engine, job, outcome)  # raises while the database refuses it
-        self._pending = None
+        self._pending = self._held = None
         self._notify(job.id)
         return True
 
@@ -256,8 +357,10 @@ class Worker:
         with self._watch_lock:
             watchers = list(self._watchers.get(job_id, []))
         for loop, event in watchers:
-            with contextlib.suppress(RuntimeError):  # that waiter's loop has closed: nobody left to tell
+            try:
                 loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that waiter's loop has closed: nobody left to tell
+                pass
 
 
 def read_job(engine: Engine, job_id: int) -> IngestJob | None:
@@ -265,12 +368,14 @@ def read_job(engine: Engine, job_id: int) -> IngestJob | None:
         return session.get(IngestJob, job_id)
 
 
-async def wait_for_job(engine: Engine, worker: Worker, job_id: int, seconds: float) -> IngestJob:
+async def wait_for_job(engine: Engine, worker: Worker | None, job_id: int, seconds: float) -> IngestJob:
     """The job once it is done or failed, or as it stands after ``seconds``.  Waiting holds no
     database connection: the worker's event wakes the waiter, which then reads the row once in a
-    short session (and every few seconds regardless, for a job another process finishes)."""
+    short session (and every few seconds regardless, for a job another process finishes; twice
+    a second on an API-only replica, where every job is another process's)."""
     deadline = time.monotonic() + seconds
-    event = worker.watch(job_id)
+    event = worker.watch(job_id) if worker is not None else asyncio.Event()
+    poll = 5.0 if worker is not None else 0.5
     try:
         while True:
             event.clear()
@@ -280,10 +385,13 @@ async def wait_for_job(engine: Engine, worker: Worker, job_id: int, seconds: flo
             remaining = deadline - time.monotonic()
             if job.status in FINISHED or remaining <= 0:
                 return job
-            with contextlib.suppress(TimeoutError):  # time to look at the row again
-                await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
+            except TimeoutError:
+                pass
     finally:
-        worker.unwatch(job_id, event)
+        if worker is not None:
+            worker.unwatch(job_id, event)
 
 
 def _age_s(then: datetime | None) -> float | None:
@@ -294,23 +402,33 @@ def _age_s(then: datetime | None) -> float | None:
     return max(0.0, (datetime.now(UTC) - then).total_seconds())
 
 
-def service_health(engine: Engine, worker: Worker, settings: Settings) -> dict[str, object]:
-    """Worker liveness and the queue's state; ``ServiceUnhealthy`` (503) when the worker is dead
-    or silent, or the oldest queued job has waited past ``queue_stuck_seconds``."""
-    state = worker.state()
+def _queue_state(engine: Engine) -> tuple[int, datetime | None]:
+    """Queued jobs and the oldest one's creation time."""
     with session_scope(engine) as session:
         queued, oldest = session.execute(select(func.count(), func.min(IngestJob.created_at))
                                          .where(IngestJob.status == "queued")).one()
+    return queued, oldest
+
+
+def service_health(engine: Engine, worker: Worker | None, settings: Settings) -> dict[str, object]:
+    """Worker liveness and the queue's state; ``ServiceUnhealthy`` (503) when the in-process
+    worker is dead or silent, or the oldest queued job has waited past ``queue_stuck_seconds``
+    (on an API-only replica, that is how missing ``tracehouse worker`` processes show)."""
+    queued, oldest = _queue_state(engine)
     oldest_age = _age_s(oldest)
-    silent = state.busy_s is None and state.heartbeat_age_s > settings.worker_stale_seconds
-    if not state.alive or silent:
+    state = worker.state() if worker is not None else None
+    if state is not None and (not state.alive or (state.busy_s is None
+                                                  and state.heartbeat_age_s > settings.worker_stale_seconds)):
         raise ServiceUnhealthy(f"the ingest worker is not running (last heartbeat {state.heartbeat_age_s:.0f} s "
                                "ago); uploads are queued but not ingested until the service restarts")
     if oldest_age is not None and oldest_age > settings.queue_stuck_seconds:
         raise ServiceUnhealthy(f"the ingest queue is stuck: the oldest of {queued} queued jobs has waited "
                                f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)")
+    queue = {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}
+    if state is None:  # an API-only replica: `tracehouse worker` processes ingest
+        return {"ok": True, "worker": None, "queue": queue}
     return {"ok": True,
             "worker": {"alive": True, "heartbeat_age_s": round(state.heartbeat_age_s, 3),
                        "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
                        "busy_s": None if state.busy_s is None else round(state.busy_s, 3)},
-            "queue": {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}}
+            "queue": queue}

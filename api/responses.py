@@ -86,12 +86,16 @@ class TableParams:
         self.limit = min(limit or settings.max_rows, settings.max_rows)
 
     def respond(self, frame: pl.DataFrame) -> Response:
-        page = frame.slice(self.offset, self.limit)
+        return self.respond_page(frame.slice(self.offset, self.limit), frame.height)
+
+    def respond_page(self, page: pl.DataFrame, total: int) -> Response:
+        """``page``: rows ``offset`` to ``offset + limit`` of a table of ``total`` rows, already
+        cut by the query (for tables too big to build whole for one page)."""
         response = frame_response(page, self.format)
         end = self.offset + page.height
-        response.headers["X-Total-Count"] = str(frame.height)
-        response.headers["X-Truncated"] = "true" if end < frame.height else "false"
-        if end < frame.height:
+        response.headers["X-Total-Count"] = str(total)
+        response.headers["X-Truncated"] = "true" if end < total else "false"
+        if end < total:
             # Relative (RFC 8288 resolves it against the request): the Host header is the
             # client's to choose, so an absolute link built from it could point anywhere.
             url = self.request.url.include_query_params(offset=end, limit=self.limit)

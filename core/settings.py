@@ -36,6 +36,14 @@ class Settings(BaseSettings):
         default=900.0, description="/healthz answers 503 when a job has been queued longer than this")
     worker_stale_seconds: float = Field(
         default=60.0, description="/healthz answers 503 when the idle ingest worker is silent longer than this")
+    store_root: Path | None = Field(
+        default=None, description="Where the upload spool and the raw store live (default: the data "
+        "directory); a folder every API replica and ingest worker mounts at the same path")
+    worker_lease_seconds: float = Field(
+        default=60.0, gt=0, description="An ingest worker renews its claim on a job every third of "
+        "this; a job whose lease ran out (its worker died) is claimed by another worker")
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often a `tracehouse worker` looks for queued jobs")
     gc_grace_seconds: float = Field(
         default=3600.0, description="Orphan raw and spool files younger than this are never reclaimed")
     gc_on_start: bool = Field(default=True, description="Reclaim orphan raw and spool files at service start")
@@ -52,11 +60,14 @@ class Settings(BaseSettings):
     def inflated_limit(self) -> int:
         return self.max_inflated_bytes or default_inflated_limit(self.max_trace_bytes)
 
+    def store_dir(self) -> Path:
+        return self.store_root or self.data_dir
+
     def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
+        return self.store_dir() / "raw"
 
     def upload_dir(self) -> Path:
-        return self.data_dir / "uploads"
+        return self.store_dir() / "uploads"
 
     def rules_file(self) -> Path:
         return self.rules_path or self.data_dir / "rules.toml"

@@ -268,6 +268,10 @@ class IngestJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker ("host:pid") running the job, and until when: a worker that stops renewing its
+    # lease is presumed dead and the job is claimed again (api/jobs.py).
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class FleetImport(Base):

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
 from tracehouse.analyses.common import get_run
-from tracehouse.analyses.runs import list_runs, raw_trace, run_kernels, run_row, run_tags, run_traces
+from tracehouse.analyses.runs import (list_runs, raw_trace, run_kernel_count, run_kernels, run_row, run_tags,
+                                      run_traces)
 from tracehouse.api.auth import check_run_owner
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
@@ -110,7 +111,8 @@ def download_trace(run_id: int, session: SessionDep, _: ReadToken,
 def kernels(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
     """Every kernel (memcpy, memset; host op for CPU-only runs) in execution order with its
     attribution keys; ns timestamps.  Paged like every table (``limit``, ``offset``)."""
-    return table.respond(run_kernels(session, run_id))
+    page = run_kernels(session, run_id, table.offset, table.limit)
+    return table.respond_page(page, run_kernel_count(session, run_id))
 
 
 @router.post("/{run_id}/reingest", summary="Classify a run again from its kept raw trace")

@@ -161,7 +161,8 @@ async def upload_trace(
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(shutil.rmtree, body.folder, True)
         raise
-    request.app.state.worker.wake()
+    if request.app.state.worker is not None:  # an API-only replica has none: workers poll the queue
+        request.app.state.worker.wake()
     if wait:
         job = await _wait_for(request, job.job_id, wait)
     if job.status == "done":

@@ -1,0 +1,46 @@
+"""bench/store.py end to end on a small SQLite store: the real ingest of the seed traces, the
+SQL clones, and every query answered over HTTP by a real server, so the bench cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import REPO, require_shared
+from tracehouse.schema.db import make_engine, session_scope
+from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run
+
+RUNS = 20  # the smallest store on which every query of the bench has rows to answer
+
+
+@pytest.mark.slow
+def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_query(tmp_path: Path) -> None:
+    require_shared()
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    out = tmp_path / "store.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "store.py"), "--db", url, "--runs", str(RUNS),
+                           "--repeat", "2", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["storage"]["runs"] == RUNS and len(report["queries"]) == 13
+    assert all(q["n"] == 2 and q["p50_ms"] > 0 for q in report["queries"])
+    engine = make_engine(url)
+    with session_scope(engine) as s:
+        runs = s.execute(select(Run.id, Run.kernel_count, Run.total_ns).order_by(Run.id)).all()
+        rows = dict(s.execute(select(Kernel.run_id, func.count()).group_by(Kernel.run_id)).all())
+        rolled = dict(s.execute(select(KernelRollup.run_id, func.sum(KernelRollup.kernel_count))
+                                .group_by(KernelRollup.run_id)).all())
+        op_ns = dict(s.execute(select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
+                               .group_by(OperatorRollup.run_id)).all())
+    engine.dispose()
+    # Every clone is whole: its kernel rows and rollups agree with its run row, and it is a
+    # copy of one of the four seeds (the first four runs, through the real ingest).
+    assert report["storage"]["kernel_rows"] == sum(r.kernel_count for r in runs)
+    assert all(rows[r.id] == rolled[r.id] == r.kernel_count and op_ns[r.id] == r.total_ns for r in runs)
+    seeds = {(r.kernel_count, r.total_ns) for r in runs[:4]}
+    assert len(seeds) == 4 and {(r.kernel_count, r.total_ns) for r in runs[4:]} == seeds
