@@ -81,6 +81,13 @@ def collect(
         "(the rest still runs, unprofiled): bounds long autoregressive decodes")] = None,
     upload: Annotated[str | None, typer.Option(help="Upload each trace to this tracehouse service URL")] = None,
     token: Annotated[str | None, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token for --upload")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Profile every grid point N times (repeats: files "
+                                        "_r1.._rN, tag repeat=i); statistics take the spread of repeats")] = 1,
+    experiment: Annotated[str | None, typer.Option(help="Experiment name every run of this call carries")] = None,
+    commit: Annotated[str | None, typer.Option(
+        help="Git commit of the code under test (default: HEAD of the checkout collect runs in)")] = None,
+    code_version: Annotated[str | None, typer.Option(
+        help="Version string of the code under test (default: git describe of the checkout)")] = None,
 ) -> list[Path]:
     """Profile models of the suite under torch.profiler; write traces + manifests (and ingest them)."""
     torch = _import_torch()
@@ -107,7 +114,10 @@ def collect(
         from tracehouse.api.cli import _engine
 
         engine = _engine(db)
-    written = _run_plan(plan, scale, device, out, max_profiled_steps, engine)
+    from tracehouse.collectors.provenance import provenance
+
+    extra = provenance(commit=commit, version=code_version, experiment=experiment)
+    written = _run_plan(plan, scale, device, out, max_profiled_steps, engine, repeat=repeat, extra=extra)
     if upload:
         from tracehouse.api.cli import upload_and_report
 
@@ -183,7 +193,7 @@ def _plan(models: list[str], grid: dict[str, list], base: dict, backends: list[s
 
 
 def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profiled_steps: int | None,
-              engine) -> list[Path]:  # type: ignore[no-untyped-def]
+              engine, *, repeat: int = 1, extra: dict | None = None) -> list[Path]:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -193,11 +203,14 @@ def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profile
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=False,
                   disable=len(plan) < 2) as progress:
-        task = progress.add_task("collect", total=len(plan))
-        for model_name, backend, dt, knobs in plan:
-            progress.update(task, description=f"{model_name} {scale} {backend}")
+        task = progress.add_task("collect", total=len(plan) * repeat)
+        # Repeats of one grid point run back to back: their files end _r1.._rN.
+        for (model_name, backend, dt, knobs), rep in itertools.product(plan, range(1, repeat + 1)):
+            progress.update(task, description=f"{model_name} {scale} {backend}" + (f" #{rep}" if repeat > 1 else ""))
+            meta = {**(extra or {}), **({"tags": {"repeat": str(rep)}} if repeat > 1 else {})}
             res = collect_one(model_name, scale, backend, knobs=knobs, device=device, dtype=dt, out=out,
-                              max_profiled_steps=max_profiled_steps)
+                              max_profiled_steps=max_profiled_steps, name_suffix=f"_r{rep}" if repeat > 1 else "",
+                              extra_meta=meta)
             written.append(res.trace)
             line = (f"{res.trace}  params={res.meta['param_count']:,}  profiled {res.wall_s:.2f}s"
                     f"  peak={res.meta.get('peak_memory_bytes', 0) / 2**20:.1f} MiB")
