@@ -40,7 +40,8 @@ def ratio_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float | None
     (module docstring); ``(None, None, None)`` when a side is empty."""
     if len(a) == 0 or len(b) == 0:
         return None, None, None
-    la, lb = _positive_logs(a), _positive_logs(b)
+    # Sorted: the resampling must not depend on the order a query returned the samples in.
+    la, lb = np.sort(_positive_logs(a)), np.sort(_positive_logs(b))
     observed = float(lb.mean() - la.mean())
     n = len(la) + len(lb)
     residuals = np.concatenate([la - la.mean(), lb - lb.mean()])
@@ -59,7 +60,7 @@ def ratio_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float | None
 def median_interval(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
     """``(median, low, high)``: the median and its percentile-bootstrap 95 % interval; no
     interval from fewer than two values."""
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    arr = np.sort(np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float))
     if arr.size == 0:
         return None, None, None
     median = float(np.median(arr))

@@ -18,6 +18,7 @@ import typer
 
 from tracehouse.api.cli_analyses import DbOption
 from tracehouse.api.cli_analyses import register as register_analyses
+from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.collectors.cli import collect
@@ -29,6 +30,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
+register_experiments(app)
 register_fleet(app)
 
 
