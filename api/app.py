@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from tracehouse.api.jobs import Worker, service_health
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
 from tracehouse.api.dashboard import router as dashboard_router
-from tracehouse.api.routes import analyses, fleet, runs, tokens, traces
+from tracehouse.api.routes import analyses, experiments, fleet, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.reclaim import reclaim_orphans
 from tracehouse.schema.db import make_engine
@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(traces.router)
     app.include_router(runs.router)
     app.include_router(analyses.router)
+    app.include_router(experiments.router)
     app.include_router(fleet.router)
     app.include_router(tokens.router)
     app.include_router(dashboard_router)  # /ui/: the browser dashboard

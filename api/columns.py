@@ -245,6 +245,36 @@ COLUMNS: dict[str, Column] = {
     "peak_mem_util": _c("number", "fraction", "GPU-hour-weighted peak memory utilisation"),
     "sm_util": _c("number", "fraction", "GPU-hour-weighted SM utilisation"),
     "fleet_jobs": _c("integer", "count", "Fleet jobs of the model"),
+    # Experiments, steps, diff and check.
+    "experiment": _c("string", "", "Experiment the run belongs to (repeats share one)"),
+    "git_commit": _c("string", "", "Git commit of the code that made the run"),
+    "version": _c("string", "", "Version string of the code that made the run"),
+    "steps": _c("integer", "count", "Steps (or 1 for a once-run stage)"),
+    "warmup": _c("boolean", "", "A leading step slower than 1.5x the median of the later ones"),
+    "warmup_steps": _c("integer", "count", "Warm-up steps, left out of steady-state figures"),
+    "steady_median_ns": _c("number", "ns", "Median time of the steady-state steps"),
+    "steady_low_ns": _c("number", "ns", "Low end of its 95% interval"),
+    "steady_high_ns": _c("number", "ns", "High end of its 95% interval"),
+    "steady_mean_ns": _c("number", "ns", "Mean time of the steady-state steps"),
+    "throughput": _c("number", "", "Throughput in throughput_unit"),
+    "throughput_unit": _c("string", "", "tokens/s (decode), steps/s, s/image (diffusion run)"),
+    "method": _c("string", "", "How the interval was computed"),
+    "key": _c("string", "", "Operator, attention type, kernel base name or component; (total) is the run"),
+    "a_ns": _c("number", "ns", "Mean time in A's runs"),
+    "b_ns": _c("number", "ns", "Mean time in B's runs"),
+    "ratio": _c("number", "ratio", "B / A"),
+    "ratio_low": _c("number", "ratio", "Low end of the ratio's 95% interval"),
+    "ratio_high": _c("number", "ratio", "High end of the ratio's 95% interval"),
+    "a_share": _c("number", "fraction", "Share of A's time"),
+    "b_share": _c("number", "fraction", "Share of B's time"),
+    "a_samples": _c("integer", "count", "A's samples behind the interval"),
+    "b_samples": _c("integer", "count", "B's samples behind the interval"),
+    "samples": _c("string", "", "What the samples are: runs (repeats), steps, or single (no interval)"),
+    "status": _c("string", "", "added / removed / slower / faster / same"),
+    "regressed": _c("boolean", "", "The ratio's whole interval lies above 1 + threshold"),
+    "threshold": _c("number", "fraction", "Smallest change that counts"),
+    "baseline": _c("string", "", "Baseline name"),
+    "note": _c("string", "", "What the baseline is"),
 }
 # Ratios to llm (fleet summary by family, ratio spread): unitless.
 for _name in ("gpus_per_bparam", "gpus_per_bparam_gpuh", "mean_mem_util"):
@@ -309,12 +339,17 @@ _KERNEL_ROW_MEANINGS = {
     "launch_dur_ns": _c("integer", "ns", "Host launch call duration"),
 }
 
+_DIFF = ("key", "a_ns", "b_ns", "delta_ns", "ratio", "ratio_low", "ratio_high", "a_share", "b_share", "a_samples",
+         "b_samples", "samples", "status", "method")
+_DIFF_MEANINGS = {"delta_ns": _c("number", "ns", "b_ns - a_ns")}
+
 # Keyed by the route's path as the OpenAPI document spells it (GET routes).
 TABLES: dict[str, Table] = {
     "/v1/runs": Table(("run_id", "model", "family", "hardware", "attention_backend", "scale", "batch", "dtype",
                        "image_size", "frames", "denoising_steps", "device_kind", "rank", "activity_count",
                        "kernel_count", "memcpy_count", "memset_count", "total_ns", "span_ns", "source", "format",
-                       "created_at", "other_ns", "graph_ns", "other_share", "graph_share")),
+                       "created_at", "other_ns", "graph_ns", "other_share", "graph_share",
+                       "experiment", "git_commit", "version")),
     "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share", "other_share"), _BREAKDOWN_KEYS),
     "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
     # One table per view: kernels (the default), summary, rules.
@@ -379,5 +414,19 @@ TABLES: dict[str, Table] = {
     "/v1/fleet/top-jobs": Table(("job_id", "cluster", "model_name", "family", "param_count", "phase", "gpu_count",
                                  "gpu_type", "gpu_hours", "gpu_hours_per_bparam", "mean_mem_util",
                                  "peak_mem_util")),
+    "/v1/runs/{run_id}/steps": Table((), (
+        "phase", "step", "kind", "kernel_count", "total_ns", "start_ns", "end_ns", "share", "warmup", "steps",
+        "warmup_steps", "steady_median_ns", "steady_low_ns", "steady_high_ns", "steady_mean_ns", "throughput",
+        "throughput_unit", "method", "operator", "attention_type"),
+        overrides={"kind": _c("string", "", "step / stage (run once: prefill, text encoder ...) / run"),
+                   "phase": _c("string", "", "Component the steps belong to (decode, unet ...; step for "
+                                             "ProfilerStep#N traces)"),
+                   "share": _c("number", "fraction", "Share of the run's time (breakdown: of the step's)")}),
+    "/v1/diff": Table(_DIFF, overrides=_DIFF_MEANINGS),
+    "/v1/check": Table((*_DIFF, "regressed", "threshold", "baseline"), overrides=_DIFF_MEANINGS),
+    "/v1/baselines": Table(("baseline", "run_ids", "run_count", "note", "created_at"),
+                           overrides={"run_ids": _c("integer[]", "", "The baseline's runs (repeats)"),
+                                      "run_count": _c("integer", "count", "Runs in the baseline"),
+                                      "created_at": _c("date-time", "", "When the baseline was set (UTC)")}),
     "/v1/models": Table(("name", "family", "architecture", "param_count", "fleet_jobs")),
 }

@@ -61,6 +61,11 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/fleet/ratio-spread": [{}],
         "/v1/fleet/top-jobs": [{}],
         "/v1/models": [{}],
+        "/v1/runs/{run_id}/steps": [{"view": v} for v in ("steps", "summary", "breakdown")]
+        + [{"view": "breakdown", "by": "attention_type"}],
+        "/v1/diff": [{"a": sd, "b": flash}],
+        "/v1/check": [{"run": flash, "baseline": "openapi"}],
+        "/v1/baselines": [{}],
     }
 
 
