@@ -1,11 +1,13 @@
 """The CI gate: new runs against a named baseline (its runs are repeats).
 
 A key (operator, attention type, kernel or component; ``(total)`` is the end-to-end time)
-*regressed* when the whole 95 % interval of its time ratio new / baseline lies above
+*regressed* when the whole interval of its time ratio new / baseline lies above
 1 + ``threshold`` — slower by more than the threshold with statistical support — and it
 holds at least ``min_share`` of either side's time (a 0.1 % op doubling is not a gate
-failure).  The interval is :func:`tracehouse.analyses.diff.diff`'s (log-ratio residual
-bootstrap over repeats, or over steps when both sides are one run).  With no interval (one
+failure).  The gate looks at ``m`` keys at once, so each interval's level is
+``1 − 0.05 / m`` (Bonferroni): the chance of any false alarm stays near 5 %, where per-key
+95 % intervals alarmed on a tenth of the checks of unchanged repeats (docs/NOTES-exp.md).  The interval is :func:`tracehouse.analyses.diff.diff`'s (Student t on the log
+ratio over repeats, or over steps when both sides are one run).  With no interval (one
 run on each side and no steps) nothing can be supported, and nothing is flagged.
 """
 
@@ -22,7 +24,8 @@ from tracehouse.analyses.diff import DEFAULT_THRESHOLD, diff
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.schema.experiments import Baseline, BaselineRun
 
-DEFAULT_MIN_SHARE = 0.01
+DEFAULT_MIN_SHARE = 0.05  # measured: 1% let tiny, dispatch-bound ops raise alarms (NOTES-exp)
+FAMILY_ERROR = 0.05  # chance of any false alarm in one check, split over the keys (Bonferroni)
 
 def list_baselines(session: Session) -> pl.DataFrame:
     """``baseline, run_ids, run_count, note, created_at``, by name."""
@@ -54,8 +57,10 @@ def check(session: Session, run_ids: Sequence[int], baseline: str, by: str = "op
         raise BadInput("check needs at least one run id")
     if not 0 <= min_share <= 1:
         raise BadInput(f"min_share {min_share} must be a fraction between 0 and 1")
-    frame = diff(session, baseline_run_ids(session, baseline), list(run_ids), by, threshold)
+    base_ids = baseline_run_ids(session, baseline)
     big_enough = pl.max_horizontal(pl.col("a_share").fill_null(0), pl.col("b_share").fill_null(0)) >= min_share
+    keys = diff(session, base_ids, list(run_ids), by, threshold).filter(big_enough).height
+    frame = diff(session, base_ids, list(run_ids), by, threshold, level=1 - FAMILY_ERROR / max(keys, 1))
     regressed = (pl.col("ratio_low") > 1 + threshold) & big_enough
     return (frame.with_columns(regressed=regressed.fill_null(False), threshold=pl.lit(threshold),
                                baseline=pl.lit(baseline))

@@ -10,8 +10,8 @@ Samples (what the interval's noise comes from, column ``samples``):
   get no interval;
 * ``single`` — nothing to measure the noise with: no interval.
 
-The interval is :func:`tracehouse.analyses.stats.ratio_interval` (log-ratio residual
-bootstrap, 95 %), rescaled so that it brackets the reported ratio of mean times.  Status:
+The interval is :func:`tracehouse.analyses.stats.ratio_interval` (Student t on the log
+ratio, 95 %), rescaled so that it brackets the reported ratio of mean times.  Status:
 ``added`` / ``removed`` (no time on one side); ``slower`` when the ratio exceeds
 1 + ``threshold`` and, where there is an interval, its low end is above 1; ``faster``
 likewise below 1 / (1 + threshold); ``same`` otherwise.  Kernels are keyed by base name
@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, to_frame
-from tracehouse.analyses.stats import RATIO_METHOD, ratio_interval
+from tracehouse.analyses.stats import LEVEL, RATIO_METHOD, ratio_interval
 from tracehouse.analyses.steps import run_steps
 from tracehouse.core.errors import BadInput
 from tracehouse.ingest.kernel_names import rule_name
@@ -139,11 +139,12 @@ def _ids(run_ids: int | Sequence[int], side: str) -> list[int]:
 
 
 def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: str = "operator",
-         threshold: float = DEFAULT_THRESHOLD) -> pl.DataFrame:
+         threshold: float = DEFAULT_THRESHOLD, level: float = LEVEL) -> pl.DataFrame:
     """One row per key of either side (``(total)``: the run's whole time), largest first:
     ``a_ns, b_ns`` (mean over each side's runs), ``delta_ns``, ``ratio`` (B / A) with
     ``ratio_low, ratio_high``, ``a_share, b_share``, sample counts, ``samples`` (runs / steps
-    / single), ``status`` and ``method``.  ``a`` and ``b`` are a run id or several (repeats)."""
+    / single), ``status`` and ``method``.  ``a`` and ``b`` are a run id or several (repeats);
+    ``level`` is the intervals' confidence (``check`` widens it for the number of keys)."""
     if by not in DIFF_BY:
         raise BadInput(f"unknown diff key {by!r}; choose one of {', '.join(DIFF_BY)}")
     if not 0 <= threshold < 10:
@@ -158,7 +159,7 @@ def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: s
     joined = means["a"].join(means["b"], on="key", how="full", coalesce=True, suffix="_b").fill_null(0.0)
     totals = dict(joined.filter(pl.col("key") == TOTAL_KEY).select("ns", "ns_b").row(0, named=True)) \
         if joined.filter(pl.col("key") == TOTAL_KEY).height else {"ns": 0.0, "ns_b": 0.0}
-    rows = [_row(key, a_ns, b_ns, totals, a_samples, b_samples, unit, threshold)
+    rows = [_row(key, a_ns, b_ns, totals, a_samples, b_samples, unit, threshold, level)
             for key, a_ns, b_ns in joined.select("key", "ns", "ns_b").iter_rows()]
     frame = pl.DataFrame(rows, schema=DIFF_SCHEMA, orient="row")
     return frame.sort(pl.col("key") != TOTAL_KEY, pl.max_horizontal("a_ns", "b_ns"), "key",
@@ -166,13 +167,13 @@ def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: s
 
 
 def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples: pl.DataFrame,
-         b_samples: pl.DataFrame, unit: str, threshold: float) -> tuple:
+         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> tuple:
     sa = a_samples.filter(pl.col("key") == key)["ns"].to_list() if not a_samples.is_empty() else []
     sb = b_samples.filter(pl.col("key") == key)["ns"].to_list() if not b_samples.is_empty() else []
     ratio = b_ns / a_ns if a_ns > 0 else None
     low = high = None
     if ratio is not None and b_ns > 0 and sa and sb:
-        center, lo, hi = ratio_interval(sa, sb)
+        center, lo, hi = ratio_interval(sa, sb, level)
         if center and lo is not None and hi is not None:
             low, high = ratio * lo / center, ratio * hi / center  # bracket the ratio of means
     status = decide(ratio, low, a_ns, b_ns, high, threshold)
@@ -180,4 +181,8 @@ def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples
     return (key, a_ns, b_ns, b_ns - a_ns, ratio, low, high,
             a_ns / totals["ns"] if totals["ns"] else None, b_ns / totals["ns_b"] if totals["ns_b"] else None,
             len(sa), len(sb), unit if has_interval or unit == "single" else f"{unit} (none for this key)",
-            status, RATIO_METHOD if has_interval else "no interval: single value")
+            status, _method(level) if has_interval else "no interval: single value")
+
+
+def _method(level: float) -> str:
+    return RATIO_METHOD if level == LEVEL else RATIO_METHOD.replace("95%", f"{level:.2%}")

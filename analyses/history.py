@@ -6,11 +6,13 @@ filtered like ``sweep``), ordered by ingest time — or grouped by git commit in
 commit first appears (``order="commit"``: a commit's runs are its repeats).  The metric is
 ``total`` (end-to-end), or an operator's / attention type's ``time`` or ``share``.
 
-Change points: binary segmentation on the ordered points.  The split of a segment that
-maximises ``|mean(log after) − mean(log before)| · sqrt(n₁n₂ / (n₁ + n₂))`` is kept when the
-95 % interval of the after / before ratio (``analyses/stats.ratio_interval``) lies wholly
-beyond 1 ± ``threshold``; both halves are then searched again.  Segments hold at least
-``min_size`` points (a group of commit repeats is one point per run, never split inside).
+Change points: optimal partitioning of the log values (least squares within segments plus a
+BIC-style penalty 2σ² ln n per segment, σ from the median absolute difference of neighbours),
+then every cut is checked: the 95 % interval of the after / before ratio of its two
+neighbouring segments (``analyses/stats.ratio_interval``) must lie wholly beyond
+1 ± ``threshold``, else the weakest cut is merged away and the rest are judged again.
+Segments hold at least ``min_size`` points; by commit, cuts fall only where the commit
+changes (a commit's repeats are never split).
 """
 
 from __future__ import annotations
@@ -87,25 +89,54 @@ def _boundaries(series: pl.DataFrame, order: str) -> set[int]:
     return {i for i in range(1, len(commits)) if commits[i] != commits[i - 1]}
 
 
-def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: int,
-             lo: int = 0, hi: int | None = None) -> set[int]:
-    hi = len(values) if hi is None else hi
-    logs = np.log(np.clip(values[lo:hi], 1e-12, None))
-    best, best_score = None, 0.0
-    for cut in range(lo + min_size, hi - min_size + 1):
-        if cut not in allowed:
-            continue
-        n1, n2 = cut - lo, hi - cut
-        score = abs(logs[cut - lo:].mean() - logs[:cut - lo].mean()) * np.sqrt(n1 * n2 / (n1 + n2))
-        if score > best_score:
-            best, best_score = cut, score
-    if best is None:
-        return set()
-    _, low, high = ratio_interval(values[lo:best].tolist(), values[best:hi].tolist())
-    if low is None or high is None or not (low > 1 + threshold or high < 1 / (1 + threshold)):
-        return set()
-    return {best} | _segment(values, allowed, threshold, min_size, lo, best) | \
-        _segment(values, allowed, threshold, min_size, best, hi)
+def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: int) -> set[int]:
+    """Change points (module docstring): optimal partitioning of the log values, then each cut
+    kept only while the interval between its neighbouring segments supports it."""
+    cuts = _partition(np.log(np.clip(values, 1e-12, None)), allowed, min_size)
+    while cuts:
+        edges = [0, *cuts, len(values)]
+        weakest = None
+        for i, cut in enumerate(cuts):
+            _, low, high = ratio_interval(values[edges[i]:cut].tolist(), values[cut:edges[i + 2]].tolist())
+            if low is None or high is None or not (low > 1 + threshold or high < 1 / (1 + threshold)):
+                weakest = cut
+                break
+        if weakest is None:
+            break
+        cuts = [c for c in cuts if c != weakest]  # merge, and judge the merged segments again
+    return set(cuts)
+
+
+def _partition(logs: np.ndarray, allowed: set[int], min_size: int) -> list[int]:
+    """Cuts minimising Σ within-segment squared error + β per segment (β = 2σ² ln n, σ from
+    the median absolute first difference: robust to the shifts themselves)."""
+    n = len(logs)
+    if n < 2 * min_size:
+        return []
+    sigma = float(np.median(np.abs(np.diff(logs)))) / (0.6745 * np.sqrt(2)) or 1e-3
+    beta = 2 * sigma**2 * np.log(n)
+    csum, csq = np.concatenate([[0.0], np.cumsum(logs)]), np.concatenate([[0.0], np.cumsum(logs**2)])
+
+    def sse(a: int, b: int) -> float:
+        return float(csq[b] - csq[a] - (csum[b] - csum[a]) ** 2 / (b - a))
+
+    best, back = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=int)
+    best[0] = -beta
+    for end in range(min_size, n + 1):
+        for start in range(0, end - min_size + 1):
+            if (start and start not in allowed) or (start and start < min_size) or not np.isfinite(best[start]):
+                continue
+            if end < n and end not in allowed:
+                continue
+            cost = best[start] + sse(start, end) + beta
+            if cost < best[end]:
+                best[end], back[end] = cost, start
+    cuts, at = [], n
+    while at > 0:
+        at = int(back[at])
+        if at:
+            cuts.append(at)
+    return sorted(cuts)
 
 
 def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:

@@ -44,7 +44,7 @@ def _runs(session: Session, backends: tuple[str, str], experiment: str | None) -
 
 def speedups_over_repeats(session: Session, baseline: str = "baseline", other: str = "flash", *,
                           experiment: str | None = None, model: str | None = None,
-                          operator: str = "attention") -> pl.DataFrame:
+                          hardware: str | None = None, operator: str = "attention") -> pl.DataFrame:
     """One row per model × hardware × knobs × experiment with both backends: ``repeats`` (pairs),
     both sides' run ids, each of :data:`FIGURES` as median with ``_low`` / ``_high``, and
     ``exceeds_amdahl`` (module docstring)."""
@@ -57,10 +57,11 @@ def speedups_over_repeats(session: Session, baseline: str = "baseline", other: s
         other_ids = group.filter(pl.col("backend") == other)["run_id"].to_list()
         first = group.row(0, named=True)
         name, family = names.get(first["model_id"], (None, None))
-        if not base_ids or not other_ids or (model and name != model):
+        device = devices.get(first["hardware_id"])
+        if not base_ids or not other_ids or (model and name != model) or (hardware and hardware not in (device or "")):
             continue
         pairs = [compare_summary(session, b, o, operator).row(0, named=True) for b, o in zip(base_ids, other_ids)]
-        row = {"model": name, "family": family, "hardware": devices.get(first["hardware_id"]),
+        row = {"model": name, "family": family, "hardware": device,
                **{k: first[k] for k in PAIR_KNOBS}, "experiment": first["experiment"], "operator": operator,
                "repeats": len(pairs), "baseline_run_ids": base_ids[:len(pairs)], "other_run_ids": other_ids[:len(pairs)]}
         for figure in FIGURES:

@@ -64,10 +64,24 @@ def _register_comparisons(app: typer.Typer) -> None:
                  other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
                  model: Annotated[str | None, typer.Option(help="Only this model")] = None,
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+                 experiment: Annotated[str | None, typer.Option(
+                     help="Only this experiment's runs, repeats aggregated (median, 95% interval)")] = None,
+                 repeats: Annotated[bool, typer.Option(
+                     "--repeats", help="Aggregate every pair's repeats (median, 95% interval)")] = False,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
+        """Table II: end-to-end and attention speedup of every stored baseline / flash pair; with
+        --experiment or --repeats, medians over repeats with intervals."""
         from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
+        from tracehouse.analyses.repeats import speedups_over_repeats
 
+        if experiment or repeats:
+            show_frame(db, fmt, f"{other} vs {baseline} (Table II, over repeats)",
+                       lambda s: speedups_over_repeats(s, baseline, other, experiment=experiment, model=model,
+                                                       hardware=hardware),
+                       ("model", "hardware", *PAIR_KNOBS, "experiment", "repeats", "end_to_end_speedup",
+                        "end_to_end_speedup_low", "end_to_end_speedup_high", "operator_speedup",
+                        "operator_speedup_low", "operator_speedup_high", "amdahl_speedup", "exceeds_amdahl", "method"))
+            return
         # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),

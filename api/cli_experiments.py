@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     _register_diff(app)
     _register_baselines(baseline_app)
     _register_check(app)
+    _register_history(app)
 
 
 def _register_diff(app: typer.Typer) -> None:
@@ -92,7 +93,7 @@ def _register_check(app: typer.Typer) -> None:
               baseline: Annotated[str, typer.Option(help="Baseline name (`tracehouse baseline set`)")],
               by: Annotated[str, typer.Option(help="operator | attention_type | kernel | component")] = "operator",
               threshold: ThresholdOption = "5%",
-              min_share: Annotated[float, typer.Option(help="Ignore keys below this share of the time")] = 0.01,
+              min_share: Annotated[float, typer.Option(help="Ignore keys below this share of the time")] = 0.05,
               fmt: FormatOption = "table", db: DbOption = None) -> None:
         """CI gate: exit 0 when nothing regressed beyond the threshold with statistical support
         (the 95% interval of new/baseline above 1 + threshold), 1 when something did."""
@@ -117,3 +118,46 @@ def _register_check(app: typer.Typer) -> None:
                        f"ok: nothing regressed beyond {thr:.1%} with statistical support", err=True)
         if lines:
             raise typer.Exit(1)
+
+
+def _register_history(app: typer.Typer) -> None:
+    @app.command()
+    def history(model: str,
+                key: Annotated[str, typer.Option(help="total, or an operator / attention type")] = "total",
+                metric: Annotated[str, typer.Option(help="time | share")] = "time",
+                by: Annotated[str, typer.Option(help="operator | attention_type (what --key names)")] = "operator",
+                order: Annotated[str, typer.Option(help="date | commit")] = "date",
+                threshold: ThresholdOption = "5%",
+                filters: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")] = None,
+                fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """One metric over runs alike in model, knobs and hardware, with change points and the run
+        (and commit) where each began."""
+        from tracehouse.analyses import history as q
+        from tracehouse.analyses.params import fraction, typed_filters
+
+        where, thr = typed_filters(filters or [], "--filter"), fraction(threshold)
+        show_frame(db, fmt, f"{model} {key} {metric} history", lambda s: q.history(
+            s, model, key, metric, by=by, order=order, threshold=thr, **where))
+
+    @app.command()
+    def matrix(metric: Annotated[str, typer.Option(help="time | share")] = "share",
+               by: Annotated[str, typer.Option(help="operator | attention_type")] = "operator",
+               model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+               experiment: Annotated[str | None, typer.Option(help="Only this experiment")] = None,
+               backend: Annotated[str | None, typer.Option(help="Attention backend")] = None,
+               hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+               fmt: FormatOption = "table", db: DbOption = None) -> None:
+        """Runs x operators (time or share): the table behind a heatmap.  JSON and CSV are long form
+        (one row per cell); a terminal gets one row per run."""
+        from tracehouse.analyses.history import matrix as q
+
+        filters = {"model": model, "experiment": experiment, "attention_backend": backend, "hardware": hardware}
+
+        def query(s):  # type: ignore[no-untyped-def]
+            cells = q(s, metric, by, **{k: v for k, v in filters.items() if v})
+            if fmt != "table" or cells.is_empty():
+                return cells
+            return cells.pivot(on="key", index=["run_id", "model", "attention_backend", "experiment"],
+                               values="value", sort_columns=True)
+
+        show_frame(db, fmt, f"runs x {by} ({metric})", query)

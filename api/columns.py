@@ -341,6 +341,18 @@ _KERNEL_ROW_MEANINGS = {
 
 _DIFF = ("key", "a_ns", "b_ns", "delta_ns", "ratio", "ratio_low", "ratio_high", "a_share", "b_share", "a_samples",
          "b_samples", "samples", "status", "method")
+_HISTORY_MEANINGS = {
+    "position": _c("integer", "", "Place in the series (by date, or by commit)"),
+    "key": _c("string", "", "What is tracked: total, an operator or an attention type"),
+    "value": _c("number", "", "Time (ns) or share, as asked"),
+    "segment": _c("integer", "", "Segment between change points, from 0"),
+    "change_point": _c("boolean", "", "A new segment begins at this run"),
+    "segment_median": _c("number", "", "Median value of the run's segment"),
+    "change_ratio": _c("number", "ratio", "This segment over the previous one (change points only)"),
+    "change_low": _c("number", "ratio", "Low end of its 95% interval"),
+    "change_high": _c("number", "ratio", "High end of its 95% interval"),
+    "created_at": _c("date-time", "", "When the run was ingested (UTC)"),
+}
 _DIFF_MEANINGS = {"delta_ns": _c("number", "ns", "b_ns - a_ns")}
 
 # Keyed by the route's path as the OpenAPI document spells it (GET routes).
@@ -369,8 +381,20 @@ TABLES: dict[str, Table] = {
     "/v1/compare": Table((), tuple(dict.fromkeys((
         "operator", "baseline_count", "other_count", "baseline_ns", "other_ns", "speedup", "baseline_share",
         "other_normalized", "delta_ns", *_SUMMARY)))),
+    # Per latest pair, or (experiment / repeats) per pair group over repeats.
     "/v1/speedups": Table(("model", "family", "hardware", "scale", "batch", "dtype", "image_size", "frames",
-                           "denoising_steps", "decode_tokens", "text_length", "device_kind", *_SUMMARY)),
+                           "denoising_steps", "decode_tokens", "text_length", "device_kind"),
+                          (*_SUMMARY, "experiment", "repeats", "baseline_run_ids", "other_run_ids",
+                           *(f"{f}_{end}" for f in ("end_to_end_speedup", "operator_speedup", "amdahl_speedup",
+                                                    "operator_share") for end in ("low", "high")), "method"),
+                          overrides={"baseline_run_ids": _c("integer[]", "", "Baseline runs, repeat by repeat"),
+                                     "other_run_ids": _c("integer[]", "", "Optimised runs, repeat by repeat"),
+                                     "repeats": _c("integer", "count", "Repeat pairs behind the medians"),
+                                     "method": _c("string", "", "median + percentile bootstrap 95%, or single run"),
+                                     **{f"{f}_{end}": _c("number", "fraction" if f == "operator_share" else "ratio",
+                                                         f"{end.capitalize()} end of {f}'s 95% interval")
+                                        for f in ("end_to_end_speedup", "operator_speedup", "amdahl_speedup",
+                                                  "operator_share") for end in ("low", "high")}}),
     "/v1/runs/{run_id}/attention-calls": Table(("call", "first_seq", "last_seq", "kernel_count", "start_ns",
                                                 "end_ns", "dur_ns", "attention_type", "seq_q", "seq_kv", "batch",
                                                 "heads", "head_dim", "component", "step")),
@@ -424,6 +448,12 @@ TABLES: dict[str, Table] = {
                    "share": _c("number", "fraction", "Share of the run's time (breakdown: of the step's)")}),
     "/v1/diff": Table(_DIFF, overrides=_DIFF_MEANINGS),
     "/v1/check": Table((*_DIFF, "regressed", "threshold", "baseline"), overrides=_DIFF_MEANINGS),
+    "/v1/history": Table(("position", "run_id", "git_commit", "version", "created_at", "key", "value", "segment",
+                          "change_point", "segment_median", "change_ratio", "change_low", "change_high"),
+                         overrides=_HISTORY_MEANINGS),
+    "/v1/matrix": Table(("run_id", "model", "attention_backend", "experiment", "key", "value"),
+                        overrides={"value": _c("number", "", "The key's time (ns) or share of the run, as asked"),
+                                   "key": _c("string", "", "Operator or attention type")}),
     "/v1/baselines": Table(("baseline", "run_ids", "run_count", "note", "created_at"),
                            overrides={"run_ids": _c("integer[]", "", "The baseline's runs (repeats)"),
                                       "run_count": _c("integer", "count", "Runs in the baseline"),

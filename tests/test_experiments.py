@@ -6,23 +6,26 @@ leave unchanged repeats alone; CLI, REST and Python must give the same tables.""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import polars as pl
 import pytest
 
-from tests.conftest import DATA, Database
+from tests.conftest import BACKENDS, DATA, Database
 from tests.trace_warp import op_jitter, warp_trace
 from tracehouse.analyses.check import check, list_baselines
 from tracehouse.analyses.diff import TOTAL_KEY, diff
+from tracehouse.analyses.history import history, matrix
 from tracehouse.analyses.runs import list_runs
 from tracehouse.analyses.steps import run_steps, steps_summary
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.ingest.baselines import delete_baseline, set_baseline
-from tracehouse.ingest.meta import RunMeta
+from tracehouse.ingest.meta import RunMeta, manifest_path_for
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 
@@ -36,20 +39,26 @@ def _repeats(db: Database, tmp: Path, seeds: range, slow: float = 1.0, experimen
     for seed in seeds:
         copy = warp_trace(SOURCE, tmp / f"sd_{seed}_{slow}.json.gz",
                           op_jitter(seed, NOISE, "attention", slow), f"{seed}-{slow}")
+        shutil.copy(manifest_path_for(SOURCE), manifest_path_for(copy))  # the knobs (steps, image size)
         meta = RunMeta(model="stable-diffusion", attention_backend="baseline", experiment=experiment,
                        git_commit=f"c{seed:03d}")
         ids.append(ingest_file(db.engine, copy, meta, raw_dir=tmp / "raw").run_id)
     return ids
 
 
-@pytest.fixture
-def store(db: Database, tmp_path: Path) -> tuple[Database, list[int], list[int], list[int]]:
-    base = _repeats(db, tmp_path, range(1, 4))
-    slowed = _repeats(db, tmp_path, range(4, 6), SLOW_FACTOR, "slowed")
-    same = _repeats(db, tmp_path, range(6, 8))
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory) -> Iterator[tuple[Database, list[int], list[int], list[int]]]:  # type: ignore[no-untyped-def]
+    """One store per backend for the module (ingesting seven traces is the slow part): three
+    baseline repeats (baseline ``main``), two with attention ×2, two more unchanged."""
+    tmp = tmp_path_factory.mktemp(f"exp-{request.param}")
+    db = Database(request.param, tmp).migrate()
+    base = _repeats(db, tmp, range(1, 4))
+    slowed = _repeats(db, tmp, range(4, 6), SLOW_FACTOR, "slowed")
+    same = _repeats(db, tmp, range(6, 8))
     with session_scope(db.engine) as s:
         set_baseline(s, "main", base, "three repeats")
-    return db, base, slowed, same
+    yield db, base, slowed, same
+    db.drop()
 
 
 def test_slowed_attention_is_flagged_with_the_factor_inside_its_interval(store) -> None:  # type: ignore[no-untyped-def]
@@ -73,6 +82,31 @@ def test_unchanged_repeats_raise_no_alarm(store) -> None:  # type: ignore[no-unt
     assert "slower" not in statuses and "added" not in statuses and "removed" not in statuses
 
 
+def test_history_finds_the_change_at_the_known_commit(store) -> None:  # type: ignore[no-untyped-def]
+    db, base, slowed, same = store
+    with session_scope(db.engine) as s:
+        series = history(s, "stable-diffusion", "attention", "time", order="commit")
+        flat = history(s, "stable-diffusion", "linear", "time", order="commit")
+    assert series["run_id"].to_list() == [*base, *slowed, *same]
+    changes = series.filter(pl.col("change_point"))
+    # Attention got slower at commit c004 and back at c006; linear never changed.
+    assert changes["git_commit"].to_list() == ["c004", "c006"]
+    up = changes.row(0, named=True)
+    assert up["change_low"] <= SLOW_FACTOR <= up["change_high"]
+    assert not flat["change_point"].any()
+
+
+def test_matrix_is_every_run_by_every_operator(store) -> None:  # type: ignore[no-untyped-def]
+    db, base, slowed, same = store
+    with session_scope(db.engine) as s:
+        cells = matrix(s, "share", experiment="slowed")
+        times = matrix(s, "time", model="stable-diffusion")
+    assert sorted(set(cells["run_id"])) == slowed
+    per_run = cells.group_by("run_id").agg(pl.col("value").sum())
+    assert all(abs(v - 1.0) < 1e-9 for v in per_run["value"])  # shares of every operator add up
+    assert times.height == len([*base, *slowed, *same]) * times["key"].n_unique()
+
+
 def test_runs_carry_experiment_and_commit(store) -> None:  # type: ignore[no-untyped-def]
     db, base, slowed, _ = store
     with session_scope(db.engine) as s:
@@ -84,21 +118,23 @@ def test_runs_carry_experiment_and_commit(store) -> None:  # type: ignore[no-unt
 def test_baselines_set_list_replace_delete(store) -> None:  # type: ignore[no-untyped-def]
     db, base, slowed, _ = store
     with session_scope(db.engine) as s:
-        set_baseline(s, "main", slowed[:1])
-        listed = list_baselines(s).to_dicts()
-        assert [(b["baseline"], b["run_ids"]) for b in listed] == [("main", slowed[:1])]
+        set_baseline(s, "scratch", base)
+        set_baseline(s, "scratch", slowed[:1])  # replaces
+        listed = {b["baseline"]: b["run_ids"] for b in list_baselines(s).to_dicts()}
+        assert listed["scratch"] == slowed[:1] and listed["main"] == base
         with pytest.raises(NotFound):
             set_baseline(s, "other", [999_999])
         with pytest.raises(BadInput):
             set_baseline(s, " ", base)
-        delete_baseline(s, "main")
-        assert list_baselines(s).is_empty()
+        delete_baseline(s, "scratch")
+        assert "scratch" not in set(list_baselines(s)["baseline"])
         with pytest.raises(NotFound):
-            check(s, slowed, "main")
+            check(s, slowed, "scratch")
 
 
-def test_steps_of_a_diffusion_run(db: Database, raw_dir: Path) -> None:
-    run_id = ingest_file(db.engine, SOURCE, None, raw_dir=raw_dir).run_id
+def test_steps_of_a_diffusion_run(store) -> None:  # type: ignore[no-untyped-def]
+    db, base, _, _ = store
+    run_id = base[0]
     with session_scope(db.engine) as s:
         steps = run_steps(s, run_id)
         summary = steps_summary(s, run_id)
@@ -144,5 +180,7 @@ def test_cli_rest_and_python_agree(store, tmp_path: Path) -> None:  # type: igno
         assert put.status_code == 200, put.text
         listed = httpx.get(f"{srv.url}/v1/baselines", headers=read).json()
         assert {b["baseline"]: b["run_ids"] for b in listed} == {"main": base, "next": same}
+        gone = httpx.delete(f"{srv.url}/v1/baselines/next", headers=srv.token("write"))
+        assert gone.status_code == 204
     finally:
         srv.stop()

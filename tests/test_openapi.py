@@ -40,7 +40,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/runs/{run_id}/normalized": [{"reference": flash, "by": by} for by in ("operator", "seq_len", "component",
                                                                                           "kernel")],
         "/v1/compare": [{"baseline": sd, "other": flash}, {"baseline": sd, "other": flash, "summary": True}],
-        "/v1/speedups": [{}],
+        "/v1/speedups": [{}, {"repeats": True}],
         "/v1/runs/{run_id}/attention-calls": [{}],
         "/v1/runs/{run_id}/seq-len-histogram": [{}, {"weight": "time", "key": "seq_kv"}],
         "/v1/runs/{run_id}/period": [{}],
@@ -66,6 +66,8 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/diff": [{"a": sd, "b": flash}],
         "/v1/check": [{"run": flash, "baseline": "openapi"}],
         "/v1/baselines": [{}],
+        "/v1/history": [{"model": "stable-diffusion", "key": "attention", "order": "commit"}],
+        "/v1/matrix": [{"metric": "time"}],
     }
 
 

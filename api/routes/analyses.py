@@ -11,6 +11,7 @@ from tracehouse.analyses import (
     attention, compare, counters, explain, hardware, launches, memory_model, roofline, sequence, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
+from tracehouse.analyses.repeats import speedups_over_repeats
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import TableQuery
 from tracehouse.ingest.user_rules import name_rules_for
@@ -36,9 +37,17 @@ def speedups(session: SessionDep, _: ReadToken, table: TableQuery,
              baseline: Annotated[str, Query(description="Backend of the reference runs")] = "baseline",
              other: Annotated[str, Query(description="Backend of the optimised runs")] = "flash",
              model: str | None = None,
-             hardware: Annotated[str | None, Query(description="Substring of the device name")] = None) -> Response:
+             hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
+             experiment: Annotated[str | None, Query(description="Only this experiment; repeats aggregated")] = None,
+             repeats: Annotated[bool, Query(description="Aggregate repeats: median and 95% interval")] = False,
+             ) -> Response:
     """Runs alike in everything but the attention backend are paired (the latest of each);
-    per pair, the measured end-to-end speedup next to the attention speedup and Amdahl's law."""
+    per pair, the measured end-to-end speedup next to the attention speedup and Amdahl's law.
+    With ``experiment`` or ``repeats``: every repeat pair, each figure a median with its 95%
+    interval (``analyses/repeats``)."""
+    if experiment or repeats:
+        return table.respond(speedups_over_repeats(session, baseline, other, experiment=experiment, model=model,
+                                                   hardware=hardware))
     return table.respond(compare.backend_speedups(session, baseline, other, model=model, hardware=hardware))
 
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracehouse.analyses import check as checks
 from tracehouse.analyses import diff as diffs
+from tracehouse.analyses import history as histories
 from tracehouse.analyses import steps as step_views
-from tracehouse.analyses.params import fraction
+from tracehouse.analyses.params import fraction, typed_filters
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
 from tracehouse.ingest.baselines import delete_baseline, set_baseline
@@ -40,7 +41,7 @@ def diff_runs(session: SessionDep, _: ReadToken, table: TableQuery,
               a: Annotated[list[int], Query(description="Run A (repeat the parameter for repeats)")],
               b: Annotated[list[int], Query(description="Run B (repeat the parameter for repeats)")],
               by: DiffBy = "operator", threshold: Threshold = "5%") -> Response:
-    """One row per key: time in A and B, delta, ratio B/A with its 95% interval (bootstrap over
+    """One row per key: time in A and B, delta, ratio B/A with its 95% interval (t interval over
     repeats, or steps), shares, and status added / removed / slower / faster / same."""
     return table.respond(diffs.diff(session, a, b, by, fraction(threshold)))
 
@@ -50,7 +51,7 @@ def check_runs(session: SessionDep, _: ReadToken, table: TableQuery,
                run: Annotated[list[int], Query(description="New run (repeat the parameter for repeats)")],
                baseline: Annotated[str, Query(description="Baseline name")],
                by: DiffBy = "operator", threshold: Threshold = "5%",
-               min_share: Annotated[float, Query(ge=0, le=1, description="Ignore keys below this share")] = 0.01,
+               min_share: Annotated[float, Query(ge=0, le=1, description="Ignore keys below this share")] = 0.05,
                ) -> Response:
     """The diff of the baseline's runs against ``run`` with ``regressed``: the whole 95% interval
     of the ratio lies above 1 + threshold; regressions first."""
@@ -78,3 +79,29 @@ def put_baseline(name: str, body: BaselineIn, session: SessionDep, _: WriteToken
 def remove_baseline(name: str, session: SessionDep, _: WriteToken) -> Response:
     delete_baseline(session, name)
     return Response(status_code=204)
+
+
+@router.get("/history", summary="One metric over alike runs, with change points")
+def run_history(session: SessionDep, _: ReadToken, table: TableQuery,
+                model: Annotated[str, Query(examples=["stable-diffusion"])],
+                key: Annotated[str, Query(description="total, or an operator / attention type")] = "total",
+                metric: Literal["time", "share"] = "time", by: Literal["operator", "attention_type"] = "operator",
+                order: Literal["date", "commit"] = "date", threshold: Threshold = "5%",
+                filter: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+                ) -> Response:
+    """Runs of ``model`` alike in the filtered knobs, ordered by ingest time or by commit; each
+    run's value, its segment between change points, and where each change began with the ratio
+    to the previous segment and its 95% interval."""
+    filters = typed_filters(filter, "query parameter 'filter'")
+    return table.respond(histories.history(session, model, key, metric, by=by, order=order,
+                                           threshold=fraction(threshold), **filters))
+
+
+@router.get("/matrix", summary="Runs x operators (time or share): a heatmap's table, long form")
+def run_matrix(session: SessionDep, _: ReadToken, table: TableQuery,
+               metric: Literal["time", "share"] = "share", by: Literal["operator", "attention_type"] = "operator",
+               model: str | None = None, experiment: str | None = None, attention_backend: str | None = None,
+               hardware: Annotated[str | None, Query(description="Substring of the device name")] = None) -> Response:
+    filters = {"model": model, "experiment": experiment, "attention_backend": attention_backend,
+               "hardware": hardware}
+    return table.respond(histories.matrix(session, metric, by, **{k: v for k, v in filters.items() if v}))
