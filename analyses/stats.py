@@ -53,7 +53,8 @@ def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL
     interval (module docstring); ``(None, None, None)`` when a side is empty."""
     if len(a) == 0 or len(b) == 0:
         return None, None, None
-    la, lb = _positive_logs(a), _positive_logs(b)
+    # Sorted: sums in one order, so every interface gets the same last bits.
+    la, lb = np.sort(_positive_logs(a)), np.sort(_positive_logs(b))
     observed = float(lb.mean() - la.mean())
     df = len(la) + len(lb) - 2
     if df < 1:

@@ -184,3 +184,34 @@ def test_cli_rest_and_python_agree(store, tmp_path: Path) -> None:  # type: igno
         assert gone.status_code == 204
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_collect_repeats_carry_experiment_and_split_into_prefill_and_decode(tmp_path: Path) -> None:
+    """A real tiny LLaMA, collected twice as one experiment and ingested: both runs carry the
+    experiment, the commit and version given, their repeat number; each splits into one
+    prefill stage and as many decode steps as tokens were generated."""
+    pytest.importorskip("torch")
+    url = f"sqlite:///{tmp_path / 'th.sqlite3'}"
+    done = _cli("collect", "--model", "llama", "--device", "cpu", "--decode-tokens", "5", "--repeat", "2",
+                "--experiment", "llama-r2", "--commit", "abc1234", "--code-version", "v0.1-test",
+                "--out", str(tmp_path / "traces"), "--ingest", "--db", url)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "traces").glob("*.json.gz")) == [
+        "llama_tiny_cpu_baseline_dec5_r1.json.gz", "llama_tiny_cpu_baseline_dec5_r2.json.gz"]
+    from tracehouse.analyses.runs import run_tags
+    from tracehouse.schema.db import make_engine
+
+    engine = make_engine(url)
+    with session_scope(engine) as s:
+        runs = list_runs(s, experiment="llama-r2")
+        assert runs.height == 2
+        assert set(runs["git_commit"]) == {"abc1234"} and set(runs["version"]) == {"v0.1-test"}
+        assert [run_tags(s, r)["repeat"] for r in runs["run_id"]] == ["1", "2"]
+        for run_id in runs["run_id"]:
+            steps = run_steps(s, run_id)
+            assert steps.filter(pl.col("phase") == "prefill")["kind"].to_list() == ["stage"]
+            decode = steps.filter(pl.col("phase") == "decode")
+            assert decode["step"].to_list() == list(range(5))  # one step per generated token
+            summary = steps_summary(s, run_id).filter(pl.col("phase") == "decode").row(0, named=True)
+            assert summary["throughput_unit"] == "tokens/s" and summary["throughput"] > 0
