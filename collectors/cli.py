@@ -81,8 +81,8 @@ def collect(
         "(the rest still runs, unprofiled): bounds long autoregressive decodes")] = None,
     upload: Annotated[str | None, typer.Option(help="Upload each trace to this tracehouse service URL")] = None,
     token: Annotated[str | None, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token for --upload")] = None,
-    repeat: Annotated[int, typer.Option(min=1, help="Profile every grid point N times (repeats: files "
-                                        "_r1.._rN, tag repeat=i); statistics take the spread of repeats")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="Profile the whole grid N times over, pass by pass "
+                                        "(files _r1.._rN, tag repeat=i); statistics take the spread of repeats")] = 1,
     experiment: Annotated[str | None, typer.Option(help="Experiment name every run of this call carries")] = None,
     commit: Annotated[str | None, typer.Option(
         help="Git commit of the code under test (default: HEAD of the checkout collect runs in)")] = None,
@@ -204,8 +204,10 @@ def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profile
                   TimeElapsedColumn(), console=Console(stderr=True), transient=False,
                   disable=len(plan) < 2) as progress:
         task = progress.add_task("collect", total=len(plan) * repeat)
-        # Repeats of one grid point run back to back: their files end _r1.._rN.
-        for (model_name, backend, dt, knobs), rep in itertools.product(plan, range(1, repeat + 1)):
+        # Repeats run as whole passes over the grid (files end _r1.._rN), not back to back per
+        # point: a machine whose load drifts then spreads the drift over every point instead of
+        # bending a sweep (measured: back-to-back repeats of a sweep fitted a negative exponent).
+        for rep, (model_name, backend, dt, knobs) in itertools.product(range(1, repeat + 1), plan):
             progress.update(task, description=f"{model_name} {scale} {backend}" + (f" #{rep}" if repeat > 1 else ""))
             meta = {**(extra or {}), **({"tags": {"repeat": str(rep)}} if repeat > 1 else {})}
             res = collect_one(model_name, scale, backend, knobs=knobs, device=device, dtype=dt, out=out,
