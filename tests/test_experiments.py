@@ -5,7 +5,9 @@ leave unchanged repeats alone; CLI, REST and Python must give the same tables.""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import httpx
 import polars as pl
 import pytest
 
-from tests.conftest import BACKENDS, DATA, Database
+from tests.conftest import BACKENDS, DATA, KINETO_DIR, Database, require_shared
 from tests.trace_warp import op_jitter, warp_trace
 from tracehouse.analyses.check import check, list_baselines
 from tracehouse.analyses.diff import TOTAL_KEY, diff
@@ -215,3 +217,16 @@ def test_collect_repeats_carry_experiment_and_split_into_prefill_and_decode(tmp_
             assert decode["step"].to_list() == list(range(5))  # one step per generated token
             summary = steps_summary(s, run_id).filter(pl.col("phase") == "decode").row(0, named=True)
             assert summary["throughput_unit"] == "tokens/s" and summary["throughput"] > 0
+
+
+def test_profiler_steps_of_a_training_trace(db: Database, raw_dir: Path) -> None:
+    """A real A100 training trace: one step per ``ProfilerStep#N`` range the trace holds."""
+    require_shared()
+    trace = KINETO_DIR / "a100_rank3_of8_training.json.gz"
+    numbers = sorted({int(m) for m in re.findall(rb'"ProfilerStep#(\d+)"', gzip.open(trace).read())})
+    run_id = ingest_file(db.engine, trace, None, raw_dir=raw_dir).run_id
+    with session_scope(db.engine) as s:
+        steps = run_steps(s, run_id)
+        summary = steps_summary(s, run_id)
+    assert steps["step"].to_list() == numbers and set(steps["phase"]) == {"step"}
+    assert summary["steps"].to_list() == [len(numbers)] and summary["throughput_unit"][0] == "steps/s"
