@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.stats import LEVEL, RATIO_METHOD, ratio_interval
 from tracehouse.analyses.steps import run_steps
-from tracehouse.core.errors import BadInput
+from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.ingest.kernel_names import rule_name
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol
 
@@ -37,6 +37,7 @@ DIFF_BY = ("operator", "attention_type", "kernel", "component")
 TOTAL_KEY = "(total)"
 NO_KEY = "(none)"
 DEFAULT_THRESHOLD = 0.05
+MAX_RUN_ID = 2**31 - 1  # run.id is a 32-bit INTEGER on PostgreSQL
 
 DIFF_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String, "a_ns": pl.Float64, "b_ns": pl.Float64, "delta_ns": pl.Float64, "ratio": pl.Float64,
@@ -135,6 +136,9 @@ def _ids(run_ids: int | Sequence[int], side: str) -> list[int]:
     ids = [run_ids] if isinstance(run_ids, int) else list(dict.fromkeys(run_ids))
     if not ids:
         raise BadInput(f"side {side} names no run")
+    for run_id in ids:  # an id no row can have, before the database must bind it
+        if not 1 <= run_id <= MAX_RUN_ID:
+            raise NotFound(f"run {run_id} does not exist")
     return ids
 
 

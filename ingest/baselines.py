@@ -23,7 +23,7 @@ def set_baseline(session: Session, name: str, run_ids: Sequence[int], note: str 
     ids = list(dict.fromkeys(int(r) for r in run_ids))
     if not ids:
         raise BadInput(f"baseline {name!r}: name at least one run")
-    found = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
+    found = set(session.scalars(select(Run.id).where(Run.id.in_([r for r in ids if 1 <= r < 2**31]))))
     missing = [r for r in ids if r not in found]
     if missing:
         raise NotFound(f"run {', '.join(map(str, missing))} does not exist")
