@@ -21,13 +21,15 @@ RUN_SCHEMA: FrameSchema = {
     "device_kind": pl.String, "rank": pl.Int64, "activity_count": pl.Int64, "total_ns": pl.Int64,
     "span_ns": pl.Int64, "source": pl.String, "format": pl.String,
     "created_at": pl.Datetime(time_zone="UTC"), "other_ns": pl.Int64, "graph_ns": pl.Int64,
+    "experiment": pl.String, "git_commit": pl.String, "version": pl.String,
 }
 
 
 def list_runs(session: Session, *, model: str | None = None, family: str | None = None,
               hardware: str | None = None, attention_backend: str | None = None,
               tags: dict[str, str] | None = None, since: datetime | None = None,
-              until: datetime | None = None, run_id: int | None = None) -> pl.DataFrame:
+              until: datetime | None = None, run_id: int | None = None,
+              experiment: str | None = None) -> pl.DataFrame:
     """All runs matching the filters, one row each (``hardware`` matches a substring of the
     device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC).
 
@@ -43,7 +45,8 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
-                   Trace.original_name, Trace.format, Run.created_at, Run.other_ns, Run.graph_ns)
+                   Trace.original_name, Trace.format, Run.created_at, Run.other_ns, Run.graph_ns,
+                   Run.experiment, Run.git_commit, Run.version)
             .outerjoin(Model, Model.id == Run.model_id)
             .outerjoin(Hardware, Hardware.id == Run.hardware_id)
             .outerjoin(first_trace, first_trace.c.run_id == Run.id)
@@ -59,6 +62,8 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
         stmt = stmt.where(Hardware.name.contains(hardware))
     if attention_backend:
         stmt = stmt.where(Run.attention_backend == attention_backend)
+    if experiment:
+        stmt = stmt.where(Run.experiment == experiment)
     if since:
         stmt = stmt.where(Run.created_at >= _utc(since))
     if until:

@@ -1,87 +1,121 @@
-"""Step times of a run, and runs that are ranks of one distributed job.
+"""A run cut into steps: ``ProfilerStep#N`` of a training loop, the collectors' denoising and
+decode steps (``th|comp=unet|step=3``), and the stages run once (prefill, text encoder, VAE).
 
-A step is what ingest recorded in ``kernel.step``: the enclosing ``ProfilerStep#N`` or the
-collector's step annotation (a denoising step).  Its time is its first kernel's start to its
-last kernel's end on the device: device wall time, so concurrent streams count once.
-
-Ranks of one job: runs with a ``job`` tag are grouped by it; runs without one by what a job's
-ranks share (model, hardware, world size and the run knobs), with ``world_size`` > 1 and a
-``rank``.  Per rank: step count, median step time, exposed communication (communication not
-under compute, from :func:`utilization.temporal_breakdown`) and whether it is a straggler: its
-median step ≥ ``straggler_factor`` × the job's median of rank medians.
+A step is every kernel with one ``(component, step)``: its time is their summed duration (the
+run's kind of time: GPU busy, or top-level host ops on CPU).  ``phase`` is the component
+(``decode``, ``unet`` ...; ``step`` for ProfilerStep traces, which name none).  Warm-up: the
+leading steps of a phase that took more than :data:`WARMUP_FACTOR` × the median of the
+phase's later steps (at most half the steps, phases of three steps or more); they are
+reported and left out of steady-state figures.
 """
 
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, ratio, to_frame
-from tracehouse.analyses.utilization import temporal_breakdown
-from tracehouse.schema.models import Kernel, Run, RunTag
+from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.stats import MEDIAN_METHOD, median_interval
+from tracehouse.schema.models import Kernel
 
-STEP_SCHEMA = {"step": pl.Int64, "kernels": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
-               "step_ns": pl.Int64, "vs_median": pl.Float64}
-JOB_KNOBS = ("model_id", "hardware_id", "world_size", "attention_backend", "scale", "batch", "dtype",
-             "image_size", "frames", "denoising_steps", "decode_tokens", "text_length")
-STRAGGLER_FACTOR = 1.05
+WARMUP_FACTOR = 1.5
+NO_COMPONENT = "step"  # ProfilerStep#N traces name no component
+# Phases whose steps each produce ``batch`` tokens (one decode step = one token per sequence).
+TOKEN_PHASES = frozenset({"decode"})
+
+STEP_SCHEMA: dict[str, pl.DataType] = {
+    "phase": pl.String, "step": pl.Int64, "kind": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64,
+    "start_ns": pl.Int64, "end_ns": pl.Int64, "share": pl.Float64, "warmup": pl.Boolean,
+}
 
 
-def step_times(session: Session, run_id: int) -> pl.DataFrame:
-    """One row per step, in order: ``step, kernels, start_ns, end_ns, step_ns`` and
-    ``vs_median`` (step_ns / the run's median step)."""
+def run_steps(session: Session, run_id: int) -> pl.DataFrame:
+    """One row per step or once-run stage, in execution order: ``phase, step`` (null for a
+    stage), ``kind`` (``step`` / ``stage``), ``kernel_count, total_ns, start_ns, end_ns,
+    share`` (of the run's time) and ``warmup``.  Kernels in no phase and no step are left out."""
+    run = get_run(session, run_id)
+    stmt = (select(Kernel.component, Kernel.step, func.count(), func.sum(Kernel.dur_ns), func.min(Kernel.start_ns),
+                   func.max(Kernel.start_ns + Kernel.dur_ns))
+            .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
+            .group_by(Kernel.component, Kernel.step))
+    raw = to_frame(session, stmt, {"phase": pl.String, "step": pl.Int64, "kernel_count": pl.Int64,
+                                   "total_ns": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64})
+    frame = raw.with_columns(pl.col("phase").fill_null(NO_COMPONENT),
+                             kind=pl.when(pl.col("step").is_null()).then(pl.lit("stage")).otherwise(pl.lit("step")),
+                             share=pl.col("total_ns") / (run.total_ns or 1)).sort("start_ns")
+    flags = [flag for part in frame.partition_by("phase", maintain_order=True) for flag in _warmup_flags(part)]
+    warm = pl.DataFrame(flags, schema={"phase": pl.String, "step": pl.Int64, "warmup": pl.Boolean}, orient="row")
+    out = frame.join(warm, on=["phase", "step"], how="left", nulls_equal=True)
+    return out.with_columns(pl.col("warmup").fill_null(False)).select(list(STEP_SCHEMA)).sort("start_ns")
+
+
+def _warmup_flags(part: pl.DataFrame) -> list[tuple[str, int | None, bool]]:
+    """``(phase, step, warmup)`` for one phase's rows (in execution order)."""
+    steps = part.filter(pl.col("kind") == "step")
+    times = steps["total_ns"].to_list()
+    flags = [False] * len(times)
+    if len(times) >= 3:
+        for i in range(len(times) // 2):
+            rest = sorted(times[i + 1:])
+            if times[i] > WARMUP_FACTOR * rest[len(rest) // 2]:
+                flags[i] = True
+            else:
+                break
+    return [(p, s, f) for p, s, f in zip(steps["phase"], steps["step"], flags)]
+
+
+def step_breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
+    """Long form: ``phase, step, <by>, kernel_count, total_ns, share`` (of the step's time)
+    for every step and stage; ``by`` is ``operator``, ``attention_type`` or ``component``."""
+    if by not in ("operator", "attention_type"):
+        from tracehouse.core.errors import BadInput
+
+        raise BadInput(f"unknown step breakdown {by!r}; choose operator or attention_type")
     get_run(session, run_id)
-    k = Kernel
-    rows = to_frame(session, select(k.step, k.start_ns, k.dur_ns).where(k.run_id == run_id, k.step.is_not(None)),
-                    {"step": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64})
-    steps = (rows.group_by("step")
-             .agg(kernels=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
-                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max())
-             .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns")).sort("step"))
-    steps = steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median()))
-    return steps.cast(STEP_SCHEMA)  # type: ignore[arg-type]
+    key = getattr(Kernel, by)
+    stmt = (select(Kernel.component, Kernel.step, key, func.count(), func.sum(Kernel.dur_ns))
+            .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
+            .group_by(Kernel.component, Kernel.step, key))
+    frame = to_frame(session, stmt, {"phase": pl.String, "step": pl.Int64, by: pl.String,
+                                     "kernel_count": pl.Int64, "total_ns": pl.Int64})
+    frame = frame.with_columns(pl.col("phase").fill_null(NO_COMPONENT))
+    return (frame.with_columns(share=pl.col("total_ns") / pl.col("total_ns").sum().over("phase", "step"))
+            .sort("phase", "step", "total_ns", descending=[False, False, True], nulls_last=True))
 
 
-def _distributed_runs(session: Session) -> pl.DataFrame:
-    cols = [getattr(Run, c) for c in JOB_KNOBS]
-    runs = to_frame(session, select(Run.id, Run.rank, *cols).where(Run.world_size > 1, Run.rank.is_not(None)),
-                    {"run_id": pl.Int64, "rank": pl.Int64,
-                     **{c: pl.String if c in ("attention_backend", "scale", "dtype") else pl.Int64
-                        for c in JOB_KNOBS}})
-    tags = to_frame(session, select(RunTag.run_id, RunTag.value).where(RunTag.key == "job"),
-                    {"run_id": pl.Int64, "job_tag": pl.String})
-    runs = runs.join(tags, on="run_id", how="left")
-    knob_key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("-") for c in JOB_KNOBS], separator="|")
-    return runs.with_columns(job=pl.coalesce(pl.lit("tag:") + pl.col("job_tag"), pl.lit("knobs:") + knob_key))
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "phase": pl.String, "kind": pl.String, "steps": pl.Int64, "warmup_steps": pl.Int64,
+    "total_ns": pl.Int64, "steady_median_ns": pl.Float64, "steady_low_ns": pl.Float64,
+    "steady_high_ns": pl.Float64, "steady_mean_ns": pl.Float64, "throughput": pl.Float64,
+    "throughput_unit": pl.String, "method": pl.String,
+}
 
 
-def job_ranks(session: Session, straggler_factor: float = STRAGGLER_FACTOR) -> pl.DataFrame:
-    """One row per rank run of every multi-rank job: ``job`` (``tag:<job tag>`` or
-    ``knobs:<model|hardware|world size|knobs>``), ``world_size, ranks_stored, rank, run_id,
-    steps, median_step_ns, max_step_ns, span_ns, communication_ns, exposed_comm_ns,
-    exposed_comm_share`` (of the span), ``vs_job_median`` and ``straggler``."""
-    runs = _distributed_runs(session)
+def steps_summary(session: Session, run_id: int) -> pl.DataFrame:
+    """Per phase: steps, warm-up steps, time, steady-state median step time with its interval,
+    mean, and throughput where it means something: ``tokens/s`` for decode (batch tokens per
+    step over the steady mean step time), ``steps/s`` for other stepped phases, ``s/image``
+    for a diffusion run's whole time per image (batch)."""
+    run = get_run(session, run_id)
+    batch = run.batch or 1
     rows = []
-    for run_id in runs["run_id"]:
-        steps = step_times(session, run_id)
-        util = temporal_breakdown(session, run_id)
-        exposed = util.select((pl.col("communication_ns") - pl.col("overlap_ns")).sum()).item()
-        rows.append({"run_id": run_id, "steps": steps.height,
-                     "median_step_ns": steps["step_ns"].median() if steps.height else None,
-                     "max_step_ns": steps["step_ns"].max() if steps.height else None,
-                     "span_ns": get_run(session, run_id).span_ns,
-                     "communication_ns": int(util["communication_ns"].sum()), "exposed_comm_ns": int(exposed or 0)})
-    per_run = pl.DataFrame(rows, schema={"run_id": pl.Int64, "steps": pl.Int64, "median_step_ns": pl.Float64,
-                                         "max_step_ns": pl.Int64, "span_ns": pl.Int64,
-                                         "communication_ns": pl.Int64, "exposed_comm_ns": pl.Int64})
-    job_median = pl.col("median_step_ns").median().over("job")
-    return (runs.select("job", "world_size", "rank", "run_id").join(per_run, on="run_id")
-            .with_columns(ranks_stored=pl.len().over("job").cast(pl.Int64),
-                          exposed_comm_share=ratio("exposed_comm_ns", "span_ns"),
-                          vs_job_median=ratio("median_step_ns", job_median))
-            .with_columns(straggler=(pl.col("vs_job_median") >= straggler_factor) & (pl.col("ranks_stored") > 1))
-            .select("job", "world_size", "ranks_stored", "rank", "run_id", "steps", "median_step_ns", "max_step_ns",
-                    "span_ns", "communication_ns", "exposed_comm_ns", "exposed_comm_share", "vs_job_median",
-                    "straggler")
-            .sort("job", "rank", "run_id"))
+    for part in run_steps(session, run_id).partition_by("phase", maintain_order=True):
+        phase, kind = part["phase"][0], part["kind"][0]
+        steady = part.filter(~pl.col("warmup"))["total_ns"].to_list()
+        median, low, high = median_interval(steady)
+        mean = sum(steady) / len(steady) if steady else None
+        throughput, unit = None, None
+        if kind == "step" and mean:
+            throughput, unit = ((batch * 1e9 / mean, "tokens/s") if phase in TOKEN_PHASES
+                                else (1e9 / mean, "steps/s"))
+        rows.append({"phase": phase, "kind": kind, "steps": part.height, "warmup_steps": int(part["warmup"].sum()),
+                     "total_ns": int(part["total_ns"].sum()), "steady_median_ns": median, "steady_low_ns": low,
+                     "steady_high_ns": high, "steady_mean_ns": mean, "throughput": throughput,
+                     "throughput_unit": unit, "method": MEDIAN_METHOD if low is not None else "single value"})
+    if run.denoising_steps and run.image_size:  # a diffusion run: its whole time per image
+        rows.append({"phase": "run", "kind": "run", "steps": 1, "warmup_steps": 0, "total_ns": run.total_ns,
+                     "steady_median_ns": None, "steady_low_ns": None, "steady_high_ns": None,
+                     "steady_mean_ns": None, "throughput": run.total_ns / 1e9 / batch,
+                     "throughput_unit": "s/image", "method": "single value"})
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)

@@ -4,8 +4,11 @@ frames, batch ...), each operator's time as the knob grows and its fitted growth
 Runs are split into *series*: runs that agree on everything but the swept knob (attention
 backend, hardware, dtype, scale, device kind and every other knob).  So baseline and flash
 runs form two curves, and a stray run at another batch size never bends a curve.  Repeated
-runs at one knob value are averaged.  The exponent k is the least-squares slope of
-log(time) on log(knob) over a series' points with time > 0 — time ∝ knob^k.
+runs at one knob value (repeats) are averaged (``total_ns``) and their median kept
+(``median_ns``).  The exponent k is the least-squares slope of log(time) on log(knob) over
+every run of a series with time > 0 — time ∝ knob^k — so repeats weigh in as samples: with
+it come ``r2`` (of that fit) and ``exponent_low`` / ``exponent_high``, its 95 % Student t
+interval (slope ± t(n − 2)·SE; null with fewer than three runs).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
+from tracehouse.analyses.stats import t_quantile
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.meta import field_name
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run
 
 KNOBS = ("image_size", "frames", "batch", "denoising_steps", "decode_tokens", "text_length")
-SERIES_TEXT = ("attention_backend", "hardware", "dtype", "scale", "device_kind")
+# ``experiment`` too: runs of an earlier demo are another curve, never pooled into this one.
+SERIES_TEXT = ("attention_backend", "hardware", "dtype", "scale", "device_kind", "experiment")
 FILTERS = (*SERIES_TEXT, *KNOBS)
 TOTAL = "total"  # pseudo-operator: the run's whole summed kernel time (Fig 10's total)
 
@@ -38,7 +43,7 @@ def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
         raise NotFound(f"model {model!r} does not exist")
     cols = {"run_id": Run.id, "total_ns": Run.total_ns, "attention_backend": Run.attention_backend,
             "hardware": Hardware.name, "dtype": Run.dtype, "scale": Run.scale,
-            "device_kind": Run.device_kind, **{k: getattr(Run, k) for k in KNOBS}}
+            "device_kind": Run.device_kind, "experiment": Run.experiment, **{k: getattr(Run, k) for k in KNOBS}}
     stmt = (select(*cols.values()).join(Model, Model.id == Run.model_id)
             .outerjoin(Hardware, Hardware.id == Run.hardware_id).where(Model.name == model))
     for key, value in filters.items():
@@ -59,6 +64,27 @@ def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
         return None
     lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+def fit_with_interval(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None,
+                                                                     float | None, float | None]:
+    """``(exponent, r2, low, high)`` of the log-log least-squares fit over the points with
+    x, y > 0; exponent None with fewer than two distinct x, the rest None without residual
+    degrees of freedom."""
+    pts = [(a, b) for a, b in zip(x, y) if a and b and a > 0 and b > 0]
+    if len({a for a, _ in pts}) < 2:
+        return None, None, None, None
+    lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
+    slope, intercept = np.polyfit(lx, ly, 1)
+    residual = ly - (slope * lx + intercept)
+    total = float(((ly - ly.mean()) ** 2).sum())
+    r2 = 1 - float((residual**2).sum()) / total if total > 0 else None
+    df = len(pts) - 2
+    if df < 1:
+        return float(slope), r2, None, None
+    se = float(np.sqrt((residual**2).sum() / df / ((lx - lx.mean()) ** 2).sum()))
+    half = t_quantile(0.95, df) * se
+    return float(slope), r2, float(slope - half), float(slope + half)
 
 
 def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("attention", "conv"),
@@ -83,16 +109,20 @@ def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("
     runs = model_runs(session, model, **filters).filter(pl.col(knob).is_not_null())
     series = [*SERIES_TEXT, *(k for k in KNOBS if k != knob)]
     times = _operator_times(session, runs, ops)
-    points = (times.join(runs.select("run_id", *series, knob), on="run_id")
-              .group_by(*series, knob, "operator")
-              .agg(total_ns=pl.col("total_ns").mean(), run_count=pl.len().cast(pl.Int64),
-                   run_ids=pl.col("run_id").sort()))
-    # One fit per series × operator; partition_by keeps null series keys as their own group.
-    parts = [part.with_columns(exponent=pl.lit(fit_exponent(part[knob].to_list(), part["total_ns"].to_list()),
-                                               pl.Float64))
-             for part in points.partition_by(*series, "operator", maintain_order=True)]
+    per_run = times.join(runs.select("run_id", *series, knob), on="run_id")
+    points = (per_run.group_by(*series, knob, "operator")
+              .agg(total_ns=pl.col("total_ns").mean(), median_ns=pl.col("total_ns").median(),
+                   run_count=pl.len().cast(pl.Int64), run_ids=pl.col("run_id").sort()))
+    # One fit per series × operator over its runs; partition_by keeps null series keys as a group.
+    fits = {}
+    for part in per_run.partition_by(*series, "operator", maintain_order=True, as_dict=True).items():
+        fits[part[0]] = fit_with_interval(part[1][knob].to_list(), part[1]["total_ns"].to_list())
+    fit_names = ("exponent", "r2", "exponent_low", "exponent_high")
+    parts = [part.with_columns(pl.lit(value, pl.Float64).alias(name)
+                               for name, value in zip(fit_names, fits[key]))
+             for key, part in points.partition_by(*series, "operator", maintain_order=True, as_dict=True).items()]
     if not parts:
-        return points.with_columns(exponent=pl.lit(None, pl.Float64))
+        return points.with_columns(pl.lit(None, pl.Float64).alias(name) for name in fit_names)
     return pl.concat(parts).sort(*series, "operator", knob, nulls_last=True)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from tracehouse.api.dashboard import router as dashboard_router
 from tracehouse.api.jobs import Worker, service_health
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
-from tracehouse.api.routes import analyses, fleet_usage, runs, tokens, traces
+from tracehouse.api.routes import analyses, experiments, fleet_usage, runs, tokens, traces
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.reclaim import reclaim_orphans
 from tracehouse.schema.db import make_engine
@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, in_process_worker: bool = True) -> FastAPI
     app.include_router(traces.router)
     app.include_router(runs.router)
     app.include_router(analyses.router)
+    app.include_router(experiments.router)
     app.include_router(fleet_usage.router)
     app.include_router(tokens.router)
     app.include_router(dashboard_router)  # /ui/: the browser dashboard

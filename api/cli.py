@@ -19,6 +19,7 @@ import typer
 
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_collect import collect
+from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_common import (
     DbOption,
     engine_for_url,
@@ -38,6 +39,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
+register_experiments(app)
 register_fleet(app)
 register_worker(app)
 
@@ -115,6 +117,7 @@ def ingest(
     model: Annotated[str | None, typer.Option(help="Model name, e.g. stable-diffusion")] = None,
     hardware: Annotated[str | None, typer.Option(help="Device name; overrides the trace's")] = None,
     backend: Annotated[str | None, typer.Option(help="Attention backend: baseline, flash, ...")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment the runs belong to (repeats share one)")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE run metadata or tag (repeatable)")] = None,
     run: Annotated[int | None, typer.Option(
         "--run", help="Attach the Nsight Compute CSVs to this existing run, linking them to its "
@@ -128,7 +131,8 @@ def ingest(
 
     values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
     values.update({k: v for k, v in (("model", model), ("hardware", hardware),
-                                     ("attention_backend", backend)) if v is not None})
+                                     ("attention_backend", backend), ("experiment", experiment))
+                   if v is not None})
     run_meta = meta_from_mapping(values)
     engine = open_engine(db)
     units = plan_units(paths)
@@ -193,6 +197,7 @@ def runs(
     family: Annotated[str | None, typer.Option(help="llm | tti | ttv")] = None,
     hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
     backend: Annotated[str | None, typer.Option(help="Attention backend")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only runs of this experiment")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable)")] = None,
     since: Annotated[datetime | None, typer.Option(help="Ingested at or after (UTC)")] = None,
     until: Annotated[datetime | None, typer.Option(help="Ingested before (UTC)")] = None,
@@ -206,11 +211,12 @@ def runs(
 
     with session_scope(open_engine(db)) as session:
         frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
-                          tags=parse_key_values(tag or [], "--tag"), since=since, until=until)
+                          tags=parse_key_values(tag or [], "--tag"), since=since, until=until,
+                          experiment=experiment)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
                              "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
-                             "memset_count", "total_ns", "other_share", "source")
+                             "memset_count", "total_ns", "other_share", "experiment", "source")
     source = None if db else database_caption(load_settings().resolved_database_url())
     typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 
@@ -280,12 +286,14 @@ def upload(
     server: Annotated[str, typer.Option(help="Service URL, e.g. http://127.0.0.1:8000")],
     token: Annotated[str, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token")],
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable)")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment the runs belong to")] = None,
     run: Annotated[int | None, typer.Option("--run", help="Attach the Nsight Compute CSVs to this run")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the ingest jobs to finish")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
-    upload_and_report(paths, server, token, meta or [], run_id=run, wait=wait, as_json=as_json)
+    pairs = [*(meta or []), *([f"experiment={experiment}"] if experiment else [])]
+    upload_and_report(paths, server, token, pairs, run_id=run, wait=wait, as_json=as_json)
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:

@@ -67,10 +67,24 @@ def _register_comparisons(app: typer.Typer) -> None:
                  other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
                  model: Annotated[str | None, typer.Option(help="Only this model")] = None,
                  hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+                 experiment: Annotated[str | None, typer.Option(
+                     help="Only this experiment's runs, repeats aggregated (median, 95% interval)")] = None,
+                 repeats: Annotated[bool, typer.Option(
+                     "--repeats", help="Aggregate every pair's repeats (median, 95% interval)")] = False,
                  fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Table II: end-to-end and attention speedup of every stored baseline / flash pair."""
+        """Table II: end-to-end and attention speedup of every stored baseline / flash pair; with
+        --experiment or --repeats, medians over repeats with intervals."""
         from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
+        from tracehouse.analyses.repeats import speedups_over_repeats
 
+        if experiment or repeats:
+            show_frame(db, fmt, f"{other} vs {baseline} (Table II, over repeats)",
+                       lambda s: speedups_over_repeats(s, baseline, other, experiment=experiment, model=model,
+                                                       hardware=hardware),
+                       ("model", "hardware", *PAIR_KNOBS, "experiment", "repeats", "end_to_end_speedup",
+                        "end_to_end_speedup_low", "end_to_end_speedup_high", "operator_speedup",
+                        "operator_speedup_low", "operator_speedup_high", "amdahl_speedup", "exceeds_amdahl", "method"))
+            return
         # Knobs alike in every row move to the table's caption; those left tell the rows apart.
         show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
                    lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
@@ -254,17 +268,10 @@ def _register_advice(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} critical path", lambda s: fn(s, run_id, step))
 
     @app.command()
-    def steps(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
-        """Step times (ProfilerStep or step annotation): device wall time per step, vs the median."""
-        from tracehouse.analyses.steps import step_times
-
-        show_frame(db, fmt, f"run {run_id} steps", lambda s: step_times(s, run_id))
-
-    @app.command()
     def jobs(straggler_factor: Annotated[float, typer.Option(help="Straggler at this × the job's median step")]
              = 1.05, fmt: FormatOption = "table", db: DbOption = None) -> None:
         """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
-        from tracehouse.analyses.steps import job_ranks
+        from tracehouse.analyses.rank_jobs import job_ranks
 
         show_frame(db, fmt, "multi-rank jobs", lambda s: job_ranks(s, straggler_factor))
 

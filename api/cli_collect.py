@@ -83,6 +83,13 @@ def collect(
         "(the rest still runs, unprofiled): bounds long autoregressive decodes")] = None,
     upload: Annotated[str | None, typer.Option(help="Upload each trace to this tracehouse service URL")] = None,
     token: Annotated[str | None, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token for --upload")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Profile the whole grid N times over, pass by pass "
+                                        "(files _r1.._rN, tag repeat=i); statistics take the spread of repeats")] = 1,
+    experiment: Annotated[str | None, typer.Option(help="Experiment name every run of this call carries")] = None,
+    commit: Annotated[str | None, typer.Option(
+        help="Git commit of the code under test (default: HEAD of the checkout collect runs in)")] = None,
+    code_version: Annotated[str | None, typer.Option(
+        help="Version string of the code under test (default: git describe of the checkout)")] = None,
 ) -> list[Path]:
     """Profile models of the suite under torch.profiler; write traces + manifests (and ingest them)."""
     torch = _import_torch()
@@ -104,7 +111,11 @@ def collect(
             "decode_tokens": decode_tokens, "text_length": text_length,
             "attention": None, "dtype": dtype}
     plan = _plan(models, grid, base, _backends(attention))
-    written = _run_plan(plan, scale, device, out, max_profiled_steps, _ingester(db) if ingest else None)
+    from tracehouse.collectors.provenance import provenance
+
+    extra = provenance(commit=commit, version=code_version, experiment=experiment)
+    written = _run_plan(plan, scale, device, out, max_profiled_steps, _ingester(db) if ingest else None,
+                        repeat=repeat, extra=extra)
     if upload:
         from tracehouse.api.cli_common import upload_and_report
 
@@ -189,7 +200,8 @@ def _ingester(db: str | None) -> Callable[[Path], int]:
 
 
 def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profiled_steps: int | None,
-              ingest: Callable[[Path], int] | None) -> list[Path]:
+              ingest: Callable[[Path], int] | None, *, repeat: int = 1,
+              extra: dict[str, object] | None = None) -> list[Path]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -199,11 +211,16 @@ def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profile
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=False,
                   disable=len(plan) < 2) as progress:
-        task = progress.add_task("collect", total=len(plan))
-        for model_name, backend, dt, knobs in plan:
-            progress.update(task, description=f"{model_name} {scale} {backend}")
+        task = progress.add_task("collect", total=len(plan) * repeat)
+        # Repeats run as whole passes over the grid (files end _r1.._rN), not back to back per
+        # point: a machine whose load drifts then spreads the drift over every point instead of
+        # bending a sweep (measured: back-to-back repeats of a sweep fitted a negative exponent).
+        for rep, (model_name, backend, dt, knobs) in itertools.product(range(1, repeat + 1), plan):
+            progress.update(task, description=f"{model_name} {scale} {backend}" + (f" #{rep}" if repeat > 1 else ""))
+            meta = {**(extra or {}), **({"tags": {"repeat": str(rep)}} if repeat > 1 else {})}
             res = collect_one(model_name, scale, backend, knobs=knobs, device=device, dtype=dt, out=out,
-                              max_profiled_steps=max_profiled_steps)
+                              max_profiled_steps=max_profiled_steps, name_suffix=f"_r{rep}" if repeat > 1 else "",
+                              extra_meta=meta)
             written.append(res.trace)
             line = (f"{res.trace}  params={res.meta['param_count']:,}  profiled {res.wall_s:.2f}s"
                     f"  peak={res.meta.get('peak_memory_bytes', 0) / 2**20:.1f} MiB")

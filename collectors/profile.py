@@ -163,9 +163,12 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
                 knobs: Knobs | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32",
                 out: Path = Path("traces"), name: str | None = None, warmup: bool | None = None,
                 seed: int = 0, profile_memory: bool = True,
-                max_profiled_steps: int | None = None) -> CollectResult:
+                max_profiled_steps: int | None = None, name_suffix: str = "",
+                extra_meta: dict[str, Any] | None = None) -> CollectResult:
     """Profile one pipeline run.  ``max_profiled_steps``: keep only the first N steps of each
-    denoising / decode loop in the trace (the rest still runs, with collection off)."""
+    denoising / decode loop in the trace (the rest still runs, with collection off).
+    ``name_suffix`` tells repeats' files apart; ``extra_meta`` (experiment, commit, version,
+    tags) goes into the manifest."""
     model = canonical(model)
     spec = get_spec(model)
     cfg = spec.config(scale)
@@ -175,7 +178,7 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = name or (trace_name(model, scale, dev.type, attention, knobs, dt)
-                    + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else ""))
+                    + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else "")) + name_suffix
     if dev.type == "cuda" and attention == "flash" and dt == torch.float32:
         raise ValueError("flash attention on CUDA needs --dtype float16 or bfloat16")
 
@@ -267,6 +270,9 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
     if "steps" not in spec.knob_names:
         meta["denoising_steps"] = None
     meta.update(ctx.meta)
+    extra = dict(extra_meta or {})
+    tags.update(extra.pop("tags", {}))
+    meta.update(extra)
     meta = {k: v for k, v in meta.items() if v is not None}
     manifest = manifest_path_for(trace)
     manifest.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")

@@ -38,6 +38,9 @@ class RunMeta:
     text_length: int | None = None
     peak_memory_bytes: int | None = None
     host: str | None = None
+    experiment: str | None = None  # repeats of one command share one
+    git_commit: str | None = None  # the collector's checkout, or what the user said
+    version: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def merged(self, other: RunMeta) -> RunMeta:
@@ -52,7 +55,8 @@ _KNOWN = {f.name for f in fields(RunMeta)}
 # The schema's bounds (schema/models.py), checked here so that a value too long or too big is
 # the same 422 on SQLite (which would store it) and PostgreSQL (which would refuse it).
 MAX_TEXT = {"model": 200, "family": 16, "architecture": 64, "scale": 16, "hardware": 200,
-            "attention_backend": 32, "dtype": 16, "host": 200}
+            "attention_backend": 32, "dtype": 16, "host": 200,
+            "experiment": 200, "git_commit": 64, "version": 64}
 MAX_TAG_KEY = 200
 MAX_TAG_VALUE = 4096
 _BIG_INT_FIELDS = {"param_count", "peak_memory_bytes"}  # BIGINT columns; the others are INTEGER

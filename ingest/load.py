@@ -126,7 +126,8 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
         decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
         peak_memory_bytes=meta.peak_memory_bytes,
         rank=_int32(parsed.rank), world_size=_int32(parsed.world_size),
-        host=meta.host, device_kind="cpu" if parsed.cpu_only else "gpu",
+        host=meta.host, experiment=meta.experiment, git_commit=meta.git_commit, version=meta.version,
+        device_kind="cpu" if parsed.cpu_only else "gpu",
         **kernel_totals(kernels), created_at=datetime.now(UTC),
     )
     session.add(run)

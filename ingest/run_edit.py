@@ -20,7 +20,8 @@ from tracehouse.schema.models import Hardware, RunTag
 
 # Run columns a user may set; ``model`` and ``hardware`` are names resolved to their rows.
 RUN_FIELDS = ("model", "hardware", "attention_backend", "scale", "batch", "dtype", "image_size", "frames",
-              "denoising_steps", "decode_tokens", "text_length", "param_count", "peak_memory_bytes", "host")
+              "denoising_steps", "decode_tokens", "text_length", "param_count", "peak_memory_bytes", "host",
+              "experiment", "git_commit", "version")
 
 
 def split_fields_and_tags(values: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str | None]]:

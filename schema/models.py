@@ -106,6 +106,11 @@ class Run(Base):
     # The API token whose upload made it: that token may edit and delete it, others need admin.
     # Null for runs ingested locally (the CLI has the database itself).
     uploaded_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
+    # What the run belongs to and what code made it: repeats of one command share an
+    # experiment; the commit / version order a history and key a regression check.
+    experiment: Mapped[str | None] = mapped_column(String(200), index=True)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(64))
 
 
 class RunTag(Base):
@@ -375,3 +380,5 @@ __all__ = [
     "Symbol",
     "Trace",
 ]
+
+from tracehouse.schema import experiments as _experiments  # noqa: E402,F401  (baselines)

@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.conftest import DATA, KINETO_DIR, SHARED_TRACES, Database
 from tests.test_fleet import MODELS, generate_jobs, write_csv
 from tests.test_service import Server
+from tracehouse.ingest.baselines import set_baseline
 from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.units import ingest_all, plan_units
@@ -37,6 +38,7 @@ def populate(db: Database, tmp: Path) -> Runs:
     if NCU_RUN.is_dir():
         ncu = next(result.run_id for _, result in ingest_all(db.engine, plan_units([NCU_RUN]), raw_dir=raw))
     with session_scope(db.engine) as s:
+        set_baseline(s, "openapi", [baseline])  # for /v1/check
         for name, (family, params) in MODELS.items():
             register_model(s, name, family, params)
     fleet = write_csv(tmp / "fleet.csv", generate_jobs(300))

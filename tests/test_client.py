@@ -98,7 +98,7 @@ def _queries(r: live.Runs) -> list[Query]:
             ("idle", lambda c: c.idle(gpu), lambda s: idle.idle_time_breakdown(s, gpu)),
             ("critical path", lambda c: c.critical_path(gpu, step=551),
              lambda s: critical_path.critical_path(s, gpu, 551)),
-            ("steps", lambda c: c.steps(gpu), lambda s: steps.step_times(s, gpu)),
+            ("steps", lambda c: c.steps(gpu), lambda s: steps.run_steps(s, gpu)),
             ("jobs", lambda c: c.jobs(), lambda s: steps.job_ranks(s)),
             ("ceilings", lambda c: c.ceilings(), lambda s: suite.device_ceilings(s)),
             ("compute comm", lambda c: c.compute_comm(by_world_size=True),

@@ -40,7 +40,7 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/runs/{run_id}/normalized": [{"reference": flash, "by": by} for by in ("operator", "seq_len", "component",
                                                                                           "kernel")],
         "/v1/compare": [{"baseline": sd, "other": flash}, {"baseline": sd, "other": flash, "summary": True}],
-        "/v1/speedups": [{}],
+        "/v1/speedups": [{}, {"repeats": True}],
         "/v1/runs/{run_id}/attention-calls": [{}],
         "/v1/runs/{run_id}/seq-len-histogram": [{}, {"weight": "time", "key": "seq_kv"}],
         "/v1/runs/{run_id}/period": [{}],
@@ -71,6 +71,13 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/fleet/ratio-spread": [{}],
         "/v1/fleet/top-jobs": [{}],
         "/v1/models": [{}],
+        "/v1/runs/{run_id}/steps": [{"view": v} for v in ("steps", "summary", "breakdown")]
+        + [{"view": "breakdown", "by": "attention_type"}],
+        "/v1/diff": [{"a": sd, "b": flash}],
+        "/v1/check": [{"run": flash, "baseline": "openapi"}],
+        "/v1/baselines": [{}],
+        "/v1/history": [{"model": "stable-diffusion", "key": "attention", "order": "commit"}],
+        "/v1/matrix": [{"metric": "time"}],
     }
 
 

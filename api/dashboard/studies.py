@@ -23,7 +23,8 @@ from tracehouse.api.deps import SessionDep
 from tracehouse.core.errors import TracehouseError
 
 MAX_SPLIT_RUNS = 20  # runs whose attention types the sweep page splits, at most
-SWEEP_META = ("total_ns", "run_count", "run_ids", "exponent", "operator")
+SWEEP_META = ("total_ns", "median_ns", "run_count", "run_ids", "exponent", "r2", "exponent_low", "exponent_high",
+              "operator")
 
 
 def _models(session: SessionDep) -> list[str]:

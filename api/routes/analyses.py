@@ -9,9 +9,10 @@ from fastapi.responses import Response
 
 from tracehouse.analyses import (
     advise, attention, compare, counters, critical_path, explain, hardware_compare, idle, launches, memory_model,
-    memory_peak, roofline, sequence, steps, suite, sweep, utilization,
+    memory_peak, rank_jobs, roofline, sequence, suite, sweep, utilization,
 )
 from tracehouse.analyses.params import typed_filters
+from tracehouse.analyses.repeats import speedups_over_repeats
 from tracehouse.api.deps import ReadToken, SessionDep
 from tracehouse.api.responses import TableQuery
 from tracehouse.ingest.user_rules import name_rules_for
@@ -37,9 +38,17 @@ def speedups(session: SessionDep, _: ReadToken, table: TableQuery,
              baseline: Annotated[str, Query(description="Backend of the reference runs")] = "baseline",
              other: Annotated[str, Query(description="Backend of the optimised runs")] = "flash",
              model: str | None = None,
-             hardware: Annotated[str | None, Query(description="Substring of the device name")] = None) -> Response:
+             hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
+             experiment: Annotated[str | None, Query(description="Only this experiment; repeats aggregated")] = None,
+             repeats: Annotated[bool, Query(description="Aggregate repeats: median and 95% interval")] = False,
+             ) -> Response:
     """Runs alike in everything but the attention backend are paired (the latest of each);
-    per pair, the measured end-to-end speedup next to the attention speedup and Amdahl's law."""
+    per pair, the measured end-to-end speedup next to the attention speedup and Amdahl's law.
+    With ``experiment`` or ``repeats``: every repeat pair, each figure a median with its 95%
+    interval (``analyses/repeats``)."""
+    if experiment or repeats:
+        return table.respond(speedups_over_repeats(session, baseline, other, experiment=experiment, model=model,
+                                                   hardware=hardware))
     return table.respond(compare.backend_speedups(session, baseline, other, model=model, hardware=hardware))
 
 
@@ -131,18 +140,12 @@ def run_memory_peak(run_id: int, session: SessionDep, _: ReadToken, table: Table
     return table.respond(memory_peak.memory_peak(session, run_id))
 
 
-@router.get("/runs/{run_id}/steps", summary="Step times of a run")
-def run_steps(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery) -> Response:
-    """Per ProfilerStep (or step annotation): first kernel start to last kernel end, and vs the median."""
-    return table.respond(steps.step_times(session, run_id))
-
-
 @router.get("/jobs", summary="Runs that are ranks of one job: step time, exposed comm, stragglers")
 def jobs(session: SessionDep, _: ReadToken, table: TableQuery,
          straggler_factor: Annotated[float, Query(gt=1, description="A rank is a straggler at this × the job's "
-                                                  "median step")] = steps.STRAGGLER_FACTOR) -> Response:
+                                                  "median step")] = rank_jobs.STRAGGLER_FACTOR) -> Response:
     """Multi-rank runs grouped by their ``job`` tag, else by model, hardware, world size and knobs."""
-    return table.respond(steps.job_ranks(session, straggler_factor))
+    return table.respond(rank_jobs.job_ranks(session, straggler_factor))
 
 
 @router.get("/suite/model-points", summary="Fig 5: one roofline point per model, with each device's ceilings")

@@ -49,6 +49,9 @@ class RunPatch(BaseModel):
     param_count: int | None = None
     peak_memory_bytes: int | None = None
     host: str | None = None
+    experiment: str | None = None
+    git_commit: str | None = None
+    version: str | None = None
     tags: dict[str, str | None] = Field(default_factory=dict, examples=[{"lab": "a", "stale": None}])
 
 
@@ -56,12 +59,14 @@ class RunPatch(BaseModel):
 def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None, family: str | None = None,
          hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
          attention_backend: str | None = None,
-         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
+         experiment: Annotated[str | None, Query(description="Only runs of this experiment")] = None,
+         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
          since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
          until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
     """Runs matching every filter, oldest first, one row each."""
     frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=attention_backend,
-                      tags=parse_key_values(tag, "query parameter 'tag'"), since=since, until=until)
+                      tags=parse_key_values(tag, "query parameter 'tag'"), since=since, until=until,
+                      experiment=experiment)
     return table.respond(frame)
 
 

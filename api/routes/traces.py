@@ -35,6 +35,7 @@ UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "model": {"type": "string", "examples": ["stable-diffusion"]},
         "hardware": {"type": "string", "description": "Overrides the trace's device name"},
         "attention_backend": {"type": "string", "examples": ["flash"]},
+        "experiment": {"type": "string", "description": "Experiment the run belongs to (repeats share one)"},
         "meta": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE run metadata or tags"},
         "manifest": {"type": "string", "description": "A collectors run manifest (JSON)"},
         "run_id": {"type": "integer", "description": "Attach Nsight Compute counters to this run"},
@@ -117,7 +118,7 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
 def _form_values(body: UploadBody) -> tuple[dict[str, object], int | None]:
     """The upload's metadata and its ``run_id`` (an id the run table can hold, or 422)."""
     values = _metadata(body.fields.get("meta", []), body.one("manifest"),
-                       {k: body.one(k) for k in ("model", "hardware", "attention_backend")})
+                       {k: body.one(k) for k in ("model", "hardware", "attention_backend", "experiment")})
     run_id = body.one("run_id")
     if run_id is None or run_id == "":
         return values, None

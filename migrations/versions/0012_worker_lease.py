@@ -1,16 +1,16 @@
 """ingest jobs carry the worker that holds them and when its lease runs out, so several
 worker processes (on several hosts) share one queue and a dead worker's job is taken over
 
-Revision ID: 0013_worker_lease
-Revises: 0010_attribution
+Revision ID: 0012_worker_lease
+Revises: 0011_experiments
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0013_worker_lease'
-down_revision = '0010_attribution'
+revision = '0012_worker_lease'
+down_revision = '0011_experiments'
 branch_labels = None
 depends_on = None
 

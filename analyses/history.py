@@ -1,0 +1,183 @@
+"""Across many runs: one metric's history with its change points, and the runs × operator
+matrix behind a heatmap.
+
+History: runs alike in model, hardware and knobs (:data:`~tracehouse.analyses.compare.KNOB_COLUMNS`,
+filtered like ``sweep``), ordered by ingest time — or grouped by git commit in the order each
+commit first appears (``order="commit"``: a commit's runs are its repeats).  The metric is
+``total`` (end-to-end), or an operator's / attention type's ``time`` or ``share``.
+
+Change points: optimal partitioning of the log values (least squares within segments plus a
+BIC-style penalty 2σ² ln n per segment, σ from the median absolute difference of neighbours),
+then every cut is checked: the 95 % interval of the after / before ratio of its two
+neighbouring segments (``analyses/stats.ratio_interval``) must lie wholly beyond
+1 ± ``threshold``, else the weakest cut is merged away and the rest are judged again.
+Segments hold at least ``min_size`` points; by commit, cuts fall only where the commit
+changes (a commit's repeats are never split).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tracehouse.analyses.common import to_frame
+from tracehouse.analyses.runs import list_runs
+from tracehouse.analyses.stats import ratio_interval
+from tracehouse.analyses.sweep import model_runs
+from tracehouse.core.errors import BadInput
+from tracehouse.schema.models import OperatorRollup, Run
+
+METRICS = ("time", "share")
+HISTORY_SCHEMA: dict[str, pl.DataType] = {
+    "position": pl.Int64, "run_id": pl.Int64, "git_commit": pl.String, "version": pl.String,
+    "created_at": pl.Datetime(time_zone="UTC"), "key": pl.String, "value": pl.Float64, "segment": pl.Int64,
+    "change_point": pl.Boolean, "segment_median": pl.Float64, "change_ratio": pl.Float64,
+    "change_low": pl.Float64, "change_high": pl.Float64,
+}
+
+
+def _values(session: Session, run_ids: list[int], key: str, metric: str, by: str) -> dict[int, float]:
+    if key == "total":
+        rows = session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all()
+        return {r: float(v) if metric == "time" else 1.0 for r, v in rows}
+    col = OperatorRollup.attention_type if by == "attention_type" else OperatorRollup.operator
+    stmt = (select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id.in_(run_ids), col == key).group_by(OperatorRollup.run_id))
+    found = {r: float(v) for r, v in session.execute(stmt).all()}
+    totals = dict(session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all())
+    return {r: (found.get(r, 0.0) if metric == "time" else found.get(r, 0.0) / (totals[r] or 1)) for r in run_ids}
+
+
+def history(session: Session, model: str, key: str = "total", metric: str = "time", *, by: str = "operator",
+            order: str = "date", threshold: float = 0.05, min_size: int = 2, **filters: object) -> pl.DataFrame:
+    """One row per run, in order: ``position, run_id, git_commit, version, created_at, key,
+    value`` (ns or fraction), ``segment`` (0, 1 ... between change points), ``change_point``
+    (the run where a new segment begins), ``segment_median`` and, on change points,
+    ``change_ratio`` (this segment's values over the previous one's) with its interval."""
+    if metric not in METRICS:
+        raise BadInput(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if order not in ("date", "commit") or by not in ("operator", "attention_type"):
+        raise BadInput("order is date or commit; by is operator or attention_type")
+    if min_size < 1:
+        raise BadInput("min_size must be at least 1")
+    ids = model_runs(session, model, **filters)["run_id"].to_list()
+    runs = list_runs(session, model=model).filter(pl.col("run_id").is_in(ids))
+    series = _ordered(runs.select("run_id", "git_commit", "version", "created_at"), order)
+    values = _values(session, series["run_id"].to_list(), key, metric, by)
+    series = series.with_columns(value=pl.col("run_id").replace_strict(values, return_dtype=pl.Float64),
+                                 key=pl.lit(key), position=pl.int_range(pl.len(), dtype=pl.Int64))
+    cuts = sorted(_segment(series["value"].to_numpy(), _boundaries(series, order), threshold, min_size))
+    return _label(series, cuts)
+
+
+def _ordered(runs: pl.DataFrame, order: str) -> pl.DataFrame:
+    runs = runs.sort("created_at", "run_id")
+    if order == "commit":  # commits in order of first appearance; a commit's runs together
+        first = runs.group_by("git_commit").agg(pl.col("created_at").min().alias("first_seen"))
+        runs = runs.join(first, on="git_commit", how="left", nulls_equal=True).sort(
+            "first_seen", "git_commit", "created_at", "run_id", nulls_last=True).drop("first_seen")
+    return runs
+
+
+def _boundaries(series: pl.DataFrame, order: str) -> set[int]:
+    """Positions a change may begin at: any run by date; a commit's first run by commit."""
+    if order == "date":
+        return set(range(1, series.height))
+    commits = series["git_commit"].to_list()
+    return {i for i in range(1, len(commits)) if commits[i] != commits[i - 1]}
+
+
+def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: int) -> set[int]:
+    """Change points (module docstring): optimal partitioning of the log values, then each cut
+    kept only while the interval between its neighbouring segments supports it."""
+    cuts = _partition(np.log(np.clip(values, 1e-12, None)), allowed, min_size)
+    while cuts:
+        edges = [0, *cuts, len(values)]
+        weakest = None
+        for i, cut in enumerate(cuts):
+            _, low, high = ratio_interval(values[edges[i]:cut].tolist(), values[cut:edges[i + 2]].tolist())
+            if low is None or high is None or not (low > 1 + threshold or high < 1 / (1 + threshold)):
+                weakest = cut
+                break
+        if weakest is None:
+            break
+        cuts = [c for c in cuts if c != weakest]  # merge, and judge the merged segments again
+    return set(cuts)
+
+
+def _partition(logs: np.ndarray, allowed: set[int], min_size: int) -> list[int]:
+    """Cuts minimising Σ within-segment squared error + β per segment (β = 2σ² ln n, σ from
+    the median absolute first difference: robust to the shifts themselves)."""
+    n = len(logs)
+    if n < 2 * min_size:
+        return []
+    sigma = float(np.median(np.abs(np.diff(logs)))) / (0.6745 * np.sqrt(2)) or 1e-3
+    beta = 2 * sigma**2 * np.log(n)
+    csum, csq = np.concatenate([[0.0], np.cumsum(logs)]), np.concatenate([[0.0], np.cumsum(logs**2)])
+
+    def sse(a: int, b: int) -> float:
+        return float(csq[b] - csq[a] - (csum[b] - csum[a]) ** 2 / (b - a))
+
+    best, back = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=int)
+    best[0] = -beta
+    for end in range(min_size, n + 1):
+        for start in range(0, end - min_size + 1):
+            if (start and start not in allowed) or (start and start < min_size) or not np.isfinite(best[start]):
+                continue
+            if end < n and end not in allowed:
+                continue
+            cost = best[start] + sse(start, end) + beta
+            if cost < best[end]:
+                best[end], back[end] = cost, start
+    cuts, at = [], n
+    while at > 0:
+        at = int(back[at])
+        if at:
+            cuts.append(at)
+    return sorted(cuts)
+
+
+def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
+    values = series["value"].to_list()
+    edges = [0, *cuts, len(values)]
+    segment = np.zeros(len(values), dtype=np.int64)
+    medians = np.zeros(len(values))
+    change: dict[int, tuple] = {}
+    for i, (start, end) in enumerate(zip(edges, edges[1:])):
+        segment[start:end] = i
+        medians[start:end] = float(np.median(values[start:end])) if end > start else np.nan
+        if i:
+            change[start] = ratio_interval(values[edges[i - 1]:start], values[start:end])
+    out = series.with_columns(segment=pl.Series(segment), segment_median=pl.Series(medians),
+                              change_point=pl.Series([i in change for i in range(len(values))]),
+                              change_ratio=pl.Series([change.get(i, (None,))[0] for i in range(len(values))],
+                                                     dtype=pl.Float64),
+                              change_low=pl.Series([change.get(i, (None, None))[1] for i in range(len(values))],
+                                                   dtype=pl.Float64),
+                              change_high=pl.Series([change.get(i, (None, None, None))[2]
+                                                     for i in range(len(values))], dtype=pl.Float64))
+    return out.select(list(HISTORY_SCHEMA))
+
+
+def matrix(session: Session, metric: str = "share", by: str = "operator", **filters: object) -> pl.DataFrame:
+    """Runs × keys, the table behind a heatmap, in long form (one row per cell, as plotting
+    libraries take it; ``tracehouse matrix`` pivots it for a terminal): ``run_id, model,
+    attention_backend, experiment, key`` (operator or attention type) and ``value`` — its
+    ``time`` (ns) or ``share`` of the run; every run × key, 0 where the run has none.
+    ``filters`` are :func:`~tracehouse.analyses.runs.list_runs`' (model, family, hardware,
+    attention_backend, experiment, tags, since, until)."""
+    if metric not in METRICS or by not in ("operator", "attention_type"):
+        raise BadInput("metric is time or share; by is operator or attention_type")
+    runs = list_runs(session, **filters).select("run_id", "model", "attention_backend", "experiment", "total_ns")
+    col = getattr(OperatorRollup, by)
+    stmt = (select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), col.is_not(None))
+            .group_by(OperatorRollup.run_id, col))
+    cells = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})
+    grid = runs.join(cells.select("key").unique(), how="cross")
+    full = grid.join(cells, on=["run_id", "key"], how="left").with_columns(pl.col("ns").fill_null(0.0))
+    value = pl.col("ns") if metric == "time" else pl.col("ns") / pl.col("total_ns")
+    return (full.with_columns(value=pl.when(pl.col("total_ns") > 0).then(value).otherwise(0.0))
+            .select("run_id", "model", "attention_backend", "experiment", "key", "value").sort("run_id", "key"))
