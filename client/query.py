@@ -153,13 +153,38 @@ class Client:
     def critical_path(self, run_id: int, step: int | None = None, view: str = "operators") -> pl.DataFrame:
         return self.table(f"/v1/runs/{run_id}/critical-path", {"step": step, "view": view})
 
-    def steps(self, run_id: int) -> pl.DataFrame:
-        return self.table(f"/v1/runs/{run_id}/steps")
+    def steps(self, run_id: int, view: str = "steps", by: str = "operator") -> pl.DataFrame:
+        """A run cut into steps: ``view`` steps | summary | breakdown (``tracehouse steps``)."""
+        return self.table(f"/v1/runs/{run_id}/steps", {"view": view, "by": by})
 
     def memory_peak(self, run_id: int) -> pl.DataFrame:
         return self.table(f"/v1/runs/{run_id}/memory-peak")
 
     # ---------------------------------------------------------------- across runs
+    def diff(self, a: int | Iterable[int], b: int | Iterable[int], by: str = "operator",
+             threshold: str = "5%") -> pl.DataFrame:
+        """What changed from runs A to runs B (several ids: repeats), judged against the noise."""
+        return self.table("/v1/diff", {"a": _ids(a), "b": _ids(b), "by": by, "threshold": threshold})
+
+    def check(self, runs: int | Iterable[int], baseline: str, by: str = "operator", threshold: str = "5%",
+              min_share: float = 0.05) -> pl.DataFrame:
+        """The CI gate's table (``tracehouse check``): ``regressed`` rows first."""
+        return self.table("/v1/check", {"run": _ids(runs), "baseline": baseline, "by": by,
+                                        "threshold": threshold, "min_share": min_share})
+
+    def baselines(self) -> pl.DataFrame:
+        return self.table("/v1/baselines")
+
+    def history(self, model: str, key: str = "total", metric: str = "time", by: str = "operator",
+                order: str = "date", threshold: str = "5%", filters: Iterable[str] = ()) -> pl.DataFrame:
+        """One metric over alike runs, with change points (``tracehouse history``)."""
+        return self.table("/v1/history", {"model": model, "key": key, "metric": metric, "by": by, "order": order,
+                                          "threshold": threshold, "filter": list(filters) or None})
+
+    def matrix(self, metric: str = "share", by: str = "operator", **filters: str) -> pl.DataFrame:
+        """Runs × operators in long form, the table behind a heatmap (``tracehouse matrix``)."""
+        return self.table("/v1/matrix", {"metric": metric, "by": by, **filters})
+
     def jobs(self, straggler_factor: float = 1.05) -> pl.DataFrame:
         """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
         return self.table("/v1/jobs", {"straggler_factor": straggler_factor})
@@ -257,3 +282,7 @@ class Client:
         """Poll a job (or its id) until done or failed, or ``timeout`` seconds have passed."""
         state = self.job(job) if isinstance(job, int) else dict(job)
         return wait_for_job(self._http, state, timeout)
+
+
+def _ids(runs: int | Iterable[int]) -> list[int]:
+    return [runs] if isinstance(runs, int) else list(runs)

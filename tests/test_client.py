@@ -21,8 +21,8 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    advise, attention, compare, counters, critical_path, explain, fleet_usage, hardware_compare, idle, launches, memory_model,
-    memory_peak, roofline, sequence, steps, suite, sweep, utilization,
+    advise, attention, check, compare, counters, critical_path, diff, explain, fleet_usage, hardware_compare, history, idle, launches, memory_model,
+    memory_peak, rank_jobs, roofline, sequence, steps, suite, sweep, utilization,
 )
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.params import typed_filters
@@ -59,6 +59,12 @@ def _queries(r: live.Runs) -> list[Query]:
         ("compare", lambda c: c.compare(sd, flash), lambda s: compare.compare_runs(s, sd, flash)),
         ("compare summary", lambda c: c.compare(sd, flash, summary=True, operator="conv"),
          lambda s: compare.compare_summary(s, sd, flash, "conv")),
+        ("diff", lambda c: c.diff(sd, flash), lambda s: diff.diff(s, sd, flash)),
+        ("check", lambda c: c.check(flash, "openapi"), lambda s: check.check(s, [flash], "openapi")),
+        ("baselines", lambda c: c.baselines(), lambda s: check.list_baselines(s)),
+        ("history", lambda c: c.history("stable-diffusion"), lambda s: history.history(s, "stable-diffusion")),
+        ("matrix", lambda c: c.matrix(model="stable-diffusion"),
+         lambda s: history.matrix(s, model="stable-diffusion")),
         ("speedups", lambda c: c.speedups(model="stable-diffusion"),
          lambda s: compare.backend_speedups(s, "baseline", "flash", model="stable-diffusion")),
         ("attention calls", lambda c: c.attention_calls(sd), lambda s: sequence.attention_calls(s, sd)),
@@ -99,7 +105,7 @@ def _queries(r: live.Runs) -> list[Query]:
             ("critical path", lambda c: c.critical_path(gpu, step=551),
              lambda s: critical_path.critical_path(s, gpu, 551)),
             ("steps", lambda c: c.steps(gpu), lambda s: steps.run_steps(s, gpu)),
-            ("jobs", lambda c: c.jobs(), lambda s: steps.job_ranks(s)),
+            ("jobs", lambda c: c.jobs(), lambda s: rank_jobs.job_ranks(s)),
             ("ceilings", lambda c: c.ceilings(), lambda s: suite.device_ceilings(s)),
             ("compute comm", lambda c: c.compute_comm(by_world_size=True),
              lambda s: suite.compute_vs_communication(s, None, True)),
