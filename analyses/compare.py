@@ -108,7 +108,7 @@ def _summary_row(base_run: Run, other_run: Run, operator: str, totals: dict[int,
     share = op_base / base_run.total_ns if base_run.total_ns else 0.0
     op_speedup = op_base / op_other if op_other else None
     predicted = amdahl(share, op_speedup) if op_base else 1.0
-    row = {
+    return {
         "baseline_run_id": baseline_run_id, "other_run_id": other_run_id,
         "baseline_total_ns": base_run.total_ns, "other_total_ns": other_run.total_ns,
         "end_to_end_speedup": e2e, "operator": operator,
@@ -120,7 +120,6 @@ def _summary_row(base_run: Run, other_run: Run, operator: str, totals: dict[int,
         "differences": _differences(base_run, other_run),
         "exceeds_amdahl": e2e > predicted if e2e is not None else None,
     }
-    return row
 
 
 def _differences(a: Run, b: Run) -> str:

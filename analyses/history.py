@@ -17,6 +17,8 @@ changes (a commit's repeats are never split).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 from sqlalchemy import func, select
@@ -123,7 +125,7 @@ def _partition(logs: np.ndarray, allowed: set[int], min_size: int) -> list[int]:
     best, back = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=int)
     best[0] = -beta
     for end in range(min_size, n + 1):
-        for start in range(0, end - min_size + 1):
+        for start in range(end - min_size + 1):
             if (start and start not in allowed) or (start and start < min_size) or not np.isfinite(best[start]):
                 continue
             if end < n and end not in allowed:
@@ -145,7 +147,7 @@ def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
     segment = np.zeros(len(values), dtype=np.int64)
     medians = np.zeros(len(values))
     change: dict[int, tuple] = {}
-    for i, (start, end) in enumerate(zip(edges, edges[1:])):
+    for i, (start, end) in enumerate(itertools.pairwise(edges)):
         segment[start:end] = i
         medians[start:end] = float(np.median(values[start:end])) if end > start else np.nan
         if i:

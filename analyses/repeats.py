@@ -60,7 +60,7 @@ def speedups_over_repeats(session: Session, baseline: str = "baseline", other: s
         device = devices.get(first["hardware_id"])
         if not base_ids or not other_ids or (model and name != model) or (hardware and hardware not in (device or "")):
             continue
-        pairs = [compare_summary(session, b, o, operator).row(0, named=True) for b, o in zip(base_ids, other_ids)]
+        pairs = [compare_summary(session, b, o, operator).row(0, named=True) for b, o in zip(base_ids, other_ids, strict=False)]
         row = {"model": name, "family": family, "hardware": device,
                **{k: first[k] for k in PAIR_KNOBS}, "experiment": first["experiment"], "operator": operator,
                "repeats": len(pairs), "baseline_run_ids": base_ids[:len(pairs)], "other_run_ids": other_ids[:len(pairs)]}

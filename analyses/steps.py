@@ -62,7 +62,7 @@ def _warmup_flags(part: pl.DataFrame) -> list[tuple[str, int | None, bool]]:
                 flags[i] = True
             else:
                 break
-    return [(p, s, f) for p, s, f in zip(steps["phase"], steps["step"], flags)]
+    return [(p, s, f) for p, s, f in zip(steps["phase"], steps["step"], flags, strict=False)]
 
 
 def step_breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:

@@ -18,7 +18,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import ratio, to_frame, with_bounds
+from tracehouse.analyses.common import ratio, with_bounds
 from tracehouse.analyses.roofline import DTYPES, roofline, run_dtype
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.schema.models import Hardware, Model, Run
@@ -117,6 +117,6 @@ def compute_vs_communication(session: Session, model: str | None = None,
     if not by_world_size:
         return frame
     shares = [c for c in frame.columns if c.endswith("_share")]
-    return (frame.group_by("model", "world_size").agg(runs=pl.len().cast(pl.Int64), *[pl.col(c).mean() for c in shares])
+    return (frame.group_by("model", "world_size").agg(*[pl.col(c).mean() for c in shares], runs=pl.len().cast(pl.Int64))
             .sort("model", "world_size", nulls_last=True))
 

@@ -71,7 +71,7 @@ def fit_with_interval(x: Sequence[float], y: Sequence[float]) -> tuple[float | N
     """``(exponent, r2, low, high)`` of the log-log least-squares fit over the points with
     x, y > 0; exponent None with fewer than two distinct x, the rest None without residual
     degrees of freedom."""
-    pts = [(a, b) for a, b in zip(x, y) if a and b and a > 0 and b > 0]
+    pts = [(a, b) for a, b in zip(x, y, strict=False) if a and b and a > 0 and b > 0]
     if len({a for a, _ in pts}) < 2:
         return None, None, None, None
     lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
@@ -119,7 +119,7 @@ def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("
         fits[part[0]] = fit_with_interval(part[1][knob].to_list(), part[1]["total_ns"].to_list())
     fit_names = ("exponent", "r2", "exponent_low", "exponent_high")
     parts = [part.with_columns(pl.lit(value, pl.Float64).alias(name)
-                               for name, value in zip(fit_names, fits[key]))
+                               for name, value in zip(fit_names, fits[key], strict=False))
              for key, part in points.partition_by(*series, "operator", maintain_order=True, as_dict=True).items()]
     if not parts:
         return points.with_columns(pl.lit(None, pl.Float64).alias(name) for name in fit_names)

@@ -19,7 +19,6 @@ import typer
 
 from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_collect import collect
-from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_common import (
     DbOption,
     engine_for_url,
@@ -28,6 +27,7 @@ from tracehouse.api.cli_common import (
     open_engine,
     upload_and_report,
 )
+from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_worker import register as register_worker

@@ -440,13 +440,6 @@ TABLES: dict[str, Table] = {
     "/v1/runs/{run_id}/advice": Table(("rank", "rule", "finding", "saved_ns", "saved_share", "evidence", "basis",
                                        "query", "rest"), overrides=_ADVICE),
     "/v1/advice/rules": Table(("rule", "detects", "estimate_basis", "query", "rest"), overrides=_ADVICE),
-    "/v1/runs/{run_id}/steps": Table(("step", "kernels", "start_ns", "end_ns", "step_ns", "vs_median"), overrides={
-        "step": _c("integer", "", "ProfilerStep number or the collector's step annotation"),
-        "kernels": _c("integer", "count", "Kernels in the step"),
-        "start_ns": _c("integer", "ns", "First kernel start of the step"),
-        "end_ns": _c("integer", "ns", "Last kernel end of the step"),
-        "step_ns": _c("integer", "ns", "end_ns - start_ns (device wall time)"),
-        "vs_median": _c("number", "ratio", "step_ns / the run's median step")}),
     "/v1/jobs": Table(("job", "world_size", "ranks_stored", "rank", "run_id", "steps", "median_step_ns",
                        "max_step_ns", "span_ns", "communication_ns", "exposed_comm_ns", "exposed_comm_share",
                        "vs_job_median", "straggler"), overrides={

@@ -20,6 +20,7 @@ claimed.  ``/healthz`` reads its heartbeat and the oldest queued job's age.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -36,8 +37,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
-from tracehouse.core.settings import Settings
 from tracehouse.core.meta import meta_from_mapping
+from tracehouse.core.settings import Settings
 from tracehouse.ingest.units import ingest_unit, plan_units
 from tracehouse.ingest.user_rules import name_rules_for
 from tracehouse.schema.db import session_scope
@@ -357,10 +358,8 @@ class Worker:
         with self._watch_lock:
             watchers = list(self._watchers.get(job_id, []))
         for loop, event in watchers:
-            try:
+            with contextlib.suppress(RuntimeError):  # that waiter's loop has closed: nobody left to tell
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that waiter's loop has closed: nobody left to tell
-                pass
 
 
 def read_job(engine: Engine, job_id: int) -> IngestJob | None:
@@ -385,10 +384,8 @@ async def wait_for_job(engine: Engine, worker: Worker | None, job_id: int, secon
             remaining = deadline - time.monotonic()
             if job.status in FINISHED or remaining <= 0:
                 return job
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
-            except TimeoutError:
-                pass
     finally:
         if worker is not None:
             worker.unwatch(job_id, event)

@@ -17,6 +17,7 @@ The traces, and why each is a rule's case:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import statistics
@@ -146,7 +147,7 @@ def _host_wait_by_stream(rows: list[dict]) -> dict[tuple, int]:
     waits = {}
     for key, acts in streams.items():
         acts.sort(key=lambda r: (r["start_ns"], r["seq"]))
-        waits[key] = sum(b["start_ns"] - (a["start_ns"] + a["dur_ns"]) for a, b in zip(acts, acts[1:])
+        waits[key] = sum(b["start_ns"] - (a["start_ns"] + a["dur_ns"]) for a, b in itertools.pairwise(acts)
                          if b["launch_ns"] is not None and b["launch_ns"] > a["start_ns"] + a["dur_ns"])
     return waits
 
@@ -192,8 +193,8 @@ def _check_comm(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
     ev = json.loads(f["evidence"])
     mine = [r for r in _kernels(db, run) if r["device"] == ev["device"]]
     spans = [(r["start_ns"], r["start_ns"] + r["dur_ns"]) for r in mine]
-    comm = [s for s, r in zip(spans, mine) if r["operator"] == "communication"]
-    compute = [s for s, r in zip(spans, mine)
+    comm = [s for s, r in zip(spans, mine, strict=False) if r["operator"] == "communication"]
+    compute = [s for s, r in zip(spans, mine, strict=False)
                if r["operator"] != "communication" and r["kind"] not in ("memcpy", "memset")]
     overlap = _union(comm) + _union(compute) - _union(comm + compute)
     assert (ev["communication_ns"], ev["exposed_ns"]) == (_union(comm), _union(comm) - overlap) == (
@@ -208,7 +209,7 @@ def _check_pageable(db: Database, run: int, f: dict, runs: dict[str, int]) -> No
 
 def _check_fp32(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
     simt = sum(r["dur_ns"] for r in _kernels(db, run) if r["kind"] == "kernel"
-               and re.search("sgemm|scudnn|gcgemm", r["name"], re.I) and not re.search("tensorop|xmma|tf32", r["name"]))
+               and re.search("sgemm|scudnn|gcgemm", r["name"], re.IGNORECASE) and not re.search("tensorop|xmma|tf32", r["name"]))
     ev = json.loads(f["evidence"])
     assert ev["fp32_simt_ns"] == simt
     assert f["saved_ns"] == round(simt * (1 - ev["peak_fp32_flops"] / ev["peak_target_flops"]))

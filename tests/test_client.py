@@ -21,8 +21,28 @@ from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
 from tests.test_service import Server
 from tracehouse.analyses import (
-    advise, attention, check, compare, counters, critical_path, diff, explain, fleet_usage, hardware_compare, history, idle, launches, memory_model,
-    memory_peak, rank_jobs, roofline, sequence, steps, suite, sweep, utilization,
+    advise,
+    attention,
+    check,
+    compare,
+    counters,
+    critical_path,
+    diff,
+    explain,
+    fleet_usage,
+    hardware_compare,
+    history,
+    idle,
+    launches,
+    memory_model,
+    memory_peak,
+    rank_jobs,
+    roofline,
+    sequence,
+    steps,
+    suite,
+    sweep,
+    utilization,
 )
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.params import typed_filters
@@ -61,7 +81,7 @@ def _queries(r: live.Runs) -> list[Query]:
          lambda s: compare.compare_summary(s, sd, flash, "conv")),
         ("diff", lambda c: c.diff(sd, flash), lambda s: diff.diff(s, sd, flash)),
         ("check", lambda c: c.check(flash, "openapi"), lambda s: check.check(s, [flash], "openapi")),
-        ("baselines", lambda c: c.baselines(), lambda s: check.list_baselines(s)),
+        ("baselines", lambda c: c.baselines(), check.list_baselines),
         ("history", lambda c: c.history("stable-diffusion"), lambda s: history.history(s, "stable-diffusion")),
         ("matrix", lambda c: c.matrix(model="stable-diffusion"),
          lambda s: history.matrix(s, model="stable-diffusion")),
@@ -89,11 +109,11 @@ def _queries(r: live.Runs) -> list[Query]:
         ("ratio spread", lambda c: c.ratio_spread("ttv", phase="training"),
          lambda s: fleet_usage.ratio_spread(s, "ttv", "training")),
         ("top jobs", lambda c: c.top_jobs(12), lambda s: fleet_usage.top_jobs(s, 12, None)),
-        ("models", lambda c: c.models(), lambda s: fleet_usage.models_list(s)),
+        ("models", lambda c: c.models(), fleet_usage.models_list),
         ("memory peak", lambda c: c.memory_peak(sd), lambda s: memory_peak.memory_peak(s, sd)),
         ("advice", lambda c: c.advice(sd), lambda s: advise.advise(s, sd)),
         ("advice rules", lambda c: c.advice_rules(), lambda s: advise.rule_table()),
-        ("model points", lambda c: c.model_points(), lambda s: suite.model_points(s)),
+        ("model points", lambda c: c.model_points(), suite.model_points),
     ]
     if gpu is not None and ncu is not None:
         queries += [
@@ -105,8 +125,8 @@ def _queries(r: live.Runs) -> list[Query]:
             ("critical path", lambda c: c.critical_path(gpu, step=551),
              lambda s: critical_path.critical_path(s, gpu, 551)),
             ("steps", lambda c: c.steps(gpu), lambda s: steps.run_steps(s, gpu)),
-            ("jobs", lambda c: c.jobs(), lambda s: rank_jobs.job_ranks(s)),
-            ("ceilings", lambda c: c.ceilings(), lambda s: suite.device_ceilings(s)),
+            ("jobs", lambda c: c.jobs(), rank_jobs.job_ranks),
+            ("ceilings", lambda c: c.ceilings(), suite.device_ceilings),
             ("compute comm", lambda c: c.compute_comm(by_world_size=True),
              lambda s: suite.compute_vs_communication(s, None, True)),
             *((f"explain {view}", lambda c, view=view: c.explain(gpu, view=view),

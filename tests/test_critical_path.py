@@ -4,6 +4,7 @@ time on a GPU-bound trace and mostly host time on a host-bound one; CLI == REST 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_path_is_contiguous_real_and_bound_where_the_trace_is(db: Database, raw_
     rows = _kernels(db, run)
     segs = path.to_dicts()
     assert segs and all(s["dur_ns"] > 0 for s in segs)
-    assert all(a["end_ns"] == b["start_ns"] for a, b in zip(segs, segs[1:])), "segments must tile the path"
+    assert all(a["end_ns"] == b["start_ns"] for a, b in itertools.pairwise(segs)), "segments must tile the path"
     assert segs[-1]["end_ns"] == max(r["start_ns"] + r["dur_ns"] for r in rows)
     by_start: dict[int, list[tuple[int, str]]] = {}
     for r in rows:

@@ -26,8 +26,8 @@ from tracehouse.analyses.history import history, matrix
 from tracehouse.analyses.runs import list_runs
 from tracehouse.analyses.steps import run_steps, steps_summary
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.ingest.baselines import delete_baseline, set_baseline
 from tracehouse.core.meta import RunMeta, manifest_path_for
+from tracehouse.ingest.baselines import delete_baseline, set_baseline
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 
@@ -110,7 +110,7 @@ def test_matrix_is_every_run_by_every_operator(store) -> None:  # type: ignore[n
 
 
 def test_runs_carry_experiment_and_commit(store) -> None:  # type: ignore[no-untyped-def]
-    db, base, slowed, _ = store
+    db, _base, slowed, _ = store
     with session_scope(db.engine) as s:
         runs = list_runs(s, experiment="slowed")
     assert runs["run_id"].to_list() == slowed
@@ -223,7 +223,7 @@ def test_profiler_steps_of_a_training_trace(db: Database, raw_dir: Path) -> None
     """A real A100 training trace: one step per ``ProfilerStep#N`` range the trace holds."""
     require_shared()
     trace = KINETO_DIR / "a100_rank3_of8_training.json.gz"
-    numbers = sorted({int(m) for m in re.findall(rb'"ProfilerStep#(\d+)"', gzip.open(trace).read())})
+    numbers = sorted({int(m) for m in re.findall(rb'"ProfilerStep#(\d+)"', gzip.decompress(trace.read_bytes()))})
     run_id = ingest_file(db.engine, trace, None, raw_dir=raw_dir).run_id
     with session_scope(db.engine) as s:
         steps = run_steps(s, run_id)

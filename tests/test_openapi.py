@@ -51,7 +51,6 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/runs/{run_id}/idle": [{"_run": gpu}],
         "/v1/runs/{run_id}/advice": [{"_run": gpu}, {}, {"rule": "attention.materialised"}],
         "/v1/advice/rules": [{}],
-        "/v1/runs/{run_id}/steps": [{"_run": gpu}],
         "/v1/jobs": [{}],
         "/v1/runs/{run_id}/memory-peak": [{}],
         "/v1/runs/{run_id}/critical-path": [{"_run": gpu}, {"_run": gpu, "view": "segments"}],

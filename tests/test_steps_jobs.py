@@ -8,6 +8,7 @@ grouping, per-rank figures and straggler flag are what is under test, not the pa
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ def test_jobs_group_ranks_by_tag_and_flag_the_straggler(db: Database, raw_dir) -
         jobs = job_ranks(s)
         steps = step_times(s, rank3)
     expected = _step_ns(_kernels(db, rank3))
-    assert dict(zip(steps["step"], steps["step_ns"])) == expected
+    assert dict(zip(steps["step"], steps["step_ns"], strict=False)) == expected
     assert steps["vs_median"].to_list() == pytest.approx([t / statistics.median(expected.values())
                                                           for t in expected.values()])
     demo = {r["run_id"]: r for r in jobs.filter(jobs["job"] == "tag:demo").to_dicts()}
@@ -77,7 +78,7 @@ def test_idle_breakdown_recomputed_from_kernel_rows(db: Database, raw_dir) -> No
     expected: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for stream, acts in streams.items():
         acts.sort(key=lambda r: (r["start_ns"], r["seq"]))
-        for a, b in zip(acts, acts[1:]):
+        for a, b in itertools.pairwise(acts):
             end = a["start_ns"] + a["dur_ns"]
             gap = b["start_ns"] - end
             cat = ("host_wait" if b["launch_ns"] is not None and b["launch_ns"] > end

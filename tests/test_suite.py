@@ -90,8 +90,8 @@ def test_compute_vs_communication_by_world_size(db: Database, raw_dir: Path, tmp
         kernels = _kernels(db, run_id)
         spans = [(r["start_ns"], r["start_ns"] + r["dur_ns"]) for r in kernels]
         span = max(b for _, b in spans) - min(a for a, _ in spans)
-        comm = [s for s, r in zip(spans, kernels) if r["operator"] == "communication"]
-        compute = [s for s, r in zip(spans, kernels) if r["operator"] != "communication"
+        comm = [s for s, r in zip(spans, kernels, strict=False) if r["operator"] == "communication"]
+        compute = [s for s, r in zip(spans, kernels, strict=False) if r["operator"] != "communication"
                    and r["kind"] not in ("memcpy", "memset")]
         row = rows[run_id]
         assert row["span_ns"] == span

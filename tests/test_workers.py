@@ -70,7 +70,7 @@ def _uploads(tmp: Path) -> list[tuple[str, Path]]:
         copy.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=9))
         recompressed.append((key, copy))
     # Each duplicate right after its original: two workers often ingest the same trace at once.
-    order = distinct[:10] + [x for pair in zip(again + recompressed, distinct[10:20]) for x in pair] + distinct[20:]
+    order = distinct[:10] + [x for pair in zip(again + recompressed, distinct[10:20], strict=False) for x in pair] + distinct[20:]
     assert len(order) == 50 and len({k for k, _ in order}) == 40
     return order
 
@@ -141,7 +141,7 @@ def _check_outcomes(db: Database, uploads: list[tuple[str, Path]], answers: list
     # Every trace landed exactly once: one run per distinct content, every upload of it pointing there.
     run_of: dict[str, set[int]] = defaultdict(set)
     creators: Counter[str] = Counter()
-    for (key, _), job_id in zip(uploads, job_ids):
+    for (key, _), job_id in zip(uploads, job_ids, strict=False):
         run_of[key].add(jobs[job_id].run_id)
         creators[key] += jobs[job_id].duplicate_of is None
     assert all(len(ids) == 1 for ids in run_of.values()), run_of

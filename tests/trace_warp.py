@@ -17,7 +17,7 @@ import numpy as np
 def warp_trace(src: Path, dst: Path, factor_of: Callable[[dict], float | None], tag: str) -> Path:
     """Write ``src`` to ``dst`` with each user annotation for which ``factor_of`` gives a
     factor stretched by it; ``tag`` goes into the trace name so every copy is new content."""
-    data = json.loads(gzip.open(src).read())
+    data = json.loads(gzip.decompress(src.read_bytes()))
     events = data["traceEvents"]
     ranges = [(e["ts"], e["ts"] + e["dur"], f) for e in events
               if e.get("cat") == "user_annotation" and e.get("ph") == "X"

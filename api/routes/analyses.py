@@ -8,8 +8,23 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses import (
-    advise, attention, compare, counters, critical_path, explain, hardware_compare, idle, launches, memory_model,
-    memory_peak, rank_jobs, roofline, sequence, suite, sweep, utilization,
+    advise,
+    attention,
+    compare,
+    counters,
+    critical_path,
+    explain,
+    hardware_compare,
+    idle,
+    launches,
+    memory_model,
+    memory_peak,
+    rank_jobs,
+    roofline,
+    sequence,
+    suite,
+    sweep,
+    utilization,
 )
 from tracehouse.analyses.params import typed_filters
 from tracehouse.analyses.repeats import speedups_over_repeats

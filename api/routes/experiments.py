@@ -87,7 +87,7 @@ def run_history(session: SessionDep, _: ReadToken, table: TableQuery,
                 key: Annotated[str, Query(description="total, or an operator / attention type")] = "total",
                 metric: Literal["time", "share"] = "time", by: Literal["operator", "attention_type"] = "operator",
                 order: Literal["date", "commit"] = "date", threshold: Threshold = "5%",
-                filter: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+                filter: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
                 ) -> Response:
     """Runs of ``model`` alike in the filtered knobs, ordered by ingest time or by commit; each
     run's value, its segment between change points, and where each change began with the ratio

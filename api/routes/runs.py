@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
 from tracehouse.analyses.common import get_run
-from tracehouse.analyses.runs import (list_runs, raw_trace, run_kernel_count, run_kernels, run_row, run_tags,
-                                      run_traces)
+from tracehouse.analyses.runs import list_runs, raw_trace, run_kernel_count, run_kernels, run_row, run_tags, run_traces
 from tracehouse.api.auth import check_run_owner
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
@@ -60,7 +59,7 @@ def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None
          hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
          attention_backend: str | None = None,
          experiment: Annotated[str | None, Query(description="Only runs of this experiment")] = None,
-         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
          since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
          until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
     """Runs matching every filter, oldest first, one row each."""

@@ -4,9 +4,8 @@ Revision ID: 0011_experiments
 Revises: 0010_attribution
 Create Date: 2026-11-30
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0011_experiments'
 down_revision = '0010_attribution'

@@ -5,9 +5,8 @@ Revision ID: 0012_worker_lease
 Revises: 0011_experiments
 Create Date: 2026-11-30
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0012_worker_lease'
 down_revision = '0011_experiments'
