@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -66,28 +67,37 @@ def scan_file(path: Path, max_inflated_bytes: int = INFLATED_CEILING,
 
 def _scan(pieces: Iterator[bytes]) -> Streamed:
     prefix, buf = _array_start(pieces)
-    parts: dict[str, list[pl.DataFrame]] = {"gpu": [], "launch": [], "range": []}
     events, at_start, scan_piece = 0, True, kineto_native._kineto_scan.scan_piece
-    while True:
-        found = scan_piece(buf, _CATEGORIES, at_start)
-        if isinstance(found, int):
-            raise Declined(f"element at +{found}")
-        table, count, consumed, ended = found
-        events += count
-        if count:
-            for kind, frame in kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*table))).items():
-                parts[kind].append(_compact(frame))
-        if ended:
-            break
-        more = next(pieces, None)
-        if more is None or (consumed == 0 and len(buf) > MAX_ELEMENT_BYTES):
-            raise Declined("an element that does not parse")
-        buf = buf[consumed:] + more
-        at_start = at_start and consumed == 0
+    # A piece's rows become frames on a second thread while the scanner reads the next piece
+    # (both let go of the GIL): the scan stays as fast as the whole-document one on two threads.
+    with ThreadPoolExecutor(1, thread_name_prefix="tracehouse-frames") as framing:
+        framed = []
+        while True:
+            found = scan_piece(buf, _CATEGORIES, at_start)
+            if isinstance(found, int):
+                raise Declined(f"element at +{found}")
+            table, count, consumed, ended = found
+            events += count
+            if count:
+                framed.append(framing.submit(_piece_frames, table))
+            if ended:
+                break
+            more = next(pieces, None)
+            if more is None or (consumed == 0 and len(buf) > MAX_ELEMENT_BYTES):
+                raise Declined("an element that does not parse")
+            buf = buf[consumed:] + more
+            at_start = at_start and consumed == 0
+        parts = [piece.result() for piece in framed]
     header = prefix + b"]" + buf[consumed:] + b"".join(pieces)
     _check_header(header, len(prefix) - 1)
-    frames = {kind: _expanded(pl.concat(p, rechunk=False)) if p else _empty(kind) for kind, p in parts.items()}
+    frames = {kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind)
+              for kind in ("gpu", "launch", "range")}
     return Streamed(frames, events, header)
+
+
+def _piece_frames(table: tuple[object, object]) -> dict[str, pl.DataFrame]:
+    frames = kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*table)))
+    return {kind: _compact(frame) for kind, frame in frames.items()}
 
 
 def _compact(frame: pl.DataFrame) -> pl.DataFrame:
