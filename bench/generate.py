@@ -100,7 +100,7 @@ def measured(argv: list[str], timeout: float, env: dict[str, str] | None = None)
     return float(wall), int(rss_kb) / 1024, done == "True"
 
 
-def generated_runs(source: Path, sizes_gb: list[float], *, gzip_it: bool, hta_timeout: float,
+def generated_runs(source: Path, sizes_gb: list[float], *, gzip_it: bool, hta_timeout: float, hta_up_to: float,
                    tracehouse: list[str], hta_script: str) -> None:
     print(f"{'size':>6} {'JSON MB':>8} {'events':>9} {'contender':12} {'wall s':>8} {'MB/s':>7} {'peak RSS MB':>11}")
     for gb in sizes_gb:
@@ -115,7 +115,7 @@ def generated_runs(source: Path, sizes_gb: list[float], *, gzip_it: bool, hta_ti
             shutil.rmtree(work / "data", ignore_errors=True)  # its raw copy: disk is short
             script = work / "hta_load.py"
             script.write_text(hta_script)
-            if hta_timeout > 0:
+            if hta_timeout > 0 and gb <= hta_up_to:
                 rows.append(("HTA", measured([sys.executable, str(script), str(target.resolve())], hta_timeout)))
             for label, (wall, rss, done) in rows:
                 rate = f"{json_bytes / 1e6 / wall:7.1f}" if done else "      -"

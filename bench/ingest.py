@@ -230,13 +230,15 @@ def main() -> None:
     parser.add_argument("--generate", help="GB sizes to generate and ingest, e.g. 0.8,2,4")
     parser.add_argument("--gzip", action="store_true", help="with --generate: write .json.gz")
     parser.add_argument("--hta-timeout", type=float, default=600, help="with --generate: seconds HTA gets")
+    parser.add_argument("--hta-up-to", type=float, default=1.0,
+                        help="with --generate: largest size (GB) HTA is run on (it needs ~10x the JSON in memory)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         from generate import generated_runs  # beside this file
 
         generated_runs(args.file, [float(s) for s in args.generate.split(",")], gzip_it=args.gzip,
-                       hta_timeout=args.hta_timeout, tracehouse=_tracehouse_command(), hta_script=_HTA_SCRIPT)
+                       hta_timeout=args.hta_timeout, hta_up_to=args.hta_up_to, tracehouse=_tracehouse_command(), hta_script=_HTA_SCRIPT)
         return
     if args.whole_process:
         print(f"file: {args.file} ({os.path.getsize(args.file) / 1e6:.1f} MB on disk)")
