@@ -37,7 +37,7 @@ from isal import isal_zlib
 
 from tracehouse.core.errors import BadTrace, TooLarge
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import counter_ranges, kineto_native, kineto_stream
+from tracehouse.ingest import counter_ranges, kineto_stream
 from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, DeviceInfo, ParsedTrace, conform,
 )

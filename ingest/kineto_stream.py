@@ -45,7 +45,7 @@ class Streamed:
     """The frames of the kept events, how many events the array held, and the document with
     its events array emptied (for the header decode)."""
 
-    __slots__ = ("frames", "event_count", "header_text")
+    __slots__ = ("event_count", "frames", "header_text")
 
     def __init__(self, frames: dict[str, pl.DataFrame], event_count: int, header_text: bytes) -> None:
         self.frames, self.event_count, self.header_text = frames, event_count, header_text

@@ -121,7 +121,7 @@ def test_a_1gb_trace_parses_without_holding_its_text(tmp_path: Path) -> None:
     code = ("import sys; from pathlib import Path; from tracehouse.ingest.kineto import parse_kineto; "
             "assert parse_kineto(Path(sys.argv[1]), max_inflated_bytes=4 << 30).event_count == int(sys.argv[2])")
     out = subprocess.run([sys.executable, "-c", _INGEST_PEAK, sys.executable, "-c", code, str(big), str(events)],
-                         capture_output=True, text=True, timeout=900)
+                         check=False, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     peak_kb = int(out.stdout.split()[-1])
     assert written > 0.95e9 and peak_kb * 1024 < PEAK_LIMIT_BYTES, (written, peak_kb)
