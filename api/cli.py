@@ -21,6 +21,7 @@ from tracehouse.api.cli_analyses import register as register_analyses
 from tracehouse.api.cli_collect import collect
 from tracehouse.api.cli_common import (
     DbOption,
+    PathSettings,
     engine_for_url,
     load_settings,
     log_to_stderr,
@@ -136,11 +137,12 @@ def ingest(
     run_meta = meta_from_mapping(values)
     engine = open_engine(db)
     units = plan_units(paths)
-    name_rules = name_rules_for(load_settings().rules_file())  # checked before anything is ingested
+    paths_settings = PathSettings()  # pydantic-settings' import would cost more than a small trace's parse
+    name_rules = name_rules_for(paths_settings.rules_file())  # checked before anything is ingested
     results: list[dict[str, Any]] = []
     with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
-        for unit, res in ingest_all(engine, units, run_meta, raw_dir=load_settings().raw_dir(), run_id=run,
+        for unit, res in ingest_all(engine, units, run_meta, raw_dir=paths_settings.raw_dir(), run_id=run,
                                     name_rules=name_rules):
             results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
                             "created": res.created, "duplicate_of": res.duplicate_of, "kernels": res.kernel_count, "warnings": res.warnings})

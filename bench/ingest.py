@@ -2,6 +2,7 @@
 
     python bench/ingest.py FILE [--repeat 5] [--stages]
     python bench/ingest.py FILE --whole-process [--repeat 3]
+    python bench/ingest.py FILE --generate 0.8,2,4 [--gzip] [--hta-timeout 600]
 
 Each contender runs in its own processes (so peak RSS is its own), round by round: tracehouse's ingest (file to
 committed SQLite rows, migrations excluded), HTA's ``TraceAnalysis`` load, and plain
@@ -12,6 +13,11 @@ of ``--repeat``), peak RSS, and the ratios; ``--stages`` adds tracehouse's time 
 included: ``tracehouse ingest FILE --db <fresh SQLite>`` as typed at a shell (into a database
 migrated beforehand, and into a new file it migrates itself), a script that loads the file
 with HTA's ``TraceAnalysis``, and ``python -c`` that gunzips (ISA-L) and ``orjson.loads`` it.
+
+``--generate SIZES`` (GB, comma-separated) writes, for each size, a valid trace of about that
+many bytes of JSON by replicating FILE's events (``bench/generate.py``), then times
+``tracehouse ingest`` of it whole-process with its peak RSS, and HTA's load where it finishes
+within ``--hta-timeout``; each file is deleted before the next is written.
 """
 
 from __future__ import annotations
@@ -233,8 +239,19 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="also print tracehouse's time per ingest stage")
     parser.add_argument("--whole-process", action="store_true",
                         help="time whole processes as a user runs them (imports included)")
+    parser.add_argument("--generate", help="GB sizes to generate and ingest, e.g. 0.8,2,4")
+    parser.add_argument("--gzip", action="store_true", help="with --generate: write .json.gz")
+    parser.add_argument("--hta-timeout", type=float, default=600, help="with --generate: seconds HTA gets")
+    parser.add_argument("--hta-up-to", type=float, default=1.0,
+                        help="with --generate: largest size (GB) HTA is run on (it needs ~10x the JSON in memory)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        from generate import generated_runs  # beside this file
+
+        generated_runs(args.file, [float(s) for s in args.generate.split(",")], gzip_it=args.gzip,
+                       hta_timeout=args.hta_timeout, hta_up_to=args.hta_up_to, tracehouse=_tracehouse_command(), hta_script=_HTA_SCRIPT)
+        return
     if args.whole_process:
         print(f"file: {args.file} ({os.path.getsize(args.file) / 1e6:.1f} MB on disk)")
         whole_process(args.file, args.repeat)

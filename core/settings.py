@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, default_inflated_limit
+from tracehouse.core.data_paths import DataPaths, default_data_dir
+from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES
+
+__all__ = ["Settings", "default_data_dir", "load_settings"]
 
 
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir("tracehouse", appauthor=False))
-
-
-class Settings(BaseSettings):
+class Settings(DataPaths, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACEHOUSE_", extra="ignore")
 
     database_url: str | None = Field(
@@ -49,28 +47,6 @@ class Settings(BaseSettings):
     gc_on_start: bool = Field(default=True, description="Reclaim orphan raw and spool files at service start")
     rules_path: Path | None = Field(default=None, description="A lab's kernel-name rules (TOML); "
                                     "default: rules.toml in the data directory")
-
-    def resolved_database_url(self, override: str | None = None) -> str:
-        if override:
-            return override
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir / 'tracehouse.sqlite3'}"
-
-    def inflated_limit(self) -> int:
-        return self.max_inflated_bytes or default_inflated_limit(self.max_trace_bytes)
-
-    def store_dir(self) -> Path:
-        return self.store_root or self.data_dir
-
-    def raw_dir(self) -> Path:
-        return self.store_dir() / "raw"
-
-    def upload_dir(self) -> Path:
-        return self.store_dir() / "uploads"
-
-    def rules_file(self) -> Path:
-        return self.rules_path or self.data_dir / "rules.toml"
 
 
 def load_settings(**overrides: Any) -> Settings:  # pydantic checks each against its field

@@ -410,6 +410,41 @@ static int scan_document(cur p, cur end, const Cats *cats, Table *t, Result *r, 
     return seen && p == end ? 0 : DECLINE;
 }
 
+/* ------------------------------------------------------------------ pieces */
+/* The events array a piece of text at a time, so that a trace of any size is scanned in
+ * bounded memory (kineto_stream.py feeds it).  A piece starts at an element of the array (or,
+ * at the array's start, possibly at its closing bracket) and is scanned element by element,
+ * with the same parse_event / put_row as a whole document.  An element is taken only once
+ * the separator after it (``,`` or ``]``) is in the piece, so the piece's last, cut-off
+ * element is never half taken: the scan stops at its start and the caller hands it over again
+ * with the text that follows.  A cut-off element always fails to parse (its object is not
+ * closed), but so does a malformed one: the caller tells them apart by whether more text
+ * helps (see kineto_stream.py).  A malformed separator or a field the reference must read
+ * declines at once. */
+enum { CHUNK_ENDED = 0, CHUNK_MORE = 1 };
+
+static int scan_piece(cur start, cur end, int at_start, const Cats *cats, Table *t, Result *r,
+                      cur *consumed) {
+    cur p = skip_ws(start, end);
+    Event ev;
+    int rc;
+    if (at_start && p < end && *p == ']') { *consumed = p + 1; return CHUNK_ENDED; }
+    for (;;) {
+        cur element = p = skip_ws(p, end);
+        *consumed = element;
+        r->stop = element;
+        if (p >= end || parse_event(&p, end, &ev)) return CHUNK_MORE;
+        cur q = skip_ws(p, end);
+        if (q >= end) return CHUNK_MORE;  /* its separator is in the next piece: taken then */
+        if (*q != ',' && *q != ']') { r->stop = q; return DECLINE; }
+        r->events++;
+        int cat = kept_category(&ev, cats);
+        if (cat >= 0 && (rc = put_row(t, &ev, cat))) return rc;
+        if (*q == ']') { *consumed = q + 1; return CHUNK_ENDED; }
+        p = q + 1;
+    }
+}
+
 /* ------------------------------------------------------------------ module */
 static void init_tables(void) {
     for (int c = 0; c < 256; c++) STOP[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80);
@@ -500,10 +535,45 @@ done:
     return out;
 }
 
+/* scan_piece(buffer, categories, at_start) -> ((schema, array), events, consumed, ended) or
+ * the int offset where it declined. */
+static PyObject *scan_piece_py(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer buf;
+    PyObject *cat_tuple, *out = NULL, *pair = NULL;
+    Cats cats = {NULL, NULL, 0};
+    Table t = {0};
+    Result r = {0};
+    int at_start, rc;
+    cur consumed = NULL;
+    if (!PyArg_ParseTuple(args, "y*O!p:scan_piece", &buf, &PyTuple_Type, &cat_tuple, &at_start)) return NULL;
+    if (read_categories(cat_tuple, &cats) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan_piece(buf.buf, (cur)buf.buf + buf.len, at_start, &cats, &t, &r, &consumed);
+    Py_END_ALLOW_THREADS
+    if (rc == DECLINE) {
+        out = PyLong_FromSsize_t((Py_ssize_t)(r.stop - (cur)buf.buf));
+    } else if (rc != CHUNK_ENDED && rc != CHUNK_MORE) {
+        PyErr_NoMemory();
+    } else if ((pair = capsules(&t))) {
+        out = Py_BuildValue("(OLnO)", pair, (long long)r.events, (Py_ssize_t)(consumed - (cur)buf.buf),
+                            rc == CHUNK_ENDED ? Py_True : Py_False);
+    }
+    Py_XDECREF(pair);
+done:
+    table_free(&t);
+    free(cats.text);
+    free(cats.len);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
 static PyMethodDef METHODS[] = {
     {"scan", scan, METH_VARARGS,
      "scan(buffer, categories) -> ([(schema capsule, array capsule), ...], events, array_start, array_end)"
      " or the int offset where the document was declined."},
+    {"scan_piece", scan_piece_py, METH_VARARGS,
+     "scan_piece(buffer, categories, at_start) -> ((schema capsule, array capsule), events, consumed, ended)"
+     " or the int offset where it declined; see kineto_stream.py."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,7 +2,8 @@
 
 Three decoders, fastest first.  The C scanner (``kineto_native.py``) reads the gunzipped text
 into Arrow columns in one pass, for the documents whose fields have the plain shapes Kineto
-writes.  Any other document is decoded by msgspec, the reference for what a trace means and
+writes, a piece at a time as the file is read (``kineto_stream.py``: memory stays bounded
+whatever the trace's size).  Any other document is decoded by msgspec, the reference for what a trace means and
 for every error: straight into typed structs, skipping the fields we never read, the file
 gunzipped and decoded ~512 KB of events at a time as it is read (``jsonchunks.py``): a chunk's
 structs are still in cache when their fields are copied out, a field at a time with
@@ -44,7 +45,7 @@ from tracehouse.core.frames import (
     conform,
 )
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import counter_ranges, kineto_native
+from tracehouse.ingest import counter_ranges, kineto_stream
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
@@ -218,7 +219,7 @@ def _decode(raw: bytes | str) -> _Trace:
 def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
     """Parse a ``.json`` / ``.json.gz`` PyTorch Profiler trace into typed frames."""
     warnings: dict[str, int] = {}
-    decoded = _decode_native(read_bytes(path, max_inflated_bytes))  # None when the C scanner declines
+    decoded = _decode_native(path, max_inflated_bytes)  # None when the C scanner declines
     if decoded is None:
         try:
             decoded = _decode_streamed(path, max_inflated_bytes)
@@ -250,20 +251,23 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> P
 _Frames = dict[str, tuple[pl.DataFrame, dict[str, int]]]  # frame and the warnings typing it raised
 
 
-def _decode_native(raw: bytes) -> tuple[_Trace, int, _Frames] | None:
-    """The trace from one pass of the C scanner (``kineto_native``), or None where it
-    declines, is not built, or the small rest of the document does not decode as a header."""
-    scanned = kineto_native.scan(raw)
-    if not isinstance(scanned, kineto_native.Scanned):
+def _decode_native(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, _Frames] | None:
+    """The trace from the C scanner (``kineto_native``), the file scanned a piece at a time
+    (``kineto_stream``): the whole text is never held, so memory does not grow with the
+    trace's size.  None where the scanner declines, is not built, or the file does not read
+    as one gzip member (the reference path then decides); a trace past ``max_inflated_bytes``
+    raises TooLarge as on every path."""
+    try:
+        streamed = kineto_stream.scan_file(path, max_inflated_bytes)
+    except (kineto_stream.Declined, Unsplittable, zlib.error):
+        return None
+    if streamed is None:
         return None
     try:
-        if raw[:scanned.array_start].strip():
-            header = _decode(raw[:scanned.array_start] + b"[]" + raw[scanned.array_end:])
-        else:  # the document is the events array itself
-            header = _Trace(traceEvents=[])
+        header = _decode(streamed.header_text)
     except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
-    return header, scanned.event_count, {k: (df, {}) for k, df in kineto_native.frames(scanned.columns).items()}
+    return header, streamed.event_count, {k: (df, {}) for k, df in streamed.frames.items()}
 
 
 def _decode_streamed(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, _Frames]:

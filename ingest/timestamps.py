@@ -14,8 +14,11 @@ _MAX_US = (2**63 - 1) // 1000  # the largest µs count whose ns fit in an Int64
 
 
 def start_and_duration_ns(text: pl.Series, dur: pl.Series, base_ns: int) -> pl.DataFrame:
-    """Start and duration in integer ns (null where missing or unreadable)."""
-    return pl.DataFrame({"start_ns": us_text_to_ns(text) + base_ns,
+    """Start and duration in integer ns (null where missing or unreadable).  ``text`` may be
+    Int64 already, ``us_text_to_ns`` applied a piece at a time by ``kineto_stream`` (which
+    reads the header with the base last, after the events)."""
+    start = text if text.dtype == pl.Int64 else us_text_to_ns(text)
+    return pl.DataFrame({"start_ns": start + base_ns,
                          "dur_ns": (dur * 1000).round(0).cast(pl.Int64, strict=False)})
 
 

@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 from tracehouse.core.errors import BadInput, BadTrace, TooLarge
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.rules import NAME_RULES, NameRule
-from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
 
 
@@ -69,6 +68,8 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
     """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run;
     ``name_rules``: the kernel-name rules in effect."""
     if unit.format == "ncu":
+        from tracehouse.ingest.ncu_load import ingest_ncu  # its imports cost more than a small trace's parse
+
         for path in unit.paths:
             if max_bytes is not None and path.stat().st_size > max_bytes:
                 raise TooLarge(f"{path.name}: {path.stat().st_size} bytes exceeds the {max_bytes}-byte limit")

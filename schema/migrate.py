@@ -7,16 +7,25 @@ used and names the command that upgrades it (MLflow's ``_verify_schema`` habit).
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from tracehouse.core.errors import SchemaOutOfDate
 from tracehouse.schema.db import first_connect, safe_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic costs ~0.1 s to import, more than a small trace's whole parse: every CLI command
+# checks the schema first, so the check for a database already at head uses neither Alembic
+# nor its script loader (see ``head_from_files`` and ``_stored_revisions``).  Anything else
+# (empty, behind, ahead, branched) goes the Alembic way.
+_REVISION = re.compile(r"^(down_)?revision\s*(?::[^=]*)?=\s*(.+?)\s*(?:#.*)?$", re.MULTILINE)
+_QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
 
 
 def _migrations_dir() -> Path:
@@ -28,12 +37,16 @@ def _migrations_dir() -> Path:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_migrations_dir()))
     return cfg
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migrations found"
     return head
@@ -45,12 +58,44 @@ def _connect(engine: Engine) -> Connection:
         return engine.connect()
 
 
+def head_from_files() -> str | None:
+    """The head revision read from the migration files' ``revision`` / ``down_revision`` lines
+    (the one revision no other names as its parent), without importing Alembic; None when the
+    files do not name exactly one head that way.  tests/test_migrate_fast.py checks it equals
+    Alembic's own head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_migrations_dir() / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            names = _QUOTED.findall(value)
+            if down:
+                parents.update(names)
+            elif len(names) == 1:
+                revisions.add(names[0])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revisions(engine: Engine) -> list[str] | None:
+    """The revisions in ``alembic_version``, read with a plain query; None when there is no
+    such table (or it cannot be read that way): Alembic then looks for itself."""
+    with _connect(engine) as conn:
+        try:
+            return [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+        except DBAPIError:
+            return None
+
+
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with _connect(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     cfg = alembic_config()
     with _connect(engine) as conn:
         sqlite = conn.dialect.name == "sqlite"
@@ -80,6 +125,11 @@ def upgrade_command(url: str) -> str:
 
 def ensure_schema(engine: Engine, url_for_message: str, *, create_if_empty: bool = True) -> None:
     """Migrate an empty database; refuse an out-of-date one with the exact command to run."""
+    fast_head = head_from_files()
+    if fast_head is not None and _stored_revisions(engine) == [fast_head]:
+        return  # at head: the common case, checked without Alembic
+    from alembic.script import ScriptDirectory
+
     current = current_revision(engine)
     head = head_revision()
     if current == head:

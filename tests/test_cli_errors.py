@@ -288,6 +288,14 @@ def test_ingest_imports_no_service_collector_or_progress_bar(tmp_path: Path) -> 
     assert "rich.progress" not in loaded  # one file: no progress bar to draw
 
 
+def test_ingest_into_a_migrated_database_skips_alembic_settings_and_ncu(tmp_path: Path) -> None:
+    """What a small trace's ingest would spend more time importing than parsing."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert _run("db", "upgrade", "--db", url).returncode == 0
+    loaded = _modules_after("ingest", str(SD), "--db", url)
+    assert not {"alembic", "pydantic_settings", "tracehouse.ingest.ncu_load"} & loaded
+
+
 def test_typer_exit_code_is_kept_outside_standalone_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     def exits_3() -> None:
         raise typer.Exit(3)

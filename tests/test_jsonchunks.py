@@ -31,7 +31,7 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
         raise Unsplittable("forced")
 
     with monkeypatch.context() as m:
-        m.setattr(kineto, "_decode_native", lambda raw: None)
+        m.setattr(kineto, "_decode_native", lambda *_: None)
         m.setattr(kineto, "_CHUNK_BYTES", chunk_bytes)
         m.setattr(kineto, "_decode_whole", spy)
         if whole:

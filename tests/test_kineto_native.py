@@ -35,8 +35,8 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, native: bool) -> tupl
     used: list[bool] = []
     real = kineto._decode_native
 
-    def spy(raw: bytes):  # type: ignore[no-untyped-def]
-        found = real(raw) if native else None
+    def spy(*args: object):  # type: ignore[no-untyped-def]
+        found = real(*args) if native else None
         used.append(found is not None)
         return found
 

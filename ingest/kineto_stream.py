@@ -1,0 +1,143 @@
+"""The C scanner fed a piece at a time: a Kineto trace of any size is read in bounded memory.
+
+The file is read (and gunzipped, on another thread) a piece at a time; the scanner
+(``_kineto_scan.scan_piece``) takes the events array's elements from each piece, stopping at
+the last element the piece cuts off, which comes again at the start of the next piece.  Each
+piece's kept events become the gpu / launch / range frames at once (``ts`` already in integer
+ns, names as Categorical), so neither the JSON text nor the scanner's columns of the whole
+trace ever exist, only the frames.  The small rest of
+the document (everything but the array's elements) is checked by the whole-document scanner
+and decoded by msgspec, as in ``kineto._decode_native``: so a document is accepted exactly
+when the whole-document scan accepts it, and gives the same frames
+(tests/test_kineto_stream.py checks both against the reference decoder).
+
+Where an element does not parse, more text is appended until it does; past
+``MAX_ELEMENT_BYTES`` or at the end of the file, the element is malformed, not cut off, and
+the scan declines (the caller then takes the reference path).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+
+from tracehouse.core.limits import INFLATED_CEILING
+from tracehouse.ingest import kineto_native
+from tracehouse.ingest.jsonchunks import file_pieces, prefetched
+from tracehouse.ingest.timestamps import us_text_to_ns
+
+PIECE_BYTES = 8 << 20  # gunzipped text scanned at a time
+MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stops here
+MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
+_OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
+_CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
+
+
+class Declined(Exception):
+    """The scanner does not take this document; the reference decoder will."""
+
+
+class Streamed:
+    """The frames of the kept events, how many events the array held, and the document with
+    its events array emptied (for the header decode)."""
+
+    __slots__ = ("event_count", "frames", "header_text")
+
+    def __init__(self, frames: dict[str, pl.DataFrame], event_count: int, header_text: bytes) -> None:
+        self.frames, self.event_count, self.header_text = frames, event_count, header_text
+
+
+def scan_file(path: Path, max_inflated_bytes: int = INFLATED_CEILING,
+              piece_bytes: int | None = None) -> Streamed | None:
+    """The file's kept events as frames, scanned a piece at a time; None when the extension
+    is not built.  Raises :class:`Declined` where the scanner declines the document, and
+    whatever reading raises (TooLarge past ``max_inflated_bytes``, zlib's errors ...)."""
+    if kineto_native._kineto_scan is None:
+        return None
+    pieces = prefetched(file_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes))
+    try:
+        return _scan(pieces)
+    finally:
+        pieces.close()  # stops the gunzip thread when the scan ends early
+
+
+def _scan(pieces: Iterator[bytes]) -> Streamed:
+    prefix, buf = _array_start(pieces)
+    events, at_start, scan_piece = 0, True, kineto_native._kineto_scan.scan_piece
+    # A piece's rows become frames on a second thread while the scanner reads the next piece
+    # (both let go of the GIL): the scan stays as fast as the whole-document one on two threads.
+    with ThreadPoolExecutor(1, thread_name_prefix="tracehouse-frames") as framing:
+        framed = []
+        while True:
+            found = scan_piece(buf, _CATEGORIES, at_start)
+            if isinstance(found, int):
+                raise Declined(f"element at +{found}")
+            table, count, consumed, ended = found
+            events += count
+            if count:
+                framed.append(framing.submit(_piece_frames, table))
+            if ended:
+                break
+            more = next(pieces, None)
+            if more is None or (consumed == 0 and len(buf) > MAX_ELEMENT_BYTES):
+                raise Declined("an element that does not parse")
+            buf = buf[consumed:] + more
+            at_start = at_start and consumed == 0
+        parts = [piece.result() for piece in framed]
+    header = prefix + b"]" + buf[consumed:] + b"".join(pieces)
+    _check_header(header, len(prefix) - 1)
+    frames = {kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind)
+              for kind in ("gpu", "launch", "range")}
+    return Streamed(frames, events, header)
+
+
+def _piece_frames(table: tuple[object, object]) -> dict[str, pl.DataFrame]:
+    frames = kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*table)))
+    return {kind: _compact(frame) for kind, frame in frames.items()}
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """A piece's frame as it is kept until the last piece: ``ts`` as integer ns (the text is
+    three times the size; ``timestamps.start_and_duration_ns`` adds the base later) and text
+    as Categorical, which holds each distinct name once and lets go of the piece's buffers
+    (a filtered String column still points into them)."""
+    return frame.with_columns(us_text_to_ns(frame["ts"]).alias("ts"),
+                              pl.col(pl.String).exclude("ts").cast(pl.Categorical))
+
+
+def _expanded(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+
+
+def _array_start(pieces: Iterator[bytes]) -> tuple[bytes, bytes]:
+    """The document up to and including the events array's ``[``, and the text after it read
+    so far.  A match of the key in a nested object is caught by ``_check_header``."""
+    buf = b""
+    while True:
+        start = len(buf) - len(buf.lstrip())
+        if buf[start:start + 1] == b"[":  # the document is the events array itself
+            return buf[:start + 1], buf[start + 1:]
+        found = _OPENER.search(buf) if buf[start:start + 1] == b"{" else None
+        if found:
+            return buf[:found.end()], buf[found.end():]
+        more = next(pieces, None)
+        if more is None or len(buf) > MAX_HEADER_BYTES or buf[start:start + 1] not in (b"", b"{"):
+            raise Declined("no events array")
+        buf += more
+
+
+def _check_header(header: bytes, array_at: int) -> None:
+    """The document with its array emptied must be one the whole-document scanner takes, with
+    its one events array where the pieces' was (not a nested ``traceEvents``, not two)."""
+    whole = kineto_native.scan(header)
+    if not isinstance(whole, kineto_native.Scanned) or whole.event_count or whole.array_start != array_at:
+        raise Declined("header")
+
+
+def _empty(kind: str) -> pl.DataFrame:
+    found = kineto_native._kineto_scan.scan_piece(b"]", _CATEGORIES, True)
+    return _expanded(_compact(kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*found[0])))[kind]))
