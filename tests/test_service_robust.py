@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import BACKENDS, DATA, Database
+from tests.conftest import BACKENDS, DATA, Database, with_query
 from tests.test_service import Server
 from tracehouse.api.jobs import GAVE_UP, MAX_ATTEMPTS, Worker, claim_next, service_health
 from tracehouse.core.errors import ServiceUnhealthy
@@ -161,10 +161,8 @@ def test_worker_survives_its_connections_being_terminated_mid_job(tmp_path: Path
     """PostgreSQL only (SQLite has no server to drop a connection): ``pg_terminate_backend`` on
     every connection of the service, again and again while a job runs."""
     db = Database("postgresql", tmp_path).migrate()
-    app_name = f"srv_{db.schema}"
-    served = Database.__new__(Database)
-    served.backend, served.schema, served.engine = db.backend, db.schema, db.engine
-    served.url = f"{db.url}&application_name={app_name}"
+    app_name = f"srv_{db.name}"
+    served = db.reached_through(with_query(db.url, application_name=app_name))
     srv = LoggedServer(served, tmp_path / "data").start()
     kill = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :name")
     try:
@@ -347,9 +345,7 @@ def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: 
     db = Database(backend, tmp_path).migrate()
     target = db.engine.url
     proxy = TcpProxy(target.port or 5432)
-    proxied = Database.__new__(Database)
-    proxied.backend, proxied.schema, proxied.engine = backend, db.schema, db.engine
-    proxied.url = db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
     assert proxied.url != db.url
     srv = LoggedServer(proxied, tmp_path / "data").start()
     try:
@@ -357,7 +353,7 @@ def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: 
         proxy.close()
         reply = httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"})
         assert reply.status_code == 503 and set(reply.json()) == ERROR_KEYS, reply.text
-        for secret in (str(proxy.port), "127.0.0.1", target.database, db.schema):
+        for secret in (str(proxy.port), "127.0.0.1", target.database):  # the database: this test's own name
             assert secret not in reply.text, (secret, reply.text)
         health = httpx.get(f"{srv.url}/healthz")
         assert health.status_code == 503 and str(proxy.port) not in health.text
