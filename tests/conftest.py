@@ -24,9 +24,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
-
 from tracehouse.schema.db import make_engine, normalize_url
 from tracehouse.schema.migrate import upgrade
+
+# Fixtures and helpers shared across modules (servers, the in-process CLI, the error shape).
+pytest_plugins = ["tests.fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -174,7 +176,7 @@ class Database:
             self._engine = make_engine(self._url)
         return self._engine
 
-    def migrate(self) -> "Database":
+    def migrate(self) -> Database:
         if self.backend == "sqlite" and self._engine is None and self._path and not self._path.exists():
             self._path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(TEMPLATES.sqlite_file(), self._path)
@@ -184,7 +186,7 @@ class Database:
             upgrade(self.engine)
         return self
 
-    def reached_through(self, url: str) -> "Database":
+    def reached_through(self, url: str) -> Database:
         """This database under another URL (through a proxy, with an ``application_name``):
         the copy shares the engine, and dropping it leaves the database alone."""
         view = copy.copy(self)

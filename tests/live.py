@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import DATA, KINETO_DIR, SHARED_TRACES, Database
 from tests.test_fleet import MODELS, generate_jobs, write_csv
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.units import ingest_all, plan_units

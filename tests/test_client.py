@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.analyses import (
     attention, compare, counters, explain, fleet_usage, hardware_compare, launches, memory_model, roofline, sequence, sweep,
     utilization,

@@ -18,7 +18,7 @@ import pytest
 from tests import live
 from tests.browser import Watch, cell, charts_on, chromium, drawn, number, require_browser, visit
 from tests.conftest import BACKENDS, Database
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.api.dashboard.render import downsample
 
 pytestmark = pytest.mark.slow  # a server per backend and a browser: about a minute on two busy cores

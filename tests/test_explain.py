@@ -176,7 +176,7 @@ def test_migration_fills_other_ns_of_stored_runs(empty_db: Database) -> None:
 
 
 def test_rest_explain_equals_the_function(tmp_path: Path) -> None:
-    from tests.test_service import Server
+    from tests.fixtures import Server
 
     db = Database("sqlite", tmp_path).migrate()
     data = tmp_path / "data"

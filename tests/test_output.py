@@ -181,7 +181,7 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     require_shared()
     from sqlalchemy import func, select
 
-    from tests.test_service import Server
+    from tests.fixtures import Server
     from tracehouse.analyses.runs import list_runs
     from tracehouse.schema.models import Kernel
 

@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import BACKENDS, DATA, Database, with_query
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.api.jobs import GAVE_UP, MAX_ATTEMPTS, Worker, claim_next, service_health
 from tracehouse.core.errors import ServiceUnhealthy
 from tracehouse.core.settings import Settings
