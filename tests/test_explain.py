@@ -5,8 +5,6 @@ applied by ``reingest --all`` and listed by ``explain``."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ from sqlalchemy import text
 
 from tests.attribution_docs import Doc
 from tests.conftest import SHARED_TRACES, Database
+from tests.fixtures import CliResult, run_cli
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.explain import explain, explain_rules, explain_summary
 from tracehouse.analyses.runs import list_runs
@@ -114,10 +113,8 @@ def test_a_bad_rules_file_is_refused_naming_the_rule(tmp_path: Path, body: str, 
     assert message in str(err.value)
 
 
-def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+def _cli(*args: str, data_dir: Path) -> CliResult:
+    return run_cli(*args, env={"TRACEHOUSE_DATA_DIR": str(data_dir)})
 
 
 def test_cli_reingest_all_applies_the_rules_file_and_explain_lists_it(db: Database, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.conftest import DATA, SHARED_TRACES, Database
+from tests.fixtures import CliResult, run_cli
 from tracehouse.analyses.runs import list_runs
 from tracehouse.api.auth import create_token
 from tracehouse.core.settings import load_settings
@@ -60,9 +59,8 @@ def _assert_error(reply, status: int, code: str, says: str = "") -> None:  # typ
     assert says in body["error"]
 
 
-def _cli(db: Database, *args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args, "--db", db.url],
-                          capture_output=True, text=True, timeout=120)
+def _cli(db: Database, *args: str) -> CliResult:
+    return run_cli(*args, "--db", db.url)
 
 
 def _ncu_files() -> list[Path]:
