@@ -191,6 +191,7 @@ def test_a_gzip_of_several_members_reads_as_its_whole_text(tmp_path: Path) -> No
     assert _assert_agree(path)
 
 
+@pytest.mark.slow  # hundreds of mutated documents, each parsed twice
 def test_mutated_documents_are_read_alike_or_declined(tmp_path: Path) -> None:
     # Truncations and single-byte edits of a small trace: wherever the scanner accepts one, it
     # must read it as msgspec does; a crash or a difference fails.
