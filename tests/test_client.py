@@ -38,7 +38,7 @@ Query = tuple[str, Callable[[Client], pl.DataFrame], Callable[[Session], pl.Data
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp(f"client-{request.param}")
-    srv, runs = live.start(request.param, tmp, TRACEHOUSE_MAX_ROWS=str(PAGE))
+    srv, runs = live.start(request.param, tmp, Server, TRACEHOUSE_MAX_ROWS=str(PAGE))
     yield srv, runs
     srv.stop()
     srv.db.drop()

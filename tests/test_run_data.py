@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.conftest import DATA, SHARED_TRACES, Database
-from tests.fixtures import CliResult, run_cli
+from tests.fixtures import CliResult, assert_error, run_cli
 from tracehouse.analyses.runs import list_runs
 from tracehouse.api.auth import create_token
 from tracehouse.core.settings import load_settings
@@ -53,10 +53,7 @@ def _upload(api, headers: dict, name: str, content: bytes, **form: str):  # type
 
 
 def _assert_error(reply, status: int, code: str, says: str = "") -> None:  # type: ignore[no-untyped-def]
-    body = reply.json()
-    assert reply.status_code == status, reply.text
-    assert body == {"ok": False, "error": body["error"], "code": code, "status": status}
-    assert says in body["error"]
+    assert_error(reply, status, code=code, contains=says)
 
 
 def _cli(db: Database, *args: str) -> CliResult:
