@@ -126,29 +126,27 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         session.rollback()
         raise
     finally:
-        if read_only:
-            _allow_writes(session)
         session.close()
 
 
 def _refuse_writes(session: Session) -> None:
     conn = session.connection()  # begins the transaction the setting applies to
     if conn.dialect.name == "sqlite":
+        # The pragma outlives the transaction on the pooled connection: the pool turns it off
+        # again as the connection comes back, before anyone else can check it out.
+        if not event.contains(conn.engine, "checkin", _sqlite_writable):
+            event.listen(conn.engine, "checkin", _sqlite_writable)
         conn.exec_driver_sql("PRAGMA query_only=ON")
     else:
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # the transaction's first statement
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # the transaction's first statement; ends with it
 
 
-def _allow_writes(session: Session) -> None:
-    """SQLite's pragma outlives the transaction on the pooled connection: turned off again so the
-    next session on it may write.  (PostgreSQL's setting ends with its transaction.)"""
-    if session.get_bind().dialect.name != "sqlite":
+def _sqlite_writable(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    if dbapi_conn is None:  # the connection was invalidated: nothing to reset
         return
-    try:
-        session.connection().exec_driver_sql("PRAGMA query_only=OFF")
-        session.commit()
-    except SQLAlchemyError:
-        session.invalidate()  # a connection whose state is unknown is not returned to the pool
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=OFF")
+    cur.close()
 
 
 def _is_refused_write(exc: SQLAlchemyError) -> bool:

@@ -28,7 +28,7 @@ UI = "/ui"
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
     require_browser()
-    srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"))
+    srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"), Server)  # a browser needs TCP
     yield srv, runs
     srv.stop()
     srv.db.drop()

@@ -75,3 +75,21 @@ def test_cli_queries_run_in_read_only_sessions(db: Database) -> None:
     with pytest.raises(DatabaseError, match="read-only"):
         show_frame(db.url, "json", "writes", _writing_analysis)
     assert _hardware_count(db) == before
+
+
+def test_no_pooled_connection_stays_read_only(db: Database) -> None:
+    """SQLite's query_only outlives the transaction: a connection back in the pool must write
+    again, whichever connection the next session (the ingest worker's, say) is given."""
+    query = "PRAGMA query_only" if db.backend == "sqlite" else "SHOW transaction_read_only"
+    for conn in [db.engine.connect() for _ in range(3)]:  # three connections into the pool
+        conn.close()
+    with session_scope(db.engine, read_only=True) as s:
+        s.execute(select(func.count()).select_from(Hardware))
+    with pytest.raises(DatabaseError), session_scope(db.engine, read_only=True) as s:
+        _writing_analysis(s)
+    held = [db.engine.connect() for _ in range(3)]
+    try:
+        assert [str(c.exec_driver_sql(query).scalar()) for c in held] == ["0" if db.backend == "sqlite" else "off"] * 3
+    finally:
+        for conn in held:
+            conn.close()
