@@ -211,7 +211,7 @@ def runs(
     from tracehouse.core.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
-    with session_scope(open_engine(db)) as session:
+    with session_scope(open_engine(db), read_only=True) as session:
         frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
                           tags=parse_key_values(tag or [], "--tag"), since=since, until=until,
                           experiment=experiment)

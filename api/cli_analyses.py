@@ -30,7 +30,7 @@ def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], 
 
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    with session_scope(open_engine(db)) as session:
+    with session_scope(open_engine(db), read_only=True) as session:  # a query never writes
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)

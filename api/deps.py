@@ -19,8 +19,13 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+# Read requests run in read-only sessions: the database refuses a write from a read route (or
+# an analysis it calls), so a query can never change what it reports on.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.engine) as session:
+    with session_scope(request.app.state.engine, read_only=request.method in READ_METHODS) as session:
         yield session
 
 

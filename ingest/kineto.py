@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import msgspec
 import polars as pl
@@ -216,10 +216,25 @@ def _decode(raw: bytes | str) -> _Trace:
     return _TRACE_DECODER.decode(raw)
 
 
-def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
+# Which decoder reads the events (HTA's ParserBackend habit): "auto" is the C scanner where it
+# accepts the document, else the msgspec reference; "native" is the scanner or NativeDeclined;
+# "reference" is msgspec only.  Tests pick one to compare them; a user never needs to.
+Decoder = Literal["auto", "native", "reference"]
+DECODERS: tuple[str, ...] = ("auto", "native", "reference")
+
+
+class NativeDeclined(BadTrace):
+    """``decoder="native"``, and the C scanner declines the document (or is not built)."""
+
+
+def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, decoder: Decoder = "auto") -> ParsedTrace:
     """Parse a ``.json`` / ``.json.gz`` PyTorch Profiler trace into typed frames."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown Kineto decoder {decoder!r}; one of {', '.join(DECODERS)}")
     warnings: dict[str, int] = {}
-    decoded = _decode_native(path, max_inflated_bytes)  # None when the C scanner declines
+    decoded = None if decoder == "reference" else _decode_native(path, max_inflated_bytes)  # None: declined
+    if decoded is None and decoder == "native":
+        raise NativeDeclined(f"{path.name}: the native Kineto decoder declines this document")
     if decoded is None:
         try:
             decoded = _decode_streamed(path, max_inflated_bytes)

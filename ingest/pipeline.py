@@ -25,7 +25,7 @@ from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
-from tracehouse.ingest.kineto import GZIP_ERRORS, parse_kineto
+from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.schema.db import session_scope
@@ -74,10 +74,12 @@ def detect_format(path: Path) -> str:
 PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
 
 
-def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING) -> ParsedTrace:
-    """The format's parser, then the one normalisation every format needs before storing."""
+def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING,
+                decoder: Decoder = "auto") -> ParsedTrace:
+    """The format's parser, then the one normalisation every format needs before storing;
+    ``decoder`` picks the Kineto decoder (``kineto.Decoder``)."""
     if fmt == "kineto":
-        return storable_text(parse_kineto(path, max_inflated_bytes=max_inflated_bytes))
+        return storable_text(parse_kineto(path, max_inflated_bytes=max_inflated_bytes, decoder=decoder))
     return storable_text(PARSERS[fmt](path))
 
 
@@ -167,10 +169,11 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
 def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
                 raw_dir: Path, original_name: str | None = None,
                 max_bytes: int | None = None, max_inflated_bytes: int | None = None,
-                name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+                name_rules: Sequence[NameRule] = NAME_RULES, decoder: Decoder = "auto") -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
     ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
-    ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``)."""
+    ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``);
+    ``decoder``: which Kineto decoder reads the events (``kineto.Decoder``; tests compare them)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -188,7 +191,7 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     inflate_cap = max_inflated_bytes or default_inflated_limit(limit)
     content = _Beside(path, inflate_cap) if is_gzip(path) else None
     try:
-        parsed = parse_trace(path, fmt, inflate_cap)
+        parsed = parse_trace(path, fmt, inflate_cap, decoder)
     except BaseException:
         if content is not None:
             content.join()  # it stops at the same cap; the parse's error is the one to report

@@ -93,22 +93,35 @@ def first_connect(engine: Engine) -> Iterator[None]:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """Commit on success, roll back on any error.  Database errors become one message that names
-    no host, file or value (a REST client may read it); the driver's text goes to the log."""
+    no host, file or value (a REST client may read it); the driver's text goes to the log.
+
+    ``read_only``: the database itself refuses any write in the session (SQLite's
+    ``query_only``, PostgreSQL's ``SET TRANSACTION READ ONLY``), so an analysis that writes
+    fails loudly instead of changing what it reads (MLflow's read-only session maker)."""
     session = sessionmaker(bind=engine, expire_on_commit=False)()
     try:
+        if read_only:
+            _refuse_writes(session)
         yield session
-        session.commit()
+        if read_only:
+            session.rollback()  # nothing to keep; ends the read-only transaction
+        else:
+            session.commit()
     except TracehouseError:
         session.rollback()
         raise
     except OperationalError as exc:
         session.rollback()
+        if read_only and _is_refused_write(exc):
+            raise _refused_write(exc) from exc
         log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)
         raise DatabaseUnavailable("database unavailable") from exc
     except SQLAlchemyError as exc:
         session.rollback()
+        if read_only and _is_refused_write(exc):
+            raise _refused_write(exc) from exc
         log.info("database error (%s): %s", safe_url(engine.url), exc)
         raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
     except BaseException:
@@ -116,6 +129,38 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def _refuse_writes(session: Session) -> None:
+    conn = session.connection()  # begins the transaction the setting applies to
+    if conn.dialect.name == "sqlite":
+        # The pragma outlives the transaction on the pooled connection: the pool turns it off
+        # again as the connection comes back, before anyone else can check it out.
+        if not event.contains(conn.engine, "checkin", _sqlite_writable):
+            event.listen(conn.engine, "checkin", _sqlite_writable)
+        conn.exec_driver_sql("PRAGMA query_only=ON")
+    else:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # the transaction's first statement; ends with it
+
+
+def _sqlite_writable(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    if dbapi_conn is None:  # the connection was invalidated: nothing to reset
+        return
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=OFF")
+    cur.close()
+
+
+def _is_refused_write(exc: SQLAlchemyError) -> bool:
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "25006":  # PostgreSQL: read_only_sql_transaction
+        return True
+    return "readonly database" in str(orig)  # SQLite: SQLITE_READONLY under query_only
+
+
+def _refused_write(exc: SQLAlchemyError) -> DatabaseError:
+    log.info("a read-only session attempted a write: %s", exc)
+    return DatabaseError("database error: a read-only query attempted a write")
 
 
 def table_names(engine: Engine) -> set[str]:

@@ -71,9 +71,9 @@ def write_doc(tmp_path: Path, doc: object | bytes, *, style: str = "indented", g
     return path
 
 
-def parse_or_error(path: Path) -> tuple[ParsedTrace | None, str | None]:
+def parse_or_error(path: Path, decoder: kineto.Decoder = "auto") -> tuple[ParsedTrace | None, str | None]:
     """The parse, or its error as text: two decode paths must fail alike, too."""
     try:
-        return kineto.parse_kineto(path), None
+        return kineto.parse_kineto(path, decoder=decoder), None
     except Exception as exc:  # noqa: BLE001
         return None, f"{type(exc).__name__}: {exc}"

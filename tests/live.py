@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import DATA, KINETO_DIR, SHARED_TRACES, Database
+from tests.fixtures import AppServer
 from tests.test_fleet import MODELS, generate_jobs, write_csv
-from tests.test_service import Server
 from tracehouse.ingest.baselines import set_baseline
 from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
 from tracehouse.ingest.pipeline import ingest_file
@@ -47,7 +47,9 @@ def populate(db: Database, tmp: Path) -> Runs:
     return Runs(baseline, flash, gpu, ncu)
 
 
-def start(backend: str, tmp: Path, **env: str) -> tuple[Server, Runs]:
+def start(backend: str, tmp: Path, kind: type[AppServer] = AppServer, **env: str) -> tuple[AppServer, Runs]:
+    """The populated database served in this process (``AppServer``) or by a real process
+    (``kind=Server``, for a client that must reach it over TCP)."""
     db = Database(backend, tmp).migrate()
     runs = populate(db, tmp)
-    return Server(db, tmp / "data", **env).start(), runs
+    return kind(db, tmp / "data", **env).start(), runs

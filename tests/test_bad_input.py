@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import DATA, Database
+from tests.fixtures import CliResult, run_cli
 from tracehouse.core.errors import BadTrace, TooLarge
 from tracehouse.ingest import pipeline
 from tracehouse.ingest.pipeline import ingest_file
@@ -31,9 +30,8 @@ def _row_counts(db: Database) -> dict[str, int]:
         return {t.name: s.scalar(select(func.count()).select_from(t)) for t in ALL_TABLES}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+def _cli(*args: str) -> CliResult:
+    return run_cli(*args)
 
 
 def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:

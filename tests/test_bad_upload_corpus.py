@@ -20,6 +20,7 @@ import pytest
 
 from tests.bad_uploads import FOREIGN_NSYS, BadUpload, corpus
 from tests.conftest import BACKENDS, Database
+from tests.fixtures import assert_error
 from tests.live_server import LiveServer, dump_tables, tree
 
 CASES = corpus()
@@ -107,9 +108,7 @@ def _check(srv: LiveServer, case: BadUpload) -> None:
     reply = send(srv, case)
     assert reply.status_code < 500, f"{reply.status_code}: {reply.text[:500]}"
     assert 400 <= reply.status_code < 500, f"accepted: {reply.status_code} {reply.text[:500]}"
-    body = reply.json()
-    assert set(body) == {"ok", "error", "code", "status"} and body["ok"] is False, body
-    assert body["status"] == reply.status_code and body["error"] and body["code"], body
+    body = assert_error(reply, reply.status_code)
     assert not RAW_TEXT.search(body["error"]), f"raw library text in the answer: {body['error']}"
     assert str(srv.root) not in reply.text, "the answer names a server path"
     after = dump_tables(srv.db)

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 
 import polars as pl
 
 from tests.conftest import DATA, Database
+from tests.fixtures import CliResult, run_cli
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.schema.db import session_scope
 
 TRACE = DATA / "sd_tiny_cpu_flash.json.gz"
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+def _cli(*args: str, env: dict | None = None) -> CliResult:
+    return run_cli(*args, env=env)
 
 
 def test_ingest_runs_breakdown_round_trip(db: Database) -> None:

@@ -2,8 +2,9 @@
 exit code (2 bad input, 3 not found, 4 schema, 5 database or service), never a traceback; and a
 CLI that starts without importing what the command does not use.
 
-Exit codes only exist in ``main()``, which typer's CliRunner does not go through, so most of
-these run the installed ``tracehouse`` entry point in a subprocess.
+Exit codes only exist in ``main()``, which typer's CliRunner does not go through, so these run
+``main()`` in this process (``run_cli``); the installed ``tracehouse`` entry point runs in a
+subprocess where only it can tell (``--help``'s imports, a profiler run of ``collect``).
 """
 
 from __future__ import annotations
@@ -14,27 +15,30 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from tests.conftest import DATA, Database
-from tests.test_service import Server, server  # noqa: F401  (server: the live-server fixture, per backend)
+from tests.fixtures import AppServer, CliResult, Server, run_cli
 from tracehouse.api import cli
 
 TRACEHOUSE = Path(sys.executable).with_name("tracehouse")
 SD = DATA / "sd_tiny_cpu_baseline.json.gz"
 
 
-def _run(*args: str, env: dict | None = None, exe: str | None = None) -> subprocess.CompletedProcess:
-    command = [exe] if exe else [str(TRACEHOUSE)] if TRACEHOUSE.exists() else [sys.executable, "-m",
-                                                                               "tracehouse.api.cli"]
+def _entry_point(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed ``tracehouse`` in a process of its own."""
+    command = [str(TRACEHOUSE)] if TRACEHOUSE.exists() else [sys.executable, "-m", "tracehouse.api.cli"]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=180, env=env)
 
 
-def _one_error_line(out: subprocess.CompletedProcess) -> str:
+def _run(*args: str, env: dict | None = None) -> CliResult:
+    return run_cli(*args, env=env)
+
+
+def _one_error_line(out: CliResult | subprocess.CompletedProcess) -> str:
     assert "Traceback" not in out.stderr, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -96,12 +100,13 @@ def test_usage_error_in_process_through_main(monkeypatch: pytest.MonkeyPatch,
 
 # -- items 4 and 9 against a live server -----------------------------------------------------
 
-def _write_token(srv: Server) -> str:
+def _write_token(srv: AppServer) -> str:
     return srv.token("write")["Authorization"].split()[1]
 
 
 @pytest.mark.parametrize("as_json", [False, True])
-def test_upload_exits_2_when_the_servers_ingest_fails(server: Server, tmp_path: Path, as_json: bool) -> None:
+def test_upload_exits_2_when_the_servers_ingest_fails(live_server: Server, tmp_path: Path, as_json: bool) -> None:
+    server = live_server  # the upload client reaches it over TCP
     bad = tmp_path / "bad.json"  # passes the client's and the upload's checks; the ingest job fails
     bad.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "kernel"')
     out = _run("upload", str(bad), "--server", server.url, "--token", _write_token(server),
@@ -115,7 +120,8 @@ def test_upload_exits_2_when_the_servers_ingest_fails(server: Server, tmp_path: 
         assert "failed" in out.stdout and "not valid JSON" in out.stdout
 
 
-def test_upload_that_succeeds_still_exits_0(server: Server, tmp_path: Path) -> None:
+def test_upload_that_succeeds_still_exits_0(live_server: Server, tmp_path: Path) -> None:
+    server = live_server
     trace = tmp_path / "sd.json.gz"  # new bytes for this server, same trace
     trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b"  "))
     out = _run("upload", str(trace), "--server", server.url, "--token", _write_token(server), env=server.env)
@@ -123,33 +129,33 @@ def test_upload_that_succeeds_still_exits_0(server: Server, tmp_path: Path) -> N
     assert ": job " in out.stdout and " run " in out.stdout
 
 
-def test_rest_errors_name_the_rest_parameter_not_a_cli_flag(server: Server) -> None:
+def test_rest_errors_name_the_rest_parameter_not_a_cli_flag(server: AppServer) -> None:
     read = server.token("read")
-    tagged = httpx.get(f"{server.url}/v1/runs", params={"tag": "novalue"}, headers=read)
+    tagged = server.http.get(f"{server.url}/v1/runs", params={"tag": "novalue"}, headers=read)
     assert tagged.status_code == 400
     assert "query parameter 'tag'" in tagged.json()["error"] and "--" not in tagged.json()["error"]
-    filtered = httpx.get(f"{server.url}/v1/sweep", headers=read,
+    filtered = server.http.get(f"{server.url}/v1/sweep", headers=read,
                          params={"model": "stable-diffusion", "knob": "image-size", "filter": "novalue"})
     assert filtered.status_code == 400
     assert "query parameter 'filter'" in filtered.json()["error"] and "--" not in filtered.json()["error"]
     with SD.open("rb") as fh:
-        form = httpx.post(f"{server.url}/v1/traces", files={"file": (SD.name, fh)}, data={"meta": "novalue"},
+        form = server.http.post(f"{server.url}/v1/traces", files={"file": (SD.name, fh)}, data={"meta": "novalue"},
                           headers=server.token("write"))
     assert form.status_code == 400
     assert "form field 'meta'" in form.json()["error"] and "--" not in form.json()["error"]
 
 
-def test_rest_sweep_takes_either_spelling_of_a_knob(server: Server, tmp_path: Path) -> None:
+def test_rest_sweep_takes_either_spelling_of_a_knob(server: AppServer, tmp_path: Path) -> None:
     write, read = server.token("write"), server.token("read")
     for size, spelling in ((64, "image_size"), (128, "image-size")):
         copy = tmp_path / f"sd{size}.json.gz"
         copy.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b"\n" * (size // 16)))  # new bytes
         with copy.open("rb") as fh:
-            reply = httpx.post(f"{server.url}/v1/traces", params={"wait": 60}, files={"file": (copy.name, fh)},
+            reply = server.http.post(f"{server.url}/v1/traces", params={"wait": 60}, files={"file": (copy.name, fh)},
                                data={"meta": f"{spelling}={size}", "model": "stable-diffusion",
-                                     "attention_backend": "spelling-test"}, headers=write, timeout=120)
+                                     "attention_backend": "spelling-test"}, headers=write)
         assert reply.status_code in (200, 202) and reply.json()["status"] == "done", reply.text
-    answers = [httpx.get(f"{server.url}/v1/sweep", headers=read,
+    answers = [server.http.get(f"{server.url}/v1/sweep", headers=read,
                          params={"model": "stable-diffusion", "knob": knob, "operator": "total",
                                  "filter": f"{name}=spelling-test"}) for knob, name in
                (("image_size", "attention_backend"), ("image-size", "attention-backend"))]
@@ -185,7 +191,7 @@ def test_collect_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    out = _run("collect", "--model", "sd", "--device", "cuda", "--out", str(tmp_path))
+    out = _entry_point("collect", "--model", "sd", "--device", "cuda", "--out", str(tmp_path))
     assert out.returncode == 2
     assert "--device cuda" in _one_error_line(out)
     assert not list(tmp_path.iterdir())
@@ -193,7 +199,7 @@ def test_collect_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
 
 def test_collect_upload_to_an_unreachable_server_is_one_line_exit_5(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    out = _run("collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path),
+    out = _entry_point("collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path),
                "--upload", "http://127.0.0.1:9", "--token", "t")
     assert out.returncode == 5, out.stderr
     assert "cannot reach the tracehouse service" in out.stderr.strip().splitlines()[-1]
@@ -277,7 +283,7 @@ def _modules_after(*args: str) -> set[str]:
 def test_help_imports_none_of_the_heavy_libraries(args: list[str]) -> None:
     tops = {name.split(".")[0] for name in _modules_after(*args)}
     assert not tops & HEAVY, sorted(tops & HEAVY)
-    entry = _run(*args)
+    entry = _entry_point(*args)
     assert entry.returncode == 0 and "Usage" in entry.stdout
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tests import live
 from tests.conftest import BACKENDS, KINETO_DIR, require_shared
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.analyses import (
     advise,
     attention,
@@ -58,7 +58,7 @@ Query = tuple[str, Callable[[Client], pl.DataFrame], Callable[[Session], pl.Data
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp(f"client-{request.param}")
-    srv, runs = live.start(request.param, tmp, TRACEHOUSE_MAX_ROWS=str(PAGE))
+    srv, runs = live.start(request.param, tmp, Server, TRACEHOUSE_MAX_ROWS=str(PAGE))
     yield srv, runs
     srv.stop()
     srv.db.drop()

@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.conftest import Database  # noqa: E402
 from tracehouse.collectors.models import SUITE, get_spec  # noqa: E402
 from tracehouse.collectors.models.blocks import count_params  # noqa: E402
 from tracehouse.collectors.profile import collect_one  # noqa: E402
@@ -103,8 +104,13 @@ def test_paper_configs_run_on_the_meta_device(name: str) -> None:
         m.to(dtype=torch.float16)
     ctx = RunContext(device=torch.device("meta"), dtype=torch.float16, knobs=cfg.knobs.over(short),
                      generator=torch.Generator().manual_seed(0))
+    calls: Counter[str] = Counter()
+    for key, module in modules.items():  # a pipeline that skips a part of the model fails here
+        module.register_forward_hook(lambda _m, _in, _out, key=key: calls.update([key]))
     with torch.inference_mode():
         spec.run(modules, cfg, ctx)
+    assert set(calls) == set(modules), f"{name}: never ran {sorted(set(modules) - set(calls))}"
+    assert all(p.device.type == "meta" for m in modules.values() for p in m.parameters())  # nothing allocated
 
 
 # ----------------------------------------------------------------------------- the tiny suite
@@ -300,16 +306,28 @@ def test_cli_sweep(tmp_path: Path) -> None:
     assert load_manifest(tmp_path / "sd_tiny_cpu_flash_s2.json.gz").denoising_steps == 2
 
 
-def test_collect_and_ingest(tmp_path: Path) -> None:
-    pipeline = pytest.importorskip("tracehouse.ingest.pipeline")
-    from tracehouse.schema.db import make_engine
-    from tracehouse.schema.migrate import ensure_schema
-    url = f"sqlite:///{tmp_path / 'th.sqlite3'}"
-    engine = make_engine(url)
-    ensure_schema(engine, url)
+def test_collect_and_ingest(db: Database, tmp_path: Path) -> None:
+    """What the collector writes (trace and manifest) is what the database holds after ingest."""
+    from sqlalchemy import func, select
+
+    from tracehouse.analyses.breakdown import breakdown
+    from tracehouse.ingest.pipeline import ingest_file
+    from tracehouse.schema.db import session_scope
+    from tracehouse.schema.models import Kernel, Run
+
     res = collect_one("llama", "tiny", "flash", out=tmp_path)
-    result = pipeline.ingest_file(engine, res.trace, None, raw_dir=tmp_path / "raw")
-    assert result.run_id is not None
+    meta = load_manifest(res.trace)
+    result = ingest_file(db.engine, res.trace, None, raw_dir=db.raw_dir)
+    with session_scope(db.engine) as s:
+        run = s.get(Run, result.run_id)
+        assert run is not None
+        assert (run.attention_backend, run.scale) == (meta.attention_backend, meta.scale) == ("flash", "tiny")
+        assert run.decode_tokens == meta.decode_tokens and run.param_count == meta.param_count
+        kernels = s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == run.id))
+        assert run.kernel_count == kernels > 0
+        by_type = breakdown(s, run.id, "attention_type")
+    assert by_type["kernel_count"].sum() == kernels and by_type["total_ns"].sum() == run.total_ns > 0
+    assert {"causal", "causal-decode"} & set(by_type["attention_type"].drop_nulls()), by_type  # a decoder: causal
 
 
 def test_step_window_bounds_long_decodes(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests import live
 from tests.browser import Watch, cell, charts_on, chromium, drawn, number, require_browser, visit
 from tests.conftest import BACKENDS, Database
-from tests.test_service import Server
+from tests.fixtures import Server
 from tracehouse.api.dashboard.render import downsample
 
 pytestmark = pytest.mark.slow  # a server per backend and a browser: about a minute on two busy cores
@@ -28,7 +28,7 @@ UI = "/ui"
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
     require_browser()
-    srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"))
+    srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"), Server)  # a browser needs TCP
     yield srv, runs
     srv.stop()
     srv.db.drop()

@@ -153,7 +153,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_rest_and_python_agree(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_service import Server
+    from tests.fixtures import Server
 
     db, base, slowed, same = store
     with session_scope(db.engine) as s:

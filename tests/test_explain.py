@@ -5,17 +5,15 @@ applied by ``reingest --all`` and listed by ``explain``."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import text
 
 from tests.attribution_docs import Doc
 from tests.conftest import SHARED_TRACES, Database
+from tests.fixtures import CliResult, assert_error, run_cli
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.explain import explain, explain_rules, explain_summary
 from tracehouse.analyses.runs import list_runs
@@ -114,10 +112,8 @@ def test_a_bad_rules_file_is_refused_naming_the_rule(tmp_path: Path, body: str, 
     assert message in str(err.value)
 
 
-def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+def _cli(*args: str, data_dir: Path) -> CliResult:
+    return run_cli(*args, env={"TRACEHOUSE_DATA_DIR": str(data_dir)})
 
 
 def test_cli_reingest_all_applies_the_rules_file_and_explain_lists_it(db: Database, tmp_path: Path) -> None:
@@ -176,24 +172,24 @@ def test_migration_fills_other_ns_of_stored_runs(empty_db: Database) -> None:
 
 
 def test_rest_explain_equals_the_function(tmp_path: Path) -> None:
-    from tests.test_service import Server
+    from tests.fixtures import AppServer
 
     db = Database("sqlite", tmp_path).migrate()
     data = tmp_path / "data"
     data.mkdir()
     (data / "rules.toml").write_text(MYLAB_RULE)
-    srv = Server(db, data).start()
+    srv = AppServer(db, data).start()
     try:
         write, read = srv.token("write"), srv.token("read")
         with _doc(tmp_path / "e.json.gz").open("rb") as fh:
-            up = httpx.post(f"{srv.url}/v1/traces", params={"wait": 60}, files={"file": ("e.json.gz", fh)},
-                            headers=write, timeout=120).json()
+            up = srv.http.post(f"{srv.url}/v1/traces", params={"wait": 60}, files={"file": ("e.json.gz", fh)},
+                               headers=write).json()
         run_id = up["run_id"]
         url = f"{srv.url}/v1/runs/{run_id}/explain"
-        kernels = httpx.get(url, headers=read, timeout=30).json()
-        summary = httpx.get(url, params={"view": "summary"}, headers=read, timeout=30).json()
-        rules = httpx.get(url, params={"view": "rules"}, headers=read, timeout=30).json()
-        bad = httpx.get(url, params={"view": "nope"}, headers=read, timeout=30)
+        kernels = srv.http.get(url, headers=read).json()
+        summary = srv.http.get(url, params={"view": "summary"}, headers=read).json()
+        rules = srv.http.get(url, params={"view": "rules"}, headers=read).json()
+        bad = srv.http.get(url, params={"view": "nope"}, headers=read)
     finally:
         srv.stop()
     with session_scope(db.engine) as s:
@@ -202,7 +198,7 @@ def test_rest_explain_equals_the_function(tmp_path: Path) -> None:
     mine = next(r for r in kernels if r["kernel"] == MYSTERY)
     assert (mine["operator"], mine["rule"]) == ("attention", "user.kv")  # the worker used the data dir's rules
     assert rules[0]["rule"] == "user.kv" and rules[0]["kernels"] == 1
-    assert bad.status_code == 422 and bad.json()["ok"] is False
+    assert_error(bad, 422)
 
 
 def test_cpu_only_units_explain_too(db: Database, raw_dir: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import KernelRollup, Symbol
 
 hta = pytest.importorskip("hta.trace_analysis", reason="holistictraceanalysis not installed (extra 'hta')")
+pytestmark = pytest.mark.slow  # HTA reads each whole trace through pandas: seconds a test
 
 
 def _ingested(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch,

@@ -18,8 +18,8 @@ from tracehouse.ingest.jsonchunks import Unsplittable
 
 def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
            chunk_bytes: int) -> tuple[ParsedTrace | None, str | None, bool]:
-    """(parsed, error, streamed?) with the streamed path on, or forced off; the C scanner is
-    off throughout (tests/test_kineto_native.py compares it with these paths)."""
+    """(parsed, error, streamed?) with the streamed path on, or forced off; the reference
+    decoder throughout (tests/test_kineto_native.py compares the C scanner with it)."""
     used_whole: list[bool] = []
     real_whole = kineto._decode_whole
 
@@ -31,12 +31,11 @@ def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
         raise Unsplittable("forced")
 
     with monkeypatch.context() as m:
-        m.setattr(kineto, "_decode_native", lambda *_: None)
         m.setattr(kineto, "_CHUNK_BYTES", chunk_bytes)
         m.setattr(kineto, "_decode_whole", spy)
         if whole:
             m.setattr(kineto, "_decode_streamed", refuse)
-        parsed, error = parse_or_error(path)
+        parsed, error = parse_or_error(path, "reference")
     return parsed, error, not used_whole
 
 

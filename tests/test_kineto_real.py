@@ -16,6 +16,8 @@ from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Kernel, Run, Symbol, Trace
 
 TRACE_NAMES = [p.name for p in kineto_traces()] or ["(no shared traces)"]
+# The shared traces with NCCL kernels (cat "kernel", name containing "nccl"): 21, 60 and 80 of them.
+NCCL_TRACES = {"a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz", "a100_record_shapes.json.gz"}
 
 
 def _kernel_frame(db: Database, run_id: int) -> pl.DataFrame:
@@ -58,7 +60,10 @@ def test_nccl_kernels_are_communication(db: Database, raw_dir: Path, name: str) 
     result = ingest_file(db.engine, KINETO_DIR / name, raw_dir=raw_dir)
     kernels = _kernel_frame(db, result.run_id)
     nccl = kernels.filter(pl.col("name").str.contains("(?i)nccl"))
-    assert nccl["operator"].unique().to_list() in ([], ["communication"])
+    if name in NCCL_TRACES:
+        assert nccl.height > 0 and nccl["operator"].unique().to_list() == ["communication"]
+    else:  # no NCCL kernel in the file: none may appear in the database either
+        assert nccl.height == 0, nccl
     memcpy = kernels.filter(pl.col("kind") == "memcpy")
     assert memcpy["operator"].unique().to_list() in ([], ["memcpy"])
 

@@ -10,19 +10,19 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
 from tests import live
 from tests.conftest import BACKENDS, DATA, require_shared
-from tests.test_service import Server, _upload
+from tests.fixtures import AppServer, assert_error
+from tests.test_service import _upload
 
 ASSET = re.compile(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"')
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
+def served(request, tmp_path_factory) -> Iterator[tuple[AppServer, live.Runs]]:  # type: ignore[no-untyped-def]
     srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"openapi-{request.param}"))
     yield srv, runs
     srv.stop()
@@ -80,11 +80,11 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
     }
 
 
-def _get_frame(srv: Server, path: str, params: dict[str, object], default_run: int) -> pl.DataFrame:
+def _get_frame(srv: AppServer, path: str, params: dict[str, object], default_run: int) -> pl.DataFrame:
     """``params["_run"]`` is the run for ``{run_id}`` (the baseline Stable Diffusion run if absent)."""
     query = {k: v for k, v in params.items() if k != "_run"} | {"format": "parquet"}
     url = srv.url + path.replace("{run_id}", str(params.get("_run", default_run)))
-    reply = httpx.get(url, params=query, headers=srv.token("read"), timeout=60)
+    reply = srv.http.get(url, params=query, headers=srv.token("read"))
     assert reply.status_code == 200, (url, query, reply.text)
     return pl.read_parquet(io.BytesIO(reply.content))
 
@@ -105,25 +105,25 @@ def _table_routes(document: dict) -> dict[str, dict]:
             if "get" in ops and any(p["name"] == "format" for p in ops["get"].get("parameters", []))}
 
 
-def test_docs_load_no_asset_from_another_host(served: tuple[Server, live.Runs]) -> None:
+def test_docs_load_no_asset_from_another_host(served: tuple[AppServer, live.Runs]) -> None:
     srv, _ = served
     for page, needed in (("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}), ("/redoc", {"redoc.standalone.js"})):
-        html = httpx.get(srv.url + page).text
+        html = srv.http.get(srv.url + page).text
         assert "://" not in html, f"{page} names another host"
         assets = ASSET.findall(html)
         assert {a.rsplit("/", 1)[-1] for a in assets} >= needed
         for asset in assets:
-            reply = httpx.get(srv.url + asset)
+            reply = srv.http.get(srv.url + asset)
             kind = reply.headers["content-type"]
             assert reply.status_code == 200 and len(reply.content) > 1000, asset
             assert "javascript" in kind if asset.endswith(".js") else "css" in kind or "image" in kind, (asset, kind)
         assert 'url: \'/openapi.json\'' in html or 'spec-url="/openapi.json"' in html
 
 
-def test_every_table_route_documents_the_columns_it_returns(served: tuple[Server, live.Runs]) -> None:
+def test_every_table_route_documents_the_columns_it_returns(served: tuple[AppServer, live.Runs]) -> None:
     require_shared()
     srv, runs = served
-    document = httpx.get(srv.url + "/openapi.json").json()
+    document = srv.http.get(srv.url + "/openapi.json").json()
     routes = _table_routes(document)
     samples = _samples(runs)
     assert set(routes) == set(samples), "a table route without a sample request here, or a sample without a route"
@@ -147,9 +147,9 @@ def test_every_table_route_documents_the_columns_it_returns(served: tuple[Server
         assert seen == set(documented), (path, "documented but never returned", set(documented) - seen)
 
 
-def test_every_error_answer_is_documented_with_the_one_shape(served: tuple[Server, live.Runs]) -> None:
+def test_every_error_answer_is_documented_with_the_one_shape(served: tuple[AppServer, live.Runs]) -> None:
     srv, _ = served
-    document = httpx.get(srv.url + "/openapi.json").json()
+    document = srv.http.get(srv.url + "/openapi.json").json()
     error = document["components"]["schemas"]["ErrorOut"]
     assert set(error["properties"]) == set(error["required"]) == {"ok", "error", "code", "status"}
     assert "HTTPValidationError" not in document["components"]["schemas"]  # never sent by our handler
@@ -161,12 +161,13 @@ def test_every_error_answer_is_documented_with_the_one_shape(served: tuple[Serve
                 schema = responses[status]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
     # And what the server sends for each kind of failure is that shape.
-    for url in ("/v1/runs/999999/breakdown", "/v1/runs/abc", "/v1/runs/1/breakdown?by=colour", "/nowhere"):
-        body = httpx.get(srv.url + url, headers=srv.token("read")).json()
-        assert set(body) == set(error["properties"]) and body["ok"] is False, url
+    for url, status in (("/v1/runs/999999/breakdown", 404), ("/v1/runs/abc", 422),
+                        ("/v1/runs/1/breakdown?by=colour", 400), ("/nowhere", 404)):
+        body = assert_error(srv.http.get(srv.url + url, headers=srv.token("read")), status)
+        assert set(body) == set(error["properties"]), url
 
 
-def test_wait_answers_200_with_the_finished_job(served: tuple[Server, live.Runs], tmp_path: Path) -> None:
+def test_wait_answers_200_with_the_finished_job(served: tuple[AppServer, live.Runs], tmp_path: Path) -> None:
     srv, runs = served
     write = srv.token("write")
     done = _upload(srv, DATA / "sd_tiny_cpu_flash.json.gz", write, wait=60)
@@ -176,5 +177,5 @@ def test_wait_answers_200_with_the_finished_job(served: tuple[Server, live.Runs]
     copy.write_bytes((DATA / "sd_tiny_cpu_baseline.json.gz").read_bytes())
     queued = _upload(srv, copy, write, wait=0)
     assert queued.status_code == 202 and queued.json()["status"] in ("queued", "running"), queued.text
-    document = httpx.get(srv.url + "/openapi.json").json()
+    document = srv.http.get(srv.url + "/openapi.json").json()
     assert {"200", "202"} <= set(document["paths"]["/v1/traces"]["post"]["responses"])

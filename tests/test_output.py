@@ -181,7 +181,7 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     require_shared()
     from sqlalchemy import func, select
 
-    from tests.test_service import Server
+    from tests.fixtures import AppServer
     from tracehouse.analyses.runs import list_runs
     from tracehouse.schema.models import Kernel
 
@@ -200,11 +200,9 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     cpu = listed[cpu_run]
     assert (cpu["activity_count"], cpu["kernel_count"], cpu["memcpy_count"]) == (cpu_rows, cpu_rows, 0)
 
-    srv = Server(db, tmp_path / "data").start()
+    srv = AppServer(db, tmp_path / "data").start()
     try:
-        import httpx
-
-        rows = httpx.get(f"{srv.url}/v1/runs", headers=srv.token("read")).json()
+        rows = srv.http.get(f"{srv.url}/v1/runs", headers=srv.token("read")).json()
     finally:
         srv.stop()
     assert {r["run_id"]: {k: r[k] for k in ("activity_count", "kernel_count", "memcpy_count", "memset_count")}

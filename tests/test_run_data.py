@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.conftest import DATA, SHARED_TRACES, Database
+from tests.fixtures import CliResult, assert_error, run_cli
 from tracehouse.analyses.runs import list_runs
 from tracehouse.api.auth import create_token
 from tracehouse.core.meta import RunMeta
@@ -54,15 +53,11 @@ def _upload(api, headers: dict, name: str, content: bytes, **form: str):  # type
 
 
 def _assert_error(reply, status: int, code: str, says: str = "") -> None:  # type: ignore[no-untyped-def]
-    body = reply.json()
-    assert reply.status_code == status, reply.text
-    assert body == {"ok": False, "error": body["error"], "code": code, "status": status}
-    assert says in body["error"]
+    assert_error(reply, status, code=code, contains=says)
 
 
-def _cli(db: Database, *args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args, "--db", db.url],
-                          capture_output=True, text=True, timeout=120)
+def _cli(db: Database, *args: str) -> CliResult:
+    return run_cli(*args, "--db", db.url)
 
 
 def _ncu_files() -> list[Path]:

@@ -27,8 +27,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import BACKENDS, DATA, Database
-from tests.test_service import Server
+from tests.conftest import BACKENDS, DATA, Database, with_query
+from tests.fixtures import Server, assert_error
 from tracehouse.api.jobs import GAVE_UP, MAX_ATTEMPTS, Worker, claim_next, service_health
 from tracehouse.core.errors import ServiceUnhealthy
 from tracehouse.core.settings import Settings
@@ -38,7 +38,6 @@ from tracehouse.schema.models import IngestJob, Run, Trace
 SD = DATA / "sd_tiny_cpu_baseline.json.gz"
 SD_KERNELS = 1341  # kernel rows of one complete ingest of SD (a partial run has fewer)
 CLI = [sys.executable, "-m", "tracehouse.api.cli"]
-ERROR_KEYS = {"ok", "error", "code", "status"}
 
 
 class LoggedServer(Server):
@@ -146,8 +145,7 @@ def test_worker_survives_a_refused_status_write_and_healthz_reports_the_stuck_qu
         second = _post(srv, _variant(tmp_path, 1), write).json()["job_id"]
         time.sleep(2.5)  # past the stuck-queue threshold, while the outcome is still refused
         stuck = httpx.get(f"{srv.url}/healthz")
-        assert stuck.status_code == 503, stuck.text
-        assert set(stuck.json()) == ERROR_KEYS and "queue is stuck" in stuck.json()["error"]
+        assert_error(stuck, 503, contains="queue is stuck")
         _allow_outcomes(database)  # the database comes back: both jobs finish, no restart
         _until(lambda: _job(database, second).status == "done", 40, "the second job after recovery")
         done = _job(database, first)
@@ -162,10 +160,8 @@ def test_worker_survives_its_connections_being_terminated_mid_job(tmp_path: Path
     """PostgreSQL only (SQLite has no server to drop a connection): ``pg_terminate_backend`` on
     every connection of the service, again and again while a job runs."""
     db = Database("postgresql", tmp_path).migrate()
-    app_name = f"srv_{db.schema}"
-    served = Database.__new__(Database)
-    served.backend, served.schema, served.engine = db.backend, db.schema, db.engine
-    served.url = f"{db.url}&application_name={app_name}"
+    app_name = f"srv_{db.name}"
+    served = db.reached_through(with_query(db.url, application_name=app_name))
     srv = LoggedServer(served, tmp_path / "data").start()
     kill = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :name")
     try:
@@ -283,8 +279,7 @@ def test_a_failed_job_and_a_page_link_name_no_server_path_or_host(database: Data
     try:
         write, read = srv.token("write"), srv.token("read")
         reply = _post(srv, SD, write, wait=60)
-        body = reply.json()
-        assert reply.status_code == 500 and set(body) == ERROR_KEYS, reply.text
+        body = assert_error(reply, 500)
         job = _job(database, int(body["error"].split("(job ")[1].split(";")[0]))
         assert job.status == "failed" and job.attempts == MAX_ATTEMPTS
         served = httpx.get(f"{srv.url}/v1/jobs/{job.id}", headers=read).text
@@ -346,17 +341,15 @@ def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: 
     db = Database(backend, tmp_path).migrate()
     target = db.engine.url
     proxy = TcpProxy(target.port or 5432)
-    proxied = Database.__new__(Database)
-    proxied.backend, proxied.schema, proxied.engine = backend, db.schema, db.engine
-    proxied.url = db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
     assert proxied.url != db.url
     srv = LoggedServer(proxied, tmp_path / "data").start()
     try:
         assert httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
         proxy.close()
         reply = httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"})
-        assert reply.status_code == 503 and set(reply.json()) == ERROR_KEYS, reply.text
-        for secret in (str(proxy.port), "127.0.0.1", target.database, db.schema):
+        assert_error(reply, 503)
+        for secret in (str(proxy.port), "127.0.0.1", target.database):  # the database: this test's own name
             assert secret not in reply.text, (secret, reply.text)
         health = httpx.get(f"{srv.url}/healthz")
         assert health.status_code == 503 and str(proxy.port) not in health.text

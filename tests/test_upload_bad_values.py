@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Database
-from tests.test_service import Server
-from tests.test_upload_safety import SD, assert_error, count, nsys_export, post_form, tight  # noqa: F401
+from tests.fixtures import Server, assert_error
+from tests.test_upload_safety import SD, count, nsys_export, post_form
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Hardware, IngestJob, Kernel, Run, Symbol

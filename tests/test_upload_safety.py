@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import BACKENDS, DATA, Database
-from tests.test_service import Server
+from tests.conftest import DATA, Database
+from tests.fixtures import TIGHT_LIMIT, Server, assert_error
 from tracehouse.core.errors import TooLarge
 from tracehouse.ingest import kineto
 from tracehouse.ingest.jsonchunks import file_pieces
@@ -31,8 +31,6 @@ from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Kernel, Run, Symbol, Trace
 
 SD = DATA / "sd_tiny_cpu_baseline.json.gz"
-TIGHT_LIMIT = 8 << 20  # the small server's max_trace_bytes
-ROOMY_LIMIT = 256 << 20  # its inflated cap is the default one, 1 GiB
 BOMB_ZEROS = 3 << 30
 BOUNDARY = b"th-test-boundary"
 
@@ -189,34 +187,6 @@ def kernel_names(db: Database, run_id: int) -> list[str]:
 def count(db: Database, table: type) -> int:
     with session_scope(db.engine) as s:
         return s.scalar(select(func.count()).select_from(table))
-
-
-def assert_error(reply: httpx.Response, status: int) -> None:
-    assert reply.status_code == status, reply.text
-    body = reply.json()
-    assert set(body) == {"ok", "error", "code", "status"} and body["status"] == status and not body["ok"]
-
-
-# ---- servers -------------------------------------------------------------------------------
-
-def _serve(request, tmp_path_factory, limit: int) -> Iterator[tuple[Server, Path]]:  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp(f"safety-{request.param}")
-    (tmp / "systmp").mkdir()
-    db = Database(request.param, tmp).migrate()
-    srv = Server(db, tmp / "data", TRACEHOUSE_MAX_TRACE_BYTES=str(limit), TMPDIR=str(tmp / "systmp")).start()
-    yield srv, tmp
-    srv.stop()
-    db.drop()
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def tight(request, tmp_path_factory) -> Iterator[tuple[Server, Path]]:  # type: ignore[no-untyped-def]
-    yield from _serve(request, tmp_path_factory, TIGHT_LIMIT)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def roomy(request, tmp_path_factory) -> Iterator[tuple[Server, Path]]:  # type: ignore[no-untyped-def]
-    yield from _serve(request, tmp_path_factory, ROOMY_LIMIT)
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,8 @@ def scan_exact(data: bytes) -> object:
 
 
 def _parse(path: Path, *, native: bool) -> tuple[ParsedTrace | None, str | None]:
-    real = kineto._decode_native
-    if not native:
-        kineto._decode_native = lambda *_: None  # the reference: msgspec only
-    try:
-        return parse_or_error(path)
-    finally:
-        kineto._decode_native = real
+    # "native" where the scanner took the document (check() made sure), else the msgspec reference.
+    return parse_or_error(path, "native" if native else "reference")
 
 
 def assert_same_pieces(path: Path, whole: kineto_native.Scanned, piece_sizes: tuple[int, ...]) -> None:
