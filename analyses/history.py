@@ -29,10 +29,11 @@ from tracehouse.analyses.runs import list_runs
 from tracehouse.analyses.stats import ratio_interval
 from tracehouse.analyses.sweep import model_runs
 from tracehouse.core.errors import BadInput
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import OperatorRollup, Run
 
 METRICS = ("time", "share")
-HISTORY_SCHEMA: dict[str, pl.DataType] = {
+HISTORY_SCHEMA: FrameSchema = {
     "position": pl.Int64, "run_id": pl.Int64, "git_commit": pl.String, "version": pl.String,
     "created_at": pl.Datetime(time_zone="UTC"), "key": pl.String, "value": pl.Float64, "segment": pl.Int64,
     "change_point": pl.Boolean, "segment_median": pl.Float64, "change_ratio": pl.Float64,
