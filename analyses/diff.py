@@ -45,6 +45,10 @@ DIFF_SCHEMA: FrameSchema = {
     "ratio_low": pl.Float64, "ratio_high": pl.Float64, "a_share": pl.Float64, "b_share": pl.Float64,
     "a_samples": pl.Int64, "b_samples": pl.Int64, "samples": pl.String, "status": pl.String, "method": pl.String,
 }
+# One DIFF_SCHEMA row: key, a_ns, b_ns, delta_ns, ratio, ratio_low, ratio_high, a_share, b_share,
+# a_samples, b_samples, samples, status, method.
+DiffRow = tuple[str, float, float, float, float | None, float | None, float | None, float | None, float | None,
+                int, int, str, str, str]
 _SAMPLE_SCHEMA: FrameSchema = {"sample": pl.String, "key": pl.String, "ns": pl.Float64}
 
 
@@ -172,7 +176,7 @@ def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: s
 
 
 def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples: pl.DataFrame,
-         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> tuple:
+         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> DiffRow:
     sa = a_samples.filter(pl.col("key") == key)["ns"].to_list() if not a_samples.is_empty() else []
     sb = b_samples.filter(pl.col("key") == key)["ns"].to_list() if not b_samples.is_empty() else []
     ratio = b_ns / a_ns if a_ns > 0 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 from sqlalchemy import func, select
@@ -13,6 +14,21 @@ from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
+
+
+class RunFilters(TypedDict, total=False):
+    """The filters :func:`list_runs` takes, for functions that hand them on as ``**filters``."""
+
+    model: str | None
+    family: str | None
+    hardware: str | None
+    attention_backend: str | None
+    tags: dict[str, str] | None
+    since: datetime | None
+    until: datetime | None
+    run_id: int | None
+    experiment: str | None
+
 
 RUN_SCHEMA: FrameSchema = {
     "run_id": pl.Int64, "model": pl.String, "family": pl.String, "hardware": pl.String,
