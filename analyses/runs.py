@@ -54,10 +54,10 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     activities are its top-level host ops, counted as kernels)."""
     # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
     # counters attached to a timeline run come after the timeline trace.
-    first_trace = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
+    first_trace_query = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
     if run_id is not None:  # one run's row: group its own traces, not every run's
-        first_trace = first_trace.where(Trace.run_id == run_id)
-    first_trace = first_trace.subquery()
+        first_trace_query = first_trace_query.where(Trace.run_id == run_id)
+    first_trace = first_trace_query.subquery()
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
