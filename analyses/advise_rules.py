@@ -232,8 +232,10 @@ def unstable_steps(f: RunFacts) -> Finding | None:
     if steps.height < MIN_STEPS:
         return None
     times = steps["step_ns"]
-    mean, std, median = float(times.mean()), float(times.std(ddof=0)), float(times.median())
-    slowest = int(times.max())
+    # One row of plain numbers (Series.mean() and kin are typed as any Python scalar, a date included).
+    step_ns = pl.col("step_ns")
+    row = steps.select(mean=step_ns.mean(), std=step_ns.std(ddof=0), median=step_ns.median(), max=step_ns.max()).row(0)
+    mean, std, median, slowest = float(row[0]), float(row[1]), float(row[2]), int(row[3])
     if slowest < MAX_SLOWEST_OVER_MEDIAN * median:
         return None
     cv = std / mean if mean else 0.0

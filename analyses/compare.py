@@ -141,7 +141,7 @@ def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
 
 # Knobs two runs must share to be a baseline / optimised pair (everything but the backend).
 PAIR_KEYS = tuple(k for k in KNOB_COLUMNS if k != "attention_backend")
-_PAIR_TYPES = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
+_PAIR_TYPES: FrameSchema = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
 # The pair's knobs as Table II shows them (model and hardware come as names instead of ids).
 PAIR_KNOBS = tuple(k for k in PAIR_KEYS if k not in ("model_id", "hardware_id"))
 

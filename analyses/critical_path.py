@@ -23,19 +23,25 @@ threads are not told apart (launches of all threads form one host chain).
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
 
 SYNC_SLACK_NS = 10_000
 RESOURCES = ("kernel", "launch", "host", "wait")
-_SCHEMA = {"seq": pl.Int64, "device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64,
+# One kernel as a dict of its _load columns (a frame row from ``to_dicts``).
+KernelRow = dict[str, Any]
+# (resource, operator, start_ns, end_ns)
+Segment = tuple[str, str, int, int]
+_SCHEMA: FrameSchema = {"seq": pl.Int64, "device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64,
            "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64, "operator": pl.String}
-PATH_SCHEMA = {"resource": pl.String, "operator": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64,
+PATH_SCHEMA: FrameSchema = {"resource": pl.String, "operator": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64,
                "dur_ns": pl.Int64}
 
 
@@ -56,7 +62,7 @@ def critical_path_segments(session: Session, run_id: int, step: int | None = Non
     Contiguous: the segments tile the path from its first event to the last kernel's end."""
     get_run(session, run_id)
     ks = _load(session, run_id, step).to_dicts()
-    segments: list[tuple[str, str, int, int]] = []
+    segments: list[Segment] = []
     if any(k["in_step"] for k in ks):
         _walk(ks, segments)
     if not segments:
@@ -65,11 +71,11 @@ def critical_path_segments(session: Session, run_id: int, step: int | None = Non
     return frame.with_columns(dur_ns=pl.col("end_ns") - pl.col("start_ns")).cast(PATH_SCHEMA)  # type: ignore[arg-type]
 
 
-def _walk(ks: list[dict], out: list[tuple[str, str, int, int]]) -> None:
+def _walk(ks: list[KernelRow], out: list[Segment]) -> None:
     """Back from the last kernel to end; ``cap`` keeps each node's segment from overlapping the
     one already charged after it (host and device clocks may disagree by a little)."""
     prev_on_stream: dict[int, int | None] = {}
-    last: dict[tuple, int] = {}
+    last: dict[tuple[int, int], int] = {}
     for i, k in enumerate(ks):
         key = (k["device"], k["stream"])
         prev_on_stream[i] = last.get(key)
@@ -82,8 +88,8 @@ def _walk(ks: list[dict], out: list[tuple[str, str, int, int]]) -> None:
     # A step's window opens at its first launch call (its first kernel without one): the path
     # is cut there, as HTA cuts it at the step annotation's start.
     floor = min(k["launch_ns"] if k["launch_ns"] is not None else k["start_ns"] for k in mine)
-    last_end, last = max((t, i) for t, i in host.by_end if ks[i]["in_step"])
-    node: tuple[str, int, int] | None = ("kernel", last, last_end)
+    last_end, last_kernel = max((t, i) for t, i in host.by_end if ks[i]["in_step"])
+    node: tuple[str, int, int] | None = ("kernel", last_kernel, last_end)
     for _ in range(4 * len(ks) + 4):  # every step goes back in time; the bound only guards bad data
         if node is None or node[2] <= floor:
             break
@@ -98,12 +104,13 @@ class _Host:
         self.ends = [t for t, _ in by_end]
 
 
-def _emit(out: list, resource: str, operator: str, start: int, end: int) -> None:
+def _emit(out: list[Segment], resource: str, operator: str, start: int, end: int) -> None:
     if end > start:
         out.append((resource, operator, start, end))
 
 
-def _step_kernel(ks: list[dict], i: int, cap: int, prev_on_stream: dict, out: list) -> tuple[str, int, int] | None:
+def _step_kernel(ks: list[KernelRow], i: int, cap: int, prev_on_stream: dict[int, int | None],
+                 out: list[Segment]) -> tuple[str, int, int] | None:
     k = ks[i]
     start = min(k["start_ns"], cap)
     _emit(out, "kernel", k["operator"], start, min(k["start_ns"] + k["dur_ns"], cap))
@@ -112,15 +119,16 @@ def _step_kernel(ks: list[dict], i: int, cap: int, prev_on_stream: dict, out: li
     launch_ready = k["launch_ns"] + k["launch_dur_ns"] if k["launch_ns"] is not None else None
     if stream_ready is None and launch_ready is None:
         return None
-    if launch_ready is not None and (stream_ready is None or launch_ready > stream_ready):
-        ready, nxt = min(launch_ready, start), ("launch", i)
-    else:
+    # Held by the stream's previous kernel unless the launch call came later (or there is none).
+    if p is not None and (launch_ready is None or launch_ready <= stream_ready):
         ready, nxt = min(stream_ready, start), ("kernel", p)
+    else:
+        ready, nxt = min(launch_ready, start), ("launch", i)
     _emit(out, "wait", k["operator"], ready, start)
     return (*nxt, ready)
 
 
-def _step_launch(ks: list[dict], i: int, cap: int, host: _Host, out: list) -> tuple[str, int, int] | None:
+def _step_launch(ks: list[KernelRow], i: int, cap: int, host: _Host, out: list[Segment]) -> tuple[str, int, int] | None:
     k = ks[i]
     start = min(k["launch_ns"], cap)
     _emit(out, "launch", k["operator"], start, min(k["launch_ns"] + k["launch_dur_ns"], cap))

@@ -30,6 +30,7 @@ from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.stats import LEVEL, RATIO_METHOD, ratio_interval
 from tracehouse.analyses.steps import run_steps
 from tracehouse.core.errors import BadInput, NotFound
+from tracehouse.core.frames import FrameSchema
 from tracehouse.core.kernel_names import rule_name
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol
 
@@ -39,12 +40,16 @@ NO_KEY = "(none)"
 DEFAULT_THRESHOLD = 0.05
 MAX_RUN_ID = 2**31 - 1  # run.id is a 32-bit INTEGER on PostgreSQL
 
-DIFF_SCHEMA: dict[str, pl.DataType] = {
+DIFF_SCHEMA: FrameSchema = {
     "key": pl.String, "a_ns": pl.Float64, "b_ns": pl.Float64, "delta_ns": pl.Float64, "ratio": pl.Float64,
     "ratio_low": pl.Float64, "ratio_high": pl.Float64, "a_share": pl.Float64, "b_share": pl.Float64,
     "a_samples": pl.Int64, "b_samples": pl.Int64, "samples": pl.String, "status": pl.String, "method": pl.String,
 }
-_SAMPLE_SCHEMA = {"sample": pl.String, "key": pl.String, "ns": pl.Float64}
+# One DIFF_SCHEMA row: key, a_ns, b_ns, delta_ns, ratio, ratio_low, ratio_high, a_share, b_share,
+# a_samples, b_samples, samples, status, method.
+DiffRow = tuple[str, float, float, float, float | None, float | None, float | None, float | None, float | None,
+                int, int, str, str, str]
+_SAMPLE_SCHEMA: FrameSchema = {"sample": pl.String, "key": pl.String, "ns": pl.Float64}
 
 
 def run_key_times(session: Session, run_ids: Sequence[int], by: str) -> pl.DataFrame:
@@ -171,7 +176,7 @@ def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: s
 
 
 def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples: pl.DataFrame,
-         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> tuple:
+         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> DiffRow:
     sa = a_samples.filter(pl.col("key") == key)["ns"].to_list() if not a_samples.is_empty() else []
     sb = b_samples.filter(pl.col("key") == key)["ns"].to_list() if not b_samples.is_empty() else []
     ratio = b_ns / a_ns if a_ns > 0 else None

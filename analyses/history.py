@@ -18,6 +18,7 @@ changes (a commit's repeats are never split).
 from __future__ import annotations
 
 import itertools
+from typing import Unpack
 
 import numpy as np
 import polars as pl
@@ -25,14 +26,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
-from tracehouse.analyses.runs import list_runs
+from tracehouse.analyses.runs import RunFilters, list_runs
 from tracehouse.analyses.stats import ratio_interval
 from tracehouse.analyses.sweep import model_runs
 from tracehouse.core.errors import BadInput
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import OperatorRollup, Run
 
 METRICS = ("time", "share")
-HISTORY_SCHEMA: dict[str, pl.DataType] = {
+# The fewest runs a segment between change points may hold (history's min_size); CLI and REST pass
+# it by name so that a filter dict can never stand in for it.
+MIN_SEGMENT_RUNS = 2
+HISTORY_SCHEMA: FrameSchema = {
     "position": pl.Int64, "run_id": pl.Int64, "git_commit": pl.String, "version": pl.String,
     "created_at": pl.Datetime(time_zone="UTC"), "key": pl.String, "value": pl.Float64, "segment": pl.Int64,
     "change_point": pl.Boolean, "segment_median": pl.Float64, "change_ratio": pl.Float64,
@@ -53,7 +58,7 @@ def _values(session: Session, run_ids: list[int], key: str, metric: str, by: str
 
 
 def history(session: Session, model: str, key: str = "total", metric: str = "time", *, by: str = "operator",
-            order: str = "date", threshold: float = 0.05, min_size: int = 2, **filters: object) -> pl.DataFrame:
+            order: str = "date", threshold: float = 0.05, min_size: int = MIN_SEGMENT_RUNS, **filters: object) -> pl.DataFrame:
     """One row per run, in order: ``position, run_id, git_commit, version, created_at, key,
     value`` (ns or fraction), ``segment`` (0, 1 ... between change points), ``change_point``
     (the run where a new segment begins), ``segment_median`` and, on change points,
@@ -146,7 +151,7 @@ def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
     edges = [0, *cuts, len(values)]
     segment = np.zeros(len(values), dtype=np.int64)
     medians = np.zeros(len(values))
-    change: dict[int, tuple] = {}
+    change: dict[int, tuple[float | None, float | None, float | None]] = {}
     for i, (start, end) in enumerate(itertools.pairwise(edges)):
         segment[start:end] = i
         medians[start:end] = float(np.median(values[start:end])) if end > start else np.nan
@@ -163,7 +168,8 @@ def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
     return out.select(list(HISTORY_SCHEMA))
 
 
-def matrix(session: Session, metric: str = "share", by: str = "operator", **filters: object) -> pl.DataFrame:
+def matrix(session: Session, metric: str = "share", by: str = "operator", **filters: Unpack[RunFilters]
+           ) -> pl.DataFrame:
     """Runs × keys, the table behind a heatmap, in long form (one row per cell, as plotting
     libraries take it; ``tracehouse matrix`` pivots it for a terminal): ``run_id, model,
     attention_backend, experiment, key`` (operator or attention type) and ``value`` — its

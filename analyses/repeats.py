@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from tracehouse.analyses.common import to_frame
 from tracehouse.analyses.compare import _PAIR_TYPES, PAIR_KEYS, PAIR_KNOBS, compare_summary
 from tracehouse.analyses.stats import MEDIAN_METHOD, median_interval
-from tracehouse.core.frames import TIMELINE_FORMATS
+from tracehouse.core.frames import TIMELINE_FORMATS, FrameSchema
 from tracehouse.schema.models import Hardware, Model, Run, Trace
 
 FIGURES = ("end_to_end_speedup", "operator_speedup", "amdahl_speedup", "operator_share")
-REPEAT_SCHEMA: dict[str, pl.DataType] = {
+REPEAT_SCHEMA: FrameSchema = {
     "model": pl.String, "family": pl.String, "hardware": pl.String, **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
     "experiment": pl.String, "operator": pl.String, "repeats": pl.Int64, "baseline_run_ids": pl.List(pl.Int64),
     "other_run_ids": pl.List(pl.Int64),

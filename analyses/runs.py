@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 from sqlalchemy import func, select
@@ -13,6 +14,21 @@ from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
+
+
+class RunFilters(TypedDict, total=False):
+    """The filters :func:`list_runs` takes, for functions that hand them on as ``**filters``."""
+
+    model: str | None
+    family: str | None
+    hardware: str | None
+    attention_backend: str | None
+    tags: dict[str, str] | None
+    since: datetime | None
+    until: datetime | None
+    run_id: int | None
+    experiment: str | None
+
 
 RUN_SCHEMA: FrameSchema = {
     "run_id": pl.Int64, "model": pl.String, "family": pl.String, "hardware": pl.String,
@@ -38,10 +54,10 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     activities are its top-level host ops, counted as kernels)."""
     # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
     # counters attached to a timeline run come after the timeline trace.
-    first_trace = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
+    first_trace_query = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
     if run_id is not None:  # one run's row: group its own traces, not every run's
-        first_trace = first_trace.where(Trace.run_id == run_id)
-    first_trace = first_trace.subquery()
+        first_trace_query = first_trace_query.where(Trace.run_id == run_id)
+    first_trace = first_trace_query.subquery()
     stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
                    Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
                    Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,

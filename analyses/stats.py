@@ -33,7 +33,8 @@ MEDIAN_METHOD = "median, percentile bootstrap 95%"
 
 def _positive_logs(values: Sequence[float]) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
-    return np.log(np.clip(arr, 1.0, None))  # ns: a zero time counts as 1 ns, never -inf
+    logs: np.ndarray = np.log(np.clip(arr, 1.0, None))  # ns: a zero time counts as 1 ns, never -inf
+    return logs
 
 
 def t_quantile(level: float, df: int) -> float:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.stats import MEDIAN_METHOD, median_interval
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
 
 WARMUP_FACTOR = 1.5
@@ -24,7 +25,7 @@ NO_COMPONENT = "step"  # ProfilerStep#N traces name no component
 # Phases whose steps each produce ``batch`` tokens (one decode step = one token per sequence).
 TOKEN_PHASES = frozenset({"decode"})
 
-STEP_SCHEMA: dict[str, pl.DataType] = {
+STEP_SCHEMA: FrameSchema = {
     "phase": pl.String, "step": pl.Int64, "kind": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64,
     "start_ns": pl.Int64, "end_ns": pl.Int64, "share": pl.Float64, "warmup": pl.Boolean,
 }
@@ -84,7 +85,7 @@ def step_breakdown(session: Session, run_id: int, by: str = "operator") -> pl.Da
             .sort("phase", "step", "total_ns", descending=[False, False, True], nulls_last=True))
 
 
-SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+SUMMARY_SCHEMA: FrameSchema = {
     "phase": pl.String, "kind": pl.String, "steps": pl.Int64, "warmup_steps": pl.Int64,
     "total_ns": pl.Int64, "steady_median_ns": pl.Float64, "steady_low_ns": pl.Float64,
     "steady_high_ns": pl.Float64, "steady_mean_ns": pl.Float64, "throughput": pl.Float64,

@@ -18,7 +18,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import ratio, with_bounds
+from tracehouse.analyses.common import get_run, ratio, with_bounds
 from tracehouse.analyses.roofline import DTYPES, roofline, run_dtype
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.schema.models import Hardware, Model, Run
@@ -46,8 +46,8 @@ def model_points(session: Session, family: str | None = None) -> pl.DataFrame:
 
 
 def _model_point(session: Session, run_id: int) -> dict[str, object] | None:
-    run = session.get(Run, run_id)
-    model = session.get(Model, run.model_id)
+    run = get_run(session, run_id)
+    model = session.get_one(Model, run.model_id)  # model_points picked runs joined to their model
     params = run.param_count or model.param_count
     if not params:
         return None
@@ -55,7 +55,7 @@ def _model_point(session: Session, run_id: int) -> dict[str, object] | None:
     hw = session.get(Hardware, run.hardware_id) if run.hardware_id is not None else None
     peak = getattr(hw, DTYPES[dtype][1]) if hw else None
     bandwidth = hw.peak_bandwidth_bytes_s if hw else None
-    flops = roofline(session, run_id)["flops"].sum()
+    flops = float(roofline(session, run_id)["flops"].sum())  # a Float64 column's sum, 0.0 when all null
     capacity = float(params * DTYPES[dtype][0])
     return {"model": model.name, "family": model.family, "hardware": hw.name if hw else None, "run_id": run_id,
             "dtype": dtype, "param_count": params, "capacity_bytes": capacity, "flops": flops or None,

@@ -7,7 +7,7 @@ the models are imported inside :func:`collect`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated
@@ -201,7 +201,7 @@ def _ingester(db: str | None) -> Callable[[Path], int]:
 
 def _run_plan(plan: list[tuple], scale: str, device: str, out: Path, max_profiled_steps: int | None,
               ingest: Callable[[Path], int] | None, *, repeat: int = 1,
-              extra: dict[str, object] | None = None) -> list[Path]:
+              extra: Mapping[str, object] | None = None) -> list[Path]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

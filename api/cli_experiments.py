@@ -4,11 +4,15 @@ Each command is one call to an analysis function (the REST routes in
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tracehouse.api.cli_analyses import DbOption, FormatOption, show_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy.orm import Session
 
 ThresholdOption = Annotated[str, typer.Option("--threshold", help="Smallest change that counts, e.g. 5% or 0.05")]
 
@@ -102,9 +106,9 @@ def _register_check(app: typer.Typer) -> None:
         from tracehouse.analyses.params import fraction
 
         thr = fraction(threshold)
-        found: list = []
+        found: list[pl.DataFrame] = []
 
-        def query(session):  # type: ignore[no-untyped-def]
+        def query(session: Session) -> pl.DataFrame:
             frame = run_check(session, run_ids, baseline, by, thr, min_share)
             found.append(frame)
             return frame
@@ -137,7 +141,7 @@ def _register_history(app: typer.Typer) -> None:
 
         where, thr = typed_filters(filters or [], "--filter"), fraction(threshold)
         show_frame(db, fmt, f"{model} {key} {metric} history", lambda s: q.history(
-            s, model, key, metric, by=by, order=order, threshold=thr, **where))
+            s, model, key, metric, by=by, order=order, threshold=thr, min_size=q.MIN_SEGMENT_RUNS, **where))
 
     @app.command()
     def matrix(metric: Annotated[str, typer.Option(help="time | share")] = "share",
@@ -151,10 +155,10 @@ def _register_history(app: typer.Typer) -> None:
         (one row per cell); a terminal gets one row per run."""
         from tracehouse.analyses.history import matrix as q
 
-        filters = {"model": model, "experiment": experiment, "attention_backend": backend, "hardware": hardware}
-
-        def query(s):  # type: ignore[no-untyped-def]
-            cells = q(s, metric, by, **{k: v for k, v in filters.items() if v})
+        def query(s: Session) -> pl.DataFrame:
+            # An empty value filters nothing.
+            cells = q(s, metric, by, model=model or None, experiment=experiment or None,
+                      attention_backend=backend or None, hardware=hardware or None)
             if fmt != "table" or cells.is_empty():
                 return cells
             return cells.pivot(on="key", index=["run_id", "model", "attention_backend", "experiment"],

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -69,7 +69,7 @@ def _spool_folder(upload_path: str) -> Path:
     return upload if upload.is_dir() else upload.parent
 
 
-def _give_up(session: Session, condition) -> list[Path]:  # type: ignore[no-untyped-def]
+def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
     exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
                                 .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()
@@ -86,17 +86,26 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _db_now(session: Session):  # type: ignore[no-untyped-def]
+def _db_now(session: Session) -> ColumnElement[datetime] | datetime:
     """The database's clock on PostgreSQL, so hosts whose clocks drift agree on leases; SQLite
     is one host's file, and its clock is this process's."""
     return func.now() if session.get_bind().dialect.name == "postgresql" else datetime.now(UTC)
 
 
-def _lease_end(session: Session, seconds: float):  # type: ignore[no-untyped-def]
+def _lease_end(session: Session, seconds: float) -> ColumnElement[datetime] | datetime:
     return _db_now(session) + timedelta(seconds=seconds)
 
 
-def _claimable(now):  # type: ignore[no-untyped-def]
+def _rows_updated(session: Session, stmt: Update) -> int:
+    """How many rows an UPDATE matched: the compare-and-set that tells a worker it still holds
+    the job.  A DML statement's result is a CursorResult; ``Session.execute`` is typed as the
+    general Result, which has no ``rowcount``."""
+    result = session.execute(stmt)
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def _claimable(now: ColumnElement[datetime] | datetime) -> ColumnElement[bool]:
     """Queued, or running under a lease that ran out (or never had one: a job from before
     leases, or one released by ``release_dead_local``)."""
     return or_(IngestJob.status == "queued",
@@ -143,10 +152,10 @@ def claim_next(engine: Engine, worker_id: str | None = None,
                                 .with_for_update(skip_locked=True))
         claimed = None
         if job_id is not None:
-            result = session.execute(update(IngestJob).where(IngestJob.id == job_id, _claimable(now)).values(
+            updated = _rows_updated(session, update(IngestJob).where(IngestJob.id == job_id, _claimable(now)).values(
                 status="running", attempts=IngestJob.attempts + 1, worker_id=worker_id,
                 lease_expires_at=_lease_end(session, lease_seconds)))
-            claimed = session.get(IngestJob, job_id) if result.rowcount == 1 else None
+            claimed = session.get(IngestJob, job_id) if updated == 1 else None
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
     return claimed
@@ -155,10 +164,10 @@ def claim_next(engine: Engine, worker_id: str | None = None,
 def renew_lease(engine: Engine, job_id: int, worker_id: str, lease_seconds: float) -> bool:
     """Extend this worker's lease on a job; False when the job is no longer its own."""
     with session_scope(engine) as session:
-        result = session.execute(update(IngestJob).where(
+        updated = _rows_updated(session, update(IngestJob).where(
             IngestJob.id == job_id, IngestJob.status == "running", IngestJob.worker_id == worker_id)
             .values(lease_expires_at=_lease_end(session, lease_seconds)))
-    return result.rowcount == 1
+    return updated == 1
 
 
 def _public(message: str, settings: Settings, upload: Path) -> str:
@@ -216,10 +225,10 @@ def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> bool:
     held = (IngestJob.id == job.id, IngestJob.status == "running", IngestJob.worker_id == job.worker_id)
     release = {} if outcome.finished else {"worker_id": None}
     with session_scope(engine) as session:
-        result = session.execute(update(IngestJob).where(*held).values(
+        updated = _rows_updated(session, update(IngestJob).where(*held).values(
             **outcome.values, **release, lease_expires_at=None,
             finished_at=datetime.now(UTC) if outcome.finished else None))
-        if result.rowcount != 1:
+        if updated != 1:
             log.warning("ingest job %s: lease lost to another worker; this outcome (%s) is dropped",
                         job.id, outcome.values["status"])
             return False

@@ -21,7 +21,7 @@ import queue
 import re
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +29,16 @@ from isal import isal_zlib
 
 from tracehouse.core.errors import TooLarge
 from tracehouse.core.limits import INFLATED_CEILING
+
+
+def _isal_error_class() -> type[Exception]:
+    """``isal_zlib.error``: isal's stub declares it an Exception instance, but it is the class."""
+    error: object = isal_zlib.error
+    assert isinstance(error, type) and issubclass(error, Exception)
+    return error
+
+
+_ISAL_ERROR = _isal_error_class()
 
 _WS = re.compile(rb"[ \t\n\r]*")
 
@@ -48,7 +58,7 @@ class Unsplittable(Exception):
     """The document is not one this module splits; decode it whole."""
 
 
-def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Generator[bytes, None, None]:
     """``pieces``, produced up to ``depth`` ahead on a worker thread: zlib lets go of the GIL
     while it inflates, so gunzipping runs on another core while the caller decodes."""
     ready: queue.Queue = queue.Queue(depth)
@@ -93,7 +103,7 @@ def file_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int = INFLATED
             return
         try:
             yield from _inflated(fh, path, piece_bytes, max_inflated_bytes)
-        except isal_zlib.error as exc:
+        except _ISAL_ERROR as exc:
             raise zlib.error(str(exc)) from None
 
 

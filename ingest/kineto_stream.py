@@ -19,7 +19,7 @@ the scan declines (the caller then takes the reference path).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +35,9 @@ MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stop
 MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 _CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
+# _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
+# ended), or the offset where it declined.
+ScanPiece = Callable[[bytes, tuple[bytes, ...], bool], int | tuple[tuple[object, object], int, int, bool]]
 
 
 class Declined(Exception):
@@ -56,18 +59,19 @@ def scan_file(path: Path, max_inflated_bytes: int = INFLATED_CEILING,
     """The file's kept events as frames, scanned a piece at a time; None when the extension
     is not built.  Raises :class:`Declined` where the scanner declines the document, and
     whatever reading raises (TooLarge past ``max_inflated_bytes``, zlib's errors ...)."""
-    if kineto_native._kineto_scan is None:
+    scanner = kineto_native._kineto_scan
+    if scanner is None:
         return None
     pieces = prefetched(file_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes))
     try:
-        return _scan(pieces)
+        return _scan(pieces, scanner.scan_piece)
     finally:
         pieces.close()  # stops the gunzip thread when the scan ends early
 
 
-def _scan(pieces: Iterator[bytes]) -> Streamed:
+def _scan(pieces: Iterator[bytes], scan_piece: ScanPiece) -> Streamed:
     prefix, buf = _array_start(pieces)
-    events, at_start, scan_piece = 0, True, kineto_native._kineto_scan.scan_piece
+    events, at_start = 0, True
     # A piece's rows become frames on a second thread while the scanner reads the next piece
     # (both let go of the GIL): the scan stays as fast as the whole-document one on two threads.
     with ThreadPoolExecutor(1, thread_name_prefix="tracehouse-frames") as framing:
@@ -90,7 +94,7 @@ def _scan(pieces: Iterator[bytes]) -> Streamed:
         parts = [piece.result() for piece in framed]
     header = prefix + b"]" + buf[consumed:] + b"".join(pieces)
     _check_header(header, len(prefix) - 1)
-    frames = {kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind)
+    frames = {kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind, scan_piece)
               for kind in ("gpu", "launch", "range")}
     return Streamed(frames, events, header)
 
@@ -138,6 +142,8 @@ def _check_header(header: bytes, array_at: int) -> None:
         raise Declined("header")
 
 
-def _empty(kind: str) -> pl.DataFrame:
-    found = kineto_native._kineto_scan.scan_piece(b"]", _CATEGORIES, True)
+def _empty(kind: str, scan_piece: ScanPiece) -> pl.DataFrame:
+    found = scan_piece(b"]", _CATEGORIES, True)  # an empty array: the frames' columns and types
+    if isinstance(found, int):
+        raise Declined(f"empty array at +{found}")
     return _expanded(_compact(kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*found[0])))[kind]))

@@ -94,7 +94,8 @@ def run_history(session: SessionDep, _: ReadToken, table: TableQuery,
     to the previous segment and its 95% interval."""
     filters = typed_filters(filter, "query parameter 'filter'")
     return table.respond(histories.history(session, model, key, metric, by=by, order=order,
-                                           threshold=fraction(threshold), **filters))
+                                           threshold=fraction(threshold), min_size=histories.MIN_SEGMENT_RUNS,
+                                           **filters))
 
 
 @router.get("/matrix", summary="Runs x operators (time or share): a heatmap's table, long form")
@@ -102,6 +103,6 @@ def run_matrix(session: SessionDep, _: ReadToken, table: TableQuery,
                metric: Literal["time", "share"] = "share", by: Literal["operator", "attention_type"] = "operator",
                model: str | None = None, experiment: str | None = None, attention_backend: str | None = None,
                hardware: Annotated[str | None, Query(description="Substring of the device name")] = None) -> Response:
-    filters = {"model": model, "experiment": experiment, "attention_backend": attention_backend,
-               "hardware": hardware}
-    return table.respond(histories.matrix(session, metric, by, **{k: v for k, v in filters.items() if v}))
+    # An empty value filters nothing.
+    return table.respond(histories.matrix(session, metric, by, model=model or None, experiment=experiment or None,
+                                          attention_backend=attention_backend or None, hardware=hardware or None))
