@@ -7,9 +7,13 @@ compiler the install still succeeds and ingest takes the msgspec path, only slow
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "tracehouse.ingest._kineto_scan",
-    sources=["ingest/_kineto_scan.c"],
-    depends=["ingest/_kineto_json.h", "ingest/_kineto_arrow.h", "ingest/_kineto_table.h"],
-    optional=True,
-)])
+setup(
+    ext_modules=[
+        Extension(
+            "tracehouse.ingest._kineto_scan",
+            sources=["ingest/_kineto_scan.c"],
+            depends=["ingest/_kineto_json.h", "ingest/_kineto_arrow.h", "ingest/_kineto_table.h"],
+            optional=True,
+        )
+    ]
+)

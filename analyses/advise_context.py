@@ -42,8 +42,10 @@ class RunFacts:
     @cached_property
     def operators(self) -> dict[str, int]:
         """Summed kernel time per operator, ns."""
-        return {op: int(ns) for op, ns in operator_totals(self.session, self.run_id)
-                .select("operator", "total_ns").iter_rows()}
+        return {
+            op: int(ns)
+            for op, ns in operator_totals(self.session, self.run_id).select("operator", "total_ns").iter_rows()
+        }
 
     @cached_property
     def utilization(self) -> pl.DataFrame:
@@ -56,18 +58,32 @@ class RunFacts:
     @cached_property
     def kernel_names(self) -> pl.DataFrame:
         """Per kernel name × operator: ``kernel, kind, operator, kernel_count, total_ns``."""
-        stmt = (select(Symbol.text, KernelRollup.kind, KernelRollup.operator, KernelRollup.kernel_count,
-                       KernelRollup.total_ns)
-                .join(Symbol, Symbol.id == KernelRollup.name_id).where(KernelRollup.run_id == self.run_id))
-        return to_frame(self.session, stmt, {"kernel": pl.String, "kind": pl.String, "operator": pl.String,
-                                             "kernel_count": pl.Int64, "total_ns": pl.Int64})
+        stmt = (
+            select(
+                Symbol.text, KernelRollup.kind, KernelRollup.operator, KernelRollup.kernel_count, KernelRollup.total_ns
+            )
+            .join(Symbol, Symbol.id == KernelRollup.name_id)
+            .where(KernelRollup.run_id == self.run_id)
+        )
+        return to_frame(
+            self.session,
+            stmt,
+            {
+                "kernel": pl.String,
+                "kind": pl.String,
+                "operator": pl.String,
+                "kernel_count": pl.Int64,
+                "total_ns": pl.Int64,
+            },
+        )
 
     @cached_property
     def launched(self) -> pl.DataFrame:
         """Directly launched (not CUDA-graph) kernels with their launch call: ``dur_ns, launch_dur_ns``."""
         k = Kernel
         stmt = select(k.dur_ns, k.launch_dur_ns).where(
-            k.run_id == self.run_id, k.launch_dur_ns.is_not(None), k.graph.is_(False), k.kind != "cpu")
+            k.run_id == self.run_id, k.launch_dur_ns.is_not(None), k.graph.is_(False), k.kind != "cpu"
+        )
         return to_frame(self.session, stmt, {"dur_ns": pl.Int64, "launch_dur_ns": pl.Int64})
 
     @cached_property

@@ -40,26 +40,37 @@ def temporal_vs_spatial(session: Session, run_id: int) -> pl.DataFrame:
     paper's "2x the time, 9x fewer FLOPs" are ``time_vs_spatial`` and 1/``flops_vs_spatial``).
     """
     calls = attention_calls(session, run_id).with_columns(flops=call_flops())
-    per_type = (calls.group_by("attention_type")
-                .agg(call_count=pl.len().cast(pl.Int64), kernel_count=pl.col("kernel_count").sum(),
-                     total_ns=pl.col("dur_ns").sum(), flops=pl.col("flops").sum(),
-                     shaped_calls=pl.col("flops").is_not_null().sum().cast(pl.Int64),
-                     shaped_ns=pl.col("dur_ns").filter(pl.col("flops").is_not_null()).sum())
-                .with_columns(flops=pl.when(pl.col("shaped_calls") > 0).then(pl.col("flops"))))
+    per_type = (
+        calls.group_by("attention_type")
+        .agg(
+            call_count=pl.len().cast(pl.Int64),
+            kernel_count=pl.col("kernel_count").sum(),
+            total_ns=pl.col("dur_ns").sum(),
+            flops=pl.col("flops").sum(),
+            shaped_calls=pl.col("flops").is_not_null().sum().cast(pl.Int64),
+            shaped_ns=pl.col("dur_ns").filter(pl.col("flops").is_not_null()).sum(),
+        )
+        .with_columns(flops=pl.when(pl.col("shaped_calls") > 0).then(pl.col("flops")))
+    )
     spatial = per_type.filter(pl.col("attention_type") == "spatial")
     spatial_ns = spatial["total_ns"][0] if spatial.height else None
     spatial_flops = spatial["flops"][0] if spatial.height else None
-    return (per_type.with_columns(
-        time_share=pl.col("total_ns") / pl.col("total_ns").sum(),
-        flop_share=pl.col("flops") / pl.col("flops").sum(),
-        achieved_flops_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / (pl.col("shaped_ns") * 1e-9)),
-        time_vs_spatial=pl.col("total_ns") / spatial_ns if spatial_ns else pl.lit(None, pl.Float64),
-        flops_vs_spatial=pl.col("flops") / spatial_flops if spatial_flops else pl.lit(None, pl.Float64),
-    ).drop("shaped_ns").sort("total_ns", "attention_type", descending=[True, False], nulls_last=True))
+    return (
+        per_type.with_columns(
+            time_share=pl.col("total_ns") / pl.col("total_ns").sum(),
+            flop_share=pl.col("flops") / pl.col("flops").sum(),
+            achieved_flops_s=pl.when(pl.col("shaped_ns") > 0).then(pl.col("flops") / (pl.col("shaped_ns") * 1e-9)),
+            time_vs_spatial=pl.col("total_ns") / spatial_ns if spatial_ns else pl.lit(None, pl.Float64),
+            flops_vs_spatial=pl.col("flops") / spatial_flops if spatial_flops else pl.lit(None, pl.Float64),
+        )
+        .drop("shaped_ns")
+        .sort("total_ns", "attention_type", descending=[True, False], nulls_last=True)
+    )
 
 
-def attention_flops_by_frames(frames: Iterable[int], height: int, width: int, *, batch: int = 1,
-                              heads: int = 1, head_dim: int = 64) -> pl.DataFrame:
+def attention_flops_by_frames(
+    frames: Iterable[int], height: int, width: int, *, batch: int = 1, heads: int = 1, head_dim: int = 64
+) -> pl.DataFrame:
     """Analytic Fig 14: FLOPs of one spatial and one temporal attention layer per frame count.
 
     ``height`` × ``width`` is the token grid the attention sees (latent pixels or patches).
@@ -69,8 +80,14 @@ def attention_flops_by_frames(frames: Iterable[int], height: int, width: int, *,
     Columns: ``frames, spatial_flops, temporal_flops, temporal_over_spatial``.
     """
     counts = list(frames)
-    for name, value in (("height", height), ("width", width), ("batch", batch),
-                        ("heads", heads), ("head_dim", head_dim), *(("frames", f) for f in counts)):
+    for name, value in (
+        ("height", height),
+        ("width", width),
+        ("batch", batch),
+        ("heads", heads),
+        ("head_dim", head_dim),
+        *(("frames", f) for f in counts),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BadInput(f"{name} must be a positive integer, got {value!r}")
     if not counts:
@@ -79,8 +96,10 @@ def attention_flops_by_frames(frames: Iterable[int], height: int, width: int, *,
     # Python ints: exact at any size, converted once at the end.
     spatial = [4 * batch * f * heads * tokens * tokens * head_dim for f in counts]
     temporal = [4 * batch * tokens * heads * f * f * head_dim for f in counts]
-    return pl.DataFrame({
-        "frames": pl.Series(counts, dtype=pl.Int64),
-        "spatial_flops": pl.Series(spatial, dtype=pl.Float64),
-        "temporal_flops": pl.Series(temporal, dtype=pl.Float64),
-    }).with_columns(temporal_over_spatial=pl.col("temporal_flops") / pl.col("spatial_flops"))
+    return pl.DataFrame(
+        {
+            "frames": pl.Series(counts, dtype=pl.Int64),
+            "spatial_flops": pl.Series(spatial, dtype=pl.Float64),
+            "temporal_flops": pl.Series(temporal, dtype=pl.Float64),
+        }
+    ).with_columns(temporal_over_spatial=pl.col("temporal_flops") / pl.col("spatial_flops"))

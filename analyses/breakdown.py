@@ -22,8 +22,13 @@ GROUPINGS: dict[str, tuple[str, ...]] = {
     "component": ("component",),
 }
 BY_CHOICES = (*GROUPINGS, "kernel")
-_KEY_TYPES = {"operator": pl.String, "attention_type": pl.String, "seq_q": pl.Int64,
-              "seq_kv": pl.Int64, "component": pl.String}
+_KEY_TYPES = {
+    "operator": pl.String,
+    "attention_type": pl.String,
+    "seq_q": pl.Int64,
+    "seq_kv": pl.Int64,
+    "component": pl.String,
+}
 
 
 def breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
@@ -35,15 +40,18 @@ def breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFra
     frame = _by_kernel(session, run_id) if by == "kernel" else _by_rollup(session, run_id, GROUPINGS[by])
     total = run.total_ns or 1
     return frame.with_columns(share=pl.col("total_ns") / total).sort(
-        "total_ns", *frame.columns[:1], descending=[True, False], nulls_last=True)
+        "total_ns", *frame.columns[:1], descending=[True, False], nulls_last=True
+    )
 
 
 def _by_rollup(session: Session, run_id: int, keys: tuple[str, ...]) -> pl.DataFrame:
     cols = [getattr(OperatorRollup, k) for k in keys]
     other = case((OperatorRollup.operator == "other", OperatorRollup.total_ns), else_=0)
-    stmt = (select(*cols, func.sum(OperatorRollup.kernel_count), func.sum(OperatorRollup.total_ns), func.sum(other))
-            .where(OperatorRollup.run_id == run_id)
-            .group_by(*cols))
+    stmt = (
+        select(*cols, func.sum(OperatorRollup.kernel_count), func.sum(OperatorRollup.total_ns), func.sum(other))
+        .where(OperatorRollup.run_id == run_id)
+        .group_by(*cols)
+    )
     if "seq_q" in keys:
         stmt = stmt.where(OperatorRollup.seq_q.is_not(None))
     schema = {k: _KEY_TYPES[k] for k in keys} | {"kernel_count": pl.Int64, "total_ns": pl.Int64, "other_ns": pl.Int64}
@@ -52,11 +60,27 @@ def _by_rollup(session: Session, run_id: int, keys: tuple[str, ...]) -> pl.DataF
 
 
 def _by_kernel(session: Session, run_id: int) -> pl.DataFrame:
-    stmt = (select(Symbol.text, KernelRollup.kind, KernelRollup.operator, KernelRollup.kernel_count,
-                   KernelRollup.total_ns, KernelRollup.min_ns, KernelRollup.max_ns)
-            .join(Symbol, Symbol.id == KernelRollup.name_id)
-            .where(KernelRollup.run_id == run_id))
-    schema = {"kernel": pl.String, "kind": pl.String, "operator": pl.String, "kernel_count": pl.Int64,
-              "total_ns": pl.Int64, "min_ns": pl.Int64, "max_ns": pl.Int64}
+    stmt = (
+        select(
+            Symbol.text,
+            KernelRollup.kind,
+            KernelRollup.operator,
+            KernelRollup.kernel_count,
+            KernelRollup.total_ns,
+            KernelRollup.min_ns,
+            KernelRollup.max_ns,
+        )
+        .join(Symbol, Symbol.id == KernelRollup.name_id)
+        .where(KernelRollup.run_id == run_id)
+    )
+    schema = {
+        "kernel": pl.String,
+        "kind": pl.String,
+        "operator": pl.String,
+        "kernel_count": pl.Int64,
+        "total_ns": pl.Int64,
+        "min_ns": pl.Int64,
+        "max_ns": pl.Int64,
+    }
     frame = to_frame(session, stmt, schema)
     return frame.with_columns(other_share=(pl.col("operator") == "other").cast(pl.Float64))

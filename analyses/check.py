@@ -27,30 +27,51 @@ from tracehouse.schema.experiments import Baseline, BaselineRun
 DEFAULT_MIN_SHARE = 0.05  # measured: 1% let tiny, dispatch-bound ops raise alarms (NOTES-exp)
 FAMILY_ERROR = 0.05  # chance of any false alarm in one check, split over the keys (Bonferroni)
 
+
 def list_baselines(session: Session) -> pl.DataFrame:
     """``baseline, run_ids, run_count, note, created_at``, by name."""
-    stmt = (select(Baseline.name, BaselineRun.run_id, Baseline.note, Baseline.created_at)
-            .join(BaselineRun, BaselineRun.baseline_id == Baseline.id, isouter=True))
-    rows = to_frame(session, stmt, {"baseline": pl.String, "run_id": pl.Int64, "note": pl.String,
-                                    "created_at": pl.Datetime(time_zone="UTC")})
-    return (rows.group_by("baseline", "note", "created_at")
-            .agg(run_ids=pl.col("run_id").drop_nulls().sort())
-            .with_columns(run_count=pl.col("run_ids").list.len().cast(pl.Int64),
-                          created_at=pl.col("created_at").dt.replace_time_zone("UTC"))
-            .select("baseline", "run_ids", "run_count", "note", "created_at").sort("baseline"))
+    stmt = select(Baseline.name, BaselineRun.run_id, Baseline.note, Baseline.created_at).join(
+        BaselineRun, BaselineRun.baseline_id == Baseline.id, isouter=True
+    )
+    rows = to_frame(
+        session,
+        stmt,
+        {"baseline": pl.String, "run_id": pl.Int64, "note": pl.String, "created_at": pl.Datetime(time_zone="UTC")},
+    )
+    return (
+        rows.group_by("baseline", "note", "created_at")
+        .agg(run_ids=pl.col("run_id").drop_nulls().sort())
+        .with_columns(
+            run_count=pl.col("run_ids").list.len().cast(pl.Int64),
+            created_at=pl.col("created_at").dt.replace_time_zone("UTC"),
+        )
+        .select("baseline", "run_ids", "run_count", "note", "created_at")
+        .sort("baseline")
+    )
+
 
 def baseline_run_ids(session: Session, name: str) -> list[int]:
     baseline_id = session.scalar(select(Baseline.id).where(Baseline.name == name))
     if baseline_id is None:
         raise NotFound(f"baseline {name!r} does not exist; create it with `tracehouse baseline set {name} RUN_ID...`")
-    ids = list(session.scalars(select(BaselineRun.run_id).where(BaselineRun.baseline_id == baseline_id)
-                               .order_by(BaselineRun.run_id)))
+    ids = list(
+        session.scalars(
+            select(BaselineRun.run_id).where(BaselineRun.baseline_id == baseline_id).order_by(BaselineRun.run_id)
+        )
+    )
     if not ids:
         raise NotFound(f"baseline {name!r} has no runs left (they were deleted)")
     return ids
 
-def check(session: Session, run_ids: Sequence[int], baseline: str, by: str = "operator",
-          threshold: float = DEFAULT_THRESHOLD, min_share: float = DEFAULT_MIN_SHARE) -> pl.DataFrame:
+
+def check(
+    session: Session,
+    run_ids: Sequence[int],
+    baseline: str,
+    by: str = "operator",
+    threshold: float = DEFAULT_THRESHOLD,
+    min_share: float = DEFAULT_MIN_SHARE,
+) -> pl.DataFrame:
     """:func:`diff` of the baseline's runs (A) against ``run_ids`` (B), plus ``regressed``
     (module docstring), ``threshold`` and ``baseline``; regressions first."""
     if not run_ids:
@@ -62,12 +83,15 @@ def check(session: Session, run_ids: Sequence[int], baseline: str, by: str = "op
     keys = diff(session, base_ids, list(run_ids), by, threshold).filter(big_enough).height
     frame = diff(session, base_ids, list(run_ids), by, threshold, level=1 - FAMILY_ERROR / max(keys, 1))
     regressed = (pl.col("ratio_low") > 1 + threshold) & big_enough
-    return (frame.with_columns(regressed=regressed.fill_null(False), threshold=pl.lit(threshold),
-                               baseline=pl.lit(baseline))
-            .sort(pl.col("regressed").not_(), maintain_order=True))
+    return frame.with_columns(
+        regressed=regressed.fill_null(False), threshold=pl.lit(threshold), baseline=pl.lit(baseline)
+    ).sort(pl.col("regressed").not_(), maintain_order=True)
+
 
 def regressions(frame: pl.DataFrame) -> list[str]:
     """One line per regressed key: what, by how much, with the interval."""
-    return [f"{r['key']}: {r['ratio']:.3f}x slower (95% interval {r['ratio_low']:.3f}-{r['ratio_high']:.3f}, "
-            f"{r['a_ns'] / 1e6:.3f} ms -> {r['b_ns'] / 1e6:.3f} ms)"
-            for r in frame.filter(pl.col("regressed")).iter_rows(named=True)]
+    return [
+        f"{r['key']}: {r['ratio']:.3f}x slower (95% interval {r['ratio_low']:.3f}-{r['ratio_high']:.3f}, "
+        f"{r['a_ns'] / 1e6:.3f} ms -> {r['b_ns'] / 1e6:.3f} ms)"
+        for r in frame.filter(pl.col("regressed")).iter_rows(named=True)
+    ]

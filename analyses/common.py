@@ -28,12 +28,12 @@ def with_bounds(points: pl.DataFrame, intensity: str) -> pl.DataFrame:
     known = ai.is_not_null() & ridge.is_not_null()
     return points.with_columns(
         attainable_flops_s=pl.when(known).then(
-            pl.min_horizontal("peak_flops_s", ai * pl.col("peak_bandwidth_bytes_s"))),
-        bound=pl.when(~known).then(None).when(ai < ridge).then(pl.lit("memory")).otherwise(pl.lit("compute")))
+            pl.min_horizontal("peak_flops_s", ai * pl.col("peak_bandwidth_bytes_s"))
+        ),
+        bound=pl.when(~known).then(None).when(ai < ridge).then(pl.lit("memory")).otherwise(pl.lit("compute")),
+    )
 
 
 def to_frame(session: Session, stmt: Select[*tuple[Any, ...]], schema: SchemaLike) -> pl.DataFrame:
     rows = session.execute(stmt).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
-
-

@@ -19,25 +19,49 @@ from tracehouse.core.frames import TIMELINE_FORMATS, FrameSchema
 from tracehouse.schema.models import Hardware, Model, OperatorRollup, Run, Trace
 
 # Run columns that say what a run *is*; the summary lists those that differ between the two.
-KNOB_COLUMNS = ("model_id", "hardware_id", "attention_backend", "scale", "batch", "dtype",
-                "image_size", "frames", "denoising_steps", "decode_tokens", "text_length", "device_kind")
+KNOB_COLUMNS = (
+    "model_id",
+    "hardware_id",
+    "attention_backend",
+    "scale",
+    "batch",
+    "dtype",
+    "image_size",
+    "frames",
+    "denoising_steps",
+    "decode_tokens",
+    "text_length",
+    "device_kind",
+)
 
 
 # compare_summary's columns, in order.
 SUMMARY_SCHEMA: FrameSchema = {
-    "baseline_run_id": pl.Int64, "other_run_id": pl.Int64, "baseline_total_ns": pl.Int64,
-    "other_total_ns": pl.Int64, "end_to_end_speedup": pl.Float64, "operator": pl.String,
-    "operator_baseline_ns": pl.Int64, "operator_other_ns": pl.Int64, "operator_speedup": pl.Float64,
-    "operator_share": pl.Float64, "amdahl_speedup": pl.Float64, "amdahl_error": pl.Float64,
-    "other_normalized": pl.Float64, "differences": pl.String, "exceeds_amdahl": pl.Boolean,
+    "baseline_run_id": pl.Int64,
+    "other_run_id": pl.Int64,
+    "baseline_total_ns": pl.Int64,
+    "other_total_ns": pl.Int64,
+    "end_to_end_speedup": pl.Float64,
+    "operator": pl.String,
+    "operator_baseline_ns": pl.Int64,
+    "operator_other_ns": pl.Int64,
+    "operator_speedup": pl.Float64,
+    "operator_share": pl.Float64,
+    "amdahl_speedup": pl.Float64,
+    "amdahl_error": pl.Float64,
+    "other_normalized": pl.Float64,
+    "differences": pl.String,
+    "exceeds_amdahl": pl.Boolean,
 }
 
 
 def operator_totals(session: Session, run_id: int) -> pl.DataFrame:
     """``operator, kernel_count, total_ns`` of one run, from the rollup."""
-    stmt = (select(OperatorRollup.operator, func.sum(OperatorRollup.kernel_count),
-                   func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id == run_id).group_by(OperatorRollup.operator))
+    stmt = (
+        select(OperatorRollup.operator, func.sum(OperatorRollup.kernel_count), func.sum(OperatorRollup.total_ns))
+        .where(OperatorRollup.run_id == run_id)
+        .group_by(OperatorRollup.operator)
+    )
     return to_frame(session, stmt, {"operator": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64})
 
 
@@ -56,15 +80,22 @@ def compare_runs(session: Session, baseline_run_id: int, other_run_id: int) -> p
     other = operator_totals(session, other_run_id)
     joined = base.join(other, on="operator", how="full", coalesce=True, suffix="_other")
     base_total = pl.lit(base_run.total_ns, pl.Int64)
-    return (joined.select(
-        "operator",
-        baseline_count=pl.col("kernel_count").fill_null(0), other_count=pl.col("kernel_count_other").fill_null(0),
-        baseline_ns=pl.col("total_ns").fill_null(0), other_ns=pl.col("total_ns_other").fill_null(0))
-        .with_columns(speedup=ratio(pl.col("baseline_ns"), pl.col("other_ns")),
-                      baseline_share=ratio(pl.col("baseline_ns"), base_total),
-                      other_normalized=ratio(pl.col("other_ns"), base_total),
-                      delta_ns=pl.col("other_ns") - pl.col("baseline_ns"))
-        .sort("baseline_ns", "operator", descending=[True, False]))
+    return (
+        joined.select(
+            "operator",
+            baseline_count=pl.col("kernel_count").fill_null(0),
+            other_count=pl.col("kernel_count_other").fill_null(0),
+            baseline_ns=pl.col("total_ns").fill_null(0),
+            other_ns=pl.col("total_ns_other").fill_null(0),
+        )
+        .with_columns(
+            speedup=ratio(pl.col("baseline_ns"), pl.col("other_ns")),
+            baseline_share=ratio(pl.col("baseline_ns"), base_total),
+            other_normalized=ratio(pl.col("other_ns"), base_total),
+            delta_ns=pl.col("other_ns") - pl.col("baseline_ns"),
+        )
+        .sort("baseline_ns", "operator", descending=[True, False])
+    )
 
 
 def amdahl(share: float, speedup: float | None) -> float:
@@ -73,8 +104,9 @@ def amdahl(share: float, speedup: float | None) -> float:
     return 1.0 / ((1.0 - share) + (share / speedup if speedup else 0.0))
 
 
-def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
-                    operator: str = "attention") -> pl.DataFrame:
+def compare_summary(
+    session: Session, baseline_run_id: int, other_run_id: int, operator: str = "attention"
+) -> pl.DataFrame:
     """One row: the measured end-to-end speedup next to Amdahl's prediction from ``operator``.
 
     Columns: ``baseline_run_id, other_run_id, baseline_total_ns, other_total_ns``,
@@ -94,9 +126,11 @@ def compare_summary(session: Session, baseline_run_id: int, other_run_id: int,
 
 def _operator_ns(session: Session, run_ids: list[int], operator: str) -> dict[int, int]:
     """run id -> its time in ``operator``, from the rollup (absent: 0), in one query."""
-    stmt = (select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id.in_(run_ids), OperatorRollup.operator == operator)
-            .group_by(OperatorRollup.run_id))
+    stmt = (
+        select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
+        .where(OperatorRollup.run_id.in_(run_ids), OperatorRollup.operator == operator)
+        .group_by(OperatorRollup.run_id)
+    )
     return {run_id: int(ns or 0) for run_id, ns in session.execute(stmt)}
 
 
@@ -109,11 +143,16 @@ def _summary_row(base_run: Run, other_run: Run, operator: str, totals: dict[int,
     op_speedup = op_base / op_other if op_other else None
     predicted = amdahl(share, op_speedup) if op_base else 1.0
     return {
-        "baseline_run_id": baseline_run_id, "other_run_id": other_run_id,
-        "baseline_total_ns": base_run.total_ns, "other_total_ns": other_run.total_ns,
-        "end_to_end_speedup": e2e, "operator": operator,
-        "operator_baseline_ns": op_base, "operator_other_ns": op_other,
-        "operator_speedup": op_speedup, "operator_share": share,
+        "baseline_run_id": baseline_run_id,
+        "other_run_id": other_run_id,
+        "baseline_total_ns": base_run.total_ns,
+        "other_total_ns": other_run.total_ns,
+        "end_to_end_speedup": e2e,
+        "operator": operator,
+        "operator_baseline_ns": op_base,
+        "operator_other_ns": op_other,
+        "operator_speedup": op_speedup,
+        "operator_share": share,
         "amdahl_speedup": predicted,
         "amdahl_error": e2e / predicted - 1.0 if e2e is not None else None,
         "other_normalized": other_run.total_ns / base_run.total_ns if base_run.total_ns else None,
@@ -123,12 +162,10 @@ def _summary_row(base_run: Run, other_run: Run, operator: str, totals: dict[int,
 
 
 def _differences(a: Run, b: Run) -> str:
-    return "; ".join(f"{k}: {getattr(a, k)} -> {getattr(b, k)}" for k in KNOB_COLUMNS
-                     if getattr(a, k) != getattr(b, k))
+    return "; ".join(f"{k}: {getattr(a, k)} -> {getattr(b, k)}" for k in KNOB_COLUMNS if getattr(a, k) != getattr(b, k))
 
 
-def breakdown_normalized(session: Session, run_id: int, reference_run_id: int,
-                         by: str = "operator") -> pl.DataFrame:
+def breakdown_normalized(session: Session, run_id: int, reference_run_id: int, by: str = "operator") -> pl.DataFrame:
     """``breakdown(run_id, by)`` plus ``normalized``: time / the reference run's total.
 
     With a baseline run as the reference this is the paper's Fig 7 second bar: the bars of
@@ -146,9 +183,15 @@ _PAIR_TYPES: FrameSchema = {k: pl.String if k in ("scale", "dtype", "device_kind
 PAIR_KNOBS = tuple(k for k in PAIR_KEYS if k not in ("model_id", "hardware_id"))
 
 
-def backend_speedups(session: Session, baseline: str = "baseline", other: str = "flash", *,
-                     model: str | None = None, hardware: str | None = None,
-                     operator: str = "attention") -> pl.DataFrame:
+def backend_speedups(
+    session: Session,
+    baseline: str = "baseline",
+    other: str = "flash",
+    *,
+    model: str | None = None,
+    hardware: str | None = None,
+    operator: str = "attention",
+) -> pl.DataFrame:
     """The paper's Table II over every stored pair: for each model × hardware × knobs that has a
     ``baseline`` run and an ``other`` run (the latest of each when repeated), one
     :func:`compare_summary` row (both run ids, ``exceeds_amdahl`` ...), with ``model``,
@@ -158,17 +201,23 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
     cols = [getattr(Run, k) for k in PAIR_KEYS]
     # Counter-only (ncu) runs have no timeline to time; they never stand in for a run.
     timed = select(Trace.run_id).where(Trace.format.in_(TIMELINE_FORMATS))
-    stmt = (select(func.max(Run.id), Run.attention_backend, *cols)
-            .where(Run.attention_backend.in_([baseline, other]), Run.id.in_(timed))
-            .group_by(Run.attention_backend, *cols))
+    stmt = (
+        select(func.max(Run.id), Run.attention_backend, *cols)
+        .where(Run.attention_backend.in_([baseline, other]), Run.id.in_(timed))
+        .group_by(Run.attention_backend, *cols)
+    )
     runs = to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, **_PAIR_TYPES})
-    pairs = (runs.filter(pl.col("backend") == baseline)
-             .join(runs.filter(pl.col("backend") == other), on=list(PAIR_KEYS), nulls_equal=True, suffix="_other"))
+    pairs = runs.filter(pl.col("backend") == baseline).join(
+        runs.filter(pl.col("backend") == other), on=list(PAIR_KEYS), nulls_equal=True, suffix="_other"
+    )
     names = {r.id: (r.name, r.family) for r in session.execute(select(Model.id, Model.name, Model.family))}
     devices = dict(session.execute(select(Hardware.id, Hardware.name)).all())
-    kept = [pair for pair in pairs.iter_rows(named=True)
-            if not (model and names.get(pair["model_id"], (None,))[0] != model)
-            and not (hardware and hardware not in (devices.get(pair["hardware_id"]) or ""))]
+    kept = [
+        pair
+        for pair in pairs.iter_rows(named=True)
+        if not (model and names.get(pair["model_id"], (None,))[0] != model)
+        and not (hardware and hardware not in (devices.get(pair["hardware_id"]) or ""))
+    ]
     # Every pair's runs and operator times in two queries, not four per pair: Table II over a
     # store of thousands of runs stays one round trip's worth of rollup reads.
     ids = sorted({r for pair in kept for r in (pair["run_id"], pair["run_id_other"])})
@@ -178,8 +227,20 @@ def backend_speedups(session: Session, baseline: str = "baseline", other: str = 
     for pair in kept:
         name, family = names.get(pair["model_id"], (None, None))
         row = _summary_row(loaded[pair["run_id"]], loaded[pair["run_id_other"]], operator, totals)
-        rows.append({"model": name, "family": family, "hardware": devices.get(pair["hardware_id"]),
-                     **{k: pair[k] for k in PAIR_KNOBS}, **row})
-    schema = {"model": pl.String, "family": pl.String, "hardware": pl.String,
-              **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS}, **SUMMARY_SCHEMA}
+        rows.append(
+            {
+                "model": name,
+                "family": family,
+                "hardware": devices.get(pair["hardware_id"]),
+                **{k: pair[k] for k in PAIR_KNOBS},
+                **row,
+            }
+        )
+    schema = {
+        "model": pl.String,
+        "family": pl.String,
+        "hardware": pl.String,
+        **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
+        **SUMMARY_SCHEMA,
+    }
     return pl.DataFrame(rows, schema=schema).sort("family", "model", "hardware", *PAIR_KNOBS, nulls_last=True)

@@ -24,8 +24,15 @@ from tracehouse.schema.ncu_counters import stored_metrics
 
 GROUP_KEYS = {"kernel": "kernel", "operator": "operator", "attention_type": "attention_type"}
 LEVELS = tuple(BYTE_METRICS)
-_LAUNCH_KEYS = {"kernel_id": pl.Int64, "kernel": pl.String, "operator": pl.String,
-                "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "component": pl.String}
+_LAUNCH_KEYS = {
+    "kernel_id": pl.Int64,
+    "kernel": pl.String,
+    "operator": pl.String,
+    "attention_type": pl.String,
+    "seq_q": pl.Int64,
+    "seq_kv": pl.Int64,
+    "component": pl.String,
+}
 
 
 def counter_roofline(session: Session, run_id: int) -> pl.DataFrame:
@@ -41,33 +48,50 @@ def counter_roofline(session: Session, run_id: int) -> pl.DataFrame:
         raise BadInput(f"run {run_id} has no Nsight Compute counters")
     hw = session.get(Hardware, run.hardware_id) if run.hardware_id is not None else None
     factor = tensor_flops_per_inst(hw.compute_capability if hw else None)
-    fp16, fp32, bandwidth = ((hw.peak_fp16_flops, hw.peak_fp32_flops, hw.peak_bandwidth_bytes_s)
-                             if hw else (None, None, None))
+    fp16, fp32, bandwidth = (
+        (hw.peak_fp16_flops, hw.peak_fp32_flops, hw.peak_bandwidth_bytes_s) if hw else (None, None, None)
+    )
     points = roofline_inputs(ncu_wide(long), factor)
     points = points.join(_launch_keys(session, run_id, points), on="kernel_id", how="left").with_columns(
         tensor_flops_per_inst=pl.lit(factor, pl.Float64),
-        peak_flops_s=pl.when(pl.col("tensor_inst") > 0).then(pl.lit(fp16, pl.Float64))
+        peak_flops_s=pl.when(pl.col("tensor_inst") > 0)
+        .then(pl.lit(fp16, pl.Float64))
         .otherwise(pl.lit(fp32, pl.Float64)),
-        peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64))
+        peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64),
+    )
     return with_bounds(points, "ai_dram")
 
 
 def _launch_keys(session: Session, run_id: int, points: pl.DataFrame) -> pl.DataFrame:
     """Attribution keys per launch: the linked timeline kernel's, else from the kernel name."""
     k = NcuMetric, Kernel
-    linked = to_frame(session, select(k[0].kernel_id, Symbol.text, k[1].operator, k[1].attention_type,
-                                      k[1].seq_q, k[1].seq_kv, k[1].component)
-                      .join(k[1], k[1].id == k[0].kernel_ref).join(Symbol, Symbol.id == k[1].name_id)
-                      .where(k[0].run_id == run_id).distinct(), _LAUNCH_KEYS).unique("kernel_id")
+    linked = to_frame(
+        session,
+        select(k[0].kernel_id, Symbol.text, k[1].operator, k[1].attention_type, k[1].seq_q, k[1].seq_kv, k[1].component)
+        .join(k[1], k[1].id == k[0].kernel_ref)
+        .join(Symbol, Symbol.id == k[1].name_id)
+        .where(k[0].run_id == run_id)
+        .distinct(),
+        _LAUNCH_KEYS,
+    ).unique("kernel_id")
     named = classify_kernel_names(points["kernel_name"]).select(
-        "name", name_operator=pl.coalesce("authoritative_operator", "name_operator", pl.lit("other")))
-    return (points.select("kernel_id", "kernel_name")
-            .join(linked, on="kernel_id", how="left")
-            .join(named, left_on="kernel_name", right_on="name", how="left")
-            .select(pl.col("kernel_id"), pl.coalesce("kernel", "kernel_name").alias("kernel"),
-                    pl.coalesce("operator", "name_operator").alias("operator"),
-                    "attention_type", "seq_q", "seq_kv", "component",
-                    linked=pl.col("kernel_id").is_in(linked["kernel_id"].implode())))
+        "name", name_operator=pl.coalesce("authoritative_operator", "name_operator", pl.lit("other"))
+    )
+    return (
+        points.select("kernel_id", "kernel_name")
+        .join(linked, on="kernel_id", how="left")
+        .join(named, left_on="kernel_name", right_on="name", how="left")
+        .select(
+            pl.col("kernel_id"),
+            pl.coalesce("kernel", "kernel_name").alias("kernel"),
+            pl.coalesce("operator", "name_operator").alias("operator"),
+            "attention_type",
+            "seq_q",
+            "seq_kv",
+            "component",
+            linked=pl.col("kernel_id").is_in(linked["kernel_id"].implode()),
+        )
+    )
 
 
 def counter_groups(session: Session, run_id: int, by: str) -> pl.DataFrame:
@@ -83,17 +107,34 @@ def counter_groups(session: Session, run_id: int, by: str) -> pl.DataFrame:
         points = points.filter(pl.col("attention_type").is_not_null())
     time_s = pl.col("time_ns").sum() * 1e-9
     flops = pl.when(pl.col("flops").is_null().any()).then(None).otherwise(pl.col("flops").sum())
-    sums = [pl.when(pl.col(f"{lv}_bytes").is_not_null().any()).then(pl.col(f"{lv}_bytes").sum())
-            .alias(f"{lv}_bytes") for lv in LEVELS]
-    hits = [((pl.col(f"{lv}_hit_rate_pct") * pl.col(f"{lv}_bytes")).sum()
-             / pl.col(f"{lv}_bytes").filter(pl.col(f"{lv}_hit_rate_pct").is_not_null()).sum())
-            .alias(f"{lv}_hit_rate_pct") for lv in ("l1", "l2")]
+    sums = [
+        pl.when(pl.col(f"{lv}_bytes").is_not_null().any()).then(pl.col(f"{lv}_bytes").sum()).alias(f"{lv}_bytes")
+        for lv in LEVELS
+    ]
+    hits = [
+        (
+            (pl.col(f"{lv}_hit_rate_pct") * pl.col(f"{lv}_bytes")).sum()
+            / pl.col(f"{lv}_bytes").filter(pl.col(f"{lv}_hit_rate_pct").is_not_null()).sum()
+        ).alias(f"{lv}_hit_rate_pct")
+        for lv in ("l1", "l2")
+    ]
     grouped = points.group_by(key).agg(
-        *sums, *hits, instances=pl.len().cast(pl.Int64), time_ns=pl.col("time_ns").sum(), flops=flops,
-        used_tensor=(pl.col("tensor_inst") > 0).any(), peak_flops_s=pl.col("peak_flops_s").max(),
-        peak_bandwidth_bytes_s=pl.col("peak_bandwidth_bytes_s").first(), _time_s=time_s)
-    return grouped.with_columns(
-        *[ratio(pl.col("flops"), pl.col(f"{lv}_bytes")).alias(f"ai_{lv}") for lv in LEVELS],
-        *[ratio(pl.col(f"{lv}_bytes"), pl.col("_time_s")).alias(f"{lv}_bytes_per_s") for lv in LEVELS],
-        gflops_per_s=ratio(pl.col("flops"), pl.col("_time_s")) / 1e9,
-    ).drop("_time_s").sort("time_ns", descending=True)
+        *sums,
+        *hits,
+        instances=pl.len().cast(pl.Int64),
+        time_ns=pl.col("time_ns").sum(),
+        flops=flops,
+        used_tensor=(pl.col("tensor_inst") > 0).any(),
+        peak_flops_s=pl.col("peak_flops_s").max(),
+        peak_bandwidth_bytes_s=pl.col("peak_bandwidth_bytes_s").first(),
+        _time_s=time_s,
+    )
+    return (
+        grouped.with_columns(
+            *[ratio(pl.col("flops"), pl.col(f"{lv}_bytes")).alias(f"ai_{lv}") for lv in LEVELS],
+            *[ratio(pl.col(f"{lv}_bytes"), pl.col("_time_s")).alias(f"{lv}_bytes_per_s") for lv in LEVELS],
+            gflops_per_s=ratio(pl.col("flops"), pl.col("_time_s")) / 1e9,
+        )
+        .drop("_time_s")
+        .sort("time_ns", descending=True)
+    )

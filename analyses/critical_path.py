@@ -39,18 +39,32 @@ RESOURCES = ("kernel", "launch", "host", "wait")
 KernelRow = dict[str, Any]
 # (resource, operator, start_ns, end_ns)
 Segment = tuple[str, str, int, int]
-_SCHEMA: FrameSchema = {"seq": pl.Int64, "device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64,
-           "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64, "operator": pl.String}
-PATH_SCHEMA: FrameSchema = {"resource": pl.String, "operator": pl.String, "start_ns": pl.Int64, "end_ns": pl.Int64,
-               "dur_ns": pl.Int64}
+_SCHEMA: FrameSchema = {
+    "seq": pl.Int64,
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "launch_ns": pl.Int64,
+    "launch_dur_ns": pl.Int64,
+    "operator": pl.String,
+}
+PATH_SCHEMA: FrameSchema = {
+    "resource": pl.String,
+    "operator": pl.String,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+}
 
 
 def _load(session: Session, run_id: int, step: int | None) -> pl.DataFrame:
     """Every kernel (a step's first kernels wait on the previous step's last ones), ``in_step``
     marking those the path may use."""
     k = Kernel
-    stmt = select(k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator,
-                  k.step).where(k.run_id == run_id, k.kind != "cpu")
+    stmt = select(
+        k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator, k.step
+    ).where(k.run_id == run_id, k.kind != "cpu")
     frame = to_frame(session, stmt, {**_SCHEMA, "step": pl.Int64}).sort("start_ns", "seq")
     return frame.with_columns(in_step=pl.lit(True) if step is None else (pl.col("step") == step).fill_null(False))
 
@@ -82,8 +96,9 @@ def _walk(ks: list[KernelRow], out: list[Segment]) -> None:
         last[key] = i
     # One host node per launch call: a CUDA graph's kernels share theirs.
     calls = sorted({k["launch_ns"]: i for i, k in reversed(list(enumerate(ks))) if k["launch_ns"] is not None}.items())
-    host = _Host([t for t, _ in calls], [i for _, i in calls],
-                 sorted((k["start_ns"] + k["dur_ns"], i) for i, k in enumerate(ks)))
+    host = _Host(
+        [t for t, _ in calls], [i for _, i in calls], sorted((k["start_ns"] + k["dur_ns"], i) for i, k in enumerate(ks))
+    )
     mine = [k for k in ks if k["in_step"]]
     # A step's window opens at its first launch call (its first kernel without one): the path
     # is cut there, as HTA cuts it at the step annotation's start.
@@ -93,8 +108,11 @@ def _walk(ks: list[KernelRow], out: list[Segment]) -> None:
     for _ in range(4 * len(ks) + 4):  # every step goes back in time; the bound only guards bad data
         if node is None or node[2] <= floor:
             break
-        node = _step_kernel(ks, node[1], node[2], prev_on_stream, out) if node[0] == "kernel" \
+        node = (
+            _step_kernel(ks, node[1], node[2], prev_on_stream, out)
+            if node[0] == "kernel"
             else _step_launch(ks, node[1], node[2], host, out)
+        )
     out[:] = [(r, op, max(a, floor), b) for r, op, a, b in out if b > floor]
 
 
@@ -109,8 +127,9 @@ def _emit(out: list[Segment], resource: str, operator: str, start: int, end: int
         out.append((resource, operator, start, end))
 
 
-def _step_kernel(ks: list[KernelRow], i: int, cap: int, prev_on_stream: dict[int, int | None],
-                 out: list[Segment]) -> tuple[str, int, int] | None:
+def _step_kernel(
+    ks: list[KernelRow], i: int, cap: int, prev_on_stream: dict[int, int | None], out: list[Segment]
+) -> tuple[str, int, int] | None:
     k = ks[i]
     start = min(k["start_ns"], cap)
     _emit(out, "kernel", k["operator"], start, min(k["start_ns"] + k["dur_ns"], cap))
@@ -152,14 +171,19 @@ def critical_path(session: Session, run_id: int, step: int | None = None) -> pl.
     :func:`critical_path_segments`), ``path_ns`` (their sum) and ``share`` of the path, largest
     first.  ``step``: only that step's kernels (``tracehouse steps`` lists them)."""
     path = critical_path_segments(session, run_id, step)
-    wide = path.pivot(on="resource", index="operator", values="dur_ns", aggregate_function="sum") \
-        if path.height else pl.DataFrame({"operator": []}, schema={"operator": pl.String})
+    wide = (
+        path.pivot(on="resource", index="operator", values="dur_ns", aggregate_function="sum")
+        if path.height
+        else pl.DataFrame({"operator": []}, schema={"operator": pl.String})
+    )
     for resource in RESOURCES:
         if resource not in wide.columns:
             wide = wide.with_columns(pl.lit(0, pl.Int64).alias(resource))
     wide = wide.with_columns(pl.col(r).fill_null(0).cast(pl.Int64).alias(f"{r}_ns") for r in RESOURCES)
     total = path["dur_ns"].sum()
-    return (wide.select("operator", *[f"{r}_ns" for r in RESOURCES])
-            .with_columns(path_ns=pl.sum_horizontal(*[f"{r}_ns" for r in RESOURCES]))
-            .with_columns(share=pl.col("path_ns") / total if total else pl.lit(None, pl.Float64))
-            .sort("path_ns", "operator", descending=[True, False]))
+    return (
+        wide.select("operator", *[f"{r}_ns" for r in RESOURCES])
+        .with_columns(path_ns=pl.sum_horizontal(*[f"{r}_ns" for r in RESOURCES]))
+        .with_columns(share=pl.col("path_ns") / total if total else pl.lit(None, pl.Float64))
+        .sort("path_ns", "operator", descending=[True, False])
+    )

@@ -41,34 +41,66 @@ DEFAULT_THRESHOLD = 0.05
 MAX_RUN_ID = 2**31 - 1  # run.id is a 32-bit INTEGER on PostgreSQL
 
 DIFF_SCHEMA: FrameSchema = {
-    "key": pl.String, "a_ns": pl.Float64, "b_ns": pl.Float64, "delta_ns": pl.Float64, "ratio": pl.Float64,
-    "ratio_low": pl.Float64, "ratio_high": pl.Float64, "a_share": pl.Float64, "b_share": pl.Float64,
-    "a_samples": pl.Int64, "b_samples": pl.Int64, "samples": pl.String, "status": pl.String, "method": pl.String,
+    "key": pl.String,
+    "a_ns": pl.Float64,
+    "b_ns": pl.Float64,
+    "delta_ns": pl.Float64,
+    "ratio": pl.Float64,
+    "ratio_low": pl.Float64,
+    "ratio_high": pl.Float64,
+    "a_share": pl.Float64,
+    "b_share": pl.Float64,
+    "a_samples": pl.Int64,
+    "b_samples": pl.Int64,
+    "samples": pl.String,
+    "status": pl.String,
+    "method": pl.String,
 }
 # One DIFF_SCHEMA row: key, a_ns, b_ns, delta_ns, ratio, ratio_low, ratio_high, a_share, b_share,
 # a_samples, b_samples, samples, status, method.
-DiffRow = tuple[str, float, float, float, float | None, float | None, float | None, float | None, float | None,
-                int, int, str, str, str]
+DiffRow = tuple[
+    str,
+    float,
+    float,
+    float,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    int,
+    int,
+    str,
+    str,
+    str,
+]
 _SAMPLE_SCHEMA: FrameSchema = {"sample": pl.String, "key": pl.String, "ns": pl.Float64}
 
 
 def run_key_times(session: Session, run_ids: Sequence[int], by: str) -> pl.DataFrame:
     """``run_id, key, ns``: each run's time per key (rollups only; kernels by base name)."""
     if by == "kernel":
-        stmt = (select(KernelRollup.run_id, Symbol.text, func.sum(KernelRollup.total_ns))
-                .join(Symbol, Symbol.id == KernelRollup.name_id)
-                .where(KernelRollup.run_id.in_(run_ids)).group_by(KernelRollup.run_id, Symbol.text))
+        stmt = (
+            select(KernelRollup.run_id, Symbol.text, func.sum(KernelRollup.total_ns))
+            .join(Symbol, Symbol.id == KernelRollup.name_id)
+            .where(KernelRollup.run_id.in_(run_ids))
+            .group_by(KernelRollup.run_id, Symbol.text)
+        )
         frame = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})
         frame = frame.with_columns(pl.col("key").map_elements(rule_name, return_dtype=pl.String))
     else:
         col = getattr(OperatorRollup, by)
-        stmt = (select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
-                .where(OperatorRollup.run_id.in_(run_ids)).group_by(OperatorRollup.run_id, col))
+        stmt = (
+            select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id.in_(run_ids))
+            .group_by(OperatorRollup.run_id, col)
+        )
         if by == "attention_type":
             stmt = stmt.where(OperatorRollup.operator == "attention")
         frame = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})
-    totals = to_frame(session, select(Run.id, Run.total_ns).where(Run.id.in_(run_ids)),
-                      {"run_id": pl.Int64, "ns": pl.Float64}).with_columns(key=pl.lit(TOTAL_KEY))
+    totals = to_frame(
+        session, select(Run.id, Run.total_ns).where(Run.id.in_(run_ids)), {"run_id": pl.Int64, "ns": pl.Float64}
+    ).with_columns(key=pl.lit(TOTAL_KEY))
     frame = frame.with_columns(pl.col("key").fill_null(NO_KEY)).group_by("run_id", "key").agg(pl.col("ns").sum())
     return pl.concat([frame, totals.select("run_id", "key", "ns")])
 
@@ -79,8 +111,11 @@ def step_key_times(session: Session, run_id: int, by: str) -> pl.DataFrame:
     if steps.height < 2:
         return pl.DataFrame(schema=_SAMPLE_SCHEMA)
     key = Symbol.text if by == "kernel" else getattr(Kernel, by)
-    stmt = (select(Kernel.component, Kernel.step, key, func.sum(Kernel.dur_ns))
-            .where(Kernel.run_id == run_id, Kernel.step.is_not(None)).group_by(Kernel.component, Kernel.step, key))
+    stmt = (
+        select(Kernel.component, Kernel.step, key, func.sum(Kernel.dur_ns))
+        .where(Kernel.run_id == run_id, Kernel.step.is_not(None))
+        .group_by(Kernel.component, Kernel.step, key)
+    )
     if by == "kernel":
         stmt = stmt.join(Symbol, Symbol.id == Kernel.name_id)
     if by == "attention_type":
@@ -91,19 +126,25 @@ def step_key_times(session: Session, run_id: int, by: str) -> pl.DataFrame:
     frame = frame.with_columns(pl.col("phase").fill_null("step"), pl.col("key").fill_null(NO_KEY))
     frame = frame.join(steps.select("phase", "step"), on=["phase", "step"])  # steady steps only
     per_step = frame.group_by("phase", "step").agg(pl.col("ns").sum()).with_columns(key=pl.lit(TOTAL_KEY))
-    both = pl.concat([frame.group_by("phase", "step", "key").agg(pl.col("ns").sum()),
-                      per_step.select("phase", "step", "key", "ns")])
+    both = pl.concat(
+        [frame.group_by("phase", "step", "key").agg(pl.col("ns").sum()), per_step.select("phase", "step", "key", "ns")]
+    )
     return both.select(sample=pl.format("{}:{}", "phase", "step"), key="key", ns="ns")
 
 
-def _samples(session: Session, a: Sequence[int], b: Sequence[int], by: str,
-             times: pl.DataFrame) -> tuple[str, pl.DataFrame, pl.DataFrame]:
+def _samples(
+    session: Session, a: Sequence[int], b: Sequence[int], by: str, times: pl.DataFrame
+) -> tuple[str, pl.DataFrame, pl.DataFrame]:
     """The sampling unit and each side's ``sample, key, ns`` (every key present in a sample,
     0 where it has no time there)."""
     if len(a) >= 2 or len(b) >= 2:
         unit = "runs"
-        side = {name: times.filter(pl.col("run_id").is_in(ids)).select(
-            sample=pl.col("run_id").cast(pl.String), key="key", ns="ns") for name, ids in (("a", a), ("b", b))}
+        side = {
+            name: times.filter(pl.col("run_id").is_in(ids)).select(
+                sample=pl.col("run_id").cast(pl.String), key="key", ns="ns"
+            )
+            for name, ids in (("a", a), ("b", b))
+        }
     else:
         side = {"a": step_key_times(session, a[0], by), "b": step_key_times(session, b[0], by)}
         unit = "steps" if side["a"]["sample"].n_unique() >= 2 and side["b"]["sample"].n_unique() >= 2 else "single"
@@ -121,8 +162,9 @@ def _filled(samples: pl.DataFrame) -> pl.DataFrame:
     return grid.join(samples, on=["sample", "key"], how="left").with_columns(pl.col("ns").fill_null(0.0))
 
 
-def decide(ratio: float | None, low: float | None, a_ns: float, b_ns: float, high: float | None,
-           threshold: float) -> str:
+def decide(
+    ratio: float | None, low: float | None, a_ns: float, b_ns: float, high: float | None, threshold: float
+) -> str:
     """The status of one row (module docstring)."""
     if a_ns <= 0 and b_ns > 0:
         return "added"
@@ -147,8 +189,14 @@ def _ids(run_ids: int | Sequence[int], side: str) -> list[int]:
     return ids
 
 
-def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: str = "operator",
-         threshold: float = DEFAULT_THRESHOLD, level: float = LEVEL) -> pl.DataFrame:
+def diff(
+    session: Session,
+    a: int | Sequence[int],
+    b: int | Sequence[int],
+    by: str = "operator",
+    threshold: float = DEFAULT_THRESHOLD,
+    level: float = LEVEL,
+) -> pl.DataFrame:
     """One row per key of either side (``(total)``: the run's whole time), largest first:
     ``a_ns, b_ns`` (mean over each side's runs), ``delta_ns``, ``ratio`` (B / A) with
     ``ratio_low, ratio_high``, ``a_share, b_share``, sample counts, ``samples`` (runs / steps
@@ -163,20 +211,37 @@ def diff(session: Session, a: int | Sequence[int], b: int | Sequence[int], by: s
         get_run(session, run_id)
     times = run_key_times(session, [*a_ids, *b_ids], by)
     unit, a_samples, b_samples = _samples(session, a_ids, b_ids, by, times)
-    means = {name: times.filter(pl.col("run_id").is_in(ids)).group_by("key").agg(pl.col("ns").sum() / len(ids))
-             for name, ids in (("a", a_ids), ("b", b_ids))}
+    means = {
+        name: times.filter(pl.col("run_id").is_in(ids)).group_by("key").agg(pl.col("ns").sum() / len(ids))
+        for name, ids in (("a", a_ids), ("b", b_ids))
+    }
     joined = means["a"].join(means["b"], on="key", how="full", coalesce=True, suffix="_b").fill_null(0.0)
-    totals = dict(joined.filter(pl.col("key") == TOTAL_KEY).select("ns", "ns_b").row(0, named=True)) \
-        if joined.filter(pl.col("key") == TOTAL_KEY).height else {"ns": 0.0, "ns_b": 0.0}
-    rows = [_row(key, a_ns, b_ns, totals, a_samples, b_samples, unit, threshold, level)
-            for key, a_ns, b_ns in joined.select("key", "ns", "ns_b").iter_rows()]
+    totals = (
+        dict(joined.filter(pl.col("key") == TOTAL_KEY).select("ns", "ns_b").row(0, named=True))
+        if joined.filter(pl.col("key") == TOTAL_KEY).height
+        else {"ns": 0.0, "ns_b": 0.0}
+    )
+    rows = [
+        _row(key, a_ns, b_ns, totals, a_samples, b_samples, unit, threshold, level)
+        for key, a_ns, b_ns in joined.select("key", "ns", "ns_b").iter_rows()
+    ]
     frame = pl.DataFrame(rows, schema=DIFF_SCHEMA, orient="row")
-    return frame.sort(pl.col("key") != TOTAL_KEY, pl.max_horizontal("a_ns", "b_ns"), "key",
-                      descending=[False, True, False])
+    return frame.sort(
+        pl.col("key") != TOTAL_KEY, pl.max_horizontal("a_ns", "b_ns"), "key", descending=[False, True, False]
+    )
 
 
-def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples: pl.DataFrame,
-         b_samples: pl.DataFrame, unit: str, threshold: float, level: float) -> DiffRow:
+def _row(
+    key: str,
+    a_ns: float,
+    b_ns: float,
+    totals: dict[str, float],
+    a_samples: pl.DataFrame,
+    b_samples: pl.DataFrame,
+    unit: str,
+    threshold: float,
+    level: float,
+) -> DiffRow:
     sa = a_samples.filter(pl.col("key") == key)["ns"].to_list() if not a_samples.is_empty() else []
     sb = b_samples.filter(pl.col("key") == key)["ns"].to_list() if not b_samples.is_empty() else []
     ratio = b_ns / a_ns if a_ns > 0 else None
@@ -187,10 +252,22 @@ def _row(key: str, a_ns: float, b_ns: float, totals: dict[str, float], a_samples
             low, high = ratio * lo / center, ratio * hi / center  # bracket the ratio of means
     status = decide(ratio, low, a_ns, b_ns, high, threshold)
     has_interval = low is not None
-    return (key, a_ns, b_ns, b_ns - a_ns, ratio, low, high,
-            a_ns / totals["ns"] if totals["ns"] else None, b_ns / totals["ns_b"] if totals["ns_b"] else None,
-            len(sa), len(sb), unit if has_interval or unit == "single" else f"{unit} (none for this key)",
-            status, _method(level) if has_interval else "no interval: single value")
+    return (
+        key,
+        a_ns,
+        b_ns,
+        b_ns - a_ns,
+        ratio,
+        low,
+        high,
+        a_ns / totals["ns"] if totals["ns"] else None,
+        b_ns / totals["ns_b"] if totals["ns_b"] else None,
+        len(sa),
+        len(sb),
+        unit if has_interval or unit == "single" else f"{unit} (none for this key)",
+        status,
+        _method(level) if has_interval else "no interval: single value",
+    )
 
 
 def _method(level: float) -> str:

@@ -42,22 +42,39 @@ def compare_hardware(session: Session, model: str, reference: str = "slowest", *
         if values.len() > 1:
             shown = ", ".join(str(v) for v in values.sort(nulls_last=True).to_list())
             raise BadInput(f"runs of {model!r} differ in {key} ({shown}); pin it, e.g. {key}=...")
-    per_hw = (runs.group_by("hardware")
-              .agg(run_count=pl.len().cast(pl.Int64), run_ids=pl.col("run_id").sort(),
-                   run_total_ns=pl.col("total_ns").mean(), first_run=pl.col("run_id").min()))
+    per_hw = runs.group_by("hardware").agg(
+        run_count=pl.len().cast(pl.Int64),
+        run_ids=pl.col("run_id").sort(),
+        run_total_ns=pl.col("total_ns").mean(),
+        first_run=pl.col("run_id").min(),
+    )
     ref = _reference(per_hw, reference)
     ops = _operator_means(session, runs)
     ref_ops = ops.filter(pl.col("hardware") == ref).select("operator", ref_ns="operator_ns")
     ref_total = per_hw.filter(pl.col("hardware") == ref)["run_total_ns"][0]
-    return (per_hw.join(ops, on="hardware", how="left")
-            .join(ref_ops, on="operator", how="left")
-            .with_columns(speedup=ref_total / pl.col("run_total_ns"),
-                          share=pl.col("operator_ns") / pl.col("run_total_ns"),
-                          operator_speedup=pl.when((pl.col("operator_ns") > 0) & (pl.col("ref_ns") > 0))
-                          .then(pl.col("ref_ns") / pl.col("operator_ns")))
-            .sort(["run_total_ns", "hardware", "operator_ns"], descending=[True, False, True])
-            .select("hardware", "run_count", "run_ids", "run_total_ns", "speedup", "operator",
-                    "operator_ns", "share", "operator_speedup"))
+    return (
+        per_hw.join(ops, on="hardware", how="left")
+        .join(ref_ops, on="operator", how="left")
+        .with_columns(
+            speedup=ref_total / pl.col("run_total_ns"),
+            share=pl.col("operator_ns") / pl.col("run_total_ns"),
+            operator_speedup=pl.when((pl.col("operator_ns") > 0) & (pl.col("ref_ns") > 0)).then(
+                pl.col("ref_ns") / pl.col("operator_ns")
+            ),
+        )
+        .sort(["run_total_ns", "hardware", "operator_ns"], descending=[True, False, True])
+        .select(
+            "hardware",
+            "run_count",
+            "run_ids",
+            "run_total_ns",
+            "speedup",
+            "operator",
+            "operator_ns",
+            "share",
+            "operator_speedup",
+        )
+    )
 
 
 def _reference(per_hw: pl.DataFrame, reference: str) -> str:
@@ -72,11 +89,16 @@ def _reference(per_hw: pl.DataFrame, reference: str) -> str:
 
 def _operator_means(session: Session, runs: pl.DataFrame) -> pl.DataFrame:
     """``hardware, operator, operator_ns``: per-device mean over its runs (0 where a run lacks it)."""
-    stmt = (select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()))
-            .group_by(OperatorRollup.run_id, OperatorRollup.operator))
+    stmt = (
+        select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
+        .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()))
+        .group_by(OperatorRollup.run_id, OperatorRollup.operator)
+    )
     found = to_frame(session, stmt, {"run_id": pl.Int64, "operator": pl.String, "operator_ns": pl.Int64})
     grid = runs.select("run_id", "hardware").join(found.select("operator").unique(), how="cross")
-    return (grid.join(found, on=["run_id", "operator"], how="left")
-            .with_columns(pl.col("operator_ns").fill_null(0))
-            .group_by("hardware", "operator").agg(pl.col("operator_ns").mean()))
+    return (
+        grid.join(found, on=["run_id", "operator"], how="left")
+        .with_columns(pl.col("operator_ns").fill_null(0))
+        .group_by("hardware", "operator")
+        .agg(pl.col("operator_ns").mean())
+    )

@@ -38,10 +38,19 @@ METRICS = ("time", "share")
 # it by name so that a filter dict can never stand in for it.
 MIN_SEGMENT_RUNS = 2
 HISTORY_SCHEMA: FrameSchema = {
-    "position": pl.Int64, "run_id": pl.Int64, "git_commit": pl.String, "version": pl.String,
-    "created_at": pl.Datetime(time_zone="UTC"), "key": pl.String, "value": pl.Float64, "segment": pl.Int64,
-    "change_point": pl.Boolean, "segment_median": pl.Float64, "change_ratio": pl.Float64,
-    "change_low": pl.Float64, "change_high": pl.Float64,
+    "position": pl.Int64,
+    "run_id": pl.Int64,
+    "git_commit": pl.String,
+    "version": pl.String,
+    "created_at": pl.Datetime(time_zone="UTC"),
+    "key": pl.String,
+    "value": pl.Float64,
+    "segment": pl.Int64,
+    "change_point": pl.Boolean,
+    "segment_median": pl.Float64,
+    "change_ratio": pl.Float64,
+    "change_low": pl.Float64,
+    "change_high": pl.Float64,
 }
 
 
@@ -50,15 +59,28 @@ def _values(session: Session, run_ids: list[int], key: str, metric: str, by: str
         rows = session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all()
         return {r: float(v) if metric == "time" else 1.0 for r, v in rows}
     col = OperatorRollup.attention_type if by == "attention_type" else OperatorRollup.operator
-    stmt = (select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id.in_(run_ids), col == key).group_by(OperatorRollup.run_id))
+    stmt = (
+        select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
+        .where(OperatorRollup.run_id.in_(run_ids), col == key)
+        .group_by(OperatorRollup.run_id)
+    )
     found = {r: float(v) for r, v in session.execute(stmt).all()}
     totals = dict(session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all())
     return {r: (found.get(r, 0.0) if metric == "time" else found.get(r, 0.0) / (totals[r] or 1)) for r in run_ids}
 
 
-def history(session: Session, model: str, key: str = "total", metric: str = "time", *, by: str = "operator",
-            order: str = "date", threshold: float = 0.05, min_size: int = MIN_SEGMENT_RUNS, **filters: object) -> pl.DataFrame:
+def history(
+    session: Session,
+    model: str,
+    key: str = "total",
+    metric: str = "time",
+    *,
+    by: str = "operator",
+    order: str = "date",
+    threshold: float = 0.05,
+    min_size: int = MIN_SEGMENT_RUNS,
+    **filters: object,
+) -> pl.DataFrame:
     """One row per run, in order: ``position, run_id, git_commit, version, created_at, key,
     value`` (ns or fraction), ``segment`` (0, 1 ... between change points), ``change_point``
     (the run where a new segment begins), ``segment_median`` and, on change points,
@@ -73,8 +95,11 @@ def history(session: Session, model: str, key: str = "total", metric: str = "tim
     runs = list_runs(session, model=model).filter(pl.col("run_id").is_in(ids))
     series = _ordered(runs.select("run_id", "git_commit", "version", "created_at"), order)
     values = _values(session, series["run_id"].to_list(), key, metric, by)
-    series = series.with_columns(value=pl.col("run_id").replace_strict(values, return_dtype=pl.Float64),
-                                 key=pl.lit(key), position=pl.int_range(pl.len(), dtype=pl.Int64))
+    series = series.with_columns(
+        value=pl.col("run_id").replace_strict(values, return_dtype=pl.Float64),
+        key=pl.lit(key),
+        position=pl.int_range(pl.len(), dtype=pl.Int64),
+    )
     cuts = sorted(_segment(series["value"].to_numpy(), _boundaries(series, order), threshold, min_size))
     return _label(series, cuts)
 
@@ -83,8 +108,11 @@ def _ordered(runs: pl.DataFrame, order: str) -> pl.DataFrame:
     runs = runs.sort("created_at", "run_id")
     if order == "commit":  # commits in order of first appearance; a commit's runs together
         first = runs.group_by("git_commit").agg(pl.col("created_at").min().alias("first_seen"))
-        runs = runs.join(first, on="git_commit", how="left", nulls_equal=True).sort(
-            "first_seen", "git_commit", "created_at", "run_id", nulls_last=True).drop("first_seen")
+        runs = (
+            runs.join(first, on="git_commit", how="left", nulls_equal=True)
+            .sort("first_seen", "git_commit", "created_at", "run_id", nulls_last=True)
+            .drop("first_seen")
+        )
     return runs
 
 
@@ -104,7 +132,7 @@ def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: 
         edges = [0, *cuts, len(values)]
         weakest = None
         for i, cut in enumerate(cuts):
-            _, low, high = ratio_interval(values[edges[i]:cut].tolist(), values[cut:edges[i + 2]].tolist())
+            _, low, high = ratio_interval(values[edges[i] : cut].tolist(), values[cut : edges[i + 2]].tolist())
             if low is None or high is None or not (low > 1 + threshold or high < 1 / (1 + threshold)):
                 weakest = cut
                 break
@@ -156,20 +184,21 @@ def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
         segment[start:end] = i
         medians[start:end] = float(np.median(values[start:end])) if end > start else np.nan
         if i:
-            change[start] = ratio_interval(values[edges[i - 1]:start], values[start:end])
-    out = series.with_columns(segment=pl.Series(segment), segment_median=pl.Series(medians),
-                              change_point=pl.Series([i in change for i in range(len(values))]),
-                              change_ratio=pl.Series([change.get(i, (None,))[0] for i in range(len(values))],
-                                                     dtype=pl.Float64),
-                              change_low=pl.Series([change.get(i, (None, None))[1] for i in range(len(values))],
-                                                   dtype=pl.Float64),
-                              change_high=pl.Series([change.get(i, (None, None, None))[2]
-                                                     for i in range(len(values))], dtype=pl.Float64))
+            change[start] = ratio_interval(values[edges[i - 1] : start], values[start:end])
+    out = series.with_columns(
+        segment=pl.Series(segment),
+        segment_median=pl.Series(medians),
+        change_point=pl.Series([i in change for i in range(len(values))]),
+        change_ratio=pl.Series([change.get(i, (None,))[0] for i in range(len(values))], dtype=pl.Float64),
+        change_low=pl.Series([change.get(i, (None, None))[1] for i in range(len(values))], dtype=pl.Float64),
+        change_high=pl.Series([change.get(i, (None, None, None))[2] for i in range(len(values))], dtype=pl.Float64),
+    )
     return out.select(list(HISTORY_SCHEMA))
 
 
-def matrix(session: Session, metric: str = "share", by: str = "operator", **filters: Unpack[RunFilters]
-           ) -> pl.DataFrame:
+def matrix(
+    session: Session, metric: str = "share", by: str = "operator", **filters: Unpack[RunFilters]
+) -> pl.DataFrame:
     """Runs × keys, the table behind a heatmap, in long form (one row per cell, as plotting
     libraries take it; ``tracehouse matrix`` pivots it for a terminal): ``run_id, model,
     attention_backend, experiment, key`` (operator or attention type) and ``value`` — its
@@ -180,12 +209,17 @@ def matrix(session: Session, metric: str = "share", by: str = "operator", **filt
         raise BadInput("metric is time or share; by is operator or attention_type")
     runs = list_runs(session, **filters).select("run_id", "model", "attention_backend", "experiment", "total_ns")
     col = getattr(OperatorRollup, by)
-    stmt = (select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), col.is_not(None))
-            .group_by(OperatorRollup.run_id, col))
+    stmt = (
+        select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
+        .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), col.is_not(None))
+        .group_by(OperatorRollup.run_id, col)
+    )
     cells = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})
     grid = runs.join(cells.select("key").unique(), how="cross")
     full = grid.join(cells, on=["run_id", "key"], how="left").with_columns(pl.col("ns").fill_null(0.0))
     value = pl.col("ns") if metric == "time" else pl.col("ns") / pl.col("total_ns")
-    return (full.with_columns(value=pl.when(pl.col("total_ns") > 0).then(value).otherwise(0.0))
-            .select("run_id", "model", "attention_backend", "experiment", "key", "value").sort("run_id", "key"))
+    return (
+        full.with_columns(value=pl.when(pl.col("total_ns") > 0).then(value).otherwise(0.0))
+        .select("run_id", "model", "attention_backend", "experiment", "key", "value")
+        .sort("run_id", "key")
+    )

@@ -27,35 +27,59 @@ from tracehouse.schema.models import Kernel
 
 IDLE_CATEGORIES = ("host_wait", "kernel_wait", "other")
 HTA_DEFAULT_DELAY_NS = 30_000
-_SCHEMA = {"device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64,
-           "launch_ns": pl.Int64, "seq": pl.Int64}
-IDLE_SCHEMA = {"device": pl.Int64, "stream": pl.Int64, "idle_category": pl.String, "gaps": pl.Int64,
-               "idle_ns": pl.Int64, "idle_share": pl.Float64}
+_SCHEMA = {
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "launch_ns": pl.Int64,
+    "seq": pl.Int64,
+}
+IDLE_SCHEMA = {
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "idle_category": pl.String,
+    "gaps": pl.Int64,
+    "idle_ns": pl.Int64,
+    "idle_share": pl.Float64,
+}
 
 
-def stream_gaps(session: Session, run_id: int, consecutive_kernel_delay_ns: int = HTA_DEFAULT_DELAY_NS,
-                ) -> pl.DataFrame:
+def stream_gaps(
+    session: Session,
+    run_id: int,
+    consecutive_kernel_delay_ns: int = HTA_DEFAULT_DELAY_NS,
+) -> pl.DataFrame:
     """Every gap between consecutive GPU activities of a stream: ``device, stream,
     prev_end_ns`` (where it begins), ``start_ns`` (where it ends: the next activity's start),
     ``launch_ns`` (that activity's launch call), ``gap_ns`` and ``idle_category``."""
     k = Kernel
-    acts = to_frame(session, select(k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.seq)
-                    .where(k.run_id == run_id, k.kind != "cpu"), _SCHEMA)
+    acts = to_frame(
+        session,
+        select(k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.seq).where(k.run_id == run_id, k.kind != "cpu"),
+        _SCHEMA,
+    )
     prev_end = (pl.col("start_ns") + pl.col("dur_ns")).shift(1).over("device", "stream")
-    gaps = (acts.sort("device", "stream", "start_ns", "seq")
-            .with_columns(prev_end_ns=prev_end)
-            .filter(pl.col("prev_end_ns").is_not_null())
-            .with_columns(gap_ns=pl.col("start_ns") - pl.col("prev_end_ns")))
+    gaps = (
+        acts.sort("device", "stream", "start_ns", "seq")
+        .with_columns(prev_end_ns=prev_end)
+        .filter(pl.col("prev_end_ns").is_not_null())
+        .with_columns(gap_ns=pl.col("start_ns") - pl.col("prev_end_ns"))
+    )
     host_wait = pl.col("launch_ns").is_not_null() & (pl.col("launch_ns") > pl.col("prev_end_ns"))
-    category = (pl.when(host_wait).then(pl.lit("host_wait"))
-                .when(pl.col("gap_ns") < consecutive_kernel_delay_ns).then(pl.lit("kernel_wait"))
-                .otherwise(pl.lit("other")))
-    return gaps.select("device", "stream", "prev_end_ns", "start_ns", "launch_ns", "gap_ns",
-                        idle_category=category)
+    category = (
+        pl.when(host_wait)
+        .then(pl.lit("host_wait"))
+        .when(pl.col("gap_ns") < consecutive_kernel_delay_ns)
+        .then(pl.lit("kernel_wait"))
+        .otherwise(pl.lit("other"))
+    )
+    return gaps.select("device", "stream", "prev_end_ns", "start_ns", "launch_ns", "gap_ns", idle_category=category)
 
 
-def idle_time_breakdown(session: Session, run_id: int,
-                        consecutive_kernel_delay_ns: int = HTA_DEFAULT_DELAY_NS) -> pl.DataFrame:
+def idle_time_breakdown(
+    session: Session, run_id: int, consecutive_kernel_delay_ns: int = HTA_DEFAULT_DELAY_NS
+) -> pl.DataFrame:
     """One row per device × stream × category (all three, 0 where none): ``gaps`` (how many
     idle intervals), ``idle_ns`` (their sum) and ``idle_share`` (of the stream's idle time)."""
     get_run(session, run_id)
@@ -63,12 +87,16 @@ def idle_time_breakdown(session: Session, run_id: int,
     streams = gaps.select("device", "stream").unique()
     grid = streams.join(pl.DataFrame({"idle_category": IDLE_CATEGORIES}), how="cross")
     sums = gaps.group_by("device", "stream", "idle_category").agg(
-        gaps=pl.len().cast(pl.Int64), idle_ns=pl.col("gap_ns").sum())
-    frame = (grid.join(sums, on=["device", "stream", "idle_category"], how="left")
-             .with_columns(pl.col("gaps", "idle_ns").fill_null(0)))
+        gaps=pl.len().cast(pl.Int64), idle_ns=pl.col("gap_ns").sum()
+    )
+    frame = grid.join(sums, on=["device", "stream", "idle_category"], how="left").with_columns(
+        pl.col("gaps", "idle_ns").fill_null(0)
+    )
     stream_total = pl.col("idle_ns").sum().over("device", "stream")
-    order = pl.col("idle_category").replace_strict(
-        {c: i for i, c in enumerate(IDLE_CATEGORIES)}, return_dtype=pl.Int64)
-    return (frame.with_columns(idle_share=ratio("idle_ns", stream_total))
-            .sort(pl.col("device"), pl.col("stream"), order, nulls_last=True)
-            .select(list(IDLE_SCHEMA)).cast(IDLE_SCHEMA))  # type: ignore[arg-type]
+    order = pl.col("idle_category").replace_strict({c: i for i, c in enumerate(IDLE_CATEGORIES)}, return_dtype=pl.Int64)
+    return (
+        frame.with_columns(idle_share=ratio("idle_ns", stream_total))
+        .sort(pl.col("device"), pl.col("stream"), order, nulls_last=True)
+        .select(list(IDLE_SCHEMA))
+        .cast(IDLE_SCHEMA)
+    )  # type: ignore[arg-type]

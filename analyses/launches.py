@@ -24,9 +24,19 @@ from tracehouse.core.errors import BadInput
 from tracehouse.schema.models import Kernel, Symbol
 
 LAUNCH_BY = ("operator", "kernel", "attention_type", "component")
-_SCHEMA = {"operator": pl.String, "kernel": pl.String, "attention_type": pl.String, "component": pl.String,
-           "start_ns": pl.Int64, "dur_ns": pl.Int64, "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64,
-           "graph": pl.Boolean, "seq": pl.Int64, "correlation": pl.Int64}
+_SCHEMA = {
+    "operator": pl.String,
+    "kernel": pl.String,
+    "attention_type": pl.String,
+    "component": pl.String,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "launch_ns": pl.Int64,
+    "launch_dur_ns": pl.Int64,
+    "graph": pl.Boolean,
+    "seq": pl.Int64,
+    "correlation": pl.Int64,
+}
 
 
 def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
@@ -40,26 +50,50 @@ def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.D
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(LAUNCH_BY)}")
     get_run(session, run_id)
     k = Kernel
-    kernels = to_frame(session, select(k.operator, Symbol.text, k.attention_type, k.component, k.start_ns,
-                                       k.dur_ns, k.launch_ns, k.launch_dur_ns, k.graph, k.seq,
-                                       k.correlation)
-                       .join(Symbol, Symbol.id == k.name_id)
-                       .where(k.run_id == run_id, k.launch_ns.is_not(None)), _SCHEMA)
+    kernels = to_frame(
+        session,
+        select(
+            k.operator,
+            Symbol.text,
+            k.attention_type,
+            k.component,
+            k.start_ns,
+            k.dur_ns,
+            k.launch_ns,
+            k.launch_dur_ns,
+            k.graph,
+            k.seq,
+            k.correlation,
+        )
+        .join(Symbol, Symbol.id == k.name_id)
+        .where(k.run_id == run_id, k.launch_ns.is_not(None)),
+        _SCHEMA,
+    )
     direct = ~pl.col("graph").fill_null(False)
     # A graph launch is one host call however many kernels it ran: charge it to its first kernel.
     call = pl.struct("correlation", "launch_ns")
     first_of_graph = ~direct & call.is_first_distinct()
     charged = direct | first_of_graph
-    delay = pl.when(direct).then((pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0))
+    delay = pl.when(direct).then(
+        (pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0)
+    )
     bound = direct & (pl.col("dur_ns") < pl.col("launch_dur_ns"))
-    grouped = kernels.sort("start_ns", "seq").with_columns(delay_ns=delay, charged=charged).group_by(by).agg(
-        kernels=pl.len().cast(pl.Int64), graph_kernels=(~direct).sum().cast(pl.Int64),
-        launches=pl.col("charged").sum().cast(pl.Int64), gpu_ns=pl.col("dur_ns").sum(),
-        launch_ns=pl.col("launch_dur_ns").filter(pl.col("charged")).sum(),
-        launch_bound=bound.sum().cast(pl.Int64),
-        delay_median_ns=pl.col("delay_ns").median(),
-        delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
-        delay_max_ns=pl.col("delay_ns").max())
+    grouped = (
+        kernels.sort("start_ns", "seq")
+        .with_columns(delay_ns=delay, charged=charged)
+        .group_by(by)
+        .agg(
+            kernels=pl.len().cast(pl.Int64),
+            graph_kernels=(~direct).sum().cast(pl.Int64),
+            launches=pl.col("charged").sum().cast(pl.Int64),
+            gpu_ns=pl.col("dur_ns").sum(),
+            launch_ns=pl.col("launch_dur_ns").filter(pl.col("charged")).sum(),
+            launch_bound=bound.sum().cast(pl.Int64),
+            delay_median_ns=pl.col("delay_ns").median(),
+            delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
+            delay_max_ns=pl.col("delay_ns").max(),
+        )
+    )
     return grouped.with_columns(
         launch_per_gpu=ratio("launch_ns", "gpu_ns"),
         launch_bound_share=ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),

@@ -33,9 +33,16 @@ from tracehouse.core.frames import FrameSchema
 
 MODELLED_TYPES = ("self", "spatial", "cross")
 STAGE_SCHEMA: FrameSchema = {
-    "stage": pl.Int64, "side_h": pl.Int64, "side_w": pl.Int64, "tokens": pl.Int64, "visits": pl.Int64,
-    "self_bytes_per_call": pl.Int64, "cross_bytes_per_call": pl.Int64, "bytes_per_visit": pl.Int64,
-    "stage_bytes": pl.Int64, "cumulative_bytes": pl.Int64,
+    "stage": pl.Int64,
+    "side_h": pl.Int64,
+    "side_w": pl.Int64,
+    "tokens": pl.Int64,
+    "visits": pl.Int64,
+    "self_bytes_per_call": pl.Int64,
+    "cross_bytes_per_call": pl.Int64,
+    "bytes_per_visit": pl.Int64,
+    "stage_bytes": pl.Int64,
+    "cumulative_bytes": pl.Int64,
 }
 
 
@@ -45,9 +52,17 @@ def _positive(**values: int) -> None:
             raise BadInput(f"{name} must be a positive integer, got {value!r}")
 
 
-def similarity_matrix_memory(image_size: int, latent_factor: int, text_length: int, unet_depth: int,
-                             downsample_factor: int, bytes_per_element: int = 2, heads: int = 1,
-                             batch: int = 1, image_width: int | None = None) -> pl.DataFrame:
+def similarity_matrix_memory(
+    image_size: int,
+    latent_factor: int,
+    text_length: int,
+    unet_depth: int,
+    downsample_factor: int,
+    bytes_per_element: int = 2,
+    heads: int = 1,
+    batch: int = 1,
+    image_width: int | None = None,
+) -> pl.DataFrame:
     """One row per UNet stage n = 0..unet_depth (the last is the bottleneck).
 
     Columns: ``stage, side_h, side_w, tokens`` (t_n), ``visits`` (2 above the bottleneck,
@@ -57,15 +72,22 @@ def similarity_matrix_memory(image_size: int, latent_factor: int, text_length: i
     ``image_width`` defaults to ``image_size`` (square images).
     """
     width = image_size if image_width is None else image_width
-    _positive(image_size=image_size, image_width=width, latent_factor=latent_factor,
-               text_length=text_length, downsample_factor=downsample_factor,
-               bytes_per_element=bytes_per_element, heads=heads, batch=batch)
+    _positive(
+        image_size=image_size,
+        image_width=width,
+        latent_factor=latent_factor,
+        text_length=text_length,
+        downsample_factor=downsample_factor,
+        bytes_per_element=bytes_per_element,
+        heads=heads,
+        batch=batch,
+    )
     if not isinstance(unet_depth, int) or isinstance(unet_depth, bool) or unet_depth < 0:
         raise BadInput(f"unet_depth must be a non-negative integer, got {unet_depth!r}")
     if image_size % latent_factor or width % latent_factor:
         raise BadInput(f"image size {image_size}x{width} is not divisible by latent_factor {latent_factor}")
     h_l, w_l = image_size // latent_factor, width // latent_factor
-    shrink = downsample_factor ** unet_depth
+    shrink = downsample_factor**unet_depth
     if h_l % shrink or w_l % shrink:
         raise BadInput(f"latent {h_l}x{w_l} is not divisible by downsample_factor^unet_depth = {shrink}")
     scale = bytes_per_element * heads * batch
@@ -76,14 +98,22 @@ def similarity_matrix_memory(image_size: int, latent_factor: int, text_length: i
         visits = 1 if n == unet_depth else 2
         self_b, cross_b = scale * t * t, scale * t * text_length
         cumulative += visits * (self_b + cross_b)
-        rows.append((n, side_h, side_w, t, visits, self_b, cross_b, self_b + cross_b,
-                     visits * (self_b + cross_b), cumulative))
+        rows.append(
+            (n, side_h, side_w, t, visits, self_b, cross_b, self_b + cross_b, visits * (self_b + cross_b), cumulative)
+        )
     return pl.DataFrame(rows, schema=STAGE_SCHEMA, orient="row")
 
 
-def memory_model_vs_run(session: Session, run_id: int, *, latent_factor: int | None = None,
-                        unet_depth: int | None = None, downsample_factor: int = 2,
-                        bytes_per_element: int | None = None, component: str = "unet") -> pl.DataFrame:
+def memory_model_vs_run(
+    session: Session,
+    run_id: int,
+    *,
+    latent_factor: int | None = None,
+    unet_depth: int | None = None,
+    downsample_factor: int = 2,
+    bytes_per_element: int | None = None,
+    component: str = "unet",
+) -> pl.DataFrame:
     """The model's stages next to the run's stored attention calls in ``component``.
 
     Defaults come from the run: image size and text length from its columns, the latent
@@ -102,25 +132,35 @@ def memory_model_vs_run(session: Session, run_id: int, *, latent_factor: int | N
     # Temporal / causal attention do not follow the image-token model: only self (or
     # spatial) and cross calls are compared.
     calls = attention_calls(session, run_id).filter(
-        (pl.col("component") == component) & pl.col("attention_type").is_in(MODELLED_TYPES)
-        & pl.col("seq_q").is_not_null() & pl.col("seq_kv").is_not_null())
+        (pl.col("component") == component)
+        & pl.col("attention_type").is_in(MODELLED_TYPES)
+        & pl.col("seq_q").is_not_null()
+        & pl.col("seq_kv").is_not_null()
+    )
     if calls.is_empty():
         raise BadInput(f"run {run_id} has no {component} attention calls with stored shapes")
     elem = bytes_per_element or DTYPES[run_dtype(run)][0]
     factor = latent_factor or _latent_factor(session, run_id, run.image_size)
     depth = unet_depth if unet_depth is not None else _depth(calls, downsample_factor)
     model = similarity_matrix_memory(run.image_size, factor, run.text_length, depth, downsample_factor, elem)
-    observed = (calls.with_columns(bytes=elem * pl.col("seq_q") * pl.col("seq_kv"))
-                .group_by(pl.col("seq_q").alias("tokens"))
-                .agg(self_calls=(pl.col("attention_type") != "cross").sum().cast(pl.Int64),
-                     cross_calls=(pl.col("attention_type") == "cross").sum().cast(pl.Int64),
-                     observed_self_bytes_per_call=pl.col("bytes").filter(pl.col("attention_type") != "cross").max(),
-                     observed_cross_bytes_per_call=pl.col("bytes").filter(pl.col("attention_type") == "cross").max(),
-                     observed_bytes=pl.col("bytes").sum()))
+    observed = (
+        calls.with_columns(bytes=elem * pl.col("seq_q") * pl.col("seq_kv"))
+        .group_by(pl.col("seq_q").alias("tokens"))
+        .agg(
+            self_calls=(pl.col("attention_type") != "cross").sum().cast(pl.Int64),
+            cross_calls=(pl.col("attention_type") == "cross").sum().cast(pl.Int64),
+            observed_self_bytes_per_call=pl.col("bytes").filter(pl.col("attention_type") != "cross").max(),
+            observed_cross_bytes_per_call=pl.col("bytes").filter(pl.col("attention_type") == "cross").max(),
+            observed_bytes=pl.col("bytes").sum(),
+        )
+    )
     joined = model.join(observed, on="tokens", how="left").with_columns(
-        pl.col("self_calls", "cross_calls", "observed_bytes").fill_null(0))
-    return joined.with_columns(matches=_agrees("observed_self_bytes_per_call", "self_bytes_per_call")
-                               & _agrees("observed_cross_bytes_per_call", "cross_bytes_per_call"))
+        pl.col("self_calls", "cross_calls", "observed_bytes").fill_null(0)
+    )
+    return joined.with_columns(
+        matches=_agrees("observed_self_bytes_per_call", "self_bytes_per_call")
+        & _agrees("observed_cross_bytes_per_call", "cross_bytes_per_call")
+    )
 
 
 def _agrees(observed: str, modelled: str) -> pl.Expr:

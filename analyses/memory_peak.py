@@ -22,9 +22,17 @@ from tracehouse.analyses.roofline import DTYPES, FUSED_BACKENDS, run_dtype
 from tracehouse.analyses.runs import run_tags
 from tracehouse.analyses.sequence import attention_calls
 
-SCHEMA = {"component": pl.String, "params": pl.Int64, "weight_bytes": pl.Int64, "activation_peak_bytes": pl.Int64,
-          "similarity_bytes": pl.Int64, "peak_bytes": pl.Int64, "weight_share": pl.Float64,
-          "activation_share": pl.Float64, "similarity_share": pl.Float64}
+SCHEMA = {
+    "component": pl.String,
+    "params": pl.Int64,
+    "weight_bytes": pl.Int64,
+    "activation_peak_bytes": pl.Int64,
+    "similarity_bytes": pl.Int64,
+    "peak_bytes": pl.Int64,
+    "weight_share": pl.Float64,
+    "activation_share": pl.Float64,
+    "similarity_share": pl.Float64,
+}
 
 
 def _tag_int(tags: dict[str, str], key: str) -> int | None:
@@ -44,8 +52,9 @@ def memory_peak(session: Session, run_id: int) -> pl.DataFrame:
     cuda = "peak_allocated_bytes" in tags  # CUDA's allocator peak already includes the weights
     activation_key = "peak_allocated_bytes" if cuda else "peak_activation_bytes"
     similarity = _largest_similarity(session, run_id, elem, (run.attention_backend or "").lower() in FUSED_BACKENDS)
-    components = sorted({k.split(".", 1)[1] for k in tags if k.startswith(("params.", f"{activation_key}."))}
-                        | set(similarity))
+    components = sorted(
+        {k.split(".", 1)[1] for k in tags if k.startswith(("params.", f"{activation_key}."))} | set(similarity)
+    )
     rows = []
     for comp in [*components, None]:
         params = _tag_int(tags, f"params.{comp}") if comp else (run.param_count or _tag_int(tags, "params"))
@@ -57,20 +66,28 @@ def memory_peak(session: Session, run_id: int) -> pl.DataFrame:
         peak = (weights or 0) + activations if activations is not None else None
         if comp is None and run.peak_memory_bytes:
             peak = run.peak_memory_bytes
-        rows.append({"component": comp, "params": params, "weight_bytes": weights,
-                     "activation_peak_bytes": activations,
-                     "similarity_bytes": similarity.get(comp) if comp else max(similarity.values(), default=None),
-                     "peak_bytes": peak})
+        rows.append(
+            {
+                "component": comp,
+                "params": params,
+                "weight_bytes": weights,
+                "activation_peak_bytes": activations,
+                "similarity_bytes": similarity.get(comp) if comp else max(similarity.values(), default=None),
+                "peak_bytes": peak,
+            }
+        )
     frame = pl.DataFrame(rows, schema={k: SCHEMA[k] for k in list(SCHEMA)[:6]})
-    return frame.with_columns(weight_share=ratio("weight_bytes", "peak_bytes"),
-                              activation_share=ratio("activation_peak_bytes", "peak_bytes"),
-                              similarity_share=ratio("similarity_bytes", "peak_bytes"))
+    return frame.with_columns(
+        weight_share=ratio("weight_bytes", "peak_bytes"),
+        activation_share=ratio("activation_peak_bytes", "peak_bytes"),
+        similarity_share=ratio("similarity_bytes", "peak_bytes"),
+    )
 
 
 def _largest_similarity(session: Session, run_id: int, elem: int, fused: bool) -> dict[str, int]:
     calls = attention_calls(session, run_id).filter(pl.col("seq_q").is_not_null() & pl.col("seq_kv").is_not_null())
     if calls.is_empty():
         return {}
-    size = (elem * pl.col("batch").fill_null(1) * pl.col("heads").fill_null(1) * pl.col("seq_q") * pl.col("seq_kv"))
+    size = elem * pl.col("batch").fill_null(1) * pl.col("heads").fill_null(1) * pl.col("seq_q") * pl.col("seq_kv")
     per = calls.group_by(pl.col("component").fill_null("")).agg(bytes=size.max())
     return {c or "": 0 if fused else int(b) for c, b in per.iter_rows()}

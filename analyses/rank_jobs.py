@@ -22,10 +22,28 @@ from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.schema.models import Kernel, Run, RunTag
 
-STEP_SCHEMA = {"step": pl.Int64, "kernels": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
-               "step_ns": pl.Int64, "vs_median": pl.Float64}
-JOB_KNOBS = ("model_id", "hardware_id", "world_size", "attention_backend", "scale", "batch", "dtype",
-             "image_size", "frames", "denoising_steps", "decode_tokens", "text_length")
+STEP_SCHEMA = {
+    "step": pl.Int64,
+    "kernels": pl.Int64,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "step_ns": pl.Int64,
+    "vs_median": pl.Float64,
+}
+JOB_KNOBS = (
+    "model_id",
+    "hardware_id",
+    "world_size",
+    "attention_backend",
+    "scale",
+    "batch",
+    "dtype",
+    "image_size",
+    "frames",
+    "denoising_steps",
+    "decode_tokens",
+    "text_length",
+)
 STRAGGLER_FACTOR = 1.05
 
 
@@ -34,24 +52,41 @@ def step_times(session: Session, run_id: int) -> pl.DataFrame:
     ``vs_median`` (step_ns / the run's median step)."""
     get_run(session, run_id)
     k = Kernel
-    rows = to_frame(session, select(k.step, k.start_ns, k.dur_ns).where(k.run_id == run_id, k.step.is_not(None)),
-                    {"step": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64})
-    steps = (rows.group_by("step")
-             .agg(kernels=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
-                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max())
-             .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns")).sort("step"))
+    rows = to_frame(
+        session,
+        select(k.step, k.start_ns, k.dur_ns).where(k.run_id == run_id, k.step.is_not(None)),
+        {"step": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64},
+    )
+    steps = (
+        rows.group_by("step")
+        .agg(
+            kernels=pl.len().cast(pl.Int64),
+            start_ns=pl.col("start_ns").min(),
+            end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(),
+        )
+        .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns"))
+        .sort("step")
+    )
     steps = steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median()))
     return steps.cast(STEP_SCHEMA)  # type: ignore[arg-type]
 
 
 def _distributed_runs(session: Session) -> pl.DataFrame:
     cols = [getattr(Run, c) for c in JOB_KNOBS]
-    runs = to_frame(session, select(Run.id, Run.rank, *cols).where(Run.world_size > 1, Run.rank.is_not(None)),
-                    {"run_id": pl.Int64, "rank": pl.Int64,
-                     **{c: pl.String if c in ("attention_backend", "scale", "dtype") else pl.Int64
-                        for c in JOB_KNOBS}})
-    tags = to_frame(session, select(RunTag.run_id, RunTag.value).where(RunTag.key == "job"),
-                    {"run_id": pl.Int64, "job_tag": pl.String})
+    runs = to_frame(
+        session,
+        select(Run.id, Run.rank, *cols).where(Run.world_size > 1, Run.rank.is_not(None)),
+        {
+            "run_id": pl.Int64,
+            "rank": pl.Int64,
+            **{c: pl.String if c in ("attention_backend", "scale", "dtype") else pl.Int64 for c in JOB_KNOBS},
+        },
+    )
+    tags = to_frame(
+        session,
+        select(RunTag.run_id, RunTag.value).where(RunTag.key == "job"),
+        {"run_id": pl.Int64, "job_tag": pl.String},
+    )
     runs = runs.join(tags, on="run_id", how="left")
     knob_key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("-") for c in JOB_KNOBS], separator="|")
     return runs.with_columns(job=pl.coalesce(pl.lit("tag:") + pl.col("job_tag"), pl.lit("knobs:") + knob_key))
@@ -68,21 +103,54 @@ def job_ranks(session: Session, straggler_factor: float = STRAGGLER_FACTOR) -> p
         steps = step_times(session, run_id)
         util = temporal_breakdown(session, run_id)
         exposed = util.select((pl.col("communication_ns") - pl.col("overlap_ns")).sum()).item()
-        rows.append({"run_id": run_id, "steps": steps.height,
-                     "median_step_ns": steps["step_ns"].median() if steps.height else None,
-                     "max_step_ns": steps["step_ns"].max() if steps.height else None,
-                     "span_ns": get_run(session, run_id).span_ns,
-                     "communication_ns": int(util["communication_ns"].sum()), "exposed_comm_ns": int(exposed or 0)})
-    per_run = pl.DataFrame(rows, schema={"run_id": pl.Int64, "steps": pl.Int64, "median_step_ns": pl.Float64,
-                                         "max_step_ns": pl.Int64, "span_ns": pl.Int64,
-                                         "communication_ns": pl.Int64, "exposed_comm_ns": pl.Int64})
+        rows.append(
+            {
+                "run_id": run_id,
+                "steps": steps.height,
+                "median_step_ns": steps["step_ns"].median() if steps.height else None,
+                "max_step_ns": steps["step_ns"].max() if steps.height else None,
+                "span_ns": get_run(session, run_id).span_ns,
+                "communication_ns": int(util["communication_ns"].sum()),
+                "exposed_comm_ns": int(exposed or 0),
+            }
+        )
+    per_run = pl.DataFrame(
+        rows,
+        schema={
+            "run_id": pl.Int64,
+            "steps": pl.Int64,
+            "median_step_ns": pl.Float64,
+            "max_step_ns": pl.Int64,
+            "span_ns": pl.Int64,
+            "communication_ns": pl.Int64,
+            "exposed_comm_ns": pl.Int64,
+        },
+    )
     job_median = pl.col("median_step_ns").median().over("job")
-    return (runs.select("job", "world_size", "rank", "run_id").join(per_run, on="run_id")
-            .with_columns(ranks_stored=pl.len().over("job").cast(pl.Int64),
-                          exposed_comm_share=ratio("exposed_comm_ns", "span_ns"),
-                          vs_job_median=ratio("median_step_ns", job_median))
-            .with_columns(straggler=(pl.col("vs_job_median") >= straggler_factor) & (pl.col("ranks_stored") > 1))
-            .select("job", "world_size", "ranks_stored", "rank", "run_id", "steps", "median_step_ns", "max_step_ns",
-                    "span_ns", "communication_ns", "exposed_comm_ns", "exposed_comm_share", "vs_job_median",
-                    "straggler")
-            .sort("job", "rank", "run_id"))
+    return (
+        runs.select("job", "world_size", "rank", "run_id")
+        .join(per_run, on="run_id")
+        .with_columns(
+            ranks_stored=pl.len().over("job").cast(pl.Int64),
+            exposed_comm_share=ratio("exposed_comm_ns", "span_ns"),
+            vs_job_median=ratio("median_step_ns", job_median),
+        )
+        .with_columns(straggler=(pl.col("vs_job_median") >= straggler_factor) & (pl.col("ranks_stored") > 1))
+        .select(
+            "job",
+            "world_size",
+            "ranks_stored",
+            "rank",
+            "run_id",
+            "steps",
+            "median_step_ns",
+            "max_step_ns",
+            "span_ns",
+            "communication_ns",
+            "exposed_comm_ns",
+            "exposed_comm_share",
+            "vs_job_median",
+            "straggler",
+        )
+        .sort("job", "rank", "run_id")
+    )

@@ -24,27 +24,43 @@ from tracehouse.schema.models import Hardware, Model, Run, Trace
 
 FIGURES = ("end_to_end_speedup", "operator_speedup", "amdahl_speedup", "operator_share")
 REPEAT_SCHEMA: FrameSchema = {
-    "model": pl.String, "family": pl.String, "hardware": pl.String, **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
-    "experiment": pl.String, "operator": pl.String, "repeats": pl.Int64, "baseline_run_ids": pl.List(pl.Int64),
+    "model": pl.String,
+    "family": pl.String,
+    "hardware": pl.String,
+    **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
+    "experiment": pl.String,
+    "operator": pl.String,
+    "repeats": pl.Int64,
+    "baseline_run_ids": pl.List(pl.Int64),
     "other_run_ids": pl.List(pl.Int64),
     **{f"{f}{s}": pl.Float64 for f in FIGURES for s in ("", "_low", "_high")},
-    "exceeds_amdahl": pl.Boolean, "method": pl.String,
+    "exceeds_amdahl": pl.Boolean,
+    "method": pl.String,
 }
 
 
 def _runs(session: Session, backends: tuple[str, str], experiment: str | None) -> pl.DataFrame:
     timed = select(Trace.run_id).where(Trace.format.in_(TIMELINE_FORMATS))
-    stmt = (select(Run.id, Run.attention_backend, Run.experiment, *(getattr(Run, k) for k in PAIR_KEYS))
-            .where(Run.attention_backend.in_(backends), Run.id.in_(timed)).order_by(Run.id))
+    stmt = (
+        select(Run.id, Run.attention_backend, Run.experiment, *(getattr(Run, k) for k in PAIR_KEYS))
+        .where(Run.attention_backend.in_(backends), Run.id.in_(timed))
+        .order_by(Run.id)
+    )
     if experiment is not None:
         stmt = stmt.where(Run.experiment == experiment)
-    return to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, "experiment": pl.String,
-                                    **_PAIR_TYPES})
+    return to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, "experiment": pl.String, **_PAIR_TYPES})
 
 
-def speedups_over_repeats(session: Session, baseline: str = "baseline", other: str = "flash", *,
-                          experiment: str | None = None, model: str | None = None,
-                          hardware: str | None = None, operator: str = "attention") -> pl.DataFrame:
+def speedups_over_repeats(
+    session: Session,
+    baseline: str = "baseline",
+    other: str = "flash",
+    *,
+    experiment: str | None = None,
+    model: str | None = None,
+    hardware: str | None = None,
+    operator: str = "attention",
+) -> pl.DataFrame:
     """One row per model × hardware × knobs × experiment with both backends: ``repeats`` (pairs),
     both sides' run ids, each of :data:`FIGURES` as median with ``_low`` / ``_high``, and
     ``exceeds_amdahl`` (module docstring)."""
@@ -60,16 +76,29 @@ def speedups_over_repeats(session: Session, baseline: str = "baseline", other: s
         device = devices.get(first["hardware_id"])
         if not base_ids or not other_ids or (model and name != model) or (hardware and hardware not in (device or "")):
             continue
-        pairs = [compare_summary(session, b, o, operator).row(0, named=True) for b, o in zip(base_ids, other_ids, strict=False)]
-        row = {"model": name, "family": family, "hardware": device,
-               **{k: first[k] for k in PAIR_KNOBS}, "experiment": first["experiment"], "operator": operator,
-               "repeats": len(pairs), "baseline_run_ids": base_ids[:len(pairs)], "other_run_ids": other_ids[:len(pairs)]}
+        pairs = [
+            compare_summary(session, b, o, operator).row(0, named=True)
+            for b, o in zip(base_ids, other_ids, strict=False)
+        ]
+        row = {
+            "model": name,
+            "family": family,
+            "hardware": device,
+            **{k: first[k] for k in PAIR_KNOBS},
+            "experiment": first["experiment"],
+            "operator": operator,
+            "repeats": len(pairs),
+            "baseline_run_ids": base_ids[: len(pairs)],
+            "other_run_ids": other_ids[: len(pairs)],
+        }
         for figure in FIGURES:
             mid, low, high = median_interval([p[figure] for p in pairs if p[figure] is not None])
             row |= {figure: mid, f"{figure}_low": low, f"{figure}_high": high}
-        row["exceeds_amdahl"] = (row["end_to_end_speedup_low"] > row["amdahl_speedup_high"]
-                                 if row["end_to_end_speedup_low"] is not None and row["amdahl_speedup_high"] is not None
-                                 else None)
+        row["exceeds_amdahl"] = (
+            row["end_to_end_speedup_low"] > row["amdahl_speedup_high"]
+            if row["end_to_end_speedup_low"] is not None and row["amdahl_speedup_high"] is not None
+            else None
+        )
         row["method"] = MEDIAN_METHOD if len(pairs) > 1 else "single run"
         rows.append(row)
     frame = pl.DataFrame(rows, schema=REPEAT_SCHEMA)

@@ -34,11 +34,18 @@ from tracehouse.schema.ncu_counters import has_counters
 # dtype spellings runs use -> (bytes per element, hardware peak column).  TF32 matmuls on
 # fp32 runs are not assumed: the fp32 peak is the honest ceiling unless the run says tf32.
 DTYPES: dict[str, tuple[int, str]] = {
-    "fp32": (4, "peak_fp32_flops"), "float32": (4, "peak_fp32_flops"), "float": (4, "peak_fp32_flops"),
+    "fp32": (4, "peak_fp32_flops"),
+    "float32": (4, "peak_fp32_flops"),
+    "float": (4, "peak_fp32_flops"),
     "tf32": (4, "peak_tf32_flops"),
-    "fp16": (2, "peak_fp16_flops"), "float16": (2, "peak_fp16_flops"), "half": (2, "peak_fp16_flops"),
-    "bf16": (2, "peak_bf16_flops"), "bfloat16": (2, "peak_bf16_flops"),
-    "fp64": (8, "peak_fp64_flops"), "float64": (8, "peak_fp64_flops"), "double": (8, "peak_fp64_flops"),
+    "fp16": (2, "peak_fp16_flops"),
+    "float16": (2, "peak_fp16_flops"),
+    "half": (2, "peak_fp16_flops"),
+    "bf16": (2, "peak_bf16_flops"),
+    "bfloat16": (2, "peak_bf16_flops"),
+    "fp64": (8, "peak_fp64_flops"),
+    "float64": (8, "peak_fp64_flops"),
+    "double": (8, "peak_fp64_flops"),
     "int8": (1, "peak_int8_ops"),
 }
 FUSED_BACKENDS = frozenset({"flash", "efficient", "mem_efficient", "cudnn", "flex", "xformers"})
@@ -90,47 +97,102 @@ def roofline(session: Session, run_id: int) -> pl.DataFrame:
     frame = frame.with_columns(
         arithmetic_intensity=pl.col("flops") / pl.col("bytes"),
         achieved_flops_s=ratio(pl.col("flops"), pl.col("shaped_ns") * 1e-9),
-        hardware=pl.lit(hw_name, pl.String), dtype=pl.lit(dtype), elem_bytes=pl.lit(elem, pl.Int64),
-        attention_model=pl.when(pl.col("operator") == "attention")
-        .then(pl.lit("fused" if fused else "materialised")),
-        peak_flops_s=pl.lit(peak, pl.Float64), peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64),
-        ridge_point=pl.lit(ridge, pl.Float64))
-    return with_bounds(frame, "arithmetic_intensity") \
-        .with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s")) \
+        hardware=pl.lit(hw_name, pl.String),
+        dtype=pl.lit(dtype),
+        elem_bytes=pl.lit(elem, pl.Int64),
+        attention_model=pl.when(pl.col("operator") == "attention").then(pl.lit("fused" if fused else "materialised")),
+        peak_flops_s=pl.lit(peak, pl.Float64),
+        peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64),
+        ridge_point=pl.lit(ridge, pl.Float64),
+    )
+    return (
+        with_bounds(frame, "arithmetic_intensity")
+        .with_columns(efficiency=pl.col("achieved_flops_s") / pl.col("attainable_flops_s"))
         .sort("time_ns", descending=True)
+    )
 
 
 def _costed_operators(session: Session, run_id: int) -> pl.DataFrame:
     """Non-attention operators with the GEMM / conv costs kept in the rollup."""
     r = OperatorRollup
-    stmt = (select(r.operator, func.sum(r.kernel_count), func.sum(r.total_ns), func.sum(r.op_flops),
-                   func.sum(r.op_bytes), func.sum(r.costed_ns))
-            .where(r.run_id == run_id, r.operator != "attention").group_by(r.operator))
-    frame = to_frame(session, stmt, {"operator": pl.String, "kernel_count": pl.Int64, "time_ns": pl.Int64,
-                                     "flops": pl.Float64, "bytes": pl.Float64, "shaped_ns": pl.Int64})
-    return frame.select("operator", pl.lit(None, pl.String).alias("attention_type"), "kernel_count",
-                        "time_ns", "flops", "bytes", "shaped_ns")
+    stmt = (
+        select(
+            r.operator,
+            func.sum(r.kernel_count),
+            func.sum(r.total_ns),
+            func.sum(r.op_flops),
+            func.sum(r.op_bytes),
+            func.sum(r.costed_ns),
+        )
+        .where(r.run_id == run_id, r.operator != "attention")
+        .group_by(r.operator)
+    )
+    frame = to_frame(
+        session,
+        stmt,
+        {
+            "operator": pl.String,
+            "kernel_count": pl.Int64,
+            "time_ns": pl.Int64,
+            "flops": pl.Float64,
+            "bytes": pl.Float64,
+            "shaped_ns": pl.Int64,
+        },
+    )
+    return frame.select(
+        "operator",
+        pl.lit(None, pl.String).alias("attention_type"),
+        "kernel_count",
+        "time_ns",
+        "flops",
+        "bytes",
+        "shaped_ns",
+    )
 
 
 def _attention_points(session: Session, run_id: int, elem: int, fused: bool) -> pl.DataFrame:
-    calls = attention_calls(session, run_id).with_columns(
-        flops=call_flops(), bytes=attention_bytes(elem, fused))
-    return (calls.group_by("attention_type")
-            .agg(kernel_count=pl.col("kernel_count").sum(), time_ns=pl.col("dur_ns").sum(),
-                 flops=pl.col("flops").sum(), bytes=pl.col("bytes").sum(),
-                 shaped_ns=pl.col("dur_ns").filter(pl.col("flops").is_not_null()).sum(),
-                 shaped=pl.col("flops").is_not_null().any())
-            # A type with no shaped call has unknown FLOPs, not zero.
-            .with_columns(flops=pl.when("shaped").then(pl.col("flops")),
-                          bytes=pl.when("shaped").then(pl.col("bytes")))
-            .select(pl.lit("attention").alias("operator"), "attention_type", "kernel_count", "time_ns",
-                    "flops", "bytes", pl.col("shaped_ns").cast(pl.Int64)))
+    calls = attention_calls(session, run_id).with_columns(flops=call_flops(), bytes=attention_bytes(elem, fused))
+    return (
+        calls.group_by("attention_type")
+        .agg(
+            kernel_count=pl.col("kernel_count").sum(),
+            time_ns=pl.col("dur_ns").sum(),
+            flops=pl.col("flops").sum(),
+            bytes=pl.col("bytes").sum(),
+            shaped_ns=pl.col("dur_ns").filter(pl.col("flops").is_not_null()).sum(),
+            shaped=pl.col("flops").is_not_null().any(),
+        )
+        # A type with no shaped call has unknown FLOPs, not zero.
+        .with_columns(flops=pl.when("shaped").then(pl.col("flops")), bytes=pl.when("shaped").then(pl.col("bytes")))
+        .select(
+            pl.lit("attention").alias("operator"),
+            "attention_type",
+            "kernel_count",
+            "time_ns",
+            "flops",
+            "bytes",
+            pl.col("shaped_ns").cast(pl.Int64),
+        )
+    )
 
 
 # ------------------------------------------------------------------ one table, either source
 ROOFLINE_BY = ("operator", "attention_type", "kernel")
-_SHARED = ["instances", "time_ns", "flops", "dram_bytes", "l2_bytes", "l1_bytes", "ai_dram", "ai_l2",
-           "ai_l1", "gflops_per_s", "source", "peak_flops_s", "peak_bandwidth_bytes_s"]
+_SHARED = [
+    "instances",
+    "time_ns",
+    "flops",
+    "dram_bytes",
+    "l2_bytes",
+    "l1_bytes",
+    "ai_dram",
+    "ai_l2",
+    "ai_l1",
+    "gflops_per_s",
+    "source",
+    "peak_flops_s",
+    "peak_bandwidth_bytes_s",
+]
 
 
 def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:
@@ -146,47 +208,85 @@ def roofline_by(session: Session, run_id: int, by: str = "operator") -> pl.DataF
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(ROOFLINE_BY)}")
     run = get_run(session, run_id)
     columns = [by, *_SHARED]
-    counted = (counter_groups(session, run_id, by).with_columns(source=pl.lit("counters"))
-               .select(columns) if has_counters(session, run_id) else None)
+    counted = (
+        counter_groups(session, run_id, by).with_columns(source=pl.lit("counters")).select(columns)
+        if has_counters(session, run_id)
+        else None
+    )
     analytic = _analytic_groups(session, run, by).select(columns)
     if counted is not None:
         analytic = analytic.join(counted.select(by), on=by, how="anti", nulls_equal=True)
     frame = pl.concat([f for f in (counted, analytic) if f is not None], how="vertical_relaxed")
-    return with_bounds(frame, "ai_dram").with_columns(
-        efficiency=pl.col("gflops_per_s") * 1e9 / pl.col("attainable_flops_s")
-    ).sort("time_ns", by, descending=[True, False], nulls_last=True)
+    return (
+        with_bounds(frame, "ai_dram")
+        .with_columns(efficiency=pl.col("gflops_per_s") * 1e9 / pl.col("attainable_flops_s"))
+        .sort("time_ns", by, descending=[True, False], nulls_last=True)
+    )
 
 
 def _analytic_groups(session: Session, run: Run, by: str) -> pl.DataFrame:
     if by == "kernel":
         frame = _kernel_costs(session, run.id)
         peak, bandwidth, _ = _peaks(session, run, run_dtype(run))
-        frame = frame.with_columns(peak_flops_s=pl.lit(peak, pl.Float64),
-                                   peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64))
+        frame = frame.with_columns(
+            peak_flops_s=pl.lit(peak, pl.Float64), peak_bandwidth_bytes_s=pl.lit(bandwidth, pl.Float64)
+        )
     else:
         frame = roofline(session, run.id)
         if by == "attention_type":
             frame = frame.filter(pl.col("operator") == "attention")
         frame = frame.group_by(by).agg(
-            pl.col("kernel_count").sum(), pl.col("time_ns").sum(), pl.col("shaped_ns").sum(),
+            pl.col("kernel_count").sum(),
+            pl.col("time_ns").sum(),
+            pl.col("shaped_ns").sum(),
             *[pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c) for c in ("flops", "bytes")],
-            pl.col("peak_flops_s").first(), pl.col("peak_bandwidth_bytes_s").first())
+            pl.col("peak_flops_s").first(),
+            pl.col("peak_bandwidth_bytes_s").first(),
+        )
     return frame.select(
-        by, "flops", "peak_flops_s", "peak_bandwidth_bytes_s",
-        instances=pl.col("kernel_count").cast(pl.Int64), time_ns=pl.col("time_ns").cast(pl.Float64),
-        dram_bytes="bytes", l2_bytes=pl.lit(None, pl.Float64), l1_bytes=pl.lit(None, pl.Float64),
+        by,
+        "flops",
+        "peak_flops_s",
+        "peak_bandwidth_bytes_s",
+        instances=pl.col("kernel_count").cast(pl.Int64),
+        time_ns=pl.col("time_ns").cast(pl.Float64),
+        dram_bytes="bytes",
+        l2_bytes=pl.lit(None, pl.Float64),
+        l1_bytes=pl.lit(None, pl.Float64),
         ai_dram=ratio("flops", "bytes"),
-        ai_l2=pl.lit(None, pl.Float64), ai_l1=pl.lit(None, pl.Float64),
+        ai_l2=pl.lit(None, pl.Float64),
+        ai_l1=pl.lit(None, pl.Float64),
         gflops_per_s=ratio("flops", "shaped_ns"),  # FLOPs per ns = GFLOP/s
-        source=pl.lit("analytic"))
+        source=pl.lit("analytic"),
+    )
 
 
 def _kernel_costs(session: Session, run_id: int) -> pl.DataFrame:
     """Per kernel name, the GEMM / conv costs attributed at ingest (an op's FLOPs sit on its
     first kernel, so a multi-kernel op's helpers show time but no FLOPs)."""
     k = Kernel
-    stmt = (select(Symbol.text, func.count(), func.sum(k.dur_ns), func.sum(k.op_flops), func.sum(k.op_bytes),
-                   func.sum(case((k.op_flops.is_not(None), k.dur_ns), else_=0)))
-            .join(Symbol, Symbol.id == k.name_id).where(k.run_id == run_id).group_by(Symbol.text))
-    return to_frame(session, stmt, {"kernel": pl.String, "kernel_count": pl.Int64, "time_ns": pl.Int64,
-                                    "flops": pl.Float64, "bytes": pl.Float64, "shaped_ns": pl.Int64})
+    stmt = (
+        select(
+            Symbol.text,
+            func.count(),
+            func.sum(k.dur_ns),
+            func.sum(k.op_flops),
+            func.sum(k.op_bytes),
+            func.sum(case((k.op_flops.is_not(None), k.dur_ns), else_=0)),
+        )
+        .join(Symbol, Symbol.id == k.name_id)
+        .where(k.run_id == run_id)
+        .group_by(Symbol.text)
+    )
+    return to_frame(
+        session,
+        stmt,
+        {
+            "kernel": pl.String,
+            "kernel_count": pl.Int64,
+            "time_ns": pl.Int64,
+            "flops": pl.Float64,
+            "bytes": pl.Float64,
+            "shaped_ns": pl.Int64,
+        },
+    )

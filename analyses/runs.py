@@ -31,21 +31,46 @@ class RunFilters(TypedDict, total=False):
 
 
 RUN_SCHEMA: FrameSchema = {
-    "run_id": pl.Int64, "model": pl.String, "family": pl.String, "hardware": pl.String,
-    "attention_backend": pl.String, "scale": pl.String, "batch": pl.Int64, "dtype": pl.String,
-    "image_size": pl.Int64, "frames": pl.Int64, "denoising_steps": pl.Int64,
-    "device_kind": pl.String, "rank": pl.Int64, "activity_count": pl.Int64, "total_ns": pl.Int64,
-    "span_ns": pl.Int64, "source": pl.String, "format": pl.String,
-    "created_at": pl.Datetime(time_zone="UTC"), "other_ns": pl.Int64, "graph_ns": pl.Int64,
-    "experiment": pl.String, "git_commit": pl.String, "version": pl.String,
+    "run_id": pl.Int64,
+    "model": pl.String,
+    "family": pl.String,
+    "hardware": pl.String,
+    "attention_backend": pl.String,
+    "scale": pl.String,
+    "batch": pl.Int64,
+    "dtype": pl.String,
+    "image_size": pl.Int64,
+    "frames": pl.Int64,
+    "denoising_steps": pl.Int64,
+    "device_kind": pl.String,
+    "rank": pl.Int64,
+    "activity_count": pl.Int64,
+    "total_ns": pl.Int64,
+    "span_ns": pl.Int64,
+    "source": pl.String,
+    "format": pl.String,
+    "created_at": pl.Datetime(time_zone="UTC"),
+    "other_ns": pl.Int64,
+    "graph_ns": pl.Int64,
+    "experiment": pl.String,
+    "git_commit": pl.String,
+    "version": pl.String,
 }
 
 
-def list_runs(session: Session, *, model: str | None = None, family: str | None = None,
-              hardware: str | None = None, attention_backend: str | None = None,
-              tags: dict[str, str] | None = None, since: datetime | None = None,
-              until: datetime | None = None, run_id: int | None = None,
-              experiment: str | None = None) -> pl.DataFrame:
+def list_runs(
+    session: Session,
+    *,
+    model: str | None = None,
+    family: str | None = None,
+    hardware: str | None = None,
+    attention_backend: str | None = None,
+    tags: dict[str, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    run_id: int | None = None,
+    experiment: str | None = None,
+) -> pl.DataFrame:
     """All runs matching the filters, one row each (``hardware`` matches a substring of the
     device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC).
 
@@ -58,16 +83,39 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
     if run_id is not None:  # one run's row: group its own traces, not every run's
         first_trace_query = first_trace_query.where(Trace.run_id == run_id)
     first_trace = first_trace_query.subquery()
-    stmt = (select(Run.id, Model.name, Model.family, Hardware.name, Run.attention_backend, Run.scale,
-                   Run.batch, Run.dtype, Run.image_size, Run.frames, Run.denoising_steps,
-                   Run.device_kind, Run.rank, Run.kernel_count, Run.total_ns, Run.span_ns,
-                   Trace.original_name, Trace.format, Run.created_at, Run.other_ns, Run.graph_ns,
-                   Run.experiment, Run.git_commit, Run.version)
-            .outerjoin(Model, Model.id == Run.model_id)
-            .outerjoin(Hardware, Hardware.id == Run.hardware_id)
-            .outerjoin(first_trace, first_trace.c.run_id == Run.id)
-            .outerjoin(Trace, Trace.id == first_trace.c.trace_id)
-            .order_by(Run.id))
+    stmt = (
+        select(
+            Run.id,
+            Model.name,
+            Model.family,
+            Hardware.name,
+            Run.attention_backend,
+            Run.scale,
+            Run.batch,
+            Run.dtype,
+            Run.image_size,
+            Run.frames,
+            Run.denoising_steps,
+            Run.device_kind,
+            Run.rank,
+            Run.kernel_count,
+            Run.total_ns,
+            Run.span_ns,
+            Trace.original_name,
+            Trace.format,
+            Run.created_at,
+            Run.other_ns,
+            Run.graph_ns,
+            Run.experiment,
+            Run.git_commit,
+            Run.version,
+        )
+        .outerjoin(Model, Model.id == Run.model_id)
+        .outerjoin(Hardware, Hardware.id == Run.hardware_id)
+        .outerjoin(first_trace, first_trace.c.run_id == Run.id)
+        .outerjoin(Trace, Trace.id == first_trace.c.trace_id)
+        .order_by(Run.id)
+    )
     if run_id is not None:
         stmt = stmt.where(Run.id == run_id)
     if model:
@@ -89,8 +137,11 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
         stmt = stmt.join(tag, (tag.run_id == Run.id) & (tag.key == key) & (tag.value == value))
     frame = to_frame(session, stmt, RUN_SCHEMA)
     # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
-    frame = frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"),
-                               other_share=ratio("other_ns", "total_ns"), graph_share=ratio("graph_ns", "total_ns"))
+    frame = frame.with_columns(
+        pl.col("created_at").dt.replace_time_zone("UTC"),
+        other_share=ratio("other_ns", "total_ns"),
+        graph_share=ratio("graph_ns", "total_ns"),
+    )
     counts = _counts_by_kind(session, frame)
     split = frame.join(counts, on="run_id", how="left").with_columns(pl.col(KIND_COUNTS).fill_null(0))
     at = frame.columns.index("activity_count") + 1
@@ -99,8 +150,7 @@ def list_runs(session: Session, *, model: str | None = None, family: str | None 
 
 # The listing's split of a run's activities, from the kernel rollup's ``kind``.
 KIND_COUNTS = ("kernel_count", "memcpy_count", "memset_count")
-_KIND_COLUMN = {"kernel": "kernel_count", "cpu": "kernel_count", "memcpy": "memcpy_count",
-                "memset": "memset_count"}
+_KIND_COLUMN = {"kernel": "kernel_count", "cpu": "kernel_count", "memcpy": "memcpy_count", "memset": "memset_count"}
 
 
 # Up to this many listed runs are looked up by id; more, by their id range.
@@ -113,19 +163,29 @@ def _counts_by_kind(session: Session, runs: pl.DataFrame) -> pl.DataFrame:
     activities (the rollup sums to ``run.kernel_count``), so a listing of thousands of runs does
     not aggregate every kernel name of every run."""
     run_ids = runs["run_id"]
-    which = (KernelRollup.run_id.in_(run_ids.to_list()) if run_ids.len() <= _IN_LIST_MAX
-             else KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0))
-    stmt = (select(KernelRollup.run_id, KernelRollup.kind, func.sum(KernelRollup.kernel_count))
-            .where(which, KernelRollup.kind.in_(["memcpy", "memset"]))
-            .group_by(KernelRollup.run_id, KernelRollup.kind))
+    which = (
+        KernelRollup.run_id.in_(run_ids.to_list())
+        if run_ids.len() <= _IN_LIST_MAX
+        else KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0)
+    )
+    stmt = (
+        select(KernelRollup.run_id, KernelRollup.kind, func.sum(KernelRollup.kernel_count))
+        .where(which, KernelRollup.kind.in_(["memcpy", "memset"]))
+        .group_by(KernelRollup.run_id, KernelRollup.kind)
+    )
     rows = to_frame(session, stmt, {"run_id": pl.Int64, "kind": pl.String, "count": pl.Int64})
     column = pl.col("kind").replace_strict(_KIND_COLUMN, default="kernel_count")
-    copies = (rows.group_by("run_id")
-              .agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS[1:])))
-    return (runs.select("run_id", "activity_count").join(copies, on="run_id", how="left")
-            .with_columns(pl.col(KIND_COUNTS[1:]).fill_null(0))
-            .select("run_id", (pl.col("activity_count") - pl.col("memcpy_count") - pl.col("memset_count"))
-                    .alias("kernel_count"), *KIND_COUNTS[1:]))
+    copies = rows.group_by("run_id").agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS[1:]))
+    return (
+        runs.select("run_id", "activity_count")
+        .join(copies, on="run_id", how="left")
+        .with_columns(pl.col(KIND_COUNTS[1:]).fill_null(0))
+        .select(
+            "run_id",
+            (pl.col("activity_count") - pl.col("memcpy_count") - pl.col("memset_count")).alias("kernel_count"),
+            *KIND_COUNTS[1:],
+        )
+    )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -142,8 +202,11 @@ def run_row(session: Session, run_id: int) -> dict[str, object]:
 
 def run_traces(session: Session, run_id: int) -> list[dict[str, object]]:
     """The files a run was made from, oldest first (an ncu run has one per CSV)."""
-    rows = session.execute(select(Trace.id, Trace.format, Trace.original_name, Trace.size_bytes)
-                           .where(Trace.run_id == run_id).order_by(Trace.id)).all()
+    rows = session.execute(
+        select(Trace.id, Trace.format, Trace.original_name, Trace.size_bytes)
+        .where(Trace.run_id == run_id)
+        .order_by(Trace.id)
+    ).all()
     return [{"trace_id": r[0], "format": r[1], "original_name": r[2], "size_bytes": r[3]} for r in rows]
 
 
@@ -151,8 +214,11 @@ def raw_trace(session: Session, run_id: int, trace_id: int | None = None) -> tup
     """``(kept raw file, original name, format)`` of one of a run's files: ``trace_id``, else
     its timeline trace, else its only file."""
     get_run(session, run_id)
-    files = session.execute(select(Trace.id, Trace.raw_path, Trace.original_name, Trace.format)
-                            .where(Trace.run_id == run_id).order_by(Trace.id)).all()
+    files = session.execute(
+        select(Trace.id, Trace.raw_path, Trace.original_name, Trace.format)
+        .where(Trace.run_id == run_id)
+        .order_by(Trace.id)
+    ).all()
     if trace_id is not None:
         files = [f for f in files if f.id == trace_id]
         if not files:
@@ -162,8 +228,9 @@ def raw_trace(session: Session, run_id: int, trace_id: int | None = None) -> tup
     if not files:
         raise NotFound(f"run {run_id} has no trace file")
     if len(files) != 1:
-        raise BadInput(f"run {run_id} was made from {len(files)} files; name one with trace_id "
-                       f"(the run's 'traces' list them)")
+        raise BadInput(
+            f"run {run_id} was made from {len(files)} files; name one with trace_id (the run's 'traces' list them)"
+        )
     path = Path(files[0].raw_path)
     if not path.is_file():
         raise NotFound(f"run {run_id}: its raw file is gone from the store")
@@ -176,14 +243,37 @@ def run_tags(session: Session, run_id: int) -> dict[str, str]:
 
 
 KERNEL_ROW_SCHEMA: FrameSchema = {
-    "seq": pl.Int64, "kind": pl.String, "device": pl.Int64, "stream": pl.Int64, "start_ns": pl.Int64,
-    "dur_ns": pl.Int64, "name": pl.String, "correlation": pl.Int64,
-    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
-    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64, "bytes": pl.Int64,
-    "operator": pl.String, "operator_source": pl.String, "attention_type": pl.String,
-    "seq_q": pl.Int64, "seq_kv": pl.Int64, "batch": pl.Int64, "heads": pl.Int64, "head_dim": pl.Int64,
-    "component": pl.String, "step": pl.Int64, "cpu_op": pl.String, "annotation": pl.String,
-    "op_flops": pl.Int64, "op_bytes": pl.Int64, "launch_ns": pl.Int64, "launch_dur_ns": pl.Int64,
+    "seq": pl.Int64,
+    "kind": pl.String,
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "name": pl.String,
+    "correlation": pl.Int64,
+    "grid_x": pl.Int64,
+    "grid_y": pl.Int64,
+    "grid_z": pl.Int64,
+    "block_x": pl.Int64,
+    "block_y": pl.Int64,
+    "block_z": pl.Int64,
+    "bytes": pl.Int64,
+    "operator": pl.String,
+    "operator_source": pl.String,
+    "attention_type": pl.String,
+    "seq_q": pl.Int64,
+    "seq_kv": pl.Int64,
+    "batch": pl.Int64,
+    "heads": pl.Int64,
+    "head_dim": pl.Int64,
+    "component": pl.String,
+    "step": pl.Int64,
+    "cpu_op": pl.String,
+    "annotation": pl.String,
+    "op_flops": pl.Int64,
+    "op_bytes": pl.Int64,
+    "launch_ns": pl.Int64,
+    "launch_dur_ns": pl.Int64,
 }
 
 
@@ -193,12 +283,26 @@ def run_kernels(session: Session, run_id: int, offset: int = 0, limit: int | Non
     through the ``(run_id, seq)`` index instead of the whole run)."""
     get_run(session, run_id)
     name, cpu_op, annotation = aliased(Symbol), aliased(Symbol), aliased(Symbol)
-    columns = [name.text if c == "name" else cpu_op.text if c == "cpu_op" else annotation.text
-               if c == "annotation" else getattr(Kernel, c) for c in KERNEL_ROW_SCHEMA]
-    stmt = (select(*columns).join(name, name.id == Kernel.name_id)
-            .outerjoin(cpu_op, cpu_op.id == Kernel.cpu_op_id)
-            .outerjoin(annotation, annotation.id == Kernel.annotation_id)
-            .where(Kernel.run_id == run_id).order_by(Kernel.seq).offset(offset).limit(limit))
+    columns = [
+        name.text
+        if c == "name"
+        else cpu_op.text
+        if c == "cpu_op"
+        else annotation.text
+        if c == "annotation"
+        else getattr(Kernel, c)
+        for c in KERNEL_ROW_SCHEMA
+    ]
+    stmt = (
+        select(*columns)
+        .join(name, name.id == Kernel.name_id)
+        .outerjoin(cpu_op, cpu_op.id == Kernel.cpu_op_id)
+        .outerjoin(annotation, annotation.id == Kernel.annotation_id)
+        .where(Kernel.run_id == run_id)
+        .order_by(Kernel.seq)
+        .offset(offset)
+        .limit(limit)
+    )
     return to_frame(session, stmt, KERNEL_ROW_SCHEMA)
 
 

@@ -24,13 +24,27 @@ from tracehouse.schema.models import Kernel
 
 SHAPE_KEYS = ("attention_type", "seq_q", "seq_kv", "batch", "heads", "head_dim", "component", "step")
 _ROW_SCHEMA: FrameSchema = {
-    "seq": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "annotation_id": pl.Int64,
-    "attention_type": pl.String, "seq_q": pl.Int64, "seq_kv": pl.Int64, "batch": pl.Int64,
-    "heads": pl.Int64, "head_dim": pl.Int64, "component": pl.String, "step": pl.Int64,
+    "seq": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "annotation_id": pl.Int64,
+    "attention_type": pl.String,
+    "seq_q": pl.Int64,
+    "seq_kv": pl.Int64,
+    "batch": pl.Int64,
+    "heads": pl.Int64,
+    "head_dim": pl.Int64,
+    "component": pl.String,
+    "step": pl.Int64,
 }
 CALL_SCHEMA: FrameSchema = {
-    "call": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64, "kernel_count": pl.Int64,
-    "start_ns": pl.Int64, "end_ns": pl.Int64, "dur_ns": pl.Int64,
+    "call": pl.Int64,
+    "first_seq": pl.Int64,
+    "last_seq": pl.Int64,
+    "kernel_count": pl.Int64,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "dur_ns": pl.Int64,
     **{k: _ROW_SCHEMA[k] for k in SHAPE_KEYS},
 }
 HIST_KEYS = ("seq_q", "seq_kv")
@@ -38,10 +52,13 @@ WEIGHTS = ("count", "time")
 
 
 def _attention_rows(session: Session, run_id: int) -> pl.DataFrame:
-    stmt = (select(Kernel.seq, Kernel.start_ns, Kernel.dur_ns, Kernel.annotation_id,
-                   *(getattr(Kernel, k) for k in SHAPE_KEYS))
-            .where(Kernel.run_id == run_id, Kernel.operator == "attention")
-            .order_by(Kernel.seq))
+    stmt = (
+        select(
+            Kernel.seq, Kernel.start_ns, Kernel.dur_ns, Kernel.annotation_id, *(getattr(Kernel, k) for k in SHAPE_KEYS)
+        )
+        .where(Kernel.run_id == run_id, Kernel.operator == "attention")
+        .order_by(Kernel.seq)
+    )
     return to_frame(session, stmt, _ROW_SCHEMA)
 
 
@@ -54,12 +71,19 @@ def group_calls(rows: pl.DataFrame) -> pl.DataFrame:
     for key in ("annotation_id", *SHAPE_KEYS):
         changed = changed | pl.col(key).ne_missing(pl.col(key).shift(1))
     starts = changed | (pl.col("seq") != pl.col("seq").shift(1) + 1) | (pl.int_range(pl.len()) == 0)
-    calls = (rows.with_columns(call=(starts.fill_null(True).cast(pl.Int64).cum_sum() - 1))
-             .group_by("call", maintain_order=True)
-             .agg(*(pl.col(k).first() for k in SHAPE_KEYS),
-                  first_seq=pl.col("seq").first(), last_seq=pl.col("seq").last(),
-                  kernel_count=pl.len().cast(pl.Int64), start_ns=pl.col("start_ns").min(),
-                  end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(), dur_ns=pl.col("dur_ns").sum()))
+    calls = (
+        rows.with_columns(call=(starts.fill_null(True).cast(pl.Int64).cum_sum() - 1))
+        .group_by("call", maintain_order=True)
+        .agg(
+            *(pl.col(k).first() for k in SHAPE_KEYS),
+            first_seq=pl.col("seq").first(),
+            last_seq=pl.col("seq").last(),
+            kernel_count=pl.len().cast(pl.Int64),
+            start_ns=pl.col("start_ns").min(),
+            end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(),
+            dur_ns=pl.col("dur_ns").sum(),
+        )
+    )
     return calls.select(list(CALL_SCHEMA)).cast(CALL_SCHEMA)  # type: ignore[arg-type]
 
 
@@ -75,8 +99,7 @@ def attention_calls(session: Session, run_id: int) -> pl.DataFrame:
     return group_calls(_attention_rows(session, run_id))
 
 
-def seq_len_histogram(session: Session, run_id: int, weight: str = "count",
-                      key: str = "seq_q") -> pl.DataFrame:
+def seq_len_histogram(session: Session, run_id: int, weight: str = "count", key: str = "seq_q") -> pl.DataFrame:
     """Distribution of attention sequence lengths (Fig 9), by call count or by time.
 
     ``key`` is the length bucketed: ``seq_q`` (query tokens: the latent H·W for UNet
@@ -89,12 +112,13 @@ def seq_len_histogram(session: Session, run_id: int, weight: str = "count",
     if key not in HIST_KEYS:
         raise BadInput(f"unknown sequence-length key {key!r}; choose one of {', '.join(HIST_KEYS)}")
     calls = attention_calls(session, run_id).filter(pl.col(key).is_not_null())
-    hist = (calls.group_by(pl.col(key).alias("seq_len"))
-            .agg(call_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum())
-            .sort("seq_len"))
+    hist = (
+        calls.group_by(pl.col(key).alias("seq_len"))
+        .agg(call_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum())
+        .sort("seq_len")
+    )
     chosen = pl.col("call_count" if weight == "count" else "total_ns")
-    return hist.with_columns(weight=chosen).with_columns(
-        fraction=pl.col("weight") / pl.col("weight").sum())
+    return hist.with_columns(weight=chosen).with_columns(fraction=pl.col("weight") / pl.col("weight").sum())
 
 
 def find_period(tokens: np.ndarray) -> tuple[int, int, int]:
@@ -134,7 +158,9 @@ def fundamental_period(session: Session, run_id: int) -> pl.DataFrame:
     period, offset, repeats = find_period(tokens)
     pattern = calls.slice(offset, period).select(*keys, "component")
     return pattern.with_columns(
-        position=pl.int_range(pl.len(), dtype=pl.Int64), period=pl.lit(period, pl.Int64),
-        offset=pl.lit(offset, pl.Int64), repeats=pl.lit(repeats, pl.Int64),
+        position=pl.int_range(pl.len(), dtype=pl.Int64),
+        period=pl.lit(period, pl.Int64),
+        offset=pl.lit(offset, pl.Int64),
+        repeats=pl.lit(repeats, pl.Int64),
         call_count=pl.lit(calls.height, pl.Int64),
     ).select("position", *keys, "component", "period", "offset", "repeats", "call_count")

@@ -48,8 +48,9 @@ def t_quantile(level: float, df: int) -> float:
     return float(np.sqrt(df) * np.tan(np.interp(level, cumulative, theta)))
 
 
-def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL
-                   ) -> tuple[float | None, float | None, float | None]:
+def ratio_interval(
+    a: Sequence[float], b: Sequence[float], level: float = LEVEL
+) -> tuple[float | None, float | None, float | None]:
     """``(ratio, low, high)``: geometric-mean ratio of ``b`` over ``a`` and its ``level``
     interval (module docstring); ``(None, None, None)`` when a side is empty."""
     if len(a) == 0 or len(b) == 0:
@@ -61,7 +62,7 @@ def ratio_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL
     if df < 1:
         return float(np.exp(observed)), None, None
     residuals = np.concatenate([la - la.mean(), lb - lb.mean()])
-    spread = float(np.sqrt((residuals ** 2).sum() / df) * np.sqrt(1 / len(la) + 1 / len(lb)))
+    spread = float(np.sqrt((residuals**2).sum() / df) * np.sqrt(1 / len(la) + 1 / len(lb)))
     half = t_quantile(level, df) * spread
     return float(np.exp(observed)), float(np.exp(observed - half)), float(np.exp(observed + half))
 

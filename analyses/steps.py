@@ -26,8 +26,15 @@ NO_COMPONENT = "step"  # ProfilerStep#N traces name no component
 TOKEN_PHASES = frozenset({"decode"})
 
 STEP_SCHEMA: FrameSchema = {
-    "phase": pl.String, "step": pl.Int64, "kind": pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64,
-    "start_ns": pl.Int64, "end_ns": pl.Int64, "share": pl.Float64, "warmup": pl.Boolean,
+    "phase": pl.String,
+    "step": pl.Int64,
+    "kind": pl.String,
+    "kernel_count": pl.Int64,
+    "total_ns": pl.Int64,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "share": pl.Float64,
+    "warmup": pl.Boolean,
 }
 
 
@@ -36,15 +43,35 @@ def run_steps(session: Session, run_id: int) -> pl.DataFrame:
     stage), ``kind`` (``step`` / ``stage``), ``kernel_count, total_ns, start_ns, end_ns,
     share`` (of the run's time) and ``warmup``.  Kernels in no phase and no step are left out."""
     run = get_run(session, run_id)
-    stmt = (select(Kernel.component, Kernel.step, func.count(), func.sum(Kernel.dur_ns), func.min(Kernel.start_ns),
-                   func.max(Kernel.start_ns + Kernel.dur_ns))
-            .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
-            .group_by(Kernel.component, Kernel.step))
-    raw = to_frame(session, stmt, {"phase": pl.String, "step": pl.Int64, "kernel_count": pl.Int64,
-                                   "total_ns": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64})
-    frame = raw.with_columns(pl.col("phase").fill_null(NO_COMPONENT),
-                             kind=pl.when(pl.col("step").is_null()).then(pl.lit("stage")).otherwise(pl.lit("step")),
-                             share=pl.col("total_ns") / (run.total_ns or 1)).sort("start_ns")
+    stmt = (
+        select(
+            Kernel.component,
+            Kernel.step,
+            func.count(),
+            func.sum(Kernel.dur_ns),
+            func.min(Kernel.start_ns),
+            func.max(Kernel.start_ns + Kernel.dur_ns),
+        )
+        .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
+        .group_by(Kernel.component, Kernel.step)
+    )
+    raw = to_frame(
+        session,
+        stmt,
+        {
+            "phase": pl.String,
+            "step": pl.Int64,
+            "kernel_count": pl.Int64,
+            "total_ns": pl.Int64,
+            "start_ns": pl.Int64,
+            "end_ns": pl.Int64,
+        },
+    )
+    frame = raw.with_columns(
+        pl.col("phase").fill_null(NO_COMPONENT),
+        kind=pl.when(pl.col("step").is_null()).then(pl.lit("stage")).otherwise(pl.lit("step")),
+        share=pl.col("total_ns") / (run.total_ns or 1),
+    ).sort("start_ns")
     flags = [flag for part in frame.partition_by("phase", maintain_order=True) for flag in _warmup_flags(part)]
     warm = pl.DataFrame(flags, schema={"phase": pl.String, "step": pl.Int64, "warmup": pl.Boolean}, orient="row")
     out = frame.join(warm, on=["phase", "step"], how="left", nulls_equal=True)
@@ -58,7 +85,7 @@ def _warmup_flags(part: pl.DataFrame) -> list[tuple[str, int | None, bool]]:
     flags = [False] * len(times)
     if len(times) >= 3:
         for i in range(len(times) // 2):
-            rest = sorted(times[i + 1:])
+            rest = sorted(times[i + 1 :])
             if times[i] > WARMUP_FACTOR * rest[len(rest) // 2]:
                 flags[i] = True
             else:
@@ -75,21 +102,35 @@ def step_breakdown(session: Session, run_id: int, by: str = "operator") -> pl.Da
         raise BadInput(f"unknown step breakdown {by!r}; choose operator or attention_type")
     get_run(session, run_id)
     key = getattr(Kernel, by)
-    stmt = (select(Kernel.component, Kernel.step, key, func.count(), func.sum(Kernel.dur_ns))
-            .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
-            .group_by(Kernel.component, Kernel.step, key))
-    frame = to_frame(session, stmt, {"phase": pl.String, "step": pl.Int64, by: pl.String,
-                                     "kernel_count": pl.Int64, "total_ns": pl.Int64})
+    stmt = (
+        select(Kernel.component, Kernel.step, key, func.count(), func.sum(Kernel.dur_ns))
+        .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
+        .group_by(Kernel.component, Kernel.step, key)
+    )
+    frame = to_frame(
+        session,
+        stmt,
+        {"phase": pl.String, "step": pl.Int64, by: pl.String, "kernel_count": pl.Int64, "total_ns": pl.Int64},
+    )
     frame = frame.with_columns(pl.col("phase").fill_null(NO_COMPONENT))
-    return (frame.with_columns(share=pl.col("total_ns") / pl.col("total_ns").sum().over("phase", "step"))
-            .sort("phase", "step", "total_ns", descending=[False, False, True], nulls_last=True))
+    return frame.with_columns(share=pl.col("total_ns") / pl.col("total_ns").sum().over("phase", "step")).sort(
+        "phase", "step", "total_ns", descending=[False, False, True], nulls_last=True
+    )
 
 
 SUMMARY_SCHEMA: FrameSchema = {
-    "phase": pl.String, "kind": pl.String, "steps": pl.Int64, "warmup_steps": pl.Int64,
-    "total_ns": pl.Int64, "steady_median_ns": pl.Float64, "steady_low_ns": pl.Float64,
-    "steady_high_ns": pl.Float64, "steady_mean_ns": pl.Float64, "throughput": pl.Float64,
-    "throughput_unit": pl.String, "method": pl.String,
+    "phase": pl.String,
+    "kind": pl.String,
+    "steps": pl.Int64,
+    "warmup_steps": pl.Int64,
+    "total_ns": pl.Int64,
+    "steady_median_ns": pl.Float64,
+    "steady_low_ns": pl.Float64,
+    "steady_high_ns": pl.Float64,
+    "steady_mean_ns": pl.Float64,
+    "throughput": pl.Float64,
+    "throughput_unit": pl.String,
+    "method": pl.String,
 }
 
 
@@ -108,15 +149,38 @@ def steps_summary(session: Session, run_id: int) -> pl.DataFrame:
         mean = sum(steady) / len(steady) if steady else None
         throughput, unit = None, None
         if kind == "step" and mean:
-            throughput, unit = ((batch * 1e9 / mean, "tokens/s") if phase in TOKEN_PHASES
-                                else (1e9 / mean, "steps/s"))
-        rows.append({"phase": phase, "kind": kind, "steps": part.height, "warmup_steps": int(part["warmup"].sum()),
-                     "total_ns": int(part["total_ns"].sum()), "steady_median_ns": median, "steady_low_ns": low,
-                     "steady_high_ns": high, "steady_mean_ns": mean, "throughput": throughput,
-                     "throughput_unit": unit, "method": MEDIAN_METHOD if low is not None else "single value"})
+            throughput, unit = (batch * 1e9 / mean, "tokens/s") if phase in TOKEN_PHASES else (1e9 / mean, "steps/s")
+        rows.append(
+            {
+                "phase": phase,
+                "kind": kind,
+                "steps": part.height,
+                "warmup_steps": int(part["warmup"].sum()),
+                "total_ns": int(part["total_ns"].sum()),
+                "steady_median_ns": median,
+                "steady_low_ns": low,
+                "steady_high_ns": high,
+                "steady_mean_ns": mean,
+                "throughput": throughput,
+                "throughput_unit": unit,
+                "method": MEDIAN_METHOD if low is not None else "single value",
+            }
+        )
     if run.denoising_steps and run.image_size:  # a diffusion run: its whole time per image
-        rows.append({"phase": "run", "kind": "run", "steps": 1, "warmup_steps": 0, "total_ns": run.total_ns,
-                     "steady_median_ns": None, "steady_low_ns": None, "steady_high_ns": None,
-                     "steady_mean_ns": None, "throughput": run.total_ns / 1e9 / batch,
-                     "throughput_unit": "s/image", "method": "single value"})
+        rows.append(
+            {
+                "phase": "run",
+                "kind": "run",
+                "steps": 1,
+                "warmup_steps": 0,
+                "total_ns": run.total_ns,
+                "steady_median_ns": None,
+                "steady_low_ns": None,
+                "steady_high_ns": None,
+                "steady_mean_ns": None,
+                "throughput": run.total_ns / 1e9 / batch,
+                "throughput_unit": "s/image",
+                "method": "single value",
+            }
+        )
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)

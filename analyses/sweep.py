@@ -41,11 +41,23 @@ def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
         raise BadInput(f"unknown filter {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
     if session.scalar(select(Model.id).where(Model.name == model)) is None:
         raise NotFound(f"model {model!r} does not exist")
-    cols = {"run_id": Run.id, "total_ns": Run.total_ns, "attention_backend": Run.attention_backend,
-            "hardware": Hardware.name, "dtype": Run.dtype, "scale": Run.scale,
-            "device_kind": Run.device_kind, "experiment": Run.experiment, **{k: getattr(Run, k) for k in KNOBS}}
-    stmt = (select(*cols.values()).join(Model, Model.id == Run.model_id)
-            .outerjoin(Hardware, Hardware.id == Run.hardware_id).where(Model.name == model))
+    cols = {
+        "run_id": Run.id,
+        "total_ns": Run.total_ns,
+        "attention_backend": Run.attention_backend,
+        "hardware": Hardware.name,
+        "dtype": Run.dtype,
+        "scale": Run.scale,
+        "device_kind": Run.device_kind,
+        "experiment": Run.experiment,
+        **{k: getattr(Run, k) for k in KNOBS},
+    }
+    stmt = (
+        select(*cols.values())
+        .join(Model, Model.id == Run.model_id)
+        .outerjoin(Hardware, Hardware.id == Run.hardware_id)
+        .where(Model.name == model)
+    )
     for key, value in filters.items():
         if value is None:
             continue
@@ -66,8 +78,9 @@ def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
-def fit_with_interval(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None,
-                                                                     float | None, float | None]:
+def fit_with_interval(
+    x: Sequence[float], y: Sequence[float]
+) -> tuple[float | None, float | None, float | None, float | None]:
     """``(exponent, r2, low, high)`` of the log-log least-squares fit over the points with
     x, y > 0; exponent None with fewer than two distinct x, the rest None without residual
     degrees of freedom."""
@@ -87,8 +100,9 @@ def fit_with_interval(x: Sequence[float], y: Sequence[float]) -> tuple[float | N
     return float(slope), r2, float(slope - half), float(slope + half)
 
 
-def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("attention", "conv"),
-          **filters: object) -> pl.DataFrame:
+def sweep(
+    session: Session, model: str, knob: str, operators: Sequence[str] = ("attention", "conv"), **filters: object
+) -> pl.DataFrame:
     """Operator time per knob value, per series.
 
     ``operators`` may include ``"total"`` for the run's whole time.  ``filters`` fix any of
@@ -110,17 +124,23 @@ def sweep(session: Session, model: str, knob: str, operators: Sequence[str] = ("
     series = [*SERIES_TEXT, *(k for k in KNOBS if k != knob)]
     times = _operator_times(session, runs, ops)
     per_run = times.join(runs.select("run_id", *series, knob), on="run_id")
-    points = (per_run.group_by(*series, knob, "operator")
-              .agg(total_ns=pl.col("total_ns").mean(), median_ns=pl.col("total_ns").median(),
-                   run_count=pl.len().cast(pl.Int64), run_ids=pl.col("run_id").sort()))
+    points = per_run.group_by(*series, knob, "operator").agg(
+        total_ns=pl.col("total_ns").mean(),
+        median_ns=pl.col("total_ns").median(),
+        run_count=pl.len().cast(pl.Int64),
+        run_ids=pl.col("run_id").sort(),
+    )
     # One fit per series × operator over its runs; partition_by keeps null series keys as a group.
     fits = {}
     for part in per_run.partition_by(*series, "operator", maintain_order=True, as_dict=True).items():
         fits[part[0]] = fit_with_interval(part[1][knob].to_list(), part[1]["total_ns"].to_list())
     fit_names = ("exponent", "r2", "exponent_low", "exponent_high")
-    parts = [part.with_columns(pl.lit(value, pl.Float64).alias(name)
-                               for name, value in zip(fit_names, fits[key], strict=False))
-             for key, part in points.partition_by(*series, "operator", maintain_order=True, as_dict=True).items()]
+    parts = [
+        part.with_columns(
+            pl.lit(value, pl.Float64).alias(name) for name, value in zip(fit_names, fits[key], strict=False)
+        )
+        for key, part in points.partition_by(*series, "operator", maintain_order=True, as_dict=True).items()
+    ]
     if not parts:
         return points.with_columns(pl.lit(None, pl.Float64).alias(name) for name in fit_names)
     return pl.concat(parts).sort(*series, "operator", knob, nulls_last=True)
@@ -133,11 +153,14 @@ def _operator_times(session: Session, runs: pl.DataFrame, ops: list[str]) -> pl.
     if runs.is_empty() or not named:
         found = pl.DataFrame(schema={"run_id": pl.Int64, "operator": pl.String, "total_ns": pl.Int64})
     else:
-        stmt = (select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
-                .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), OperatorRollup.operator.in_(named))
-                .group_by(OperatorRollup.run_id, OperatorRollup.operator))
+        stmt = (
+            select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
+            .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), OperatorRollup.operator.in_(named))
+            .group_by(OperatorRollup.run_id, OperatorRollup.operator)
+        )
         found = to_frame(session, stmt, {"run_id": pl.Int64, "operator": pl.String, "total_ns": pl.Int64})
     if TOTAL in ops:
         found = pl.concat([found, runs.select("run_id", pl.lit(TOTAL).alias("operator"), "total_ns")])
     return grid.join(found, on=["run_id", "operator"], how="left").with_columns(
-        pl.col("total_ns").fill_null(0).cast(pl.Float64))
+        pl.col("total_ns").fill_null(0).cast(pl.Float64)
+    )

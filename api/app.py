@@ -37,6 +37,7 @@ DOCS_ASSETS = "/docs-assets"
 
 def create_app(settings: Settings, *, in_process_worker: bool = True) -> FastAPI:
     """``in_process_worker=False``: an API-only replica; ``tracehouse worker`` processes ingest."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url()
@@ -55,8 +56,15 @@ def create_app(settings: Settings, *, in_process_worker: bool = True) -> FastAPI
                 worker.stop()
             engine.dispose()
 
-    app = FastAPI(title="tracehouse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  responses=ERROR_RESPONSES, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="tracehouse",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
@@ -68,9 +76,17 @@ def create_app(settings: Settings, *, in_process_worker: bool = True) -> FastAPI
     app.include_router(tokens.router)
     app.include_router(dashboard_router)  # /ui/: the browser dashboard
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: the ingest worker and the queue",
-             responses={503: {"description": "The database is down, the ingest worker is dead, or the "
-                              "queue is stuck (the one error shape)"}})
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        summary="Liveness: the ingest worker and the queue",
+        responses={
+            503: {
+                "description": "The database is down, the ingest worker is dead, or the "
+                "queue is stuck (the one error shape)"
+            }
+        },
+    )
     def healthz(request: Request) -> dict[str, object]:
         """The worker's heartbeat and the oldest queued job's age; 503 when either is wrong."""
         return service_health(request.app.state.engine, request.app.state.worker, request.app.state.settings)
@@ -96,13 +112,16 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
-                                   oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-                                   swagger_js_url=asset(request, "swagger-ui-bundle.js"),
-                                   swagger_css_url=asset(request, "swagger-ui.css"),
-                                   swagger_favicon_url=asset(request, "favicon.png"),
-                                   # No badge fetched from the public validator either.
-                                   swagger_ui_parameters={"validatorUrl": None})
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+            swagger_js_url=asset(request, "swagger-ui-bundle.js"),
+            swagger_css_url=asset(request, "swagger-ui.css"),
+            swagger_favicon_url=asset(request, "favicon.png"),
+            # No badge fetched from the public validator either.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
@@ -111,6 +130,10 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
-                              redoc_js_url=asset(request, "redoc.standalone.js"),
-                              redoc_favicon_url=asset(request, "favicon.png"), with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=asset(request, "redoc.standalone.js"),
+            redoc_favicon_url=asset(request, "favicon.png"),
+            with_google_fonts=False,
+        )

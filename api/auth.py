@@ -25,8 +25,9 @@ def create_token(session: Session, name: str, scope: str) -> str:
     if scope not in _RANK:
         raise BadInput(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     token = "th_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, scope=scope, token_sha256=_digest(token),
-                         created_at=datetime.now(UTC), revoked=False))
+    session.add(
+        ApiToken(name=name, scope=scope, token_sha256=_digest(token), created_at=datetime.now(UTC), revoked=False)
+    )
     session.flush()
     return token
 
@@ -41,8 +42,9 @@ def authorize(session: Session, header: str | None, needed: str, *, public_read:
         return None
     if not header or not header.lower().startswith("bearer "):
         raise Unauthorized("missing API token: send 'Authorization: Bearer <token>'")
-    token = session.scalars(select(ApiToken).where(
-        ApiToken.token_sha256 == _digest(header[7:].strip()), ApiToken.revoked.is_(False))).first()
+    token = session.scalars(
+        select(ApiToken).where(ApiToken.token_sha256 == _digest(header[7:].strip()), ApiToken.revoked.is_(False))
+    ).first()
     if token is None:
         raise Unauthorized("invalid or revoked API token")
     if _RANK[token.scope] < _RANK[needed]:
@@ -52,10 +54,10 @@ def authorize(session: Session, header: str | None, needed: str, *, public_read:
 
 def list_tokens(session: Session) -> list[dict[str, object]]:
     """Every token's id, holder, scope, creation time and state; never the token or its hash."""
-    rows = session.execute(select(ApiToken.id, ApiToken.name, ApiToken.scope, ApiToken.created_at,
-                                  ApiToken.revoked).order_by(ApiToken.id)).all()
-    return [{"token_id": r[0], "name": r[1], "scope": r[2], "created_at": r[3], "revoked": bool(r[4])}
-            for r in rows]
+    rows = session.execute(
+        select(ApiToken.id, ApiToken.name, ApiToken.scope, ApiToken.created_at, ApiToken.revoked).order_by(ApiToken.id)
+    ).all()
+    return [{"token_id": r[0], "name": r[1], "scope": r[2], "created_at": r[3], "revoked": bool(r[4])} for r in rows]
 
 
 def revoke_token(session: Session, token_id: int) -> None:
@@ -71,5 +73,4 @@ def check_run_owner(token: ApiToken | None, run: Run, action: str) -> None:
     ingested locally) needs an admin token."""
     if token is None or token.scope == "admin" or run.uploaded_by_token_id == token.id:
         return
-    raise Forbidden(f"run {run.id} was not uploaded with token '{token.name}'; "
-                    f"to {action} it, use an admin token")
+    raise Forbidden(f"run {run.id} was not uploaded with token '{token.name}'; to {action} it, use an admin token")

@@ -34,8 +34,11 @@ from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_worker import register as register_worker
 from tracehouse.core.errors import BadInput, TracehouseError
 
-app = typer.Typer(help="tracehouse: where GPU time goes in generative-AI workloads.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="tracehouse: where GPU time goes in generative-AI workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
@@ -43,7 +46,6 @@ register_analyses(app)
 register_experiments(app)
 register_fleet(app)
 register_worker(app)
-
 
 
 def _progress(*, disable: bool) -> AbstractContextManager[_Bar]:
@@ -96,14 +98,17 @@ def db_current(db: DbOption = None) -> None:
 def db_gc(
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing")] = False,
-    grace: Annotated[float | None, typer.Option(
-        help="Seconds: younger orphans are kept (default TRACEHOUSE_GC_GRACE_SECONDS, 3600)")] = None,
+    grace: Annotated[
+        float | None, typer.Option(help="Seconds: younger orphans are kept (default TRACEHOUSE_GC_GRACE_SECONDS, 3600)")
+    ] = None,
 ) -> None:
     """Remove raw files no trace row names and spool folders no live job uses (crash leftovers)."""
     from tracehouse.ingest.reclaim import reclaim_orphans
 
     # Never migrate here: an empty database names no trace, so every raw file would look orphaned.
-    report = reclaim_orphans(open_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace)
+    report = reclaim_orphans(
+        open_engine(db, migrate_empty=False), load_settings(), dry_run=dry_run, grace_seconds=grace
+    )
     for path in [*report.raw_files, *report.spool_folders]:
         typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     typer.echo(report.summary())
@@ -111,18 +116,27 @@ def db_gc(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Trace files or directories: Kineto .json/.json.gz, nsys .sqlite, Nsight Compute CSVs "
-             "(all the CSVs given make one run); the format is told from the content")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Trace files or directories: Kineto .json/.json.gz, nsys .sqlite, Nsight Compute CSVs "
+            "(all the CSVs given make one run); the format is told from the content"
+        ),
+    ],
     db: DbOption = None,
     model: Annotated[str | None, typer.Option(help="Model name, e.g. stable-diffusion")] = None,
     hardware: Annotated[str | None, typer.Option(help="Device name; overrides the trace's")] = None,
     backend: Annotated[str | None, typer.Option(help="Attention backend: baseline, flash, ...")] = None,
     experiment: Annotated[str | None, typer.Option(help="Experiment the runs belong to (repeats share one)")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE run metadata or tag (repeatable)")] = None,
-    run: Annotated[int | None, typer.Option(
-        "--run", help="Attach the Nsight Compute CSVs to this existing run, linking them to its "
-        "kernels (default: the one timeline trace given with them, if any)")] = None,
+    run: Annotated[
+        int | None,
+        typer.Option(
+            "--run",
+            help="Attach the Nsight Compute CSVs to this existing run, linking them to its "
+            "kernels (default: the one timeline trace given with them, if any)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results")] = False,
 ) -> None:
     """Ingest trace files; prints the run id of each (one transaction per run)."""
@@ -131,9 +145,18 @@ def ingest(
     from tracehouse.ingest.user_rules import name_rules_for
 
     values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
-    values.update({k: v for k, v in (("model", model), ("hardware", hardware),
-                                     ("attention_backend", backend), ("experiment", experiment))
-                   if v is not None})
+    values.update(
+        {
+            k: v
+            for k, v in (
+                ("model", model),
+                ("hardware", hardware),
+                ("attention_backend", backend),
+                ("experiment", experiment),
+            )
+            if v is not None
+        }
+    )
     run_meta = meta_from_mapping(values)
     engine = open_engine(db)
     units = plan_units(paths)
@@ -142,17 +165,33 @@ def ingest(
     results: list[dict[str, Any]] = []
     with _progress(disable=len(units) < 2 or as_json) as progress:
         task = progress.add_task("ingesting", total=len(units))
-        for unit, res in ingest_all(engine, units, run_meta, raw_dir=paths_settings.raw_dir(), run_id=run,
-                                    name_rules=name_rules):
-            results.append({"path": unit.label, "format": unit.format, "run_id": res.run_id,
-                            "created": res.created, "duplicate_of": res.duplicate_of, "kernels": res.kernel_count, "warnings": res.warnings})
+        for unit, res in ingest_all(
+            engine, units, run_meta, raw_dir=paths_settings.raw_dir(), run_id=run, name_rules=name_rules
+        ):
+            results.append(
+                {
+                    "path": unit.label,
+                    "format": unit.format,
+                    "run_id": res.run_id,
+                    "created": res.created,
+                    "duplicate_of": res.duplicate_of,
+                    "kernels": res.kernel_count,
+                    "warnings": res.warnings,
+                }
+            )
             progress.advance(task)
     if as_json:
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        note = "" if r["created"] else (f" (duplicate of run {r['run_id']}: its metadata was kept; "
-                                         f"change it with `tracehouse runs edit {r['run_id']}`)")
+        note = (
+            ""
+            if r["created"]
+            else (
+                f" (duplicate of run {r['run_id']}: its metadata was kept; "
+                f"change it with `tracehouse runs edit {r['run_id']}`)"
+            )
+        )
         warn = "".join(f"; {k}={v}" for k, v in r["warnings"].items())
         typer.echo(f"{r['path']}: run {r['run_id']}{note}{warn}")
 
@@ -185,11 +224,15 @@ def reingest(
         typer.echo(orjson.dumps(results).decode())
         return
     for r in results:
-        typer.echo(f"run {r['run_id']}: {r['kernel_count']} kernels, {r['reclassified']} reclassified; "
-                   f"'other' {r['other_ns_before']} -> {r['other_ns_after']} ns")
+        typer.echo(
+            f"run {r['run_id']}: {r['kernel_count']} kernels, {r['reclassified']} reclassified; "
+            f"'other' {r['other_ns_before']} -> {r['other_ns_after']} ns"
+        )
         for c in r["changes"]:  # which kernels changed class, largest first
-            typer.echo(f"  {c['kernels']:>7} x {c['operator_before']} -> {c['operator_after']} "
-                       f"({c['total_ns']} ns): {c['kernel'][:100]}")
+            typer.echo(
+                f"  {c['kernels']:>7} x {c['operator_before']} -> {c['operator_after']} "
+                f"({c['total_ns']} ns): {c['kernel'][:100]}"
+            )
 
 
 @app.command()
@@ -212,13 +255,36 @@ def runs(
     from tracehouse.schema.db import session_scope
 
     with session_scope(open_engine(db), read_only=True) as session:
-        frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=backend,
-                          tags=parse_key_values(tag or [], "--tag"), since=since, until=until,
-                          experiment=experiment)
+        frame = list_runs(
+            session,
+            model=model,
+            family=family,
+            hardware=hardware,
+            attention_backend=backend,
+            tags=parse_key_values(tag or [], "--tag"),
+            since=since,
+            until=until,
+            experiment=experiment,
+        )
     if not as_json:  # the terminal gets the columns that tell runs apart
-        frame = frame.select("run_id", "model", "hardware", "attention_backend", "scale", "image_size",
-                             "frames", "device_kind", "activity_count", "kernel_count", "memcpy_count",
-                             "memset_count", "total_ns", "other_share", "experiment", "source")
+        frame = frame.select(
+            "run_id",
+            "model",
+            "hardware",
+            "attention_backend",
+            "scale",
+            "image_size",
+            "frames",
+            "device_kind",
+            "activity_count",
+            "kernel_count",
+            "memcpy_count",
+            "memset_count",
+            "total_ns",
+            "other_share",
+            "experiment",
+            "source",
+        )
     source = None if db else database_caption(load_settings().resolved_database_url())
     typer.echo(render(frame, "json" if as_json else "table", title="runs", source=source), nl=False)
 
@@ -243,9 +309,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
     public_read: Annotated[bool, typer.Option("--public-read", help="Reads need no token")] = False,
-    no_worker: Annotated[bool, typer.Option(
-        "--no-worker", help="API only: run no ingest worker in this process; `tracehouse worker` "
-        "processes ingest the uploads (PostgreSQL only)")] = False,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="API only: run no ingest worker in this process; `tracehouse worker` "
+            "processes ingest the uploads (PostgreSQL only)",
+        ),
+    ] = False,
 ) -> None:
     """Run the REST service (FastAPI + uvicorn)."""
     import uvicorn
@@ -259,8 +330,9 @@ def serve(
     # Refuse an unreachable or out-of-date database before binding the port: one line, exit 5 / 4.
     open_engine(settings.resolved_database_url()).dispose()
     log_to_stderr()  # what the service keeps out of its answers (paths, database text) goes here
-    uvicorn.run(create_app(settings, in_process_worker=not no_worker), host=settings.host, port=settings.port,
-                log_level="info")
+    uvicorn.run(
+        create_app(settings, in_process_worker=not no_worker), host=settings.host, port=settings.port, log_level="info"
+    )
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

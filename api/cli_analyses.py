@@ -18,8 +18,13 @@ FormatOption = Annotated[str, typer.Option("--format", help="table | json | csv"
 FilterOption = Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (repeatable)")]
 
 
-def show_frame(db: str | None, fmt: str, title: str, query: Callable[[Session], pl.DataFrame],
-               table_columns: tuple[str, ...] | None = None) -> None:
+def show_frame(
+    db: str | None,
+    fmt: str,
+    title: str,
+    query: Callable[[Session], pl.DataFrame],
+    table_columns: tuple[str, ...] | None = None,
+) -> None:
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli_common import open_engine
@@ -53,49 +58,102 @@ def _register_comparisons(app: typer.Typer) -> None:
     """Across runs: pairs, Table II, sweeps, hardware."""
 
     @app.command()
-    def compare(baseline: int, other: int,
-                summary: Annotated[bool, typer.Option(help="End-to-end speedup vs Amdahl")] = False,
-                operator: str = "attention", fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def compare(
+        baseline: int,
+        other: int,
+        summary: Annotated[bool, typer.Option(help="End-to-end speedup vs Amdahl")] = False,
+        operator: str = "attention",
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Compare two runs: per-operator speedups (Fig 7), or --summary (Table II, Amdahl)."""
         from tracehouse.analyses import compare as c
 
-        show_frame(db, fmt, f"run {other} vs {baseline}", lambda s: c.compare_summary(s, baseline, other, operator)
-              if summary else c.compare_runs(s, baseline, other))
+        show_frame(
+            db,
+            fmt,
+            f"run {other} vs {baseline}",
+            lambda s: (
+                c.compare_summary(s, baseline, other, operator) if summary else c.compare_runs(s, baseline, other)
+            ),
+        )
 
     @app.command()
-    def speedups(baseline: Annotated[str, typer.Option(help="Backend of the reference runs")] = "baseline",
-                 other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
-                 model: Annotated[str | None, typer.Option(help="Only this model")] = None,
-                 hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
-                 experiment: Annotated[str | None, typer.Option(
-                     help="Only this experiment's runs, repeats aggregated (median, 95% interval)")] = None,
-                 repeats: Annotated[bool, typer.Option(
-                     "--repeats", help="Aggregate every pair's repeats (median, 95% interval)")] = False,
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def speedups(
+        baseline: Annotated[str, typer.Option(help="Backend of the reference runs")] = "baseline",
+        other: Annotated[str, typer.Option(help="Backend of the optimised runs")] = "flash",
+        model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+        hardware: Annotated[str | None, typer.Option(help="Substring of the device name")] = None,
+        experiment: Annotated[
+            str | None, typer.Option(help="Only this experiment's runs, repeats aggregated (median, 95% interval)")
+        ] = None,
+        repeats: Annotated[
+            bool, typer.Option("--repeats", help="Aggregate every pair's repeats (median, 95% interval)")
+        ] = False,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Table II: end-to-end and attention speedup of every stored baseline / flash pair; with
         --experiment or --repeats, medians over repeats with intervals."""
         from tracehouse.analyses.compare import PAIR_KNOBS, backend_speedups
         from tracehouse.analyses.repeats import speedups_over_repeats
 
         if experiment or repeats:
-            show_frame(db, fmt, f"{other} vs {baseline} (Table II, over repeats)",
-                       lambda s: speedups_over_repeats(s, baseline, other, experiment=experiment, model=model,
-                                                       hardware=hardware),
-                       ("model", "hardware", *PAIR_KNOBS, "experiment", "repeats", "end_to_end_speedup",
-                        "end_to_end_speedup_low", "end_to_end_speedup_high", "operator_speedup",
-                        "operator_speedup_low", "operator_speedup_high", "amdahl_speedup", "exceeds_amdahl", "method"))
+            show_frame(
+                db,
+                fmt,
+                f"{other} vs {baseline} (Table II, over repeats)",
+                lambda s: speedups_over_repeats(
+                    s, baseline, other, experiment=experiment, model=model, hardware=hardware
+                ),
+                (
+                    "model",
+                    "hardware",
+                    *PAIR_KNOBS,
+                    "experiment",
+                    "repeats",
+                    "end_to_end_speedup",
+                    "end_to_end_speedup_low",
+                    "end_to_end_speedup_high",
+                    "operator_speedup",
+                    "operator_speedup_low",
+                    "operator_speedup_high",
+                    "amdahl_speedup",
+                    "exceeds_amdahl",
+                    "method",
+                ),
+            )
             return
         # Knobs alike in every row move to the table's caption; those left tell the rows apart.
-        show_frame(db, fmt, f"{other} vs {baseline} (Table II)",
-                   lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
-                   ("model", "family", "hardware", *PAIR_KNOBS, "baseline_run_id", "other_run_id",
-                    "end_to_end_speedup", "operator_speedup", "operator_share", "amdahl_speedup",
-                    "exceeds_amdahl"))
+        show_frame(
+            db,
+            fmt,
+            f"{other} vs {baseline} (Table II)",
+            lambda s: backend_speedups(s, baseline, other, model=model, hardware=hardware),
+            (
+                "model",
+                "family",
+                "hardware",
+                *PAIR_KNOBS,
+                "baseline_run_id",
+                "other_run_id",
+                "end_to_end_speedup",
+                "operator_speedup",
+                "operator_share",
+                "amdahl_speedup",
+                "exceeds_amdahl",
+            ),
+        )
 
     @app.command()
-    def sweep(model: str, knob: str,
-              operator: Annotated[list[str] | None, typer.Option(help="Operators (or total)")] = None,
-              filters: FilterOption = None, fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def sweep(
+        model: str,
+        knob: str,
+        operator: Annotated[list[str] | None, typer.Option(help="Operators (or total)")] = None,
+        filters: FilterOption = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Operator time as one knob grows, with the fitted growth exponent (Fig 10, 14)."""
         from tracehouse.analyses import sweep as q
         from tracehouse.analyses.params import typed_filters
@@ -105,8 +163,13 @@ def _register_comparisons(app: typer.Typer) -> None:
         show_frame(db, fmt, f"{model} by {knob}", lambda s: q.sweep(s, model, knob, ops, **where))
 
     @app.command()
-    def hardware(model: str, reference: str = "slowest", filters: FilterOption = None,
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def hardware(
+        model: str,
+        reference: str = "slowest",
+        filters: FilterOption = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """The same model and knobs across devices: time, breakdown, speedup."""
         from tracehouse.analyses.hardware_compare import compare_hardware
         from tracehouse.analyses.params import typed_filters
@@ -119,17 +182,22 @@ def _register_run_views(app: typer.Typer) -> None:
     """One run's shape: sequence lengths, attention types, time, launches, memory."""
 
     @app.command()
-    def sequence(run_id: int,
-                 view: Annotated[str, typer.Option(help="calls | histogram | period")] = "calls",
-                 weight: Annotated[str, typer.Option(help="histogram weight: count | time")] = "count",
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def sequence(
+        run_id: int,
+        view: Annotated[str, typer.Option(help="calls | histogram | period")] = "calls",
+        weight: Annotated[str, typer.Option(help="histogram weight: count | time")] = "count",
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Attention sequence lengths: every call in order (Fig 8), the histogram (Fig 9), the period."""
         from tracehouse.analyses import sequence as q
         from tracehouse.core.errors import BadInput
 
-        views = {"calls": lambda s: q.attention_calls(s, run_id),
-                 "histogram": lambda s: q.seq_len_histogram(s, run_id, weight),
-                 "period": lambda s: q.fundamental_period(s, run_id)}
+        views = {
+            "calls": lambda s: q.attention_calls(s, run_id),
+            "histogram": lambda s: q.seq_len_histogram(s, run_id, weight),
+            "period": lambda s: q.fundamental_period(s, run_id),
+        }
         if view not in views:
             raise BadInput(f"unknown view {view!r}; choose one of {', '.join(views)}")
         show_frame(db, fmt, f"run {run_id} {view}", views[view])
@@ -149,9 +217,12 @@ def _register_run_views(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} utilization", lambda s: temporal_breakdown(s, run_id))
 
     @app.command()
-    def launches(run_id: int, by: Annotated[str, typer.Option(help="operator | kernel | attention_type | "
-                                                                    "component")] = "operator",
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def launches(
+        run_id: int,
+        by: Annotated[str, typer.Option(help="operator | kernel | attention_type | component")] = "operator",
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Launch overhead: host launch time, queue delay, kernels shorter than their launch."""
         from tracehouse.analyses.launches import launch_overhead
 
@@ -165,22 +236,37 @@ def _register_run_views(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} memory peak", lambda s: peak(s, run_id))
 
     @app.command("memory-model")
-    def memory(run_id: int, latent_factor: int | None = None, unet_depth: int | None = None,
-               downsample_factor: int = 2, fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def memory(
+        run_id: int,
+        latent_factor: int | None = None,
+        unet_depth: int | None = None,
+        downsample_factor: int = 2,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """The paper's §V similarity-matrix memory next to the run's stored attention shapes."""
         from tracehouse.analyses.memory_model import memory_model_vs_run
 
-        show_frame(db, fmt, f"run {run_id} memory model", lambda s: memory_model_vs_run(
-            s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor))
+        show_frame(
+            db,
+            fmt,
+            f"run {run_id} memory model",
+            lambda s: memory_model_vs_run(
+                s, run_id, latent_factor=latent_factor, unet_depth=unet_depth, downsample_factor=downsample_factor
+            ),
+        )
 
 
 def _register_rooflines(app: typer.Typer) -> None:
     """Rooflines: analytic and Nsight Compute counters."""
 
     @app.command()
-    def roofline(run_id: int, by: Annotated[str, typer.Option(
-                     help="operator | attention_type | kernel")] = "operator",
-                 fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def roofline(
+        run_id: int,
+        by: Annotated[str, typer.Option(help="operator | attention_type | kernel")] = "operator",
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """FLOPs, bytes per memory level, intensity and GFLOP/s against the device's peaks
         (Fig 5): Nsight Compute counters where the run has them, analytic costs otherwise."""
         from tracehouse.analyses.roofline import roofline_by
@@ -199,13 +285,18 @@ def _register_explain(app: typer.Typer) -> None:
     """Why each kernel got its class."""
 
     @app.command()
-    def explain(run_id: int,
-                kernel: Annotated[str | None, typer.Option(help="Only kernel names containing this")] = None,
-                summary: Annotated[bool, typer.Option("--summary", help="Only the run's shares (other, graph, "
-                                                                        "by source)")] = False,
-                rules: Annotated[bool, typer.Option("--rules", help="Every rule in effect and what it "
-                                                                    "decided in the run")] = False,
-                fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def explain(
+        run_id: int,
+        kernel: Annotated[str | None, typer.Option(help="Only kernel names containing this")] = None,
+        summary: Annotated[
+            bool, typer.Option("--summary", help="Only the run's shares (other, graph, by source)")
+        ] = False,
+        rules: Annotated[
+            bool, typer.Option("--rules", help="Every rule in effect and what it decided in the run")
+        ] = False,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Per kernel name: its class, the rule / annotation / op that decided it, time and count;
         and the run's time left in `other` and in CUDA-graph kernels."""
         from tracehouse.analyses.explain import explain_view
@@ -213,16 +304,44 @@ def _register_explain(app: typer.Typer) -> None:
         name_rules = _name_rules() if rules else ()
         view = "summary" if summary else "rules" if rules else "kernels"
         if view == "kernels" and fmt == "table":  # a terminal gets the run's shares first
-            show_frame(db, fmt, f"run {run_id}: time no rule placed, and in CUDA graphs",
-                       lambda s: explain_view(s, run_id, "summary"),
-                       ("total_ns", "other_ns", "other_share", "graph_ns", "graph_share", "by_op_share",
-                        "by_kernel_name_share", "by_annotation_share"))
-        columns = {"kernels": ("rule_name", "kind", "operator", "attention_type", "source", "rule", "decided_by",
-                               "kernels", "total_ns", "share"),
-                   "rules": ("rule", "kind", "operator", "attention_type", "authoritative", "origin", "kernels",
-                             "total_ns")}.get(view)
-        show_frame(db, fmt, f"run {run_id} explained ({view})",
-                   lambda s: explain_view(s, run_id, view, kernel, name_rules), columns)
+            show_frame(
+                db,
+                fmt,
+                f"run {run_id}: time no rule placed, and in CUDA graphs",
+                lambda s: explain_view(s, run_id, "summary"),
+                (
+                    "total_ns",
+                    "other_ns",
+                    "other_share",
+                    "graph_ns",
+                    "graph_share",
+                    "by_op_share",
+                    "by_kernel_name_share",
+                    "by_annotation_share",
+                ),
+            )
+        columns = {
+            "kernels": (
+                "rule_name",
+                "kind",
+                "operator",
+                "attention_type",
+                "source",
+                "rule",
+                "decided_by",
+                "kernels",
+                "total_ns",
+                "share",
+            ),
+            "rules": ("rule", "kind", "operator", "attention_type", "authoritative", "origin", "kernels", "total_ns"),
+        }.get(view)
+        show_frame(
+            db,
+            fmt,
+            f"run {run_id} explained ({view})",
+            lambda s: explain_view(s, run_id, view, kernel, name_rules),
+            columns,
+        )
 
 
 def _name_rules() -> tuple:
@@ -237,30 +356,49 @@ def _register_advice(app: typer.Typer) -> None:
     """Idle time per stream and the ranked advice."""
 
     @app.command()
-    def idle(run_id: int, consecutive_kernel_delay_ns: Annotated[int, typer.Option(
-                 help="Gaps shorter than this (and not a host wait) are kernel waits; HTA's default")] = 30_000,
-             fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def idle(
+        run_id: int,
+        consecutive_kernel_delay_ns: Annotated[
+            int, typer.Option(help="Gaps shorter than this (and not a host wait) are kernel waits; HTA's default")
+        ] = 30_000,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Why each stream sat idle: host wait, kernel wait, other (HTA's idle-time breakdown)."""
         from tracehouse.analyses.idle import idle_time_breakdown
 
-        show_frame(db, fmt, f"run {run_id} idle time",
-                   lambda s: idle_time_breakdown(s, run_id, consecutive_kernel_delay_ns))
+        show_frame(
+            db, fmt, f"run {run_id} idle time", lambda s: idle_time_breakdown(s, run_id, consecutive_kernel_delay_ns)
+        )
 
     @app.command()
-    def advise(run_id: int,
-               rule: Annotated[list[str] | None, typer.Option(help="Only this rule id (repeatable)")] = None,
-               fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def advise(
+        run_id: int,
+        rule: Annotated[list[str] | None, typer.Option(help="Only this rule id (repeatable)")] = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """What to fix: findings ranked by estimated time saved, with evidence and the query that shows it."""
         from tracehouse.analyses.advise import advise as run_advice
 
-        show_frame(db, fmt, f"run {run_id} advice", lambda s: run_advice(s, run_id, tuple(rule) if rule else None),
-                   ("rank", "rule", "saved_ns", "saved_share", "finding", "query"))
+        show_frame(
+            db,
+            fmt,
+            f"run {run_id} advice",
+            lambda s: run_advice(s, run_id, tuple(rule) if rule else None),
+            ("rank", "rule", "saved_ns", "saved_share", "finding", "query"),
+        )
 
     @app.command("critical-path")
-    def critical_path(run_id: int, step: Annotated[int | None, typer.Option(help="Only this step's kernels")] = None,
-                      segments: Annotated[bool, typer.Option("--segments", help="The path itself, not the "
-                                                                               "per-operator shares")] = False,
-                      fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def critical_path(
+        run_id: int,
+        step: Annotated[int | None, typer.Option(help="Only this step's kernels")] = None,
+        segments: Annotated[
+            bool, typer.Option("--segments", help="The path itself, not the per-operator shares")
+        ] = False,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Lightweight critical path (launch calls, host time, kernels) and each operator's share of it."""
         from tracehouse.analyses import critical_path as cp
 
@@ -268,8 +406,11 @@ def _register_advice(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} critical path", lambda s: fn(s, run_id, step))
 
     @app.command()
-    def jobs(straggler_factor: Annotated[float, typer.Option(help="Straggler at this × the job's median step")]
-             = 1.05, fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def jobs(
+        straggler_factor: Annotated[float, typer.Option(help="Straggler at this × the job's median step")] = 1.05,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Runs that are ranks of one job: per-rank step time, exposed communication, stragglers."""
         from tracehouse.analyses.rank_jobs import job_ranks
 
@@ -301,36 +442,57 @@ def _register_formulas(app: typer.Typer) -> None:
     """The paper's closed forms, as REST serves them: Fig 14's FLOPs by frames, §V's memory."""
 
     @app.command("attention-flops")
-    def attention_flops(frames: Annotated[list[int], typer.Option("--frames", help="Frame count (repeatable)")],
-                        height: Annotated[int, typer.Option(help="Token grid height (latent pixels or patches)")],
-                        width: Annotated[int, typer.Option(help="Token grid width")],
-                        batch: int = 1, heads: int = 1, head_dim: int = 64, fmt: FormatOption = "table") -> None:
+    def attention_flops(
+        frames: Annotated[list[int], typer.Option("--frames", help="Frame count (repeatable)")],
+        height: Annotated[int, typer.Option(help="Token grid height (latent pixels or patches)")],
+        width: Annotated[int, typer.Option(help="Token grid width")],
+        batch: int = 1,
+        heads: int = 1,
+        head_dim: int = 64,
+        fmt: FormatOption = "table",
+    ) -> None:
         """Fig 14: analytic FLOPs of spatial vs temporal attention as the frame count grows."""
         from tracehouse.analyses.attention import attention_flops_by_frames
 
-        _print_frame(fmt, "attention FLOPs by frames (Fig 14)",
-                     attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim))
+        _print_frame(
+            fmt,
+            "attention FLOPs by frames (Fig 14)",
+            attention_flops_by_frames(frames, height, width, batch=batch, heads=heads, head_dim=head_dim),
+        )
 
     @app.command("memory-formula")
-    def memory_formula(image_size: Annotated[int, typer.Option(help="Image side, pixels")],
-                       latent_factor: Annotated[int, typer.Option(help="Pixels per latent pixel (8 for SD)")],
-                       text_length: Annotated[int, typer.Option(help="Text tokens (cross-attention keys)")],
-                       unet_depth: Annotated[int, typer.Option(help="Downsampling stages of the UNet")],
-                       downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1, batch: int = 1,
-                       fmt: FormatOption = "table") -> None:
+    def memory_formula(
+        image_size: Annotated[int, typer.Option(help="Image side, pixels")],
+        latent_factor: Annotated[int, typer.Option(help="Pixels per latent pixel (8 for SD)")],
+        text_length: Annotated[int, typer.Option(help="Text tokens (cross-attention keys)")],
+        unet_depth: Annotated[int, typer.Option(help="Downsampling stages of the UNet")],
+        downsample_factor: int = 2,
+        bytes_per_element: int = 2,
+        heads: int = 1,
+        batch: int = 1,
+        fmt: FormatOption = "table",
+    ) -> None:
         """§V: the similarity matrices' memory per UNet stage and cumulatively (no run needed)."""
         from tracehouse.analyses.memory_model import similarity_matrix_memory
 
-        _print_frame(fmt, "similarity-matrix memory (§V)", similarity_matrix_memory(
-            image_size, latent_factor, text_length, unet_depth, downsample_factor, bytes_per_element, heads, batch))
+        _print_frame(
+            fmt,
+            "similarity-matrix memory (§V)",
+            similarity_matrix_memory(
+                image_size, latent_factor, text_length, unet_depth, downsample_factor, bytes_per_element, heads, batch
+            ),
+        )
 
 
 def _register_suite(app: typer.Typer) -> None:
     """Figures across the stored runs: Fig 5 per model, Fig 6 by GPU count."""
 
     @app.command("model-points")
-    def model_points(family: Annotated[str | None, typer.Option(help="Only this family (llm / tti / ttv)")] = None,
-                     fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def model_points(
+        family: Annotated[str | None, typer.Option(help="Only this family (llm / tti / ttv)")] = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Fig 5: one point per model × device, FLOPs per byte of model capacity, with the device's ceilings."""
         from tracehouse.analyses.suite import model_points as points
 
@@ -344,11 +506,15 @@ def _register_suite(app: typer.Typer) -> None:
         show_frame(db, fmt, "device ceilings (Fig 5)", device_ceilings)
 
     @app.command("compute-comm")
-    def compute_comm(model: Annotated[str | None, typer.Option(help="Only this model")] = None,
-                     by_world_size: Annotated[bool, typer.Option("--by-world-size", help="Mean shares per GPU count")]
-                     = False, fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def compute_comm(
+        model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+        by_world_size: Annotated[bool, typer.Option("--by-world-size", help="Mean shares per GPU count")] = False,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Fig 6: compute vs communication (and exposed communication, idle) by GPU count."""
         from tracehouse.analyses.suite import compute_vs_communication
 
-        show_frame(db, fmt, "compute vs communication (Fig 6)",
-                   lambda s: compute_vs_communication(s, model, by_world_size))
+        show_frame(
+            db, fmt, "compute vs communication (Fig 6)", lambda s: compute_vs_communication(s, model, by_world_size)
+        )

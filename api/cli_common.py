@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # both load on first use: the CLI starts without them
 
     from tracehouse.core.settings import Settings
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)")]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)"),
+]
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -76,12 +78,21 @@ def engine_for_url(url: str) -> Engine:
             shown = make_url(url).render_as_string(hide_password=True)  # never echo a password
         except ArgumentError:
             shown = url
-        raise BadInput(f"--db {shown!r}: not a database tracehouse can open ({exc}); "
-                       "use sqlite:///PATH or postgresql://...") from None
+        raise BadInput(
+            f"--db {shown!r}: not a database tracehouse can open ({exc}); use sqlite:///PATH or postgresql://..."
+        ) from None
 
 
-def upload_and_report(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
-                      wait: bool = True, as_json: bool = False) -> None:
+def upload_and_report(
+    paths: list[Path],
+    server: str,
+    token: str,
+    meta: list[str],
+    *,
+    run_id: int | None = None,
+    wait: bool = True,
+    as_json: bool = False,
+) -> None:
     """Upload, print one line per job (or a JSON list), and exit 2 when the server's ingest of any
     of them failed; ``upload`` and ``collect --upload`` both end here."""
     bars = not as_json and sys.stdout.isatty()  # a pipe or a log gets the result lines only
@@ -110,8 +121,9 @@ def upload_files_reporting(paths: list[Path], server: str, token: str, meta: lis
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise BadInput(f"--server {server!r} is not a service URL like http://127.0.0.1:8000 ({exc})") from None
     except httpx.TransportError as exc:
-        raise ServerUnreachable(f"cannot reach the tracehouse service at {server}: "
-                                f"{str(exc) or type(exc).__name__}") from None
+        raise ServerUnreachable(
+            f"cannot reach the tracehouse service at {server}: {str(exc) or type(exc).__name__}"
+        ) from None
 
 
 def log_to_stderr() -> None:

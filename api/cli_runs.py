@@ -45,6 +45,7 @@ def _make_runs_a_group(app: typer.Typer) -> None:
 def _listing_unless_subcommand(listing: Callable[..., Any]) -> Callable[..., Any]:
     """``listing`` with a ``ctx`` parameter added: a group's callback also runs before its
     subcommands, and the list must print only when no subcommand was named."""
+
     @functools.wraps(listing)
     def callback(ctx: typer.Context, **options: Any) -> None:
         if ctx.invoked_subcommand is None:
@@ -62,9 +63,13 @@ def edit(
     model: Annotated[str | None, typer.Option(help="Model name")] = None,
     hardware: Annotated[str | None, typer.Option(help="Device name")] = None,
     backend: Annotated[str | None, typer.Option(help="Attention backend: baseline, flash, ...")] = None,
-    meta: Annotated[list[str] | None, typer.Option(
-        help="KEY=VALUE: a run field (image_size, batch, ...) or else a tag; KEY= clears it (repeatable)")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE tag to set, even for a field's name (repeatable)")] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=VALUE: a run field (image_size, batch, ...) or else a tag; KEY= clears it (repeatable)"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE tag to set, even for a field's name (repeatable)")
+    ] = None,
     untag: Annotated[list[str] | None, typer.Option(help="Tag KEY to remove (repeatable)")] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON")] = False,
@@ -80,8 +85,9 @@ def edit(
     from tracehouse.schema.db import session_scope
 
     fields, tags = split_fields_and_tags(parse_key_values(meta or [], "--meta"))
-    fields.update({k: v for k, v in (("model", model), ("hardware", hardware),
-                                     ("attention_backend", backend)) if v is not None})
+    fields.update(
+        {k: v for k, v in (("model", model), ("hardware", hardware), ("attention_backend", backend)) if v is not None}
+    )
     tags.update(parse_key_values(tag or [], "--tag"))
     tags.update(dict.fromkeys(untag or []))
     if not fields and not tags:
@@ -125,8 +131,13 @@ def token_list(
     from tracehouse.api.auth import list_tokens
     from tracehouse.api.cli_analyses import show_frame
 
-    schema: FrameSchema = {"token_id": pl.Int64, "name": pl.String, "scope": pl.String,
-              "created_at": pl.Datetime(time_zone="UTC"), "revoked": pl.Boolean}
+    schema: FrameSchema = {
+        "token_id": pl.Int64,
+        "name": pl.String,
+        "scope": pl.String,
+        "created_at": pl.Datetime(time_zone="UTC"),
+        "revoked": pl.Boolean,
+    }
     show_frame(db, fmt, "tokens", lambda s: pl.DataFrame(list_tokens(s), schema=schema, orient="row"))
 
 

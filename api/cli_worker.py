@@ -26,8 +26,10 @@ def require_shared_queue(url: str, what: str) -> None:
     except ArgumentError:
         return  # the engine factory reports a URL it cannot parse, in its own words
     if backend == "sqlite":
-        raise BadInput(f"{what} needs a PostgreSQL database (--db postgresql://...); on SQLite "
-                       "`tracehouse serve` ingests in its own worker thread")
+        raise BadInput(
+            f"{what} needs a PostgreSQL database (--db postgresql://...); on SQLite "
+            "`tracehouse serve` ingests in its own worker thread"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -36,13 +38,20 @@ def register(app: typer.Typer) -> None:
 
 def worker(
     db: DbOption = None,
-    poll: Annotated[float | None, typer.Option(
-        help="Seconds between looks at an empty queue (default TRACEHOUSE_WORKER_POLL_SECONDS, 1)")] = None,
-    lease: Annotated[float | None, typer.Option(
-        help="Seconds a claim lasts unless renewed; every worker of a queue should use the same "
-             "(default TRACEHOUSE_WORKER_LEASE_SECONDS, 60)")] = None,
-    exit_when_idle: Annotated[bool, typer.Option(
-        "--exit-when-idle", help="Exit once the queue has nothing to claim (batch use)")] = False,
+    poll: Annotated[
+        float | None,
+        typer.Option(help="Seconds between looks at an empty queue (default TRACEHOUSE_WORKER_POLL_SECONDS, 1)"),
+    ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a claim lasts unless renewed; every worker of a queue should use the same "
+            "(default TRACEHOUSE_WORKER_LEASE_SECONDS, 60)"
+        ),
+    ] = None,
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="Exit once the queue has nothing to claim (batch use)")
+    ] = False,
 ) -> None:
     """Ingest queued uploads (PostgreSQL): claim a job, ingest it, repeat; SIGTERM finishes the
     job in hand and exits."""

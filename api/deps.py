@@ -73,8 +73,12 @@ def check_request_params(request: Request) -> None:
 
 
 def _require(scope: str) -> Callable[..., ApiToken | None]:
-    def dependency(request: Request, session: SessionDep, settings: SettingsDep,
-                   authorization: Annotated[str | None, Header()] = None) -> ApiToken | None:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> ApiToken | None:
         token = authorize(session, authorization, scope, public_read=settings.public_read)
         check_request_params(request)
         return token
@@ -87,8 +91,9 @@ WriteToken = Annotated[ApiToken | None, Depends(_require("write"))]
 AdminToken = Annotated[ApiToken | None, Depends(_require("admin"))]
 
 
-def _uploader_id(request: Request, settings: SettingsDep,
-                 authorization: Annotated[str | None, Header()] = None) -> int | None:
+def _uploader_id(
+    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> int | None:
     """The write token's id, from a session closed at once: an upload streams for minutes,
     and must not hold a pooled connection while it does."""
     with session_scope(request.app.state.engine) as session:

@@ -47,18 +47,37 @@ from tracehouse.schema.models import IngestJob, Run
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 FINISHED = ("done", "failed")
-GAVE_UP = (f"gave up after {MAX_ATTEMPTS} attempts: the service stopped while ingesting this trace "
-           "each time (see the server log)")
+GAVE_UP = (
+    f"gave up after {MAX_ATTEMPTS} attempts: the service stopped while ingesting this trace "
+    "each time (see the server log)"
+)
 MAX_BACKOFF_S = 10.0
 DEFAULT_LEASE_S = 60.0
 
 
-def enqueue(session: Session, *, original_name: str, upload_path: Path, sha256: str, size: int,
-            meta: dict[str, object], token_id: int | None, target_run_id: int | None = None) -> IngestJob:
-    job = IngestJob(status="queued", original_name=original_name, upload_path=str(upload_path),
-                    sha256=sha256, size_bytes=size, meta=orjson.dumps(meta).decode(),
-                    token_id=token_id, attempts=0, created_at=datetime.now(UTC),
-                    target_run_id=target_run_id)
+def enqueue(
+    session: Session,
+    *,
+    original_name: str,
+    upload_path: Path,
+    sha256: str,
+    size: int,
+    meta: dict[str, object],
+    token_id: int | None,
+    target_run_id: int | None = None,
+) -> IngestJob:
+    job = IngestJob(
+        status="queued",
+        original_name=original_name,
+        upload_path=str(upload_path),
+        sha256=sha256,
+        size_bytes=size,
+        meta=orjson.dumps(meta).decode(),
+        token_id=token_id,
+        attempts=0,
+        created_at=datetime.now(UTC),
+        target_run_id=target_run_id,
+    )
     session.add(job)
     session.commit()  # visible to the worker before it is woken
     return job
@@ -71,11 +90,15 @@ def _spool_folder(upload_path: str) -> Path:
 
 def _give_up(session: Session, condition: ColumnElement[bool]) -> list[Path]:
     """Fail the jobs matching ``condition`` that have used their attempts; their spool folders."""
-    exhausted = session.execute(select(IngestJob.id, IngestJob.upload_path)
-                                .where(condition, IngestJob.attempts >= MAX_ATTEMPTS)).all()
+    exhausted = session.execute(
+        select(IngestJob.id, IngestJob.upload_path).where(condition, IngestJob.attempts >= MAX_ATTEMPTS)
+    ).all()
     if exhausted:
-        session.execute(update(IngestJob).where(IngestJob.id.in_([row.id for row in exhausted]))
-                        .values(status="failed", error=GAVE_UP, finished_at=datetime.now(UTC)))
+        session.execute(
+            update(IngestJob)
+            .where(IngestJob.id.in_([row.id for row in exhausted]))
+            .values(status="failed", error=GAVE_UP, finished_at=datetime.now(UTC))
+        )
         log.warning("ingest jobs %s failed: %s", [row.id for row in exhausted], GAVE_UP)
     return [_spool_folder(row.upload_path) for row in exhausted]
 
@@ -108,9 +131,12 @@ def _rows_updated(session: Session, stmt: Update) -> int:
 def _claimable(now: ColumnElement[datetime] | datetime) -> ColumnElement[bool]:
     """Queued, or running under a lease that ran out (or never had one: a job from before
     leases, or one released by ``release_dead_local``)."""
-    return or_(IngestJob.status == "queued",
-               and_(IngestJob.status == "running",
-                    or_(IngestJob.lease_expires_at.is_(None), IngestJob.lease_expires_at < now)))
+    return or_(
+        IngestJob.status == "queued",
+        and_(
+            IngestJob.status == "running", or_(IngestJob.lease_expires_at.is_(None), IngestJob.lease_expires_at < now)
+        ),
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -128,19 +154,29 @@ def release_dead_local(engine: Engine) -> int:
     ``serve`` restarted after a crash need not wait out the lease); other hosts' wait for it."""
     host = socket.gethostname()
     with session_scope(engine) as session:
-        holders = session.execute(select(IngestJob.id, IngestJob.worker_id).where(
-            IngestJob.status == "running", IngestJob.worker_id.like(f"{host}:%"))).all()
-        dead = [row.id for row in holders
-                if row.worker_id.rsplit(":", 1)[1].isdigit() and not _pid_alive(int(row.worker_id.rsplit(":", 1)[1]))]
+        holders = session.execute(
+            select(IngestJob.id, IngestJob.worker_id).where(
+                IngestJob.status == "running", IngestJob.worker_id.like(f"{host}:%")
+            )
+        ).all()
+        dead = [
+            row.id
+            for row in holders
+            if row.worker_id.rsplit(":", 1)[1].isdigit() and not _pid_alive(int(row.worker_id.rsplit(":", 1)[1]))
+        ]
         if dead:
-            session.execute(update(IngestJob).where(IngestJob.id.in_(dead), IngestJob.status == "running")
-                            .values(lease_expires_at=None))
+            session.execute(
+                update(IngestJob)
+                .where(IngestJob.id.in_(dead), IngestJob.status == "running")
+                .values(lease_expires_at=None)
+            )
             log.warning("ingest jobs %s were held by workers of this host that are gone; released", dead)
     return len(dead)
 
 
-def claim_next(engine: Engine, worker_id: str | None = None,
-               lease_seconds: float = DEFAULT_LEASE_S) -> IngestJob | None:
+def claim_next(
+    engine: Engine, worker_id: str | None = None, lease_seconds: float = DEFAULT_LEASE_S
+) -> IngestJob | None:
     """Move the oldest claimable job to running under this worker's lease and count the
     attempt, in one transaction; a claimable job out of attempts is failed instead.  PostgreSQL
     skips the rows another worker is claiming (``SKIP LOCKED``) instead of queueing behind it."""
@@ -148,13 +184,26 @@ def claim_next(engine: Engine, worker_id: str | None = None,
     with session_scope(engine) as session:
         now = _db_now(session)
         spent = _give_up(session, _claimable(now))
-        job_id = session.scalar(select(IngestJob.id).where(_claimable(now)).order_by(IngestJob.id).limit(1)
-                                .with_for_update(skip_locked=True))
+        job_id = session.scalar(
+            select(IngestJob.id)
+            .where(_claimable(now))
+            .order_by(IngestJob.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
         claimed = None
         if job_id is not None:
-            updated = _rows_updated(session, update(IngestJob).where(IngestJob.id == job_id, _claimable(now)).values(
-                status="running", attempts=IngestJob.attempts + 1, worker_id=worker_id,
-                lease_expires_at=_lease_end(session, lease_seconds)))
+            updated = _rows_updated(
+                session,
+                update(IngestJob)
+                .where(IngestJob.id == job_id, _claimable(now))
+                .values(
+                    status="running",
+                    attempts=IngestJob.attempts + 1,
+                    worker_id=worker_id,
+                    lease_expires_at=_lease_end(session, lease_seconds),
+                ),
+            )
             claimed = session.get(IngestJob, job_id) if updated == 1 else None
     for folder in spent:
         shutil.rmtree(folder, ignore_errors=True)
@@ -164,17 +213,24 @@ def claim_next(engine: Engine, worker_id: str | None = None,
 def renew_lease(engine: Engine, job_id: int, worker_id: str, lease_seconds: float) -> bool:
     """Extend this worker's lease on a job; False when the job is no longer its own."""
     with session_scope(engine) as session:
-        updated = _rows_updated(session, update(IngestJob).where(
-            IngestJob.id == job_id, IngestJob.status == "running", IngestJob.worker_id == worker_id)
-            .values(lease_expires_at=_lease_end(session, lease_seconds)))
+        updated = _rows_updated(
+            session,
+            update(IngestJob)
+            .where(IngestJob.id == job_id, IngestJob.status == "running", IngestJob.worker_id == worker_id)
+            .values(lease_expires_at=_lease_end(session, lease_seconds)),
+        )
     return updated == 1
 
 
 def _public(message: str, settings: Settings, upload: Path) -> str:
     """A job's error is served to clients: no absolute server path in it."""
-    for folder, shown in ((_spool_folder(str(upload)), ""), (settings.store_dir().resolve(), "<data dir>"),
-                          (settings.store_dir(), "<data dir>"), (settings.data_dir.resolve(), "<data dir>"),
-                          (settings.data_dir, "<data dir>")):
+    for folder, shown in (
+        (_spool_folder(str(upload)), ""),
+        (settings.store_dir().resolve(), "<data dir>"),
+        (settings.store_dir(), "<data dir>"),
+        (settings.data_dir.resolve(), "<data dir>"),
+        (settings.data_dir, "<data dir>"),
+    ):
         message = message.replace(f"{folder}/", f"{shown}/" if shown else "").replace(str(folder), shown)
     return message
 
@@ -198,14 +254,21 @@ def run_job(engine: Engine, settings: Settings, job: IngestJob) -> Outcome:
         values = orjson.loads(job.meta) if job.meta else {}
         # A folder holds the CSVs of one ncu run: every file in it, exactly as spooled.
         [unit] = plan_units(sorted(upload.iterdir()) if upload.is_dir() else [upload])
-        result = ingest_unit(engine, unit, meta_from_mapping(values), raw_dir=settings.raw_dir(),
-                             name_rules=name_rules_for(settings.rules_file()),
-                             original_name=job.original_name, max_bytes=settings.max_trace_bytes,
-                             max_inflated_bytes=settings.inflated_limit(),
-                             run_id=job.target_run_id)
+        result = ingest_unit(
+            engine,
+            unit,
+            meta_from_mapping(values),
+            raw_dir=settings.raw_dir(),
+            name_rules=name_rules_for(settings.rules_file()),
+            original_name=job.original_name,
+            max_bytes=settings.max_trace_bytes,
+            max_inflated_bytes=settings.inflated_limit(),
+            run_id=job.target_run_id,
+        )
         new_run = result.run_id if result.created and job.target_run_id is None else None
-        return Outcome({"status": "done", "run_id": result.run_id, "error": None,
-                        "duplicate_of": result.duplicate_of}, new_run)
+        return Outcome(
+            {"status": "done", "run_id": result.run_id, "error": None, "duplicate_of": result.duplicate_of}, new_run
+        )
     except TracehouseError as exc:
         if not isinstance(exc, DatabaseError):  # bad input: the uploader's to fix
             return Outcome({"status": "failed", "run_id": None, "error": _public(exc.message, settings, upload)})
@@ -225,19 +288,39 @@ def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> bool:
     held = (IngestJob.id == job.id, IngestJob.status == "running", IngestJob.worker_id == job.worker_id)
     release = {} if outcome.finished else {"worker_id": None}
     with session_scope(engine) as session:
-        updated = _rows_updated(session, update(IngestJob).where(*held).values(
-            **outcome.values, **release, lease_expires_at=None,
-            finished_at=datetime.now(UTC) if outcome.finished else None))
+        updated = _rows_updated(
+            session,
+            update(IngestJob)
+            .where(*held)
+            .values(
+                **outcome.values,
+                **release,
+                lease_expires_at=None,
+                finished_at=datetime.now(UTC) if outcome.finished else None,
+            ),
+        )
         if updated != 1:
-            log.warning("ingest job %s: lease lost to another worker; this outcome (%s) is dropped",
-                        job.id, outcome.values["status"])
+            log.warning(
+                "ingest job %s: lease lost to another worker; this outcome (%s) is dropped",
+                job.id,
+                outcome.values["status"],
+            )
             return False
         if outcome.new_run_id is not None:
             # The uploading token owns the new run: it may edit and delete it without admin.
-            session.execute(update(Run).where(Run.id == outcome.new_run_id, Run.uploaded_by_token_id.is_(None))
-                            .values(uploaded_by_token_id=job.token_id))
-    log.info("ingest job %s %s (run %s) by worker %s, attempt %s", job.id, outcome.values["status"],
-             outcome.values.get("run_id"), job.worker_id, job.attempts)
+            session.execute(
+                update(Run)
+                .where(Run.id == outcome.new_run_id, Run.uploaded_by_token_id.is_(None))
+                .values(uploaded_by_token_id=job.token_id)
+            )
+    log.info(
+        "ingest job %s %s (run %s) by worker %s, attempt %s",
+        job.id,
+        outcome.values["status"],
+        outcome.values.get("run_id"),
+        job.worker_id,
+        job.attempts,
+    )
     if outcome.finished:
         # The raw store has the kept copy; the spool folder holds only this upload.
         shutil.rmtree(_spool_folder(job.upload_path), ignore_errors=True)
@@ -256,8 +339,9 @@ class Worker:
     ``wake()`` after enqueueing), or a process's main thread (``run()``).  A second thread
     renews the lease of the job it holds."""
 
-    def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = 2.0,
-                 exit_when_idle: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, poll_seconds: float = 2.0, exit_when_idle: bool = False
+    ) -> None:
         self.engine, self.settings, self.poll = engine, settings, poll_seconds
         self.exit_when_idle = exit_when_idle
         self.worker_id = worker_identity()
@@ -307,8 +391,11 @@ class Worker:
 
     def state(self) -> WorkerState:
         now, busy = time.monotonic(), self._busy_since
-        return WorkerState(alive=self._thread.is_alive(), heartbeat_age_s=now - self._heartbeat,
-                           busy_s=None if busy is None else now - busy)
+        return WorkerState(
+            alive=self._thread.is_alive(),
+            heartbeat_age_s=now - self._heartbeat,
+            busy_s=None if busy is None else now - busy,
+        )
 
     def _loop(self) -> None:
         backoff = 0.0
@@ -411,8 +498,9 @@ def _age_s(then: datetime | None) -> float | None:
 def _queue_state(engine: Engine) -> tuple[int, datetime | None]:
     """Queued jobs and the oldest one's creation time."""
     with session_scope(engine) as session:
-        queued, oldest = session.execute(select(func.count(), func.min(IngestJob.created_at))
-                                         .where(IngestJob.status == "queued")).one()
+        queued, oldest = session.execute(
+            select(func.count(), func.min(IngestJob.created_at)).where(IngestJob.status == "queued")
+        ).one()
     return queued, oldest
 
 
@@ -423,18 +511,28 @@ def service_health(engine: Engine, worker: Worker | None, settings: Settings) ->
     queued, oldest = _queue_state(engine)
     oldest_age = _age_s(oldest)
     state = worker.state() if worker is not None else None
-    if state is not None and (not state.alive or (state.busy_s is None
-                                                  and state.heartbeat_age_s > settings.worker_stale_seconds)):
-        raise ServiceUnhealthy(f"the ingest worker is not running (last heartbeat {state.heartbeat_age_s:.0f} s "
-                               "ago); uploads are queued but not ingested until the service restarts")
+    if state is not None and (
+        not state.alive or (state.busy_s is None and state.heartbeat_age_s > settings.worker_stale_seconds)
+    ):
+        raise ServiceUnhealthy(
+            f"the ingest worker is not running (last heartbeat {state.heartbeat_age_s:.0f} s "
+            "ago); uploads are queued but not ingested until the service restarts"
+        )
     if oldest_age is not None and oldest_age > settings.queue_stuck_seconds:
-        raise ServiceUnhealthy(f"the ingest queue is stuck: the oldest of {queued} queued jobs has waited "
-                               f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)")
+        raise ServiceUnhealthy(
+            f"the ingest queue is stuck: the oldest of {queued} queued jobs has waited "
+            f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)"
+        )
     queue = {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}
     if state is None:  # an API-only replica: `tracehouse worker` processes ingest
         return {"ok": True, "worker": None, "queue": queue}
-    return {"ok": True,
-            "worker": {"alive": True, "heartbeat_age_s": round(state.heartbeat_age_s, 3),
-                       "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
-                       "busy_s": None if state.busy_s is None else round(state.busy_s, 3)},
-            "queue": queue}
+    return {
+        "ok": True,
+        "worker": {
+            "alive": True,
+            "heartbeat_age_s": round(state.heartbeat_age_s, 3),
+            "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
+            "busy_s": None if state.busy_s is None else round(state.busy_s, 3),
+        },
+        "queue": queue,
+    }

@@ -46,9 +46,21 @@ _COMPILED = tuple((re.compile(pattern), unit) for pattern, unit in UNIT_RULES)
 
 # The catalogue's units (api/columns.py) as display units; others (GPU-hours, FLOP/byte ...)
 # and unitless numbers print as plain numbers, unitless integers as ids.
-CATALOGUE_UNITS = {"ns": "time_ns", "s": "time_s", "%": "percent", "fraction": "fraction", "ratio": "ratio",
-                   "bytes": "bytes", "bytes/s": "bandwidth", "FLOP": "flops", "FLOP/s": "flop_rate",
-                   "GFLOP/s": "gflop_rate", "count": "count", "tokens": "count", "pixels": "count"}
+CATALOGUE_UNITS = {
+    "ns": "time_ns",
+    "s": "time_s",
+    "%": "percent",
+    "fraction": "fraction",
+    "ratio": "ratio",
+    "bytes": "bytes",
+    "bytes/s": "bandwidth",
+    "FLOP": "flops",
+    "FLOP/s": "flop_rate",
+    "GFLOP/s": "gflop_rate",
+    "count": "count",
+    "tokens": "count",
+    "pixels": "count",
+}
 
 # Width of a table written to a file or a pipe (a terminal's own width is used when it is one).
 PIPE_WIDTH = 160

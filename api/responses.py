@@ -26,9 +26,12 @@ class ErrorOut(BaseModel):
 
     ok: Literal[False]
     error: str = Field(description="One line a user can act on", examples=["run 42 does not exist"])
-    code: str = Field(description="Machine-readable kind: bad_input, bad_trace, too_large, unauthorized, "
-                                  "forbidden, not_found, invalid_request, schema_out_of_date, database_error, "
-                                  "internal_error, http_error", examples=["not_found"])
+    code: str = Field(
+        description="Machine-readable kind: bad_input, bad_trace, too_large, unauthorized, "
+        "forbidden, not_found, invalid_request, schema_out_of_date, database_error, "
+        "internal_error, http_error",
+        examples=["not_found"],
+    )
     status: int = Field(description="The HTTP status, repeated", examples=[404])
 
 
@@ -58,8 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail), exc.status_code, "http_error"),
-                            status_code=exc.status_code)
+        return JSONResponse(error_body(str(exc.detail), exc.status_code, "http_error"), status_code=exc.status_code)
 
 
 def frame_response(frame: pl.DataFrame, fmt: Format = "json") -> Response:
@@ -77,11 +79,17 @@ class TableParams:
     ``max_rows`` setting (datasette's ``max_returned_rows``): a bigger table comes back in pages,
     with ``X-Total-Count``, ``X-Truncated`` and a ``Link: rel="next"`` header to the next one."""
 
-    def __init__(self, request: Request, settings: SettingsDep,
-                 format: Annotated[Format, Query(description="json (default), csv or parquet")] = "json",
-                 limit: Annotated[int | None, Query(ge=1, le=2**53, description="Rows per answer (at most the "
-                                                    "server's max_rows, the default)")] = None,
-                 offset: Annotated[int, Query(ge=0, le=2**53, description="Rows to skip")] = 0) -> None:
+    def __init__(
+        self,
+        request: Request,
+        settings: SettingsDep,
+        format: Annotated[Format, Query(description="json (default), csv or parquet")] = "json",
+        limit: Annotated[
+            int | None,
+            Query(ge=1, le=2**53, description="Rows per answer (at most the server's max_rows, the default)"),
+        ] = None,
+        offset: Annotated[int, Query(ge=0, le=2**53, description="Rows to skip")] = 0,
+    ) -> None:
         self.request, self.format, self.offset = request, format, offset
         self.limit = min(limit or settings.max_rows, settings.max_rows)
 
@@ -109,20 +117,30 @@ TableQuery = Annotated[TableParams, Depends()]
 def table_response_doc(table: Table) -> dict[str, object]:
     """The 200 answer of a table route in OpenAPI: a row schema from the column catalogue (name,
     type, unit), a markdown table of the same for /docs, and the CSV / Parquet alternatives."""
-    rows = "\n".join(f"| `{name}` | {table.column(name).type} | {table.column(name).unit or '-'} | "
-                     f"{table.column(name).description}{'' if name in table.always else ' (depends on the query)'} |"
-                     for name in table.names())
-    row_schema = {"type": "object", "required": list(table.always),
-                  "properties": {name: table.column(name).json_schema() for name in table.names()}}
-    paging = {"X-Total-Count": "Rows in the whole table", "X-Truncated": "true when more pages follow",
-              "Link": 'rel="next": the next page, when truncated'}
+    rows = "\n".join(
+        f"| `{name}` | {table.column(name).type} | {table.column(name).unit or '-'} | "
+        f"{table.column(name).description}{'' if name in table.always else ' (depends on the query)'} |"
+        for name in table.names()
+    )
+    row_schema = {
+        "type": "object",
+        "required": list(table.always),
+        "properties": {name: table.column(name).json_schema() for name in table.names()},
+    }
+    paging = {
+        "X-Total-Count": "Rows in the whole table",
+        "X-Truncated": "true when more pages follow",
+        "Link": 'rel="next": the next page, when truncated',
+    }
     return {
         "description": "Rows (JSON array; `?format=csv` or `parquet` for the same table). Columns:\n\n"
-                       "| column | type | unit | meaning |\n|---|---|---|---|\n" + rows,
+        "| column | type | unit | meaning |\n|---|---|---|---|\n" + rows,
         "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in paging.items()},
-        "content": {"application/json": {"schema": {"type": "array", "items": row_schema}},
-                    "text/csv": {"schema": {"type": "string"}},
-                    PARQUET: {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": row_schema}},
+            "text/csv": {"schema": {"type": "string"}},
+            PARQUET: {"schema": {"type": "string", "format": "binary"}},
+        },
     }
 
 

@@ -22,8 +22,12 @@ from tracehouse.schema.models import Model, Run
 
 
 def groups(session, experiment: str) -> dict[tuple, list[int]]:  # type: ignore[no-untyped-def]
-    rows = session.execute(select(Run.id, Model.name, Run.attention_backend).join(Model, Model.id == Run.model_id)
-                           .where(Run.experiment == experiment).order_by(Run.id)).all()
+    rows = session.execute(
+        select(Run.id, Model.name, Run.attention_backend)
+        .join(Model, Model.id == Run.model_id)
+        .where(Run.experiment == experiment)
+        .order_by(Run.id)
+    ).all()
     out: dict[tuple, list[int]] = {}
     for run_id, model, backend in rows:
         out.setdefault((model, backend), []).append(run_id)
@@ -53,13 +57,27 @@ def main() -> None:
                 tries += 1
                 if hits:
                     alarms += 1
-                    flagged.append({"model": model, "backend": backend, "baseline": list(base), "new": new,
-                                    "keys": hits})
+                    flagged.append(
+                        {"model": model, "backend": backend, "baseline": list(base), "new": new, "keys": hits}
+                    )
         delete_baseline(session, "_false_alarm_probe")
         session.rollback()  # a measurement: leave the store as it was
-    print(json.dumps({"experiment": args.experiment, "baseline_size": args.baseline_size, "by": args.by,
-                      "threshold": args.threshold, "min_share": args.min_share, "tries": tries, "alarms": alarms,
-                      "rate": alarms / tries if tries else None, "flagged": flagged[:10]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "experiment": args.experiment,
+                "baseline_size": args.baseline_size,
+                "by": args.by,
+                "threshold": args.threshold,
+                "min_share": args.min_share,
+                "tries": tries,
+                "alarms": alarms,
+                "rate": alarms / tries if tries else None,
+                "flagged": flagged[:10],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,15 +43,24 @@ def _best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
 
 
 def polars_alternative(csv: Path) -> pl.DataFrame:
-    models = pl.DataFrame({"model": list(MODELS), "family": [f for f, _ in MODELS.values()],
-                           "params": [p for _, p in MODELS.values()]})
+    models = pl.DataFrame(
+        {"model": list(MODELS), "family": [f for f, _ in MODELS.values()], "params": [p for _, p in MODELS.values()]}
+    )
     jobs = pl.read_csv(csv, try_parse_dates=True).join(models, on="model")
     hours = pl.col("gpu_count") * (pl.col("end") - pl.col("start")).dt.total_seconds() / 3600
     x = pl.col("gpu_count") / pl.col("params") * 1e9
-    return jobs.with_columns(h=hours, x=x).group_by("family").agg(
-        jobs=pl.len(), gpu_hours=pl.col("h").sum(), gpus_per_bparam=pl.col("x").mean(),
-        gpus_per_bparam_gpuh=(pl.col("x") * pl.col("h")).sum() / pl.col("h").sum(),
-        mean_mem_util=(pl.col("mean_mem_util") * pl.col("h")).sum() / pl.col("h").sum()).sort("family")
+    return (
+        jobs.with_columns(h=hours, x=x)
+        .group_by("family")
+        .agg(
+            jobs=pl.len(),
+            gpu_hours=pl.col("h").sum(),
+            gpus_per_bparam=pl.col("x").mean(),
+            gpus_per_bparam_gpuh=(pl.col("x") * pl.col("h")).sum() / pl.col("h").sum(),
+            mean_mem_util=(pl.col("mean_mem_util") * pl.col("h")).sum() / pl.col("h").sum(),
+        )
+        .sort("family")
+    )
 
 
 def main() -> None:
@@ -63,7 +72,9 @@ def main() -> None:
         t = time.perf_counter()
         csv = Path(tmp) / "fleet.csv"
         pl.DataFrame(generate_jobs(args.jobs)).write_csv(csv)
-        print(f"generated {args.jobs:,} jobs ({csv.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {args.jobs:,} jobs ({csv.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t:.1f} s"
+        )
         engine = make_engine(f"sqlite:///{tmp}/bench.sqlite3")
         upgrade(engine)
         with session_scope(engine) as s:
@@ -79,11 +90,21 @@ def main() -> None:
         with session_scope(engine) as s:
             t_summary, frame = _best(lambda: fleet_summary(s, "family"), args.repeat)
         t_polars, alt = _best(lambda: polars_alternative(csv), max(1, args.repeat // 2))
-        print(frame.select("family", "jobs", "gpus_per_bparam_gpuh", "mean_mem_util",
-                           "gpus_per_bparam_gpuh_vs_llm", "mean_mem_util_vs_llm"))
+        print(
+            frame.select(
+                "family",
+                "jobs",
+                "gpus_per_bparam_gpuh",
+                "mean_mem_util",
+                "gpus_per_bparam_gpuh_vs_llm",
+                "mean_mem_util_vs_llm",
+            )
+        )
         print(alt)
         print(f"import      {t_import:8.2f} s   ({report['rows_imported']:,} rows; target < 60 s)")
-        print(f"summary     {t_summary * 1e3:8.2f} ms  (fleet_summary by family, best of {args.repeat}; target < 100 ms)")
+        print(
+            f"summary     {t_summary * 1e3:8.2f} ms  (fleet_summary by family, best of {args.repeat}; target < 100 ms)"
+        )
         print(f"polars alt  {t_polars * 1e3:8.2f} ms  (read_csv + group_by on the CSV)")
         print(f"ratio       {t_polars / t_summary:8.1f} x  (polars alternative / tracehouse summary)")
 

@@ -59,8 +59,7 @@ def write_trace(source: Path, target: Path, size: float, *, gzip_it: bool = Fals
     events, header = _events_and_header(source)
     times = [(e["ts"], e.get("dur") or 0) for e in events if isinstance(e.get("ts"), (int, float))]
     span = int(max(t + d for t, d in times) - min(t for t, _ in times)) + 1000
-    ids = [a[k] for e in events if isinstance(a := e.get("args"), dict) for k in _ID_KEYS
-           if isinstance(a.get(k), int)]
+    ids = [a[k] for e in events if isinstance(a := e.get("args"), dict) for k in _ID_KEYS if isinstance(a.get(k), int)]
     id_step = max([*ids, *(e["id"] for e in events if isinstance(e.get("id"), int))]) + 1
     head = orjson.dumps(header)[:-1] + b', "traceEvents": ['  # the events last, as Kineto writes them
     written = count = 0
@@ -93,14 +92,23 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).
 def measured(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[float, float, bool]:
     """Wall seconds, peak RSS (MB) and success of ``argv`` run in a fresh process; the peak
     is the child's own (RUSAGE_CHILDREN of a watcher that ran nothing else)."""
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(timeout), *argv], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(timeout), *argv], capture_output=True, text=True, env=env, check=True
+    )
     wall, rss_kb, done = out.stdout.split()
     return float(wall), int(rss_kb) / 1024, done == "True"
 
 
-def generated_runs(source: Path, sizes_gb: list[float], *, gzip_it: bool, hta_timeout: float, hta_up_to: float,
-                   tracehouse: list[str], hta_script: str) -> None:
+def generated_runs(
+    source: Path,
+    sizes_gb: list[float],
+    *,
+    gzip_it: bool,
+    hta_timeout: float,
+    hta_up_to: float,
+    tracehouse: list[str],
+    hta_script: str,
+) -> None:
     print(f"{'size':>6} {'JSON MB':>8} {'events':>9} {'contender':12} {'wall s':>8} {'MB/s':>7} {'peak RSS MB':>11}")
     for gb in sizes_gb:
         with tempfile.TemporaryDirectory(dir=os.environ.get("TRACEHOUSE_BENCH_DIR")) as tmp:
@@ -119,5 +127,7 @@ def generated_runs(source: Path, sizes_gb: list[float], *, gzip_it: bool, hta_ti
             for label, (wall, rss, done) in rows:
                 rate = f"{json_bytes / 1e6 / wall:7.1f}" if done else "      -"
                 state = "" if done else f"  (did not finish in {wall:.0f} s)"
-                print(f"{gb:6.1f} {json_bytes / 1e6:8.0f} {events:9d} {label:12} {wall:8.2f} {rate} {rss:11.0f}{state}",
-                      flush=True)
+                print(
+                    f"{gb:6.1f} {json_bytes / 1e6:8.0f} {events:9d} {label:12} {wall:8.2f} {rate} {rss:11.0f}{state}",
+                    flush=True,
+                )

@@ -120,8 +120,9 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
     def load(engine: Engine, parsed: ParsedTrace, kernels: pl.DataFrame, i: int) -> None:
         with session_scope(engine) as session:
             run_id = insert_run(session, parsed, kernels, RunMeta())
-            trace_id = insert_trace(session, run_id, parsed, sha256=f"{i:064d}", size=0,
-                                    original_name=path.name, raw_path="")
+            trace_id = insert_trace(
+                session, run_id, parsed, sha256=f"{i:064d}", size=0, original_name=path.name, raw_path=""
+            )
             insert_kernels(session, run_id, trace_id, kernels)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,8 +148,12 @@ CONTENDERS = {
 
 
 def run_child(kind: str, path: Path, repeat: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path), "--repeat", str(repeat)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), "--repeat", str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -179,8 +184,9 @@ _HTA_SCRIPT = """import sys
 from hta.trace_analysis import TraceAnalysis
 TraceAnalysis(trace_files={0: sys.argv[1]}, trace_dir="/")
 """
-_ORJSON_CODE = ("import sys, orjson; from isal import igzip; "
-                "orjson.loads(igzip.decompress(open(sys.argv[1], 'rb').read()))")
+_ORJSON_CODE = (
+    "import sys, orjson; from isal import igzip; orjson.loads(igzip.decompress(open(sys.argv[1], 'rb').read()))"
+)
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -197,9 +203,13 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, f
 def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple[float, float]]:
     """One fresh process per contender, from spawn to exit."""
     th = _tracehouse_command()
-    seconds: dict[str, tuple[float, float]] = {"python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"])}
-    for label, migrate_first in (("tracehouse ingest (migrated SQLite)", True),
-                                 ("tracehouse ingest (new SQLite file)", False)):
+    seconds: dict[str, tuple[float, float]] = {
+        "python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"])
+    }
+    for label, migrate_first in (
+        ("tracehouse ingest (migrated SQLite)", True),
+        ("tracehouse ingest (new SQLite file)", False),
+    ):
         work = tmp / f"r{round_no}{'m' if migrate_first else 'n'}"
         env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(work)}
         db = f"sqlite:///{work / 'bench.sqlite3'}"
@@ -226,8 +236,10 @@ def whole_process(path: Path, rounds: int) -> None:
     print(f"{'contender':42} {'wall best':>9} {'median':>7} {'CPU best':>9} {'HTA/this wall':>14} {'cpu':>6}")
     for label, timings in samples.items():
         walls, cpus = sorted(w for w, _ in timings), sorted(c for _, c in timings)
-        print(f"{label:42} {walls[0]:9.3f} {walls[len(walls) // 2]:7.3f} {cpus[0]:9.3f} "
-              f"{hta_wall / walls[0]:14.2f} {hta_cpu / cpus[0]:6.2f}")
+        print(
+            f"{label:42} {walls[0]:9.3f} {walls[len(walls) // 2]:7.3f} {cpus[0]:9.3f} "
+            f"{hta_wall / walls[0]:14.2f} {hta_cpu / cpus[0]:6.2f}"
+        )
     print("command: " + " ".join(_tracehouse_command()) + f" ingest {path} --db sqlite:///<fresh file>")
 
 
@@ -237,20 +249,32 @@ def main() -> None:
     # Best of 5 for every contender: a short run on a shared 2-core VM is easily disturbed.
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stages", action="store_true", help="also print tracehouse's time per ingest stage")
-    parser.add_argument("--whole-process", action="store_true",
-                        help="time whole processes as a user runs them (imports included)")
+    parser.add_argument(
+        "--whole-process", action="store_true", help="time whole processes as a user runs them (imports included)"
+    )
     parser.add_argument("--generate", help="GB sizes to generate and ingest, e.g. 0.8,2,4")
     parser.add_argument("--gzip", action="store_true", help="with --generate: write .json.gz")
     parser.add_argument("--hta-timeout", type=float, default=600, help="with --generate: seconds HTA gets")
-    parser.add_argument("--hta-up-to", type=float, default=1.0,
-                        help="with --generate: largest size (GB) HTA is run on (it needs ~10x the JSON in memory)")
+    parser.add_argument(
+        "--hta-up-to",
+        type=float,
+        default=1.0,
+        help="with --generate: largest size (GB) HTA is run on (it needs ~10x the JSON in memory)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         from generate import generated_runs  # beside this file
 
-        generated_runs(args.file, [float(s) for s in args.generate.split(",")], gzip_it=args.gzip,
-                       hta_timeout=args.hta_timeout, hta_up_to=args.hta_up_to, tracehouse=_tracehouse_command(), hta_script=_HTA_SCRIPT)
+        generated_runs(
+            args.file,
+            [float(s) for s in args.generate.split(",")],
+            gzip_it=args.gzip,
+            hta_timeout=args.hta_timeout,
+            hta_up_to=args.hta_up_to,
+            tracehouse=_tracehouse_command(),
+            hta_script=_HTA_SCRIPT,
+        )
         return
     if args.whole_process:
         print(f"file: {args.file} ({os.path.getsize(args.file) / 1e6:.1f} MB on disk)")
@@ -260,9 +284,12 @@ def main() -> None:
         print(json.dumps(child_stages(args.file, args.repeat)))
         return
     if args.child:
-        fn = {"tracehouse": child_tracehouse, "hta": child_hta,
-              "orjson": lambda p, r: child_orjson(p, r, gunzip=False),
-              "orjson_gz": lambda p, r: child_orjson(p, r, gunzip=True)}[args.child]
+        fn = {
+            "tracehouse": child_tracehouse,
+            "hta": child_hta,
+            "orjson": lambda p, r: child_orjson(p, r, gunzip=False),
+            "orjson_gz": lambda p, r: child_orjson(p, r, gunzip=True),
+        }[args.child]
         seconds = fn(args.file, args.repeat)
         print(json.dumps({"seconds": seconds, "peak_rss_mb": _rss_mb()}))
         return
@@ -275,9 +302,11 @@ def main() -> None:
         print(f"{label:42} {r['seconds']:9.3f} {r['peak_rss_mb']:12.0f} {r['seconds'] / ours['seconds']:12.2f}")
     hta = results["HTA TraceAnalysis load"]
     plain = results["orjson.loads (gunzipped bytes)"]
-    print(f"tracehouse is {hta['seconds'] / ours['seconds']:.1f}x faster than HTA and takes "
-          f"{ours['seconds'] / plain['seconds']:.2f}x the time of orjson.loads alone; "
-          f"peak RSS {ours['peak_rss_mb']:.0f} MB vs HTA {hta['peak_rss_mb']:.0f} MB")
+    print(
+        f"tracehouse is {hta['seconds'] / ours['seconds']:.1f}x faster than HTA and takes "
+        f"{ours['seconds'] / plain['seconds']:.2f}x the time of orjson.loads alone; "
+        f"peak RSS {ours['peak_rss_mb']:.0f} MB vs HTA {hta['peak_rss_mb']:.0f} MB"
+    )
     if args.stages:
         print(f"tracehouse by stage, best of {args.repeat} each:")
         for stage, seconds in run_child("stages", args.file, args.repeat).items():

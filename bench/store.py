@@ -121,25 +121,43 @@ def _copy_statements(engine: Engine) -> dict[str, str]:
         cols = _columns(engine, table)
         chosen = [":new_run" if c == "run_id" else ":new_trace" if c == "trace_id" else f'"{c}"' for c in cols]
         order = " ORDER BY seq" if table == "kernel" else ""
-        out[table] = (f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
-                      f'SELECT {", ".join(chosen)} FROM bench_seed_{table} WHERE run_id = :seed{order}')
+        out[table] = (
+            f"INSERT INTO {table} ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
+            f"SELECT {', '.join(chosen)} FROM bench_seed_{table} WHERE run_id = :seed{order}"
+        )
     return out
 
 
-def _clone_rows(i: int, seed_run: dict, seed_trace: dict, model_ids: list[int], when: datetime,
-                run_id: int, trace_id: int) -> tuple[dict, dict, list[dict]]:
+def _clone_rows(
+    i: int, seed_run: dict, seed_trace: dict, model_ids: list[int], when: datetime, run_id: int, trace_id: int
+) -> tuple[dict, dict, list[dict]]:
     """Clone ``i``'s run, trace and tag rows: deterministic in ``i``."""
     n = len(model_ids)
-    run = {**seed_run, "id": run_id, "model_id": model_ids[i % n],
-           "attention_backend": BACKENDS[(i // n) % 2], "image_size": IMAGE_SIZES[(i // (2 * n)) % 4],
-           "batch": 1 << ((i // (8 * n)) % 4), "host": f"node-{i % 64:02d}",
-           "created_at": when, "uploaded_by_token_id": None}
+    run = {
+        **seed_run,
+        "id": run_id,
+        "model_id": model_ids[i % n],
+        "attention_backend": BACKENDS[(i // n) % 2],
+        "image_size": IMAGE_SIZES[(i // (2 * n)) % 4],
+        "batch": 1 << ((i // (8 * n)) % 4),
+        "host": f"node-{i % 64:02d}",
+        "created_at": when,
+        "uploaded_by_token_id": None,
+    }
     digest = hashlib.sha256(f"{seed_trace['sha256']}:{i}".encode()).hexdigest()
-    trace = {**seed_trace, "id": trace_id, "run_id": run_id, "sha256": digest,
-             "content_sha256": hashlib.sha256(digest.encode()).hexdigest(),
-             "original_name": f"clone{i}-{seed_trace['original_name']}", "ingested_at": run["created_at"]}
-    tags = [{"run_id": run_id, "key": "lab", "value": f"lab-{i % LABS:02d}"},
-            {"run_id": run_id, "key": "commit", "value": digest[:8]}]
+    trace = {
+        **seed_trace,
+        "id": trace_id,
+        "run_id": run_id,
+        "sha256": digest,
+        "content_sha256": hashlib.sha256(digest.encode()).hexdigest(),
+        "original_name": f"clone{i}-{seed_trace['original_name']}",
+        "ingested_at": run["created_at"],
+    }
+    tags = [
+        {"run_id": run_id, "key": "lab", "value": f"lab-{i % LABS:02d}"},
+        {"run_id": run_id, "key": "commit", "value": digest[:8]},
+    ]
     return run, trace, tags
 
 
@@ -158,10 +176,14 @@ def clone_runs(engine: Engine, seed_runs: list[int], total: int, defer_indexes: 
                 index.drop(conn)
     copy = _copy_statements(engine)
     with session_scope(engine) as s:
-        runs = {r.id: {c.name: getattr(r, c.name) for c in Run.__table__.columns}
-                for r in s.scalars(select(Run).where(Run.id.in_(seed_runs)))}
-        traces = {t.run_id: {c.name: getattr(t, c.name) for c in Trace.__table__.columns}
-                  for t in s.scalars(select(Trace).where(Trace.run_id.in_(seed_runs)))}
+        runs = {
+            r.id: {c.name: getattr(r, c.name) for c in Run.__table__.columns}
+            for r in s.scalars(select(Run).where(Run.id.in_(seed_runs)))
+        }
+        traces = {
+            t.run_id: {c.name: getattr(t, c.name) for c in Trace.__table__.columns}
+            for t in s.scalars(select(Trace).where(Trace.run_id.in_(seed_runs)))
+        }
         model_ids = sorted({r["model_id"] for r in runs.values()})
         next_run = (s.scalar(select(func.max(Run.id))) or 0) + 1
         next_trace = (s.scalar(select(func.max(Trace.id))) or 0) + 1
@@ -176,15 +198,20 @@ def clone_runs(engine: Engine, seed_runs: list[int], total: int, defer_indexes: 
             for i in range(first, min(first + CHUNK, clones)):
                 seed = seed_runs[i % len(seed_runs)]
                 when = base + timedelta(seconds=365 * 86400 * i // clones)  # a year of uploads
-                run, trace, tags = _clone_rows(i, runs[seed], traces[seed], model_ids, when,
-                                               next_run + i, next_trace + i)
+                run, trace, tags = _clone_rows(
+                    i, runs[seed], traces[seed], model_ids, when, next_run + i, next_trace + i
+                )
                 s.execute(insert(Run), [run])
                 s.execute(insert(Trace), [trace])
                 s.execute(insert(RunTag), tags)
                 for table in COPIED:
                     s.execute(text(copy[table]), {"new_run": run["id"], "new_trace": trace["id"], "seed": seed})
-        print(f"\r  cloned {min(first + CHUNK, clones)}/{clones} runs "
-                  f"({time.perf_counter() - started:.0f} s)", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r  cloned {min(first + CHUNK, clones)}/{clones} runs ({time.perf_counter() - started:.0f} s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
     print(file=sys.stderr)
     _unstage_seeds(engine)
     if defer_indexes:
@@ -214,25 +241,40 @@ def storage(engine: Engine) -> dict[str, object]:
         runs = conn.execute(text("SELECT count(*) FROM run")).scalar_one()
         if engine.dialect.name == "postgresql":
             kernel = conn.execute(text("SELECT pg_total_relation_size('kernel')")).scalar_one()
-            total = conn.execute(text("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN "
-                                      "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
-                                      "current_schema() AND c.relkind = 'r'")).scalar_one()
+            total = conn.execute(
+                text(
+                    "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN "
+                    "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
+                    "current_schema() AND c.relkind = 'r'"
+                )
+            ).scalar_one()
         else:
-            kernel = conn.execute(text("SELECT sum(pgsize) FROM dbstat WHERE name = 'kernel' OR name IN "
-                                       "(SELECT name FROM sqlite_master WHERE tbl_name = 'kernel')")).scalar()
+            kernel = conn.execute(
+                text(
+                    "SELECT sum(pgsize) FROM dbstat WHERE name = 'kernel' OR name IN "
+                    "(SELECT name FROM sqlite_master WHERE tbl_name = 'kernel')"
+                )
+            ).scalar()
             page = conn.execute(text("PRAGMA page_size")).scalar_one()
             total = page * conn.execute(text("PRAGMA page_count")).scalar_one()
-    return {"runs": runs, "kernel_rows": rows, "kernel_bytes": int(kernel or 0), "store_bytes": int(total or 0),
-            "kernel_bytes_per_row": round(int(kernel or 0) / rows, 1) if rows else None}
+    return {
+        "runs": runs,
+        "kernel_rows": rows,
+        "kernel_bytes": int(kernel or 0),
+        "store_bytes": int(total or 0),
+        "kernel_bytes_per_row": round(int(kernel or 0) / rows, 1) if rows else None,
+    }
 
 
 def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, object]]:
     """name -> (kind, a callable giving the next request's path and params)."""
+
     def one(path: str, **params: object):  # type: ignore[no-untyped-def]
         def pick() -> tuple[str, dict[str, object]]:
             run, other = rng.choice(run_ids), rng.choice(run_ids)
             fill = lambda v: v.format(run=run, other=other) if isinstance(v, str) else v  # noqa: E731
             return fill(path), {k: fill(v) for k, v in params.items()}
+
         return pick
 
     return {
@@ -243,14 +285,20 @@ def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, obje
         "launches": ("per-run", one("/v1/runs/{run}/launches", limit=100)),
         "compare two runs (Table II row)": ("per-run", one("/v1/compare", baseline="{run}", other="{other}")),
         "runs list, all": ("cross-run", one("/v1/runs")),
-        "runs list, model+backend+lab tag": ("cross-run", one("/v1/runs", model="parti",
-                                                              attention_backend="flash", tag="lab=lab-07")),
+        "runs list, model+backend+lab tag": (
+            "cross-run",
+            one("/v1/runs", model="parti", attention_backend="flash", tag="lab=lab-07"),
+        ),
         "runs list, since a date": ("cross-run", one("/v1/runs", since="2026-11-01T00:00:00")),
         "speedups (Table II)": ("cross-run", one("/v1/speedups")),
-        "sweep image_size": ("cross-run", one("/v1/sweep", model="stable-diffusion", knob="image_size",
-                                              operator=["attention", "total"])),
-        "across hardware": ("cross-run", one("/v1/hardware", model="llama-2-7b",
-                                             filter=["attention_backend=flash", "image_size=512", "batch=1"])),
+        "sweep image_size": (
+            "cross-run",
+            one("/v1/sweep", model="stable-diffusion", knob="image_size", operator=["attention", "total"]),
+        ),
+        "across hardware": (
+            "cross-run",
+            one("/v1/hardware", model="llama-2-7b", filter=["attention_backend=flash", "image_size=512", "batch=1"]),
+        ),
     }
 
 
@@ -268,8 +316,12 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), "TRACEHOUSE_GC_ON_START": "false"}
         with (data_dir / "serve.log").open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", url,
-                                          "--port", str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", url, "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
@@ -303,11 +355,22 @@ def measure(server: Server, token: str, run_ids: list[int], repeat: int, seed: i
                     times.append(elapsed * 1000)
                 rows = len(reply.json()) if isinstance(reply.json(), list) else 1
             times.sort()
-            results.append({"query": name, "kind": kind, "p50_ms": round(statistics.median(times), 1),
-                            "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 1),
-                            "rows": rows, "n": len(times)})
-            print(f"  {kind:9} {name:36} p50 {results[-1]['p50_ms']:8.1f} ms  p95 {results[-1]['p95_ms']:8.1f} ms"
-                  f"  ({rows} rows)", file=sys.stderr, flush=True)
+            results.append(
+                {
+                    "query": name,
+                    "kind": kind,
+                    "p50_ms": round(statistics.median(times), 1),
+                    "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 1),
+                    "rows": rows,
+                    "n": len(times),
+                }
+            )
+            print(
+                f"  {kind:9} {name:36} p50 {results[-1]['p50_ms']:8.1f} ms  p95 {results[-1]['p95_ms']:8.1f} ms"
+                f"  ({rows} rows)",
+                file=sys.stderr,
+                flush=True,
+            )
     return results
 
 
@@ -318,8 +381,13 @@ def build(engine: Engine, runs: int, seeds: list[Path], raw_dir: Path, defer_ind
     seed_runs, seed_s, seed_rows = ingest_seeds(engine, seeds, raw_dir)
     print(f"  ingested {len(seeds)} seed traces ({seed_rows} kernel rows) in {seed_s:.1f} s", file=sys.stderr)
     clone_s = clone_runs(engine, seed_runs, runs, defer_indexes)
-    return {"seed_traces": len(seeds), "seed_kernel_rows": seed_rows, "seed_ingest_s": round(seed_s, 2),
-            "clone_s": round(clone_s, 1), "deferred_indexes": defer_indexes}
+    return {
+        "seed_traces": len(seeds),
+        "seed_kernel_rows": seed_rows,
+        "seed_ingest_s": round(seed_s, 2),
+        "clone_s": round(clone_s, 1),
+        "deferred_indexes": defer_indexes,
+    }
 
 
 def main() -> None:
@@ -329,8 +397,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--seeds", nargs="*", default=SEEDS, help="kineto trace names under ../shared/traces/kineto")
     ap.add_argument("--repeat", type=int, default=20)
-    ap.add_argument("--defer-indexes", action="store_true",
-                    help="Build the kernel indexes after the clones instead of during (big stores)")
+    ap.add_argument(
+        "--defer-indexes",
+        action="store_true",
+        help="Build the kernel indexes after the clones instead of during (big stores)",
+    )
     ap.add_argument("--reuse", action="store_true", help="Measure the store already there; build nothing")
     ap.add_argument("--json", type=Path, help="Write the figures here")
     args = ap.parse_args()
@@ -349,8 +420,9 @@ def main() -> None:
         report: dict[str, object] = {"backend": engine.dialect.name, "runs_requested": args.runs}
         if not args.reuse:
             started = time.perf_counter()
-            report["build"] = build(engine, args.runs, [KINETO / f"{n}.json.gz" for n in args.seeds], data / "raw",
-                                    args.defer_indexes)
+            report["build"] = build(
+                engine, args.runs, [KINETO / f"{n}.json.gz" for n in args.seeds], data / "raw", args.defer_indexes
+            )
             report["build"]["total_s"] = round(time.perf_counter() - started, 1)  # type: ignore[index]
         report["storage"] = storage(engine)
         print(f"  store: {report['storage']}", file=sys.stderr)

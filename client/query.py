@@ -68,13 +68,29 @@ class Client:
         return reply.json() if reply.content else None
 
     # ---------------------------------------------------------------- runs
-    def runs(self, *, model: str | None = None, family: str | None = None, hardware: str | None = None,
-             attention_backend: str | None = None, tags: Mapping[str, str] | None = None,
-             since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
-        return self.table("/v1/runs", {"model": model, "family": family, "hardware": hardware,
-                                       "attention_backend": attention_backend, "tag": _filters(tags or {}),
-                                       "since": since.isoformat() if since else None,
-                                       "until": until.isoformat() if until else None})
+    def runs(
+        self,
+        *,
+        model: str | None = None,
+        family: str | None = None,
+        hardware: str | None = None,
+        attention_backend: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> pl.DataFrame:
+        return self.table(
+            "/v1/runs",
+            {
+                "model": model,
+                "family": family,
+                "hardware": hardware,
+                "attention_backend": attention_backend,
+                "tag": _filters(tags or {}),
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+            },
+        )
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run's metadata and tags."""
@@ -83,7 +99,9 @@ class Client:
     def delete_run(self, run_id: int) -> None:
         self._json("DELETE", f"/v1/runs/{run_id}")
 
-    def edit_run(self, run_id: int, *, tags: Mapping[str, str | None] | None = None, **fields: object) -> dict[str, Any]:
+    def edit_run(
+        self, run_id: int, *, tags: Mapping[str, str | None] | None = None, **fields: object
+    ) -> dict[str, Any]:
         """Set run fields (``None`` clears one) and tags (``None`` removes one); the run as it is now."""
         return self._json("PATCH", f"/v1/runs/{run_id}", json={**fields, "tags": dict(tags or {})})
 
@@ -134,10 +152,18 @@ class Client:
         """Nsight Compute counters per kernel launch (``tracehouse counters``)."""
         return self.table(f"/v1/runs/{run_id}/counter-roofline")
 
-    def run_memory_model(self, run_id: int, *, latent_factor: int | None = None, unet_depth: int | None = None,
-                         downsample_factor: int = 2) -> pl.DataFrame:
-        return self.table(f"/v1/runs/{run_id}/memory-model", {
-            "latent_factor": latent_factor, "unet_depth": unet_depth, "downsample_factor": downsample_factor})
+    def run_memory_model(
+        self,
+        run_id: int,
+        *,
+        latent_factor: int | None = None,
+        unet_depth: int | None = None,
+        downsample_factor: int = 2,
+    ) -> pl.DataFrame:
+        return self.table(
+            f"/v1/runs/{run_id}/memory-model",
+            {"latent_factor": latent_factor, "unet_depth": unet_depth, "downsample_factor": downsample_factor},
+        )
 
     def idle(self, run_id: int, consecutive_kernel_delay_ns: int = 30_000) -> pl.DataFrame:
         """Idle time per device × stream: host wait, kernel wait, other (``tracehouse idle``)."""
@@ -161,25 +187,52 @@ class Client:
         return self.table(f"/v1/runs/{run_id}/memory-peak")
 
     # ---------------------------------------------------------------- across runs
-    def diff(self, a: int | Iterable[int], b: int | Iterable[int], by: str = "operator",
-             threshold: str = "5%") -> pl.DataFrame:
+    def diff(
+        self, a: int | Iterable[int], b: int | Iterable[int], by: str = "operator", threshold: str = "5%"
+    ) -> pl.DataFrame:
         """What changed from runs A to runs B (several ids: repeats), judged against the noise."""
         return self.table("/v1/diff", {"a": _ids(a), "b": _ids(b), "by": by, "threshold": threshold})
 
-    def check(self, runs: int | Iterable[int], baseline: str, by: str = "operator", threshold: str = "5%",
-              min_share: float = 0.05) -> pl.DataFrame:
+    def check(
+        self,
+        runs: int | Iterable[int],
+        baseline: str,
+        by: str = "operator",
+        threshold: str = "5%",
+        min_share: float = 0.05,
+    ) -> pl.DataFrame:
         """The CI gate's table (``tracehouse check``): ``regressed`` rows first."""
-        return self.table("/v1/check", {"run": _ids(runs), "baseline": baseline, "by": by,
-                                        "threshold": threshold, "min_share": min_share})
+        return self.table(
+            "/v1/check",
+            {"run": _ids(runs), "baseline": baseline, "by": by, "threshold": threshold, "min_share": min_share},
+        )
 
     def baselines(self) -> pl.DataFrame:
         return self.table("/v1/baselines")
 
-    def history(self, model: str, key: str = "total", metric: str = "time", by: str = "operator",
-                order: str = "date", threshold: str = "5%", filters: Iterable[str] = ()) -> pl.DataFrame:
+    def history(
+        self,
+        model: str,
+        key: str = "total",
+        metric: str = "time",
+        by: str = "operator",
+        order: str = "date",
+        threshold: str = "5%",
+        filters: Iterable[str] = (),
+    ) -> pl.DataFrame:
         """One metric over alike runs, with change points (``tracehouse history``)."""
-        return self.table("/v1/history", {"model": model, "key": key, "metric": metric, "by": by, "order": order,
-                                          "threshold": threshold, "filter": list(filters) or None})
+        return self.table(
+            "/v1/history",
+            {
+                "model": model,
+                "key": key,
+                "metric": metric,
+                "by": by,
+                "order": order,
+                "threshold": threshold,
+                "filter": list(filters) or None,
+            },
+        )
 
     def matrix(self, metric: str = "share", by: str = "operator", **filters: str) -> pl.DataFrame:
         """Runs × operators in long form, the table behind a heatmap (``tracehouse matrix``)."""
@@ -201,38 +254,68 @@ class Client:
         """Fig 6: compute vs communication by GPU count."""
         return self.table("/v1/suite/compute-comm", {"model": model, "by_world_size": by_world_size})
 
-    def compare(self, baseline: int, other: int, *, summary: bool = False,
-                operator: str = "attention") -> pl.DataFrame:
-        return self.table("/v1/compare", {"baseline": baseline, "other": other, "summary": summary,
-                                          "operator": operator})
+    def compare(self, baseline: int, other: int, *, summary: bool = False, operator: str = "attention") -> pl.DataFrame:
+        return self.table(
+            "/v1/compare", {"baseline": baseline, "other": other, "summary": summary, "operator": operator}
+        )
 
-    def speedups(self, baseline: str = "baseline", other: str = "flash", *, model: str | None = None,
-                 hardware: str | None = None) -> pl.DataFrame:
+    def speedups(
+        self, baseline: str = "baseline", other: str = "flash", *, model: str | None = None, hardware: str | None = None
+    ) -> pl.DataFrame:
         """Table II: every stored baseline / optimised pair."""
-        return self.table("/v1/speedups", {"baseline": baseline, "other": other, "model": model,
-                                           "hardware": hardware})
+        return self.table("/v1/speedups", {"baseline": baseline, "other": other, "model": model, "hardware": hardware})
 
-    def sweep(self, model: str, knob: str, operators: Iterable[str] = ("attention", "conv"),
-              **filters: object) -> pl.DataFrame:
-        return self.table("/v1/sweep", {"model": model, "knob": knob, "operator": list(operators),
-                                        "filter": _filters(filters)})
+    def sweep(
+        self, model: str, knob: str, operators: Iterable[str] = ("attention", "conv"), **filters: object
+    ) -> pl.DataFrame:
+        return self.table(
+            "/v1/sweep", {"model": model, "knob": knob, "operator": list(operators), "filter": _filters(filters)}
+        )
 
     def hardware(self, model: str, reference: str = "slowest", **filters: object) -> pl.DataFrame:
         return self.table("/v1/hardware", {"model": model, "reference": reference, "filter": _filters(filters)})
 
     # ---------------------------------------------------------------- formulas
-    def attention_flops(self, frames: Iterable[int], height: int, width: int, *, batch: int = 1, heads: int = 1,
-                        head_dim: int = 64) -> pl.DataFrame:
-        return self.table("/v1/attention-flops", {"frames": list(frames), "height": height, "width": width,
-                                                  "batch": batch, "heads": heads, "head_dim": head_dim})
+    def attention_flops(
+        self, frames: Iterable[int], height: int, width: int, *, batch: int = 1, heads: int = 1, head_dim: int = 64
+    ) -> pl.DataFrame:
+        return self.table(
+            "/v1/attention-flops",
+            {
+                "frames": list(frames),
+                "height": height,
+                "width": width,
+                "batch": batch,
+                "heads": heads,
+                "head_dim": head_dim,
+            },
+        )
 
-    def memory_model(self, image_size: int, latent_factor: int, text_length: int, unet_depth: int, *,
-                     downsample_factor: int = 2, bytes_per_element: int = 2, heads: int = 1,
-                     batch: int = 1) -> pl.DataFrame:
-        return self.table("/v1/memory-model", {
-            "image_size": image_size, "latent_factor": latent_factor, "text_length": text_length,
-            "unet_depth": unet_depth, "downsample_factor": downsample_factor,
-            "bytes_per_element": bytes_per_element, "heads": heads, "batch": batch})
+    def memory_model(
+        self,
+        image_size: int,
+        latent_factor: int,
+        text_length: int,
+        unet_depth: int,
+        *,
+        downsample_factor: int = 2,
+        bytes_per_element: int = 2,
+        heads: int = 1,
+        batch: int = 1,
+    ) -> pl.DataFrame:
+        return self.table(
+            "/v1/memory-model",
+            {
+                "image_size": image_size,
+                "latent_factor": latent_factor,
+                "text_length": text_length,
+                "unet_depth": unet_depth,
+                "downsample_factor": downsample_factor,
+                "bytes_per_element": bytes_per_element,
+                "heads": heads,
+                "batch": batch,
+            },
+        )
 
     # ---------------------------------------------------------------- fleet
     def fleet_summary(self, by: str = "family", phase: str | None = None) -> pl.DataFrame:
@@ -248,8 +331,9 @@ class Client:
         return self.table("/v1/models")
 
     # ---------------------------------------------------------------- uploads and jobs
-    def upload(self, path: str | Path, *, wait: bool | float = True, run_id: int | None = None,
-               **meta: object) -> dict[str, Any]:
+    def upload(
+        self, path: str | Path, *, wait: bool | float = True, run_id: int | None = None, **meta: object
+    ) -> dict[str, Any]:
         """Upload a trace (or an Nsight Compute run's folder, or a folder with one trace and its
         counters) as one run; ``meta`` are run metadata or tags (``model="stable-diffusion",
         attention_backend="flash", image_size=512``).  ``wait``: True waits up to 600 s, a number
@@ -263,12 +347,20 @@ class Client:
         timeout = 600.0 if wait is True else float(wait or 0)
         return self.upload_many([Path(path)], wait=timeout, run_id=run_id, **meta)[-1]
 
-    def upload_many(self, paths: Iterable[str | Path], *, wait: float = 600, run_id: int | None = None,
-                    **meta: object) -> list[dict[str, Any]]:
+    def upload_many(
+        self, paths: Iterable[str | Path], *, wait: float = 600, run_id: int | None = None, **meta: object
+    ) -> list[dict[str, Any]]:
         """Upload files and folders as ``tracehouse upload`` does: one job per run."""
         pairs = [f"{key}={value}" for key, value in meta.items() if value is not None]
-        jobs = upload_with(self._http, [Path(p) for p in paths], pairs, run_id=run_id, wait=wait > 0,
-                           progress=False, timeout_s=wait or 600)
+        jobs = upload_with(
+            self._http,
+            [Path(p) for p in paths],
+            pairs,
+            run_id=run_id,
+            wait=wait > 0,
+            progress=False,
+            timeout_s=wait or 600,
+        )
         for job in jobs:
             if job["status"] == "failed":
                 raise BadTrace(f"{job['path']}: {job.get('error') or 'ingest failed'}")

@@ -55,8 +55,9 @@ def raise_for_error(response: httpx.Response) -> None:
     raise error
 
 
-def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None,
-          progress: Progress | None) -> dict:
+def _post(
+    client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None, progress: Progress | None
+) -> dict:
     """One request per unit: a timeline trace (with its manifest) or an ncu run's CSVs."""
     from tracehouse.core.meta import manifest_path_for
 
@@ -81,8 +82,16 @@ def _post(client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int |
     return response.json()
 
 
-def upload_with(client: httpx.Client, paths: list[Path], meta: list[str], *, run_id: int | None = None,
-                wait: bool = True, progress: bool = True, timeout_s: float = 600) -> list[dict]:
+def upload_with(
+    client: httpx.Client,
+    paths: list[Path],
+    meta: list[str],
+    *,
+    run_id: int | None = None,
+    wait: bool = True,
+    progress: bool = True,
+    timeout_s: float = 600,
+) -> list[dict]:
     """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
     ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
     waited for first).  ``client`` carries the server URL and token."""
@@ -105,13 +114,21 @@ def upload_with(client: httpx.Client, paths: list[Path], meta: list[str], *, run
         return [{"path": label, **(wait_for_job(client, job, timeout_s) if wait else job)} for label, job in jobs]
 
 
-def upload_files(paths: list[Path], server: str, token: str, meta: list[str], *, run_id: int | None = None,
-                 wait: bool = True, progress: bool = True, timeout_s: float = 600) -> list[dict]:
+def upload_files(
+    paths: list[Path],
+    server: str,
+    token: str,
+    meta: list[str],
+    *,
+    run_id: int | None = None,
+    wait: bool = True,
+    progress: bool = True,
+    timeout_s: float = 600,
+) -> list[dict]:
     """:func:`upload_with` on a connection of its own to ``server`` with ``token``."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server, headers=headers, timeout=120) as client:
-        return upload_with(client, paths, meta, run_id=run_id, wait=wait, progress=progress,
-                           timeout_s=timeout_s)
+        return upload_with(client, paths, meta, run_id=run_id, wait=wait, progress=progress, timeout_s=timeout_s)
 
 
 def wait_for_job(client: httpx.Client, job: dict, timeout_s: float) -> dict:

@@ -176,14 +176,24 @@ def attention(
     """
     b, h, sq, d = q.shape
     skv = k.shape[-2]
-    with annotated(operator="attention", attention_type=attention_type, seq_q=sq, seq_kv=skv,
-                   batch=b, heads=h, head_dim=d):
+    with annotated(
+        operator="attention", attention_type=attention_type, seq_q=sq, seq_kv=skv, batch=b, heads=h, head_dim=d
+    ):
         out = _sdpa(q, k, v, attention_type, d, is_causal=is_causal, attn_mask=attn_mask, scale=scale)
         return out.transpose(1, 2).contiguous() if seq_major else out
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_type: str, d: int, *,
-          is_causal: bool, attn_mask: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+def _sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_type: str,
+    d: int,
+    *,
+    is_causal: bool,
+    attn_mask: torch.Tensor | None,
+    scale: float | None,
+) -> torch.Tensor:
     try:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
     except RuntimeError as exc:
@@ -194,16 +204,21 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_type: str
         key = f"{attention_type}:d{d}"
         FALLBACKS[key] = FALLBACKS.get(key, 0) + 1
         from torch.nn.attention import SDPBackend, sdpa_kernel
+
         with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                                  scale=scale)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
 
 
 # Library layers (transformers / diffusers models) get their ranges from forward hooks: the layer
 # class (or, for RMSNorm variants that are not torch.nn classes, its name) -> operator.
 _HOOK_OPERATORS: tuple[tuple[type, str], ...] = (
-    (nn.Linear, "linear"), (nn.Conv1d, "conv"), (nn.Conv2d, "conv"), (nn.Conv3d, "conv"),
-    (nn.GroupNorm, "groupnorm"), (nn.LayerNorm, "layernorm"), (nn.Embedding, "embedding"),
+    (nn.Linear, "linear"),
+    (nn.Conv1d, "conv"),
+    (nn.Conv2d, "conv"),
+    (nn.Conv3d, "conv"),
+    (nn.GroupNorm, "groupnorm"),
+    (nn.LayerNorm, "layernorm"),
+    (nn.Embedding, "embedding"),
 )
 _ANNOTATED_CLASSES = (ALinear, AConv2d, AConv3d, AGroupNorm, ALayerNorm, ARMSNorm, AEmbedding)
 
@@ -251,6 +266,18 @@ FALLBACKS: dict[str, int] = {}
 
 
 __all__ = [
-    "AConv2d", "AConv3d", "AEmbedding", "AGroupNorm", "ALayerNorm", "ALinear", "ARMSNorm",
-    "StepWindow", "annotated", "attention", "component", "instrument", "set_nvtx", "step_window",
+    "AConv2d",
+    "AConv3d",
+    "AEmbedding",
+    "AGroupNorm",
+    "ALayerNorm",
+    "ALinear",
+    "ARMSNorm",
+    "StepWindow",
+    "annotated",
+    "attention",
+    "component",
+    "instrument",
+    "set_nvtx",
+    "step_window",
 ]

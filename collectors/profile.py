@@ -33,11 +33,23 @@ ATTENTION_BACKENDS = {
     "cudnn": [SDPBackend.CUDNN_ATTENTION],
     "auto": None,  # let SDPA choose
 }
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 DTYPE_SHORT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-KNOB_SHORT = {"image_size": "img", "frames": "f", "steps": "s", "batch": "b",
-              "decode_tokens": "dec", "text_length": "txt"}
+KNOB_SHORT = {
+    "image_size": "img",
+    "frames": "f",
+    "steps": "s",
+    "batch": "b",
+    "decode_tokens": "dec",
+    "text_length": "txt",
+}
 
 
 @dataclass
@@ -58,8 +70,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}") from None
 
 
-def trace_name(model: str, scale: str, device: str, attention: str, overrides: Knobs | None,
-               dtype: torch.dtype) -> str:
+def trace_name(model: str, scale: str, device: str, attention: str, overrides: Knobs | None, dtype: torch.dtype) -> str:
     parts = [short_name(model), scale, device.split(":", maxsplit=1)[0], attention]
     if overrides is not None:
         for key, short in KNOB_SHORT.items():
@@ -87,16 +98,23 @@ def _backend_ctx(attention: str):
 
 
 def _host_info(device: torch.device) -> dict[str, str]:
-    tags = {"torch_version": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu_threads": str(torch.get_num_threads()),
-            "device": str(device)}
+    tags = {
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_threads": str(torch.get_num_threads()),
+        "device": str(device),
+    }
     if torch.version.cuda:
         tags["cuda_version"] = str(torch.version.cuda)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        tags.update(gpu_name=props.name, gpu_memory_bytes=str(props.total_memory),
-                    gpu_sm_count=str(props.multi_processor_count),
-                    gpu_compute_capability=f"{props.major}.{props.minor}")
+        tags.update(
+            gpu_name=props.name,
+            gpu_memory_bytes=str(props.total_memory),
+            gpu_sm_count=str(props.multi_processor_count),
+            gpu_compute_capability=f"{props.major}.{props.minor}",
+        )
     return tags
 
 
@@ -116,9 +134,11 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
     ``device_type``: the allocator to read (0: CPU, 1: CUDA)."""
     data = json.loads(raw.read_text())
     events = data.get("traceEvents", [])
-    mem = [(e["ts"], int(e["args"].get("Total Allocated", 0))) for e in events
-           if e.get("name") == "[memory]" and "args" in e
-           and int(e["args"].get("Device Type", 0)) == device_type]
+    mem = [
+        (e["ts"], int(e["args"].get("Total Allocated", 0)))
+        for e in events
+        if e.get("name") == "[memory]" and "args" in e and int(e["args"].get("Device Type", 0)) == device_type
+    ]
     peaks: dict[str, int] = {}
     if mem:
         peaks[""] = max(v for _, v in mem)
@@ -130,6 +150,7 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
                 if ann is not None and ann.component and ann.operator is None:
                     comps.append((ann.component, e["ts"], e["ts"] + e.get("dur", 0)))
         import bisect
+
         times = [t for t, _ in mem]
         for comp, t0, t1 in comps:
             lo, hi = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1)
@@ -159,12 +180,23 @@ def _warm_profiler() -> None:
         _PROFILER_WARM["done"] = True
 
 
-def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
-                knobs: Knobs | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32",
-                out: Path = Path("traces"), name: str | None = None, warmup: bool | None = None,
-                seed: int = 0, profile_memory: bool = True,
-                max_profiled_steps: int | None = None, name_suffix: str = "",
-                extra_meta: dict[str, Any] | None = None) -> CollectResult:
+def collect_one(
+    model: str,
+    scale: str = "tiny",
+    attention: str = "baseline",
+    *,
+    knobs: Knobs | None = None,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    out: Path = Path("traces"),
+    name: str | None = None,
+    warmup: bool | None = None,
+    seed: int = 0,
+    profile_memory: bool = True,
+    max_profiled_steps: int | None = None,
+    name_suffix: str = "",
+    extra_meta: dict[str, Any] | None = None,
+) -> CollectResult:
     """Profile one pipeline run.  ``max_profiled_steps``: keep only the first N steps of each
     denoising / decode loop in the trace (the rest still runs, with collection off).
     ``name_suffix`` tells repeats' files apart; ``extra_meta`` (experiment, commit, version,
@@ -177,8 +209,14 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
     eff = cfg.knobs.over(knobs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    name = name or (trace_name(model, scale, dev.type, attention, knobs, dt)
-                    + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else "")) + name_suffix
+    name = (
+        name
+        or (
+            trace_name(model, scale, dev.type, attention, knobs, dt)
+            + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else "")
+        )
+        + name_suffix
+    )
     if dev.type == "cuda" and attention == "flash" and dt == torch.float32:
         raise ValueError("flash attention on CUDA needs --dtype float16 or bfloat16")
 
@@ -192,8 +230,7 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
 
     def once(prof=None) -> RunContext:
         FALLBACKS.clear()
-        ctx = RunContext(device=dev, dtype=dt, knobs=eff,
-                         generator=torch.Generator().manual_seed(seed))
+        ctx = RunContext(device=dev, dtype=dt, knobs=eff, generator=torch.Generator().manual_seed(seed))
         window = None
         if prof is not None and max_profiled_steps is not None:
             window = StepWindow(prof, activities, max_profiled_steps)
@@ -214,8 +251,9 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
         activities.append(torch.profiler.ProfilerActivity.CUDA)
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
-    with torch.profiler.profile(activities=activities, record_shapes=True,
-                                profile_memory=profile_memory, with_stack=False) as prof:
+    with torch.profiler.profile(
+        activities=activities, record_shapes=True, profile_memory=profile_memory, with_stack=False
+    ) as prof:
         ctx = once(prof)
     wall = time.perf_counter() - t0
     trace = out / f"{name}.json.gz"
@@ -242,7 +280,8 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
         "wall_s": f"{wall:.3f}",
         "param_bytes_estimate": str(n_params * bytes_per),
         "sdpa_backends": ",".join(b.name for b in (ATTENTION_BACKENDS[attention] or [])) or "auto",
-        "peak_memory_source": "torch.cuda.max_memory_allocated" if dev.type == "cuda"
+        "peak_memory_source": "torch.cuda.max_memory_allocated"
+        if dev.type == "cuda"
         else "weights + profiler CPU allocator peak ([memory] events)",
         "weight_bytes": str(weight_bytes),
     }
@@ -259,13 +298,22 @@ def collect_one(model: str, scale: str = "tiny", attention: str = "baseline", *,
         tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
     meta: dict[str, Any] = {
         # One vocabulary for family / architecture: the store's catalogue.
-        "model": model, **dict(zip(("family", "architecture"), family_and_architecture(model), strict=True)),
-        "param_count": n_params, "scale": scale,
+        "model": model,
+        **dict(zip(("family", "architecture"), family_and_architecture(model), strict=True)),
+        "param_count": n_params,
+        "scale": scale,
         "hardware": _cpu_name() if dev.type == "cpu" else None,
-        "attention_backend": attention, "batch": eff.batch, "dtype": DTYPE_SHORT.get(dt, str(dt)),
-        "image_size": eff.image_size, "frames": eff.frames, "denoising_steps": eff.steps,
-        "decode_tokens": eff.decode_tokens, "text_length": eff.text_length,
-        "peak_memory_bytes": peak, "host": socket.gethostname(), "tags": tags,
+        "attention_backend": attention,
+        "batch": eff.batch,
+        "dtype": DTYPE_SHORT.get(dt, str(dt)),
+        "image_size": eff.image_size,
+        "frames": eff.frames,
+        "denoising_steps": eff.steps,
+        "decode_tokens": eff.decode_tokens,
+        "text_length": eff.text_length,
+        "peak_memory_bytes": peak,
+        "host": socket.gethostname(),
+        "tags": tags,
     }
     if "steps" not in spec.knob_names:
         meta["denoising_steps"] = None

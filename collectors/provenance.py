@@ -16,12 +16,15 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out if done.returncode == 0 and out else None
 
 
-def provenance(cwd: Path | None = None, *, commit: str | None = None, version: str | None = None,
-               experiment: str | None = None) -> dict[str, str]:
+def provenance(
+    cwd: Path | None = None, *, commit: str | None = None, version: str | None = None, experiment: str | None = None
+) -> dict[str, str]:
     """Manifest keys ``experiment``, ``git_commit``, ``version``: what was given, else what the
     git checkout at ``cwd`` says (nothing outside a checkout)."""
     where = cwd or Path.cwd()
-    found = {"experiment": experiment,
-             "git_commit": commit or _git(["rev-parse", "HEAD"], where),
-             "version": version or _git(["describe", "--always", "--dirty"], where)}
+    found = {
+        "experiment": experiment,
+        "git_commit": commit or _git(["rev-parse", "HEAD"], where),
+        "version": version or _git(["describe", "--always", "--dirty"], where),
+    }
     return {k: v[:64] if k != "experiment" else v for k, v in found.items() if v}

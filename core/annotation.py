@@ -36,13 +36,30 @@ INT_FIELDS = frozenset({"seq_q", "seq_kv", "batch", "heads", "head_dim", "step"}
 
 # Vocabularies.  Ingest accepts other values (stored as given) but the analyses know these.
 OPERATORS = (
-    "attention", "conv", "linear", "groupnorm", "layernorm", "normalization", "softmax",
-    "elementwise", "embedding", "memcpy", "memset", "communication", "other",
+    "attention",
+    "conv",
+    "linear",
+    "groupnorm",
+    "layernorm",
+    "normalization",
+    "softmax",
+    "elementwise",
+    "embedding",
+    "memcpy",
+    "memset",
+    "communication",
+    "other",
 )
 ATTENTION_TYPES = ("self", "cross", "spatial", "temporal", "causal", "causal-decode")
 COMPONENTS = (
-    "text_encoder", "unet", "decoder", "super_resolution", "transformer", "vq_decoder",
-    "prefill", "decode",
+    "text_encoder",
+    "unet",
+    "decoder",
+    "super_resolution",
+    "transformer",
+    "vq_decoder",
+    "prefill",
+    "decode",
 )
 
 
@@ -89,7 +106,7 @@ def parse_annotation(name: str) -> Annotation | None:
     if not is_annotation(name):
         return None
     values: dict[str, Any] = {}  # Annotation's fields: ints for INT_FIELDS, text otherwise
-    for part in name[len(PREFIX):].split("|"):
+    for part in name[len(PREFIX) :].split("|"):
         key, sep, raw = part.partition("=")
         field = KEY_TO_FIELD.get(key)
         if not sep or field is None or raw == "":

@@ -40,8 +40,12 @@ GPU_EVENT_SCHEMA: FrameSchema = {
     "dur_ns": pl.Int64,
     "correlation": pl.Int64,
     "external_id": pl.Int64,
-    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
-    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64,
+    "grid_x": pl.Int64,
+    "grid_y": pl.Int64,
+    "grid_z": pl.Int64,
+    "block_x": pl.Int64,
+    "block_y": pl.Int64,
+    "block_z": pl.Int64,
     "bytes": pl.Int64,
 }
 
@@ -114,8 +118,7 @@ def empty_frame(schema: SchemaLike) -> pl.DataFrame:
 def conform(df: pl.DataFrame, schema: SchemaLike) -> pl.DataFrame:
     """Select and cast ``df`` to ``schema`` (missing columns become nulls)."""
     exprs = [
-        (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
-        for name, dtype in schema.items()
+        (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name) for name, dtype in schema.items()
     ]
     return df.select(exprs)
 

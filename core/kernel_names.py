@@ -97,7 +97,7 @@ def _template_end(text: str, start: int) -> tuple[int, str]:
         elif c == "," and depth == 1 and comma is None:
             comma = i
         i += 1
-    return i + 1, text[start + 1:comma if comma is not None else i]
+    return i + 1, text[start + 1 : comma if comma is not None else i]
 
 
 def _skip_group(text: str, start: int) -> int:
@@ -142,7 +142,7 @@ def _mangled_parts(name: str, i: int, outer: list[str] | None = None) -> tuple[l
             i += 1
         elif (m := _MANGLED_ID.match(name, i)) is not None:
             length, start = int(m.group(1)), m.end()
-            ident = name[start:start + length]
+            ident = name[start : start + length]
             parts.append("(anonymous namespace)" if ident.startswith("_GLOBAL__N") else ident)
             i = start + length
         else:

@@ -45,8 +45,11 @@ class RunMeta:
 
     def merged(self, other: RunMeta) -> RunMeta:
         """``other``'s set values win; tags are merged key by key."""
-        changes = {f.name: getattr(other, f.name) for f in fields(other)
-                   if f.name != "tags" and getattr(other, f.name) is not None}
+        changes = {
+            f.name: getattr(other, f.name)
+            for f in fields(other)
+            if f.name != "tags" and getattr(other, f.name) is not None
+        }
         return replace(self, **changes, tags={**self.tags, **other.tags})
 
 
@@ -54,9 +57,19 @@ _INT_FIELDS = {f.name for f in fields(RunMeta) if "int" in str(f.type)}
 _KNOWN = {f.name for f in fields(RunMeta)}
 # The schema's bounds (schema/models.py), checked here so that a value too long or too big is
 # the same 422 on SQLite (which would store it) and PostgreSQL (which would refuse it).
-MAX_TEXT = {"model": 200, "family": 16, "architecture": 64, "scale": 16, "hardware": 200,
-            "attention_backend": 32, "dtype": 16, "host": 200,
-            "experiment": 200, "git_commit": 64, "version": 64}
+MAX_TEXT = {
+    "model": 200,
+    "family": 16,
+    "architecture": 64,
+    "scale": 16,
+    "hardware": 200,
+    "attention_backend": 32,
+    "dtype": 16,
+    "host": 200,
+    "experiment": 200,
+    "git_commit": 64,
+    "version": 64,
+}
 MAX_TAG_KEY = 200
 MAX_TAG_VALUE = 4096
 _BIG_INT_FIELDS = {"param_count", "peak_memory_bytes"}  # BIGINT columns; the others are INTEGER

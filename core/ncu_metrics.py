@@ -8,16 +8,36 @@ import polars as pl
 from tracehouse.core.frames import FrameSchema
 
 LONG_SCHEMA: FrameSchema = {
-    "kernel_id": pl.Int64, "kernel_name": pl.String, "process_id": pl.Int64,
-    "device": pl.Int64, "context": pl.Int64, "stream": pl.Int64,
-    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
-    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64,
-    "metric_name": pl.String, "metric_unit": pl.String, "metric_value": pl.Float64,
+    "kernel_id": pl.Int64,
+    "kernel_name": pl.String,
+    "process_id": pl.Int64,
+    "device": pl.Int64,
+    "context": pl.Int64,
+    "stream": pl.Int64,
+    "grid_x": pl.Int64,
+    "grid_y": pl.Int64,
+    "grid_z": pl.Int64,
+    "block_x": pl.Int64,
+    "block_y": pl.Int64,
+    "block_z": pl.Int64,
+    "metric_name": pl.String,
+    "metric_unit": pl.String,
+    "metric_value": pl.Float64,
     "source_file": pl.String,
 }
 # Per-kernel attributes kept by ncu_wide (process_id differs between one-metric runs).
-KERNEL_ATTRS = ("kernel_name", "device", "context", "stream",
-                "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z")
+KERNEL_ATTRS = (
+    "kernel_name",
+    "device",
+    "context",
+    "stream",
+    "grid_x",
+    "grid_y",
+    "grid_z",
+    "block_x",
+    "block_y",
+    "block_z",
+)
 
 # NERSC roofline method: FLOPs = add + mul + 2·fma per precision, plus tensor-pipe instructions
 # × a per-architecture factor (``core.device_specs.TENSOR_FLOPS_PER_INST``: 512 on V100).
@@ -38,8 +58,7 @@ CYCLES, CYCLES_PER_S = "sm__cycles_elapsed.avg", "sm__cycles_elapsed.avg.per_sec
 def ncu_wide(df: pl.DataFrame) -> pl.DataFrame:
     """One row per kernel, one Float64 column per metric, plus the kernel's attributes."""
     attrs = df.group_by("kernel_id").agg([pl.col(c).first() for c in KERNEL_ATTRS])
-    values = df.pivot(on="metric_name", index="kernel_id", values="metric_value",
-                      aggregate_function="first")
+    values = df.pivot(on="metric_name", index="kernel_id", values="metric_value", aggregate_function="first")
     return attrs.join(values, on="kernel_id", how="left").sort("kernel_id")
 
 
@@ -67,11 +86,13 @@ def roofline_inputs(wide: pl.DataFrame, tensor_flops_per_inst: float | None) -> 
     exprs += [metric(m).alias(f"{level}_hit_rate_pct") for level, m in HIT_RATE_METRICS.items()]
     exprs.append((metric(CYCLES) / metric(CYCLES_PER_S)).alias("time_s"))
     out = wide.select("kernel_id", "kernel_name", *exprs).with_columns(
-        flops_tensor=pl.col("tensor_inst") * pl.lit(tensor_flops_per_inst, pl.Float64))
+        flops_tensor=pl.col("tensor_inst") * pl.lit(tensor_flops_per_inst, pl.Float64)
+    )
     unknown = (pl.col("tensor_inst") > 0) & pl.col("flops_tensor").is_null()
     out = out.with_columns(
-        flops=pl.when(unknown).then(None).otherwise(
-            pl.sum_horizontal([f"flops_{p}" for p in (*FLOP_METRICS, "tensor")])),
+        flops=pl.when(unknown)
+        .then(None)
+        .otherwise(pl.sum_horizontal([f"flops_{p}" for p in (*FLOP_METRICS, "tensor")])),
         time_ns=(pl.col("time_s") * 1e9),
     )
     # No bytes / no time makes the ratio undefined: null, not inf, so it stores and sorts.

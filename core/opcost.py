@@ -13,8 +13,16 @@ from typing import Any
 
 import orjson
 
-ELEMENT_BYTES = {"float": 4, "c10::Half": 2, "c10::BFloat16": 2, "double": 8, "c10::Float8_e4m3fn": 1,
-                 "signed char": 1, "int": 4, "long int": 8}
+ELEMENT_BYTES = {
+    "float": 4,
+    "c10::Half": 2,
+    "c10::BFloat16": 2,
+    "double": 8,
+    "c10::Float8_e4m3fn": 1,
+    "signed char": 1,
+    "int": 4,
+    "long int": 8,
+}
 Cost = tuple[int, int] | tuple[None, None]
 _UNKNOWN: Cost = (None, None)
 
@@ -76,8 +84,12 @@ def conv_cost(name: str, dims: list[Any], concrete: list[Any] | None, elem: int)
     if stride is None or padding is None or dilation is None or transposed:
         return _UNKNOWN
     spatial = len(x) - 2
-    out = [(x[2 + i] + 2 * padding[i % len(padding)] - dilation[i % len(dilation)] * (w[2 + i] - 1) - 1)
-           // stride[i % len(stride)] + 1 for i in range(spatial)]
+    out = [
+        (x[2 + i] + 2 * padding[i % len(padding)] - dilation[i % len(dilation)] * (w[2 + i] - 1) - 1)
+        // stride[i % len(stride)]
+        + 1
+        for i in range(spatial)
+    ]
     if min(out) <= 0:
         return _UNKNOWN
     n, o = x[0], w[0]
@@ -85,8 +97,9 @@ def conv_cost(name: str, dims: list[Any], concrete: list[Any] | None, elem: int)
     return flops, elem * (math.prod(x) + math.prod(w) + n * o * math.prod(out))
 
 
-def op_cost(name: str, input_dims: str | None, concrete_inputs: str | None, input_types: str | None,
-            operator: str) -> Cost:
+def op_cost(
+    name: str, input_dims: str | None, concrete_inputs: str | None, input_types: str | None, operator: str
+) -> Cost:
     dims = _json(input_dims)
     if not dims:
         return _UNKNOWN

@@ -25,11 +25,23 @@ from tracehouse.core.kernel_names import rule_name
 
 # (operator, priority, pattern on the enclosing cpu op's name)
 OP_RULES: tuple[tuple[str, int, str], ...] = (
-    ("attention", 100, (r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
-                        r"memory_efficient_attention|xformers|fmha|multi_head_attention|"
-                        r"_native_multi_head_attention|attention")),
-    ("communication", 95, (r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
-                           r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^")),
+    (
+        "attention",
+        100,
+        (
+            r"scaled_dot_product|flash_attn|flash_attention|efficient_attention|"
+            r"memory_efficient_attention|xformers|fmha|multi_head_attention|"
+            r"_native_multi_head_attention|attention"
+        ),
+    ),
+    (
+        "communication",
+        95,
+        (
+            r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
+            r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^"
+        ),
+    ),
     ("conv", 90, r"conv|cudnn_convolution|mkldnn_convolution|slow_conv|_convolution|upsample.*conv"),
     ("groupnorm", 80, r"group_norm|groupnorm"),
     ("layernorm", 80, r"layer_norm|layernorm|rms_norm|rmsnorm"),
@@ -38,18 +50,31 @@ OP_RULES: tuple[tuple[str, int, str], ...] = (
     # fbgemm (and Meta's ``fb::`` twins) is the embedding stack of recommendation models:
     # TBE lookups, ``permute_pooled_embs`` (no pooling), sparse-feature bucketizing.
     ("embedding", 65, r"embedding|^fbgemm::|^fb::|fbgemm_gpu::"),
-    ("linear", 60, (r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
-                    r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
-                    r"linearbackward|matmulbackward|aten::addbmm$")),
+    (
+        "linear",
+        60,
+        (
+            r"aten::linear$|aten::addmm$|aten::mm$|aten::bmm$|aten::baddbmm$|aten::matmul$|"
+            r"aten::einsum$|aten::_addmm_activation$|addmmbackward|mmbackward|bmmbackward|"
+            r"linearbackward|matmulbackward|aten::addbmm$"
+        ),
+    ),
     # ``pool2d`` and kin, not any ``pool``: torchrec's ``All2All_Pooled_Req`` is no pooling.
     ("pooling", 50, r"pool[123]d|max_unpool"),
     ("optimizer", 40, r"optimizer|_foreach_|fused_adam|fused_sgd"),
     # Generic tensor ops: lowest priority, so any enclosing module-level op above wins.
     ("reduction", 6, r"^aten::(?:sum|mean|amax|amin|max|min|argmax|argmin|topk|sort|cumsum|norm|linalg_vector_norm)$"),
-    ("elementwise", 5, (r"^aten::(?:add|add_|mul|mul_|sub|rsub|div|div_|silu|gelu|relu|sigmoid|tanh|exp|"
-                        r"pow|neg|sqrt|rsqrt|sin|cos|clamp|where|copy_|fill_|zero_|cat|clone|contiguous|"
-                        r"_to_copy|to|dropout|masked_fill|lerp|addcmul_|addcdiv_|abs|log)$")),
+    (
+        "elementwise",
+        5,
+        (
+            r"^aten::(?:add|add_|mul|mul_|sub|rsub|div|div_|silu|gelu|relu|sigmoid|tanh|exp|"
+            r"pow|neg|sqrt|rsqrt|sin|cos|clamp|where|copy_|fill_|zero_|cat|clone|contiguous|"
+            r"_to_copy|to|dropout|masked_fill|lerp|addcmul_|addcdiv_|abs|log)$"
+        ),
+    ),
 )
+
 
 @dataclass(frozen=True, slots=True)
 class NameRule:
@@ -68,42 +93,64 @@ class NameRule:
 
 # First match wins, user rules (``user_rules.py``) before these.
 NAME_RULES: tuple[NameRule, ...] = (
-    NameRule("name.communication", "communication",
-             r"nccl|rccl|allreduce|all_reduce|allgather|all_gather|reducescatter|sendrecv", authoritative=True),
+    NameRule(
+        "name.communication",
+        "communication",
+        r"nccl|rccl|allreduce|all_reduce|allgather|all_gather|reducescatter|sendrecv",
+        authoritative=True,
+    ),
     NameRule("name.attention", "attention", r"flash_fwd|flash_bwd|flash::|fmha|fused_mha|mha_|attention|attn_"),
     NameRule("name.softmax", "softmax", r"softmax"),
     # ``conv`` but not ``convert``; cuDNN's own kernels (``cudnn_infer``/``cudnn_train`` and
     # the cutlass ones it ships) are convolution work.
-    NameRule("name.conv", "conv",
-             r"conv(?:[^e]|$)|implicit_gemm|implicit_convolve|winograd|fft2d|fprop|dgrad|wgrad|"
-             r"nchwtonhwc|nhwctonchw|cudnn::(?:cnn|detail|ops|winograd)|cask_cudnn|scudnn|"
-             r"cudnn_infer|cudnn_train|computeoffsets"),
+    NameRule(
+        "name.conv",
+        "conv",
+        r"conv(?:[^e]|$)|implicit_gemm|implicit_convolve|winograd|fft2d|fprop|dgrad|wgrad|"
+        r"nchwtonhwc|nhwctonchw|cudnn::(?:cnn|detail|ops|winograd)|cask_cudnn|scudnn|"
+        r"cudnn_infer|cudnn_train|computeoffsets",
+    ),
     NameRule("name.groupnorm", "groupnorm", r"group_norm|groupnorm"),
     NameRule("name.layernorm", "layernorm", r"layer_norm|layernorm|rms_norm|rmsnorm|gammabeta"),
-    NameRule("name.normalization", "normalization", r"batch_norm|batchnorm|bn_fw|bn_bw|instance_norm|welford|cudnn::bn_"),
+    NameRule(
+        "name.normalization", "normalization", r"batch_norm|batchnorm|bn_fw|bn_bw|instance_norm|welford|cudnn::bn_"
+    ),
     # fbgemm / TorchRec table-batched embedding (TBE) kernels, before ``linear``: ``fbgemm``
     # is no GEMM.
-    NameRule("name.embedding", "embedding",
-             r"embedding|^fbgemm_gpu::|bounds_check_indices|permute_pooled_embs|recat_copy|"
-             r"linearize_index|indexselect|index_select"),
-    NameRule("name.linear", "linear",
-             r"gemm|gemv|cutlass|cublas|cijk_|matmul|splitk|s1688|s16816|h1688|h16816|nvjet|"
-             r"epilogue::impl|triton_tem_fused_.*mm|dot_kernel"),
+    NameRule(
+        "name.embedding",
+        "embedding",
+        r"embedding|^fbgemm_gpu::|bounds_check_indices|permute_pooled_embs|recat_copy|"
+        r"linearize_index|indexselect|index_select",
+    ),
+    NameRule(
+        "name.linear",
+        "linear",
+        r"gemm|gemv|cutlass|cublas|cijk_|matmul|splitk|s1688|s16816|h1688|h16816|nvjet|"
+        r"epilogue::impl|triton_tem_fused_.*mm|dot_kernel",
+    ),
     NameRule("name.pooling", "pooling", r"pool"),
     NameRule("name.optimizer", "optimizer", r"multi_tensor_apply|adam|sgd_|lamb_"),
     # a lookup per element, though ``sort`` is in the name
     NameRule("name.lookup", "elementwise", r"searchsorted|bucketize"),
-    NameRule("name.reduction", "reduction",
-             r"reduce_kernel|reduction|triton_red_|triton_per_|cub::|radix|sort|topk|scan_|argmax"),
-    NameRule("name.elementwise", "elementwise",
-             r"elementwise|vectorized|unrolled|functor|triton_poi_|pointwise|fill|copy|"
-             r"catarray|where|dropout|gelu|silu|relu|sigmoid|tanh|add|mul|div|"
-             r"index|scatter|gather|masked|clamp|pow|exp(?:[^a]|$)"),  # not ``expand``, a view
+    NameRule(
+        "name.reduction",
+        "reduction",
+        r"reduce_kernel|reduction|triton_red_|triton_per_|cub::|radix|sort|topk|scan_|argmax",
+    ),
+    NameRule(
+        "name.elementwise",
+        "elementwise",
+        r"elementwise|vectorized|unrolled|functor|triton_poi_|pointwise|fill|copy|"
+        r"catarray|where|dropout|gelu|silu|relu|sigmoid|tanh|add|mul|div|"
+        r"index|scatter|gather|masked|clamp|pow|exp(?:[^a]|$)",
+    ),  # not ``expand``, a view
 )
 
 # The same rules as (operator, pattern) pairs, for code that only needs what they can produce.
-AUTHORITATIVE_KERNEL_RULES: tuple[tuple[str, str], ...] = tuple((r.operator, r.pattern) for r in NAME_RULES
-                                                                if r.authoritative)
+AUTHORITATIVE_KERNEL_RULES: tuple[tuple[str, str], ...] = tuple(
+    (r.operator, r.pattern) for r in NAME_RULES if r.authoritative
+)
 KERNEL_RULES: tuple[tuple[str, str], ...] = tuple((r.operator, r.pattern) for r in NAME_RULES if not r.authoritative)
 
 KIND_OPERATORS = {"memcpy": "memcpy", "memset": "memset"}
@@ -114,10 +161,18 @@ GRAPH_LAUNCH_PATTERN = r"(?i)^(?:cuda|cu|hip)GraphLaunch"
 # An enclosing module or annotation with one of these names makes the matmul / softmax inside
 # it attention, for models that compute attention by hand (bmm + softmax + bmm).
 ATTENTION_SCOPE_PATTERN = r"attention|attn"
-ATTENTION_BUILDING_BLOCKS = frozenset({
-    "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::softmax", "aten::_softmax",
-    "aten::einsum", "aten::mul", "aten::div",
-})
+ATTENTION_BUILDING_BLOCKS = frozenset(
+    {
+        "aten::bmm",
+        "aten::baddbmm",
+        "aten::matmul",
+        "aten::softmax",
+        "aten::_softmax",
+        "aten::einsum",
+        "aten::mul",
+        "aten::div",
+    }
+)
 
 # Input Dims layout of each attention op family: BHLD for SDPA, BLHD for flash / xformers.
 BLHD_ATTENTION_PATTERN = r"flash_attn::|aten::_flash_attention_forward|aten::_efficient_attention_forward|xformers"
@@ -156,15 +211,21 @@ def _rule_columns(rules: Sequence[NameRule], prefix: str, col: pl.Expr) -> dict[
 
     def pick(values: list[str | None]) -> pl.Expr:
         return index.replace_strict(keys, values, default=None, return_dtype=pl.String)
-    return {f"{prefix}_operator": pick([r.operator for r in rules]), f"{prefix}_rule": pick([r.id for r in rules]),
-            f"{prefix}_attention": pick([r.attention_type for r in rules])}
+
+    return {
+        f"{prefix}_operator": pick([r.operator for r in rules]),
+        f"{prefix}_rule": pick([r.id for r in rules]),
+        f"{prefix}_attention": pick([r.attention_type for r in rules]),
+    }
 
 
 def kernel_rule_columns(col: pl.Expr, name_rules: Sequence[NameRule] = NAME_RULES) -> dict[str, pl.Expr]:
     """``authoritative_*`` and ``name_*`` (operator, rule id, attention type) of the rule name
     (``kernel_names``) in ``col``."""
-    return {**_rule_columns([r for r in name_rules if r.authoritative], "authoritative", col),
-            **_rule_columns([r for r in name_rules if not r.authoritative], "name", col)}
+    return {
+        **_rule_columns([r for r in name_rules if r.authoritative], "authoritative", col),
+        **_rule_columns([r for r in name_rules if not r.authoritative], "name", col),
+    }
 
 
 def kernel_name_table(names: pl.Series, name_rules: Sequence[NameRule] = NAME_RULES) -> pl.LazyFrame:
@@ -173,7 +234,8 @@ def kernel_name_table(names: pl.Series, name_rules: Sequence[NameRule] = NAME_RU
     distinct = names.unique()
     rule_names = pl.Series([None if n is None else rule_name(n) for n in distinct.to_list()], dtype=pl.String)
     return pl.LazyFrame({"name": distinct, "rule_name": rule_names}).with_columns(
-        **kernel_rule_columns(pl.col("rule_name"), name_rules))
+        **kernel_rule_columns(pl.col("rule_name"), name_rules)
+    )
 
 
 def classify_kernel_names(names: pl.Series, name_rules: Sequence[NameRule] = NAME_RULES) -> pl.DataFrame:

@@ -6,7 +6,8 @@ def scan(raw: bytes, categories: tuple[bytes, ...], /) -> int | tuple[Any, ...]:
     """The kept complete events as columns (unpacked into kineto_native.Scanned), or the byte
     offset where the scanner declined the document."""
 
-def scan_piece(buffer: bytes, categories: tuple[bytes, ...], at_start: bool, /
-               ) -> int | tuple[tuple[Any, Any], int, int, bool]:
+def scan_piece(
+    buffer: bytes, categories: tuple[bytes, ...], at_start: bool, /
+) -> int | tuple[tuple[Any, Any], int, int, bool]:
     """One piece of the events array: ((schema, array) capsules, events, bytes consumed, whether
     the array ended), or the byte offset where the scanner declined the piece."""

@@ -24,11 +24,40 @@ from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.shapes import SHAPE_COLUMNS, qk_shapes
 
 KERNEL_ROW_COLUMNS = (
-    "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name", "correlation",
-    "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
-    "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
-    "head_dim", "component", "step", "cpu_op", "annotation", "op_flops", "op_bytes",
-    "launch_ns", "launch_dur_ns", "graph", "rule", "deciding_op",
+    "seq",
+    "kind",
+    "device",
+    "stream",
+    "start_ns",
+    "dur_ns",
+    "name",
+    "correlation",
+    "grid_x",
+    "grid_y",
+    "grid_z",
+    "block_x",
+    "block_y",
+    "block_z",
+    "bytes",
+    "operator",
+    "operator_source",
+    "attention_type",
+    "seq_q",
+    "seq_kv",
+    "batch",
+    "heads",
+    "head_dim",
+    "component",
+    "step",
+    "cpu_op",
+    "annotation",
+    "op_flops",
+    "op_bytes",
+    "launch_ns",
+    "launch_dur_ns",
+    "graph",
+    "rule",
+    "deciding_op",
 )
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
@@ -40,10 +69,13 @@ def attribute(parsed: ParsedTrace, name_rules: Sequence[rules.NameRule] = rules.
     units = _cpu_units(ranges) if parsed.cpu_only else _gpu_units(parsed)
     units = units.sort("start_ns", "device", "stream", maintain_order=True).with_row_index("query_idx")
     # Both rule tables in one call: polars builds them side by side, on separate cores.
-    names, kernel_names = pl.collect_all([
-        _name_table(ranges),
-        rules.kernel_name_table(units["name"], name_rules),
-    ], engine="in-memory")
+    names, kernel_names = pl.collect_all(
+        [
+            _name_table(ranges),
+            rules.kernel_name_table(units["name"], name_rules),
+        ],
+        engine="in-memory",
+    )
     # Row order is kept: a range's ``range_idx`` is its row, and keys are gathered by it.
     ranges = ranges.join(_with_annotations(names), on="name", how="left", maintain_order="left")
     queries = units.filter(pl.col("t_ns").is_not_null()).select("query_idx", "pid", "tid", "t_ns")
@@ -52,14 +84,22 @@ def attribute(parsed: ParsedTrace, name_rules: Sequence[rules.NameRule] = rules.
     # The keys are one row per unit, in unit order: a side-by-side concat, not a join.  The
     # rest is one lazy plan, run by the in-memory engine (polars 2's default streaming engine
     # takes three times as long on frames this small).
-    keyed = (pl.concat([units, keys], how="horizontal").lazy()
-             .join(_op_signatures(keys).lazy(), on=_COST_KEYS, how="left", nulls_equal=True, maintain_order="left")
-             .join(kernel_names.lazy(), on="name", how="left", maintain_order="left"))
-    return _resolve(keyed).with_columns(
-        seq=pl.col("query_idx").cast(pl.Int64),
-        # The host call that enqueued the kernel (none for CPU-only units): launch overhead.
-        launch_ns=pl.when(pl.col("kind") != "cpu").then(pl.col("t_ns")),
-    ).select(KERNEL_ROW_COLUMNS).collect(engine="in-memory")
+    keyed = (
+        pl.concat([units, keys], how="horizontal")
+        .lazy()
+        .join(_op_signatures(keys).lazy(), on=_COST_KEYS, how="left", nulls_equal=True, maintain_order="left")
+        .join(kernel_names.lazy(), on="name", how="left", maintain_order="left")
+    )
+    return (
+        _resolve(keyed)
+        .with_columns(
+            seq=pl.col("query_idx").cast(pl.Int64),
+            # The host call that enqueued the kernel (none for CPU-only units): launch overhead.
+            launch_ns=pl.when(pl.col("kind") != "cpu").then(pl.col("t_ns")),
+        )
+        .select(KERNEL_ROW_COLUMNS)
+        .collect(engine="in-memory")
+    )
 
 
 def _name_table(ranges: pl.DataFrame) -> pl.LazyFrame:
@@ -67,23 +107,33 @@ def _name_table(ranges: pl.DataFrame) -> pl.LazyFrame:
     one of our annotations, and its attention-scope and profiler-step matches; every rule runs
     once per name."""
     ops = rules.op_rule_columns(pl.col("name"))
-    return ranges.lazy().group_by("name").agg(is_op=(pl.col("cat") == "cpu_op").any()).with_columns(
-        is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
-        op_operator=pl.when("is_op").then(ops["op_operator"]),
-        op_priority=pl.when("is_op").then(ops["op_priority"]),
-        scope_name=pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"),
-        # A step number past int64 is no step (strict=False): it must not fail the ingest.
-        profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64, strict=False),
-    ).drop("is_op")
+    return (
+        ranges.lazy()
+        .group_by("name")
+        .agg(is_op=(pl.col("cat") == "cpu_op").any())
+        .with_columns(
+            is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
+            op_operator=pl.when("is_op").then(ops["op_operator"]),
+            op_priority=pl.when("is_op").then(ops["op_priority"]),
+            scope_name=pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"),
+            # A step number past int64 is no step (strict=False): it must not fail the ingest.
+            profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64, strict=False),
+        )
+        .drop("is_op")
+    )
 
 
 def _with_annotations(names: pl.DataFrame) -> pl.DataFrame:
     """The name table plus the keys of our annotations (``ann_<field>``, null elsewhere)."""
     parsed = [parse_annotation(n) if n is not None else None for n in names["name"].to_list()]
-    return names.with_columns(**{
-        f"ann_{f}": pl.Series([getattr(a, f) if a else None for a in parsed],
-                              dtype=pl.Int64 if f in _INT_KEYS else pl.String)
-        for f in ANNOTATION_FIELDS})
+    return names.with_columns(
+        **{
+            f"ann_{f}": pl.Series(
+                [getattr(a, f) if a else None for a in parsed], dtype=pl.Int64 if f in _INT_KEYS else pl.String
+            )
+            for f in ANNOTATION_FIELDS
+        }
+    )
 
 
 _INT_KEYS = {"seq_q", "seq_kv", "batch", "heads", "head_dim", "step"}
@@ -91,8 +141,14 @@ _COST_KEYS = ["op_name", "input_dims", "concrete_inputs", "input_types", "op_ope
 
 
 def _gpu_units(parsed: ParsedTrace) -> pl.DataFrame:
-    launches = parsed.launches.select("correlation", "pid", "tid", t_ns="start_ns", launch_dur_ns="dur_ns",
-                                      graph=pl.col("name").str.contains(rules.GRAPH_LAUNCH_PATTERN))
+    launches = parsed.launches.select(
+        "correlation",
+        "pid",
+        "tid",
+        t_ns="start_ns",
+        launch_dur_ns="dur_ns",
+        graph=pl.col("name").str.contains(rules.GRAPH_LAUNCH_PATTERN),
+    )
     gpu = parsed.gpu_events
     # Correlation ids are unique within a process; a Kineto trace is one process, and the
     # nsys parser qualifies ids with the pid when an export holds several.  The kernels of a
@@ -107,11 +163,20 @@ def _cpu_units(ranges: pl.DataFrame) -> pl.DataFrame:
     comms = ranges.filter((pl.col("cat") == "annotation") & pl.col("name").str.contains(COMM_ANNOTATION_PATTERN))
     units = pl.concat([ops, comms])
     return units.select(
-        kind=pl.lit("cpu"), name="name", device=pl.lit(None, pl.Int64), stream="tid",
-        start_ns="start_ns", dur_ns="dur_ns", correlation=pl.lit(None, pl.Int64),
+        kind=pl.lit("cpu"),
+        name="name",
+        device=pl.lit(None, pl.Int64),
+        stream="tid",
+        start_ns="start_ns",
+        dur_ns="dur_ns",
+        correlation=pl.lit(None, pl.Int64),
         external_id=pl.lit(None, pl.Int64),
         **{c: pl.lit(None, pl.Int64) for c in ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes")},
-        pid="pid", tid="tid", t_ns="start_ns", launch_dur_ns=pl.lit(None, pl.Int64), graph=pl.lit(False),
+        pid="pid",
+        tid="tid",
+        t_ns="start_ns",
+        launch_dur_ns=pl.lit(None, pl.Int64),
+        graph=pl.lit(False),
     )
 
 
@@ -123,11 +188,13 @@ def _chain_keys(chain: pl.DataFrame, ranges: pl.DataFrame, units: int) -> pl.Dat
     rows = chain["range_idx"].to_numpy()
     # A null flag (a range without a name or category) counts as no match, as a filter would.
     flags = ranges.select(
-        annotation=pl.col("is_ours"), cpu_op=pl.col("cat") == "cpu_op",
+        annotation=pl.col("is_ours"),
+        cpu_op=pl.col("cat") == "cpu_op",
         profiler_step=pl.col("profiler_step").is_not_null(),
         scope=pl.col("cat").is_in(["python", "annotation"]) & ~pl.col("is_ours") & pl.col("scope_name"),
         op=pl.col("op_priority").is_not_null(),
-        **{f: pl.col(f).is_not_null() for f in _ANN_COLUMNS}).fill_null(False)
+        **{f: pl.col(f).is_not_null() for f in _ANN_COLUMNS},
+    ).fill_null(False)
     at = {c: flags[c].to_numpy()[rows] for c in ("annotation", "cpu_op", "profiler_step", "scope", "op")}
     pick = {key: _innermost(query, rows, at[key], units) for key in ("annotation", "cpu_op", "profiler_step")}
     priority = ranges["op_priority"].fill_null(-1).to_numpy()[rows]  # read only where ``op`` holds
@@ -142,7 +209,8 @@ def _chain_keys(chain: pl.DataFrame, ranges: pl.DataFrame, units: int) -> pl.Dat
     schema = ranges.schema
     return ranges.select(
         **{f: _gathered(schema, f, pick[f]) for f in _ANN_COLUMNS},
-        annotation=_gathered(schema, "name", pick["annotation"]), cpu_op=_gathered(schema, "name", pick["cpu_op"]),
+        annotation=_gathered(schema, "name", pick["annotation"]),
+        cpu_op=_gathered(schema, "name", pick["cpu_op"]),
         profiler_step=_gathered(schema, "profiler_step", pick["profiler_step"]),
         **{c: _gathered(schema, c, pick["op"]) for c in _COST_KEYS if c != "op_name"},
         op_name=_gathered(schema, "name", pick["op"]),
@@ -174,8 +242,7 @@ def _innermost(query: np.ndarray, rows: np.ndarray, hit: np.ndarray, units: int)
     return out
 
 
-def _best_op(query: np.ndarray, rows: np.ndarray, is_op: np.ndarray, priority: np.ndarray,
-             units: int) -> np.ndarray:
+def _best_op(query: np.ndarray, rows: np.ndarray, is_op: np.ndarray, priority: np.ndarray, units: int) -> np.ndarray:
     """Per unit, the enclosing op with the highest rule priority, else -1.  Outermost on ties:
     the SDPA call, not its math-backend children, carries the user-facing q/k shapes."""
     out = np.full(units, -1, dtype=np.int64)
@@ -208,20 +275,27 @@ def _op_signatures(keys: pl.DataFrame) -> pl.DataFrame:
     return distinct.with_columns(
         **{c: pl.Series([v[i] for v in shapes], dtype=pl.Int64) for i, c in enumerate(SHAPE_COLUMNS)},
         instance_flops=pl.Series([c[0] for c in costs], dtype=pl.Int64),
-        instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64))
+        instance_bytes=pl.Series([c[1] for c in costs], dtype=pl.Int64),
+    )
 
 
 def _decide(k: pl.LazyFrame) -> pl.LazyFrame:
     """``operator`` from the most specific source that has one, with that ``operator_source``,
     its ``rule`` id, the attention type the rule gives, and the deciding op's name."""
     kind_op = pl.col("kind").replace_strict(rules.KIND_OPERATORS, default=None, return_dtype=pl.String)
-    scope_op = pl.when(pl.col("in_attention_scope") & pl.col("cpu_op").is_in(list(rules.ATTENTION_BUILDING_BLOCKS))
-                       ).then(pl.lit("attention"))
+    scope_op = pl.when(
+        pl.col("in_attention_scope") & pl.col("cpu_op").is_in(list(rules.ATTENTION_BUILDING_BLOCKS))
+    ).then(pl.lit("attention"))
     no = pl.lit(None, dtype=pl.String)
     # (source, operator, rule id, attention type the rule gives), most specific first
     candidates = [
         ("kind", kind_op, no, no),
-        ("kernel_name", pl.col("authoritative_operator"), pl.col("authoritative_rule"), pl.col("authoritative_attention")),
+        (
+            "kernel_name",
+            pl.col("authoritative_operator"),
+            pl.col("authoritative_rule"),
+            pl.col("authoritative_attention"),
+        ),
         ("annotation", pl.col("ann_operator"), no, no),
         ("op", pl.col("op_operator"), pl.concat_str(pl.lit("op."), pl.col("op_operator")), no),
         ("scope", scope_op, pl.lit("attention-scope"), no),
@@ -242,13 +316,20 @@ def _decide(k: pl.LazyFrame) -> pl.LazyFrame:
 def _resolve(k: pl.LazyFrame) -> pl.LazyFrame:
     k = _decide(k)
     from_op = pl.col("operator") == "attention"
-    shape = {f: pl.coalesce(f"ann_{f}", pl.when(from_op).then(pl.col(f"op_{f}")))
-             for f in ("seq_q", "seq_kv", "batch", "heads", "head_dim")}
+    shape = {
+        f: pl.coalesce(f"ann_{f}", pl.when(from_op).then(pl.col(f"op_{f}")))
+        for f in ("seq_q", "seq_kv", "batch", "heads", "head_dim")
+    }
     k = k.with_columns(**shape)
-    inferred_type = (pl.when(~from_op | pl.col("seq_q").is_null()).then(None)
-                     .when(pl.col("seq_q") == pl.col("seq_kv")).then(pl.lit("self"))
-                     .when(pl.col("seq_q") == 1).then(pl.lit("causal-decode"))
-                     .otherwise(pl.lit("cross")))
+    inferred_type = (
+        pl.when(~from_op | pl.col("seq_q").is_null())
+        .then(None)
+        .when(pl.col("seq_q") == pl.col("seq_kv"))
+        .then(pl.lit("self"))
+        .when(pl.col("seq_q") == 1)
+        .then(pl.lit("causal-decode"))
+        .otherwise(pl.lit("cross"))
+    )
     # An op's cost is counted once, on its first kernel; its other kernels carry 0 so sums
     # over kernel rows give the op's FLOPs, and "not null" marks time the FLOPs cover.
     costed = pl.col("instance_flops").is_not_null() & (pl.col("operator") == pl.col("op_operator"))

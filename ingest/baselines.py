@@ -47,5 +47,3 @@ def delete_baseline(session: Session, name: str) -> None:
     session.execute(delete(BaselineRun).where(BaselineRun.baseline_id == baseline.id))
     session.delete(baseline)
     session.flush()
-
-

@@ -26,8 +26,13 @@ LAUNCH_PATTERN = r"(?i)LaunchKernel|LaunchCooperativeKernel"
 # CUPTI reports instruction counts per SM sub-partition; summed (``.sum``) they are the same
 # count as the per-SM metric Nsight Compute's roofline sections use, which is what we read.
 _SMSP_PREFIX, _SM_PREFIX = "smsp__sass_thread_inst_executed_op_", "sm__sass_thread_inst_executed_op_"
-COUNTER_SCHEMA = {"kernel_id": pl.Int64, "kernel_name": pl.String, "metric_name": pl.String,
-                  "metric_unit": pl.String, "metric_value": pl.Float64}
+COUNTER_SCHEMA = {
+    "kernel_id": pl.Int64,
+    "kernel_name": pl.String,
+    "metric_name": pl.String,
+    "metric_unit": pl.String,
+    "metric_value": pl.Float64,
+}
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -51,8 +56,11 @@ def read_ranges(raw: bytes) -> list[_Event]:
         return []
     text = raw.lstrip()
     try:
-        events = (msgspec.json.decode(text, type=list[_Event]) if text[:1] == b"["
-                  else msgspec.json.decode(text, type=_Doc).traceEvents)
+        events = (
+            msgspec.json.decode(text, type=list[_Event])
+            if text[:1] == b"["
+            else msgspec.json.decode(text, type=_Doc).traceEvents
+        )
     except (msgspec.MsgspecError, UnicodeDecodeError):
         return []  # the main decode already judged the document; nothing more to read here
     ranges = [e for e in events if e.cat == "cuda_profiler_range" and e.ph == "X" and e.ts is not None]
@@ -67,13 +75,17 @@ def attach_ranges(parsed: ParsedTrace, ranges: list[_Event], base_ns: int) -> No
     paired = launches.height == len(ranges)
     if not paired:
         parsed.warnings["counter_ranges_without_launch"] = len(ranges)
-    kernels = pl.DataFrame({
-        "kind": ["kernel"] * len(ranges), "name": [r.name for r in ranges],
-        "device": [r.pid if isinstance(r.pid, int) and r.pid in devices else device for r in ranges],
-        "start_ns": [base_ns + round((r.ts or 0.0) * 1000) for r in ranges],  # ts is set: see read_ranges
-        "dur_ns": [round((r.dur or 0) * 1000) for r in ranges],
-        "correlation": launches["correlation"] if paired else pl.Series([None] * len(ranges), dtype=pl.Int64),
-    }, schema_overrides={"device": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "correlation": pl.Int64})
+    kernels = pl.DataFrame(
+        {
+            "kind": ["kernel"] * len(ranges),
+            "name": [r.name for r in ranges],
+            "device": [r.pid if isinstance(r.pid, int) and r.pid in devices else device for r in ranges],
+            "start_ns": [base_ns + round((r.ts or 0.0) * 1000) for r in ranges],  # ts is set: see read_ranges
+            "dur_ns": [round((r.dur or 0) * 1000) for r in ranges],
+            "correlation": launches["correlation"] if paired else pl.Series([None] * len(ranges), dtype=pl.Int64),
+        },
+        schema_overrides={"device": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64, "correlation": pl.Int64},
+    )
     parsed.gpu_events = conform(kernels, GPU_EVENT_SCHEMA)
     parsed.cpu_only = False
     parsed.counters = _counters(ranges)
@@ -81,9 +93,12 @@ def attach_ranges(parsed: ParsedTrace, ranges: list[_Event], base_ns: int) -> No
 
 
 def _counters(ranges: list[_Event]) -> pl.DataFrame:
-    rows = [(i, r.name, _SM_PREFIX + k[len(_SMSP_PREFIX):] if k.startswith(_SMSP_PREFIX) else k, None, float(v))
-            for i, r in enumerate(ranges) for k, v in (r.args or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    rows = [
+        (i, r.name, _SM_PREFIX + k[len(_SMSP_PREFIX) :] if k.startswith(_SMSP_PREFIX) else k, None, float(v))
+        for i, r in enumerate(ranges)
+        for k, v in (r.args or {}).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     return pl.DataFrame(rows, schema=COUNTER_SCHEMA, orient="row")
 
 
@@ -98,7 +113,12 @@ def store_counters(session: Session, run_id: int, counters: pl.DataFrame) -> int
         return 0
     names = symbol_ids(session, counters["kernel_name"])
     rows = counters.join(names, left_on="kernel_name", right_on="text", how="left").select(
-        run_id=pl.lit(run_id, pl.Int64), kernel_id="kernel_id", name_id="symbol_id", metric_name="metric_name",
-        metric_unit="metric_unit", value="metric_value")
+        run_id=pl.lit(run_id, pl.Int64),
+        kernel_id="kernel_id",
+        name_id="symbol_id",
+        metric_name="metric_name",
+        metric_unit="metric_unit",
+        value="metric_value",
+    )
     bulk_insert(session, NcuMetric.__tablename__, rows)
     return relink(session, run_id)

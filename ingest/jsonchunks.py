@@ -48,6 +48,8 @@ def _after_ws(buf: bytes | bytearray, pos: int) -> int:
     empty string, so it always matches)."""
     match = _WS.match(buf, pos)
     return match.end() if match else pos
+
+
 _CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends, the next begins
 _END = re.compile(rb"\}[ \t\n\r]*\]")  # the last element ends
 _TRIES = 8  # cuts tried per chunk before giving up on the document
@@ -118,8 +120,9 @@ def _inflated(fh: BinaryIO, path: Path, piece_bytes: int, max_inflated_bytes: in
             if piece := inflate.decompress(data, piece_bytes):
                 room -= len(piece)
                 if room < 0:
-                    raise TooLarge(f"{path.name}: inflates past the {max_inflated_bytes}-byte "
-                                   "limit on a trace's decompressed size")
+                    raise TooLarge(
+                        f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
+                    )
                 yield piece
             data = inflate.unconsumed_tail
             if inflate.eof:  # the next member, if any, starts in what was left over
@@ -133,8 +136,9 @@ class ArrayChunks:
     under top-level ``key`` (or of a top-level array); ``decode`` returns None when the text
     does not decode.  Afterwards ``rest`` is the document with that array emptied."""
 
-    def __init__(self, pieces: Iterator[bytes], key: bytes, decode: Callable[[bytes], list | None],
-                 chunk_bytes: int) -> None:
+    def __init__(
+        self, pieces: Iterator[bytes], key: bytes, decode: Callable[[bytes], list | None], chunk_bytes: int
+    ) -> None:
         self.pieces = pieces
         self.opener = re.compile(rb'"' + re.escape(key) + rb'"[ \t\n\r]*:[ \t\n\r]*\[')
         self.key = b'"' + key + b'"'
@@ -147,7 +151,7 @@ class ArrayChunks:
     def __iter__(self) -> Iterator[list]:
         pos = self._open()
         pos = self._skip_ws(pos)
-        last = self.buf[pos:pos + 1] == b"]"
+        last = self.buf[pos : pos + 1] == b"]"
         pos += last
         while not last:
             items, pos, last = self._chunk(pos)
@@ -170,11 +174,11 @@ class ArrayChunks:
         searched = 0
         while True:
             start = _after_ws(self.buf, 0)
-            first = self.buf[start:start + 1]
+            first = self.buf[start : start + 1]
             found = self.opener.search(self.buf, max(0, searched - 256)) if first == b"{" else None
             if first == b"[" or found:
                 end = found.end() if found else start + 1
-                if found and self.key in self.buf[:found.start()]:
+                if found and self.key in self.buf[: found.start()]:
                     raise Unsplittable("key repeated")
                 self.prefix = self.buf[:end] + b"]"
                 return end

@@ -55,8 +55,19 @@ from tracehouse.ingest.timestamps import start_and_duration_ns
 GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, cast("type[Exception]", isal_zlib.error))
 
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
-_DROPPED_CATS = ("ac2g", "async_cpu_to_gpu", "fwdbwd", "Trace", "gpu_user_annotation", "cuda_profiler_range",
-                 "cpu_instant_event", "overhead", "cuda_sync", "external_correlation", "collective_comm")
+_DROPPED_CATS = (
+    "ac2g",
+    "async_cpu_to_gpu",
+    "fwdbwd",
+    "Trace",
+    "gpu_user_annotation",
+    "cuda_profiler_range",
+    "cpu_instant_event",
+    "overhead",
+    "cuda_sync",
+    "external_correlation",
+    "collective_comm",
+)
 
 
 class _Open(enum.StrEnum):
@@ -72,10 +83,14 @@ class _Open(enum.StrEnum):
 # mypy does not model Enum's functional API called on an Enum subclass, hence the two ignores
 # (and the two on _Event's fields, which name these classes as msgspec needs them named).
 _Category: type[_Open] = _Open(  # type: ignore[call-arg, assignment]
-    "_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)] + [("OTHER", "")])
+    "_Category", [(c, c) for c in (*GPU_KINDS, *sorted(LAUNCH_CATS), *RANGE_CATS, *_DROPPED_CATS)] + [("OTHER", "")]
+)
 _Phase: type[_Open] = _Open("_Phase", [(p, p) for p in "XsfiIMCBEbenPOND"] + [("OTHER", "")])  # type: ignore[call-arg, assignment]
-_BUCKET = {**{_Category[c]: "gpu" for c in GPU_KINDS}, **{_Category[c]: "launch" for c in LAUNCH_CATS},
-           **{_Category[c]: "range" for c in RANGE_CATS}}
+_BUCKET = {
+    **{_Category[c]: "gpu" for c in GPU_KINDS},
+    **{_Category[c]: "launch" for c in LAUNCH_CATS},
+    **{_Category[c]: "range" for c in RANGE_CATS},
+}
 _GPU_KIND = {_Category[c]: kind for c, kind in GPU_KINDS.items()}
 _RANGE_KIND = {_Category[c]: kind for c, kind in RANGE_CATS.items()}
 # One shared empty Raw as the default: a default_factory would allocate one per field per event.
@@ -157,8 +172,9 @@ def read_bytes(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> bytes:
             members.append(inflater.decompress(data, room + 1))
             room -= len(members[-1])
             if room < 0:
-                raise TooLarge(f"{path.name}: inflates past the {max_inflated_bytes}-byte limit "
-                               "on a trace's decompressed size")
+                raise TooLarge(
+                    f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
+                )
             if not inflater.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker was reached")
             data = inflater.unused_data
@@ -245,10 +261,13 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, deco
     header, event_count, frames = decoded
     base_ns = header.baseTimeNanoseconds or 0
     parsed = ParsedTrace(
-        format="kineto", gpu_events=conform(_timed(*frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
+        format="kineto",
+        gpu_events=conform(_timed(*frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
         launches=_launches(_timed(*frames.pop("launch"), base_ns, warnings)),
         ranges=conform(_timed(*frames.pop("range"), base_ns, warnings), RANGE_SCHEMA),
-        devices=_devices(header.deviceProperties or []), event_count=event_count, warnings=warnings,
+        devices=_devices(header.deviceProperties or []),
+        event_count=event_count,
+        warnings=warnings,
     )
     if header.distributedInfo is not None:
         parsed.rank = header.distributedInfo.rank
@@ -310,7 +329,7 @@ def _decode_whole(raw: bytes, label: str, warnings: dict[str, int]) -> tuple[_Tr
     events, trace.traceEvents = trace.traceEvents, []
     frames = _new_frames()
     for start in range(0, len(events), _CHUNK):
-        _add_events(frames, events[start:start + _CHUNK])
+        _add_events(frames, events[start : start + _CHUNK])
     return trace, len(events), _finished(frames)
 
 
@@ -364,7 +383,9 @@ def _new_frames() -> dict[str, _Columns]:
 def _add_events(frames: dict[str, _Columns], events: list[_Event]) -> None:
     """Complete (``ph`` X) events of the categories we use, into their frame's columns."""
     buckets: dict[str, list[_Event]] = {"gpu": [], "launch": [], "range": []}
-    appenders: dict[_Open | None, Callable[[_Event], None]] = {cat: buckets[kind].append for cat, kind in _BUCKET.items()}
+    appenders: dict[_Open | None, Callable[[_Event], None]] = {
+        cat: buckets[kind].append for cat, kind in _BUCKET.items()
+    }
     add = appenders.get
     complete = _Phase["X"]
     for e in events:
@@ -407,11 +428,14 @@ def _gpu_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
         "name": _column(events, "name"),
         # Kineto puts the device in args; very old traces only in pid.
         "device": [a.device if a.device is not None else _host_id(e.pid) for a, e in zip(args, events, strict=True)],
-        "stream": [_stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events, strict=True)],
+        "stream": [
+            _stream(a.stream) if a.stream is not None else _host_id(e.tid) for a, e in zip(args, events, strict=True)
+        ],
         "correlation": _column(args, "correlation"),
         "external_id": [a.external_id if a.external_id is not None else a.external_id_old for a in args],
         "bytes": _column(args, "bytes"),
-        **_axes("grid", _column(args, "grid")), **_axes("block", _column(args, "block")),
+        **_axes("grid", _column(args, "grid")),
+        **_axes("block", _column(args, "block")),
         "dur": _column(events, "dur"),
     }, {"ts": _joined(events, "ts")}
 
@@ -425,16 +449,22 @@ def _axes(dim: str, values: list) -> dict[str, list]:
 
 def _launch_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
     return {
-        "pid": _column(events, "pid"), "tid": _column(events, "tid"), "name": _column(events, "name"),
-        "correlation": _column(_args(events), "correlation"), "dur": _column(events, "dur"),
+        "pid": _column(events, "pid"),
+        "tid": _column(events, "tid"),
+        "name": _column(events, "name"),
+        "correlation": _column(_args(events), "correlation"),
+        "dur": _column(events, "dur"),
     }, {"ts": _joined(events, "ts")}
 
 
 def _range_part(events: list[_Event]) -> tuple[dict[str, list], dict[str, bytes]]:
     args = _args(events)
     return {
-        "pid": _column(events, "pid"), "tid": _column(events, "tid"), "name": _column(events, "name"),
-        "cat": list(map(_RANGE_KIND.__getitem__, _column(events, "cat"))), "dur": _column(events, "dur"),
+        "pid": _column(events, "pid"),
+        "tid": _column(events, "tid"),
+        "name": _column(events, "name"),
+        "cat": list(map(_RANGE_KIND.__getitem__, _column(events, "cat"))),
+        "dur": _column(events, "dur"),
     }, {"ts": _joined(events, "ts"), **{f: _joined(args, f) for f in ("input_dims", "concrete_inputs", "input_types")}}
 
 
@@ -443,8 +473,10 @@ def _gpu_typed(c: _Columns) -> dict[str, pl.Series]:
     cols = {
         "kind": pl.Series(v.get("kind", []), dtype=pl.String),
         "name": pl.Series(v.get("name", []), dtype=pl.String),
-        **{name: _int_series(name, v.get(name, []), c.warnings)
-           for name in ("device", "stream", "correlation", "external_id", "bytes")},
+        **{
+            name: _int_series(name, v.get(name, []), c.warnings)
+            for name in ("device", "stream", "correlation", "external_id", "bytes")
+        },
     }
     for axis in "xyz":
         for dim in ("grid", "block"):
@@ -546,8 +578,17 @@ def _devices(props: list[_Device]) -> list[DeviceInfo]:
     out = []
     for p in props:
         cc = f"{p.computeMajor}.{p.computeMinor}" if p.computeMajor is not None else None
-        vendor = "amd" if "AMD" in p.name or "Radeon" in p.name or "Instinct" in p.name else (
-            "nvidia" if p.name else None)
-        out.append(DeviceInfo(device=p.id, name=p.name, memory_bytes=p.totalGlobalMem,
-                              sm_count=p.numSms, compute_capability=cc, vendor=vendor))
+        vendor = (
+            "amd" if "AMD" in p.name or "Radeon" in p.name or "Instinct" in p.name else ("nvidia" if p.name else None)
+        )
+        out.append(
+            DeviceInfo(
+                device=p.id,
+                name=p.name,
+                memory_bytes=p.totalGlobalMem,
+                sm_count=p.numSms,
+                compute_capability=cc,
+                vendor=vendor,
+            )
+        )
     return out

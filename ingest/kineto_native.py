@@ -23,8 +23,14 @@ except ImportError:  # installed where nothing could compile it: the msgspec pat
 AVAILABLE = _kineto_scan is not None
 
 # The categories of complete events a trace's frames are made of, by frame.
-GPU_KINDS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
-             "gpu_memset": "memset", "Memset": "memset"}
+GPU_KINDS = {
+    "kernel": "kernel",
+    "Kernel": "kernel",
+    "gpu_memcpy": "memcpy",
+    "Memcpy": "memcpy",
+    "gpu_memset": "memset",
+    "Memset": "memset",
+}
 LAUNCH_CATS = ("Runtime", "cuda_driver", "cuda_runtime", "hip_runtime")
 RANGE_CATS = {"cpu_op": "cpu_op", "Operator": "cpu_op", "user_annotation": "annotation", "python_function": "python"}
 KEPT = (*GPU_KINDS, *LAUNCH_CATS, *RANGE_CATS)  # a scanned event's ``cat`` indexes this
@@ -78,13 +84,27 @@ def frames(columns: pl.DataFrame) -> dict[str, pl.DataFrame]:
     range_kind = {i + _FIRST_RANGE: kind for i, kind in enumerate(RANGE_CATS.values())}
     return {
         "gpu": columns.filter(code < _FIRST_LAUNCH).select(
-            code.replace_strict(gpu_kind, return_dtype=pl.String).alias("kind"), "name",
-            pl.coalesce("device", "pid").alias("device"), pl.coalesce("stream", "tid").alias("stream"),
-            "correlation", pl.coalesce("external_id", "external_id_old").alias("external_id"), "bytes",
-            *(f"{dim}_{axis}" for axis in "xyz" for dim in ("grid", "block")), *times),
+            code.replace_strict(gpu_kind, return_dtype=pl.String).alias("kind"),
+            "name",
+            pl.coalesce("device", "pid").alias("device"),
+            pl.coalesce("stream", "tid").alias("stream"),
+            "correlation",
+            pl.coalesce("external_id", "external_id_old").alias("external_id"),
+            "bytes",
+            *(f"{dim}_{axis}" for axis in "xyz" for dim in ("grid", "block")),
+            *times,
+        ),
         "launch": columns.filter(code.is_between(_FIRST_LAUNCH, _FIRST_RANGE, closed="left")).select(
-            "pid", "tid", "correlation", "name", *times),
+            "pid", "tid", "correlation", "name", *times
+        ),
         "range": columns.filter(code >= _FIRST_RANGE).select(
-            "pid", "tid", "name", code.replace_strict(range_kind, return_dtype=pl.String).alias("cat"),
-            "input_dims", "concrete_inputs", "input_types", *times),
+            "pid",
+            "tid",
+            "name",
+            code.replace_strict(range_kind, return_dtype=pl.String).alias("cat"),
+            "input_dims",
+            "concrete_inputs",
+            "input_types",
+            *times,
+        ),
     }

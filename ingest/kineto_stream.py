@@ -54,8 +54,9 @@ class Streamed:
         self.frames, self.event_count, self.header_text = frames, event_count, header_text
 
 
-def scan_file(path: Path, max_inflated_bytes: int = INFLATED_CEILING,
-              piece_bytes: int | None = None) -> Streamed | None:
+def scan_file(
+    path: Path, max_inflated_bytes: int = INFLATED_CEILING, piece_bytes: int | None = None
+) -> Streamed | None:
     """The file's kept events as frames, scanned a piece at a time; None when the extension
     is not built.  Raises :class:`Declined` where the scanner declines the document, and
     whatever reading raises (TooLarge past ``max_inflated_bytes``, zlib's errors ...)."""
@@ -94,8 +95,10 @@ def _scan(pieces: Iterator[bytes], scan_piece: ScanPiece) -> Streamed:
         parts = [piece.result() for piece in framed]
     header = prefix + b"]" + buf[consumed:] + b"".join(pieces)
     _check_header(header, len(prefix) - 1)
-    frames = {kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind, scan_piece)
-              for kind in ("gpu", "launch", "range")}
+    frames = {
+        kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else _empty(kind, scan_piece)
+        for kind in ("gpu", "launch", "range")
+    }
     return Streamed(frames, events, header)
 
 
@@ -109,8 +112,9 @@ def _compact(frame: pl.DataFrame) -> pl.DataFrame:
     three times the size; ``timestamps.start_and_duration_ns`` adds the base later) and text
     as Categorical, which holds each distinct name once and lets go of the piece's buffers
     (a filtered String column still points into them)."""
-    return frame.with_columns(us_text_to_ns(frame["ts"]).alias("ts"),
-                              pl.col(pl.String).exclude("ts").cast(pl.Categorical))
+    return frame.with_columns(
+        us_text_to_ns(frame["ts"]).alias("ts"), pl.col(pl.String).exclude("ts").cast(pl.Categorical)
+    )
 
 
 def _expanded(frame: pl.DataFrame) -> pl.DataFrame:
@@ -123,13 +127,13 @@ def _array_start(pieces: Iterator[bytes]) -> tuple[bytes, bytes]:
     buf = b""
     while True:
         start = len(buf) - len(buf.lstrip())
-        if buf[start:start + 1] == b"[":  # the document is the events array itself
-            return buf[:start + 1], buf[start + 1:]
-        found = _OPENER.search(buf) if buf[start:start + 1] == b"{" else None
+        if buf[start : start + 1] == b"[":  # the document is the events array itself
+            return buf[: start + 1], buf[start + 1 :]
+        found = _OPENER.search(buf) if buf[start : start + 1] == b"{" else None
         if found:
-            return buf[:found.end()], buf[found.end():]
+            return buf[: found.end()], buf[found.end() :]
         more = next(pieces, None)
-        if more is None or len(buf) > MAX_HEADER_BYTES or buf[start:start + 1] not in (b"", b"{"):
+        if more is None or len(buf) > MAX_HEADER_BYTES or buf[start : start + 1] not in (b"", b"{"):
             raise Declined("no events array")
         buf += more
 

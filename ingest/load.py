@@ -37,11 +37,42 @@ from tracehouse.schema.models import (
 )
 
 KERNEL_TABLE_COLUMNS = (
-    "run_id", "trace_id", "seq", "kind", "device", "stream", "start_ns", "dur_ns", "name_id",
-    "correlation", "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "bytes",
-    "operator", "operator_source", "attention_type", "seq_q", "seq_kv", "batch", "heads",
-    "head_dim", "component", "step", "cpu_op_id", "annotation_id", "op_flops", "op_bytes",
-    "launch_ns", "launch_dur_ns", "graph", "rule_id", "deciding_op_id",
+    "run_id",
+    "trace_id",
+    "seq",
+    "kind",
+    "device",
+    "stream",
+    "start_ns",
+    "dur_ns",
+    "name_id",
+    "correlation",
+    "grid_x",
+    "grid_y",
+    "grid_z",
+    "block_x",
+    "block_y",
+    "block_z",
+    "bytes",
+    "operator",
+    "operator_source",
+    "attention_type",
+    "seq_q",
+    "seq_kv",
+    "batch",
+    "heads",
+    "head_dim",
+    "component",
+    "step",
+    "cpu_op_id",
+    "annotation_id",
+    "op_flops",
+    "op_bytes",
+    "launch_ns",
+    "launch_dur_ns",
+    "graph",
+    "rule_id",
+    "deciding_op_id",
 )
 _SYMBOL_CHUNK = 500
 _ROWS_PER_INSERT = 200
@@ -71,8 +102,12 @@ def model_id(session: Session, meta: RunMeta) -> int | None:
     if not meta.model:
         return None
     family, architecture = family_and_architecture(meta.model)
-    row = {"name": meta.model, "family": meta.family or family,
-           "architecture": meta.architecture or architecture, "param_count": meta.param_count}
+    row = {
+        "name": meta.model,
+        "family": meta.family or family,
+        "architecture": meta.architecture or architecture,
+        "param_count": meta.param_count,
+    }
     upsert(session, Model.core_table(), row, ["name"])
     model = session.scalars(select(Model).where(Model.name == meta.model)).one()
     # A later run may know more (a collector computes param counts); fill gaps, never overwrite.
@@ -89,7 +124,7 @@ def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
     found: dict[str, int] = {}
     keys = list(digests)
     for i in range(0, len(keys), _SYMBOL_CHUNK):
-        chunk = keys[i:i + _SYMBOL_CHUNK]
+        chunk = keys[i : i + _SYMBOL_CHUNK]
         found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
     missing = [{"digest": d, "text": digests[d]} for d in keys if d not in found]
     if missing:
@@ -97,10 +132,12 @@ def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
         stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Symbol.core_table())
         session.execute(stmt.on_conflict_do_nothing(index_elements=["digest"]), missing)
         for i in range(0, len(missing), _SYMBOL_CHUNK):
-            chunk = [m["digest"] for m in missing[i:i + _SYMBOL_CHUNK]]
+            chunk = [m["digest"] for m in missing[i : i + _SYMBOL_CHUNK]]
             found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
-    return pl.DataFrame({"text": [digests[d] for d in found], "symbol_id": list(found.values())},
-                        schema={"text": pl.String, "symbol_id": pl.Int64})
+    return pl.DataFrame(
+        {"text": [digests[d] for d in found], "symbol_id": list(found.values())},
+        schema={"text": pl.String, "symbol_id": pl.Int64},
+    )
 
 
 def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
@@ -110,42 +147,81 @@ def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
     if kernels.is_empty():
         return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0}
     totals = kernels.select(
-        end=(pl.col("start_ns") + pl.col("dur_ns")).max(), start=pl.col("start_ns").min(),
-        total=pl.col("dur_ns").sum(), other=pl.col("dur_ns").filter(pl.col("operator") == "other").sum(),
-        graph=pl.col("dur_ns").filter(pl.col("graph")).sum()).row(0, named=True)
-    return {"kernel_count": kernels.height, "total_ns": int(totals["total"]),
-            "span_ns": int(totals["end"] - totals["start"]), "other_ns": int(totals["other"]),
-            "graph_ns": int(totals["graph"])}
+        end=(pl.col("start_ns") + pl.col("dur_ns")).max(),
+        start=pl.col("start_ns").min(),
+        total=pl.col("dur_ns").sum(),
+        other=pl.col("dur_ns").filter(pl.col("operator") == "other").sum(),
+        graph=pl.col("dur_ns").filter(pl.col("graph")).sum(),
+    ).row(0, named=True)
+    return {
+        "kernel_count": kernels.height,
+        "total_ns": int(totals["total"]),
+        "span_ns": int(totals["end"] - totals["start"]),
+        "other_ns": int(totals["other"]),
+        "graph_ns": int(totals["graph"]),
+    }
 
 
 def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
     run = Run(
-        model_id=model_id(session, meta), hardware_id=hardware_id(session, parsed, kernels, meta),
-        attention_backend=meta.attention_backend, scale=meta.scale, batch=meta.batch, dtype=meta.dtype,
-        image_size=meta.image_size, frames=meta.frames, denoising_steps=meta.denoising_steps,
-        decode_tokens=meta.decode_tokens, text_length=meta.text_length, param_count=meta.param_count,
+        model_id=model_id(session, meta),
+        hardware_id=hardware_id(session, parsed, kernels, meta),
+        attention_backend=meta.attention_backend,
+        scale=meta.scale,
+        batch=meta.batch,
+        dtype=meta.dtype,
+        image_size=meta.image_size,
+        frames=meta.frames,
+        denoising_steps=meta.denoising_steps,
+        decode_tokens=meta.decode_tokens,
+        text_length=meta.text_length,
+        param_count=meta.param_count,
         peak_memory_bytes=meta.peak_memory_bytes,
-        rank=_int32(parsed.rank), world_size=_int32(parsed.world_size),
-        host=meta.host, experiment=meta.experiment, git_commit=meta.git_commit, version=meta.version,
+        rank=_int32(parsed.rank),
+        world_size=_int32(parsed.world_size),
+        host=meta.host,
+        experiment=meta.experiment,
+        git_commit=meta.git_commit,
+        version=meta.version,
         device_kind="cpu" if parsed.cpu_only else "gpu",
-        **kernel_totals(kernels), created_at=datetime.now(UTC),
+        **kernel_totals(kernels),
+        created_at=datetime.now(UTC),
     )
     session.add(run)
     session.flush()
     if meta.tags:
-        session.execute(insert(RunTag.core_table()), [{"run_id": run.id, "key": k, "value": v} for k, v in meta.tags.items()])
+        session.execute(
+            insert(RunTag.core_table()), [{"run_id": run.id, "key": k, "value": v} for k, v in meta.tags.items()]
+        )
     return run.id
 
 
-def insert_trace(session: Session, run_id: int, parsed: ParsedTrace, *, sha256: str, size: int,
-                 original_name: str, raw_path: str, content_sha256: str | None = None) -> int:
+def insert_trace(
+    session: Session,
+    run_id: int,
+    parsed: ParsedTrace,
+    *,
+    sha256: str,
+    size: int,
+    original_name: str,
+    raw_path: str,
+    content_sha256: str | None = None,
+) -> int:
     """``content_sha256`` defaults to the file's: the same thing for an uncompressed file."""
-    trace = Trace(run_id=run_id, format=parsed.format, sha256=sha256, size_bytes=size,
-                  content_sha256=content_sha256 or sha256,
-                  event_count=parsed.event_count, original_name=original_name, raw_path=raw_path,
-                  status="ingested", warning_count=sum(parsed.warnings.values()),
-                  warnings=orjson.dumps(parsed.warnings).decode() if parsed.warnings else None,
-                  ingested_at=datetime.now(UTC))
+    trace = Trace(
+        run_id=run_id,
+        format=parsed.format,
+        sha256=sha256,
+        size_bytes=size,
+        content_sha256=content_sha256 or sha256,
+        event_count=parsed.event_count,
+        original_name=original_name,
+        raw_path=raw_path,
+        status="ingested",
+        warning_count=sum(parsed.warnings.values()),
+        warnings=orjson.dumps(parsed.warnings).decode() if parsed.warnings else None,
+        ingested_at=datetime.now(UTC),
+    )
     session.add(trace)
     session.flush()
     return trace.id
@@ -161,10 +237,14 @@ def _int32(value: int | None) -> int | None:
 def within_integer_columns(kernels: pl.DataFrame) -> pl.DataFrame:
     """A number from a trace (a grid size, an annotation's ``sq=``) past a 32-bit INTEGER
     column becomes null: PostgreSQL would refuse the whole trace, SQLite store it as given."""
-    narrow = [c.name for c in Kernel.__table__.columns
-              if type(c.type) is Integer and c.name in kernels.columns and not c.primary_key]
+    narrow = [
+        c.name
+        for c in Kernel.__table__.columns
+        if type(c.type) is Integer and c.name in kernels.columns and not c.primary_key
+    ]
     return kernels.with_columns(
-        pl.when(pl.col(c).is_between(*INT32)).then(pl.col(c)).otherwise(None).alias(c) for c in narrow)
+        pl.when(pl.col(c).is_between(*INT32)).then(pl.col(c)).otherwise(None).alias(c) for c in narrow
+    )
 
 
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
@@ -174,9 +254,10 @@ def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.Dat
     # A hash lookup per name column: a third of the time of three left joins on the text.
     text, ids = symbols["text"], symbols["symbol_id"]
     rows = kernels.with_columns(
-        **{f"{c}_id": pl.col(c).replace_strict(text, ids, default=None, return_dtype=pl.Int64)
-           for c in named},
-        run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64), rule_id=pl.col("rule"),
+        **{f"{c}_id": pl.col(c).replace_strict(text, ids, default=None, return_dtype=pl.Int64) for c in named},
+        run_id=pl.lit(run_id, pl.Int64),
+        trace_id=pl.lit(trace_id, pl.Int64),
+        rule_id=pl.col("rule"),
     ).select(KERNEL_TABLE_COLUMNS)
     bulk_insert(session, Kernel.__tablename__, rows)
     insert_rollups(session, run_id, rows)
@@ -187,16 +268,30 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
     costed = pl.col("op_flops").is_not_null()
     run = pl.lit(run_id, pl.Int64)
     # One collect for both: polars computes the two group-bys side by side.
-    by_op, by_name = pl.collect_all([
-        rows.lazy().group_by(keys).agg(
-            kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),
-            op_flops=pl.when(costed.any()).then(pl.col("op_flops").sum()),
-            op_bytes=pl.when(costed.any()).then(pl.col("op_bytes").sum()),
-            costed_ns=pl.when(costed.any()).then(pl.col("dur_ns").filter(costed).sum())).with_columns(run_id=run),
-        rows.lazy().group_by("name_id", "operator", "kind").agg(
-            kernel_count=pl.len().cast(pl.Int64), total_ns=pl.col("dur_ns").sum(),
-            min_ns=pl.col("dur_ns").min(), max_ns=pl.col("dur_ns").max()).with_columns(run_id=run),
-    ], engine="in-memory")
+    by_op, by_name = pl.collect_all(
+        [
+            rows.lazy()
+            .group_by(keys)
+            .agg(
+                kernel_count=pl.len().cast(pl.Int64),
+                total_ns=pl.col("dur_ns").sum(),
+                op_flops=pl.when(costed.any()).then(pl.col("op_flops").sum()),
+                op_bytes=pl.when(costed.any()).then(pl.col("op_bytes").sum()),
+                costed_ns=pl.when(costed.any()).then(pl.col("dur_ns").filter(costed).sum()),
+            )
+            .with_columns(run_id=run),
+            rows.lazy()
+            .group_by("name_id", "operator", "kind")
+            .agg(
+                kernel_count=pl.len().cast(pl.Int64),
+                total_ns=pl.col("dur_ns").sum(),
+                min_ns=pl.col("dur_ns").min(),
+                max_ns=pl.col("dur_ns").max(),
+            )
+            .with_columns(run_id=run),
+        ],
+        engine="in-memory",
+    )
     bulk_insert(session, OperatorRollup.__tablename__, by_op)
     bulk_insert(session, KernelRollup.__tablename__, by_name)
 
@@ -232,7 +327,7 @@ def _sqlite_insert(dbapi: sqlite3.Connection, insert: str, rows: pl.DataFrame) -
     full = len(values) - len(values) % step
     row = f"({', '.join('?' * width)})"
     if full:
-        dbapi.executemany(insert + ", ".join([row] * per), (values[i:i + step] for i in range(0, full, step)))
+        dbapi.executemany(insert + ", ".join([row] * per), (values[i : i + step] for i in range(0, full, step)))
     if full < len(values):
         dbapi.execute(insert + ", ".join([row] * ((len(values) - full) // width)), values[full:])
 
@@ -244,8 +339,11 @@ def _without_null_columns(rows: pl.DataFrame, table: str) -> pl.DataFrame:
     declared = Base.metadata.tables.get(table)
     if declared is None:
         return rows
-    keep = [c for c in rows.columns if c not in declared.c or declared.c[c].server_default is not None
-            or rows[c].null_count() < rows.height]
+    keep = [
+        c
+        for c in rows.columns
+        if c not in declared.c or declared.c[c].server_default is not None or rows[c].null_count() < rows.height
+    ]
     return rows.select(keep) if keep else rows
 
 

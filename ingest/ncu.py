@@ -23,8 +23,19 @@ from tracehouse.core.ncu_metrics import LONG_SCHEMA
 
 # Columns that describe the kernel launch rather than a metric (all ncu versions seen).
 ID_COLUMNS = (
-    "ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Kernel Time",
-    "Context", "Stream", "Block Size", "Grid Size", "Device", "CC", "Section Name",
+    "ID",
+    "Process ID",
+    "Process Name",
+    "Host Name",
+    "Kernel Name",
+    "Kernel Time",
+    "Context",
+    "Stream",
+    "Block Size",
+    "Grid Size",
+    "Device",
+    "CC",
+    "Section Name",
 )
 
 
@@ -61,16 +72,15 @@ def _read_one(path: Path) -> pl.DataFrame:
 def _table_text(text: str, name: str) -> str:
     """The CSV table without the program output and ``==PROF==`` lines around it."""
     lines = text.splitlines()
-    start = next(
-        (i for i, line in enumerate(lines) if line.startswith(('"ID",', "ID,"))), None
-    )
+    start = next((i for i, line in enumerate(lines) if line.startswith(('"ID",', "ID,"))), None)
     if start is None:
         raise BadTrace(f"{name}: not Nsight Compute CSV output (no header line starting 'ID')")
     # ncu quotes every field; anything else after the header is interleaved program output.
     # (An unquoted table, e.g. re-saved by a spreadsheet, keeps all but ==PROF== lines.)
     quoted = lines[start].startswith('"')
     body = [
-        line for line in lines[start + 1:]
+        line
+        for line in lines[start + 1 :]
         if (line.startswith('"') if quoted else line and not line.startswith("==PROF=="))
     ]
     return "\n".join([lines[start], *body])
@@ -80,15 +90,13 @@ def _melt_raw_page(raw: pl.DataFrame, name: str) -> pl.DataFrame:
     """``--page raw``: one column per metric and a units row under the header -> long rows."""
     metrics = [c for c in raw.columns if c not in ID_COLUMNS]
     if not metrics or raw.height == 0:
-        raise BadTrace(f"{name}: ncu CSV has neither \"Metric Name\" nor metric columns")
+        raise BadTrace(f'{name}: ncu CSV has neither "Metric Name" nor metric columns')
     first_id = raw["ID"][0]
     has_units = first_id is None or not first_id.strip()
     units = raw.row(0, named=True) if has_units else {}
     data = raw.slice(1) if has_units else raw
     ids = [c for c in raw.columns if c in ID_COLUMNS]
-    long = data.unpivot(
-        on=metrics, index=ids, variable_name="Metric Name", value_name="Metric Value"
-    )
+    long = data.unpivot(on=metrics, index=ids, variable_name="Metric Name", value_name="Metric Value")
     unit_map = pl.DataFrame(
         {"Metric Name": metrics, "Metric Unit": [units.get(m) for m in metrics]},
         schema={"Metric Name": pl.String, "Metric Unit": pl.String},
@@ -105,9 +113,7 @@ def _number(col: str) -> pl.Expr:
 def _dims(col: str, prefix: str) -> list[pl.Expr]:
     """``"(256, 1, 1)"`` -> three Int64 columns."""
     parts = pl.col(col).str.strip_chars("() ").str.split(",")
-    return [
-        _number_list(parts, i).alias(f"{prefix}_{axis}") for i, axis in enumerate("xyz")
-    ]
+    return [_number_list(parts, i).alias(f"{prefix}_{axis}") for i, axis in enumerate("xyz")]
 
 
 def _number_list(parts: pl.Expr, i: int) -> pl.Expr:
@@ -129,8 +135,11 @@ def _normalize(long: pl.DataFrame, name: str) -> pl.DataFrame:
         _number("ID").cast(pl.Int64, strict=False).alias("kernel_id"),
         opt("Kernel Name", "kernel_name"),
         num("Process ID", "process_id"),
-        opt("Device", "device"), opt("Context", "context"), opt("Stream", "stream"),
-        opt("Metric Name", "metric_name"), opt("Metric Unit", "metric_unit"),
+        opt("Device", "device"),
+        opt("Context", "context"),
+        opt("Stream", "stream"),
+        opt("Metric Name", "metric_name"),
+        opt("Metric Unit", "metric_unit"),
         num("Metric Value", "metric_value"),
         pl.lit(name).alias("source_file"),
     ]
@@ -140,9 +149,10 @@ def _normalize(long: pl.DataFrame, name: str) -> pl.DataFrame:
     named = pl.col("metric_name").is_not_null() & (pl.col("metric_name") != "")
     df = long.select(exprs).filter(named)
     out = df.select(
-        [pl.col(c).cast(t, strict=c not in ("metric_value", "device", "context", "stream",
-                                                "process_id")).alias(c)
-         for c, t in LONG_SCHEMA.items()]
+        [
+            pl.col(c).cast(t, strict=c not in ("metric_value", "device", "context", "stream", "process_id")).alias(c)
+            for c, t in LONG_SCHEMA.items()
+        ]
     )
     if out.height == 0 or out["kernel_id"].null_count() == out.height:
         raise BadTrace(f"{name}: ncu CSV has a header but no kernel rows")
@@ -151,16 +161,24 @@ def _normalize(long: pl.DataFrame, name: str) -> pl.DataFrame:
 
 def _check_same_run(df: pl.DataFrame) -> None:
     """Files merged by kernel ID must describe the same launches, in the same order."""
-    names = df.group_by("kernel_id").agg(pl.col("kernel_name").n_unique().alias("n"),
-                                         pl.col("source_file").unique().alias("files"))
+    names = df.group_by("kernel_id").agg(
+        pl.col("kernel_name").n_unique().alias("n"), pl.col("source_file").unique().alias("files")
+    )
     bad = names.filter(pl.col("n") > 1)
     if bad.height:
         row = bad.sort("kernel_id").row(0, named=True)
-        raise BadTrace(f"ncu files are not from the same run: kernel ID {row['kernel_id']} has "
-                       f"different names in {', '.join(sorted(row['files']))}")
-    dup = df.group_by("kernel_id", "metric_name").agg(pl.col("source_file").unique()).filter(
-        pl.col("source_file").list.len() > 1)
+        raise BadTrace(
+            f"ncu files are not from the same run: kernel ID {row['kernel_id']} has "
+            f"different names in {', '.join(sorted(row['files']))}"
+        )
+    dup = (
+        df.group_by("kernel_id", "metric_name")
+        .agg(pl.col("source_file").unique())
+        .filter(pl.col("source_file").list.len() > 1)
+    )
     if dup.height:
         row = dup.sort("kernel_id").row(0, named=True)
-        raise BadTrace(f"metric {row['metric_name']} of kernel {row['kernel_id']} differs between "
-                       f"{', '.join(sorted(row['source_file']))}")
+        raise BadTrace(
+            f"metric {row['metric_name']} of kernel {row['kernel_id']} differs between "
+            f"{', '.join(sorted(row['source_file']))}"
+        )

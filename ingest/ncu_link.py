@@ -73,5 +73,6 @@ def _match_in_order(ncu: pl.DataFrame, tl: pl.DataFrame) -> pl.DataFrame:
     occurrence = pl.int_range(pl.len()).over("key")
     left = ncu.with_columns(occurrence=occurrence)
     right = tl.with_columns(occurrence=occurrence)
-    return (left.join(right, on=["key", "occurrence"], how="inner")
-            .select(pl.col("kernel_id").cast(pl.Int64), pl.col("kernel_ref").cast(pl.Int64)))
+    return left.join(right, on=["key", "occurrence"], how="inner").select(
+        pl.col("kernel_id").cast(pl.Int64), pl.col("kernel_ref").cast(pl.Int64)
+    )

@@ -39,12 +39,15 @@ def _already_ingested(engine: Engine, digests: list[str], run_id: int | None) ->
     first_run, first_trace = rows[0]
     if len(rows) == len(digests) and len(runs) == 1 and first_run is not None and run_id in (None, first_run):
         return IngestResult(run_id=first_run, trace_id=first_trace, created=False)
-    raise BadInput(f"some of these files already belong to run(s) {sorted(r for r in runs if r is not None)}; "
-                   "ingest exactly the files of one ncu run together")
+    raise BadInput(
+        f"some of these files already belong to run(s) {sorted(r for r in runs if r is not None)}; "
+        "ingest exactly the files of one ncu run together"
+    )
 
 
-def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *,
-               raw_dir: Path, run_id: int | None = None) -> IngestResult:
+def ingest_ncu(
+    engine: Engine, paths: list[Path], meta: RunMeta | None = None, *, raw_dir: Path, run_id: int | None = None
+) -> IngestResult:
     """Ingest the CSV files of one ncu run (``--hardware`` names the GPU: old CSVs don't).
 
     With ``run_id`` the counters are attached to that existing run (``meta`` is then unused)."""
@@ -60,8 +63,13 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
         return found
     long = parse_ncu_csv(paths)
     kernels = roofline_inputs(ncu_wide(long), tensor_flops_per_inst=None)
-    parsed = ParsedTrace(format="ncu", gpu_events=empty_frame(_NO_KERNELS), launches=empty_frame({}),
-                         ranges=empty_frame({}), event_count=long.height)
+    parsed = ParsedTrace(
+        format="ncu",
+        gpu_events=empty_frame(_NO_KERNELS),
+        launches=empty_frame({}),
+        ranges=empty_frame({}),
+        event_count=long.height,
+    )
     kept: list[Path] = []
     try:
         with session_scope(engine) as session:
@@ -75,8 +83,9 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
             trace_id = 0
             for path, (sha, size) in zip(paths, sums, strict=True):
                 target = raw_location(raw_dir, sha, path)
-                trace_id = insert_trace(session, run_id, parsed, sha256=sha, size=size,
-                                        original_name=path.name, raw_path=str(target))
+                trace_id = insert_trace(
+                    session, run_id, parsed, sha256=sha, size=size, original_name=path.name, raw_path=str(target)
+                )
                 if keep_raw(path, target):
                     kept.append(target)
             _insert_metrics(session, run_id, long, links)
@@ -86,8 +95,7 @@ def ingest_ncu(engine: Engine, paths: list[Path], meta: RunMeta | None = None, *
         raise
     unmatched = kernels.height - links.height
     warnings = {"ncu_launches_unmatched": unmatched} if unmatched and timeline_count else {}
-    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height,
-                        warnings=warnings)
+    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height, warnings=warnings)
 
 
 def _link_to_timeline(session: Session, run_id: int, launches: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -102,28 +110,40 @@ def _link_to_timeline(session: Session, run_id: int, launches: pl.DataFrame) -> 
     timeline = timeline_kernels(session, run_id)
     links = link_launches(launches.select("kernel_id", "kernel_name"), timeline)
     if timeline.height and launches.height and links.is_empty():
-        raise BadInput(f"none of the {launches.height} profiled launches matches a kernel of run {run_id} "
-                       "by name; are they from the same workload?")
+        raise BadInput(
+            f"none of the {launches.height} profiled launches matches a kernel of run {run_id} "
+            "by name; are they from the same workload?"
+        )
     return links, timeline.height
 
 
 def timeline_kernels(session: Session, run_id: int) -> pl.DataFrame:
     """``kernel_ref, name`` of the run's GPU kernels in *launch* order (correlation ids grow
     with each launch), which is ncu's order; start order differs across streams."""
-    rows = session.execute(select(Kernel.id, Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
-                           .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
-                           .order_by(Kernel.correlation.is_(None), Kernel.correlation, Kernel.seq)).all()
-    return pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String},
-                        orient="row")
+    rows = session.execute(
+        select(Kernel.id, Symbol.text)
+        .join(Symbol, Symbol.id == Kernel.name_id)
+        .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+        .order_by(Kernel.correlation.is_(None), Kernel.correlation, Kernel.seq)
+    ).all()
+    return pl.DataFrame([tuple(r) for r in rows], schema={"kernel_ref": pl.Int64, "name": pl.String}, orient="row")
 
 
 def _insert_metrics(session: Session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:
     names = symbol_ids(session, long["kernel_name"])
-    rows = (long.join(names, left_on="kernel_name", right_on="text", how="left")
-            .join(links, on="kernel_id", how="left")
-            .select(run_id=pl.lit(run_id, pl.Int64), kernel_id="kernel_id", name_id="symbol_id",
-                    metric_name="metric_name", metric_unit="metric_unit", value="metric_value",
-                    kernel_ref="kernel_ref"))
+    rows = (
+        long.join(names, left_on="kernel_name", right_on="text", how="left")
+        .join(links, on="kernel_id", how="left")
+        .select(
+            run_id=pl.lit(run_id, pl.Int64),
+            kernel_id="kernel_id",
+            name_id="symbol_id",
+            metric_name="metric_name",
+            metric_unit="metric_unit",
+            value="metric_value",
+            kernel_ref="kernel_ref",
+        )
+    )
     bulk_insert(session, NcuMetric.__tablename__, rows)
 
 
@@ -137,7 +157,10 @@ def relink(session: Session, run_id: int) -> int:
     session.execute(update(NcuMetric).where(NcuMetric.run_id == run_id).values(kernel_ref=None))
     if links.height:  # Core table, not the ORM class: a plain executemany, not a bulk-by-key update
         table = NcuMetric.core_table()
-        session.execute(update(table).where(table.c.run_id == run_id, table.c.kernel_id == bindparam("launch"))
-                        .values(kernel_ref=bindparam("ref")),
-                        [{"launch": k, "ref": r} for k, r in links.iter_rows()])
+        session.execute(
+            update(table)
+            .where(table.c.run_id == run_id, table.c.kernel_id == bindparam("launch"))
+            .values(kernel_ref=bindparam("ref")),
+            [{"launch": k, "ref": r} for k, r in links.iter_rows()],
+        )
     return links.height

@@ -43,8 +43,9 @@ def _start_then_longest(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return order
 
 
-def _thread_chain(start: np.ndarray, end: np.ndarray, range_ids: np.ndarray,
-                  t: np.ndarray, query_ids: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def _thread_chain(
+    start: np.ndarray, end: np.ndarray, range_ids: np.ndarray, t: np.ndarray, query_ids: np.ndarray
+) -> list[tuple[np.ndarray, ...]]:
     order, depth = range_depths(start, end)
     s, e, ids = start[order], end[order], range_ids[order]
     parts: list[tuple[np.ndarray, ...]] = []
@@ -54,8 +55,7 @@ def _thread_chain(start: np.ndarray, end: np.ndarray, range_ids: np.ndarray,
         has = pos >= 0
         cand = at_level[pos[has]]
         inside = t[has] < e[cand]
-        parts.append((query_ids[has][inside], ids[cand[inside]],
-                      np.full(int(inside.sum()), level, dtype=np.int32)))
+        parts.append((query_ids[has][inside], ids[cand[inside]], np.full(int(inside.sum()), level, dtype=np.int32)))
     return parts
 
 
@@ -85,11 +85,17 @@ def enclosing_ranges(ranges: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFram
     # Each thread's parts come level by level, so a stable sort on the query alone orders
     # every query's ranges by depth.
     order = np.argsort(query, kind="stable")
-    return pl.DataFrame({
-        "query_idx": query[order],
-        "range_idx": np.concatenate([p[1] for p in parts])[order],
-        "depth": np.concatenate([p[2] for p in parts])[order],
-    }).cast(CHAIN_SCHEMA).set_sorted("query_idx")  # type: ignore[arg-type]
+    return (
+        pl.DataFrame(
+            {
+                "query_idx": query[order],
+                "range_idx": np.concatenate([p[1] for p in parts])[order],
+                "depth": np.concatenate([p[2] for p in parts])[order],
+            }
+        )
+        .cast(CHAIN_SCHEMA)
+        .set_sorted("query_idx")
+    )  # type: ignore[arg-type]
 
 
 def _thread_rows(frame: pl.DataFrame) -> dict[tuple, np.ndarray]:

@@ -81,9 +81,7 @@ def _check_sqlite_file(path: Path) -> None:
     page_count = int.from_bytes(header[28:32], "big")
     # The in-header page count is trustworthy only when its change counter matches.
     if header[24:28] == header[92:96] and size < page_size * page_count:
-        raise BadTrace(
-            f"{path.name}: truncated SQLite file ({size} of {page_size * page_count} bytes)"
-        )
+        raise BadTrace(f"{path.name}: truncated SQLite file ({size} of {page_size * page_count} bytes)")
 
 
 def _parse(con: sqlite3.Connection, name: str) -> ParsedTrace:
@@ -93,9 +91,7 @@ def _parse(con: sqlite3.Connection, name: str) -> ParsedTrace:
     if KERNEL not in tables and RUNTIME not in tables:
         raise BadTrace(f"{name}: nsys export has no CUDA kernels and no CUDA runtime calls")
     cols = {t: _columns(con, t) for t in tables}
-    gpu = pl.concat(
-        [_kernels(con, cols), _memcpys(con, cols), _memsets(con, cols)], how="vertical"
-    )
+    gpu = pl.concat([_kernels(con, cols), _memcpys(con, cols), _memsets(con, cols)], how="vertical")
     runtime = _runtime(con, cols)
     warnings: dict[str, int] = {}
     ranges = _nvtx_ranges(con, cols, warnings)
@@ -139,10 +135,21 @@ def _string(table_cols: set[str], *id_cols: str) -> str:
 
 
 GPU_RAW = {
-    "kind": pl.String, "name": pl.String, "device": pl.Int64, "stream": pl.Int64,
-    "start_ns": pl.Int64, "end_ns": pl.Int64, "correlation": pl.Int64, "pid": pl.Int64,
-    "grid_x": pl.Int64, "grid_y": pl.Int64, "grid_z": pl.Int64,
-    "block_x": pl.Int64, "block_y": pl.Int64, "block_z": pl.Int64, "bytes": pl.Int64,
+    "kind": pl.String,
+    "name": pl.String,
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "correlation": pl.Int64,
+    "pid": pl.Int64,
+    "grid_x": pl.Int64,
+    "grid_y": pl.Int64,
+    "grid_z": pl.Int64,
+    "block_x": pl.Int64,
+    "block_y": pl.Int64,
+    "block_z": pl.Int64,
+    "bytes": pl.Int64,
 }
 
 
@@ -152,12 +159,10 @@ def _gpu_activity(
     if table not in cols:
         return pl.DataFrame(schema=GPU_RAW)
     c = cols[table]
-    dims = [
-        _opt(c, f"{g}{a}", f"{g.lower()}_{a.lower()}") for g in ("grid", "block") for a in "XYZ"
-    ]
+    dims = [_opt(c, f"{g}{a}", f"{g.lower()}_{a.lower()}") for g in ("grid", "block") for a in "XYZ"]
     sql = (
         f"SELECT '{kind}', {name_sql}, {_opt(c, 'deviceId')}, {_opt(c, 'streamId')}, "
-        f"t.start, t.\"end\", {_opt(c, 'correlationId')}, "
+        f't.start, t."end", {_opt(c, "correlationId")}, '
         f"{PID_SQL.format(col='t.globalPid') if 'globalPid' in c else 'NULL'}, "
         f"{', '.join(dims)}, {_opt(c, 'bytes')} FROM {table} AS t"
     )
@@ -187,14 +192,20 @@ def _memsets(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame
 
 
 def _runtime(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
-    schema = {"pid": pl.Int64, "tid": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
-              "correlation": pl.Int64, "name": pl.String}
+    schema = {
+        "pid": pl.Int64,
+        "tid": pl.Int64,
+        "start_ns": pl.Int64,
+        "end_ns": pl.Int64,
+        "correlation": pl.Int64,
+        "name": pl.String,
+    }
     if RUNTIME not in cols:
         return pl.DataFrame(schema=schema)
     c = cols[RUNTIME]
     sql = (
         f"SELECT {PID_SQL.format(col='t.globalTid')}, {TID_SQL.format(col='t.globalTid')}, "
-        f"t.start, t.\"end\", {_opt(c, 'correlationId')}, {_string(c, 'nameId')} "
+        f't.start, t."end", {_opt(c, "correlationId")}, {_string(c, "nameId")} '
         f"FROM {RUNTIME} AS t"
     )
     df = _frame(con, sql, schema)
@@ -211,11 +222,8 @@ def _nvtx_type_ids(con: sqlite3.Connection, cols: dict[str, set[str]]) -> list[i
     return list(NVTX_RANGE_TYPES.values())
 
 
-def _nvtx_ranges(
-    con: sqlite3.Connection, cols: dict[str, set[str]], warnings: dict[str, int]
-) -> pl.DataFrame:
-    schema = {"pid": pl.Int64, "tid": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64,
-              "name": pl.String}
+def _nvtx_ranges(con: sqlite3.Connection, cols: dict[str, set[str]], warnings: dict[str, int]) -> pl.DataFrame:
+    schema = {"pid": pl.Int64, "tid": pl.Int64, "start_ns": pl.Int64, "end_ns": pl.Int64, "name": pl.String}
     if NVTX not in cols:
         return pl.DataFrame(schema=schema).with_columns(cat=pl.lit("annotation"))
     c = cols[NVTX]
@@ -226,7 +234,7 @@ def _nvtx_ranges(
     types = ", ".join(str(i) for i in _nvtx_type_ids(con, cols))
     sql = (
         f"SELECT {PID_SQL.format(col='t.globalTid')}, {TID_SQL.format(col='t.globalTid')}, "
-        f"t.start, t.\"end\", {text} FROM {NVTX} AS t WHERE t.eventType IN ({types})"
+        f't.start, t."end", {text} FROM {NVTX} AS t WHERE t.eventType IN ({types})'
     )
     df = _frame(con, sql, schema)
     open_ended = df.filter(pl.col("end_ns").is_null()).height
@@ -268,14 +276,16 @@ def _devices(con: sqlite3.Connection, cols: dict[str, set[str]]) -> list[DeviceI
     )
     devices = []
     for dev, name, mem, sms, major, minor, bandwidth, clock in con.execute(sql):
-        devices.append(DeviceInfo(
-            device=int(dev or 0),
-            name=str(name),
-            memory_bytes=mem,
-            sm_count=sms,
-            compute_capability=f"{major}.{minor}" if major is not None else None,
-            vendor="NVIDIA",
-            memory_bandwidth_bytes_s=float(bandwidth) if bandwidth else None,
-            clock_hz=float(clock) if clock else None,
-        ))
+        devices.append(
+            DeviceInfo(
+                device=int(dev or 0),
+                name=str(name),
+                memory_bytes=mem,
+                sm_count=sms,
+                compute_capability=f"{major}.{minor}" if major is not None else None,
+                vendor="NVIDIA",
+                memory_bandwidth_bytes_s=float(bandwidth) if bandwidth else None,
+                clock_hz=float(clock) if clock else None,
+            )
+        )
     return devices

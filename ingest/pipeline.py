@@ -66,16 +66,19 @@ def detect_format(path: Path) -> str:
         return "ncu"
     if head.lstrip()[:1] in (b"{", b"["):
         return "kineto"
-    raise BadTrace(f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz, "
-                   "an Nsight Systems SQLite export or Nsight Compute CSV)")
+    raise BadTrace(
+        f"{path.name}: unrecognized trace format (expected PyTorch Profiler JSON / .json.gz, "
+        "an Nsight Systems SQLite export or Nsight Compute CSV)"
+    )
 
 
 # One parser per timeline format (core.frames.TIMELINE_FORMATS; tests/test_layers.py checks).
 PARSERS: dict[str, Callable[[Path], ParsedTrace]] = {"kineto": parse_kineto, "nsys": parse_nsys}
 
 
-def parse_trace(path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING,
-                decoder: Decoder = "auto") -> ParsedTrace:
+def parse_trace(
+    path: Path, fmt: str, max_inflated_bytes: int = INFLATED_CEILING, decoder: Decoder = "auto"
+) -> ParsedTrace:
     """The format's parser, then the one normalisation every format needs before storing;
     ``decoder`` picks the Kineto decoder (``kineto.Decoder``)."""
     if fmt == "kineto":
@@ -159,17 +162,26 @@ def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
     """The run a trace with this digest (of its file, or of its decompressed content) was
     already ingested into, if any."""
     with session_scope(engine) as session:
-        row = session.execute(select(Trace.run_id, Trace.id).where(
-            or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)).first()
+        row = session.execute(
+            select(Trace.run_id, Trace.id).where(or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)
+        ).first()
     if row is None or row[0] is None:  # a trace outside any run is nothing to point the caller at
         return None
     return IngestResult(run_id=row[0], trace_id=row[1], created=False)
 
 
-def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
-                raw_dir: Path, original_name: str | None = None,
-                max_bytes: int | None = None, max_inflated_bytes: int | None = None,
-                name_rules: Sequence[NameRule] = NAME_RULES, decoder: Decoder = "auto") -> IngestResult:
+def ingest_file(
+    engine: Engine,
+    path: Path,
+    meta: RunMeta | None = None,
+    *,
+    raw_dir: Path,
+    original_name: str | None = None,
+    max_bytes: int | None = None,
+    max_inflated_bytes: int | None = None,
+    name_rules: Sequence[NameRule] = NAME_RULES,
+    decoder: Decoder = "auto",
+) -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
     ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
     ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``);
@@ -208,9 +220,16 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
     try:
         with session_scope(engine) as session:
             run_id = insert_run(session, parsed, kernels, run_meta)
-            trace_id = insert_trace(session, run_id, parsed, sha256=sha256, size=size,
-                                    original_name=original_name or path.name, raw_path=str(target),
-                                    content_sha256=content_sha256)
+            trace_id = insert_trace(
+                session,
+                run_id,
+                parsed,
+                sha256=sha256,
+                size=size,
+                original_name=original_name or path.name,
+                raw_path=str(target),
+                content_sha256=content_sha256,
+            )
             insert_kernels(session, run_id, trace_id, kernels)
             if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                 store_counters(session, run_id, parsed.counters)
@@ -224,8 +243,9 @@ def ingest_file(engine: Engine, path: Path, meta: RunMeta | None = None, *,
             if raced is not None:
                 return raced
         raise
-    return IngestResult(run_id=run_id, trace_id=trace_id, created=True,
-                        kernel_count=kernels.height, warnings=dict(parsed.warnings))
+    return IngestResult(
+        run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height, warnings=dict(parsed.warnings)
+    )
 
 
 def keep_raw(path: Path, target: Path) -> bool:

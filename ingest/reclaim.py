@@ -45,8 +45,10 @@ class Reclaimed:
 
     def summary(self) -> str:
         verb = "would reclaim" if self.dry_run else "reclaimed"
-        return (f"{verb} {len(self.raw_files)} orphan raw files and {len(self.spool_folders)} "
-                f"spool folders ({self.bytes} bytes)")
+        return (
+            f"{verb} {len(self.raw_files)} orphan raw files and {len(self.spool_folders)} "
+            f"spool folders ({self.bytes} bytes)"
+        )
 
 
 def _referenced_raw_names(engine: Engine) -> set[str]:
@@ -105,8 +107,9 @@ def find_orphans(engine: Engine, settings: Settings, grace_seconds: float | None
     return found
 
 
-def reclaim_orphans(engine: Engine, settings: Settings, *, dry_run: bool = False,
-                    grace_seconds: float | None = None) -> Reclaimed:
+def reclaim_orphans(
+    engine: Engine, settings: Settings, *, dry_run: bool = False, grace_seconds: float | None = None
+) -> Reclaimed:
     """Remove (unless ``dry_run``) what ``find_orphans`` finds; empty raw shard folders go too."""
     found = find_orphans(engine, settings, grace_seconds)
     found.dry_run = dry_run

@@ -62,29 +62,38 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
         linked = relink(session, run_id)
     changed = before.join(after, on="seq", how="full", suffix="_new").filter(
         pl.col("operator").ne_missing(pl.col("operator_new"))
-        | pl.col("attention_type").ne_missing(pl.col("attention_type_new")))
-    return ReingestResult(run_id=run_id, kernel_count=kernels.height, reclassified=changed.height,
-                          other_ns_before=_other_ns(before), other_ns_after=_other_ns(after),
-                          counters_linked=linked, changes=_changes(changed))
+        | pl.col("attention_type").ne_missing(pl.col("attention_type_new"))
+    )
+    return ReingestResult(
+        run_id=run_id,
+        kernel_count=kernels.height,
+        reclassified=changed.height,
+        other_ns_before=_other_ns(before),
+        other_ns_after=_other_ns(after),
+        counters_linked=linked,
+        changes=_changes(changed),
+    )
 
 
 def _changes(changed: pl.DataFrame) -> tuple[dict, ...]:
     """The changed kernels by name and (old, new) class, largest by time first."""
-    grouped = changed.group_by(kernel=pl.coalesce("name_new", "name"), operator_before="operator",
-                               operator_after="operator_new").agg(
-        kernels=pl.len().cast(pl.Int64), total_ns=pl.coalesce("dur_ns_new", "dur_ns").sum())
+    grouped = changed.group_by(
+        kernel=pl.coalesce("name_new", "name"), operator_before="operator", operator_after="operator_new"
+    ).agg(kernels=pl.len().cast(pl.Int64), total_ns=pl.coalesce("dur_ns_new", "dur_ns").sum())
     return tuple(grouped.sort("total_ns", "kernel", descending=[True, False]).head(CHANGES_SHOWN).to_dicts())
 
 
 def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
     if session.get(Run, run_id) is None:
         raise NotFound(f"run {run_id} does not exist")
-    rows = session.execute(select(Trace.id, Trace.format, Trace.raw_path).where(Trace.run_id == run_id)
-                           .order_by(Trace.id)).all()
+    rows = session.execute(
+        select(Trace.id, Trace.format, Trace.raw_path).where(Trace.run_id == run_id).order_by(Trace.id)
+    ).all()
     timeline = [r for r in rows if r.format in PARSERS]
     if not timeline:
-        raise BadInput(f"run {run_id} has no timeline trace to re-ingest "
-                       "(Nsight Compute counters are stored as measured)")
+        raise BadInput(
+            f"run {run_id} has no timeline trace to re-ingest (Nsight Compute counters are stored as measured)"
+        )
     path = Path(timeline[0].raw_path)
     if not path.is_file():
         log.warning("run %s: raw file missing at %s", run_id, path)  # the path is for the operator
@@ -93,10 +102,22 @@ def _timeline_trace(session: Session, run_id: int) -> tuple[int, str, Path]:
 
 
 def _keys(session: Session, run_id: int) -> pl.DataFrame:
-    rows = session.execute(select(Kernel.seq, Kernel.operator, Kernel.attention_type, Kernel.dur_ns, Symbol.text)
-                           .join(Symbol, Symbol.id == Kernel.name_id).where(Kernel.run_id == run_id)).all()
-    return pl.DataFrame([tuple(r) for r in rows], orient="row", schema={
-        "seq": pl.Int64, "operator": pl.String, "attention_type": pl.String, "dur_ns": pl.Int64, "name": pl.String})
+    rows = session.execute(
+        select(Kernel.seq, Kernel.operator, Kernel.attention_type, Kernel.dur_ns, Symbol.text)
+        .join(Symbol, Symbol.id == Kernel.name_id)
+        .where(Kernel.run_id == run_id)
+    ).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows],
+        orient="row",
+        schema={
+            "seq": pl.Int64,
+            "operator": pl.String,
+            "attention_type": pl.String,
+            "dur_ns": pl.Int64,
+            "name": pl.String,
+        },
+    )
 
 
 def _other_ns(keys: pl.DataFrame) -> int:
@@ -106,6 +127,10 @@ def _other_ns(keys: pl.DataFrame) -> int:
 def reingest_candidates(engine: Engine) -> list[int]:
     """Every run with a timeline trace, oldest first."""
     with session_scope(engine) as session:
-        ids = session.scalars(select(Trace.run_id).where(Trace.format.in_(list(PARSERS)), Trace.run_id.is_not(None))
-                              .distinct().order_by(Trace.run_id)).all()
+        ids = session.scalars(
+            select(Trace.run_id)
+            .where(Trace.format.in_(list(PARSERS)), Trace.run_id.is_not(None))
+            .distinct()
+            .order_by(Trace.run_id)
+        ).all()
     return [i for i in ids if i is not None]

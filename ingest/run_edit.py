@@ -19,9 +19,25 @@ from tracehouse.schema.lookups import get_run
 from tracehouse.schema.models import Hardware, RunTag
 
 # Run columns a user may set; ``model`` and ``hardware`` are names resolved to their rows.
-RUN_FIELDS = ("model", "hardware", "attention_backend", "scale", "batch", "dtype", "image_size", "frames",
-              "denoising_steps", "decode_tokens", "text_length", "param_count", "peak_memory_bytes", "host",
-              "experiment", "git_commit", "version")
+RUN_FIELDS = (
+    "model",
+    "hardware",
+    "attention_backend",
+    "scale",
+    "batch",
+    "dtype",
+    "image_size",
+    "frames",
+    "denoising_steps",
+    "decode_tokens",
+    "text_length",
+    "param_count",
+    "peak_memory_bytes",
+    "host",
+    "experiment",
+    "git_commit",
+    "version",
+)
 
 
 def split_fields_and_tags(values: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str | None]]:
@@ -42,8 +58,9 @@ def edit_run(session: Session, run_id: int, fields: Mapping[str, object], tags: 
     run = get_run(session, run_id)
     unknown = sorted(set(fields) - set(RUN_FIELDS))
     if unknown:
-        raise BadInput(f"{', '.join(unknown)}: not a run field (one of {', '.join(RUN_FIELDS)}); "
-                       "anything else is a tag")
+        raise BadInput(
+            f"{', '.join(unknown)}: not a run field (one of {', '.join(RUN_FIELDS)}); anything else is a tag"
+        )
     typed = meta_from_mapping({k: v for k, v in fields.items() if v is not None})  # checks integers
     for key in fields:
         value = getattr(typed, key)

@@ -35,4 +35,3 @@ def qk_shapes(op_name: str, input_dims: str | None) -> tuple[int | None, ...]:
         batch, heads, seq_q, head_dim = q
         seq_kv = k[2]
     return seq_q, seq_kv, batch, heads, head_dim
-

@@ -18,8 +18,7 @@ def start_and_duration_ns(text: pl.Series, dur: pl.Series, base_ns: int) -> pl.D
     Int64 already, ``us_text_to_ns`` applied a piece at a time by ``kineto_stream`` (which
     reads the header with the base last, after the events)."""
     start = text if text.dtype == pl.Int64 else us_text_to_ns(text)
-    return pl.DataFrame({"start_ns": start + base_ns,
-                         "dur_ns": (dur * 1000).round(0).cast(pl.Int64, strict=False)})
+    return pl.DataFrame({"start_ns": start + base_ns, "dur_ns": (dur * 1000).round(0).cast(pl.Int64, strict=False)})
 
 
 def us_text_to_ns(text: pl.Series) -> pl.Series:

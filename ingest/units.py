@@ -34,8 +34,11 @@ def expand(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and not p.name.endswith(".manifest.json"))
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".manifest.json")
+            )
             if not found:
                 raise BadTrace(f"{path}: directory has no files to ingest")
             files += found
@@ -61,10 +64,18 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
     return units
 
 
-def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *, raw_dir: Path,
-                run_id: int | None = None, max_bytes: int | None = None,
-                original_name: str | None = None, max_inflated_bytes: int | None = None,
-                name_rules: Sequence[NameRule] = NAME_RULES) -> IngestResult:
+def ingest_unit(
+    engine: Engine,
+    unit: IngestUnit,
+    meta: RunMeta | None = None,
+    *,
+    raw_dir: Path,
+    run_id: int | None = None,
+    max_bytes: int | None = None,
+    original_name: str | None = None,
+    max_inflated_bytes: int | None = None,
+    name_rules: Sequence[NameRule] = NAME_RULES,
+) -> IngestResult:
     """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run;
     ``name_rules``: the kernel-name rules in effect."""
     if unit.format == "ncu":
@@ -75,10 +86,20 @@ def ingest_unit(engine: Engine, unit: IngestUnit, meta: RunMeta | None = None, *
                 raise TooLarge(f"{path.name}: {path.stat().st_size} bytes exceeds the {max_bytes}-byte limit")
         return ingest_ncu(engine, list(unit.paths), meta, raw_dir=raw_dir, run_id=run_id)
     if run_id is not None:
-        raise BadInput(f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
-                       "a timeline trace makes its own run")
-    return ingest_file(engine, unit.paths[0], meta, raw_dir=raw_dir, max_bytes=max_bytes,
-                       original_name=original_name, max_inflated_bytes=max_inflated_bytes, name_rules=name_rules)
+        raise BadInput(
+            f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
+            "a timeline trace makes its own run"
+        )
+    return ingest_file(
+        engine,
+        unit.paths[0],
+        meta,
+        raw_dir=raw_dir,
+        max_bytes=max_bytes,
+        original_name=original_name,
+        max_inflated_bytes=max_inflated_bytes,
+        name_rules=name_rules,
+    )
 
 
 def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[IngestUnit], IngestUnit | None]:
@@ -90,23 +111,40 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
     along (it would make a run of its own, not the one named)."""
     timelines = [u for u in units if u.format != "ncu"]
     if run_id is not None and timelines:
-        raise BadInput(f"{timelines[0].paths[0].name}: only Nsight Compute counters attach to an "
-                       "existing run; a timeline trace makes its own run")
+        raise BadInput(
+            f"{timelines[0].paths[0].name}: only Nsight Compute counters attach to an "
+            "existing run; a timeline trace makes its own run"
+        )
     has_counters = len(timelines) < len(units)
     host = timelines[0] if run_id is None and len(timelines) == 1 and has_counters else None
     return timelines + [u for u in units if u.format == "ncu"], host
 
 
-def ingest_all(engine: Engine, units: list[IngestUnit], meta: RunMeta | None = None, *,
-               raw_dir: Path, run_id: int | None = None, max_bytes: int | None = None,
-               max_inflated_bytes: int | None = None,
-               name_rules: Sequence[NameRule] = NAME_RULES) -> Iterator[tuple[IngestUnit, IngestResult]]:
+def ingest_all(
+    engine: Engine,
+    units: list[IngestUnit],
+    meta: RunMeta | None = None,
+    *,
+    raw_dir: Path,
+    run_id: int | None = None,
+    max_bytes: int | None = None,
+    max_inflated_bytes: int | None = None,
+    name_rules: Sequence[NameRule] = NAME_RULES,
+) -> Iterator[tuple[IngestUnit, IngestResult]]:
     """Ingest units in order (see :func:`attach_plan`), yielding each result as it lands."""
     ordered, host = attach_plan(units, run_id)
     for unit in ordered:
         attach = run_id if unit.format == "ncu" else None
-        result = ingest_unit(engine, unit, meta, raw_dir=raw_dir, run_id=attach, max_bytes=max_bytes,
-                             max_inflated_bytes=max_inflated_bytes, name_rules=name_rules)
+        result = ingest_unit(
+            engine,
+            unit,
+            meta,
+            raw_dir=raw_dir,
+            run_id=attach,
+            max_bytes=max_bytes,
+            max_inflated_bytes=max_inflated_bytes,
+            name_rules=name_rules,
+        )
         if unit is host:
             run_id = result.run_id
         yield unit, result

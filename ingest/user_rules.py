@@ -86,8 +86,9 @@ def _rule(table: object, n: int, where: str) -> NameRule:
     for key in ("operator", "attention_type"):
         value = table.get(key)
         if value is not None and not (isinstance(value, str) and _LABEL.match(value)):
-            raise BadInput(f"{where}: {key} {value!r} must be lower-case letters, digits, '_', '-' or '.', "
-                           "at most 32 characters")
+            raise BadInput(
+                f"{where}: {key} {value!r} must be lower-case letters, digits, '_', '-' or '.', at most 32 characters"
+            )
     authoritative = table.get("authoritative", False)
     if not isinstance(authoritative, bool):
         raise BadInput(f"{where}: 'authoritative' must be true or false")
@@ -96,8 +97,12 @@ def _rule(table: object, n: int, where: str) -> NameRule:
         raise BadInput(f"{where}: id {given!r} must be lower-case letters, digits, '_', '-' or '.'")
     rule_id = given if given in {r.id for r in NAME_RULES} else f"user.{given or n + 1}"
     base = NameRule(rule_id, table["operator"], table["pattern"])
-    return replace(base, attention_type=table.get("attention_type"), authoritative=authoritative,
-                   origin=where.rsplit(": rule", 1)[0])
+    return replace(
+        base,
+        attention_type=table.get("attention_type"),
+        authoritative=authoritative,
+        origin=where.rsplit(": rule", 1)[0],
+    )
 
 
 def _check_pattern(pattern: str, where: str) -> None:

@@ -24,8 +24,10 @@ def _parse(url: str) -> URL:
         return make_url(url)
     except ArgumentError:
         # The text may hold a password, so it is not repeated.
-        raise DatabaseUnavailable("cannot parse the database URL; expected e.g. sqlite:///path/to/file.sqlite3 "
-                                  "or postgresql://user@host:5432/name") from None
+        raise DatabaseUnavailable(
+            "cannot parse the database URL; expected e.g. sqlite:///path/to/file.sqlite3 "
+            "or postgresql://user@host:5432/name"
+        ) from None
 
 
 def normalize_url(url: str) -> str:
@@ -64,14 +66,19 @@ def make_engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except OSError as exc:  # the SQLite file's folder cannot be made
-        raise DatabaseUnavailable(f"cannot open the database {safe_url(parsed)}: its folder cannot be "
-                                  f"created ({exc.strerror or exc.__class__.__name__})") from None
+        raise DatabaseUnavailable(
+            f"cannot open the database {safe_url(parsed)}: its folder cannot be "
+            f"created ({exc.strerror or exc.__class__.__name__})"
+        ) from None
     except ArgumentError:  # e.g. sqlite://host/path, which the driver refuses
-        raise DatabaseUnavailable(f"invalid database URL {safe_url(parsed)}; use sqlite:///relative/path, "
-                                  "sqlite:////absolute/path or postgresql://user@host:5432/name") from None
+        raise DatabaseUnavailable(
+            f"invalid database URL {safe_url(parsed)}; use sqlite:///relative/path, "
+            "sqlite:////absolute/path or postgresql://user@host:5432/name"
+        ) from None
     except (NoSuchModuleError, ImportError):
-        raise DatabaseUnavailable(f"no driver for the database {safe_url(parsed)}; tracehouse speaks "
-                                  "sqlite:// and postgresql://") from None
+        raise DatabaseUnavailable(
+            f"no driver for the database {safe_url(parsed)}; tracehouse speaks sqlite:// and postgresql://"
+        ) from None
 
 
 def unavailable(engine: Engine, exc: BaseException) -> DatabaseUnavailable:

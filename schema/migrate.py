@@ -140,14 +140,16 @@ def ensure_schema(engine: Engine, url_for_message: str, *, create_if_empty: bool
         if table_names(engine) - {"alembic_version"}:
             raise SchemaOutOfDate(
                 f"database has tables but no tracehouse schema version; is it another "
-                f"application's? Run {upgrade_command(url_for_message)} only if it is ours")
+                f"application's? Run {upgrade_command(url_for_message)} only if it is ours"
+            )
         upgrade(engine)
         return
     script = ScriptDirectory.from_config(alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         raise SchemaOutOfDate(
-            f"database schema {current} is newer than this tracehouse (head {head}); upgrade tracehouse")
+            f"database schema {current} is newer than this tracehouse (head {head}); upgrade tracehouse"
+        )
     raise SchemaOutOfDate(
-        f"database schema {current or '(none)'} is out of date (head {head}); "
-        f"run: {upgrade_command(url_for_message)}")
+        f"database schema {current or '(none)'} is out of date (head {head}); run: {upgrade_command(url_for_message)}"
+    )

@@ -19,9 +19,20 @@ def stored_metrics(session: Session, run_id: int) -> pl.DataFrame:
     """A run's counters back in ``parse_ncu_csv``'s long shape (launch attributes not kept)."""
     result = session.execute(
         select(NcuMetric.kernel_id, Symbol.text, NcuMetric.metric_name, NcuMetric.metric_unit, NcuMetric.value)
-        .join(Symbol, Symbol.id == NcuMetric.name_id).where(NcuMetric.run_id == run_id)).all()
-    frame = pl.DataFrame([tuple(r) for r in result], orient="row",
-                         schema={"kernel_id": pl.Int64, "kernel_name": pl.String, "metric_name": pl.String,
-                                 "metric_unit": pl.String, "metric_value": pl.Float64})
-    return frame.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in LONG_SCHEMA.items()
-                              if c not in frame.columns).select(LONG_SCHEMA.keys())
+        .join(Symbol, Symbol.id == NcuMetric.name_id)
+        .where(NcuMetric.run_id == run_id)
+    ).all()
+    frame = pl.DataFrame(
+        [tuple(r) for r in result],
+        orient="row",
+        schema={
+            "kernel_id": pl.Int64,
+            "kernel_name": pl.String,
+            "metric_name": pl.String,
+            "metric_unit": pl.String,
+            "metric_value": pl.Float64,
+        },
+    )
+    return frame.with_columns(
+        pl.lit(None, dtype).alias(c) for c, dtype in LONG_SCHEMA.items() if c not in frame.columns
+    ).select(LONG_SCHEMA.keys())

@@ -15,8 +15,10 @@ from importlib import metadata
 from pathlib import Path
 
 UNPINNED = {"tracehouse", "pip", "setuptools", "wheel"}
-HEADER = ("# Every package scripts/setup.sh installs, pinned: written by scripts/lock.sh from the\n"
-          "# newest versions pyproject.toml allows that passed the suite (scripts/test-latest.sh).\n")
+HEADER = (
+    "# Every package scripts/setup.sh installs, pinned: written by scripts/lock.sh from the\n"
+    "# newest versions pyproject.toml allows that passed the suite (scripts/test-latest.sh).\n"
+)
 
 
 def canonical(name: str) -> str:

@@ -53,13 +53,29 @@ def sd_text() -> bytes:
 
 
 def launch(correlation: int = 1) -> dict:
-    return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": 9, "dur": 1,
-            "args": {"correlation": correlation}}
+    return {
+        "ph": "X",
+        "cat": "cuda_runtime",
+        "name": "cudaLaunchKernel",
+        "pid": 1,
+        "tid": 1,
+        "ts": 9,
+        "dur": 1,
+        "args": {"correlation": correlation},
+    }
 
 
 def kernel(**fields: object) -> dict:
-    base = {"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 10, "dur": 2,
-            "args": {"correlation": 1, "device": 0, "stream": 7}}
+    base = {
+        "ph": "X",
+        "cat": "kernel",
+        "name": "k",
+        "pid": 0,
+        "tid": 7,
+        "ts": 10,
+        "dur": 2,
+        "args": {"correlation": 1, "device": 0, "stream": 7},
+    }
     return base | fields
 
 
@@ -73,8 +89,12 @@ def text(data: bytes) -> Callable[[], bytes]:
 
 
 def deep_json(depth: int) -> bytes:
-    return b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, "args": {"x": ' + \
-        b"[" * depth + b"]" * depth + b"}}]}"
+    return (
+        b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, "args": {"x": '
+        + b"[" * depth
+        + b"]" * depth
+        + b"}}]}"
+    )
 
 
 def sqlite_file(build: Callable[[sqlite3.Connection], None]) -> Callable[[], bytes]:
@@ -86,15 +106,18 @@ def sqlite_file(build: Callable[[sqlite3.Connection], None]) -> Callable[[], byt
             con.commit()
             con.close()
             return path.read_bytes()
+
     return make
 
 
 def not_nsys(label: str) -> Callable[[], bytes]:
     """An SQLite file that is no nsys export; the label makes its bytes (its sha256) its own,
     so that no case is answered from another's deduplicated run."""
+
     def build(con: sqlite3.Connection) -> None:
         con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
         con.executemany("INSERT INTO notes (body) VALUES (?)", [(f"{label} {i}",) for i in range(50)])
+
     return sqlite_file(build)
 
 
@@ -125,6 +148,7 @@ EMPTY_SQLITE = sqlite_file(lambda con: con.execute("PRAGMA user_version = 7"))
 
 def bomb(size: int, prefix: bytes = b"", suffix: bytes = b"", fill: bytes = b"\0") -> Callable[[], bytes]:
     """``prefix``, ``size`` bytes of ``fill``, ``suffix``, gzipped a MiB at a time."""
+
     def make() -> bytes:
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)
         out = [packer.compress(prefix)]
@@ -133,11 +157,19 @@ def bomb(size: int, prefix: bytes = b"", suffix: bytes = b"", fill: bytes = b"\0
         out.append(packer.compress(suffix))
         out.append(packer.flush())
         return b"".join(out)
+
     return make
 
 
-def one(name: str, filename: str, content: Callable[[], bytes], *, content_type: str = "application/octet-stream",
-        form: tuple[tuple[str, str], ...] = (), own_server: bool = False) -> BadUpload:
+def one(
+    name: str,
+    filename: str,
+    content: Callable[[], bytes],
+    *,
+    content_type: str = "application/octet-stream",
+    form: tuple[tuple[str, str], ...] = (),
+    own_server: bool = False,
+) -> BadUpload:
     return BadUpload(name, (Part(filename, content, content_type),), form, own_server=own_server)
 
 
@@ -156,13 +188,15 @@ def _gzip_cases() -> list[BadUpload]:
         one("gzip magic then garbage", "t.json.gz", text(b"\x1f\x8b" + b"garbage" * 50)),
         one("multi-member gzip, garbage after", "t.json.gz", lambda: sd_gz() + b"not a gzip member"),
         one("multi-member gzip, second truncated", "t.json.gz", lambda: sd_gz() + sd_gz()[:100]),
-        one("multi-member gzip, two documents", "t.json.gz", lambda: sd_gz() + sd_gz(),
-            own_server=True),
+        one("multi-member gzip, two documents", "t.json.gz", lambda: sd_gz() + sd_gz(), own_server=True),
         one("gzip of nothing", "t.json.gz", text(gzip.compress(b"", mtime=0))),
         one("gzip of a gzip", "t.json.gz", lambda: gzip.compress(sd_gz(), mtime=0)),
         one("gzip bomb, 200 MiB of zeros", "bomb.json.gz", bomb(200 << 20)),
-        one("gzip bomb inside a trace, 64 MiB of spaces", "bomb.json.gz",
-            bomb(64 << 20, b'{"traceEvents": [', b"]}", b" ")),
+        one(
+            "gzip bomb inside a trace, 64 MiB of spaces",
+            "bomb.json.gz",
+            bomb(64 << 20, b'{"traceEvents": [', b"]}", b" "),
+        ),
     ]
 
 
@@ -181,10 +215,19 @@ def _json_cases() -> list[BadUpload]:
         one("traceEvents of strings", "t.json", text(b'{"traceEvents": ["X", "kernel"]}')),
         one("deviceProperties of the wrong type", "t.json", doc(deviceProperties="A100")),
         one("empty traceEvents", "t.json", text(b'{"traceEvents": []}')),
-        one("no GPU events", "t.json", doc({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "x"}},
-                                           {"ph": "i", "name": "marker", "pid": 1, "tid": 1, "ts": 5})),
-        one("annotations only", "t.json", doc({"ph": "X", "cat": "user_annotation", "name": "step", "pid": 1,
-                                               "tid": 1, "ts": 1, "dur": 3})),
+        one(
+            "no GPU events",
+            "t.json",
+            doc(
+                {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "x"}},
+                {"ph": "i", "name": "marker", "pid": 1, "tid": 1, "ts": 5},
+            ),
+        ),
+        one(
+            "annotations only",
+            "t.json",
+            doc({"ph": "X", "cat": "user_annotation", "name": "step", "pid": 1, "tid": 1, "ts": 1, "dur": 3}),
+        ),
         one("negative duration", "t.json", doc(launch(), kernel(dur=-5))),
         one("duration a string", "t.json", doc(launch(), kernel(dur="abc"))),
         one("duration null", "t.json", doc(launch(), kernel(dur=None))),
@@ -206,8 +249,10 @@ def _json_cases() -> list[BadUpload]:
     ]
 
 
-NCU_HEADER = (b'"ID","Process ID","Process Name","Host Name","Kernel Name","Kernel Time","Context","Stream",'
-              b'"Section Name","Metric Name","Metric Unit","Metric Value"\n')
+NCU_HEADER = (
+    b'"ID","Process ID","Process Name","Host Name","Kernel Name","Kernel Time","Context","Stream",'
+    b'"Section Name","Metric Name","Metric Unit","Metric Value"\n'
+)
 
 
 def _kind_cases() -> list[BadUpload]:
@@ -219,8 +264,12 @@ def _kind_cases() -> list[BadUpload]:
         one("SQLite header then zeros", "run.sqlite", text(b"SQLite format 3\x00" + b"\x00" * 4080)),
         one("CSV that is not ncu", "m.csv", text(b"a,b,c\n1,2,3\n"), content_type="text/csv"),
         one("ncu header and no rows", "m.csv", text(NCU_HEADER), content_type="text/csv"),
-        one("ncu rows of garbage", "m.csv", text(NCU_HEADER + b'"x","y","z","h","k","t","c","s","sec","m","u","v"\n'),
-            content_type="text/csv"),
+        one(
+            "ncu rows of garbage",
+            "m.csv",
+            text(NCU_HEADER + b'"x","y","z","h","k","t","c","s","sec","m","u","v"\n'),
+            content_type="text/csv",
+        ),
         one("ncu progress lines only", "m.csv", text(b"==PROF== Connected to process 1\n==PROF== Disconnected\n")),
         one("a PNG named .json", "t.json", text(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), content_type="image/png"),
         one("an ELF named .json.gz", "t.json.gz", text(b"\x7fELF\x02\x01\x01" + b"\x00" * 120)),
@@ -267,13 +316,20 @@ def _request_cases() -> list[BadUpload]:
         one("300-character model name", "sd.json.gz", trace, form=(("model", "m" * 300),)),
         BadUpload("no file part", form=(("model", "llama"),)),
         BadUpload("a JSON body", raw_body=doc(), content_type="application/json"),
-        BadUpload("a urlencoded body", raw_body=text(b"file=abc&model=llama"),
-                  content_type="application/x-www-form-urlencoded"),
+        BadUpload(
+            "a urlencoded body",
+            raw_body=text(b"file=abc&model=llama"),
+            content_type="application/x-www-form-urlencoded",
+        ),
         BadUpload("a raw octet-stream body", raw_body=trace, content_type="application/octet-stream"),
         BadUpload("multipart without a boundary", raw_body=text(b"--x\r\n\r\n"), content_type="multipart/form-data"),
-        BadUpload("multipart cut short", raw_body=text(
-            b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="t.json"\r\n\r\n{"traceEvents": ['),
-            content_type="multipart/form-data; boundary=xyz"),
+        BadUpload(
+            "multipart cut short",
+            raw_body=text(
+                b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="t.json"\r\n\r\n{"traceEvents": ['
+            ),
+            content_type="multipart/form-data; boundary=xyz",
+        ),
         BadUpload("text/plain body", raw_body=text(b"hello"), content_type="text/plain"),
     ]
 

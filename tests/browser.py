@@ -15,13 +15,22 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 # No browser download (none can be fetched here): Playwright drives the system chromium, with
 # everything that would phone home turned off.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def require_browser() -> Any:
     """The sync Playwright module, or a skip naming what is missing."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])"
+    )
     if not CHROMIUM.is_file() and not shutil.which("chromium"):
         pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (scripts/setup.sh does it as root)")
     return playwright
@@ -62,8 +71,11 @@ def visit(page: Any, watch: Watch, url: str, shot: Path) -> None:
     response = page.goto(url)
     assert response is not None and response.status == 200, f"{url}: {response and response.status}"
     page.wait_for_load_state("load")
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('div.chart'))
-                              .every(c => c.querySelector('svg.main-svg'))""", timeout=30_000)
+    page.wait_for_function(
+        """() => Array.from(document.querySelectorAll('div.chart'))
+                              .every(c => c.querySelector('svg.main-svg'))""",
+        timeout=30_000,
+    )
     page.screenshot(path=str(shot), full_page=True)
     assert watch.take() == [], url
     assert len(page.inner_text("main").strip()) > 100, f"{url} rendered blank"
@@ -73,13 +85,16 @@ def visit(page: Any, watch: Watch, url: str, shot: Path) -> None:
 
 def drawn(page: Any, key: str) -> dict[str, int]:
     """SVG marks in chart ``key``: bars (with an area) and scatter markers."""
-    return page.evaluate("""key => {
+    return page.evaluate(
+        """key => {
         const c = document.getElementById('chart-' + key);
         // A missing value still gets a bar path, of zero size: only bars with an area count.
         const sized = p => { const b = p.getBBox(); return b.width > 0 && b.height > 0; };
         return {bars: Array.from(c.querySelectorAll('.barlayer .point path')).filter(sized).length,
                 points: c.querySelectorAll('.scatterlayer .point').length};
-    }""", key)
+    }""",
+        key,
+    )
 
 
 def charts_on(page: Any) -> list[str]:
@@ -87,7 +102,9 @@ def charts_on(page: Any) -> list[str]:
 
 
 def cell(page: Any, table: str, column: str, row: int = 0) -> str:
-    return page.locator(f'table[data-table="{table}"] tbody tr').nth(row).locator(f'td[data-col="{column}"]').inner_text()
+    return (
+        page.locator(f'table[data-table="{table}"] tbody tr').nth(row).locator(f'td[data-col="{column}"]').inner_text()
+    )
 
 
 def number(text: str) -> float:

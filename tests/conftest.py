@@ -79,8 +79,9 @@ class _Templates:
 
     def admin(self) -> Engine:
         if self._admin is None:  # autocommit: CREATE/DROP DATABASE refuse to run in a transaction
-            self._admin = create_engine(normalize_url(_postgres_url()), poolclass=NullPool,
-                                        isolation_level="AUTOCOMMIT")
+            self._admin = create_engine(
+                normalize_url(_postgres_url()), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+            )
         return self._admin
 
     def sqlite_file(self) -> Path:

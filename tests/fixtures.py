@@ -30,8 +30,7 @@ from tracehouse.schema.db import session_scope
 ERROR_KEYS = {"ok", "error", "code", "status"}
 
 
-def assert_error(reply: httpx.Response, status: int, *, code: str | None = None,
-                 contains: str | None = None) -> dict:
+def assert_error(reply: httpx.Response, status: int, *, code: str | None = None, contains: str | None = None) -> dict:
     """The one JSON error shape (``{"ok": false, "error", "code", "status"}``) with ``status``
     both as the HTTP status and in the body; returns the body for further checks."""
     assert reply.status_code == status, (reply.status_code, reply.text)
@@ -49,6 +48,7 @@ def assert_error(reply: httpx.Response, status: int, *, code: str | None = None,
 
 
 # ---- the command line, in this process ---------------------------------------------------------
+
 
 @dataclass
 class CliResult:
@@ -80,6 +80,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 
 # ---- the service ---------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,8 +91,9 @@ def _settings_from(data_dir: Path, db: Database, flags: tuple[str, ...], env: di
     """The Settings ``tracehouse serve FLAGS`` would build with ``env`` set."""
     from tracehouse.core.settings import load_settings
 
-    overrides: dict[str, object] = {k.removeprefix("TRACEHOUSE_").lower(): v for k, v in env.items()
-                                    if k.startswith("TRACEHOUSE_")}
+    overrides: dict[str, object] = {
+        k.removeprefix("TRACEHOUSE_").lower(): v for k, v in env.items() if k.startswith("TRACEHOUSE_")
+    }
     assert set(flags) <= {"--public-read"}, flags
     overrides.update(database_url=db.url, data_dir=data_dir, public_read=True if flags else None)
     return load_settings(**overrides)
@@ -143,9 +145,21 @@ class Server(AppServer):
         log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port),
-                 *self.flags],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "tracehouse.api.cli",
+                    "serve",
+                    "--db",
+                    self.db.url,
+                    "--port",
+                    str(self.port),
+                    *self.flags,
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

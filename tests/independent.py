@@ -10,8 +10,14 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-GPU_CATS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
-            "gpu_memset": "memset", "Memset": "memset"}
+GPU_CATS = {
+    "kernel": "kernel",
+    "Kernel": "kernel",
+    "gpu_memcpy": "memcpy",
+    "Memcpy": "memcpy",
+    "gpu_memset": "memset",
+    "Memset": "memset",
+}
 
 
 def load(path: Path) -> dict:
@@ -20,8 +26,11 @@ def load(path: Path) -> dict:
 
 
 def gpu_events(trace: dict) -> list[dict]:
-    return [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") in GPU_CATS
-            and e.get("dur") is not None and e["dur"] >= 0]
+    return [
+        e
+        for e in trace["traceEvents"]
+        if e.get("ph") == "X" and e.get("cat") in GPU_CATS and e.get("dur") is not None and e["dur"] >= 0
+    ]
 
 
 def ns(value) -> int:  # type: ignore[no-untyped-def]
@@ -47,24 +56,33 @@ def per_name_ns(trace: dict) -> dict[str, tuple[int, int]]:
 
 def launching_op_by_external_id(trace: dict) -> dict[int, str]:
     """New-format traces: a kernel's ``External id`` names the cpu_op that launched it."""
-    ops = {e["args"]["External id"]: e["name"] for e in trace["traceEvents"]
-           if e.get("cat") == "cpu_op" and "External id" in e.get("args", {})}
-    return {e["args"]["correlation"]: ops[e["args"]["External id"]] for e in gpu_events(trace)
-            if e.get("cat") == "kernel" and e["args"].get("External id") in ops}
+    ops = {
+        e["args"]["External id"]: e["name"]
+        for e in trace["traceEvents"]
+        if e.get("cat") == "cpu_op" and "External id" in e.get("args", {})
+    }
+    return {
+        e["args"]["correlation"]: ops[e["args"]["External id"]]
+        for e in gpu_events(trace)
+        if e.get("cat") == "kernel" and e["args"].get("External id") in ops
+    }
 
 
 def launching_op_by_nesting(trace: dict) -> dict[int, str]:
     """Old-format traces: the innermost cpu_op on the launching thread enclosing the runtime call
     (the latest-starting op that still contains the call), by a plain backwards scan."""
-    runtime = {e["args"]["correlation"]: e for e in trace["traceEvents"]
-               if e.get("cat") in ("cuda_runtime", "Runtime", "cuda_driver") and e.get("ph") == "X"
-               and "correlation" in e.get("args", {})}
+    runtime = {
+        e["args"]["correlation"]: e
+        for e in trace["traceEvents"]
+        if e.get("cat") in ("cuda_runtime", "Runtime", "cuda_driver")
+        and e.get("ph") == "X"
+        and "correlation" in e.get("args", {})
+    }
     ops_by_thread: dict[tuple, list[tuple[int, int, str]]] = {}
     for e in trace["traceEvents"]:
         if e.get("cat") in ("cpu_op", "Operator") and e.get("ph") == "X":
             start = ns(e["ts"])
-            ops_by_thread.setdefault((e["pid"], e["tid"]), []).append(
-                (start, start + max(ns(e["dur"]), 1), e["name"]))
+            ops_by_thread.setdefault((e["pid"], e["tid"]), []).append((start, start + max(ns(e["dur"]), 1), e["name"]))
     for ops in ops_by_thread.values():
         ops.sort(key=lambda op: (op[0], -op[1]))
     starts = {k: [op[0] for op in v] for k, v in ops_by_thread.items()}

@@ -21,22 +21,52 @@ NAMES = ["aten::mm", "x}, {y", "a}]b", '}, {"ph": "X"}', "k}  ,\n {", '\\"}, {',
 def assert_same_parse(a: ParsedTrace, b: ParsedTrace) -> None:
     for frame in ("gpu_events", "launches", "ranges"):
         assert_frame_equal(getattr(a, frame), getattr(b, frame))
-    assert (a.warnings, a.event_count, a.devices, a.rank, a.world_size, a.cpu_only) == \
-        (b.warnings, b.event_count, b.devices, b.rank, b.world_size, b.cpu_only)
+    assert (a.warnings, a.event_count, a.devices, a.rank, a.world_size, a.cpu_only) == (
+        b.warnings,
+        b.event_count,
+        b.devices,
+        b.rank,
+        b.world_size,
+        b.cpu_only,
+    )
 
 
 def event(rnd: random.Random, i: int) -> dict:
     name = rnd.choice(NAMES)
     kind = rnd.random()
     if kind < 0.3:
-        return {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": 1, "ts": i * 10 + 0.125, "dur": 5.5,
-                "args": {"Input Dims": [[2, 3], []], "nested": [{"a": 1}, {"b": [{"c": 2}]}], "stack": "f}, {g"}}
+        return {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": name,
+            "pid": 1,
+            "tid": 1,
+            "ts": i * 10 + 0.125,
+            "dur": 5.5,
+            "args": {"Input Dims": [[2, 3], []], "nested": [{"a": 1}, {"b": [{"c": 2}]}], "stack": "f}, {g"},
+        }
     if kind < 0.5:
-        return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1,
-                "ts": i * 10 + 1, "dur": 1, "args": {"correlation": i, "objs": [{"x": "}]"}]}}
+        return {
+            "ph": "X",
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "pid": 1,
+            "tid": 1,
+            "ts": i * 10 + 1,
+            "dur": 1,
+            "args": {"correlation": i, "objs": [{"x": "}]"}]},
+        }
     if kind < 0.7:
-        return {"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": 7, "ts": i * 10 + 2, "dur": 3,
-                "args": {"correlation": i, "device": 0, "stream": 7, "grid": [1, 2, 3], "block": [4, 5, 6]}}
+        return {
+            "ph": "X",
+            "cat": "kernel",
+            "name": name,
+            "pid": 0,
+            "tid": 7,
+            "ts": i * 10 + 2,
+            "dur": 3,
+            "args": {"correlation": i, "device": 0, "stream": 7, "grid": [1, 2, 3], "block": [4, 5, 6]},
+        }
     return {"ph": "f", "cat": "ac2g", "name": "ac2g", "id": i, "pid": 1, "tid": 1, "ts": i * 10, "bp": "e"}
 
 

@@ -41,7 +41,10 @@ class LiveServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", self.db.url, "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
@@ -71,8 +74,10 @@ def dump_tables(db: Database) -> dict[str, list[tuple]]:
     meta = MetaData()
     meta.reflect(db.engine)
     with db.engine.connect() as conn:
-        return {name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
-                for name, table in meta.tables.items()}
+        return {
+            name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
+            for name, table in meta.tables.items()
+        }
 
 
 def tree(root: Path, *, skip: tuple[Path, ...] = ()) -> dict[str, tuple[int, int]]:

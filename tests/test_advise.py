@@ -35,12 +35,19 @@ from tracehouse.analyses.advise import RULES, advise, rule_table
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 
-TRACES = {"baseline": DATA / "sd_tiny_cpu_baseline.json.gz", "flash": DATA / "sd_tiny_cpu_flash.json.gz",
-          "nccl": KINETO_DIR / "a100_nccl_training.json.gz", "rank3": KINETO_DIR / "a100_rank3_of8_training.json.gz",
-          "alexnet": KINETO_DIR / "a100_alexnet_small.json.gz", "v100": KINETO_DIR / "v100_ns_resolution.json.gz",
-          "old_no_rules": KINETO_DIR / "old_format_inference.json.gz",
-          "shapes16": KINETO_DIR / "a100_record_shapes.json.gz", "mi250": KINETO_DIR / "mi250_rocm.json.gz",
-          "cpu_only": KINETO_DIR / "cpu_only.json.gz", "triton": KINETO_DIR / "triton_example.json.gz"}
+TRACES = {
+    "baseline": DATA / "sd_tiny_cpu_baseline.json.gz",
+    "flash": DATA / "sd_tiny_cpu_flash.json.gz",
+    "nccl": KINETO_DIR / "a100_nccl_training.json.gz",
+    "rank3": KINETO_DIR / "a100_rank3_of8_training.json.gz",
+    "alexnet": KINETO_DIR / "a100_alexnet_small.json.gz",
+    "v100": KINETO_DIR / "v100_ns_resolution.json.gz",
+    "old_no_rules": KINETO_DIR / "old_format_inference.json.gz",
+    "shapes16": KINETO_DIR / "a100_record_shapes.json.gz",
+    "mi250": KINETO_DIR / "mi250_rocm.json.gz",
+    "cpu_only": KINETO_DIR / "cpu_only.json.gz",
+    "triton": KINETO_DIR / "triton_example.json.gz",
+}
 
 # rule id -> (a run it must fire on, a run it must not fire on)
 CASES = {
@@ -115,10 +122,13 @@ def test_findings_are_ranked_by_time_saved(store: tuple[Database, dict[str, int]
 
 # ---- independent recomputation from the stored kernel rows ---------------------------------
 
+
 def _kernels(db: Database, run_id: int) -> list[dict]:
-    sql = text("SELECT k.kind, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.graph,"
-               " k.operator, k.step, k.seq, s.text AS name FROM kernel k JOIN symbol s ON s.id = k.name_id"
-               " WHERE k.run_id = :r")
+    sql = text(
+        "SELECT k.kind, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.graph,"
+        " k.operator, k.step, k.seq, s.text AS name FROM kernel k JOIN symbol s ON s.id = k.name_id"
+        " WHERE k.run_id = :r"
+    )
     with db.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sql, {"r": run_id})]
 
@@ -135,8 +145,11 @@ def _union(intervals: list[tuple[int, int]]) -> int:
 
 def _run(db: Database, run_id: int) -> dict:
     with db.engine.connect() as conn:
-        return dict(conn.execute(text("SELECT total_ns, span_ns, other_ns FROM run WHERE id = :r"),
-                                 {"r": run_id}).one()._mapping)
+        return dict(
+            conn.execute(text("SELECT total_ns, span_ns, other_ns FROM run WHERE id = :r"), {"r": run_id})
+            .one()
+            ._mapping
+        )
 
 
 def _host_wait_by_stream(rows: list[dict]) -> dict[tuple, int]:
@@ -147,8 +160,11 @@ def _host_wait_by_stream(rows: list[dict]) -> dict[tuple, int]:
     waits = {}
     for key, acts in streams.items():
         acts.sort(key=lambda r: (r["start_ns"], r["seq"]))
-        waits[key] = sum(b["start_ns"] - (a["start_ns"] + a["dur_ns"]) for a, b in itertools.pairwise(acts)
-                         if b["launch_ns"] is not None and b["launch_ns"] > a["start_ns"] + a["dur_ns"])
+        waits[key] = sum(
+            b["start_ns"] - (a["start_ns"] + a["dur_ns"])
+            for a, b in itertools.pairwise(acts)
+            if b["launch_ns"] is not None and b["launch_ns"] > a["start_ns"] + a["dur_ns"]
+        )
     return waits
 
 
@@ -194,22 +210,36 @@ def _check_comm(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
     mine = [r for r in _kernels(db, run) if r["device"] == ev["device"]]
     spans = [(r["start_ns"], r["start_ns"] + r["dur_ns"]) for r in mine]
     comm = [s for s, r in zip(spans, mine, strict=False) if r["operator"] == "communication"]
-    compute = [s for s, r in zip(spans, mine, strict=False)
-               if r["operator"] != "communication" and r["kind"] not in ("memcpy", "memset")]
+    compute = [
+        s
+        for s, r in zip(spans, mine, strict=False)
+        if r["operator"] != "communication" and r["kind"] not in ("memcpy", "memset")
+    ]
     overlap = _union(comm) + _union(compute) - _union(comm + compute)
-    assert (ev["communication_ns"], ev["exposed_ns"]) == (_union(comm), _union(comm) - overlap) == (
-        ev["communication_ns"], f["saved_ns"])
+    assert (
+        (ev["communication_ns"], ev["exposed_ns"])
+        == (_union(comm), _union(comm) - overlap)
+        == (ev["communication_ns"], f["saved_ns"])
+    )
 
 
 def _check_pageable(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
-    copies = sum(r["dur_ns"] for r in _kernels(db, run) if r["kind"] == "memcpy" and "Pageable" in r["name"]
-                 and "HtoD" in r["name"])
+    copies = sum(
+        r["dur_ns"]
+        for r in _kernels(db, run)
+        if r["kind"] == "memcpy" and "Pageable" in r["name"] and "HtoD" in r["name"]
+    )
     assert json.loads(f["evidence"])["pageable_htod_ns"] == copies and f["saved_ns"] == round(copies / 2)
 
 
 def _check_fp32(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
-    simt = sum(r["dur_ns"] for r in _kernels(db, run) if r["kind"] == "kernel"
-               and re.search("sgemm|scudnn|gcgemm", r["name"], re.IGNORECASE) and not re.search("tensorop|xmma|tf32", r["name"]))
+    simt = sum(
+        r["dur_ns"]
+        for r in _kernels(db, run)
+        if r["kind"] == "kernel"
+        and re.search("sgemm|scudnn|gcgemm", r["name"], re.IGNORECASE)
+        and not re.search("tensorop|xmma|tf32", r["name"])
+    )
     ev = json.loads(f["evidence"])
     assert ev["fp32_simt_ns"] == simt
     assert f["saved_ns"] == round(simt * (1 - ev["peak_fp32_flops"] / ev["peak_target_flops"]))
@@ -240,10 +270,17 @@ def _check_steps(db: Database, run: int, f: dict, runs: dict[str, int]) -> None:
     assert f["saved_ns"] == round(sum(max(0, t - statistics.median(times)) for t in times))
 
 
-CHECKS = {"attention.materialised": _check_attention, "launch.bound": _check_launch,
-          "idle.host_wait": _check_host_wait, "comm.exposed": _check_comm, "memcpy.pageable": _check_pageable,
-          "gemm.fp32_simt": _check_fp32, "conv.after_fused_attention": _check_conv, "other.high": _check_other,
-          "steps.unstable": _check_steps}
+CHECKS = {
+    "attention.materialised": _check_attention,
+    "launch.bound": _check_launch,
+    "idle.host_wait": _check_host_wait,
+    "comm.exposed": _check_comm,
+    "memcpy.pageable": _check_pageable,
+    "gemm.fp32_simt": _check_fp32,
+    "conv.after_fused_attention": _check_conv,
+    "other.high": _check_other,
+    "steps.unstable": _check_steps,
+}
 
 
 def test_every_finding_on_every_trace_is_recomputed(store: tuple[Database, dict[str, int]]) -> None:
@@ -273,12 +310,17 @@ def test_cli_rest_and_python_agree(store: tuple[Database, dict[str, int]], tmp_p
     with session_scope(db.engine) as s:
         python = json.loads(json.dumps(advise(s, run_id).to_dicts()))
         token = create_token(s, "advise-test", "read")
-    shown = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "advise", str(run_id), "--format", "json",
-                            "--db", db.url], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "tracehouse.api.cli", "advise", str(run_id), "--format", "json", "--db", db.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     settings = load_settings(database_url=db.url, data_dir=tmp_path / "data")
     with TestClient(create_app(settings)) as client:
-        reply = client.get(f"/v1/runs/{run_id}/advice", params={"format": "json"},
-                           headers={"Authorization": f"Bearer {token}"})
+        reply = client.get(
+            f"/v1/runs/{run_id}/advice", params={"format": "json"}, headers={"Authorization": f"Bearer {token}"}
+        )
     assert reply.status_code == 200, reply.text
     assert json.loads(shown.stdout) == python == reply.json() and python

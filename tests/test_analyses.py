@@ -52,15 +52,25 @@ def raw_attention_calls(trace: Path) -> list[dict]:
     """Every ``th|op=attention`` range in time order, with the component and step of the
     innermost enclosing range that names them (plain scan, no ingest code)."""
     events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
-    ranges = sorted((e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith("th|")),
-                    key=lambda e: float(e["ts"]))
+    ranges = sorted(
+        (e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith("th|")),
+        key=lambda e: float(e["ts"]),
+    )
     out = []
     for e in ranges:
         k = _keys(e["name"])
         if k.get("op") != "attention":
             continue
-        call = {"type": k["attn"], "sq": int(k["sq"]), "skv": int(k["skv"]), "b": int(k["b"]),
-                "h": int(k["h"]), "d": int(k["d"]), "comp": None, "step": None}
+        call = {
+            "type": k["attn"],
+            "sq": int(k["sq"]),
+            "skv": int(k["skv"]),
+            "b": int(k["b"]),
+            "h": int(k["h"]),
+            "d": int(k["d"]),
+            "comp": None,
+            "step": None,
+        }
         t = float(e["ts"])
         enclosing = [r for r in ranges if float(r["ts"]) <= t <= float(r["ts"]) + float(r["dur"])]
         for r in sorted(enclosing, key=lambda r: float(r["ts"])):  # later start = more inner
@@ -95,20 +105,52 @@ def gpu_trace(path: Path, device: str, calls: list[tuple[str, list[float]]], mem
         start = cpu_t
         for dur in durations:
             corr += 1
-            events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1,
-                           "ts": cpu_t + 0.1, "dur": 0.5, "args": {"correlation": corr}})
-            events.append({"ph": "X", "cat": "kernel", "name": f"kernel_{corr % 3}", "pid": 0,
-                           "tid": 7, "ts": gpu_t, "dur": dur, "args": {"correlation": corr, "device": 0, "stream": 7}})
+            events.append(
+                {
+                    "ph": "X",
+                    "cat": "cuda_runtime",
+                    "name": "cudaLaunchKernel",
+                    "pid": 1,
+                    "tid": 1,
+                    "ts": cpu_t + 0.1,
+                    "dur": 0.5,
+                    "args": {"correlation": corr},
+                }
+            )
+            events.append(
+                {
+                    "ph": "X",
+                    "cat": "kernel",
+                    "name": f"kernel_{corr % 3}",
+                    "pid": 0,
+                    "tid": 7,
+                    "ts": gpu_t,
+                    "dur": dur,
+                    "args": {"correlation": corr, "device": 0, "stream": 7},
+                }
+            )
             gpu_t += dur + 1
             cpu_t += 1
         # "aten::..." names an unannotated op (dims in brackets after it), else an annotation.
         op, _, dims = name.partition("@")
-        events.append({"ph": "X", "cat": "cpu_op" if op.startswith("aten::") else "user_annotation",
-                       "name": op, "pid": 1, "tid": 1, "ts": start, "dur": cpu_t - start + 0.05,
-                       "args": {"Input Dims": json.loads(dims)} if dims else {}})
+        events.append(
+            {
+                "ph": "X",
+                "cat": "cpu_op" if op.startswith("aten::") else "user_annotation",
+                "name": op,
+                "pid": 1,
+                "tid": 1,
+                "ts": start,
+                "dur": cpu_t - start + 0.05,
+                "args": {"Input Dims": json.loads(dims)} if dims else {},
+            }
+        )
         cpu_t += 1
-    trace = {"schemaVersion": 1, "traceEvents": events,
-             "deviceProperties": [{"id": 0, "name": device, "totalGlobalMem": mem_gib * 2**30}]}
+    trace = {
+        "schemaVersion": 1,
+        "traceEvents": events,
+        "deviceProperties": [{"id": 0, "name": device, "totalGlobalMem": mem_gib * 2**30}],
+    }
     path.write_bytes(gzip.compress(json.dumps(trace).encode()))
     return path
 
@@ -281,9 +323,24 @@ def video_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch not installed: the make-a-video collector trace cannot be generated")
     out = tmp_path_factory.mktemp("mav")
-    subprocess.run([sys.executable, "-m", "tracehouse.collectors.run", "--model", "make-a-video", "--scale",
-                    "tiny", "--attention", "baseline", "--out", str(out)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracehouse.collectors.run",
+            "--model",
+            "make-a-video",
+            "--scale",
+            "tiny",
+            "--attention",
+            "baseline",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return next(out.glob("*.json.gz"))
 
 
@@ -300,12 +357,19 @@ def test_temporal_vs_spatial_on_make_a_video(db: Database, raw_dir: Path, video_
     assert rows["spatial"]["flops"] == sum(flops(c) for c in spatial)
     assert rows["temporal"]["flops"] == sum(flops(c) for c in temporal)
     assert rows["temporal"]["flops_vs_spatial"] == pytest.approx(
-        sum(flops(c) for c in temporal) / sum(flops(c) for c in spatial))
+        sum(flops(c) for c in temporal) / sum(flops(c) for c in spatial)
+    )
     assert rows["spatial"]["time_vs_spatial"] == pytest.approx(1.0)
     # A full-resolution spatial call is one point of the analytic Fig 14 curve.
     top = next(c for c in spatial if c["sq"] == manifest["image_size"] ** 2)
-    curve = attention_flops_by_frames([manifest["frames"]], manifest["image_size"], manifest["image_size"],
-                                      batch=top["b"] // manifest["frames"], heads=top["h"], head_dim=top["d"])
+    curve = attention_flops_by_frames(
+        [manifest["frames"]],
+        manifest["image_size"],
+        manifest["image_size"],
+        batch=top["b"] // manifest["frames"],
+        heads=top["h"],
+        head_dim=top["d"],
+    )
     assert curve["spatial_flops"][0] == flops(top)
 
 
@@ -324,8 +388,16 @@ def test_similarity_matrix_formula_by_hand() -> None:
     assert four_heads["cumulative_bytes"][-1] == by_hand * 2 * 4 * 2
     for bad in (dict(image_size=500), dict(unet_depth=7), dict(downsample_factor=0), dict(text_length=-1)):
         with pytest.raises(BadInput):
-            similarity_matrix_memory(**{"image_size": 512, "latent_factor": 8, "text_length": 77,
-                                        "unet_depth": 3, "downsample_factor": 2, **bad})
+            similarity_matrix_memory(
+                **{
+                    "image_size": 512,
+                    "latent_factor": 8,
+                    "text_length": 77,
+                    "unet_depth": 3,
+                    "downsample_factor": 2,
+                    **bad,
+                }
+            )
 
 
 def test_memory_model_next_to_the_run(db: Database, raw_dir: Path) -> None:
@@ -353,13 +425,35 @@ def test_memory_model_next_to_the_run(db: Database, raw_dir: Path) -> None:
 # ------------------------------------------------------------------ sweeps and hardware (query 5, 9)
 
 
-def _sized_run(db: Database, raw_dir: Path, tmp: Path, size: int, backend: str, attn_us: float,
-               conv_us: float, batch: int = 1, device: str = "NVIDIA A100-SXM4-80GB") -> int:
-    calls = [(ATTN.format(t="self", sq=size * size, skv=size * size, b=batch, h=1, d=8), [attn_us]),
-             ("th|op=conv", [conv_us])]
+def _sized_run(
+    db: Database,
+    raw_dir: Path,
+    tmp: Path,
+    size: int,
+    backend: str,
+    attn_us: float,
+    conv_us: float,
+    batch: int = 1,
+    device: str = "NVIDIA A100-SXM4-80GB",
+) -> int:
+    calls = [
+        (ATTN.format(t="self", sq=size * size, skv=size * size, b=batch, h=1, d=8), [attn_us]),
+        ("th|op=conv", [conv_us]),
+    ]
     path = gpu_trace(tmp / f"{device[7:11]}_{size}_{backend}_{batch}_{attn_us}.json.gz", device, calls)
-    return _ingest(db, raw_dir, path, RunMeta(model="synthetic-sd", image_size=size, batch=batch,
-                                              attention_backend=backend, dtype="fp16", denoising_steps=1))
+    return _ingest(
+        db,
+        raw_dir,
+        path,
+        RunMeta(
+            model="synthetic-sd",
+            image_size=size,
+            batch=batch,
+            attention_backend=backend,
+            dtype="fp16",
+            denoising_steps=1,
+        ),
+    )
 
 
 def test_sweep_fits_the_growth_exponent(db: Database, raw_dir: Path, tmp_path: Path) -> None:
@@ -377,16 +471,18 @@ def test_sweep_fits_the_growth_exponent(db: Database, raw_dir: Path, tmp_path: P
             sweep(s, "no-such-model", "image_size")
 
     def exponent(backend: str, op: str, batch: int = 1) -> float:
-        rows = frame.filter((pl.col("attention_backend") == backend) & (pl.col("operator") == op)
-                            & (pl.col("batch") == batch))
+        rows = frame.filter(
+            (pl.col("attention_backend") == backend) & (pl.col("operator") == op) & (pl.col("batch") == batch)
+        )
         return rows["exponent"][0]
 
     assert exponent("baseline", "attention") == pytest.approx(2.0, abs=1e-9)
     assert exponent("flash", "attention") == pytest.approx(1.0, abs=1e-9)
     assert exponent("baseline", "conv") == pytest.approx(1.0, abs=1e-9)
     assert exponent("baseline", "attention", batch=2) is None  # one point: no fit
-    base_attn = frame.filter((pl.col("attention_backend") == "baseline") & (pl.col("operator") == "attention")
-                             & (pl.col("batch") == 1))
+    base_attn = frame.filter(
+        (pl.col("attention_backend") == "baseline") & (pl.col("operator") == "attention") & (pl.col("batch") == 1)
+    )
     assert base_attn["image_size"].to_list() == sizes
     assert base_attn["total_ns"].to_list() == [s * s / 16 * 1000 for s in sizes]
     total = frame.filter((pl.col("operator") == "total") & (pl.col("attention_backend") == "flash"))
@@ -399,7 +495,9 @@ def test_table_ii_pairs_runs_alike_but_for_the_backend(db: Database, raw_dir: Pa
     attn = ATTN.format(t="causal", sq=512, skv=512, b=1, h=8, d=64)
 
     def run(name: str, attn_us: float, backend: str, **knobs: object) -> int:
-        path = gpu_trace(tmp_path / f"{name}.json.gz", "NVIDIA A100-SXM4-80GB", [(attn, [attn_us]), ("th|op=linear", [60.0])])
+        path = gpu_trace(
+            tmp_path / f"{name}.json.gz", "NVIDIA A100-SXM4-80GB", [(attn, [attn_us]), ("th|op=linear", [60.0])]
+        )
         return _ingest(db, raw_dir, path, RunMeta(model="toy-llm", attention_backend=backend, **knobs))
 
     run("old-baseline", 100.0, "baseline", batch=1)
@@ -410,8 +508,12 @@ def test_table_ii_pairs_runs_alike_but_for_the_backend(db: Database, raw_dir: Pa
     from tests.test_ncu_link import write_ncu_csv
     from tracehouse.ingest.ncu_load import ingest_ncu
 
-    ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", ["k(int)"])],
-               RunMeta(model="toy-llm", attention_backend="flash", batch=1), raw_dir=raw_dir)
+    ingest_ncu(
+        db.engine,
+        [write_ncu_csv(tmp_path / "ncu.csv", ["k(int)"])],
+        RunMeta(model="toy-llm", attention_backend="flash", batch=1),
+        raw_dir=raw_dir,
+    )
     with session_scope(db.engine) as s:
         table = backend_speedups(s)
         expected = {r: compare_summary(s, *r).row(0, named=True) for r in ((sd_base, sd_flash), (base, flash))}

@@ -49,15 +49,47 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServe
 def _schemathesis(srv: LiveServer, report_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
     token = srv.token("write")["Authorization"]
     with (DATA / "sd_tiny_cpu_baseline.json.gz").open("rb") as fh:  # a real run to link to
-        uploaded = httpx.post(f"{srv.url}/v1/traces", params={"wait": 60}, files={"file": ("sd.json.gz", fh)},
-                              headers={"Authorization": token}, timeout=120)
+        uploaded = httpx.post(
+            f"{srv.url}/v1/traces",
+            params={"wait": 60},
+            files={"file": ("sd.json.gz", fh)},
+            headers={"Authorization": token},
+            timeout=120,
+        )
     assert uploaded.status_code == 200 and uploaded.json()["status"] == "done", uploaded.text
     done = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{srv.url}/openapi.json", "-H", f"Authorization: {token}",
-         "--checks", "not_a_server_error", "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_SECONDS),
-         "--seed", str(SEED), "--workers", "1", "--request-timeout", "30", "--output-truncate", "false",
-         "--report", "json", "--report-json-path", str(report_dir / "report.json")],
-        capture_output=True, text=True, timeout=MAX_SECONDS + 300, cwd=report_dir)  # its cache stays there
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{srv.url}/openapi.json",
+            "-H",
+            f"Authorization: {token}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--max-time",
+            str(MAX_SECONDS),
+            "--seed",
+            str(SEED),
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--output-truncate",
+            "false",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report_dir / "report.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=MAX_SECONDS + 300,
+        cwd=report_dir,
+    )  # its cache stays there
     report = json.loads((report_dir / "report.json").read_text())
     return done, report
 

@@ -33,63 +33,111 @@ SHARED = Path(os.environ.get("TRACEHOUSE_SHARED_TRACES") or SHARED_TRACES)
 COLUMNS = ("trace", "kind", "name", "rule_name", "name_class", "classes")
 
 
-@pytest.mark.parametrize(("name", "base"), [
-    ("void at::native::(anonymous namespace)::foo<float, 4>(int, at::TensorIteratorBase&)",
-     "at::native::(anonymous namespace)::foo"),
-    ("void fbgemm_gpu::permute_2D_data_kernel<true, int, int, float>(int, int, float const*)",
-     "fbgemm_gpu::permute_2D_data_kernel"),
-    ("ampere_fp16_s16816gemm_fp16_128x128_ldg8_f2f_stages_32x5_nn",
-     "ampere_fp16_s16816gemm_fp16_128x128_ldg8_f2f_stages_32x5_nn"),
-    ("sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas",
-     "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas"),
-    ("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4::Params)",
-     "cutlass::Kernel"),
-    ("std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float>(cublasGemvParams<float>)",
-     "internal::gemvx::kernel"),
-    (("void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl<at::native::f(at::TensorIteratorBase&)"
-      "::{lambda(int)#1}>(at::TensorIteratorBase&)::{lambda(int)#1}>(int, at::native::X)"), "at::native::elementwise_kernel"),
-    ("void at::native::<unnamed>::distribution_kernel<float, (int)4>(long)", "at::native::<unnamed>::distribution_kernel"),
-    ("void foo<a->b, c>(int)", "foo"),
-    ("void truncated_kernel<float, at::Generic", "truncated_kernel"),
-    ("Memcpy HtoD (Pinned -> Device)", "Memcpy HtoD"),
-    ("kernVectorAdd(const float *, const float *, float *, int)", "kernVectorAdd"),
-    ("aten::linear", "aten::linear"),
-    ("_ZN19cutlass_cudnn_train6KernelINS_4conv6kernel23ImplicitGemmConvolutionEEEvNT_6ParamsE",
-     "cutlass_cudnn_train::Kernel"),
-    ("_ZN12_GLOBAL__N_114softmax_kernelIfEEvPf", "(anonymous namespace)::softmax_kernel"),
-])
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        (
+            "void at::native::(anonymous namespace)::foo<float, 4>(int, at::TensorIteratorBase&)",
+            "at::native::(anonymous namespace)::foo",
+        ),
+        (
+            "void fbgemm_gpu::permute_2D_data_kernel<true, int, int, float>(int, int, float const*)",
+            "fbgemm_gpu::permute_2D_data_kernel",
+        ),
+        (
+            "ampere_fp16_s16816gemm_fp16_128x128_ldg8_f2f_stages_32x5_nn",
+            "ampere_fp16_s16816gemm_fp16_128x128_ldg8_f2f_stages_32x5_nn",
+        ),
+        (
+            "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas",
+            "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas",
+        ),
+        (
+            "void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4::Params)",
+            "cutlass::Kernel",
+        ),
+        (
+            "std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float>(cublasGemvParams<float>)",
+            "internal::gemvx::kernel",
+        ),
+        (
+            (
+                "void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl<at::native::f(at::TensorIteratorBase&)"
+                "::{lambda(int)#1}>(at::TensorIteratorBase&)::{lambda(int)#1}>(int, at::native::X)"
+            ),
+            "at::native::elementwise_kernel",
+        ),
+        (
+            "void at::native::<unnamed>::distribution_kernel<float, (int)4>(long)",
+            "at::native::<unnamed>::distribution_kernel",
+        ),
+        ("void foo<a->b, c>(int)", "foo"),
+        ("void truncated_kernel<float, at::Generic", "truncated_kernel"),
+        ("Memcpy HtoD (Pinned -> Device)", "Memcpy HtoD"),
+        ("kernVectorAdd(const float *, const float *, float *, int)", "kernVectorAdd"),
+        ("aten::linear", "aten::linear"),
+        (
+            "_ZN19cutlass_cudnn_train6KernelINS_4conv6kernel23ImplicitGemmConvolutionEEEvNT_6ParamsE",
+            "cutlass_cudnn_train::Kernel",
+        ),
+        ("_ZN12_GLOBAL__N_114softmax_kernelIfEEvPf", "(anonymous namespace)::softmax_kernel"),
+    ],
+)
 def test_base_name(name: str, base: str) -> None:
     assert base_name(name) == base
 
 
 def test_rule_name_keeps_a_launchers_first_template_argument() -> None:
-    assert rule_name("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(P)") == \
-        "cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>"
-    assert rule_name("_ZN19cutlass_cudnn_train6KernelINS_4conv6kernel23ImplicitGemmConvolutionEEEvNT_6ParamsE") == \
-        "cutlass_cudnn_train::Kernel<cutlass_cudnn_train::conv::kernel::ImplicitGemmConvolution>"
+    assert (
+        rule_name("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(P)")
+        == "cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>"
+    )
+    assert (
+        rule_name("_ZN19cutlass_cudnn_train6KernelINS_4conv6kernel23ImplicitGemmConvolutionEEEvNT_6ParamsE")
+        == "cutlass_cudnn_train::Kernel<cutlass_cudnn_train::conv::kernel::ImplicitGemmConvolution>"
+    )
     # Not a launcher: the template arguments stay out of the rule name.
-    assert rule_name("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float> >(X)") == \
-        "at::native::reduce_kernel"
+    assert (
+        rule_name("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float> >(X)")
+        == "at::native::reduce_kernel"
+    )
 
 
-@pytest.mark.parametrize(("name", "operator"), [
-    # ``gemm`` inside ``fbgemm`` and inside an argument list no longer makes a TBE kernel linear.
-    (("void split_embedding_backward_codegen_rowwise_adagrad_unweighted_kernel_cta_per_row_1<float, float, "
-      "float, 1ul, 16>(at::GenericPackedTensorAccessor<float, 2ul>, fbgemm_gpu::FixedDivisor)"), "embedding"),
-    ("void fbgemm_gpu::permute_2D_data_kernel<false, int, int, decltype(nullptr)>(int, int)", "embedding"),
-    ("void bounds_check_indices_kernel<long, false>(at::GenericPackedTensorAccessor<long, 1ul>)", "embedding"),
-    ("void permute_pooled_embs_kernel<float>(float const*, long const*)", "embedding"),
-    # A parameter type must not classify: ``ReduceAdd`` and ``TensorIterator`` say nothing.
-    ("void at::native::indexFuncLargeIndex<float, at::native::ReduceAdd>(at::cuda::TensorInfo<float>)", "elementwise"),
-    ("void cudnn::cnn::reduce_wgrad_nchw_helper<float, float>(void*, void const*)", "conv"),
-    ("void cutlass_cudnn_train::Kernel<cutlass_cudnn_train::reduction::kernel::ReduceSplitK<X> >(P)", "conv"),
-    ("void cutlass_cudnn_infer::Kernel<cutlass_tensorop_s1688dgrad_optimized_tf32_64x128_32x3_nhwc_align4>(P)", "conv"),
-    ("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(P)", "linear"),
-    ("std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float>(cublasGemvParams<float>)", "linear"),
-    ("nvjet_tst_192x192_64x4_2x1_v_bz_coopA_TNN", "linear"),
-    ("void at::native::convert_kernel<float>(float*)", None),  # convert is no conv
-    ("triton__0d1d2d3d", None),
-])
+@pytest.mark.parametrize(
+    ("name", "operator"),
+    [
+        # ``gemm`` inside ``fbgemm`` and inside an argument list no longer makes a TBE kernel linear.
+        (
+            (
+                "void split_embedding_backward_codegen_rowwise_adagrad_unweighted_kernel_cta_per_row_1<float, float, "
+                "float, 1ul, 16>(at::GenericPackedTensorAccessor<float, 2ul>, fbgemm_gpu::FixedDivisor)"
+            ),
+            "embedding",
+        ),
+        ("void fbgemm_gpu::permute_2D_data_kernel<false, int, int, decltype(nullptr)>(int, int)", "embedding"),
+        ("void bounds_check_indices_kernel<long, false>(at::GenericPackedTensorAccessor<long, 1ul>)", "embedding"),
+        ("void permute_pooled_embs_kernel<float>(float const*, long const*)", "embedding"),
+        # A parameter type must not classify: ``ReduceAdd`` and ``TensorIterator`` say nothing.
+        (
+            "void at::native::indexFuncLargeIndex<float, at::native::ReduceAdd>(at::cuda::TensorInfo<float>)",
+            "elementwise",
+        ),
+        ("void cudnn::cnn::reduce_wgrad_nchw_helper<float, float>(void*, void const*)", "conv"),
+        ("void cutlass_cudnn_train::Kernel<cutlass_cudnn_train::reduction::kernel::ReduceSplitK<X> >(P)", "conv"),
+        (
+            "void cutlass_cudnn_infer::Kernel<cutlass_tensorop_s1688dgrad_optimized_tf32_64x128_32x3_nhwc_align4>(P)",
+            "conv",
+        ),
+        ("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x6_nn_align4>(P)", "linear"),
+        (
+            "std::enable_if<!(false), void>::type internal::gemvx::kernel<int, int, float>(cublasGemvParams<float>)",
+            "linear",
+        ),
+        ("nvjet_tst_192x192_64x4_2x1_v_bz_coopA_TNN", "linear"),
+        ("void at::native::convert_kernel<float>(float*)", None),  # convert is no conv
+        ("triton__0d1d2d3d", None),
+    ],
+)
 def test_rules_match_the_rule_name(name: str, operator: str | None) -> None:
     row = classify_kernel_names(pl.Series([name])).row(0, named=True)
     assert (row["authoritative_operator"] or row["name_operator"]) == operator
@@ -107,11 +155,15 @@ def classes_table(paths: list[Path]) -> pl.DataFrame:
     for path in paths:
         parsed = PARSERS["nsys" if path.suffix == ".sqlite" else "kineto"](path)
         kernels = attribute(parsed)
-        frames.append(kernels.group_by("kind", "name").agg(
-            classes=pl.col("operator").unique().sort().str.join("|")).with_columns(trace=pl.lit(path.name)))
+        frames.append(
+            kernels.group_by("kind", "name")
+            .agg(classes=pl.col("operator").unique().sort().str.join("|"))
+            .with_columns(trace=pl.lit(path.name))
+        )
     table = pl.concat(frames)
     names = classify_kernel_names(table["name"]).select(
-        "name", "rule_name", name_class=pl.coalesce("authoritative_operator", "name_operator").fill_null("-"))
+        "name", "rule_name", name_class=pl.coalesce("authoritative_operator", "name_operator").fill_null("-")
+    )
     return table.join(names, on="name", how="left").select(COLUMNS).sort("trace", "kind", "name")
 
 
@@ -130,10 +182,13 @@ def test_every_kernel_name_keeps_its_reviewed_class() -> None:
     assert set(expected["trace"]) == present, "a trace was added or removed: regenerate and review the table"
     got = classes_table(paths)
     diff = got.join(expected, on=["trace", "kind", "name"], how="full", suffix="_pinned", nulls_equal=True).filter(
-        pl.col("name_class").ne_missing(pl.col("name_class_pinned")) | pl.col("classes").ne_missing(pl.col("classes_pinned"))
-        | pl.col("rule_name").ne_missing(pl.col("rule_name_pinned")))
-    assert diff.is_empty(), diff.select("trace", "name", "rule_name", "name_class", "name_class_pinned",
-                                        "classes", "classes_pinned").head(20)
+        pl.col("name_class").ne_missing(pl.col("name_class_pinned"))
+        | pl.col("classes").ne_missing(pl.col("classes_pinned"))
+        | pl.col("rule_name").ne_missing(pl.col("rule_name_pinned"))
+    )
+    assert diff.is_empty(), diff.select(
+        "trace", "name", "rule_name", "name_class", "name_class_pinned", "classes", "classes_pinned"
+    ).head(20)
 
 
 def _write() -> None:
@@ -151,8 +206,17 @@ if __name__ == "__main__" and "--write" in sys.argv:
 
 # --- Names the field renamed (issue 13, item 4): each on a small document in Kineto's shape. ---
 
-@pytest.mark.parametrize("launch", ["cudaLaunchKernelExC", "cudaLaunchCooperativeKernel",
-                                    "hipExtModuleLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel"])
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        "cudaLaunchKernelExC",
+        "cudaLaunchCooperativeKernel",
+        "hipExtModuleLaunchKernel",
+        "cuLaunchKernelEx",
+        "cudaLaunchKernel",
+    ],
+)
 def test_renamed_launch_calls_join_their_kernels(tmp_path: Path, launch: str) -> None:
     doc = Doc()
     doc.op("aten::mm", ts=0, dur=100)
@@ -168,14 +232,16 @@ def test_nccl_2_19_device_kernels_are_communication(tmp_path: Path) -> None:
     doc.op("record_param_comms", ts=0, dur=100)
     doc.op("aten::add", ts=5, dur=50)  # whichever op launched it, NCCL is communication
     corr = doc.launch("cudaLaunchKernelExC", ts=10, dur=5)
-    doc.kernel("ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)", ts=20, dur=30,
-               correlation=corr)
+    doc.kernel(
+        "ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)", ts=20, dur=30, correlation=corr
+    )
     row = attribute(parse_kineto(doc.write(tmp_path / "t.json.gz"))).row(0, named=True)
     assert (row["operator"], row["operator_source"]) == ("communication", "kernel_name")
 
 
-def test_overlapping_kernels_of_programmatic_dependent_launch_are_both_kept(db: Database, raw_dir: Path,
-                                                                           tmp_path: Path) -> None:
+def test_overlapping_kernels_of_programmatic_dependent_launch_are_both_kept(
+    db: Database, raw_dir: Path, tmp_path: Path
+) -> None:
     # PDL lets the next kernel on a stream start before the previous one ends: never drop either.
     doc = Doc()
     doc.op("aten::mm", ts=0, dur=100)

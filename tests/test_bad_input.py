@@ -53,8 +53,17 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-@pytest.mark.parametrize("label", ["truncated gzip", "invalid json", "json not a trace", "wrong field type",
-                                   "not json at all", "no kernels and no ops"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "truncated gzip",
+        "invalid json",
+        "json not a trace",
+        "wrong field type",
+        "not json at all",
+        "no kernels and no ops",
+    ],
+)
 def test_bad_file_is_rejected_and_nothing_written(db: Database, tmp_path: Path, label: str) -> None:
     assert ingest_file(db.engine, SOUND, raw_dir=tmp_path / "raw").created  # something to protect
     before = _row_counts(db)
@@ -75,8 +84,7 @@ def test_too_large_is_rejected(db: Database, tmp_path: Path) -> None:
     assert _row_counts(db)["run"] == 0
 
 
-def test_failure_mid_load_rolls_back_everything(db: Database, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_mid_load_rolls_back_everything(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection after kernels are written: the run, trace, symbols and raw file all go."""
     real = pipeline.insert_kernels
 
@@ -138,8 +146,17 @@ def test_a_profiler_step_number_past_int64_is_no_step(db: Database, tmp_path: Pa
     def mutate(events: list[dict]) -> None:
         ops = _ops(events)
         first, last = min(e["ts"] for e in ops), max(e["ts"] + e["dur"] for e in ops)
-        events.append({"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#" + "9" * 25,
-                       "pid": ops[0]["pid"], "tid": ops[0]["tid"], "ts": first - 1, "dur": last - first + 2})
+        events.append(
+            {
+                "ph": "X",
+                "cat": "user_annotation",
+                "name": "ProfilerStep#" + "9" * 25,
+                "pid": ops[0]["pid"],
+                "tid": ops[0]["tid"],
+                "ts": first - 1,
+                "dur": last - first + 2,
+            }
+        )
 
     result = ingest_file(db.engine, _mutated(tmp_path, "step.json.gz", mutate), raw_dir=tmp_path / "raw")
     assert result.created and result.kernel_count > 0

@@ -27,8 +27,10 @@ CASES = corpus()
 BOUNDARY = "th-corpus-7f3a9c"
 JOBS = "ingest_job"
 # What only a library says: an error the user gets must be the service's own sentence.
-RAW_TEXT = re.compile(r"\b(DataError|IntegrityError|OperationalError|ProgrammingError|psycopg|sqlalchemy|"
-                      r"sqlite3|RecursionError|Traceback)\b|\[SQL:")
+RAW_TEXT = re.compile(
+    r"\b(DataError|IntegrityError|OperationalError|ProgrammingError|psycopg|sqlalchemy|"
+    r"sqlite3|RecursionError|Traceback)\b|\[SQL:"
+)
 WAIT_SECONDS = 30  # every job of the corpus ends in a second or two; a stalled one fails
 
 
@@ -64,12 +66,24 @@ def _quoted(value: str) -> bytes:
 def multipart(case: BadUpload) -> bytes:
     out = []
     for name, value in case.form:
-        out += [f"--{BOUNDARY}\r\n".encode(), b'Content-Disposition: form-data; name="', name.encode(), b'"\r\n\r\n',
-                value.encode(), b"\r\n"]
+        out += [
+            f"--{BOUNDARY}\r\n".encode(),
+            b'Content-Disposition: form-data; name="',
+            name.encode(),
+            b'"\r\n\r\n',
+            value.encode(),
+            b"\r\n",
+        ]
     for part in case.parts:
-        out += [f"--{BOUNDARY}\r\n".encode(), b'Content-Disposition: form-data; name="file"; filename=',
-                _quoted(part.filename), b"\r\n", f"Content-Type: {part.content_type}\r\n\r\n".encode(),
-                part.content(), b"\r\n"]
+        out += [
+            f"--{BOUNDARY}\r\n".encode(),
+            b'Content-Disposition: form-data; name="file"; filename=',
+            _quoted(part.filename),
+            b"\r\n",
+            f"Content-Type: {part.content_type}\r\n\r\n".encode(),
+            part.content(),
+            b"\r\n",
+        ]
     out.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(out)
 

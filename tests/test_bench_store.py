@@ -23,8 +23,23 @@ def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_que
     require_shared()
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     out = tmp_path / "store.json"
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "store.py"), "--db", url, "--runs", str(RUNS),
-                           "--repeat", "2", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "store.py"),
+            "--db",
+            url,
+            "--runs",
+            str(RUNS),
+            "--repeat",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["storage"]["runs"] == RUNS and len(report["queries"]) == 13
@@ -33,10 +48,16 @@ def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_que
     with session_scope(engine) as s:
         runs = s.execute(select(Run.id, Run.kernel_count, Run.total_ns).order_by(Run.id)).all()
         rows = dict(s.execute(select(Kernel.run_id, func.count()).group_by(Kernel.run_id)).all())
-        rolled = dict(s.execute(select(KernelRollup.run_id, func.sum(KernelRollup.kernel_count))
-                                .group_by(KernelRollup.run_id)).all())
-        op_ns = dict(s.execute(select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
-                               .group_by(OperatorRollup.run_id)).all())
+        rolled = dict(
+            s.execute(
+                select(KernelRollup.run_id, func.sum(KernelRollup.kernel_count)).group_by(KernelRollup.run_id)
+            ).all()
+        )
+        op_ns = dict(
+            s.execute(
+                select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns)).group_by(OperatorRollup.run_id)
+            ).all()
+        )
     engine.dispose()
     # Every clone is whole: its kernel rows and rollups agree with its run row, and it is a
     # copy of one of the four seeds (the first four runs, through the real ingest).

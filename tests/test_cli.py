@@ -60,8 +60,10 @@ def test_analysis_commands_print_the_functions_frames(db: Database) -> None:
     flash = ingest_file(db.engine, TRACE, raw_dir=db.raw_dir).run_id
     for args, fn in (
         (["compare", str(base), str(flash), "--summary"], lambda s: compare.compare_summary(s, base, flash)),
-        (["sequence", str(base), "--view", "histogram", "--weight", "time"],
-         lambda s: sequence.seq_len_histogram(s, base, "time")),
+        (
+            ["sequence", str(base), "--view", "histogram", "--weight", "time"],
+            lambda s: sequence.seq_len_histogram(s, base, "time"),
+        ),
     ):
         shown = _cli(*args, "--format", "json", "--db", db.url)
         assert shown.returncode == 0, shown.stderr

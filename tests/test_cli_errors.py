@@ -48,15 +48,19 @@ def _one_error_line(out: CliResult | subprocess.CompletedProcess) -> str:
 
 # -- item 3: usage errors --------------------------------------------------------------------
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["breakdown", "abc"], "Invalid value for 'run_id'"),
-    (["breakdown"], "Missing argument"),
-    (["breakdown", "1", "--nosuch"], "No such option: --nosuch"),
-    (["nosuchcmd"], "No such command 'nosuchcmd'"),
-    (["collect", "--model", "nosuch", "--device", "cpu"], "unknown model 'nosuch'"),
-    (["collect", "--model", "sd", "--device", "cpu", "--sweep", "image-size=abc"], "values must be integers"),
-    (["collect", "--model", "sd", "--device", "cpu", "--sweep", "colour=red"], "--sweep expects KNOB="),
-])
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["breakdown", "abc"], "Invalid value for 'run_id'"),
+        (["breakdown"], "Missing argument"),
+        (["breakdown", "1", "--nosuch"], "No such option: --nosuch"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["collect", "--model", "nosuch", "--device", "cpu"], "unknown model 'nosuch'"),
+        (["collect", "--model", "sd", "--device", "cpu", "--sweep", "image-size=abc"], "values must be integers"),
+        (["collect", "--model", "sd", "--device", "cpu", "--sweep", "colour=red"], "--sweep expects KNOB="),
+    ],
+)
 def test_usage_errors_print_clicks_usage_and_exit_2(args: list[str], message: str) -> None:
     out = _run(*args)
     assert out.returncode == 2, out.stderr
@@ -77,8 +81,9 @@ def _main_exit_code(monkeypatch: pytest.MonkeyPatch, name: str, command: Callabl
     return exit_info.value.code
 
 
-def test_main_also_recognises_real_clicks_exceptions(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_also_recognises_real_clicks_exceptions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A library (or an older typer) raising real click's UsageError gets the same treatment."""
     import click
 
@@ -89,8 +94,9 @@ def test_main_also_recognises_real_clicks_exceptions(monkeypatch: pytest.MonkeyP
     assert capsys.readouterr().err.strip().endswith("Error: real click says no")
 
 
-def test_usage_error_in_process_through_main(monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_error_in_process_through_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sys, "argv", ["tracehouse", "breakdown", "abc"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
@@ -99,6 +105,7 @@ def test_usage_error_in_process_through_main(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- items 4 and 9 against a live server -----------------------------------------------------
+
 
 def _write_token(srv: AppServer) -> str:
     return srv.token("write")["Authorization"].split()[1]
@@ -109,8 +116,16 @@ def test_upload_exits_2_when_the_servers_ingest_fails(live_server: Server, tmp_p
     server = live_server  # the upload client reaches it over TCP
     bad = tmp_path / "bad.json"  # passes the client's and the upload's checks; the ingest job fails
     bad.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "kernel"')
-    out = _run("upload", str(bad), "--server", server.url, "--token", _write_token(server),
-               *(["--json"] if as_json else []), env=server.env)
+    out = _run(
+        "upload",
+        str(bad),
+        "--server",
+        server.url,
+        "--token",
+        _write_token(server),
+        *(["--json"] if as_json else []),
+        env=server.env,
+    )
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "Traceback" not in out.stderr
     if as_json:
@@ -134,13 +149,20 @@ def test_rest_errors_name_the_rest_parameter_not_a_cli_flag(server: AppServer) -
     tagged = server.http.get(f"{server.url}/v1/runs", params={"tag": "novalue"}, headers=read)
     assert tagged.status_code == 400
     assert "query parameter 'tag'" in tagged.json()["error"] and "--" not in tagged.json()["error"]
-    filtered = server.http.get(f"{server.url}/v1/sweep", headers=read,
-                         params={"model": "stable-diffusion", "knob": "image-size", "filter": "novalue"})
+    filtered = server.http.get(
+        f"{server.url}/v1/sweep",
+        headers=read,
+        params={"model": "stable-diffusion", "knob": "image-size", "filter": "novalue"},
+    )
     assert filtered.status_code == 400
     assert "query parameter 'filter'" in filtered.json()["error"] and "--" not in filtered.json()["error"]
     with SD.open("rb") as fh:
-        form = server.http.post(f"{server.url}/v1/traces", files={"file": (SD.name, fh)}, data={"meta": "novalue"},
-                          headers=server.token("write"))
+        form = server.http.post(
+            f"{server.url}/v1/traces",
+            files={"file": (SD.name, fh)},
+            data={"meta": "novalue"},
+            headers=server.token("write"),
+        )
     assert form.status_code == 400
     assert "form field 'meta'" in form.json()["error"] and "--" not in form.json()["error"]
 
@@ -151,20 +173,29 @@ def test_rest_sweep_takes_either_spelling_of_a_knob(server: AppServer, tmp_path:
         copy = tmp_path / f"sd{size}.json.gz"
         copy.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b"\n" * (size // 16)))  # new bytes
         with copy.open("rb") as fh:
-            reply = server.http.post(f"{server.url}/v1/traces", params={"wait": 60}, files={"file": (copy.name, fh)},
-                               data={"meta": f"{spelling}={size}", "model": "stable-diffusion",
-                                     "attention_backend": "spelling-test"}, headers=write)
+            reply = server.http.post(
+                f"{server.url}/v1/traces",
+                params={"wait": 60},
+                files={"file": (copy.name, fh)},
+                data={"meta": f"{spelling}={size}", "model": "stable-diffusion", "attention_backend": "spelling-test"},
+                headers=write,
+            )
         assert reply.status_code in (200, 202) and reply.json()["status"] == "done", reply.text
-    answers = [server.http.get(f"{server.url}/v1/sweep", headers=read,
-                         params={"model": "stable-diffusion", "knob": knob, "operator": "total",
-                                 "filter": f"{name}=spelling-test"}) for knob, name in
-               (("image_size", "attention_backend"), ("image-size", "attention-backend"))]
+    answers = [
+        server.http.get(
+            f"{server.url}/v1/sweep",
+            headers=read,
+            params={"model": "stable-diffusion", "knob": knob, "operator": "total", "filter": f"{name}=spelling-test"},
+        )
+        for knob, name in (("image_size", "attention_backend"), ("image-size", "attention-backend"))
+    ]
     assert [a.status_code for a in answers] == [200, 200], answers[1].text
     assert answers[0].json() == answers[1].json()
     assert sorted(row["image_size"] for row in answers[0].json()) == [64, 128]
 
 
 # -- item 5: one line, the documented code ---------------------------------------------------
+
 
 def test_unreachable_server_is_one_line_exit_5() -> None:
     out = _run("upload", str(SD), "--server", "http://127.0.0.1:9", "--token", "t")
@@ -199,8 +230,21 @@ def test_collect_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
 
 def test_collect_upload_to_an_unreachable_server_is_one_line_exit_5(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    out = _entry_point("collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path),
-               "--upload", "http://127.0.0.1:9", "--token", "t")
+    out = _entry_point(
+        "collect",
+        "--model",
+        "sd",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--upload",
+        "http://127.0.0.1:9",
+        "--token",
+        "t",
+    )
     assert out.returncode == 5, out.stderr
     assert "cannot reach the tracehouse service" in out.stderr.strip().splitlines()[-1]
     assert "Traceback" not in out.stderr
@@ -209,13 +253,17 @@ def test_collect_upload_to_an_unreachable_server_is_one_line_exit_5(tmp_path: Pa
 
 def test_collect_upload_needs_a_token_before_it_profiles(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    result = CliRunner().invoke(cli.app, ["collect", "--model", "sd", "--device", "cpu", "--out", str(tmp_path),
-                                          "--upload", "http://127.0.0.1:9"], env={"TRACEHOUSE_TOKEN": ""})
+    result = CliRunner().invoke(
+        cli.app,
+        ["collect", "--model", "sd", "--device", "cpu", "--out", str(tmp_path), "--upload", "http://127.0.0.1:9"],
+        env={"TRACEHOUSE_TOKEN": ""},
+    )
     assert result.exit_code == 2 and "--upload needs --token" in result.output
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
 
 # -- item 9: one spelling per knob -----------------------------------------------------------
+
 
 def test_sweep_knobs_take_hyphen_or_underscore() -> None:
     from tracehouse.api.cli_collect import parse_sweep
@@ -234,19 +282,23 @@ def test_meta_and_filters_take_either_spelling() -> None:
     assert (meta.image_size, meta.decode_tokens, meta.denoising_steps) == (512, 3, 20)
     assert meta.tags == {"lab-name": "a"}  # a lab's own tag keeps its spelling
     assert meta_from_mapping(parse_key_values(["tags=x"])).tags == {"tags": "x"}  # was a TypeError
-    assert typed_filters(["image-size=512", "attention-backend=flash"]) == typed_filters(
-        ["image_size=512", "attention_backend=flash"]) == {"image_size": 512, "attention_backend": "flash"}
+    assert (
+        typed_filters(["image-size=512", "attention-backend=flash"])
+        == typed_filters(["image_size=512", "attention_backend=flash"])
+        == {"image_size": 512, "attention_backend": "flash"}
+    )
 
 
 def test_cli_sweep_and_ingest_take_either_spelling(db: Database, tmp_path: Path) -> None:
     for size, spelling in ((64, "image_size"), (128, "image-size")):
         copy = tmp_path / f"sd{size}.json.gz"
         copy.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b" " * (size // 32)))
-        out = _run("ingest", str(copy), "--db", db.url, "--model", "stable-diffusion",
-                   "--meta", f"{spelling}={size}")
+        out = _run("ingest", str(copy), "--db", db.url, "--model", "stable-diffusion", "--meta", f"{spelling}={size}")
         assert out.returncode == 0, out.stderr
-    shown = [_run("sweep", "stable-diffusion", knob, "--operator", "total", "--format", "json", "--db", db.url)
-             for knob in ("image_size", "image-size")]
+    shown = [
+        _run("sweep", "stable-diffusion", knob, "--operator", "total", "--format", "json", "--db", db.url)
+        for knob in ("image_size", "image-size")
+    ]
     assert [s.returncode for s in shown] == [0, 0], shown[1].stderr
     assert shown[0].stdout == shown[1].stdout
     assert sorted(row["image_size"] for row in orjson.loads(shown[0].stdout)) == [64, 128]
@@ -256,8 +308,23 @@ def test_cli_sweep_and_ingest_take_either_spelling(db: Database, tmp_path: Path)
 
 # -- start fast ------------------------------------------------------------------------------
 
-HEAVY = {"polars", "sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "torch", "httpx", "numpy",
-         "pandas", "pyarrow", "pydantic_settings", "psycopg", "msgspec", "isal"}  # pydantic: typer 0.29 coerces with it
+HEAVY = {
+    "polars",
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "torch",
+    "httpx",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pydantic_settings",
+    "psycopg",
+    "msgspec",
+    "isal",
+}  # pydantic: typer 0.29 coerces with it
 
 _MODULES_AFTER_MAIN = """
 import contextlib, io, sys
@@ -273,8 +340,9 @@ print(" ".join(sorted(sys.modules)))
 
 
 def _modules_after(*args: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", _MODULES_AFTER_MAIN, *args], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER_MAIN, *args], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return set(out.stdout.split())
 

@@ -21,8 +21,9 @@ ENVIRONMENTS = [
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 @pytest.mark.parametrize("override", [None, "", "sqlite:////given/on/the/command/line.sqlite3"])
-def test_path_settings_equal_pydantic_settings(env: dict[str, str], override: str | None,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_path_settings_equal_pydantic_settings(
+    env: dict[str, str], override: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("TRACEHOUSE_DATA_DIR", "TRACEHOUSE_DATABASE_URL", "TRACEHOUSE_RULES_PATH"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -26,10 +26,14 @@ def _manifest(trace: Path) -> dict:
 
 def _attention_calls(db: Database, run_id: int) -> pl.DataFrame:
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.component, Kernel.attention_type, Kernel.seq_q, Kernel.seq_kv)
-                         .where(Kernel.run_id == run_id, Kernel.operator == "attention")).all()
-    return pl.DataFrame([tuple(r) for r in rows], orient="row",
-                        schema=["component", "attention_type", "seq_q", "seq_kv"])
+        rows = s.execute(
+            select(Kernel.component, Kernel.attention_type, Kernel.seq_q, Kernel.seq_kv).where(
+                Kernel.run_id == run_id, Kernel.operator == "attention"
+            )
+        ).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows], orient="row", schema=["component", "attention_type", "seq_q", "seq_kv"]
+    )
 
 
 def test_unet_attention_sequence_lengths_are_analytic(db: Database, raw_dir: Path) -> None:
@@ -55,7 +59,11 @@ def test_run_metadata_comes_from_the_manifest(db: Database, raw_dir: Path) -> No
     with session_scope(db.engine) as s:
         run = s.get(Run, run_id)
         assert (run.attention_backend, run.image_size, run.denoising_steps, run.device_kind) == (
-            "baseline", manifest["image_size"], manifest["denoising_steps"], "cpu")
+            "baseline",
+            manifest["image_size"],
+            manifest["denoising_steps"],
+            "cpu",
+        )
         assert run.param_count == manifest["param_count"]
 
 
@@ -63,8 +71,9 @@ def test_baseline_and_flash_differ_only_in_attention(db: Database, raw_dir: Path
     base = ingest_file(db.engine, BASELINE, raw_dir=raw_dir).run_id
     flash = ingest_file(db.engine, FLASH, raw_dir=raw_dir).run_id
     with session_scope(db.engine) as s:
-        counts = [dict(breakdown(s, r, "operator").select("operator", "kernel_count").iter_rows())
-                  for r in (base, flash)]
+        counts = [
+            dict(breakdown(s, r, "operator").select("operator", "kernel_count").iter_rows()) for r in (base, flash)
+        ]
     for c in counts:
         c.pop("attention")
     assert counts[0] == counts[1]
@@ -75,11 +84,16 @@ def test_breakdown_shares_sum_to_one_and_match_kernel_rows(db: Database, raw_dir
     with session_scope(db.engine) as s:
         frame = breakdown(s, run_id, "seq_len")
         ops = breakdown(s, run_id, "operator")
-        rows = s.execute(select(Kernel.attention_type, Kernel.seq_q, Kernel.seq_kv, Kernel.dur_ns)
-                         .where(Kernel.run_id == run_id, Kernel.seq_q.is_not(None))).all()
-    direct = pl.DataFrame([tuple(r) for r in rows], orient="row",
-                          schema=["attention_type", "seq_q", "seq_kv", "dur_ns"]) \
-        .group_by("attention_type", "seq_q", "seq_kv").agg(total_ns=pl.col("dur_ns").sum(), kernel_count=pl.len())
+        rows = s.execute(
+            select(Kernel.attention_type, Kernel.seq_q, Kernel.seq_kv, Kernel.dur_ns).where(
+                Kernel.run_id == run_id, Kernel.seq_q.is_not(None)
+            )
+        ).all()
+    direct = (
+        pl.DataFrame([tuple(r) for r in rows], orient="row", schema=["attention_type", "seq_q", "seq_kv", "dur_ns"])
+        .group_by("attention_type", "seq_q", "seq_kv")
+        .agg(total_ns=pl.col("dur_ns").sum(), kernel_count=pl.len())
+    )
     joined = frame.join(direct, on=["attention_type", "seq_q", "seq_kv"], suffix="_direct")
     assert joined.height == frame.height == direct.height
     assert (joined["total_ns"] == joined["total_ns_direct"]).all()

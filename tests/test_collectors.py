@@ -40,8 +40,15 @@ def annotations(path: Path) -> list[dict]:
         if e.get("cat") == "user_annotation" and e.get("ph") == "X":
             ann = parse_annotation(e["name"])
             if ann is not None:
-                ranges.append({"ann": ann, "ts": e["ts"], "end": e["ts"] + e.get("dur", 0),
-                               "tid": e.get("tid"), "name": e["name"]})
+                ranges.append(
+                    {
+                        "ann": ann,
+                        "ts": e["ts"],
+                        "end": e["ts"] + e.get("dur", 0),
+                        "tid": e.get("tid"),
+                        "name": e["name"],
+                    }
+                )
     comps = [r for r in ranges if r["ann"].operator is None and r["ann"].component]
     for r in ranges:
         r["component"], r["step"] = None, None
@@ -52,9 +59,13 @@ def annotations(path: Path) -> list[dict]:
 
 
 def attention_calls(path: Path, component: str | None = None, kind: str | None = None) -> list:
-    return [r for r in annotations(path) if r["ann"].operator == "attention"
-            and (component is None or r["component"] == component)
-            and (kind is None or r["ann"].attention_type == kind)]
+    return [
+        r
+        for r in annotations(path)
+        if r["ann"].operator == "attention"
+        and (component is None or r["component"] == component)
+        and (kind is None or r["ann"].attention_type == kind)
+    ]
 
 
 def level_tokens(side: int, levels: int) -> set[int]:
@@ -74,12 +85,14 @@ def test_paper_param_counts_match_published(name: str) -> None:
     for key, (published, tol) in spec.published.items():
         got = sum(counts[k] for k in key.split("+"))
         assert abs(got - published) <= tol * published, (
-            f"{name}.{key}: {got:,} params vs published {published:,} (tolerance {tol:.0%})")
+            f"{name}.{key}: {got:,} params vs published {published:,} (tolerance {tol:.0%})"
+        )
 
 
 def test_exact_counts_of_library_layouts() -> None:
     """SD-1.5 and LLaMA-2-7B follow the diffusers / transformers layouts to the parameter."""
     from tracehouse.collectors.profile import param_count
+
     assert param_count("llama", "paper") == 6_738_415_616
     spec = get_spec("stable-diffusion")
     with torch.device("meta"):
@@ -93,17 +106,24 @@ def test_exact_counts_of_library_layouts() -> None:
 def test_paper_configs_run_on_the_meta_device(name: str) -> None:
     """Every paper-scale pipeline runs shape-correctly (meta tensors: no memory, no compute)."""
     from tracehouse.collectors.models.base import Knobs, RunContext
+
     spec = get_spec(name)
     cfg = spec.config("paper")
-    short = Knobs(steps=1 if cfg.knobs.steps else None,
-                  decode_tokens=2 if cfg.knobs.decode_tokens else None,
-                  image_size=32 if name == "parti" else None)  # parti: 16 image tokens, not 1024
+    short = Knobs(
+        steps=1 if cfg.knobs.steps else None,
+        decode_tokens=2 if cfg.knobs.decode_tokens else None,
+        image_size=32 if name == "parti" else None,
+    )  # parti: 16 image tokens, not 1024
     with torch.device("meta"):
         modules = spec.build(cfg)
     for m in modules.values():
         m.to(dtype=torch.float16)
-    ctx = RunContext(device=torch.device("meta"), dtype=torch.float16, knobs=cfg.knobs.over(short),
-                     generator=torch.Generator().manual_seed(0))
+    ctx = RunContext(
+        device=torch.device("meta"),
+        dtype=torch.float16,
+        knobs=cfg.knobs.over(short),
+        generator=torch.Generator().manual_seed(0),
+    )
     calls: Counter[str] = Counter()
     for key, module in modules.items():  # a pipeline that skips a part of the model fails here
         module.register_forward_hook(lambda _m, _in, _out, key=key: calls.update([key]))
@@ -119,8 +139,9 @@ def test_paper_configs_run_on_the_meta_device(name: str) -> None:
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory) -> dict[tuple[str, str], Path]:
     out = tmp_path_factory.mktemp("tiny_suite")
-    return {(name, backend): collect_one(name, "tiny", backend, out=out).trace
-            for name in SUITE for backend in BACKENDS}
+    return {
+        (name, backend): collect_one(name, "tiny", backend, out=out).trace for name in SUITE for backend in BACKENDS
+    }
 
 
 @pytest.mark.parametrize("name", SUITE)
@@ -130,8 +151,7 @@ def test_every_model_writes_an_annotated_trace(tiny_suite, name: str, backend: s
     assert path.name.endswith(".json.gz")
     assert path.stat().st_size < 1_000_000
     events = load_events(path)
-    assert any(e.get("cat") == "cpu_op" and "Input Dims" in e.get("args", {}) for e in events), \
-        "record_shapes is on"
+    assert any(e.get("cat") == "cpu_op" and "Input Dims" in e.get("args", {}) for e in events), "record_shapes is on"
     ops = Counter(r["ann"].operator for r in annotations(path))
     assert ops["attention"] > 0 and ops["linear"] > 0
     for r in attention_calls(path):
@@ -154,7 +174,7 @@ def test_sd_unet_sequence_lengths(tiny_suite) -> None:
         meta = load_manifest(path)
         hl = meta.image_size // cfg.latent_factor
         levels = len(cfg.unet.channels)
-        with_attn = {hl * hl // 4**n for n in range(levels) if cfg.unet.attn[n]} | {hl * hl // 4**(levels - 1)}
+        with_attn = {hl * hl // 4**n for n in range(levels) if cfg.unet.attn[n]} | {hl * hl // 4 ** (levels - 1)}
         self_calls = attention_calls(path, "unet", "self")
         assert {r["ann"].seq_q for r in self_calls} == with_attn
         for r in self_calls:
@@ -196,8 +216,9 @@ def test_llama_decode_grows_kv_by_one(tiny_suite) -> None:
         meta = load_manifest(path)
         p = meta.text_length
         prefill = attention_calls(path, "prefill")
-        assert prefill and all(r["ann"].attention_type == "causal" and r["ann"].seq_q == r["ann"].seq_kv == p
-                               for r in prefill)
+        assert prefill and all(
+            r["ann"].attention_type == "causal" and r["ann"].seq_q == r["ann"].seq_kv == p for r in prefill
+        )
         decode = attention_calls(path, "decode")
         assert {r["step"] for r in decode} == set(range(meta.decode_tokens))
         for r in decode:
@@ -220,6 +241,7 @@ def test_parti_decodes_image_tokens_with_cross_attention_to_text(tiny_suite) -> 
 
 def test_phenaki_and_masked_models_sequence_lengths(tiny_suite) -> None:
     from tracehouse.collectors.models.phenaki import token_grid
+
     path = tiny_suite[("phenaki", "flash")]
     meta = load_manifest(path)
     t, side = token_grid(meta.frames, meta.image_size)
@@ -231,7 +253,8 @@ def test_phenaki_and_masked_models_sequence_lengths(tiny_suite) -> None:
     meta = load_manifest(path)
     calls = attention_calls(path, "transformer")
     assert {(r["ann"].attention_type, r["ann"].seq_q, r["ann"].seq_kv) for r in calls} == {
-        ("self", meta.text_length + meta.decode_tokens, meta.text_length + meta.decode_tokens)}
+        ("self", meta.text_length + meta.decode_tokens, meta.text_length + meta.decode_tokens)
+    }
     assert {r["step"] for r in calls} == set(range(meta.denoising_steps))
 
     path = tiny_suite[("muse", "flash")]
@@ -243,8 +266,11 @@ def test_phenaki_and_masked_models_sequence_lengths(tiny_suite) -> None:
 @pytest.mark.parametrize("name", SUITE)
 def test_baseline_and_flash_differ_in_attention_only(tiny_suite, name: str) -> None:
     def non_attention_ops(path: Path) -> Counter:
-        return Counter((r["ann"].operator, r["component"]) for r in annotations(path)
-                       if r["ann"].operator not in (None, "attention"))
+        return Counter(
+            (r["ann"].operator, r["component"])
+            for r in annotations(path)
+            if r["ann"].operator not in (None, "attention")
+        )
 
     def attention_shapes(path: Path) -> Counter:
         return Counter(r["name"] for r in attention_calls(path))
@@ -282,9 +308,13 @@ def test_cli_imports_without_torch() -> None:
 
 def test_parse_sweep() -> None:
     from tracehouse.api.cli_collect import parse_sweep
+
     assert parse_sweep(["image-size=64,128", "attention=baseline,flash"]) == {
-        "image_size": [64, 128], "attention": ["baseline", "flash"]}
+        "image_size": [64, 128],
+        "attention": ["baseline", "flash"],
+    }
     import typer
+
     with pytest.raises(typer.BadParameter):
         parse_sweep(["colour=red"])
 
@@ -294,15 +324,34 @@ def test_cli_sweep(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from tracehouse.api.cli_collect import collect
+
     app = typer.Typer()
     app.command("collect")(collect)
     app.command("noop")(lambda: None)
-    res = CliRunner().invoke(app, ["collect", "--model", "sd", "--device", "cpu", "--out", str(tmp_path),
-                                   "--sweep", "steps=1,2", "--attention", "both"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "collect",
+            "--model",
+            "sd",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+            "--sweep",
+            "steps=1,2",
+            "--attention",
+            "both",
+        ],
+    )
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in tmp_path.glob("*.json.gz"))
-    assert names == ["sd_tiny_cpu_baseline_s1.json.gz", "sd_tiny_cpu_baseline_s2.json.gz",
-                     "sd_tiny_cpu_flash_s1.json.gz", "sd_tiny_cpu_flash_s2.json.gz"]
+    assert names == [
+        "sd_tiny_cpu_baseline_s1.json.gz",
+        "sd_tiny_cpu_baseline_s2.json.gz",
+        "sd_tiny_cpu_flash_s1.json.gz",
+        "sd_tiny_cpu_flash_s2.json.gz",
+    ]
     assert load_manifest(tmp_path / "sd_tiny_cpu_flash_s2.json.gz").denoising_steps == 2
 
 
@@ -332,8 +381,8 @@ def test_collect_and_ingest(db: Database, tmp_path: Path) -> None:
 
 def test_step_window_bounds_long_decodes(tmp_path: Path) -> None:
     from tracehouse.collectors.models.base import Knobs
-    res = collect_one("llama", "tiny", "flash", knobs=Knobs(decode_tokens=12), out=tmp_path,
-                      max_profiled_steps=3)
+
+    res = collect_one("llama", "tiny", "flash", knobs=Knobs(decode_tokens=12), out=tmp_path, max_profiled_steps=3)
     assert res.trace.name == "llama_tiny_cpu_flash_dec12_w3.json.gz"
     decode = attention_calls(res.trace, "decode")
     assert {r["step"] for r in decode} == {0, 1, 2}

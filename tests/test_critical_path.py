@@ -25,12 +25,16 @@ def _ingest(db: Database, name: str, raw: Path) -> int:
     return ingest_file(db.engine, (KINETO_DIR / name).resolve(), raw_dir=raw).run_id
 
 
-@pytest.mark.parametrize(("name", "bound_by", "at_least"), [
-    ("v100_ns_resolution.json.gz", ("kernel",), 0.95),   # 98% busy GPU
-    ("a100_alexnet_small.json.gz", ("host", "launch"), 0.9),  # the GPU idles 99% of the span
-])
-def test_path_is_contiguous_real_and_bound_where_the_trace_is(db: Database, raw_dir: Path, name: str,
-                                                              bound_by: tuple[str, ...], at_least: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "bound_by", "at_least"),
+    [
+        ("v100_ns_resolution.json.gz", ("kernel",), 0.95),  # 98% busy GPU
+        ("a100_alexnet_small.json.gz", ("host", "launch"), 0.9),  # the GPU idles 99% of the span
+    ],
+)
+def test_path_is_contiguous_real_and_bound_where_the_trace_is(
+    db: Database, raw_dir: Path, name: str, bound_by: tuple[str, ...], at_least: float
+) -> None:
     run = _ingest(db, name, raw_dir)
     with session_scope(db.engine) as s:
         path = critical_path_segments(s, run)
@@ -45,9 +49,12 @@ def test_path_is_contiguous_real_and_bound_where_the_trace_is(db: Database, raw_
         by_start.setdefault(r["start_ns"], []).append((r["start_ns"] + r["dur_ns"], r["operator"]))
     for seg in (s for s in segs if s["resource"] == "kernel"):
         # A kernel segment is a kernel, cut short at most where the later segment begins.
-        assert any(seg["end_ns"] <= end and op == seg["operator"] for end, op in by_start.get(seg["start_ns"], [])) \
-            or any(a <= seg["start_ns"] and seg["end_ns"] <= a + d and op == seg["operator"]
-                   for a, d, op in ((r["start_ns"], r["dur_ns"], r["operator"]) for r in rows)), seg
+        assert any(
+            seg["end_ns"] <= end and op == seg["operator"] for end, op in by_start.get(seg["start_ns"], [])
+        ) or any(
+            a <= seg["start_ns"] and seg["end_ns"] <= a + d and op == seg["operator"]
+            for a, d, op in ((r["start_ns"], r["dur_ns"], r["operator"]) for r in rows)
+        ), seg
     length = segs[-1]["end_ns"] - segs[0]["start_ns"]
     assert shares["path_ns"].sum() == length and shares["share"].sum() == pytest.approx(1.0)
     on = sum(s["dur_ns"] for s in segs if s["resource"] in bound_by)
@@ -68,8 +75,24 @@ def test_step_path_stays_inside_the_step_and_interfaces_agree(db: Database, raw_
         python = json.loads(json.dumps(critical_path(s, run, step=5).to_dicts()))
     assert path["end_ns"].max() == max(r["start_ns"] + r["dur_ns"] for r in step_rows)
     assert path["start_ns"].min() >= min(min(r["start_ns"], r["launch_ns"] or r["start_ns"]) for r in step_rows)
-    shown = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "critical-path", str(run), "--step", "5",
-                            "--format", "json", "--db", db.url], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracehouse.api.cli",
+            "critical-path",
+            str(run),
+            "--step",
+            "5",
+            "--format",
+            "json",
+            "--db",
+            db.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     rest = _rest(db, tmp_path, f"/v1/runs/{run}/critical-path", {"step": 5})
     assert json.loads(shown.stdout) == python == rest and python

@@ -22,12 +22,21 @@ from tracehouse.schema.db import session_scope
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("name", "step", "hta_bound", "ours"), [
-    ("v100_ns_resolution.json.gz", 102, ("gpu_compute_bound", "gpu_communication_bound"), ("kernel",)),
-    ("a100_nccl_training.json.gz", 5, ("cpu_bound",), ("host", "launch")),
-])
-def test_what_bounds_the_step_agrees_with_hta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
-                                              step: int, hta_bound: tuple[str, ...], ours: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("name", "step", "hta_bound", "ours"),
+    [
+        ("v100_ns_resolution.json.gz", 102, ("gpu_compute_bound", "gpu_communication_bound"), ("kernel",)),
+        ("a100_nccl_training.json.gz", 5, ("cpu_bound",), ("host", "launch")),
+    ],
+)
+def test_what_bounds_the_step_agrees_with_hta(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    step: int,
+    hta_bound: tuple[str, ...],
+    ours: tuple[str, ...],
+) -> None:
     db, path, run_id = _ingested(tmp_path, name, monkeypatch)
     with session_scope(db.engine) as s:
         segments = critical_path_segments(s, run_id, step=step)

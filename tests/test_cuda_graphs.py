@@ -30,8 +30,9 @@ def _graph_doc(path: Path) -> Path:
     doc.op("aten::mm", ts=0, dur=200)
     graph = doc.launch("cudaGraphLaunch", ts=10, dur=20)
     for i in range(3):
-        doc.kernel("void at::native::vectorized_elementwise_kernel<4, F>(int, F)", ts=40 + 6 * i, dur=5,
-                   correlation=graph)
+        doc.kernel(
+            "void at::native::vectorized_elementwise_kernel<4, F>(int, F)", ts=40 + 6 * i, dur=5, correlation=graph
+        )
     doc.op("aten::add", ts=300, dur=50)
     plain = doc.launch("cudaLaunchKernel", ts=310, dur=5)
     doc.kernel("void at::native::vectorized_elementwise_kernel<4, F>(int, F)", ts=320, dur=2, correlation=plain)
@@ -41,17 +42,22 @@ def _graph_doc(path: Path) -> Path:
 def test_graph_kernels_belong_to_the_graphs_launching_op(db: Database, raw_dir: Path, tmp_path: Path) -> None:
     run_id = ingest_file(db.engine, _graph_doc(tmp_path / "g.json.gz"), raw_dir=raw_dir).run_id
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.graph, Kernel.operator, Kernel.operator_source, Symbol.text)
-                         .join(Symbol, Symbol.id == Kernel.deciding_op_id, isouter=True)
-                         .where(Kernel.run_id == run_id).order_by(Kernel.seq)).all()
+        rows = s.execute(
+            select(Kernel.graph, Kernel.operator, Kernel.operator_source, Symbol.text)
+            .join(Symbol, Symbol.id == Kernel.deciding_op_id, isouter=True)
+            .where(Kernel.run_id == run_id)
+            .order_by(Kernel.seq)
+        ).all()
         run = s.get(Run, run_id)
         assert (run.graph_ns, run.total_ns) == (15_000, 17_000)
-    assert [tuple(r) for r in rows] == [(True, "linear", "op", "aten::mm")] * 3 + \
-        [(False, "elementwise", "op", "aten::add")]
+    assert [tuple(r) for r in rows] == [(True, "linear", "op", "aten::mm")] * 3 + [
+        (False, "elementwise", "op", "aten::add")
+    ]
 
 
-def test_a_graph_launch_counts_once_and_its_kernels_are_never_launch_bound(db: Database, raw_dir: Path,
-                                                                           tmp_path: Path) -> None:
+def test_a_graph_launch_counts_once_and_its_kernels_are_never_launch_bound(
+    db: Database, raw_dir: Path, tmp_path: Path
+) -> None:
     run_id = ingest_file(db.engine, _graph_doc(tmp_path / "g.json.gz"), raw_dir=raw_dir).run_id
     with session_scope(db.engine) as s:
         table = launch_overhead(s, run_id, "operator")
@@ -74,8 +80,9 @@ def test_real_graph_trace_charges_each_launch_call_once(db: Database, raw_dir: P
     # The reference, straight from the parsed trace: every launch call that enqueued GPU work,
     # its duration once, however many kernels it ran.
     parsed = parse_kineto(graph_trace)
-    calls = parsed.launches.join(parsed.gpu_events.select("correlation", "dur_ns", "start_ns"),
-                                 on="correlation", suffix="_gpu")
+    calls = parsed.launches.join(
+        parsed.gpu_events.select("correlation", "dur_ns", "start_ns"), on="correlation", suffix="_gpu"
+    )
     graph = calls.filter(pl.col("name") == "cudaGraphLaunch")
     per_call = calls.unique("correlation")
     run_id = ingest_file(db.engine, graph_trace, raw_dir=raw_dir).run_id

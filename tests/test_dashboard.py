@@ -28,7 +28,9 @@ UI = "/ui"
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request, tmp_path_factory) -> Iterator[tuple[Server, live.Runs]]:  # type: ignore[no-untyped-def]
     require_browser()
-    srv, runs = live.start(request.param, tmp_path_factory.mktemp(f"dash-{request.param}"), Server)  # a browser needs TCP
+    srv, runs = live.start(
+        request.param, tmp_path_factory.mktemp(f"dash-{request.param}"), Server
+    )  # a browser needs TCP
     yield srv, runs
     srv.stop()
     srv.db.drop()
@@ -96,7 +98,9 @@ def test_run_page_draws_every_figure_from_the_analyses(served, headers, tab, tmp
     placed = [r for r in roof if (r["ai_dram"] or 0) > 0 and (r["gflops_per_s"] or 0) > 0]
     assert drawn(page, "roofline")["points"] == len(placed) > 0  # Fig 5: one point per costed operator
     util = rest(srv, headers, f"{base}/utilization")
-    assert drawn(page, "utilization")["bars"] == sum(r[c] > 0 for r in util for c in ("compute_ns", "non_compute_ns", "idle_ns"))
+    assert drawn(page, "utilization")["bars"] == sum(
+        r[c] > 0 for r in util for c in ("compute_ns", "non_compute_ns", "idle_ns")
+    )
     # The numbers shown are the REST answers.
     meta = rest(srv, headers, base)
     assert number(page.inner_text('tr[data-key="total_ns"] td')) == meta["total_ns"]
@@ -118,7 +122,9 @@ def test_gpu_run_page_roofline_has_the_device_ceilings(served, headers, tab, tmp
     visit(page, watch, f"{srv.url}{UI}/runs/{runs.gpu}", tmp_path / "gpu-run.png")
     roof = rest(srv, headers, f"/v1/runs/{runs.gpu}/roofline", by="operator")
     assert roof[0]["peak_flops_s"] and roof[0]["peak_bandwidth_bytes_s"]
-    ceilings = page.evaluate("() => document.getElementById('chart-roofline').data.find(t => t.name === 'device ceilings').y")
+    ceilings = page.evaluate(
+        "() => document.getElementById('chart-roofline').data.find(t => t.name === 'device ceilings').y"
+    )
     assert max(ceilings) == pytest.approx(roof[0]["peak_flops_s"])
     launches = rest(srv, headers, f"/v1/runs/{runs.gpu}/launches", by="operator")[:10]
     assert drawn(page, "launches")["bars"] == sum((r["gpu_ns"] > 0) + (r["launch_ns"] > 0) for r in launches)
@@ -127,8 +133,11 @@ def test_gpu_run_page_roofline_has_the_device_ceilings(served, headers, tab, tmp
         return
     # An Nsight Compute run: its roofline points are measured (diamonds), and it has no timeline.
     visit(page, watch, f"{srv.url}{UI}/runs/{runs.ncu}", tmp_path / "ncu-run.png")
-    counted = [r for r in rest(srv, headers, f"/v1/runs/{runs.ncu}/roofline", by="operator")
-               if r["source"] == "counters" and (r["ai_dram"] or 0) > 0 and (r["gflops_per_s"] or 0) > 0]
+    counted = [
+        r
+        for r in rest(srv, headers, f"/v1/runs/{runs.ncu}/roofline", by="operator")
+        if r["source"] == "counters" and (r["ai_dram"] or 0) > 0 and (r["gflops_per_s"] or 0) > 0
+    ]
     symbols = page.evaluate("() => document.getElementById('chart-roofline').data.map(t => [t.name, t.x.length])")
     assert symbols == [["counters", len(counted)]] and drawn(page, "roofline")["points"] == len(counted) > 0
     assert charts_on(page) == ["roofline"]
@@ -153,7 +162,10 @@ def test_runs_filters_sort_and_compare_picker_by_clicking(served, headers, tab, 
     page.wait_for_load_state("load")
     page.click('a[data-sort="total_ns"]')
     page.wait_for_load_state("load")
-    totals = [number(t) for t in page.eval_on_selector_all('#runs-table td[data-col="total_ns"]', "ts => ts.map(t => t.innerText)")]
+    totals = [
+        number(t)
+        for t in page.eval_on_selector_all('#runs-table td[data-col="total_ns"]', "ts => ts.map(t => t.innerText)")
+    ]
     assert totals == sorted(totals, reverse=True) and len(totals) == 2
     assert watch.take() == []
     page.click(f'#runs-table tr[data-run="{runs.flash}"] td[data-col="run_id"] a')  # each run links to its page
@@ -164,8 +176,12 @@ def test_runs_filters_sort_and_compare_picker_by_clicking(served, headers, tab, 
     page.click("#compare-button")
     page.wait_for_url("**/compare?**")
     visit(page, watch, page.url, tmp_path / "compare.png")
-    reference, other = (int(x) for x in page.eval_on_selector_all('table[data-table="compared"] td[data-col="run_id"]',
-                                                                   "ts => ts.map(t => t.innerText)"))
+    reference, other = (
+        int(x)
+        for x in page.eval_on_selector_all(
+            'table[data-table="compared"] td[data-col="run_id"]', "ts => ts.map(t => t.innerText)"
+        )
+    )
     assert (reference, other) == (runs.baseline, runs.flash)  # the topmost ticked row (slowest first) is the reference
     normalized = [rest(srv, headers, f"/v1/runs/{r}/normalized", reference=reference) for r in (reference, other)]
     assert drawn(page, "normalized")["bars"] == sum(len(n) for n in normalized)
@@ -184,13 +200,16 @@ def test_table_ii_sweep_hardware_fleet(served, headers, tab, tmp_path: Path) -> 
     visit(page, watch, f"{srv.url}{UI}/speedups", tmp_path / "speedups.png")
     pairs = rest(srv, headers, "/v1/speedups")
     assert len(pairs) == 1 and page.locator('table[data-table="speedups"] tbody tr').count() == 1
-    assert number(cell(page, "speedups", "end_to_end_speedup")) == pytest.approx(pairs[0]["end_to_end_speedup"], rel=1e-3)
+    assert number(cell(page, "speedups", "end_to_end_speedup")) == pytest.approx(
+        pairs[0]["end_to_end_speedup"], rel=1e-3
+    )
     assert cell(page, "speedups", "paper_a100") == "1.67"  # the paper's Stable Diffusion figure beside ours
     assert drawn(page, "speedups")["bars"] == 3
 
     visit(page, watch, f"{srv.url}{UI}/sweep", tmp_path / "sweep.png")
-    sweep = rest(srv, headers, "/v1/sweep", model="stable-diffusion", knob="image_size",
-                 operator=["attention", "conv", "total"])
+    sweep = rest(
+        srv, headers, "/v1/sweep", model="stable-diffusion", knob="image_size", operator=["attention", "conv", "total"]
+    )
     assert drawn(page, "sweep")["points"] == sum(r["total_ns"] > 0 for r in sweep) > 0
     split = [rest(srv, headers, f"/v1/runs/{r}/temporal-spatial") for r in (runs.baseline, runs.flash)]
     assert drawn(page, "types-time")["bars"] == sum(len(s) for s in split)
@@ -232,7 +251,9 @@ def test_sign_in_cookie_is_httponly_strict_and_reads_only(served, browser, heade
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == UI
     assert page.evaluate("() => document.cookie") == ""  # page scripts cannot read the token
     via_cookie = page.request.get(f"{srv.url}{UI}/rest/v1/runs/{runs.baseline}")
-    assert via_cookie.ok and via_cookie.json()["total_ns"] == rest(srv, headers, f"/v1/runs/{runs.baseline}")["total_ns"]
+    assert (
+        via_cookie.ok and via_cookie.json()["total_ns"] == rest(srv, headers, f"/v1/runs/{runs.baseline}")["total_ns"]
+    )
     # Only GET is forwarded: the dashboard never writes, whatever the token may do.
     assert page.request.delete(f"{srv.url}{UI}/rest/v1/runs/{runs.baseline}").status == 405
     assert httpx.get(f"{srv.url}/v1/runs/{runs.baseline}", headers=headers).status_code == 200
@@ -255,7 +276,11 @@ def test_public_read_needs_no_login(backend: str, browser, tmp_path: Path) -> No
         assert page.url == f"{srv.url}{UI}/" and "No run matches" in page.inner_text("#runs-table")
         assert httpx.get(f"{srv.url}{UI}/static/plotly.min.js").headers["content-type"].startswith("text/javascript")
         missing = page.goto(f"{srv.url}{UI}/runs/12345")  # an error is a page, with its status
-        assert missing is not None and missing.status == 404 and "run 12345 does not exist" in page.inner_text("#page-error")
+        assert (
+            missing is not None
+            and missing.status == 404
+            and "run 12345 does not exist" in page.inner_text("#page-error")
+        )
         page.close()
     finally:
         srv.stop()

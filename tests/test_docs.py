@@ -22,12 +22,12 @@ def _sections(text: str) -> dict[str, str]:
     """Table name -> the text of its section (up to the next heading)."""
     marks = list(SECTION.finditer(text))
     ends = [m.start() for m in marks[1:]] + [len(text)]
-    return {m.group(1): text[m.end():end] for m, end in zip(marks, ends, strict=True)}
+    return {m.group(1): text[m.end() : end] for m, end in zip(marks, ends, strict=True)}
 
 
 def _attribution_keys(text: str) -> str:
     start = text.index("## Attribution keys")
-    return text[start:text.index("## Tables", start)]
+    return text[start : text.index("## Tables", start)]
 
 
 def test_every_table_of_the_models_has_a_section_and_no_other() -> None:
@@ -50,10 +50,16 @@ def test_every_column_is_documented_with_a_unit_column(table: str) -> None:
 
 def test_every_attribution_key_and_operator_is_explained() -> None:
     keys = _attribution_keys(SCHEMA_DOC.read_text())
-    explained = {name for row in re.findall(r"^\| (`[^|]+`) \|", keys, re.MULTILINE)
-                 for name in re.findall(r"`([a-z_]+)`", row)}
+    explained = {
+        name for row in re.findall(r"^\| (`[^|]+`) \|", keys, re.MULTILINE) for name in re.findall(r"`([a-z_]+)`", row)
+    }
     assert set(ANNOTATION_FIELDS) - explained == set()
     operator_row = next(line for line in keys.splitlines() if line.startswith("| `operator` |"))
-    produced = ({op for op, *_ in rules.OP_RULES} | {op for op, _ in rules.KERNEL_RULES}
-                | {op for op, _ in rules.AUTHORITATIVE_KERNEL_RULES} | set(rules.KIND_OPERATORS.values()) | {"other"})
+    produced = (
+        {op for op, *_ in rules.OP_RULES}
+        | {op for op, _ in rules.KERNEL_RULES}
+        | {op for op, _ in rules.AUTHORITATIVE_KERNEL_RULES}
+        | set(rules.KIND_OPERATORS.values())
+        | {"other"}
+    )
     assert {op for op in produced if f"`{op}`" not in operator_row} == set()

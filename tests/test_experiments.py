@@ -39,11 +39,13 @@ NOISE = 0.10  # log-normal sigma of each op's time: the repeats' noise
 def _repeats(db: Database, tmp: Path, seeds: range, slow: float = 1.0, experiment: str = "exp") -> list[int]:
     ids = []
     for seed in seeds:
-        copy = warp_trace(SOURCE, tmp / f"sd_{seed}_{slow}.json.gz",
-                          op_jitter(seed, NOISE, "attention", slow), f"{seed}-{slow}")
+        copy = warp_trace(
+            SOURCE, tmp / f"sd_{seed}_{slow}.json.gz", op_jitter(seed, NOISE, "attention", slow), f"{seed}-{slow}"
+        )
         shutil.copy(manifest_path_for(SOURCE), manifest_path_for(copy))  # the knobs (steps, image size)
-        meta = RunMeta(model="stable-diffusion", attention_backend="baseline", experiment=experiment,
-                       git_commit=f"c{seed:03d}")
+        meta = RunMeta(
+            model="stable-diffusion", attention_backend="baseline", experiment=experiment, git_commit=f"c{seed:03d}"
+        )
         ids.append(ingest_file(db.engine, copy, meta, raw_dir=tmp / "raw").run_id)
     return ids
 
@@ -148,8 +150,9 @@ def test_steps_of_a_diffusion_run(store) -> None:  # type: ignore[no-untyped-def
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_rest_and_python_agree(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -195,12 +198,33 @@ def test_collect_repeats_carry_experiment_and_split_into_prefill_and_decode(tmp_
     prefill stage and as many decode steps as tokens were generated."""
     pytest.importorskip("torch")
     url = f"sqlite:///{tmp_path / 'th.sqlite3'}"
-    done = _cli("collect", "--model", "llama", "--device", "cpu", "--decode-tokens", "5", "--repeat", "2",
-                "--experiment", "llama-r2", "--commit", "abc1234", "--code-version", "v0.1-test",
-                "--out", str(tmp_path / "traces"), "--ingest", "--db", url)
+    done = _cli(
+        "collect",
+        "--model",
+        "llama",
+        "--device",
+        "cpu",
+        "--decode-tokens",
+        "5",
+        "--repeat",
+        "2",
+        "--experiment",
+        "llama-r2",
+        "--commit",
+        "abc1234",
+        "--code-version",
+        "v0.1-test",
+        "--out",
+        str(tmp_path / "traces"),
+        "--ingest",
+        "--db",
+        url,
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "traces").glob("*.json.gz")) == [
-        "llama_tiny_cpu_baseline_dec5_r1.json.gz", "llama_tiny_cpu_baseline_dec5_r2.json.gz"]
+        "llama_tiny_cpu_baseline_dec5_r1.json.gz",
+        "llama_tiny_cpu_baseline_dec5_r2.json.gz",
+    ]
     from tracehouse.analyses.runs import run_tags
     from tracehouse.schema.db import make_engine
 

@@ -30,7 +30,9 @@ SHARED = Path(os.environ.get("TRACEHOUSE_SHARED_TRACES") or SHARED_TRACES)
 SGEMM = "ampere_sgemm_128x64_nn"
 ELEMENTWISE = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float> >(int, F)"
 MYSTERY = "void mylab_tiled_kv_update<128, float>(float*, int)"
-MYLAB_RULE = '[[rule]]\nid = "kv"\npattern = "^mylab_tiled_kv"\noperator = "attention"\nattention_type = "causal-decode"\n'
+MYLAB_RULE = (
+    '[[rule]]\nid = "kv"\npattern = "^mylab_tiled_kv"\noperator = "attention"\nattention_type = "causal-decode"\n'
+)
 
 
 def _doc(path: Path) -> Path:
@@ -39,11 +41,17 @@ def _doc(path: Path) -> Path:
     doc.op("aten::mm", ts=0, dur=100)
     doc.kernel(SGEMM, ts=20, dur=40, correlation=doc.launch("cudaLaunchKernel", ts=10, dur=5))
     doc.kernel(ELEMENTWISE, ts=210, dur=10, correlation=doc.launch("cudaLaunchKernel", ts=200, dur=5))
-    doc.kernel("Memcpy HtoD (Pinned -> Device)", ts=310, dur=20,
-               correlation=doc.launch("cudaMemcpyAsync", ts=300, dur=5), cat="gpu_memcpy")
+    doc.kernel(
+        "Memcpy HtoD (Pinned -> Device)",
+        ts=310,
+        dur=20,
+        correlation=doc.launch("cudaMemcpyAsync", ts=300, dur=5),
+        cat="gpu_memcpy",
+    )
     doc.op("th|op=attention|attn=spatial", ts=400, dur=100, cat="user_annotation")
-    doc.kernel("void my_softmax_like<float>(float*)", ts=420, dur=30,
-               correlation=doc.launch("cudaLaunchKernel", ts=410, dur=5))
+    doc.kernel(
+        "void my_softmax_like<float>(float*)", ts=420, dur=30, correlation=doc.launch("cudaLaunchKernel", ts=410, dur=5)
+    )
     doc.kernel(MYSTERY, ts=610, dur=100, correlation=doc.launch("cudaLaunchKernel", ts=600, dur=5))
     return doc.write(path)
 
@@ -56,15 +64,31 @@ def test_explain_says_what_decided_each_kernel(db: Database, raw_dir: Path, tmp_
         runs = list_runs(s).row(0, named=True)
         by_op = {r["operator"]: r for r in breakdown(s, run_id, "operator").iter_rows(named=True)}
         only = explain(s, run_id, kernel="SGEMM")
-    got = {k: (r["operator"], r["attention_type"], r["source"], r["rule"], r["decided_by"], r["kernels"], r["total_ns"])
-           for k, r in rows.items()}
+    got = {
+        k: (r["operator"], r["attention_type"], r["source"], r["rule"], r["decided_by"], r["kernels"], r["total_ns"])
+        for k, r in rows.items()
+    }
     assert got == {
         SGEMM: ("linear", None, "op", "op.linear", "aten::mm", 1, 40_000),
-        ELEMENTWISE: ("elementwise", None, "kernel_name", "name.elementwise", "at::native::vectorized_elementwise_kernel",
-                      1, 10_000),
+        ELEMENTWISE: (
+            "elementwise",
+            None,
+            "kernel_name",
+            "name.elementwise",
+            "at::native::vectorized_elementwise_kernel",
+            1,
+            10_000,
+        ),
         "Memcpy HtoD (Pinned -> Device)": ("memcpy", None, "kind", None, "memcpy", 1, 20_000),
-        "void my_softmax_like<float>(float*)": ("attention", "spatial", "annotation", None,
-                                                "th|op=attention|attn=spatial", 1, 30_000),
+        "void my_softmax_like<float>(float*)": (
+            "attention",
+            "spatial",
+            "annotation",
+            None,
+            "th|op=attention|attn=spatial",
+            1,
+            30_000,
+        ),
         MYSTERY: ("other", None, "none", None, None, 1, 100_000),
     }
     assert only["kernel"].to_list() == [SGEMM]
@@ -85,25 +109,39 @@ def test_user_rules_apply_at_ingest_and_are_listed(db: Database, raw_dir: Path, 
     with session_scope(db.engine) as s:
         row = explain(s, run_id, kernel="mylab").row(0, named=True)
         listed = {r["rule"]: r for r in explain_rules(s, run_id, name_rules).iter_rows(named=True)}
-    assert (row["operator"], row["attention_type"], row["source"], row["rule"]) == \
-        ("attention", "causal-decode", "kernel_name", "user.kv")
+    assert (row["operator"], row["attention_type"], row["source"], row["rule"]) == (
+        "attention",
+        "causal-decode",
+        "kernel_name",
+        "user.kv",
+    )
     assert (listed["user.kv"]["kernels"], listed["user.kv"]["total_ns"]) == (1, 100_000)
     assert listed["user.kv"]["origin"] == f"{rules_file}:1"
     assert listed["name.linear"]["kernels"] == 0 and listed["op.linear"]["kernels"] == 1
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('[[rule]]\npattern = "a("\noperator = "linear"\n', "rules.toml:1: rule 1: pattern 'a(' is not a valid"),
-    ('# lab rules\n\n[[rule]]\npattern = "x"\noperator = "linear"\n[[rule]]\npattern = "y"\n',
-     "rules.toml:6: rule 2: 'operator' is required"),
-    ('[[rule]]\npattern = "x"\noperator = "Linear Algebra"\n', "operator 'Linear Algebra' must be lower-case"),
-    ('[[rule]]\npattern = "x"\noperator = "linear"\ncolour = "red"\n', "unknown key(s) colour"),
-    ('[[rule]]\nid = "a"\npattern = "x"\noperator = "linear"\n[[rule]]\nid = "a"\npattern = "y"\noperator = "conv"\n',
-     "rules.toml:5: rule 2: id 'user.a' is used twice"),
-    ('[[rule]]\npattern = "x"\noperator = "linear"\nauthoritative = "yes"\n', "'authoritative' must be true or false"),
-    ('[[rule]\n', "not valid TOML"),
-    ('[rules]\nx = 1\n', "unknown top-level key(s) rules"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[rule]]\npattern = "a("\noperator = "linear"\n', "rules.toml:1: rule 1: pattern 'a(' is not a valid"),
+        (
+            '# lab rules\n\n[[rule]]\npattern = "x"\noperator = "linear"\n[[rule]]\npattern = "y"\n',
+            "rules.toml:6: rule 2: 'operator' is required",
+        ),
+        ('[[rule]]\npattern = "x"\noperator = "Linear Algebra"\n', "operator 'Linear Algebra' must be lower-case"),
+        ('[[rule]]\npattern = "x"\noperator = "linear"\ncolour = "red"\n', "unknown key(s) colour"),
+        (
+            '[[rule]]\nid = "a"\npattern = "x"\noperator = "linear"\n[[rule]]\nid = "a"\npattern = "y"\noperator = "conv"\n',
+            "rules.toml:5: rule 2: id 'user.a' is used twice",
+        ),
+        (
+            '[[rule]]\npattern = "x"\noperator = "linear"\nauthoritative = "yes"\n',
+            "'authoritative' must be true or false",
+        ),
+        ("[[rule]\n", "not valid TOML"),
+        ("[rules]\nx = 1\n", "unknown top-level key(s) rules"),
+    ],
+)
 def test_a_bad_rules_file_is_refused_naming_the_rule(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "rules.toml"
     path.write_text(body)
@@ -125,10 +163,18 @@ def test_cli_reingest_all_applies_the_rules_file_and_explain_lists_it(db: Databa
     done = _cli("reingest", "--all", "--db", db.url, "--json", data_dir=data)
     [result] = orjson.loads(done.stdout)
     assert (result["reclassified"], result["other_ns_before"], result["other_ns_after"]) == (1, 100_000, 0)
-    assert result["changes"] == [{"kernel": MYSTERY, "operator_before": "other", "operator_after": "attention",
-                                  "kernels": 1, "total_ns": 100_000}]
-    listed = orjson.loads(_cli("explain", str(run_id), "--rules", "--db", db.url, "--format", "json",
-                               data_dir=data).stdout)
+    assert result["changes"] == [
+        {
+            "kernel": MYSTERY,
+            "operator_before": "other",
+            "operator_after": "attention",
+            "kernels": 1,
+            "total_ns": 100_000,
+        }
+    ]
+    listed = orjson.loads(
+        _cli("explain", str(run_id), "--rules", "--db", db.url, "--format", "json", data_dir=data).stdout
+    )
     assert listed[0]["rule"] == "user.kv" and listed[0]["kernels"] == 1
     with session_scope(db.engine) as s:
         expected = orjson.loads(orjson.dumps(explain(s, run_id).to_dicts()))
@@ -141,8 +187,7 @@ def test_cli_reingest_all_applies_the_rules_file_and_explain_lists_it(db: Databa
     assert refused.returncode == 2 and "rules.toml:1: rule 1: pattern '('" in refused.stderr
 
 
-def test_reingest_reports_the_kernels_the_fbgemm_fix_reclassified(db: Database, raw_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_reingest_reports_the_kernels_the_fbgemm_fix_reclassified(db: Database, raw_dir: Path, tmp_path: Path) -> None:
     """A store built with the old behaviour (mimicked by a rule sending TBE kernels to ``linear``,
     as ``gemm`` inside their argument lists used to) catches up on ``reingest``."""
     trace = SHARED / "kineto" / "a100_record_shapes.json.gz"
@@ -161,10 +206,18 @@ def test_reingest_reports_the_kernels_the_fbgemm_fix_reclassified(db: Database, 
 def test_migration_fills_other_ns_of_stored_runs(empty_db: Database) -> None:
     upgrade(empty_db.engine, "0008")
     with empty_db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
-                          "VALUES (1, 'gpu', 3, 100, 100, CURRENT_TIMESTAMP), (2, 'gpu', 1, 5, 5, CURRENT_TIMESTAMP)"))
-        conn.execute(text("INSERT INTO operator_rollup (run_id, operator, kernel_count, total_ns) "
-                          "VALUES (1, 'other', 2, 30), (1, 'linear', 1, 70), (2, 'conv', 1, 5)"))
+        conn.execute(
+            text(
+                "INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
+                "VALUES (1, 'gpu', 3, 100, 100, CURRENT_TIMESTAMP), (2, 'gpu', 1, 5, 5, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO operator_rollup (run_id, operator, kernel_count, total_ns) "
+                "VALUES (1, 'other', 2, 30), (1, 'linear', 1, 70), (2, 'conv', 1, 5)"
+            )
+        )
     upgrade(empty_db.engine)
     with empty_db.engine.connect() as conn:
         got = conn.execute(text("SELECT id, other_ns, graph_ns FROM run ORDER BY id")).all()
@@ -182,8 +235,9 @@ def test_rest_explain_equals_the_function(tmp_path: Path) -> None:
     try:
         write, read = srv.token("write"), srv.token("read")
         with _doc(tmp_path / "e.json.gz").open("rb") as fh:
-            up = srv.http.post(f"{srv.url}/v1/traces", params={"wait": 60}, files={"file": ("e.json.gz", fh)},
-                               headers=write).json()
+            up = srv.http.post(
+                f"{srv.url}/v1/traces", params={"wait": 60}, files={"file": ("e.json.gz", fh)}, headers=write
+            ).json()
         run_id = up["run_id"]
         url = f"{srv.url}/v1/runs/{run_id}/explain"
         kernels = srv.http.get(url, headers=read).json()

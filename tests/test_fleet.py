@@ -19,13 +19,27 @@ from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import FleetImport, FleetJob, FleetRollup
 
 MODELS = {  # name: (family, params); TTI ~10x smaller yet trained on similar GPU counts
-    "llama-2-7b": ("llm", 6_738_415_616), "llama-2-70b": ("llm", 68_976_648_192),
-    "sd-1.5": ("tti", 859_520_964), "imagen": ("tti", 2_000_000_000), "make-a-video": ("ttv", 9_700_000_000),
+    "llama-2-7b": ("llm", 6_738_415_616),
+    "llama-2-70b": ("llm", 68_976_648_192),
+    "sd-1.5": ("tti", 859_520_964),
+    "imagen": ("tti", 2_000_000_000),
+    "make-a-video": ("ttv", 9_700_000_000),
 }
 GPUS = {"llm": (64, 128, 256, 512), "tti": (32, 64, 128), "ttv": (64, 128, 256)}
 MEM = {"llm": 0.5, "tti": 0.675, "ttv": 0.6}
-HEADER = ["job_id", "cluster", "model", "phase", "gpu_count", "gpu_type", "start", "end",
-          "mean_mem_util", "peak_mem_util", "sm_util"]
+HEADER = [
+    "job_id",
+    "cluster",
+    "model",
+    "phase",
+    "gpu_count",
+    "gpu_type",
+    "start",
+    "end",
+    "mean_mem_util",
+    "peak_mem_util",
+    "sm_util",
+]
 
 
 def generate_jobs(n: int, seed: int = 42) -> list[dict]:
@@ -39,12 +53,21 @@ def generate_jobs(n: int, seed: int = 42) -> list[dict]:
         family = MODELS.get(name, ("llm", 0))[0]
         start = t0 + timedelta(seconds=rng.randrange(0, 365 * 86400))
         mem = min(1.0, max(0.0, rng.gauss(MEM[family], 0.1)))
-        jobs.append({"job_id": str(1000 + i), "cluster": rng.choice(("east", "west")), "model": name,
-                     "phase": "training" if rng.random() < 0.7 else "inference",
-                     "gpu_count": rng.choice(GPUS[family]), "gpu_type": rng.choice(("a100", "h100")),
-                     "start": start.isoformat(), "end": (start + timedelta(minutes=rng.randrange(10, 5000))).isoformat(),
-                     "mean_mem_util": round(mem, 4), "peak_mem_util": round(min(1.0, mem + 0.2), 4),
-                     "sm_util": round(rng.random(), 4)})
+        jobs.append(
+            {
+                "job_id": str(1000 + i),
+                "cluster": rng.choice(("east", "west")),
+                "model": name,
+                "phase": "training" if rng.random() < 0.7 else "inference",
+                "gpu_count": rng.choice(GPUS[family]),
+                "gpu_type": rng.choice(("a100", "h100")),
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=rng.randrange(10, 5000))).isoformat(),
+                "mean_mem_util": round(mem, 4),
+                "peak_mem_util": round(min(1.0, mem + 0.2), 4),
+                "sm_util": round(rng.random(), 4),
+            }
+        )
     return jobs
 
 
@@ -63,7 +86,11 @@ def expected(jobs: list[dict], phase: str | None = None) -> dict[str, dict[str, 
         if j["model"] not in MODELS or (phase and j["phase"] != phase):
             continue
         family, params = MODELS[j["model"]]
-        hours = j["gpu_count"] * (datetime.fromisoformat(j["end"]) - datetime.fromisoformat(j["start"])).total_seconds() / 3600
+        hours = (
+            j["gpu_count"]
+            * (datetime.fromisoformat(j["end"]) - datetime.fromisoformat(j["start"])).total_seconds()
+            / 3600
+        )
         x = j["gpu_count"] / params * 1e9
         a = acc.setdefault(family, dict.fromkeys(("n", "x", "h", "xh", "mh"), 0.0))
         a["n"] += 1
@@ -106,7 +133,9 @@ def test_generated_fleet_ratios_match_independent_computation(db: Database, tmp_
             assert got[fam]["gpus_per_bparam_gpuh"] == pytest.approx(w["gpb_h"], rel=1e-9)
             assert got[fam]["mean_mem_util"] == pytest.approx(w["mem"], rel=1e-4)  # CSV rounding of hours
         tti = got["tti"]
-        assert tti["gpus_per_bparam_gpuh_vs_llm"] == pytest.approx(want["tti"]["gpb_h"] / want["llm"]["gpb_h"], rel=1e-9)
+        assert tti["gpus_per_bparam_gpuh_vs_llm"] == pytest.approx(
+            want["tti"]["gpb_h"] / want["llm"]["gpb_h"], rel=1e-9
+        )
         assert tti["mean_mem_util_vs_llm"] == pytest.approx(want["tti"]["mem"] / want["llm"]["mem"], rel=1e-4)
         assert got["llm"]["gpus_per_bparam_vs_llm"] == pytest.approx(1.0)
     assert got[None]["jobs"] == sum(j["model"] == "mystery-model" and j["phase"] == "training" for j in jobs)
@@ -174,7 +203,13 @@ def test_sacct_and_nvidia_smi_samples(db: Database, tmp_path: Path) -> None:
         job = s.scalars(select(FleetJob).where(FleetJob.job_id == "4001")).one()
         llama = s.scalars(select(FleetJob).where(FleetJob.job_id == "4002")).one()
         summary = {r["family"]: r for r in fleet_summary(s).to_dicts()}
-    assert (job.gpu_count, job.gpu_type, job.cluster, job.phase, job.gpu_hours) == (8, "a100", "gpu-east", "training", 16.0)
+    assert (job.gpu_count, job.gpu_type, job.cluster, job.phase, job.gpu_hours) == (
+        8,
+        "a100",
+        "gpu-east",
+        "training",
+        16.0,
+    )
     assert job.mean_mem_util == pytest.approx((0.5 + 0.75 + 0.25) / 3) and job.peak_mem_util == pytest.approx(0.75)
     assert job.sm_util == pytest.approx(0.7)
     assert (llama.gpu_count, llama.gpu_type, llama.phase, llama.gpu_hours) == (32, None, "training", 768.0)
@@ -188,12 +223,17 @@ def test_overlapping_sacct_dumps_replace_earlier_copies(db: Database, tmp_path: 
     Tuesday, and the utilisation Monday's nvidia-smi log gave 4001 stays."""
     _register_all(db)
     monday = SACCT.replace("2024-03-01T12:00:00|billing=64", "2024-03-01T11:00:00|billing=64")
-    tuesday = "\n".join([
-        *SACCT.splitlines()[:2],
-        SACCT.splitlines()[4],
-        "4003|infer-llama|gpu-east|node06|2024-03-01T09:00:00|2024-03-01T21:00:00|cpu=8,gres/gpu=1,node=1|model=llama-2-7b",
-        "4006|train-sd|gpu-east|node09|2024-03-02T00:00:00|2024-03-02T04:00:00|cpu=8,gres/gpu:a100=4,node=1|model=sd-1.5 phase=training",
-    ]) + "\n"
+    tuesday = (
+        "\n".join(
+            [
+                *SACCT.splitlines()[:2],
+                SACCT.splitlines()[4],
+                "4003|infer-llama|gpu-east|node06|2024-03-01T09:00:00|2024-03-01T21:00:00|cpu=8,gres/gpu=1,node=1|model=llama-2-7b",
+                "4006|train-sd|gpu-east|node09|2024-03-02T00:00:00|2024-03-02T04:00:00|cpu=8,gres/gpu:a100=4,node=1|model=sd-1.5 phase=training",
+            ]
+        )
+        + "\n"
+    )
     (tmp_path / "mon.txt").write_text(monday)
     (tmp_path / "tue.txt").write_text(tuesday)
     (tmp_path / "node01.csv").write_text(NVSMI)
@@ -226,14 +266,16 @@ def test_job_ids_reused_by_another_source_are_not_replacements(db: Database, tmp
 
 def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) -> None:
     path = tmp_path / "mixed.csv"
-    path.write_text("job_id,model,phase,gpu_count,gpu_type,start,end,mean_mem_util\n"
-                    "1,sd-1.5,training,8,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,55%\n"
-                    "2,sd-1.5,training,eight,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
-                    "3,sd-1.5,testing,8,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
-                    "4,sd-1.5,training,8,a100,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,50%\n"
-                    "5,,inference,1,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
-                    "6,sd-1.5,inference,1,a100,yesterday,2024-01-01T01:00:00Z,50%\n"
-                    "7,sd-1.5,inference,1,a100,2024-01-01 00:00,2024-01-01 00:30,150%\n")
+    path.write_text(
+        "job_id,model,phase,gpu_count,gpu_type,start,end,mean_mem_util\n"
+        "1,sd-1.5,training,8,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,55%\n"
+        "2,sd-1.5,training,eight,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
+        "3,sd-1.5,testing,8,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
+        "4,sd-1.5,training,8,a100,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,50%\n"
+        "5,,inference,1,a100,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,50%\n"
+        "6,sd-1.5,inference,1,a100,yesterday,2024-01-01T01:00:00Z,50%\n"
+        "7,sd-1.5,inference,1,a100,2024-01-01 00:00,2024-01-01 00:30,150%\n"
+    )
     report = _import(db, path)
     assert report["rows_imported"] == 1 and report["rows_rejected"] == 6
     assert [r["line"] for r in report["rejected"]] == [3, 4, 5, 6, 7, 8]
@@ -244,13 +286,16 @@ def test_malformed_rows_counted_with_line_numbers(db: Database, tmp_path: Path) 
         assert s.scalar(select(FleetJob.mean_mem_util)) == pytest.approx(0.55)
 
 
-@pytest.mark.parametrize(("content", "fmt"), [
-    ("not a fleet file at all\n", "auto"),
-    ("job_id,model\n1,sd\n", "csv"),
-    ('[{"job_id": 1, "model": "sd", "phase": "train", "gpu_count": 1, "start": "x", "end": "y"}]', "auto"),
-    ("JobID|JobName|Start|End|AllocTRES\n1.batch|x|2024-01-01T00:00:00|2024-01-01T01:00:00|gres/gpu=1\n", "auto"),
-    ("timestamp, index, memory.used [MiB], memory.total [MiB], utilization.gpu [%]\nbad, row\n", "auto"),
-])
+@pytest.mark.parametrize(
+    ("content", "fmt"),
+    [
+        ("not a fleet file at all\n", "auto"),
+        ("job_id,model\n1,sd\n", "csv"),
+        ('[{"job_id": 1, "model": "sd", "phase": "train", "gpu_count": 1, "start": "x", "end": "y"}]', "auto"),
+        ("JobID|JobName|Start|End|AllocTRES\n1.batch|x|2024-01-01T00:00:00|2024-01-01T01:00:00|gres/gpu=1\n", "auto"),
+        ("timestamp, index, memory.used [MiB], memory.total [MiB], utilization.gpu [%]\nbad, row\n", "auto"),
+    ],
+)
 def test_bad_file_changes_nothing(db: Database, tmp_path: Path, content: str, fmt: str) -> None:
     _import(db, write_csv(tmp_path / "ok.csv", generate_jobs(50)))
     before = _counts(db)

@@ -26,8 +26,14 @@ BOUNDED_SECONDS = 60
 
 
 def _script(*args: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(FUZZ), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHON": sys.executable, **env})
+    return subprocess.run(
+        ["bash", str(FUZZ), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, **env},
+    )
 
 
 def _require_fuzzer() -> None:
@@ -87,10 +93,13 @@ def test_a_bounded_fuzz_run_finds_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("plant", "expected"), [
-    ("plant-overread", "AddressSanitizer: heap-buffer-overflow"),
-    ("plant-disagreement", "DataFrames are different"),
-])
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        ("plant-overread", "AddressSanitizer: heap-buffer-overflow"),
+        ("plant-disagreement", "DataFrames are different"),
+    ],
+)
 def test_the_fuzzer_catches_a_planted_bug(plant: str, expected: str, tmp_path: Path) -> None:
     _require_fuzzer()
     done, findings = _fuzz(tmp_path, 60, plant)

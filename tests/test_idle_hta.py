@@ -21,9 +21,17 @@ from tracehouse.schema.db import session_scope
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", ["a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz",
-                                  "a100_alexnet_small.json.gz", "v100_ns_resolution.json.gz",
-                                  "mi250_rocm.json.gz", "old_format_inference.json.gz"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a100_nccl_training.json.gz",
+        "a100_rank3_of8_training.json.gz",
+        "a100_alexnet_small.json.gz",
+        "v100_ns_resolution.json.gz",
+        "mi250_rocm.json.gz",
+        "old_format_inference.json.gz",
+    ],
+)
 def test_idle_breakdown_matches_hta(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     db, path, run_id = _ingested(tmp_path, name, monkeypatch)
     with session_scope(db.engine) as s:
@@ -31,11 +39,13 @@ def test_idle_breakdown_matches_hta(tmp_path: Path, name: str, monkeypatch: pyte
         gaps = stream_gaps(s, run_id)
     theirs_pd, _ = _hta(path).get_idle_time_breakdown(visualize=False)
     theirs = pl.from_pandas(theirs_pd[["stream", "idle_category", "idle_time"]]).with_columns(
-        pl.col("stream").cast(pl.Int64))
+        pl.col("stream").cast(pl.Int64)
+    )
     assert ours["device"].n_unique() == 1  # one device per shared trace: HTA's stream key is enough
     assert set(ours["stream"]) == set(theirs["stream"])
     joined = ours.join(theirs, on=["stream", "idle_category"], how="left").with_columns(
-        pl.col("idle_time").fill_null(0.0))
+        pl.col("idle_time").fill_null(0.0)
+    )
     epoch_us = name.startswith("v100")
     per_gap = 500 if epoch_us else 1
     close_call = (pl.col("launch_ns") - pl.col("prev_end_ns")).abs() <= 500

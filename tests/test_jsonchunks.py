@@ -16,8 +16,9 @@ from tracehouse.ingest import kineto
 from tracehouse.ingest.jsonchunks import Unsplittable
 
 
-def _parse(path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool,
-           chunk_bytes: int) -> tuple[ParsedTrace | None, str | None, bool]:
+def _parse(
+    path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool, chunk_bytes: int
+) -> tuple[ParsedTrace | None, str | None, bool]:
     """(parsed, error, streamed?) with the streamed path on, or forced off; the reference
     decoder throughout (tests/test_kineto_native.py compares the C scanner with it)."""
     used_whole: list[bool] = []
@@ -51,8 +52,9 @@ def test_real_traces_cut_small_decode_as_one(path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(("label", "doc"), documents(), ids=[d[0] for d in documents()])
 @pytest.mark.parametrize("style", ["plain", "indented", "compact", "crlf-tabs"])
 @pytest.mark.parametrize("gz", [False, True], ids=["json", "gz"])
-def test_documents_built_to_fool_the_cutter(label: str, doc: object, style: str, gz: bool, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documents_built_to_fool_the_cutter(
+    label: str, doc: object, style: str, gz: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_doc(tmp_path, doc, style=style, gz=gz)
     streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
     whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
@@ -63,8 +65,10 @@ def test_documents_built_to_fool_the_cutter(label: str, doc: object, style: str,
 
 def test_a_repeated_events_key_is_left_to_the_whole_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "dup.json"
-    path.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, '
-                     b'"args": {"correlation": 1}}], "traceEvents": []}')
+    path.write_bytes(
+        b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, '
+        b'"args": {"correlation": 1}}], "traceEvents": []}'
+    )
     _streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
     _whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
     assert not was_streamed and error_a == error_b

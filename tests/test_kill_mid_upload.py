@@ -35,8 +35,10 @@ def database(request, tmp_path) -> Iterator[Database]:  # type: ignore[no-untype
 
 def _multipart(path: Path) -> tuple[bytes, bytes]:
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            "Content-Type: application/gzip\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: application/gzip\r\n\r\n"
+    ).encode()
     return boundary.encode(), head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
 
 
@@ -44,10 +46,12 @@ def _send_half(srv: LoggedServer, path: Path, token: str) -> socket.socket:
     """Headers and half the body of an upload, then nothing: the server is mid-upload."""
     boundary, body = _multipart(path)
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 b"Authorization: Bearer " + token.encode() + b"\r\n"
-                 b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
-                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    sock.sendall(
+        b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
     sock.sendall(body[: len(body) // 2])
     return sock
 

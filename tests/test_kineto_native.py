@@ -18,13 +18,15 @@ from tests.kineto_docs import assert_same_parse, documents, event, parse_or_erro
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.ingest import kineto, kineto_native
 
-pytestmark = pytest.mark.skipif(not kineto_native.AVAILABLE and not shutil.which("cc"),
-                                reason="no C compiler here, so the scanner was not built")
+pytestmark = pytest.mark.skipif(
+    not kineto_native.AVAILABLE and not shutil.which("cc"), reason="no C compiler here, so the scanner was not built"
+)
 
 
 def test_the_scanner_is_built_where_there_is_a_compiler() -> None:
     # The build treats the extension as optional; a compile error must still fail somewhere.
     assert kineto_native.AVAILABLE
+
 
 # The shared traces the scanner leaves to msgspec, and why (none, today).
 DECLINED: set[str] = set()
@@ -84,8 +86,9 @@ def test_a_right_guess_of_the_second_half_is_used(tmp_path: Path) -> None:
     assert _assert_agree(path)
 
 
-def test_a_wrong_guess_inside_a_string_falls_back_to_one_thread(tmp_path: Path,
-                                                                ) -> None:
+def test_a_wrong_guess_inside_a_string_falls_back_to_one_thread(
+    tmp_path: Path,
+) -> None:
     # The middle of the text lies inside a 3 MB name made of "}, {": the guessed start is in it.
     giant = {"ph": "X", "cat": "cpu_op", "name": "}, {" * 750_000, "pid": 1, "tid": 1, "ts": 1, "dur": 1}
     path = write_doc(tmp_path, _big([giant]), style="indented")
@@ -105,8 +108,16 @@ def test_a_decline_in_the_second_half_declines_the_document(tmp_path: Path) -> N
 
 
 def _kernel(**fields: object) -> dict:
-    base = {"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 10, "dur": 2,
-            "args": {"correlation": 1, "device": 0, "stream": 7, "grid": [1, 1, 1], "block": [32, 1, 1]}}
+    base = {
+        "ph": "X",
+        "cat": "kernel",
+        "name": "k",
+        "pid": 0,
+        "tid": 7,
+        "ts": 10,
+        "dur": 2,
+        "args": {"correlation": 1, "device": 0, "stream": 7, "grid": [1, 1, 1], "block": [32, 1, 1]},
+    }
     return base | fields
 
 
@@ -122,20 +133,22 @@ DECLINES = {
 RAW_DECLINES = {
     "key with an escape": b'{"traceEvents": [{"\\u0070h": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]}',
     "invalid UTF-8 in a skipped field": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, '
-                                        b'"dur": 1, "stack": "\xff\xfe"}]}',
+    b'"dur": 1, "stack": "\xff\xfe"}]}',
     "lone surrogate": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "\\ud800", "ts": 1, "dur": 1}]}',
     "trailing comma": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1},]}',
     "trailing garbage": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]} x',
     "repeated key": b'{"traceEvents": [{"ph": "X", "ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}]}',
     "ts with an exponent": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1e3, "dur": 1}]}',
     # msgspec refuses a number past float64's range in a float or an ``Any`` field.
-    "dur past float64": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1' + b"9" * 309 + b"}]}",
+    "dur past float64": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1'
+    + b"9" * 309
+    + b"}]}",
     "dur 1e400 on a dropped event": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}, '
-                                    b'{"ph": "i", "dur": 1e400}]}',
+    b'{"ph": "i", "dur": 1e400}]}',
     "grid 1e400 on a dropped event": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}, '
-                                     b'{"ph": "i", "args": {"grid": [1e400]}}]}',
+    b'{"ph": "i", "args": {"grid": [1e400]}}]}',
     "block -1e999 on a dropped event": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}, '
-                                       b'{"ph": "i", "args": {"block": -1e999}}]}',
+    b'{"ph": "i", "args": {"block": -1e999}}]}',
     "leading zero": b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 01, "dur": 1}]}',
 }
 
@@ -171,8 +184,16 @@ def test_pid_and_stream_strings_read_as_msgspec_reads_them(tmp_path: Path) -> No
         _kernel(pid="3", tid="Trace", args={"correlation": 1, "stream": "0x1f"}),
         _kernel(pid="Spans", args={"correlation": 2, "stream": "12"}),
         _kernel(args={"correlation": 3, "stream": None, "device": None}),
-        {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": "7", "tid": "", "ts": 9, "dur": 1,
-         "args": {"correlation": 1}},
+        {
+            "ph": "X",
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "pid": "7",
+            "tid": "",
+            "ts": 9,
+            "dur": 1,
+            "args": {"correlation": 1},
+        },
         {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 7, "tid": 7, "ts": 8, "dur": 3, "args": None},
     ]
     path = write_doc(tmp_path, {"traceEvents": events})

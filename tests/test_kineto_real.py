@@ -22,11 +22,14 @@ NCCL_TRACES = {"a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz", 
 
 def _kernel_frame(db: Database, run_id: int) -> pl.DataFrame:
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.kind, Kernel.dur_ns, Kernel.operator, Kernel.correlation,
-                                Symbol.text).join(Symbol, Symbol.id == Kernel.name_id)
-                         .where(Kernel.run_id == run_id)).all()
-    return pl.DataFrame([tuple(r) for r in rows], orient="row",
-                        schema=["kind", "dur_ns", "operator", "correlation", "name"])
+        rows = s.execute(
+            select(Kernel.kind, Kernel.dur_ns, Kernel.operator, Kernel.correlation, Symbol.text)
+            .join(Symbol, Symbol.id == Kernel.name_id)
+            .where(Kernel.run_id == run_id)
+        ).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows], orient="row", schema=["kind", "dur_ns", "operator", "correlation", "name"]
+    )
 
 
 @pytest.mark.parametrize("name", TRACE_NAMES)
@@ -82,8 +85,11 @@ def test_a100_training_has_every_operator_family(db: Database, raw_dir: Path) ->
 
 def _cpu_ops(db: Database, run_id: int) -> dict[int, str]:
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.correlation, Symbol.text).join(Symbol, Symbol.id == Kernel.cpu_op_id)
-                         .where(Kernel.run_id == run_id)).all()
+        rows = s.execute(
+            select(Kernel.correlation, Symbol.text)
+            .join(Symbol, Symbol.id == Kernel.cpu_op_id)
+            .where(Kernel.run_id == run_id)
+        ).all()
     return dict(rows)
 
 

@@ -18,8 +18,9 @@ from tests.fuzz.oracle import assert_same_pieces
 from tests.kineto_docs import assert_same_parse, documents, event, parse_or_error, write_doc
 from tracehouse.ingest import kineto, kineto_native, kineto_stream
 
-pytestmark = pytest.mark.skipif(not kineto_native.AVAILABLE and not shutil.which("cc"),
-                                reason="no C compiler here, so the scanner was not built")
+pytestmark = pytest.mark.skipif(
+    not kineto_native.AVAILABLE and not shutil.which("cc"), reason="no C compiler here, so the scanner was not built"
+)
 
 
 def _reference(path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
@@ -40,8 +41,7 @@ def test_real_traces_in_pieces_scan_as_the_whole_document(path: Path, tmp_path: 
 
 @pytest.mark.parametrize(("label", "doc"), documents(), ids=[d[0] for d in documents()])
 @pytest.mark.parametrize("style", ["indented", "compact", "crlf-tabs"])
-def test_documents_cut_anywhere_scan_as_the_whole_document(label: str, doc: object, style: str,
-                                                           tmp_path: Path) -> None:
+def test_documents_cut_anywhere_scan_as_the_whole_document(label: str, doc: object, style: str, tmp_path: Path) -> None:
     path = write_doc(tmp_path, doc, style=style)
     whole = kineto_native.scan(path.read_bytes())
     assert isinstance(whole, kineto_native.Scanned), label
@@ -50,8 +50,9 @@ def test_documents_cut_anywhere_scan_as_the_whole_document(label: str, doc: obje
 
 @pytest.mark.parametrize("style", ["indented", "compact"])
 def test_a_document_cut_at_every_byte_scans_as_the_whole_document(style: str, tmp_path: Path) -> None:
-    path = write_doc(tmp_path, {"deviceProperties": [{"id": 0, "name": "x}, {y"}], "traceEvents": _events(40)},
-                     style=style)
+    path = write_doc(
+        tmp_path, {"deviceProperties": [{"id": 0, "name": "x}, {y"}], "traceEvents": _events(40)}, style=style
+    )
     whole = kineto_native.scan(path.read_bytes())
     assert isinstance(whole, kineto_native.Scanned)
     assert_same_pieces(path, whole, piece_sizes=(1, 2, 3))
@@ -88,7 +89,8 @@ def test_a_malformed_element_declines_without_reading_on(tmp_path: Path, monkeyp
 
 
 def test_a_nested_events_key_before_the_real_one_is_left_to_the_reference(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_doc(tmp_path, {"meta": {"traceEvents": []}, "traceEvents": _events(200)})
     with pytest.raises(kineto_stream.Declined):
         kineto_stream.scan_file(path)
@@ -118,10 +120,17 @@ def test_a_1gb_trace_parses_without_holding_its_text(tmp_path: Path) -> None:
 
     big = tmp_path / "big.json"
     written, events = write_trace(kineto_traces()[0].parent / "a100_rank3_of8_training.json.gz", big, 1.0e9)
-    code = ("import sys; from pathlib import Path; from tracehouse.ingest.kineto import parse_kineto; "
-            "assert parse_kineto(Path(sys.argv[1]), max_inflated_bytes=4 << 30).event_count == int(sys.argv[2])")
-    out = subprocess.run([sys.executable, "-c", _INGEST_PEAK, sys.executable, "-c", code, str(big), str(events)],
-                         check=False, capture_output=True, text=True, timeout=900)
+    code = (
+        "import sys; from pathlib import Path; from tracehouse.ingest.kineto import parse_kineto; "
+        "assert parse_kineto(Path(sys.argv[1]), max_inflated_bytes=4 << 30).event_count == int(sys.argv[2])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _INGEST_PEAK, sys.executable, "-c", code, str(big), str(events)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     peak_kb = int(out.stdout.split()[-1])
     assert written > 0.95e9 and peak_kb * 1024 < PEAK_LIMIT_BYTES, (written, peak_kb)

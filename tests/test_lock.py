@@ -39,12 +39,16 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
         name = req.name.lower().replace("_", "-").replace(".", "-")
         assert name in locked, f"{req.name} is declared in pyproject.toml but not in requirements.lock"
         assert req.specifier.contains(locked[name], prereleases=True), (
-            f"requirements.lock pins {name}=={locked[name]}, outside pyproject's {req}")
+            f"requirements.lock pins {name}=={locked[name]}, outside pyproject's {req}"
+        )
 
 
-@pytest.mark.skipif(os.environ.get("TRACEHOUSE_LOCK") == "none",
-                    reason="this run installs the newest allowed versions on purpose (scripts/test-latest.sh)")
+@pytest.mark.skipif(
+    os.environ.get("TRACEHOUSE_LOCK") == "none",
+    reason="this run installs the newest allowed versions on purpose (scripts/test-latest.sh)",
+)
 def test_the_environment_is_exactly_the_lock() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "lockfile.py"), "diff", str(LOCK)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lockfile.py"), "diff", str(LOCK)], capture_output=True, text=True
+    )
     assert result.returncode == 0, f"installed packages differ from requirements.lock:\n{result.stdout}"

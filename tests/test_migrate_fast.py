@@ -28,8 +28,7 @@ def test_a_second_head_in_the_files_is_left_to_alembic(tmp_path: Path, monkeypat
     head = head_revision()
     monkeypatch.setattr(migrate, "_migrations_dir", lambda: tmp_path)
     assert head_from_files() == head  # the copied files: the same head
-    (versions / "9999_branch.py").write_text(
-        "revision: str = 'zz_branch'\ndown_revision = '0001'  # a second head\n")
+    (versions / "9999_branch.py").write_text("revision: str = 'zz_branch'\ndown_revision = '0001'  # a second head\n")
     assert head_from_files() is None
 
 
@@ -43,8 +42,9 @@ print("alembic" in sys.modules)
 
 
 def test_database_at_head_is_checked_without_importing_alembic(db: Database) -> None:
-    out = subprocess.run([sys.executable, "-c", _CHECK_WITHOUT_ALEMBIC, db.url], check=False, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHECK_WITHOUT_ALEMBIC, db.url], check=False, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False"]
 

@@ -16,9 +16,7 @@ from tracehouse.ingest.ncu import parse_ncu_csv
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 NCU_DIR = TRACES / "ncu" / "v100_deepcam_fp32_O1_fw"
-needs_traces = pytest.mark.skipif(
-    not NCU_DIR.is_dir(), reason=f"real ncu CSVs not present at {NCU_DIR}"
-)
+needs_traces = pytest.mark.skipif(not NCU_DIR.is_dir(), reason=f"real ncu CSVs not present at {NCU_DIR}")
 
 
 # The factor the catalogue gives the GPU these files came from (the test's own figure is 512).
@@ -67,9 +65,9 @@ def test_merged_table_has_every_kernel_and_metric(merged: pl.DataFrame) -> None:
 def test_values_match_independent_parse(merged: pl.DataFrame, kernel_id: int) -> None:
     for path in _files():
         [row] = [r for r in _csv_rows(path) if int(r["ID"]) == kernel_id]
-        got = merged.filter(
-            (pl.col("kernel_id") == kernel_id) & (pl.col("metric_name") == row["Metric Name"])
-        ).row(0, named=True)
+        got = merged.filter((pl.col("kernel_id") == kernel_id) & (pl.col("metric_name") == row["Metric Name"])).row(
+            0, named=True
+        )
         assert got["metric_value"] == float(row["Metric Value"].replace(",", ""))
         assert got["metric_unit"] == row["Metric Unit"]
         assert got["kernel_name"] == row["Kernel Name"]
@@ -83,12 +81,24 @@ def _independent_roofline(kernel_id: int) -> dict[str, float]:
         [row] = [r for r in _csv_rows(path) if int(r["ID"]) == kernel_id]
         v[row["Metric Name"]] = float(row["Metric Value"])
     op = lambda o: v[f"sm__sass_thread_inst_executed_op_{o}_pred_on.sum"]  # noqa: E731
-    flops = (2 * op("ffma") + op("fadd") + op("fmul") + 2 * op("hfma") + op("hadd") + op("hmul")
-             + 512 * v["sm__inst_executed_pipe_tensor.sum"])
+    flops = (
+        2 * op("ffma")
+        + op("fadd")
+        + op("fmul")
+        + 2 * op("hfma")
+        + op("hadd")
+        + op("hmul")
+        + 512 * v["sm__inst_executed_pipe_tensor.sum"]
+    )
     time_s = v["sm__cycles_elapsed.avg"] / v["sm__cycles_elapsed.avg.per_second"]
-    return {"flops": flops, "time_s": time_s, "ai_dram": flops / v["dram__bytes.sum"],
-            "ai_l2": flops / v["lts__t_bytes.sum"], "ai_l1": flops / v["l1tex__t_bytes.sum"],
-            "gflops_per_s": flops / time_s / 1e9}
+    return {
+        "flops": flops,
+        "time_s": time_s,
+        "ai_dram": flops / v["dram__bytes.sum"],
+        "ai_l2": flops / v["lts__t_bytes.sum"],
+        "ai_l1": flops / v["l1tex__t_bytes.sum"],
+        "gflops_per_s": flops / time_s / 1e9,
+    }
 
 
 @needs_traces
@@ -121,30 +131,42 @@ def test_unknown_tensor_factor_leaves_tensor_kernels_unknown(merged: pl.DataFram
     assert unknown.filter(~tensor)["flops"].equals(known.filter(~tensor)["flops"])
 
 
-LONG_HEADER = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
-               '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit",'
-               '"Metric Value"')
+LONG_HEADER = (
+    '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+    '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit",'
+    '"Metric Value"'
+)
 
 
 def _long_row(kid: int, name: str, metric: str, unit: str, value: str) -> str:
-    return (f'"{kid}","4242","app","127.0.0.1","{name}","1","7","(256, 1, 1)","(16385, 2, 1)",'
-            f'"0","8.9","Command line profiler metrics","{metric}","{unit}","{value}"')
+    return (
+        f'"{kid}","4242","app","127.0.0.1","{name}","1","7","(256, 1, 1)","(16385, 2, 1)",'
+        f'"0","8.9","Command line profiler metrics","{metric}","{unit}","{value}"'
+    )
 
 
 def test_newer_long_format_with_separators_and_na(tmp_path: Path) -> None:
     path = tmp_path / "new.csv"
-    path.write_text("\n".join([
-        "some program output", "==PROF== Connected to process 4242 (/bin/app)",
-        '==PROF== Profiling "k" - 0: 0%....50%....100% - 9 passes', LONG_HEADER,
-        _long_row(0, "k(float*)", "dram__bytes.sum", "byte", "1,234,567"),
-        _long_row(0, "k(float*)", "gpu__time_duration.sum", "nsecond", "2,048.50"),
-        "program output printed between rows",
-        _long_row(1, "k(float*)", "dram__bytes.sum", "byte", "n/a"),
-        "==PROF== Disconnected from process 4242",
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                "some program output",
+                "==PROF== Connected to process 4242 (/bin/app)",
+                '==PROF== Profiling "k" - 0: 0%....50%....100% - 9 passes',
+                LONG_HEADER,
+                _long_row(0, "k(float*)", "dram__bytes.sum", "byte", "1,234,567"),
+                _long_row(0, "k(float*)", "gpu__time_duration.sum", "nsecond", "2,048.50"),
+                "program output printed between rows",
+                _long_row(1, "k(float*)", "dram__bytes.sum", "byte", "n/a"),
+                "==PROF== Disconnected from process 4242",
+            ]
+        )
+        + "\n"
+    )
     df = parse_ncu_csv([path])
     assert df.select("kernel_id", "metric_name", "metric_value").rows() == [
-        (0, "dram__bytes.sum", 1234567.0), (0, "gpu__time_duration.sum", 2048.5),
+        (0, "dram__bytes.sum", 1234567.0),
+        (0, "gpu__time_duration.sum", 2048.5),
         (1, "dram__bytes.sum", None),
     ]
     row = df.row(0, named=True)
@@ -152,37 +174,55 @@ def test_newer_long_format_with_separators_and_na(tmp_path: Path) -> None:
 
 
 def test_raw_page_melts_to_the_same_long_rows(tmp_path: Path) -> None:
-    cols = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
-            '"Block Size","Grid Size","Device","CC"')
+    cols = (
+        '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+        '"Block Size","Grid Size","Device","CC"'
+    )
     wide = tmp_path / "raw.csv"
-    wide.write_text("\n".join([
-        "==PROF== Disconnected from process 4242",
-        cols + ',"dram__bytes.sum","gpu__time_duration.sum"',
-        '"","","","","","","","","","","","byte","nsecond"',
-        ('"0","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
-         '"1,234,567","2,048.50"'),
-        ('"1","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
-         '"n/a","10"'),
-    ]) + "\n")
+    wide.write_text(
+        "\n".join(
+            [
+                "==PROF== Disconnected from process 4242",
+                cols + ',"dram__bytes.sum","gpu__time_duration.sum"',
+                '"","","","","","","","","","","","byte","nsecond"',
+                (
+                    '"0","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9",'
+                    '"1,234,567","2,048.50"'
+                ),
+                ('"1","4242","app","127.0.0.1","k(float*)","1","7","(256, 1, 1)","(16385, 2, 1)","0","8.9","n/a","10"'),
+            ]
+        )
+        + "\n"
+    )
     long = tmp_path / "long.csv"
-    long.write_text("\n".join([
-        LONG_HEADER,
-        _long_row(0, "k(float*)", "dram__bytes.sum", "byte", "1,234,567"),
-        _long_row(0, "k(float*)", "gpu__time_duration.sum", "nsecond", "2,048.50"),
-        _long_row(1, "k(float*)", "dram__bytes.sum", "byte", "n/a"),
-        _long_row(1, "k(float*)", "gpu__time_duration.sum", "nsecond", "10"),
-    ]) + "\n")
+    long.write_text(
+        "\n".join(
+            [
+                LONG_HEADER,
+                _long_row(0, "k(float*)", "dram__bytes.sum", "byte", "1,234,567"),
+                _long_row(0, "k(float*)", "gpu__time_duration.sum", "nsecond", "2,048.50"),
+                _long_row(1, "k(float*)", "dram__bytes.sum", "byte", "n/a"),
+                _long_row(1, "k(float*)", "gpu__time_duration.sum", "nsecond", "10"),
+            ]
+        )
+        + "\n"
+    )
     got = parse_ncu_csv([wide]).drop("source_file")
     expected = parse_ncu_csv([long]).drop("source_file")
     assert got.equals(expected)
     assert ncu_wide(parse_ncu_csv([wide]))["gpu__time_duration.sum"].to_list() == [2048.5, 10.0]
 
 
-@pytest.mark.parametrize("text", [
-    "", "hello world\nno table here\n", '{"traceEvents": []}',
-    '==PROF== Connected to process 1\n==PROF== Disconnected from process 1\n',
-    LONG_HEADER + "\n",  # header, no kernels
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "hello world\nno table here\n",
+        '{"traceEvents": []}',
+        "==PROF== Connected to process 1\n==PROF== Disconnected from process 1\n",
+        LONG_HEADER + "\n",  # header, no kernels
+    ],
+)
 def test_not_ncu_output(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -206,9 +246,9 @@ def test_no_files() -> None:
 
 def test_unquoted_table(tmp_path: Path) -> None:
     path = tmp_path / "plain.csv"
-    path.write_text("ID,Kernel Name,Metric Name,Metric Unit,Metric Value\n"
-                    "==PROF== Disconnected from process 1\n"
-                    '3,"k(int, int)",dram__bytes.sum,byte,"1,024"\n')
-    assert parse_ncu_csv(path).select("kernel_id", "kernel_name", "metric_value").rows() == [
-        (3, "k(int, int)", 1024.0)
-    ]
+    path.write_text(
+        "ID,Kernel Name,Metric Name,Metric Unit,Metric Value\n"
+        "==PROF== Disconnected from process 1\n"
+        '3,"k(int, int)",dram__bytes.sum,byte,"1,024"\n'
+    )
+    assert parse_ncu_csv(path).select("kernel_id", "kernel_name", "metric_value").rows() == [(3, "k(int, int)", 1024.0)]

@@ -32,7 +32,7 @@ def _rows_in(path: Path) -> int:
     """Data rows of an ncu long CSV, read with the csv module after the program output."""
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('"ID"'))
-    return sum(1 for row in csv.reader(lines[start + 1:]) if row and row[0].isdigit())
+    return sum(1 for row in csv.reader(lines[start + 1 :]) if row and row[0].isdigit())
 
 
 def test_ncu_run_round_trips_through_the_database(db: Database, raw_dir: Path) -> None:

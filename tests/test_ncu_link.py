@@ -30,9 +30,23 @@ from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol
 
 TRACE = KINETO_DIR / "a100_alexnet_small.json.gz"
 A100_TENSOR_FACTOR = 4096  # HMMA.16816: 16·8·16 FMAs × 2
-HEADER = ["ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream",
-          "Block Size", "Grid Size", "Device", "CC", "Section Name", "Metric Name", "Metric Unit",
-          "Metric Value"]
+HEADER = [
+    "ID",
+    "Process ID",
+    "Process Name",
+    "Host Name",
+    "Kernel Name",
+    "Context",
+    "Stream",
+    "Block Size",
+    "Grid Size",
+    "Device",
+    "CC",
+    "Section Name",
+    "Metric Name",
+    "Metric Unit",
+    "Metric Value",
+]
 
 
 def _counters(i: int) -> dict[str, tuple[str, float]]:
@@ -42,7 +56,8 @@ def _counters(i: int) -> dict[str, tuple[str, float]]:
         "sm__sass_thread_inst_executed_op_fadd_pred_on.sum": ("inst", 10.0 * i),
         "sm__sass_thread_inst_executed_op_fmul_pred_on.sum": ("inst", 3.0),
         "sm__inst_executed_pipe_tensor_op_hmma.sum": ("inst", float(i % 3)),
-        "dram__bytes.sum": ("byte", dram), "lts__t_bytes.sum": ("byte", 2 * dram),
+        "dram__bytes.sum": ("byte", dram),
+        "lts__t_bytes.sum": ("byte", 2 * dram),
         "l1tex__t_bytes.sum": ("byte", 3 * dram),
         "sm__cycles_elapsed.avg": ("cycle", 1000.0 + i),
         "sm__cycles_elapsed.avg.per_second": ("cycle/second", 1.41e9),
@@ -52,7 +67,9 @@ def _counters(i: int) -> dict[str, tuple[str, float]]:
 def _flops(i: int) -> float:
     v = {k: val for k, (_, val) in _counters(i).items()}
     op = lambda o: v[f"sm__sass_thread_inst_executed_op_{o}_pred_on.sum"]  # noqa: E731
-    return 2 * op("ffma") + op("fadd") + op("fmul") + A100_TENSOR_FACTOR * v["sm__inst_executed_pipe_tensor_op_hmma.sum"]
+    return (
+        2 * op("ffma") + op("fadd") + op("fmul") + A100_TENSOR_FACTOR * v["sm__inst_executed_pipe_tensor_op_hmma.sum"]
+    )
 
 
 def write_ncu_csv(path: Path, names: list[str], metrics: set[str] | None = None) -> Path:
@@ -66,23 +83,48 @@ def write_ncu_csv(path: Path, names: list[str], metrics: set[str] | None = None)
             for metric, (unit, value) in _counters(i).items():
                 if metrics is not None and metric not in metrics:
                     continue
-                writer.writerow([i, 4242, "python3", "127.0.0.1", name, 1, 7, "(256, 1, 1)", "(80, 1, 1)",
-                                 0, "8.0", "Command line profiler metrics", metric, unit, f"{value:,.2f}"])
+                writer.writerow(
+                    [
+                        i,
+                        4242,
+                        "python3",
+                        "127.0.0.1",
+                        name,
+                        1,
+                        7,
+                        "(256, 1, 1)",
+                        "(80, 1, 1)",
+                        0,
+                        "8.0",
+                        "Command line profiler metrics",
+                        metric,
+                        unit,
+                        f"{value:,.2f}",
+                    ]
+                )
         fh.write("==PROF== Disconnected from process 4242\n")
     return path
 
 
 def _timeline(db: Database, run_id: int) -> pl.DataFrame:
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.id, Symbol.text, Kernel.operator).join(Symbol, Symbol.id == Kernel.name_id)
-                         .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+        rows = s.execute(
+            select(Kernel.id, Symbol.text, Kernel.operator)
+            .join(Symbol, Symbol.id == Kernel.name_id)
+            .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+            .order_by(Kernel.seq)
+        ).all()
     return pl.DataFrame([tuple(r) for r in rows], schema=["id", "name", "operator"], orient="row")
 
 
 def _links(db: Database, run_id: int) -> list[int | None]:
     with session_scope(db.engine) as s:
-        rows = s.execute(select(NcuMetric.kernel_id, NcuMetric.kernel_ref).where(NcuMetric.run_id == run_id)
-                         .distinct().order_by(NcuMetric.kernel_id)).all()
+        rows = s.execute(
+            select(NcuMetric.kernel_id, NcuMetric.kernel_ref)
+            .where(NcuMetric.run_id == run_id)
+            .distinct()
+            .order_by(NcuMetric.kernel_id)
+        ).all()
     return [r[1] for r in rows]
 
 
@@ -108,8 +150,7 @@ def test_a_folder_of_trace_and_counters_is_one_linked_run(db: Database, raw_dir:
     assert _links(db, counted.run_id) == timeline["id"].to_list()
     with session_scope(db.engine) as s:
         groups = counter_groups(s, counted.run_id, "operator")
-    flops = timeline.with_row_index("i").with_columns(
-        flops=pl.col("i").map_elements(_flops, return_dtype=pl.Float64))
+    flops = timeline.with_row_index("i").with_columns(flops=pl.col("i").map_elements(_flops, return_dtype=pl.Float64))
     expected = flops.group_by("operator").agg(instances=pl.len(), flops=pl.col("flops").sum())
     got = groups.select("operator", "instances", "flops").sort("operator")
     assert got["operator"].to_list() == expected.sort("operator")["operator"].to_list()
@@ -119,7 +160,8 @@ def test_a_folder_of_trace_and_counters_is_one_linked_run(db: Database, raw_dir:
 
 
 def test_roofline_says_counters_where_there_are_some_and_analytic_elsewhere(
-        db: Database, raw_dir: Path, folder: Path) -> None:
+    db: Database, raw_dir: Path, folder: Path
+) -> None:
     [(_, run)] = ingest_all(db.engine, plan_units([folder]), raw_dir=raw_dir)
     timeline = _timeline(db, run.run_id)
     convs = timeline.filter(pl.col("operator") == "conv")
@@ -137,7 +179,9 @@ def test_roofline_says_counters_where_there_are_some_and_analytic_elsewhere(
     conv = table.filter(pl.col("operator") == "conv").row(0, named=True)
     assert conv["instances"] == convs.height
     assert conv["flops"] == pytest.approx(sum(_flops(i) for i in range(convs.height)), rel=1e-12)
-    assert conv["l1_bytes"] == pytest.approx(3 * conv["dram_bytes"]) and conv["ai_l2"] == pytest.approx(conv["ai_dram"] / 2)
+    assert conv["l1_bytes"] == pytest.approx(3 * conv["dram_bytes"]) and conv["ai_l2"] == pytest.approx(
+        conv["ai_dram"] / 2
+    )
     # Per kernel, linked launches group under the timeline's full names: each conv kernel is
     # one counters row, never also an analytic one.
     counted_kernels = by_kernel.filter(pl.col("source") == "counters")["kernel"]
@@ -148,7 +192,8 @@ def test_roofline_says_counters_where_there_are_some_and_analytic_elsewhere(
 
 
 def test_unmatched_launches_are_reported_and_bad_targets_write_nothing(
-        db: Database, raw_dir: Path, folder: Path, tmp_path: Path) -> None:
+    db: Database, raw_dir: Path, folder: Path, tmp_path: Path
+) -> None:
     [(_, run)] = ingest_all(db.engine, plan_units([folder]), raw_dir=raw_dir)
     names = _timeline(db, run.run_id)["name"].to_list()
     csv_path = write_ncu_csv(tmp_path / "p.csv", [*names[:5], "my_custom_kernel(float*)"])
@@ -168,17 +213,29 @@ def test_unmatched_launches_are_reported_and_bad_targets_write_nothing(
         ingest_ncu(db.engine, [other], raw_dir=raw_dir, run_id=run.run_id)
 
 
-@pytest.mark.parametrize(("name", "base"), [
-    ("void at::native::(anonymous namespace)::max_pool_forward_nchw<float, float>(int, float const*)",
-     "max_pool_forward_nchw"),
-    ("cudnn::gemm::computeOffsetsKernel(cudnn::gemm::ComputeOffsetsParams)", "computeOffsetsKernel"),
-    ("volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1",
-     "volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1"),
-    (("void at::native::modern::vectorized_elementwise_kernel<4, at::native::threshold_kernel_impl<c10::Half>"
-      "(at::TensorIterator&, c10::Half, c10::Half)::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3> >"
-      "(int, at::native::threshold_kernel_impl<c10::Half>(at::TensorIterator&, c10::Half, c10::Half)"
-      "::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3>)"), "vectorized_elementwise_kernel"),
-])
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        (
+            "void at::native::(anonymous namespace)::max_pool_forward_nchw<float, float>(int, float const*)",
+            "max_pool_forward_nchw",
+        ),
+        ("cudnn::gemm::computeOffsetsKernel(cudnn::gemm::ComputeOffsetsParams)", "computeOffsetsKernel"),
+        (
+            "volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1",
+            "volta_fp16_s884cudnn_fp16_256x128_ldg8_relu_filter1x1_stg8_interior_nchw_nn_v1",
+        ),
+        (
+            (
+                "void at::native::modern::vectorized_elementwise_kernel<4, at::native::threshold_kernel_impl<c10::Half>"
+                "(at::TensorIterator&, c10::Half, c10::Half)::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3> >"
+                "(int, at::native::threshold_kernel_impl<c10::Half>(at::TensorIterator&, c10::Half, c10::Half)"
+                "::{lambda(c10::Half, c10::Half)#1}, at::detail::Array<char*, 3>)"
+            ),
+            "vectorized_elementwise_kernel",
+        ),
+    ],
+)
 def test_kernel_base_name(name: str, base: str) -> None:
     assert kernel_base_name(name) == base
 
@@ -227,8 +284,11 @@ def test_counters_by_attention_type_temporal_vs_spatial(db: Database, raw_dir: P
     trace = gpu_trace(tmp_path / "video.json.gz", "NVIDIA A100-SXM4-80GB", calls)
     [(_, run)] = ingest_all(db.engine, plan_units([trace]), raw_dir=raw_dir)
     with session_scope(db.engine) as s:
-        keys = s.execute(select(Kernel.attention_type).where(Kernel.run_id == run.run_id)
-                         .order_by(Kernel.seq)).scalars().all()
+        keys = (
+            s.execute(select(Kernel.attention_type).where(Kernel.run_id == run.run_id).order_by(Kernel.seq))
+            .scalars()
+            .all()
+        )
     names = _timeline(db, run.run_id)["name"].to_list()
     ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", names)], raw_dir=raw_dir, run_id=run.run_id)
     with session_scope(db.engine) as s:
@@ -255,17 +315,20 @@ def test_launch_order_not_start_order_across_streams(db: Database, raw_dir: Path
         pytest.skip(f"shared trace not found at {trace}")
     run_id = ingest_file_for(db, raw_dir, trace)
     with session_scope(db.engine) as s:
-        rows = s.execute(select(Kernel.id, Symbol.text, Kernel.correlation, Kernel.seq)
-                         .join(Symbol, Symbol.id == Kernel.name_id)
-                         .where(Kernel.run_id == run_id, Kernel.kind == "kernel")).all()
+        rows = s.execute(
+            select(Kernel.id, Symbol.text, Kernel.correlation, Kernel.seq)
+            .join(Symbol, Symbol.id == Kernel.name_id)
+            .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+        ).all()
     kernels = pl.DataFrame([tuple(r) for r in rows], schema=["id", "name", "correlation", "seq"], orient="row")
     launched = kernels.sort("correlation")
     by_start = kernels.sort("seq")
     rank = pl.int_range(pl.len()).over("name")
     differ = launched.with_columns(r=rank).join(by_start.with_columns(r=rank), on=["name", "r"])
     assert (differ["id"] != differ["id_right"]).sum() > 0  # else this trace cannot tell the orders apart
-    ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", launched["name"].to_list())],
-               raw_dir=raw_dir, run_id=run_id)
+    ingest_ncu(
+        db.engine, [write_ncu_csv(tmp_path / "ncu.csv", launched["name"].to_list())], raw_dir=raw_dir, run_id=run_id
+    )
     assert _links(db, run_id) == launched["id"].to_list()
 
 

@@ -17,9 +17,7 @@ NVTX_FILE = NSYS_DIR / "rtx4060ti_nvtx_layers.sqlite"  # nsys 2024.6, schema 3.1
 MEMCPY_FILE = NSYS_DIR / "rtx3060_vecadd_2025.sqlite"  # nsys 2025.5, schema 3.24.0
 REAL_FILES = [NVTX_FILE, MEMCPY_FILE]
 
-needs_traces = pytest.mark.skipif(
-    not NSYS_DIR.is_dir(), reason=f"real nsys exports not present at {NSYS_DIR}"
-)
+needs_traces = pytest.mark.skipif(not NSYS_DIR.is_dir(), reason=f"real nsys exports not present at {NSYS_DIR}")
 
 
 def _sql(path: Path, query: str) -> list[tuple]:
@@ -35,9 +33,7 @@ def _sql(path: Path, query: str) -> list[tuple]:
 def test_kernel_count_and_time_match_sql(path: Path) -> None:
     trace = parse_nsys(path)
     kernels = trace.gpu_events.filter(pl.col("kind") == "kernel")
-    [(count, total)] = _sql(
-        path, 'SELECT COUNT(*), SUM("end" - start) FROM CUPTI_ACTIVITY_KIND_KERNEL'
-    )
+    [(count, total)] = _sql(path, 'SELECT COUNT(*), SUM("end" - start) FROM CUPTI_ACTIVITY_KIND_KERNEL')
     assert kernels.height == count
     assert kernels["dur_ns"].sum() == total
     assert kernels["name"].null_count() == 0
@@ -55,12 +51,12 @@ def test_kernel_count_and_time_match_sql(path: Path) -> None:
 def test_memcpys_and_launch_names_2025() -> None:
     trace = parse_nsys(MEMCPY_FILE)
     memcpys = trace.gpu_events.filter(pl.col("kind") == "memcpy")
-    [(count, nbytes)] = _sql(
-        MEMCPY_FILE, "SELECT COUNT(*), SUM(bytes) FROM CUPTI_ACTIVITY_KIND_MEMCPY"
-    )
+    [(count, nbytes)] = _sql(MEMCPY_FILE, "SELECT COUNT(*), SUM(bytes) FROM CUPTI_ACTIVITY_KIND_MEMCPY")
     assert (memcpys.height, memcpys["bytes"].sum()) == (count, nbytes) == (3, 3 * 4194304)
     assert sorted(memcpys["name"]) == [
-        "Memcpy Device-to-Host", "Memcpy Host-to-Device", "Memcpy Host-to-Device",
+        "Memcpy Device-to-Host",
+        "Memcpy Host-to-Device",
+        "Memcpy Host-to-Device",
     ]
     # The "_v7000" callback-version suffix is dropped so names match the Kineto path.
     assert sorted(trace.launches["name"]) == ["cudaLaunchKernel"] + ["cudaMemcpy"] * 3
@@ -79,7 +75,8 @@ def test_memsets_2024() -> None:
 
 @needs_traces
 @pytest.mark.parametrize(
-    ("path", "gpu", "sms"), [(NVTX_FILE, "4060", 34), (MEMCPY_FILE, "3060", 28)],
+    ("path", "gpu", "sms"),
+    [(NVTX_FILE, "4060", 34), (MEMCPY_FILE, "3060", 28)],
     ids=["2024", "2025"],
 )
 def test_devices(path: Path, gpu: str, sms: int) -> None:
@@ -112,8 +109,11 @@ def _innermost_from_frames(trace) -> pl.DataFrame:
     kernels = trace.gpu_events.filter(pl.col("kind") == "kernel").select("correlation")
     launches = trace.launches.join(kernels, on="correlation", how="semi")
     ranges = trace.ranges.select(
-        "pid", "tid", pl.col("start_ns").alias("r_start"),
-        (pl.col("start_ns") + pl.col("dur_ns")).alias("r_end"), pl.col("name").alias("range"),
+        "pid",
+        "tid",
+        pl.col("start_ns").alias("r_start"),
+        (pl.col("start_ns") + pl.col("dur_ns")).alias("r_end"),
+        pl.col("name").alias("range"),
     )
     return (
         launches.join(ranges, on=["pid", "tid"])
@@ -128,12 +128,13 @@ def _innermost_from_frames(trace) -> pl.DataFrame:
 @needs_traces
 def test_nvtx_projection_matches_sql() -> None:
     trace = parse_nsys(NVTX_FILE)
-    [(n_ranges,)] = _sql(NVTX_FILE, 'SELECT COUNT(*) FROM NVTX_EVENTS WHERE eventType = 59')
+    [(n_ranges,)] = _sql(NVTX_FILE, "SELECT COUNT(*) FROM NVTX_EVENTS WHERE eventType = 59")
     assert trace.ranges.height == n_ranges == 1601
     assert set(trace.ranges["cat"]) == {"annotation"}
     expected = pl.DataFrame(
         _sql(NVTX_FILE, EXPECTED_PROJECTION),
-        schema={"correlation": pl.Int64, "range": pl.String, "r_start": pl.Int64}, orient="row",
+        schema={"correlation": pl.Int64, "range": pl.String, "r_start": pl.Int64},
+        orient="row",
     )
     got = _innermost_from_frames(trace)
     assert expected.height > 1000  # most kernels sit in a layer range
@@ -159,16 +160,28 @@ def _synthetic_export(path: Path) -> None:
             (3, 'cudaLaunchKernel_v7000'), (4, 'th|op=attention|attn=self');
     """)
     pid_a, pid_b = (1 << 48) | (100 << 24), (1 << 48) | (200 << 24)
-    con.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,?,?,?,?,?)", [
-        (1000, 1500, 0, 7, 1, pid_a, 1), (2000, 2600, 1, 7, 1, pid_b, 2),
-    ])
-    con.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?,?,?,?,?)", [
-        (900, 950, pid_a | 101, 1, 3), (1900, 1950, pid_b | 201, 1, 3),
-    ])
-    con.executemany("INSERT INTO NVTX_EVENTS VALUES (?,?,?,?,?,?)", [
-        (800, 1000, 59, None, pid_a | 101, 4), (1800, None, 59, "open", pid_b | 201, None),
-        (10, 20, 34, "a mark, not a range", pid_a | 101, None),
-    ])
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,?,?,?,?,?)",
+        [
+            (1000, 1500, 0, 7, 1, pid_a, 1),
+            (2000, 2600, 1, 7, 1, pid_b, 2),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?,?,?,?,?)",
+        [
+            (900, 950, pid_a | 101, 1, 3),
+            (1900, 1950, pid_b | 201, 1, 3),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO NVTX_EVENTS VALUES (?,?,?,?,?,?)",
+        [
+            (800, 1000, 59, None, pid_a | 101, 4),
+            (1800, None, 59, "open", pid_b | 201, None),
+            (10, 20, 34, "a mark, not a range", pid_a | 101, None),
+        ],
+    )
     con.commit()
     con.close()
 
@@ -184,9 +197,7 @@ def test_lean_schema_two_processes_and_nvtx_text_ids(tmp_path: Path) -> None:
     joined = kernels.join(trace.launches, on="correlation")
     assert joined.select("name", "pid").rows() == [("kern_a", 100), ("kern_b", 200)]
     assert set(trace.launches["tid"]) == {101, 201}
-    assert trace.ranges.select("name", "dur_ns", "pid", "tid").rows() == [
-        ("th|op=attention|attn=self", 200, 100, 101)
-    ]
+    assert trace.ranges.select("name", "dur_ns", "pid", "tid").rows() == [("th|op=attention|attn=self", 200, 100, 101)]
     assert trace.warnings.get("nvtx_range_without_end") == 1
 
 
@@ -227,8 +238,9 @@ def test_other_sqlite_database(tmp_path: Path) -> None:
 def test_export_without_kernels_or_runtime(tmp_path: Path) -> None:
     path = tmp_path / "nocuda.sqlite"
     con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE StringIds (id INT, value TEXT);"
-                      "CREATE TABLE META_DATA_EXPORT (name TEXT, value TEXT);")
+    con.executescript(
+        "CREATE TABLE StringIds (id INT, value TEXT);CREATE TABLE META_DATA_EXPORT (name TEXT, value TEXT);"
+    )
     con.close()
     with pytest.raises(BadTrace, match="no CUDA kernels and no CUDA runtime calls"):
         parse_nsys(path)

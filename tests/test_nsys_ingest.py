@@ -27,8 +27,9 @@ def _sql_count_and_ns(path: Path) -> tuple[int, int]:
     return count, total
 
 
-@pytest.mark.parametrize(("name", "gpu"), [("rtx4060ti_nvtx_layers.sqlite", "4060 Ti"),
-                                           ("rtx3060_vecadd_2025.sqlite", "3060")])
+@pytest.mark.parametrize(
+    ("name", "gpu"), [("rtx4060ti_nvtx_layers.sqlite", "4060 Ti"), ("rtx3060_vecadd_2025.sqlite", "3060")]
+)
 def test_nsys_export_ingests_like_a_kineto_trace(db: Database, raw_dir: Path, name: str, gpu: str) -> None:
     path = NSYS / name
     if not path.exists():

@@ -35,10 +35,12 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
     return {
         "/v1/runs": [{}],
         "/v1/runs/{run_id}/kernels": [{}],
-        "/v1/runs/{run_id}/breakdown": [{"by": by} for by in ("operator", "attention_type", "seq_len",
-                                                               "component", "kernel")],
-        "/v1/runs/{run_id}/normalized": [{"reference": flash, "by": by} for by in ("operator", "seq_len", "component",
-                                                                                          "kernel")],
+        "/v1/runs/{run_id}/breakdown": [
+            {"by": by} for by in ("operator", "attention_type", "seq_len", "component", "kernel")
+        ],
+        "/v1/runs/{run_id}/normalized": [
+            {"reference": flash, "by": by} for by in ("operator", "seq_len", "component", "kernel")
+        ],
         "/v1/compare": [{"baseline": sd, "other": flash}, {"baseline": sd, "other": flash, "summary": True}],
         "/v1/speedups": [{}, {"repeats": True}],
         "/v1/runs/{run_id}/attention-calls": [{}],
@@ -57,8 +59,9 @@ def _samples(runs: live.Runs) -> dict[str, list[dict[str, object]]]:
         "/v1/suite/model-points": [{}, {"family": "tti"}],
         "/v1/suite/ceilings": [{}],
         "/v1/suite/compute-comm": [{}, {"by_world_size": True}],
-        "/v1/runs/{run_id}/launches": [{"_run": gpu, "by": by} for by in ("operator", "kernel", "attention_type",
-                                                                           "component")],
+        "/v1/runs/{run_id}/launches": [
+            {"_run": gpu, "by": by} for by in ("operator", "kernel", "attention_type", "component")
+        ],
         "/v1/runs/{run_id}/roofline": [{"by": by} for by in ("operator", "attention_type", "kernel")],
         "/v1/runs/{run_id}/explain": [{"_run": gpu, "view": view} for view in ("kernels", "summary", "rules")],
         "/v1/runs/{run_id}/operator-costs": [{}],
@@ -95,14 +98,21 @@ def _matches(documented: dict[str, object], dtype: pl.DataType) -> bool:
         return isinstance(dtype, pl.Datetime)
     if kind == "array":
         return isinstance(dtype, pl.List) and dtype.inner.is_integer()
-    return {"integer": dtype.is_integer(), "number": dtype.is_numeric(), "string": dtype == pl.String,
-            "boolean": dtype == pl.Boolean}[kind]
+    return {
+        "integer": dtype.is_integer(),
+        "number": dtype.is_numeric(),
+        "string": dtype == pl.String,
+        "boolean": dtype == pl.Boolean,
+    }[kind]
 
 
 def _table_routes(document: dict) -> dict[str, dict]:
     """GET routes that take ``format=json|csv|parquet``: the table routes."""
-    return {path: ops["get"] for path, ops in document["paths"].items()
-            if "get" in ops and any(p["name"] == "format" for p in ops["get"].get("parameters", []))}
+    return {
+        path: ops["get"]
+        for path, ops in document["paths"].items()
+        if "get" in ops and any(p["name"] == "format" for p in ops["get"].get("parameters", []))
+    }
 
 
 def test_docs_load_no_asset_from_another_host(served: tuple[AppServer, live.Runs]) -> None:
@@ -117,7 +127,7 @@ def test_docs_load_no_asset_from_another_host(served: tuple[AppServer, live.Runs
             kind = reply.headers["content-type"]
             assert reply.status_code == 200 and len(reply.content) > 1000, asset
             assert "javascript" in kind if asset.endswith(".js") else "css" in kind or "image" in kind, (asset, kind)
-        assert 'url: \'/openapi.json\'' in html or 'spec-url="/openapi.json"' in html
+        assert "url: '/openapi.json'" in html or 'spec-url="/openapi.json"' in html
 
 
 def test_every_table_route_documents_the_columns_it_returns(served: tuple[AppServer, live.Runs]) -> None:
@@ -161,8 +171,12 @@ def test_every_error_answer_is_documented_with_the_one_shape(served: tuple[AppSe
                 schema = responses[status]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
     # And what the server sends for each kind of failure is that shape.
-    for url, status in (("/v1/runs/999999/breakdown", 404), ("/v1/runs/abc", 422),
-                        ("/v1/runs/1/breakdown?by=colour", 400), ("/nowhere", 404)):
+    for url, status in (
+        ("/v1/runs/999999/breakdown", 404),
+        ("/v1/runs/abc", 422),
+        ("/v1/runs/1/breakdown?by=colour", 400),
+        ("/nowhere", 404),
+    ):
         body = assert_error(srv.http.get(srv.url + url, headers=srv.token("read")), status)
         assert set(body) == set(error["properties"]), url
 

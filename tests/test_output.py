@@ -41,18 +41,32 @@ def _header_line(table: str) -> str:
 
 @pytest.fixture
 def sd_runs(db: Database) -> tuple[int, int]:
-    return ingest_file(db.engine, BASELINE, raw_dir=db.raw_dir).run_id, ingest_file(db.engine, FLASH, raw_dir=db.raw_dir).run_id
+    return ingest_file(db.engine, BASELINE, raw_dir=db.raw_dir).run_id, ingest_file(
+        db.engine, FLASH, raw_dir=db.raw_dir
+    ).run_id
 
 
 def test_unit_rules_cover_what_analyses_return() -> None:
-    expected = {"total_ns": "time_ns", "delay_p95_ns": "time_ns", "share": "fraction",
-                "operator_share": "fraction", "kernel_count": "count", "call_count": "count",
-                "run_id": "id", "baseline_run_id": "id", "l2_hit_rate_pct": "percent",
-                "dram_bytes": "bytes", "achieved_flops_s": "flop_rate", "op_flops": "flops",
-                "end_to_end_speedup": "ratio", "amdahl_error": "fraction", "flops_fp32": "flops",
-                "peak_bandwidth_bytes_s": "bandwidth", "gflops_per_s": "gflop_rate"}
-    dtypes = {c: pl.Float64 if c.endswith(("share", "speedup", "error", "_s", "pct")) else pl.Int64
-              for c in expected}
+    expected = {
+        "total_ns": "time_ns",
+        "delay_p95_ns": "time_ns",
+        "share": "fraction",
+        "operator_share": "fraction",
+        "kernel_count": "count",
+        "call_count": "count",
+        "run_id": "id",
+        "baseline_run_id": "id",
+        "l2_hit_rate_pct": "percent",
+        "dram_bytes": "bytes",
+        "achieved_flops_s": "flop_rate",
+        "op_flops": "flops",
+        "end_to_end_speedup": "ratio",
+        "amdahl_error": "fraction",
+        "flops_fp32": "flops",
+        "peak_bandwidth_bytes_s": "bandwidth",
+        "gflops_per_s": "gflop_rate",
+    }
+    dtypes = {c: pl.Float64 if c.endswith(("share", "speedup", "error", "_s", "pct")) else pl.Int64 for c in expected}
     assert {c: unit_of(c, dtypes[c]) for c in expected} == expected
     assert unit_of("kernel", pl.String) == "text" and unit_of("exceeds_amdahl", pl.Boolean) == "flag"
     # A column the catalogue does not list yet takes its unit from its name.
@@ -149,10 +163,17 @@ def test_table_ii_rows_of_a_sweep_are_told_apart(db: Database, tmp_path: Path) -
     pairs = {64: (BASELINE, FLASH)}
     # At 256 the flash trace plays the baseline: slower end to end, within Amdahl's bound.
     for n, (size, (base, flash)) in enumerate({128: (BASELINE, FLASH), 256: (FLASH, BASELINE)}.items()):
-        pairs[size] = (_profiled_again(base, tmp_path, "baseline", size, 2 * n + 1),
-                       _profiled_again(flash, tmp_path, "flash", size, 2 * n + 2))
-    ids = {size: (ingest_file(db.engine, b, raw_dir=db.raw_dir).run_id, ingest_file(db.engine, f, raw_dir=db.raw_dir).run_id)
-           for size, (b, f) in pairs.items()}
+        pairs[size] = (
+            _profiled_again(base, tmp_path, "baseline", size, 2 * n + 1),
+            _profiled_again(flash, tmp_path, "flash", size, 2 * n + 2),
+        )
+    ids = {
+        size: (
+            ingest_file(db.engine, b, raw_dir=db.raw_dir).run_id,
+            ingest_file(db.engine, f, raw_dir=db.raw_dir).run_id,
+        )
+        for size, (b, f) in pairs.items()
+    }
     with session_scope(db.engine) as s:
         frame = backend_speedups(s, model="stable-diffusion")
     by_size = {r["image_size"]: r for r in frame.iter_rows(named=True)}
@@ -188,14 +209,18 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
     run_id = ingest_file(db.engine, KINETO_DIR / "a100_rank3_of8_training.json.gz", raw_dir=db.raw_dir).run_id
     cpu_run = ingest_file(db.engine, BASELINE, raw_dir=db.raw_dir).run_id
     with session_scope(db.engine) as s:
-        stored = dict(s.execute(select(Kernel.kind, func.count()).where(Kernel.run_id == run_id)
-                                .group_by(Kernel.kind)).all())
+        stored = dict(
+            s.execute(select(Kernel.kind, func.count()).where(Kernel.run_id == run_id).group_by(Kernel.kind)).all()
+        )
         cpu_rows = s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == cpu_run))
         listed = {r["run_id"]: r for r in list_runs(s).to_dicts()}
     assert stored["memcpy"] > 0 and stored["memset"] > 0  # the trace has all three kinds
     gpu = listed[run_id]
     assert (gpu["kernel_count"], gpu["memcpy_count"], gpu["memset_count"]) == (
-        stored["kernel"], stored["memcpy"], stored["memset"])
+        stored["kernel"],
+        stored["memcpy"],
+        stored["memset"],
+    )
     assert gpu["activity_count"] == sum(stored.values())
     cpu = listed[cpu_run]
     assert (cpu["activity_count"], cpu["kernel_count"], cpu["memcpy_count"]) == (cpu_rows, cpu_rows, 0)
@@ -205,9 +230,11 @@ def test_run_listing_names_what_it_counts(db: Database, tmp_path: Path) -> None:
         rows = srv.http.get(f"{srv.url}/v1/runs", headers=srv.token("read")).json()
     finally:
         srv.stop()
-    assert {r["run_id"]: {k: r[k] for k in ("activity_count", "kernel_count", "memcpy_count", "memset_count")}
-            for r in rows} == {i: {k: listed[i][k] for k in ("activity_count", "kernel_count", "memcpy_count",
-                                                               "memset_count")} for i in listed}
+    assert {
+        r["run_id"]: {k: r[k] for k in ("activity_count", "kernel_count", "memcpy_count", "memset_count")} for r in rows
+    } == {
+        i: {k: listed[i][k] for k in ("activity_count", "kernel_count", "memcpy_count", "memset_count")} for i in listed
+    }
     table = _show("runs", "--db", db.url)
     header = _header_line(table)
     assert all(f" {c} " in header for c in ("activity_count", "kernel_count", "memcpy_count", "memset_count"))

@@ -35,9 +35,14 @@ def _stale(db: Database, run_id: int) -> None:
 def _links(db: Database, run_id: int) -> list[tuple[int, str]]:
     """(ncu launch id, name of the kernel it is linked to)."""
     with session_scope(db.engine) as s:
-        rows = s.execute(select(NcuMetric.kernel_id, Symbol.text).join(Kernel, Kernel.id == NcuMetric.kernel_ref)
-                         .join(Symbol, Symbol.id == Kernel.name_id).where(NcuMetric.run_id == run_id)
-                         .distinct().order_by(NcuMetric.kernel_id)).all()
+        rows = s.execute(
+            select(NcuMetric.kernel_id, Symbol.text)
+            .join(Kernel, Kernel.id == NcuMetric.kernel_ref)
+            .join(Symbol, Symbol.id == Kernel.name_id)
+            .where(NcuMetric.run_id == run_id)
+            .distinct()
+            .order_by(NcuMetric.kernel_id)
+        ).all()
     return [tuple(r) for r in rows]
 
 
@@ -47,8 +52,12 @@ def test_reingest_restores_todays_classification(db: Database, raw_dir: Path, tm
     run_id = ingest_file(db.engine, TRACE, RunMeta(model="alexnet", tags={"lab": "a"}), raw_dir=raw_dir).run_id
     with session_scope(db.engine) as s:
         fresh = breakdown(s, run_id, "operator")
-        names = s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id)
-                          .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+        names = s.scalars(
+            select(Symbol.text)
+            .join(Kernel, Kernel.name_id == Symbol.id)
+            .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+            .order_by(Kernel.seq)
+        ).all()
     ingest_ncu(db.engine, [write_ncu_csv(tmp_path / "ncu.csv", list(names))], raw_dir=raw_dir, run_id=run_id)
     linked = _links(db, run_id)
     assert len(linked) == len(names)

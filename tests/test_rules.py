@@ -37,14 +37,23 @@ OP_CASES = [
     ("aten::scaled_dot_product_attention", "attention"),
     ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
     ("flash_attn::_flash_attn_forward", "attention"),
-    ("aten::conv2d", "conv"), ("aten::cudnn_convolution", "conv"),
+    ("aten::conv2d", "conv"),
+    ("aten::cudnn_convolution", "conv"),
     ("autograd::engine::evaluate_function: ConvolutionBackward0", "conv"),
-    ("aten::group_norm", "groupnorm"), ("aten::layer_norm", "layernorm"),
-    ("aten::native_batch_norm", "normalization"), ("aten::softmax", "softmax"),
-    ("aten::linear", "linear"), ("aten::addmm", "linear"), ("aten::bmm", "linear"),
-    ("AddmmBackward0", "linear"), ("aten::embedding", "embedding"),
-    ("nccl:all_reduce", "communication"), ("aten::add", "elementwise"), ("aten::mean", "reduction"),
-    ("aten::view", None), ("aten::empty", None),
+    ("aten::group_norm", "groupnorm"),
+    ("aten::layer_norm", "layernorm"),
+    ("aten::native_batch_norm", "normalization"),
+    ("aten::softmax", "softmax"),
+    ("aten::linear", "linear"),
+    ("aten::addmm", "linear"),
+    ("aten::bmm", "linear"),
+    ("AddmmBackward0", "linear"),
+    ("aten::embedding", "embedding"),
+    ("nccl:all_reduce", "communication"),
+    ("aten::add", "elementwise"),
+    ("aten::mean", "reduction"),
+    ("aten::view", None),
+    ("aten::empty", None),
 ]
 
 
@@ -66,8 +75,17 @@ def test_attention_op_outranks_the_matmul_inside_it() -> None:
 
 
 def test_annotation_round_trip() -> None:
-    name = format_annotation(operator="attention", attention_type="temporal", seq_q=16, seq_kv=16,
-                             batch=1024, heads=8, head_dim=40, component="unet", step=7)
+    name = format_annotation(
+        operator="attention",
+        attention_type="temporal",
+        seq_q=16,
+        seq_kv=16,
+        batch=1024,
+        heads=8,
+        head_dim=40,
+        component="unet",
+        step=7,
+    )
     assert name == "th|op=attention|attn=temporal|sq=16|skv=16|b=1024|h=8|d=40|comp=unet|step=7"
     assert parse_annotation(name) == Annotation("attention", "temporal", 16, 16, 1024, 8, 40, "unet", 7)
 
@@ -80,12 +98,18 @@ def test_annotation_ignores_foreign_and_malformed() -> None:
 
 
 def test_enclosing_ranges_nests_and_separates_threads() -> None:
-    ranges = pl.DataFrame({
-        "range_idx": [0, 1, 2, 3, 4], "pid": [1, 1, 1, 1, 1], "tid": [1, 1, 1, 1, 2],
-        "start_ns": [0, 10, 12, 50, 0], "dur_ns": [100, 20, 5, 10, 100],
-    })
-    queries = pl.DataFrame({"query_idx": [0, 1, 2, 3], "pid": [1, 1, 1, 1], "tid": [1, 1, 1, 2],
-                            "t_ns": [13, 25, 40, 13]})
+    ranges = pl.DataFrame(
+        {
+            "range_idx": [0, 1, 2, 3, 4],
+            "pid": [1, 1, 1, 1, 1],
+            "tid": [1, 1, 1, 1, 2],
+            "start_ns": [0, 10, 12, 50, 0],
+            "dur_ns": [100, 20, 5, 10, 100],
+        }
+    )
+    queries = pl.DataFrame(
+        {"query_idx": [0, 1, 2, 3], "pid": [1, 1, 1, 1], "tid": [1, 1, 1, 2], "t_ns": [13, 25, 40, 13]}
+    )
     chain = enclosing_ranges(ranges, queries).sort("query_idx", "depth")
     got = {q: list(g["range_idx"]) for (q,), g in chain.group_by("query_idx")}
     assert got == {0: [0, 1, 2], 1: [0, 1], 2: [0], 3: [4]}
@@ -93,28 +117,38 @@ def test_enclosing_ranges_nests_and_separates_threads() -> None:
 
 
 def test_top_level_marks_outermost_ranges() -> None:
-    ranges = pl.DataFrame({"pid": [1, 1, 1, 1], "tid": [1, 1, 1, 1],
-                           "start_ns": [0, 5, 200, 210], "dur_ns": [100, 10, 50, 0]})
+    ranges = pl.DataFrame(
+        {"pid": [1, 1, 1, 1], "tid": [1, 1, 1, 1], "start_ns": [0, 5, 200, 210], "dur_ns": [100, 10, 50, 0]}
+    )
     assert top_level(ranges).to_list() == [True, False, True, False]
 
 
-@pytest.mark.parametrize(("op", "dims", "expected"), [
-    ("aten::scaled_dot_product_attention", "[[2, 8, 4096, 40], [2, 8, 77, 40], [2, 8, 77, 40]]",
-     (4096, 77, 2, 8, 40)),
-    ("aten::_flash_attention_forward", "[[2, 4096, 8, 40], [2, 77, 8, 40]]", (4096, 77, 2, 8, 40)),
-    ("aten::scaled_dot_product_attention", "[[2, 4096, 320], [2, 77, 320]]", (None,) * 5),
-    ("aten::scaled_dot_product_attention", None, (None,) * 5),
-])
+@pytest.mark.parametrize(
+    ("op", "dims", "expected"),
+    [
+        (
+            "aten::scaled_dot_product_attention",
+            "[[2, 8, 4096, 40], [2, 8, 77, 40], [2, 8, 77, 40]]",
+            (4096, 77, 2, 8, 40),
+        ),
+        ("aten::_flash_attention_forward", "[[2, 4096, 8, 40], [2, 77, 8, 40]]", (4096, 77, 2, 8, 40)),
+        ("aten::scaled_dot_product_attention", "[[2, 4096, 320], [2, 77, 320]]", (None,) * 5),
+        ("aten::scaled_dot_product_attention", None, (None,) * 5),
+    ],
+)
 def test_attention_shapes_from_input_dims(op: str, dims: str | None, expected: tuple) -> None:
     assert qk_shapes(op, dims) == expected
 
 
-@pytest.mark.parametrize(("name", "dims", "expected"), [
-    ("aten::linear", [[2, 8, 32], [64, 32], [64]], (2 * 16 * 32 * 64, 4 * (16 * 32 + 64 * 32 + 16 * 64))),
-    ("aten::addmm", [[64], [16, 32], [32, 64], [], []], (2 * 16 * 32 * 64, 4 * (16 * 32 + 32 * 64 + 16 * 64))),
-    ("aten::bmm", [[4, 16, 32], [4, 32, 8]], (2 * 4 * 16 * 32 * 8, 4 * 4 * (16 * 32 + 32 * 8 + 16 * 8))),
-    ("aten::linear", [[2, 8, 31], [64, 32]], (None, None)),  # mismatched K: unknown, not guessed
-])
+@pytest.mark.parametrize(
+    ("name", "dims", "expected"),
+    [
+        ("aten::linear", [[2, 8, 32], [64, 32], [64]], (2 * 16 * 32 * 64, 4 * (16 * 32 + 64 * 32 + 16 * 64))),
+        ("aten::addmm", [[64], [16, 32], [32, 64], [], []], (2 * 16 * 32 * 64, 4 * (16 * 32 + 32 * 64 + 16 * 64))),
+        ("aten::bmm", [[4, 16, 32], [4, 32, 8]], (2 * 4 * 16 * 32 * 8, 4 * 4 * (16 * 32 + 32 * 8 + 16 * 8))),
+        ("aten::linear", [[2, 8, 31], [64, 32]], (None, None)),  # mismatched K: unknown, not guessed
+    ],
+)
 def test_gemm_cost(name: str, dims: list, expected: tuple) -> None:
     from tracehouse.core.opcost import gemm_cost
 

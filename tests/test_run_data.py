@@ -114,8 +114,11 @@ def test_one_run_is_one_lookup(db: Database, api, tmp_path: Path) -> None:  # ty
 def test_the_same_trace_in_another_container_is_the_same_run(db: Database, tmp_path: Path) -> None:
     text = gzip.decompress(SD.read_bytes())
     first = ingest_file(db.engine, SD, raw_dir=tmp_path / "raw")
-    variants = {"fast.json.gz": gzip.compress(text, 1), "plain.json": text,
-                "members.json.gz": gzip.compress(text[:999]) + gzip.compress(text[999:])}
+    variants = {
+        "fast.json.gz": gzip.compress(text, 1),
+        "plain.json": text,
+        "members.json.gz": gzip.compress(text[:999]) + gzip.compress(text[999:]),
+    }
     for name, content in variants.items():
         (tmp_path / name).write_bytes(content)
         again = ingest_file(db.engine, tmp_path / name, raw_dir=tmp_path / "raw")
@@ -125,8 +128,10 @@ def test_the_same_trace_in_another_container_is_the_same_run(db: Database, tmp_p
     assert ingest_file(db.engine, changed, raw_dir=tmp_path / "raw").created
     with session_scope(db.engine) as s:
         assert s.scalar(select(func.count()).select_from(Run)) == 2
-        assert s.scalar(select(Trace.content_sha256).where(Trace.run_id == first.run_id)) == \
-            __import__("hashlib").sha256(text).hexdigest()
+        assert (
+            s.scalar(select(Trace.content_sha256).where(Trace.run_id == first.run_id))
+            == __import__("hashlib").sha256(text).hexdigest()
+        )
     truncated = tmp_path / "cut.json.gz"
     truncated.write_bytes(gzip.compress(text + b" ")[:-20])
     with pytest.raises(Exception, match="truncated or corrupt gzip"):
@@ -145,8 +150,9 @@ def test_reupload_says_duplicate_and_patch_corrects_metadata(db: Database, api) 
     assert job["duplicate_of"] == first["run_id"]  # the job's record says so too
     url = f"/v1/runs/{first['run_id']}"
     assert api.get(url, headers=write).json()["model"] == "stable-diffusion"
-    patched = api.patch(url, json={"model": "llama", "image_size": None, "batch": 4,
-                                   "tags": {"lab": "a", "seed": None}}, headers=write)
+    patched = api.patch(
+        url, json={"model": "llama", "image_size": None, "batch": 4, "tags": {"lab": "a", "seed": None}}, headers=write
+    )
     assert patched.status_code == 200, patched.text
     run = api.get(url, headers=write).json()
     assert (run["model"], run["family"], run["image_size"], run["batch"]) == ("llama", "llm", None, 4)
@@ -163,8 +169,22 @@ def test_cli_says_duplicate_and_edits_runs(db: Database, tmp_path: Path) -> None
     plain.write_bytes(gzip.decompress(SD.read_bytes()))
     again = _cli(db, "ingest", str(plain), "--model", "llama")
     assert again.returncode == 0 and "duplicate of run 1" in again.stdout, again.stderr
-    edited = _cli(db, "runs", "edit", "1", "--model", "llama", "--meta", "image_size=128", "--meta", "lab=a",
-                  "--tag", "batch=odd", "--untag", "seed")
+    edited = _cli(
+        db,
+        "runs",
+        "edit",
+        "1",
+        "--model",
+        "llama",
+        "--meta",
+        "image_size=128",
+        "--meta",
+        "lab=a",
+        "--tag",
+        "batch=odd",
+        "--untag",
+        "seed",
+    )
     assert edited.returncode == 0, edited.stderr
     with session_scope(db.engine) as s:
         from tracehouse.analyses.runs import run_row, run_tags
@@ -203,7 +223,10 @@ def test_tokens_are_listed_and_revoked_by_admin(db: Database, api) -> None:  # t
     _assert_error(api.get("/v1/tokens", headers=write), 403, "forbidden", "needs admin")
     _assert_error(api.delete(f"/v1/tokens/{write_id}", headers=write), 403, "forbidden")
     listed = api.get("/v1/tokens", headers=admin).json()
-    assert [(t["name"], t["scope"], t["revoked"]) for t in listed] == [("lab-w", "write", False), ("ops", "admin", False)]
+    assert [(t["name"], t["scope"], t["revoked"]) for t in listed] == [
+        ("lab-w", "write", False),
+        ("ops", "admin", False),
+    ]
     assert not any("sha" in key or key == "token" for t in listed for key in t)
     assert api.get("/v1/runs", headers=write).status_code == 200
     assert api.delete(f"/v1/tokens/{write_id}", headers=admin).status_code == 204
@@ -215,7 +238,9 @@ def test_tokens_are_listed_and_revoked_by_admin(db: Database, api) -> None:  # t
 def test_cli_lists_and_revokes_tokens(db: Database, api) -> None:  # type: ignore[no-untyped-def]
     read, read_id = _token(db, "read", "lab-r")
     listed = _cli(db, "token", "list", "--format", "json")
-    assert [(t["token_id"], t["name"], t["revoked"]) for t in orjson.loads(listed.stdout)] == [(read_id, "lab-r", False)]
+    assert [(t["token_id"], t["name"], t["revoked"]) for t in orjson.loads(listed.stdout)] == [
+        (read_id, "lab-r", False)
+    ]
     assert _cli(db, "token", "revoke", str(read_id)).returncode == 0
     _assert_error(api.get("/v1/runs", headers=read), 401, "unauthorized")
     missing = _cli(db, "token", "revoke", "42")
@@ -250,8 +275,9 @@ def test_download_the_raw_trace(db: Database, api, tmp_path: Path) -> None:  # t
     first = api.get(f"/v1/runs/{ncu_run}", headers=write).json()["traces"][0]
     csv = api.get(f"/v1/runs/{ncu_run}/trace", params={"trace_id": first["trace_id"]}, headers=write)
     assert csv.headers["content-type"].startswith("text/csv") and csv.content == files[0].read_bytes()
-    _assert_error(api.get(f"/v1/runs/{run_id}/trace", params={"trace_id": first["trace_id"]}, headers=write),
-                  404, "not_found")
+    _assert_error(
+        api.get(f"/v1/runs/{run_id}/trace", params={"trace_id": first["trace_id"]}, headers=write), 404, "not_found"
+    )
     _assert_error(api.get("/v1/runs/999/trace", headers=write), 404, "not_found")
 
 
@@ -281,9 +307,14 @@ def test_migration_gives_old_traces_their_file_digest_as_content_digest(empty_db
 
     upgrade(empty_db.engine, "0008")
     with empty_db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO trace (format, sha256, size_bytes, event_count, original_name, raw_path, "
-                          "status, warning_count, ingested_at) VALUES ('nsys', :sha, 1, 1, 'old.sqlite', 'x', "
-                          "'ingested', 0, CURRENT_TIMESTAMP)"), {"sha": "ab" * 32})
+        conn.execute(
+            text(
+                "INSERT INTO trace (format, sha256, size_bytes, event_count, original_name, raw_path, "
+                "status, warning_count, ingested_at) VALUES ('nsys', :sha, 1, 1, 'old.sqlite', 'x', "
+                "'ingested', 0, CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "ab" * 32},
+        )
     upgrade(empty_db.engine)
     with session_scope(empty_db.engine) as s:
         assert s.scalar(select(Trace.content_sha256)) == "ab" * 32

@@ -60,14 +60,23 @@ def test_upgrading_a_filled_store_keeps_every_child_row(empty_db: Database) -> N
     upgrade(empty_db.engine, "0008")
     children = ("run_tag", "operator_rollup", "trace")
     with empty_db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
-                          "VALUES (1, 'gpu', 1, 10, 10, CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
+                "VALUES (1, 'gpu', 1, 10, 10, CURRENT_TIMESTAMP)"
+            )
+        )
         conn.execute(text("INSERT INTO run_tag (run_id, key, value) VALUES (1, 'lab', 'a')"))
-        conn.execute(text("INSERT INTO operator_rollup (run_id, operator, kernel_count, total_ns) "
-                          "VALUES (1, 'conv', 1, 10)"))
-        conn.execute(text("INSERT INTO trace (run_id, format, sha256, size_bytes, event_count, original_name, "
-                          "raw_path, status, warning_count, ingested_at) VALUES "
-                          "(1, 'kineto', 'ab', 1, 1, 't.json', 'r', 'ingested', 0, CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text("INSERT INTO operator_rollup (run_id, operator, kernel_count, total_ns) VALUES (1, 'conv', 1, 10)")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO trace (run_id, format, sha256, size_bytes, event_count, original_name, "
+                "raw_path, status, warning_count, ingested_at) VALUES "
+                "(1, 'kineto', 'ab', 1, 1, 't.json', 'r', 'ingested', 0, CURRENT_TIMESTAMP)"
+            )
+        )
     upgrade(empty_db.engine)
     with empty_db.engine.connect() as conn:
         counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t} WHERE run_id = 1")).scalar() for t in children}

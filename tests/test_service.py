@@ -30,8 +30,13 @@ def _upload(srv: AppServer, path: Path, headers: dict, wait: float = 60, **form)
     if manifest.exists() and path.name.endswith(".json.gz"):
         form.setdefault("manifest", manifest.read_text())  # as `tracehouse upload` sends it
     with path.open("rb") as fh:
-        return srv.http.post(f"{srv.url}/v1/traces", params={"wait": wait} if wait else None,
-                          files={"file": (path.name, fh)}, data=form, headers=headers)
+        return srv.http.post(
+            f"{srv.url}/v1/traces",
+            params={"wait": wait} if wait else None,
+            files={"file": (path.name, fh)},
+            data=form,
+            headers=headers,
+        )
 
 
 def _run_count(srv: AppServer) -> int:
@@ -63,7 +68,9 @@ def test_upload_real_trace_and_query(server: AppServer, name: str) -> None:
         time.sleep(0.1)
     assert job["status"] == "done", job
     trace = independent.load(path)
-    rows = server.http.get(f"{server.url}/v1/runs/{job['run_id']}/breakdown", params={"by": "kernel"}, headers=read).json()
+    rows = server.http.get(
+        f"{server.url}/v1/runs/{job['run_id']}/breakdown", params={"by": "kernel"}, headers=read
+    ).json()
     assert sum(r["kernel_count"] for r in rows) == sum(independent.kind_counts(trace).values())
     assert sum(r["total_ns"] for r in rows) == independent.total_ns(trace)
     run = server.http.get(f"{server.url}/v1/runs/{job['run_id']}", headers=read).json()
@@ -88,15 +95,19 @@ def test_rest_cli_and_python_give_the_same_numbers(server: AppServer) -> None:
     assert from_csv["total_ns"].to_list() == from_parquet["total_ns"].to_list()
 
 
-@pytest.mark.parametrize(("content", "status", "message"), [
-    (SD.read_bytes()[:5000], 422, "truncated or corrupt gzip"),
-    (b"\x00\x01 not a trace", 422, "unrecognized trace format"),
-    (b'{"traceEvents": [{"ph": "X", "cat": "kernel"', 422, "not valid JSON"),
-    (b'{"hello": 1}', 422, "not a PyTorch Profiler trace"),
-    (b"", 400, "empty"),
-])
-def test_bad_uploads_answer_4xx_and_change_nothing(server: AppServer, tmp_path: Path, content: bytes,
-                                                   status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        (SD.read_bytes()[:5000], 422, "truncated or corrupt gzip"),
+        (b"\x00\x01 not a trace", 422, "unrecognized trace format"),
+        (b'{"traceEvents": [{"ph": "X", "cat": "kernel"', 422, "not valid JSON"),
+        (b'{"hello": 1}', 422, "not a PyTorch Profiler trace"),
+        (b"", 400, "empty"),
+    ],
+)
+def test_bad_uploads_answer_4xx_and_change_nothing(
+    server: AppServer, tmp_path: Path, content: bytes, status: int, message: str
+) -> None:
     path = tmp_path / "bad.json.gz"
     path.write_bytes(content)
     before = _run_count(server)
@@ -107,8 +118,13 @@ def test_bad_uploads_answer_4xx_and_change_nothing(server: AppServer, tmp_path: 
 
 def test_error_shape_on_every_kind_of_failure(server: AppServer) -> None:
     read = server.token("read")
-    for url, status in (("/v1/runs/999999", 404), ("/v1/jobs/999999", 404),
-                        ("/v1/runs/1/breakdown?by=colour", 400), ("/v1/runs/abc", 422), ("/nowhere", 404)):
+    for url, status in (
+        ("/v1/runs/999999", 404),
+        ("/v1/jobs/999999", 404),
+        ("/v1/runs/1/breakdown?by=colour", 400),
+        ("/v1/runs/abc", 422),
+        ("/nowhere", 404),
+    ):
         assert_error(server.http.get(server.url + url, headers=read), status)
 
 
@@ -134,9 +150,16 @@ def test_queued_and_interrupted_jobs_survive_a_restart(tmp_path: Path) -> None:
             (spool / status).mkdir(parents=True)
             target = spool / status / src.name
             target.write_bytes(src.read_bytes())
-            job = IngestJob(status=status, original_name=src.name, upload_path=str(target), sha256="x",
-                            size_bytes=target.stat().st_size, meta=None, attempts=1 if status == "running" else 0,
-                            created_at=datetime.now(UTC))
+            job = IngestJob(
+                status=status,
+                original_name=src.name,
+                upload_path=str(target),
+                sha256="x",
+                size_bytes=target.stat().st_size,
+                meta=None,
+                attempts=1 if status == "running" else 0,
+                created_at=datetime.now(UTC),
+            )
             s.add(job)
             s.flush()
             jobs.append(job.id)
@@ -172,22 +195,32 @@ def test_analysis_routes_equal_the_functions(server: AppServer) -> None:
     real = _upload(server, gpu_trace, write).json()["run_id"] if gpu_trace.is_file() else base
     cases = [
         ("/v1/compare", {"baseline": base, "other": flash}, lambda s: compare.compare_runs(s, base, flash)),
-        ("/v1/compare", {"baseline": base, "other": flash, "summary": "true"},
-         lambda s: compare.compare_summary(s, base, flash)),
+        (
+            "/v1/compare",
+            {"baseline": base, "other": flash, "summary": "true"},
+            lambda s: compare.compare_summary(s, base, flash),
+        ),
         (f"/v1/runs/{flash}/normalized", {"reference": base}, lambda s: compare.breakdown_normalized(s, flash, base)),
         ("/v1/speedups", {}, compare.backend_speedups),
         (f"/v1/runs/{base}/utilization", {}, lambda s: utilization.temporal_breakdown(s, base)),
         (f"/v1/runs/{real}/launches", {"by": "kernel"}, lambda s: launches.launch_overhead(s, real, "kernel")),
         (f"/v1/runs/{base}/attention-calls", {}, lambda s: sequence.attention_calls(s, base)),
-        (f"/v1/runs/{base}/seq-len-histogram", {"weight": "time"}, lambda s: sequence.seq_len_histogram(s, base, "time")),
+        (
+            f"/v1/runs/{base}/seq-len-histogram",
+            {"weight": "time"},
+            lambda s: sequence.seq_len_histogram(s, base, "time"),
+        ),
         (f"/v1/runs/{base}/period", {}, lambda s: sequence.fundamental_period(s, base)),
         (f"/v1/runs/{base}/temporal-spatial", {}, lambda s: attention.temporal_vs_spatial(s, base)),
         (f"/v1/runs/{base}/roofline", {}, lambda s: roofline.roofline_by(s, base)),
         (f"/v1/runs/{base}/roofline", {"by": "kernel"}, lambda s: roofline.roofline_by(s, base, "kernel")),
         (f"/v1/runs/{base}/operator-costs", {}, lambda s: roofline.roofline(s, base)),
         (f"/v1/runs/{base}/memory-model", {}, lambda s: memory_model.memory_model_vs_run(s, base)),
-        ("/v1/memory-model", {"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 3},
-         lambda s: memory_model.similarity_matrix_memory(512, 8, 77, 3, 2)),
+        (
+            "/v1/memory-model",
+            {"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 3},
+            lambda s: memory_model.similarity_matrix_memory(512, 8, 77, 3, 2),
+        ),
     ]
     for url, params, fn in cases:
         reply = server.http.get(server.url + url, params=params, headers=read)
@@ -195,7 +228,9 @@ def test_analysis_routes_equal_the_functions(server: AppServer) -> None:
         with session_scope(server.db.engine) as s:
             expected = orjson.loads(orjson.dumps(fn(s).to_dicts(), option=orjson.OPT_NAIVE_UTC))
         assert reply.json() == expected and expected, url
-    bad = server.http.get(f"{server.url}/v1/sweep", params={"model": "stable-diffusion", "knob": "colour"}, headers=read)
+    bad = server.http.get(
+        f"{server.url}/v1/sweep", params={"model": "stable-diffusion", "knob": "colour"}, headers=read
+    )
     assert_error(bad, 400)
 
 
@@ -204,18 +239,26 @@ def test_cli_upload_sends_the_manifest_and_waits(live_server: Server, tmp_path: 
     trace = tmp_path / "mav.json.gz"  # a copy: new bytes for this server, manifest beside it
     trace.write_bytes(gzip.compress(gzip.decompress(SD.read_bytes()) + b" "))
     trace.with_name("mav.manifest.json").write_text(SD.with_name("sd_tiny_cpu_baseline.manifest.json").read_text())
-    out = run_cli("upload", str(trace), "--server", live_server.url,
-                          "--token", token, "--meta", "lab=b", "--json", env=live_server.env)
+    out = run_cli(
+        "upload",
+        str(trace),
+        "--server",
+        live_server.url,
+        "--token",
+        token,
+        "--meta",
+        "lab=b",
+        "--json",
+        env=live_server.env,
+    )
     assert out.returncode == 0, out.stderr
     [job] = orjson.loads(out.stdout)
     assert job["status"] == "done"
     run = live_server.http.get(f"{live_server.url}/v1/runs/{job['run_id']}", headers=live_server.token("read")).json()
     assert run["model"] == "stable-diffusion" and run["image_size"] == 64 and run["tags"]["lab"] == "b"
-    again = run_cli("upload", str(trace), "--server", live_server.url,
-                            "--token", token, env=live_server.env)
+    again = run_cli("upload", str(trace), "--server", live_server.url, "--token", token, env=live_server.env)
     assert again.returncode == 0 and f"run {job['run_id']} (duplicate of run {job['run_id']}" in again.stdout, again
-    denied = run_cli("upload", str(trace), "--server",
-                             live_server.url, "--token", "wrong", env=live_server.env)
+    denied = run_cli("upload", str(trace), "--server", live_server.url, "--token", "wrong", env=live_server.env)
     assert denied.returncode == 2 and "401" in denied.stderr
 
 
@@ -273,17 +316,28 @@ def test_ncu_csvs_upload_as_one_run_or_attach_to_a_trace(server: AppServer, tmp_
         from tracehouse.analyses.roofline import roofline_by
         from tracehouse.schema.models import Kernel, Symbol
 
-        names = s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id)
-                          .where(Kernel.run_id == run_id, Kernel.kind == "kernel").order_by(Kernel.seq)).all()
+        names = s.scalars(
+            select(Symbol.text)
+            .join(Kernel, Kernel.name_id == Symbol.id)
+            .where(Kernel.run_id == run_id, Kernel.kind == "kernel")
+            .order_by(Kernel.seq)
+        ).all()
     # Two passes of one profile, as ncu writes them: bytes in one file, FLOPs and time in the other.
     bytes_csv = write_ncu_csv(tmp_path / "bytes.csv", list(names), {"dram__bytes.sum", "lts__t_bytes.sum"})
-    rest = write_ncu_csv(tmp_path / "flops.csv", list(names), {
-        "sm__sass_thread_inst_executed_op_ffma_pred_on.sum", "sm__cycles_elapsed.avg",
-        "sm__cycles_elapsed.avg.per_second"})
+    rest = write_ncu_csv(
+        tmp_path / "flops.csv",
+        list(names),
+        {
+            "sm__sass_thread_inst_executed_op_ffma_pred_on.sum",
+            "sm__cycles_elapsed.avg",
+            "sm__cycles_elapsed.avg.per_second",
+        },
+    )
     with bytes_csv.open("rb") as a, rest.open("rb") as b:
         files = [("file", (bytes_csv.name, a)), ("file", (rest.name, b))]
-        reply = server.http.post(f"{server.url}/v1/traces", params={"wait": 60}, files=files,
-                           data={"run_id": str(run_id)}, headers=write)
+        reply = server.http.post(
+            f"{server.url}/v1/traces", params={"wait": 60}, files=files, data={"run_id": str(run_id)}, headers=write
+        )
     assert reply.status_code == 200 and reply.json()["status"] == "done", reply.text
     assert reply.json()["run_id"] == run_id
     table = server.http.get(f"{server.url}/v1/runs/{run_id}/roofline", params={"by": "operator"}, headers=read).json()
@@ -377,12 +431,20 @@ def test_cli_upload_of_a_folder_attaches_its_counters_to_its_trace(live_server: 
     kernels = parse_kineto(trace).gpu_events.filter(pl.col("kind") == "kernel").sort("correlation")
     write_ncu_csv(folder / "ncu.csv", kernels["name"].to_list())
     token = live_server.token("write")["Authorization"].split()[1]
-    out = run_cli("upload", str(folder), "--server", live_server.url,
-                          "--token", token, "--json", env=live_server.env)
+    out = run_cli("upload", str(folder), "--server", live_server.url, "--token", token, "--json", env=live_server.env)
     assert out.returncode == 0, out.stderr
     timeline, counters = orjson.loads(out.stdout)
     assert timeline["status"] == counters["status"] == "done"
     assert counters["run_id"] == timeline["run_id"]
-    refused = run_cli("upload", str(folder), "--server",
-                              live_server.url, "--token", token, "--run", str(timeline["run_id"]), env=live_server.env)
+    refused = run_cli(
+        "upload",
+        str(folder),
+        "--server",
+        live_server.url,
+        "--token",
+        token,
+        "--run",
+        str(timeline["run_id"]),
+        env=live_server.env,
+    )
     assert refused.returncode == 2 and "only Nsight Compute counters attach" in refused.stderr

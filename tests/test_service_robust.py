@@ -47,8 +47,12 @@ class LoggedServer(Server):
     def start(self) -> LoggedServer:
         self.log_path = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen([*CLI, "serve", "--db", self.db.url, "--port", str(self.port), *self.flags],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*CLI, "serve", "--db", self.db.url, "--port", str(self.port), *self.flags],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -87,8 +91,13 @@ def _variant(tmp: Path, i: int) -> Path:
 
 def _post(srv: Server, path: Path, headers: dict, wait: float = 0, timeout: float = 120) -> httpx.Response:
     with path.open("rb") as fh:
-        return httpx.post(f"{srv.url}/v1/traces", params={"wait": wait} if wait else None,
-                          files={"file": (path.name, fh)}, headers=headers, timeout=timeout)
+        return httpx.post(
+            f"{srv.url}/v1/traces",
+            params={"wait": wait} if wait else None,
+            files={"file": (path.name, fh)},
+            headers=headers,
+            timeout=timeout,
+        )
 
 
 def _job(db: Database, job_id: int) -> IngestJob:
@@ -108,19 +117,32 @@ def _until(predicate, seconds: float, what: str) -> None:  # type: ignore[no-unt
 
 # -- item 5: the worker survives database errors; /healthz tells ---------------------------------
 
+
 def _refuse_outcomes(db: Database) -> None:
     """A real database error on every job-outcome write (running -> anything else)."""
     with db.engine.begin() as conn:
         if db.backend == "sqlite":
-            conn.execute(text("CREATE TRIGGER refuse_outcome BEFORE UPDATE ON ingest_job "
-                              "WHEN OLD.status = 'running' AND NEW.status <> 'running' "
-                              "BEGIN SELECT RAISE(ABORT, 'outcome refused by the test'); END"))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_outcome BEFORE UPDATE ON ingest_job "
+                    "WHEN OLD.status = 'running' AND NEW.status <> 'running' "
+                    "BEGIN SELECT RAISE(ABORT, 'outcome refused by the test'); END"
+                )
+            )
         else:
-            conn.execute(text("CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$ BEGIN RAISE EXCEPTION 'outcome refused by the test'; END $$"))
-            conn.execute(text("CREATE TRIGGER refuse_outcome BEFORE UPDATE ON ingest_job FOR EACH ROW "
-                              "WHEN (OLD.status = 'running' AND NEW.status <> 'running') "
-                              "EXECUTE FUNCTION refuse_outcome()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'outcome refused by the test'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_outcome BEFORE UPDATE ON ingest_job FOR EACH ROW "
+                    "WHEN (OLD.status = 'running' AND NEW.status <> 'running') "
+                    "EXECUTE FUNCTION refuse_outcome()"
+                )
+            )
 
 
 def _allow_outcomes(db: Database) -> None:
@@ -129,7 +151,8 @@ def _allow_outcomes(db: Database) -> None:
 
 
 def test_worker_survives_a_refused_status_write_and_healthz_reports_the_stuck_queue(
-        database: Database, tmp_path: Path) -> None:
+    database: Database, tmp_path: Path
+) -> None:
     srv = LoggedServer(database, tmp_path / "data", TRACEHOUSE_QUEUE_STUCK_SECONDS="2").start()
     try:
         write = srv.token("write")
@@ -201,6 +224,7 @@ def test_healthz_is_503_when_the_worker_thread_is_gone(db: Database, tmp_path: P
 
 # -- item 6: ?wait= holds no pooled connection ----------------------------------------------------
 
+
 def test_sixteen_concurrent_waiting_uploads_all_finish(database: Database, tmp_path: Path) -> None:
     srv = LoggedServer(database, tmp_path / "data").start()
     try:
@@ -226,15 +250,23 @@ def test_sixteen_concurrent_waiting_uploads_all_finish(database: Database, tmp_p
 
 # -- item 7: attempts are counted at claim; a spent job fails -------------------------------------
 
+
 def _spooled_job(db: Database, data_dir: Path, name: str, status: str, attempts: int, src: Path) -> int:
     folder = data_dir / "uploads" / name
     folder.mkdir(parents=True)
     target = folder / src.name
     target.write_bytes(src.read_bytes())
     with session_scope(db.engine) as s:
-        job = IngestJob(status=status, original_name=src.name, upload_path=str(target), sha256="x",
-                        size_bytes=target.stat().st_size, meta=None, attempts=attempts,
-                        created_at=datetime.now(UTC))
+        job = IngestJob(
+            status=status,
+            original_name=src.name,
+            upload_path=str(target),
+            sha256="x",
+            size_bytes=target.stat().st_size,
+            meta=None,
+            attempts=attempts,
+            created_at=datetime.now(UTC),
+        )
         s.add(job)
         s.flush()
         return job.id
@@ -271,6 +303,7 @@ def test_a_job_interrupted_on_its_last_attempt_is_failed_at_restart(database: Da
 
 # -- item 9: no host, port, password or server path in any answer ---------------------------------
 
+
 def test_a_failed_job_and_a_page_link_name_no_server_path_or_host(database: Database, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -288,8 +321,9 @@ def test_a_failed_job_and_a_page_link_name_no_server_path_or_host(database: Data
         assert str(data / "raw") in srv.log()  # the operator still learns which path failed
         (data / "raw").unlink()
         run_id = _post(srv, _variant(tmp_path, 0), write, wait=60).json()["run_id"]
-        page = httpx.get(f"{srv.url}/v1/runs/{run_id}/breakdown", params={"by": "kernel"},
-                         headers={**read, "Host": "evil.example"})
+        page = httpx.get(
+            f"{srv.url}/v1/runs/{run_id}/breakdown", params={"by": "kernel"}, headers={**read, "Host": "evil.example"}
+        )
         link = page.headers["link"]
         assert "evil.example" not in link and link.startswith(f"</v1/runs/{run_id}/breakdown?"), link
     finally:
@@ -378,13 +412,21 @@ def test_schema_out_of_date_message_hides_the_password(backend: str, tmp_path: P
 
 # -- item 10: a database that cannot be opened is one line, exit 5 --------------------------------
 
+
 def _unopenable(backend: str, tmp: Path) -> list[str]:
     if backend == "postgresql":  # down (with a password to hide), not a URL, no driver
-        return ["postgresql://postgres:s3cret-pw@127.0.0.1:1/test", "not a url at all", "mysql://root:pw@127.0.0.1/test"]
+        return [
+            "postgresql://postgres:s3cret-pw@127.0.0.1:1/test",
+            "not a url at all",
+            "mysql://root:pw@127.0.0.1/test",
+        ]
     (tmp / "a_file").write_text("not a folder")
     (tmp / "a_folder").mkdir()
-    return [f"sqlite:///{tmp / 'a_folder'}", f"sqlite:///{tmp / 'a_file' / 'deeper' / 'db.sqlite3'}",
-            "sqlite://user:pw@/relative.db"]
+    return [
+        f"sqlite:///{tmp / 'a_folder'}",
+        f"sqlite:///{tmp / 'a_file' / 'deeper' / 'db.sqlite3'}",
+        "sqlite://user:pw@/relative.db",
+    ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -395,8 +437,13 @@ def test_unreachable_database_is_one_line_and_exit_5(backend: str, tmp_path: Pat
     runs = [(url, ["runs"]) for url in urls] + [(urls[0], ["db", "upgrade"]), (urls[0], ["serve", "--port", port])]
     messages = []
     for url, args in runs:
-        out = subprocess.run([*CLI, *args, "--db", url], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
+        out = subprocess.run(
+            [*CLI, *args, "--db", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")},
+        )
         assert out.returncode == 5, (url, args, out.stderr[-3000:])
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.stderr, lines
@@ -407,6 +454,7 @@ def test_unreachable_database_is_one_line_and_exit_5(backend: str, tmp_path: Pat
 
 
 # -- item 11: orphan raw files and spool folders are reclaimed ------------------------------------
+
 
 def _aged(path: Path, seconds: float = 7200) -> Path:
     then = time.time() - seconds
@@ -439,8 +487,9 @@ def test_db_gc_and_start_up_reclaim_orphans_and_keep_everything_in_use(database:
     _aged(dead / "half.json.gz")
     _aged(dead)
 
-    dry = subprocess.run([*CLI, "db", "gc", "--dry-run", "--db", database.url], capture_output=True, text=True,
-                         env=env, timeout=60)
+    dry = subprocess.run(
+        [*CLI, "db", "gc", "--dry-run", "--db", database.url], capture_output=True, text=True, env=env, timeout=60
+    )
     assert dry.returncode == 0, dry.stderr
     assert all(str(p) in dry.stdout for p in [*orphans, dead]) and str(kept_raw) not in dry.stdout
     assert all(p.exists() for p in [*orphans, dead])
@@ -464,23 +513,27 @@ def test_db_gc_and_start_up_reclaim_orphans_and_keep_everything_in_use(database:
         srv.stop()
 
 
-def test_db_gc_refuses_an_empty_database_rather_than_orphan_every_raw_file(empty_db: Database,
-                                                                           tmp_path: Path) -> None:
+def test_db_gc_refuses_an_empty_database_rather_than_orphan_every_raw_file(empty_db: Database, tmp_path: Path) -> None:
     kept = tmp_path / "data" / "raw" / "ab" / ("ab" + "4" * 62 + ".json.gz")
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"a trace some other database names")
     _aged(kept)
-    out = subprocess.run([*CLI, "db", "gc", "--db", empty_db.url], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")})
+    out = subprocess.run(
+        [*CLI, "db", "gc", "--db", empty_db.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRACEHOUSE_DATA_DIR": str(tmp_path / "data")},
+    )
     assert out.returncode == 4 and "db upgrade" in out.stderr, out.stderr
     assert kept.exists()
 
 
 # -- kill -9 of the server mid-job ----------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(
-        database: Database, tmp_path: Path) -> None:
+def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(database: Database, tmp_path: Path) -> None:
     data, rng = tmp_path / "data", random.Random(12)
     jobs: list[int] = []
     for i in range(10):
@@ -501,8 +554,9 @@ def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(
     finally:
         srv.stop()
     with session_scope(database.engine) as s:
-        finished = s.execute(select(IngestJob.status, IngestJob.run_id, IngestJob.attempts)
-                             .where(IngestJob.id.in_(jobs))).all()
+        finished = s.execute(
+            select(IngestJob.status, IngestJob.run_id, IngestJob.attempts).where(IngestJob.id.in_(jobs))
+        ).all()
         runs = s.execute(select(Run.id, Run.kernel_count)).all()
         traces = s.scalar(select(func.count()).select_from(Trace))
     assert all(attempts <= MAX_ATTEMPTS for _, _, attempts in finished)

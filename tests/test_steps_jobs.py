@@ -48,8 +48,9 @@ def test_jobs_group_ranks_by_tag_and_flag_the_straggler(db: Database, raw_dir) -
         steps = step_times(s, rank3)
     expected = _step_ns(_kernels(db, rank3))
     assert dict(zip(steps["step"], steps["step_ns"], strict=False)) == expected
-    assert steps["vs_median"].to_list() == pytest.approx([t / statistics.median(expected.values())
-                                                          for t in expected.values()])
+    assert steps["vs_median"].to_list() == pytest.approx(
+        [t / statistics.median(expected.values()) for t in expected.values()]
+    )
     demo = {r["run_id"]: r for r in jobs.filter(jobs["job"] == "tag:demo").to_dicts()}
     assert set(demo) == {two_gpu, rank3} and {r["ranks_stored"] for r in demo.values()} == {2}
     medians = {run: statistics.median(_step_ns(_kernels(db, run)).values()) for run in demo}
@@ -60,8 +61,12 @@ def test_jobs_group_ranks_by_tag_and_flag_the_straggler(db: Database, raw_dir) -
     assert demo[two_gpu]["straggler"] and not demo[rank3]["straggler"]
     [single] = jobs.filter(jobs["run_id"] == alone).to_dicts()
     assert single["job"].startswith("knobs:") and single["ranks_stored"] == 1 and not single["straggler"]
-    shown = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", "jobs", "--format", "json", "--db", db.url],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "tracehouse.api.cli", "jobs", "--format", "json", "--db", db.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0 and json.loads(shown.stdout) == json.loads(json.dumps(jobs.to_dicts()))
 
 
@@ -70,8 +75,10 @@ def test_idle_breakdown_recomputed_from_kernel_rows(db: Database, raw_dir) -> No
     run = _ingest(db, "a100_nccl_training.json.gz", raw_dir)
     delay = 30_000
     with session_scope(db.engine) as s:
-        got = {(r["stream"], r["idle_category"]): (r["gaps"], r["idle_ns"])
-               for r in idle_time_breakdown(s, run, delay).to_dicts()}
+        got = {
+            (r["stream"], r["idle_category"]): (r["gaps"], r["idle_ns"])
+            for r in idle_time_breakdown(s, run, delay).to_dicts()
+        }
     streams: dict[int, list[dict]] = defaultdict(list)
     for r in _kernels(db, run):
         streams[r["stream"]].append(r)
@@ -81,8 +88,13 @@ def test_idle_breakdown_recomputed_from_kernel_rows(db: Database, raw_dir) -> No
         for a, b in itertools.pairwise(acts):
             end = a["start_ns"] + a["dur_ns"]
             gap = b["start_ns"] - end
-            cat = ("host_wait" if b["launch_ns"] is not None and b["launch_ns"] > end
-                   else "kernel_wait" if gap < delay else "other")
+            cat = (
+                "host_wait"
+                if b["launch_ns"] is not None and b["launch_ns"] > end
+                else "kernel_wait"
+                if gap < delay
+                else "other"
+            )
             expected[(stream, cat)][0] += 1
             expected[(stream, cat)][1] += gap
     assert {k: v for k, v in got.items() if v[0]} == {k: tuple(v) for k, v in expected.items()}

@@ -22,8 +22,12 @@ from tracehouse.schema.db import session_scope
 
 def _cli(db: Database | None, *args: str) -> object:
     extra = ["--db", db.url] if db else []
-    shown = subprocess.run([sys.executable, "-m", "tracehouse.api.cli", *args, "--format", "json", *extra],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "tracehouse.api.cli", *args, "--format", "json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
 
@@ -58,8 +62,11 @@ def test_model_point_is_flops_per_capacity_byte(db: Database, raw_dir: Path, tmp
     assert point["capacity_intensity"] == pytest.approx(point["flops"] / (params * 4))
     assert point["achieved_flops_s"] == pytest.approx(point["flops"] / (total * 1e-9))
     assert point["bound"] is None  # a CPU: the catalogue has no ceilings for it
-    assert python == _cli(db, "model-points", "--family", "tti") == _rest(db, tmp_path, "/v1/suite/model-points",
-                                                                          {"family": "tti"})
+    assert (
+        python
+        == _cli(db, "model-points", "--family", "tti")
+        == _rest(db, tmp_path, "/v1/suite/model-points", {"family": "tti"})
+    )
 
 
 def test_ceilings_are_the_catalogue_peaks_of_stored_devices(db: Database, raw_dir: Path) -> None:
@@ -68,9 +75,12 @@ def test_ceilings_are_the_catalogue_peaks_of_stored_devices(db: Database, raw_di
     with session_scope(db.engine) as s:
         rows = {r["dtype"]: r for r in device_ceilings(s).to_dicts()}
     with db.engine.connect() as conn:
-        fp32, fp16, bandwidth = conn.execute(text(
-            "SELECT peak_fp32_flops, peak_fp16_flops, peak_bandwidth_bytes_s FROM hardware"
-            " WHERE name LIKE 'Tesla V100%'")).one()
+        fp32, fp16, bandwidth = conn.execute(
+            text(
+                "SELECT peak_fp32_flops, peak_fp16_flops, peak_bandwidth_bytes_s FROM hardware"
+                " WHERE name LIKE 'Tesla V100%'"
+            )
+        ).one()
     assert "tf32" not in rows  # Volta has no TF32
     assert (rows["fp32"]["peak_flops_s"], rows["fp16"]["peak_flops_s"]) == (fp32, fp16)
     assert rows["fp16"]["ridge_point"] == pytest.approx(fp16 / bandwidth)
@@ -78,9 +88,10 @@ def test_ceilings_are_the_catalogue_peaks_of_stored_devices(db: Database, raw_di
 
 def test_compute_vs_communication_by_world_size(db: Database, raw_dir: Path, tmp_path: Path) -> None:
     require_shared()
-    runs = {name: ingest_file(db.engine, (KINETO_DIR / name).resolve(), raw_dir=raw_dir).run_id
-            for name in ("a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz",
-                         "a100_alexnet_small.json.gz")}
+    runs = {
+        name: ingest_file(db.engine, (KINETO_DIR / name).resolve(), raw_dir=raw_dir).run_id
+        for name in ("a100_nccl_training.json.gz", "a100_rank3_of8_training.json.gz", "a100_alexnet_small.json.gz")
+    }
     with session_scope(db.engine) as s:
         rows = {r["run_id"]: r for r in compute_vs_communication(s).to_dicts()}
         grouped = compute_vs_communication(s, by_world_size=True)
@@ -91,16 +102,22 @@ def test_compute_vs_communication_by_world_size(db: Database, raw_dir: Path, tmp
         spans = [(r["start_ns"], r["start_ns"] + r["dur_ns"]) for r in kernels]
         span = max(b for _, b in spans) - min(a for a, _ in spans)
         comm = [s for s, r in zip(spans, kernels, strict=False) if r["operator"] == "communication"]
-        compute = [s for s, r in zip(spans, kernels, strict=False) if r["operator"] != "communication"
-                   and r["kind"] not in ("memcpy", "memset")]
+        compute = [
+            s
+            for s, r in zip(spans, kernels, strict=False)
+            if r["operator"] != "communication" and r["kind"] not in ("memcpy", "memset")
+        ]
         row = rows[run_id]
         assert row["span_ns"] == span
         assert row["communication_share"] == pytest.approx(_union(comm) / span)
         assert row["compute_share"] == pytest.approx(_union(compute) / span)
         assert row["idle_share"] == pytest.approx(1 - _union(spans) / span)
     assert grouped["world_size"].to_list() == [1, 2, 8] and grouped["runs"].to_list() == [1, 1, 1]
-    assert python == _cli(db, "compute-comm", "--by-world-size") == _rest(
-        db, tmp_path, "/v1/suite/compute-comm", {"by_world_size": True})
+    assert (
+        python
+        == _cli(db, "compute-comm", "--by-world-size")
+        == _rest(db, tmp_path, "/v1/suite/compute-comm", {"by_world_size": True})
+    )
 
 
 def test_closed_forms_from_the_cli_equal_rest_and_python(tmp_path: Path) -> None:
@@ -108,15 +125,40 @@ def test_closed_forms_from_the_cli_equal_rest_and_python(tmp_path: Path) -> None
     frames = attention_flops_by_frames([8, 16, 64], 8, 8, heads=2)
     # Temporal attention is quadratic in frames, spatial linear: they cross at frames == tokens.
     assert frames.filter(frames["frames"] == 64)["temporal_over_spatial"].item() == 1.0
-    cli = _cli(None, "attention-flops", "--frames", "8", "--frames", "16", "--frames", "64", "--height", "8",
-               "--width", "8", "--heads", "2")
+    cli = _cli(
+        None,
+        "attention-flops",
+        "--frames",
+        "8",
+        "--frames",
+        "16",
+        "--frames",
+        "64",
+        "--height",
+        "8",
+        "--width",
+        "8",
+        "--heads",
+        "2",
+    )
     rest = _rest(db, tmp_path, "/v1/attention-flops", {"frames": [8, 16, 64], "height": 8, "width": 8, "heads": 2})
     assert cli == rest == json.loads(json.dumps(frames.to_dicts()))
     memory = similarity_matrix_memory(512, 8, 77, 3, 2)
-    cli = _cli(None, "memory-formula", "--image-size", "512", "--latent-factor", "8", "--text-length", "77",
-               "--unet-depth", "3")
-    rest = _rest(db, tmp_path, "/v1/memory-model", {"image_size": 512, "latent_factor": 8, "text_length": 77,
-                                                    "unet_depth": 3})
+    cli = _cli(
+        None,
+        "memory-formula",
+        "--image-size",
+        "512",
+        "--latent-factor",
+        "8",
+        "--text-length",
+        "77",
+        "--unet-depth",
+        "3",
+    )
+    rest = _rest(
+        db, tmp_path, "/v1/memory-model", {"image_size": 512, "latent_factor": 8, "text_length": 77, "unet_depth": 3}
+    )
     assert cli == rest == json.loads(json.dumps(memory.to_dicts()))
     # The paper's first stage: a 64×64 latent (512 / 8) is 4096 tokens; its self-attention matrix 4096² × 2 bytes.
-    assert memory["self_bytes_per_call"][0] == 4096 ** 2 * 2
+    assert memory["self_bytes_per_call"][0] == 4096**2 * 2

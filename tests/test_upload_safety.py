@@ -37,6 +37,7 @@ BOUNDARY = b"th-test-boundary"
 
 # ---- helpers -------------------------------------------------------------------------------
 
+
 def nsys_export(path: Path, kernel: str) -> Path:
     """A minimal Nsight Systems export with one kernel named ``kernel`` and its launch."""
     con = sqlite3.connect(path)
@@ -60,19 +61,38 @@ def form(filename: bytes, fields: dict[str, str] | None = None) -> tuple[bytes, 
     """The multipart text before and after a file part's bytes (fields go first)."""
     head = b""
     for name, value in (fields or {}).items():
-        head += (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="' + name.encode()
-                 + b'"\r\n\r\n' + value.encode() + b"\r\n")
-    head += (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; filename="' + filename
-             + b'"\r\nContent-Type: application/octet-stream\r\n\r\n')
+        head += (
+            b"--"
+            + BOUNDARY
+            + b'\r\nContent-Disposition: form-data; name="'
+            + name.encode()
+            + b'"\r\n\r\n'
+            + value.encode()
+            + b"\r\n"
+        )
+    head += (
+        b"--"
+        + BOUNDARY
+        + b'\r\nContent-Disposition: form-data; name="file"; filename="'
+        + filename
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    )
     return head, b"\r\n--" + BOUNDARY + b"--\r\n"
 
 
-def post_form(srv: Server, filename: bytes, data: bytes, token: dict | None, wait: float = 30,
-              fields: dict[str, str] | None = None) -> httpx.Response:
+def post_form(
+    srv: Server,
+    filename: bytes,
+    data: bytes,
+    token: dict | None,
+    wait: float = 30,
+    fields: dict[str, str] | None = None,
+) -> httpx.Response:
     head, tail = form(filename, fields)
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}", **(token or {})}
-    return httpx.post(f"{srv.url}/v1/traces", params={"wait": wait}, content=head + data + tail,
-                      headers=headers, timeout=120)
+    return httpx.post(
+        f"{srv.url}/v1/traces", params={"wait": wait}, content=head + data + tail, headers=headers, timeout=120
+    )
 
 
 def tree_bytes(*folders: Path) -> int:
@@ -87,8 +107,11 @@ def unlinked_bytes(pid: int, *folders: Path) -> int:
         try:
             target = os.readlink(fd)
             # SQLite's own scratch files (etilqs_*) are the job's database work, not the upload.
-            if (target.endswith(" (deleted)") and "/etilqs_" not in target
-                    and any(target.startswith(str(f)) for f in folders)):
+            if (
+                target.endswith(" (deleted)")
+                and "/etilqs_" not in target
+                and any(target.startswith(str(f)) for f in folders)
+            ):
                 total += fd.stat().st_size
         except OSError:  # closed meanwhile
             pass
@@ -180,8 +203,9 @@ def chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 def kernel_names(db: Database, run_id: int) -> list[str]:
     with session_scope(db.engine) as s:
-        return list(s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id)
-                              .where(Kernel.run_id == run_id)))
+        return list(
+            s.scalars(select(Symbol.text).join(Kernel, Kernel.name_id == Symbol.id).where(Kernel.run_id == run_id))
+        )
 
 
 def count(db: Database, table: type) -> int:
@@ -203,8 +227,10 @@ def bomb(tmp_path_factory) -> Path:
 
 # ---- 1. a file name is metadata, never a path -----------------------------------------------
 
-@pytest.mark.parametrize("name", ["run#1.sqlite", "run%231.sqlite", "x.db?mode=rwc&x=", "..%2fother.sqlite",
-                                  "%3f%23.sqlite"])
+
+@pytest.mark.parametrize(
+    "name", ["run#1.sqlite", "run%231.sqlite", "x.db?mode=rwc&x=", "..%2fother.sqlite", "%3f%23.sqlite"]
+)
 def test_nsys_reads_the_file_by_its_real_path(tmp_path: Path, name: str) -> None:
     # Siblings the URI-decoded name would point at, each with a kernel of its own.
     for sibling in ("run#1.sqlite", "run", "other.sqlite", "?#.sqlite"):
@@ -223,8 +249,14 @@ def test_upload_names_never_reach_the_file_system(tight: tuple[Server, Path]) ->
     write = srv.token("write")
     # data/uploads/<folder>/ is three levels below tmp: what ../../../foreign.sqlite reaches.
     nsys_export(tmp / "foreign.sqlite", "foreign kernel")
-    names = ["..%2f..%2f..%2fforeign.sqlite", "run#1.sqlite", "run%231.sqlite", "x.db?mode=rwc&x=",
-             "..%2f..%2f..%2fPWNED.db?mode=rwc&x=", "..%2f..%2f..%2fetc%2fpasswd"]
+    names = [
+        "..%2f..%2f..%2fforeign.sqlite",
+        "run#1.sqlite",
+        "run%231.sqlite",
+        "x.db?mode=rwc&x=",
+        "..%2f..%2f..%2fPWNED.db?mode=rwc&x=",
+        "..%2f..%2f..%2fetc%2fpasswd",
+    ]
     for i, name in enumerate(names):
         export = nsys_export(tmp / f"mine{i}.sqlite", f"uploaded kernel {i}")
         reply = post_form(srv, name.encode(), export.read_bytes(), write)
@@ -247,12 +279,15 @@ def test_bad_file_names_are_422(tight: tuple[Server, Path], name: bytes) -> None
 
 # ---- 2. nothing is spooled before the token and the size are checked ------------------------
 
+
 def test_no_token_is_401_before_the_body_lands_anywhere(tight: tuple[Server, Path]) -> None:
     srv, tmp = tight
     size = 64 << 20
     head, tail = form(b"big.json")
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
-               "Content-Length": str(len(head) + size + len(tail))}
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        "Content-Length": str(len(head) + size + len(tail)),
+    }
     with DiskWatch(srv, tmp / "data", tmp / "systmp") as disk:
         upload = RawUpload(srv.port, headers, iter([head, *zeros(size), tail]))
         status, _, _ = upload.answer(timeout=60)
@@ -262,8 +297,11 @@ def test_no_token_is_401_before_the_body_lands_anywhere(tight: tuple[Server, Pat
 
 def test_declared_length_over_the_limit_is_413_unread(tight: tuple[Server, Path]) -> None:
     srv, _tmp = tight
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
-               "Content-Length": str(1 << 30), **srv.token("write")}
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        "Content-Length": str(1 << 30),
+        **srv.token("write"),
+    }
     upload = RawUpload(srv.port, headers, iter([]))  # not one byte of the body is sent
     status, body, _ = upload.answer(timeout=10)
     assert status == 413 and b'"too_large"' in body
@@ -274,8 +312,11 @@ def test_chunked_body_is_413_once_past_the_limit(tight: tuple[Server, Path]) -> 
     removed, and nothing ever goes through the system temp dir."""
     srv, tmp = tight
     head, tail = form(b"endless.json")
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
-               "Transfer-Encoding": "chunked", **srv.token("write")}
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        "Transfer-Encoding": "chunked",
+        **srv.token("write"),
+    }
     jobs = count(srv.db, IngestJob)
     with DiskWatch(srv, tmp / "systmp") as system_tmp:
         upload = RawUpload(srv.port, headers, chunked(iter([head, *zeros(256 << 20, 256 << 10), tail])))
@@ -328,6 +369,7 @@ def test_an_accepted_upload_is_written_once_into_the_data_dir(tight: tuple[Serve
 
 # ---- 3. a gzip bomb is refused while it inflates --------------------------------------------
 
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -342,8 +384,10 @@ def test_gzip_bomb_upload_is_413_fast_with_bounded_memory(roomy: tuple[Server, P
     reply = post_form(srv, b"bomb.json.gz", bomb.read_bytes(), srv.token("write"), wait=0)
     seconds = time.perf_counter() - started
     rss = peak_rss_mb(srv.proc.pid)  # type: ignore[union-attr]
-    print(f"\n3 GiB gzip bomb ({bomb.stat().st_size} bytes) on {srv.db.backend}: "
-          f"{reply.status_code} in {seconds:.2f} s, server peak RSS {rss:.0f} MB")
+    print(
+        f"\n3 GiB gzip bomb ({bomb.stat().st_size} bytes) on {srv.db.backend}: "
+        f"{reply.status_code} in {seconds:.2f} s, server peak RSS {rss:.0f} MB"
+    )
     assert_error(reply, 413)
     assert "inflates past" in reply.json()["error"]
     assert rss < 500 and seconds < 5
@@ -352,9 +396,12 @@ def test_gzip_bomb_upload_is_413_fast_with_bounded_memory(roomy: tuple[Server, P
 
 def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_path: Path) -> None:
     cap = 64 << 20
-    for read in (lambda: kineto.read_bytes(bomb, cap), lambda: sum(map(len, file_pieces(bomb, 1 << 20, cap))),
-                 lambda: kineto.parse_kineto(bomb, max_inflated_bytes=cap),
-                 lambda: gzip_content_sha256(bomb, cap)):  # the dedupe digest, beside the parse
+    for read in (
+        lambda: kineto.read_bytes(bomb, cap),
+        lambda: sum(map(len, file_pieces(bomb, 1 << 20, cap))),
+        lambda: kineto.parse_kineto(bomb, max_inflated_bytes=cap),
+        lambda: gzip_content_sha256(bomb, cap),
+    ):  # the dedupe digest, beside the parse
         started = time.perf_counter()
         with pytest.raises(TooLarge, match="inflates past"):
             read()
@@ -372,14 +419,18 @@ def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_pa
 
 # ---- 4. the event loop keeps answering while an upload is received and checked ---------------
 
+
 def _healthz_during_upload(srv: Server, big: Path) -> list[float]:
     """/healthz answer times, polled every 20 ms while ``big`` is uploaded and checked."""
     replies: list[httpx.Response] = []
 
     def upload() -> None:
         with big.open("rb") as fh:
-            replies.append(httpx.post(f"{srv.url}/v1/traces", files={"file": ("big.json.gz", fh)},
-                                      headers=srv.token("write"), timeout=300))
+            replies.append(
+                httpx.post(
+                    f"{srv.url}/v1/traces", files={"file": ("big.json.gz", fh)}, headers=srv.token("write"), timeout=300
+                )
+            )
 
     sender = threading.Thread(target=upload)
     latencies = []
@@ -415,6 +466,8 @@ def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Pa
         slowest.append(max(_healthz_during_upload(srv, big)))
         if slowest[-1] < 0.1:
             break
-    print(f"\n/healthz during a 200 MB upload on {srv.db.backend}: slowest answer per try "
-          f"{[round(s * 1000) for s in slowest]} ms")
+    print(
+        f"\n/healthz during a 200 MB upload on {srv.db.backend}: slowest answer per try "
+        f"{[round(s * 1000) for s in slowest]} ms"
+    )
     assert slowest[-1] < 0.1, slowest

@@ -39,9 +39,12 @@ class WorkerProcess:
     def __init__(self, db: Database, data_dir: Path, env: dict[str, str], log: Path) -> None:
         self.log = log
         with log.open("ab") as out:
-            self.proc = subprocess.Popen([*CLI, "worker", "--db", db.url],
-                                         env={**os.environ, **env, "TRACEHOUSE_DATA_DIR": str(data_dir)},
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*CLI, "worker", "--db", db.url],
+                env={**os.environ, **env, "TRACEHOUSE_DATA_DIR": str(data_dir)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.worker_id = f"{socket.gethostname()}:{self.proc.pid}"
 
     def finished_jobs(self) -> list[int]:
@@ -70,7 +73,11 @@ def _uploads(tmp: Path) -> list[tuple[str, Path]]:
         copy.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=9))
         recompressed.append((key, copy))
     # Each duplicate right after its original: two workers often ingest the same trace at once.
-    order = distinct[:10] + [x for pair in zip(again + recompressed, distinct[10:20], strict=False) for x in pair] + distinct[20:]
+    order = (
+        distinct[:10]
+        + [x for pair in zip(again + recompressed, distinct[10:20], strict=False) for x in pair]
+        + distinct[20:]
+    )
     assert len(order) == 50 and len({k for k, _ in order}) == 40
     return order
 
@@ -101,8 +108,11 @@ def test_two_api_replicas_three_workers_fifty_uploads_one_worker_killed(tmp_path
     require_shared()
     db = Database("postgresql", tmp_path).migrate()
     store = tmp_path / "store"  # the root every host mounts: spool and raw store
-    env = {"TRACEHOUSE_STORE_ROOT": str(store), "TRACEHOUSE_WORKER_LEASE_SECONDS": LEASE_S,
-           "TRACEHOUSE_WORKER_POLL_SECONDS": "0.1"}
+    env = {
+        "TRACEHOUSE_STORE_ROOT": str(store),
+        "TRACEHOUSE_WORKER_LEASE_SECONDS": LEASE_S,
+        "TRACEHOUSE_WORKER_POLL_SECONDS": "0.1",
+    }
     for i in range(2):
         (tmp_path / f"api{i}").mkdir()
     apis = [LoggedServer(db, tmp_path / f"api{i}" / "data", "--no-worker", **env) for i in range(2)]
@@ -127,10 +137,17 @@ def test_two_api_replicas_three_workers_fifty_uploads_one_worker_killed(tmp_path
         db.drop()
 
 
-def _check_outcomes(db: Database, uploads: list[tuple[str, Path]], answers: list[httpx.Response],
-                    killed_job: int, workers: list[WorkerProcess], store: Path) -> None:
-    assert all(a.status_code == 200 and a.json()["status"] == "done" for a in answers), \
-        [a.text for a in answers if a.status_code != 200][:3]
+def _check_outcomes(
+    db: Database,
+    uploads: list[tuple[str, Path]],
+    answers: list[httpx.Response],
+    killed_job: int,
+    workers: list[WorkerProcess],
+    store: Path,
+) -> None:
+    assert all(a.status_code == 200 and a.json()["status"] == "done" for a in answers), [
+        a.text for a in answers if a.status_code != 200
+    ][:3]
     job_ids = [a.json()["job_id"] for a in answers]
     with session_scope(db.engine) as s:
         jobs = {j.id: j for j in s.scalars(select(IngestJob))}
@@ -164,6 +181,7 @@ def _check_outcomes(db: Database, uploads: list[tuple[str, Path]], answers: list
 
 # -- claims, leases and the fence, on both backends ------------------------------------------------
 
+
 def _queued(db: Database, tmp: Path, n: int) -> list[int]:
     from datetime import UTC, datetime
 
@@ -173,8 +191,16 @@ def _queued(db: Database, tmp: Path, n: int) -> list[int]:
             folder = tmp / "uploads" / f"job{i}"
             folder.mkdir(parents=True)
             (folder / SD.name).write_bytes(SD.read_bytes())
-            job = IngestJob(status="queued", original_name=SD.name, upload_path=str(folder / SD.name),
-                            sha256="x", size_bytes=1, meta=None, attempts=0, created_at=datetime.now(UTC))
+            job = IngestJob(
+                status="queued",
+                original_name=SD.name,
+                upload_path=str(folder / SD.name),
+                sha256="x",
+                size_bytes=1,
+                meta=None,
+                attempts=0,
+                created_at=datetime.now(UTC),
+            )
             s.add(job)
             s.flush()
             ids.append(job.id)
@@ -225,7 +251,8 @@ def test_a_claim_skips_the_row_another_worker_is_claiming(db: Database, tmp_path
 
 @pytest.mark.parametrize("args", [["worker"], ["serve", "--no-worker"]])
 def test_workers_and_api_only_replicas_refuse_sqlite(args: list[str], tmp_path: Path) -> None:
-    result = subprocess.run([*CLI, *args, "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*CLI, *args, "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0 and "needs a PostgreSQL database" in result.stderr, result.stderr
     assert not (tmp_path / "x.sqlite3").exists()

@@ -19,9 +19,11 @@ def warp_trace(src: Path, dst: Path, factor_of: Callable[[dict], float | None], 
     factor stretched by it; ``tag`` goes into the trace name so every copy is new content."""
     data = json.loads(gzip.decompress(src.read_bytes()))
     events = data["traceEvents"]
-    ranges = [(e["ts"], e["ts"] + e["dur"], f) for e in events
-              if e.get("cat") == "user_annotation" and e.get("ph") == "X"
-              and (f := factor_of(e)) is not None and f != 1.0]
+    ranges = [
+        (e["ts"], e["ts"] + e["dur"], f)
+        for e in events
+        if e.get("cat") == "user_annotation" and e.get("ph") == "X" and (f := factor_of(e)) is not None and f != 1.0
+    ]
     starts = np.array([r[0] for r in ranges], dtype=float)
     lengths = np.array([r[1] - r[0] for r in ranges], dtype=float)
     extra = np.array([r[2] - 1.0 for r in ranges], dtype=float)
@@ -43,8 +45,9 @@ def warp_trace(src: Path, dst: Path, factor_of: Callable[[dict], float | None], 
     return dst
 
 
-def op_jitter(seed: int, sigma: float, slow_op: str | None = None, slow_factor: float = 1.0
-              ) -> Callable[[dict], float | None]:
+def op_jitter(
+    seed: int, sigma: float, slow_op: str | None = None, slow_factor: float = 1.0
+) -> Callable[[dict], float | None]:
     """Factors for :func:`warp_trace`: every ``th|op=...`` range stretched by its own
     log-normal noise (``sigma``), and ``slow_op``'s ranges ``slow_factor`` times more."""
     rng = np.random.default_rng(seed)

@@ -62,8 +62,9 @@ class DashboardRoute(APIRoute):
 
 
 # Pages and data: every route behind the read check.
-reader = APIRouter(prefix=PREFIX, route_class=DashboardRoute, dependencies=[Depends(require_read)],
-                   include_in_schema=False)
+reader = APIRouter(
+    prefix=PREFIX, route_class=DashboardRoute, dependencies=[Depends(require_read)], include_in_schema=False
+)
 # The login form and static files: open to all.
 public = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -81,17 +82,24 @@ def login_form(request: Request, next: str | None = None) -> Response:
 
 
 @public.post("/login")
-def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = "") -> Response:
+def login(
+    request: Request, session: SessionDep, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = ""
+) -> Response:
     token = token.strip()
     try:
         authorize(session, f"Bearer {token}", "read", public_read=False)
     except (Unauthorized, Forbidden) as exc:
-        return page(request, "login.html", status=401, next=_safe_next(next), error=exc.message,
-                    uses_charts=False)
+        return page(request, "login.html", status=401, next=_safe_next(next), error=exc.message, uses_charts=False)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, path=PREFIX, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=COOKIE_DAYS * 86400,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -137,7 +145,11 @@ def rest(path: str, request: Request) -> Response:
         headers.append((b"authorization", auth.encode()))
     keep = ("type", "asgi", "http_version", "scheme", "server", "client", "root_path", "state")
     inner = {k: request.scope[k] for k in keep if k in request.scope}
-    inner.update(method="GET", path=target, raw_path=quote(target).encode(), headers=headers,
-                 query_string=request.scope.get("query_string", b""))
+    inner.update(
+        method="GET",
+        path=target,
+        raw_path=quote(target).encode(),
+        headers=headers,
+        query_string=request.scope.get("query_string", b""),
+    )
     return Forwarded(inner)
-

@@ -18,9 +18,18 @@ _AXIS = {"gridcolor": "#e5e8ec", "linecolor": "#9aa5b1", "zerolinecolor": "#c9d1
 def new_figure(*traces: object) -> go.Figure:
     """A figure with plain styling set directly.  A named plotly template would be resolved on
     every figure (tens of ms) and copied whole into each chart's JSON (about 8 KB), so none is used."""
-    return go.Figure(data=list(traces), layout={"template": "none", "font": {"size": 12}, "colorway": PALETTE,
-                                                "xaxis": _AXIS, "yaxis": _AXIS, "hovermode": "closest",
-                                                "legend": {"font": {"size": 11}}})
+    return go.Figure(
+        data=list(traces),
+        layout={
+            "template": "none",
+            "font": {"size": 12},
+            "colorway": PALETTE,
+            "xaxis": _AXIS,
+            "yaxis": _AXIS,
+            "hovermode": "closest",
+            "legend": {"font": {"size": 11}},
+        },
+    )
 
 
 def _label(value: object) -> str:
@@ -40,8 +49,14 @@ def stacked_bars(bars: list[tuple[str, pl.DataFrame]], key: str, value: str, axi
                 xs.append(label)
                 ys.append(rows[value].sum())
                 hover.append(name)
-        fig.add_bar(x=xs, y=ys, name=short(name, 30), marker_color=PALETTE[i % len(PALETTE)],
-                    hovertext=hover, hovertemplate="%{hovertext}: %{y:.4g}<extra>%{x}</extra>")
+        fig.add_bar(
+            x=xs,
+            y=ys,
+            name=short(name, 30),
+            marker_color=PALETTE[i % len(PALETTE)],
+            hovertext=hover,
+            hovertemplate="%{hovertext}: %{y:.4g}<extra>%{x}</extra>",
+        )
     fig.update_layout(barmode="stack", yaxis_title=axis, legend={"traceorder": "normal"})
     return fig
 
@@ -51,10 +66,19 @@ def top_bars(frame: pl.DataFrame, key: str, value: str, axis: str) -> go.Figure:
     # Ranked labels: two long kernel names cut to the same prefix must stay two bars.
     labels = [f"{i}. {short(k)}" for i, k in enumerate(frame[key].to_list(), 1)]
     full = [_label(k) for k in frame[key].to_list()]
-    fig = new_figure(go.Bar(x=frame[value].to_list(), y=labels, orientation="h", hovertext=full,
-                           hovertemplate="%{hovertext}<br>%{x:.4g}<extra></extra>", marker_color=PALETTE[0]))
-    fig.update_layout(xaxis_title=axis, yaxis={"autorange": "reversed", "automargin": True},
-                      height=max(260, 30 * frame.height + 80))
+    fig = new_figure(
+        go.Bar(
+            x=frame[value].to_list(),
+            y=labels,
+            orientation="h",
+            hovertext=full,
+            hovertemplate="%{hovertext}<br>%{x:.4g}<extra></extra>",
+            marker_color=PALETTE[0],
+        )
+    )
+    fig.update_layout(
+        xaxis_title=axis, yaxis={"autorange": "reversed", "automargin": True}, height=max(260, 30 * frame.height + 80)
+    )
     return fig
 
 
@@ -65,20 +89,36 @@ def calls_chart(calls: pl.DataFrame, period: pl.DataFrame, total_calls: int) -> 
     types = list(dict.fromkeys(calls["attention_type"].to_list()))
     for i, kind in enumerate(types):
         part = calls.filter(pl.col("attention_type").eq_missing(kind))
-        fig.add_scatter(x=part["call"].to_list(), y=part["seq_q"].to_list(), mode="markers", name=_label(kind),
-                        marker={"size": 5, "color": PALETTE[i % len(PALETTE)]},
-                        customdata=list(zip(part["seq_kv"].to_list(), part["component"].to_list(),
-                                            part["dur_ns"].to_list(), strict=True)),
-                        hovertemplate="call %{x}<br>seq_q %{y}<br>seq_kv %{customdata[0]}"
-                                      "<br>%{customdata[1]}<br>%{customdata[2]} ns<extra></extra>")
+        fig.add_scatter(
+            x=part["call"].to_list(),
+            y=part["seq_q"].to_list(),
+            mode="markers",
+            name=_label(kind),
+            marker={"size": 5, "color": PALETTE[i % len(PALETTE)]},
+            customdata=list(
+                zip(part["seq_kv"].to_list(), part["component"].to_list(), part["dur_ns"].to_list(), strict=True)
+            ),
+            hovertemplate="call %{x}<br>seq_q %{y}<br>seq_kv %{customdata[0]}"
+            "<br>%{customdata[1]}<br>%{customdata[2]} ns<extra></extra>",
+        )
     if period.height and int(period["repeats"][0]) > 1:
         p, offset, repeats = (int(period[c][0]) for c in ("period", "offset", "repeats"))
-        fig.add_vrect(x0=offset - 0.5, x1=offset + p - 0.5, fillcolor="#7fb8ff", opacity=0.18, line_width=0,
-                      annotation_text=f"period: {p} calls × {repeats}", annotation_position="top left")
+        fig.add_vrect(
+            x0=offset - 0.5,
+            x1=offset + p - 0.5,
+            fillcolor="#7fb8ff",
+            opacity=0.18,
+            line_width=0,
+            annotation_text=f"period: {p} calls × {repeats}",
+            annotation_position="top left",
+        )
         for k in range(1, min(repeats, MAX_PERIOD_LINES) + 1):
             fig.add_vline(x=offset + k * p - 0.5, line={"color": "#7f8fa6", "width": 1, "dash": "dot"})
-    fig.update_layout(xaxis_title=f"attention call (execution order, {total_calls} calls)",
-                      yaxis_title="query sequence length [tokens]", yaxis_type="log")
+    fig.update_layout(
+        xaxis_title=f"attention call (execution order, {total_calls} calls)",
+        yaxis_title="query sequence length [tokens]",
+        yaxis_type="log",
+    )
     return fig
 
 
@@ -86,10 +126,16 @@ def histogram_chart(by_count: pl.DataFrame, by_time: pl.DataFrame) -> go.Figure:
     """Fig 9: the share of calls and the share of attention time at each sequence length."""
     fig = new_figure()
     for i, (name, frame) in enumerate((("by call count", by_count), ("by time", by_time))):
-        fig.add_bar(x=[str(v) for v in frame["seq_len"].to_list()], y=frame["fraction"].to_list(), name=name,
-                    marker_color=PALETTE[i], hovertemplate="seq_len %{x}<br>%{y:.3f}<extra>" + name + "</extra>")
-    fig.update_layout(barmode="group", xaxis_title="query sequence length [tokens]", yaxis_title="fraction",
-                      xaxis_type="category")
+        fig.add_bar(
+            x=[str(v) for v in frame["seq_len"].to_list()],
+            y=frame["fraction"].to_list(),
+            name=name,
+            marker_color=PALETTE[i],
+            hovertemplate="seq_len %{x}<br>%{y:.3f}<extra>" + name + "</extra>",
+        )
+    fig.update_layout(
+        barmode="group", xaxis_title="query sequence length [tokens]", yaxis_title="fraction", xaxis_type="category"
+    )
     return fig
 
 
@@ -106,20 +152,32 @@ def roofline_chart(frame: pl.DataFrame, key: str) -> go.Figure:
     for i, (source, symbol) in enumerate((("analytic", "circle"), ("counters", "diamond"))):
         part = points.filter(pl.col("source") == source)
         if part.height:
-            fig.add_scatter(x=part["ai_dram"].to_list(), y=(part["gflops_per_s"] * 1e9).to_list(), mode="markers",
-                            name=source, marker={"symbol": symbol, "size": 11, "color": PALETTE[i]},
-                            hovertext=[_label(k) for k in part[key].to_list()],
-                            hovertemplate="%{hovertext}<br>%{x:.3g} FLOP/byte<br>%{y:.3g} FLOP/s<extra></extra>")
+            fig.add_scatter(
+                x=part["ai_dram"].to_list(),
+                y=(part["gflops_per_s"] * 1e9).to_list(),
+                mode="markers",
+                name=source,
+                marker={"symbol": symbol, "size": 11, "color": PALETTE[i]},
+                hovertext=[_label(k) for k in part[key].to_list()],
+                hovertemplate="%{hovertext}<br>%{x:.3g} FLOP/byte<br>%{y:.3g} FLOP/s<extra></extra>",
+            )
     peak, bandwidth = _first(frame, "peak_flops_s"), _first(frame, "peak_bandwidth_bytes_s")
     if peak and bandwidth:
         xs = [*points["ai_dram"].to_list(), peak / bandwidth]
         lo, hi = min(xs) / 10, max(xs) * 10
         ridge = peak / bandwidth
-        fig.add_scatter(x=[lo, ridge, hi], y=[lo * bandwidth, peak, peak], mode="lines", name="device ceilings",
-                        line={"color": "#333", "width": 2},
-                        hovertemplate="%{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra>ceiling</extra>")
-    fig.update_layout(xaxis={"type": "log", "title": "arithmetic intensity [FLOP/byte, DRAM]"},
-                      yaxis={"type": "log", "title": "achieved [FLOP/s]"})
+        fig.add_scatter(
+            x=[lo, ridge, hi],
+            y=[lo * bandwidth, peak, peak],
+            mode="lines",
+            name="device ceilings",
+            line={"color": "#333", "width": 2},
+            hovertemplate="%{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra>ceiling</extra>",
+        )
+    fig.update_layout(
+        xaxis={"type": "log", "title": "arithmetic intensity [FLOP/byte, DRAM]"},
+        yaxis={"type": "log", "title": "achieved [FLOP/s]"},
+    )
     return fig
 
 
@@ -134,23 +192,37 @@ def utilization_chart(frame: pl.DataFrame) -> go.Figure:
     """Per device: the span split into compute, other busy time (communication, memory) and idle."""
     labels = [f"device {d}" if d is not None else "host" for d in frame["device"].to_list()]
     fig = new_figure()
-    for i, (column, name) in enumerate((("compute_ns", "compute"), ("non_compute_ns", "communication / memory"),
-                                        ("idle_ns", "idle"))):
-        fig.add_bar(y=labels, x=frame[column].to_list(), name=name, orientation="h",
-                    marker_color=PALETTE[i], hovertemplate="%{x:,} ns<extra>" + name + "</extra>")
-    fig.update_layout(barmode="stack", xaxis_title="time [ns] (union of kernel intervals)",
-                      height=max(220, 50 * frame.height + 140))
+    for i, (column, name) in enumerate(
+        (("compute_ns", "compute"), ("non_compute_ns", "communication / memory"), ("idle_ns", "idle"))
+    ):
+        fig.add_bar(
+            y=labels,
+            x=frame[column].to_list(),
+            name=name,
+            orientation="h",
+            marker_color=PALETTE[i],
+            hovertemplate="%{x:,} ns<extra>" + name + "</extra>",
+        )
+    fig.update_layout(
+        barmode="stack", xaxis_title="time [ns] (union of kernel intervals)", height=max(220, 50 * frame.height + 140)
+    )
     return fig
 
 
-def paired_bars(frame: pl.DataFrame, key: str, series: list[tuple[str, str]], axis: str,
-                log: bool = False) -> go.Figure:
+def paired_bars(
+    frame: pl.DataFrame, key: str, series: list[tuple[str, str]], axis: str, log: bool = False
+) -> go.Figure:
     """Grouped bars: for each ``key`` row, one bar per (column, legend name)."""
     labels = [short(k, 36) for k in frame[key].to_list()]
     fig = new_figure()
     for i, (column, name) in enumerate(series):
-        fig.add_bar(x=labels, y=frame[column].to_list(), name=name, marker_color=PALETTE[i % len(PALETTE)],
-                    hovertemplate="%{x}<br>%{y:.4g}<extra>" + name + "</extra>")
+        fig.add_bar(
+            x=labels,
+            y=frame[column].to_list(),
+            name=name,
+            marker_color=PALETTE[i % len(PALETTE)],
+            hovertemplate="%{x}<br>%{y:.4g}<extra>" + name + "</extra>",
+        )
     fig.update_layout(barmode="group", yaxis_title=axis, yaxis_type="log" if log else "linear")
     return fig
 
@@ -164,9 +236,14 @@ def sweep_chart(frame: pl.DataFrame, knob: str, series_keys: list[str]) -> go.Fi
         exponent = part["exponent"][0]
         varying = [f"{part[k][0]}" for k in series_keys if part[k][0] is not None]
         name = f"{part['operator'][0]} ({', '.join(varying)})" + (f" k={exponent:.2f}" if exponent is not None else "")
-        fig.add_scatter(x=part[knob].to_list(), y=part["total_ns"].to_list(), mode="lines+markers", name=short(name, 60),
-                        marker={"size": 8, "color": PALETTE[i % len(PALETTE)]},
-                        hovertemplate=f"{knob} %{{x}}<br>%{{y:,.0f}} ns<extra></extra>")
+        fig.add_scatter(
+            x=part[knob].to_list(),
+            y=part["total_ns"].to_list(),
+            mode="lines+markers",
+            name=short(name, 60),
+            marker={"size": 8, "color": PALETTE[i % len(PALETTE)]},
+            hovertemplate=f"{knob} %{{x}}<br>%{{y:,.0f}} ns<extra></extra>",
+        )
     fig.update_layout(xaxis={"type": "log", "title": knob}, yaxis={"type": "log", "title": "time [ns]"})
     return fig
 
@@ -174,7 +251,14 @@ def sweep_chart(frame: pl.DataFrame, knob: str, series_keys: list[str]) -> go.Fi
 def error_bars(frame: pl.DataFrame, key: str, value: str, spread: str | None, axis: str) -> go.Figure:
     """Fig 1: one bar per group, with its spread as an error bar when there is one."""
     error = {"type": "data", "array": frame[spread].to_list(), "visible": True} if spread else None
-    fig = new_figure(go.Bar(x=[_label(k) for k in frame[key].to_list()], y=frame[value].to_list(),
-                           error_y=error, marker_color=PALETTE[0], hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
+    fig = new_figure(
+        go.Bar(
+            x=[_label(k) for k in frame[key].to_list()],
+            y=frame[value].to_list(),
+            error_y=error,
+            marker_color=PALETTE[0],
+            hovertemplate="%{x}: %{y:.4g}<extra></extra>",
+        )
+    )
     fig.update_layout(yaxis_title=axis)
     return fig

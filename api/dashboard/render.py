@@ -30,8 +30,12 @@ TABLE_ROWS = 500  # a chart's data table shows at most this many rows; the REST 
 
 def rest_path(path: str, **params: Any) -> str:
     """``/v1/...?k=v`` with list values repeated and None left out."""
-    pairs = [(k, v) for k, value in params.items() if value is not None
-             for v in (value if isinstance(value, list | tuple) else [value])]
+    pairs = [
+        (k, v)
+        for k, value in params.items()
+        if value is not None
+        for v in (value if isinstance(value, list | tuple) else [value])
+    ]
     return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
@@ -50,8 +54,9 @@ class Chart:
 
     def __post_init__(self) -> None:
         if self.figure is not None:
-            self.figure.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 60},
-                                      height=self.figure.layout.height or 380)
+            self.figure.update_layout(
+                margin={"l": 60, "r": 20, "t": 30, "b": 60}, height=self.figure.layout.height or 380
+            )
 
     @property
     def figure_json(self) -> Markup:
@@ -81,9 +86,11 @@ def downsample(frame: pl.DataFrame, y: str, limit: int = MAX_POINTS) -> pl.DataF
         return frame
     buckets = max(limit // 2, 1)
     indexed = frame.with_row_index("_row").with_columns(
-        _bucket=(pl.col("_row") * buckets // frame.height), _y=pl.col(y).fill_null(0))
-    keep = (indexed.group_by("_bucket")
-            .agg(lo=pl.col("_row").get(pl.col("_y").arg_min()), hi=pl.col("_row").get(pl.col("_y").arg_max())))
+        _bucket=(pl.col("_row") * buckets // frame.height), _y=pl.col(y).fill_null(0)
+    )
+    keep = indexed.group_by("_bucket").agg(
+        lo=pl.col("_row").get(pl.col("_y").arg_min()), hi=pl.col("_row").get(pl.col("_y").arg_max())
+    )
     rows = pl.concat([keep["lo"], keep["hi"]]).unique()
     return indexed.filter(pl.col("_row").is_in(rows.implode())).sort("_row").drop("_row", "_bucket", "_y")
 
@@ -126,12 +133,17 @@ def short(text: Any, width: int = 48) -> str:
 @cache
 def environment() -> Environment:
     """Built on first use, not at import (the project creates nothing at import time)."""
-    env = Environment(loader=FileSystemLoader(str(files("tracehouse.api.dashboard") / "templates")),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(files("tracehouse.api.dashboard") / "templates")),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = fmt_number
     env.filters["short"] = short
-    env.globals.update(prefix=PREFIX, rest_prefix=REST_PREFIX, column_title=column_title,
-                       is_numeric=is_numeric, TABLE_ROWS=TABLE_ROWS)
+    env.globals.update(
+        prefix=PREFIX, rest_prefix=REST_PREFIX, column_title=column_title, is_numeric=is_numeric, TABLE_ROWS=TABLE_ROWS
+    )
     return env
 
 
@@ -144,7 +156,15 @@ def query_with(request: Request, **changes: Any) -> str:
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     settings = request.app.state.settings
-    html = environment().get_template(template).render(
-        request=request, public_read=settings.public_read, with_query=lambda **c: query_with(request, **c),
-        signed_in=bool(request.cookies.get(COOKIE)), **context)
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            public_read=settings.public_read,
+            with_query=lambda **c: query_with(request, **c),
+            signed_in=bool(request.cookies.get(COOKIE)),
+            **context,
+        )
+    )
     return HTMLResponse(html, status_code=status)

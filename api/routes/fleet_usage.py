@@ -28,21 +28,35 @@ class NewModel(BaseModel):
 
 
 @router.get("/fleet/summary", summary="GPUs per parameter and memory utilisation by group (Fig 1)")
-def fleet_summary(session: SessionDep, _: ReadToken, table: TableQuery,
-                  by: Annotated[str, Query(description="family|cluster|gpu|phase|month|model, comma-separated")] = "family",
-                  phase: PhaseQuery = None) -> Response:
+def fleet_summary(
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    by: Annotated[str, Query(description="family|cluster|gpu|phase|month|model, comma-separated")] = "family",
+    phase: PhaseQuery = None,
+) -> Response:
     return table.respond(fleet.fleet_summary(session, by, phase))
 
 
 @router.get("/fleet/ratio-spread", summary="A family's ratio to llm across months: min, median, max")
-def ratio_spread(session: SessionDep, _: ReadToken, table: TableQuery, family: Literal["tti", "ttv"] = "tti",
-                 phase: PhaseQuery = None) -> Response:
+def ratio_spread(
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    family: Literal["tti", "ttv"] = "tti",
+    phase: PhaseQuery = None,
+) -> Response:
     return table.respond(fleet.ratio_spread(session, family, phase))
 
 
 @router.get("/fleet/top-jobs", summary="Jobs with the most GPU-hours per billion parameters")
-def top_jobs(session: SessionDep, _: ReadToken, table: TableQuery, n: Annotated[int, Query(gt=0, le=10000)] = 20,
-             phase: PhaseQuery = None) -> Response:
+def top_jobs(
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    n: Annotated[int, Query(gt=0, le=10000)] = 20,
+    phase: PhaseQuery = None,
+) -> Response:
     return table.respond(fleet.top_jobs(session, n, phase))
 
 

@@ -55,17 +55,31 @@ class RunPatch(BaseModel):
 
 
 @router.get("", summary="List runs")
-def runs(session: SessionDep, _: ReadToken, table: TableQuery, model: str | None = None, family: str | None = None,
-         hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
-         attention_backend: str | None = None,
-         experiment: Annotated[str | None, Query(description="Only runs of this experiment")] = None,
-         tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
-         since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
-         until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None) -> Response:
+def runs(
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    model: str | None = None,
+    family: str | None = None,
+    hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
+    attention_backend: str | None = None,
+    experiment: Annotated[str | None, Query(description="Only runs of this experiment")] = None,
+    tag: Annotated[list[str], Query(description="KEY=VALUE, repeatable")] = [],
+    since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None,
+) -> Response:
     """Runs matching every filter, oldest first, one row each."""
-    frame = list_runs(session, model=model, family=family, hardware=hardware, attention_backend=attention_backend,
-                      tags=parse_key_values(tag, "query parameter 'tag'"), since=since, until=until,
-                      experiment=experiment)
+    frame = list_runs(
+        session,
+        model=model,
+        family=family,
+        hardware=hardware,
+        attention_backend=attention_backend,
+        tags=parse_key_values(tag, "query parameter 'tag'"),
+        since=since,
+        until=until,
+        experiment=experiment,
+    )
     return table.respond(frame)
 
 
@@ -100,9 +114,14 @@ def remove_run(run_id: int, session: SessionDep, token: WriteToken) -> Response:
 
 
 @router.get("/{run_id}/trace", summary="Download a run's raw trace file")
-def download_trace(run_id: int, session: SessionDep, _: ReadToken,
-                   trace_id: Annotated[int | None, Query(description="One of the run's files (default: its "
-                                                         "timeline trace, or its only file)")] = None) -> Response:
+def download_trace(
+    run_id: int,
+    session: SessionDep,
+    _: ReadToken,
+    trace_id: Annotated[
+        int | None, Query(description="One of the run's files (default: its timeline trace, or its only file)")
+    ] = None,
+) -> Response:
     """The file as it was ingested, streamed from the raw store under its original name."""
     path, name, fmt = raw_trace(session, run_id, trace_id)
     with path.open("rb") as fh:
@@ -129,7 +148,12 @@ def reingest(run_id: int, request: Request, _: WriteToken) -> Response:
 
 
 @router.get("/{run_id}/breakdown", summary="Operator breakdown of a run (paper Fig 7)")
-def run_breakdown(run_id: int, session: SessionDep, _: ReadToken, table: TableQuery,
-                  by: Annotated[str, Query(description=" | ".join(BY_CHOICES))] = "operator") -> Response:
+def run_breakdown(
+    run_id: int,
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    by: Annotated[str, Query(description=" | ".join(BY_CHOICES))] = "operator",
+) -> Response:
     """Count, total ns and share of the run's kernel time per group."""
     return table.respond(breakdown(session, run_id, by))

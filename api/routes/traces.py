@@ -27,19 +27,41 @@ from tracehouse.schema.models import IngestJob
 router = APIRouter(prefix="/v1", tags=["uploads"])
 CHUNK = 1 << 20
 # The body is parsed by the route as it streams (api/upload_body.py), so it is described here.
-UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "PyTorch Profiler .json/.json.gz, nsys .sqlite, or (repeated) the "
-                                "Nsight Compute CSVs of one run; the name is metadata (at most 255 bytes)"},
-        "model": {"type": "string", "examples": ["stable-diffusion"]},
-        "hardware": {"type": "string", "description": "Overrides the trace's device name"},
-        "attention_backend": {"type": "string", "examples": ["flash"]},
-        "experiment": {"type": "string", "description": "Experiment the run belongs to (repeats share one)"},
-        "meta": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE run metadata or tags"},
-        "manifest": {"type": "string", "description": "A collectors run manifest (JSON)"},
-        "run_id": {"type": "integer", "description": "Attach Nsight Compute counters to this run"},
-    }}}}}}
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "PyTorch Profiler .json/.json.gz, nsys .sqlite, or (repeated) the "
+                            "Nsight Compute CSVs of one run; the name is metadata (at most 255 bytes)",
+                        },
+                        "model": {"type": "string", "examples": ["stable-diffusion"]},
+                        "hardware": {"type": "string", "description": "Overrides the trace's device name"},
+                        "attention_backend": {"type": "string", "examples": ["flash"]},
+                        "experiment": {
+                            "type": "string",
+                            "description": "Experiment the run belongs to (repeats share one)",
+                        },
+                        "meta": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "KEY=VALUE run metadata or tags",
+                        },
+                        "manifest": {"type": "string", "description": "A collectors run manifest (JSON)"},
+                        "run_id": {"type": "integer", "description": "Attach Nsight Compute counters to this run"},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class JobOut(BaseModel):
@@ -49,14 +71,22 @@ class JobOut(BaseModel):
     error: str | None = Field(default=None, description="Why it failed", examples=[None])
     original_name: str = Field(examples=["sd_a100_flash.json.gz"])
     duplicate_of: int | None = Field(
-        default=None, examples=[None],
+        default=None,
+        examples=[None],
         description="Set when this trace (by content: recompressed counts as the same) was already "
-                    "ingested: the existing run, whose metadata was kept; correct it with PATCH /v1/runs/{id}")
+        "ingested: the existing run, whose metadata was kept; correct it with PATCH /v1/runs/{id}",
+    )
 
 
 def _job_out(job: IngestJob) -> JobOut:
-    return JobOut(job_id=job.id, status=job.status, run_id=job.run_id, error=job.error,
-                  original_name=job.original_name, duplicate_of=job.duplicate_of)
+    return JobOut(
+        job_id=job.id,
+        status=job.status,
+        run_id=job.run_id,
+        error=job.error,
+        original_name=job.original_name,
+        duplicate_of=job.duplicate_of,
+    )
 
 
 def _checked_unit(body: UploadBody, max_inflated_bytes: int) -> IngestUnit:
@@ -66,8 +96,10 @@ def _checked_unit(body: UploadBody, max_inflated_bytes: int) -> IngestUnit:
         check_container(path, max_inflated_bytes)
     units = plan_units([path for _, path in body.files])
     if len(units) != 1:
-        raise BadInput("upload one timeline trace, or the CSV files of one Nsight Compute run, "
-                       f"per request (got {len(units)} runs' worth)")
+        raise BadInput(
+            "upload one timeline trace, or the CSV files of one Nsight Compute run, "
+            f"per request (got {len(units)} runs' worth)"
+        )
     return units[0]
 
 
@@ -117,8 +149,11 @@ def _metadata(meta: list[str], manifest: str | None, fields: dict[str, str | Non
 
 def _form_values(body: UploadBody) -> tuple[dict[str, object], int | None]:
     """The upload's metadata and its ``run_id`` (an id the run table can hold, or 422)."""
-    values = _metadata(body.fields.get("meta", []), body.one("manifest"),
-                       {k: body.one(k) for k in ("model", "hardware", "attention_backend", "experiment")})
+    values = _metadata(
+        body.fields.get("meta", []),
+        body.one("manifest"),
+        {k: body.one(k) for k in ("model", "hardware", "attention_backend", "experiment")},
+    )
     run_id = body.one("run_id")
     if run_id is None or run_id == "":
         return values, None
@@ -128,24 +163,52 @@ def _form_values(body: UploadBody) -> tuple[dict[str, object], int | None]:
         raise InvalidField("run_id: Input should be a valid integer") from None
 
 
-def _enqueue(engine: Engine, body: UploadBody, unit: IngestUnit, values: dict[str, object],
-             token_id: int | None, run_id: int | None) -> JobOut:
+def _enqueue(
+    engine: Engine,
+    body: UploadBody,
+    unit: IngestUnit,
+    values: dict[str, object],
+    token_id: int | None,
+    run_id: int | None,
+) -> JobOut:
     clients = {path: client for client, path in body.files}
     # One file is queued as itself, an ncu run's files as their folder.
     upload_path = unit.paths[0] if len(unit.paths) == 1 else body.folder
     with session_scope(engine) as session:
-        job = enqueue(session, original_name=", ".join(clients[p] for p in unit.paths), upload_path=upload_path,
-                      sha256=body.sha256, size=body.size, meta=values, token_id=token_id, target_run_id=run_id)
+        job = enqueue(
+            session,
+            original_name=", ".join(clients[p] for p in unit.paths),
+            upload_path=upload_path,
+            sha256=body.sha256,
+            size=body.size,
+            meta=values,
+            token_id=token_id,
+            target_run_id=run_id,
+        )
         return _job_out(job)
 
 
-@router.post("/traces", status_code=202, response_model=JobOut, openapi_extra=UPLOAD_FORM,
-             responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
-             summary="Upload a trace; returns an ingest job")
+@router.post(
+    "/traces",
+    status_code=202,
+    response_model=JobOut,
+    openapi_extra=UPLOAD_FORM,
+    responses={200: {"model": JobOut, "description": "With `wait`: the job finished in time (done)"}},
+    summary="Upload a trace; returns an ingest job",
+)
 async def upload_trace(
-    request: Request, response: Response, settings: SettingsDep, token_id: UploaderId,
-    wait: Annotated[float, Query(ge=0, le=600, description="Seconds to wait for the ingest; "
-                                 "a finished one answers 200, a failed one 422 with its error")] = 0,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    token_id: UploaderId,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=600,
+            description="Seconds to wait for the ingest; a finished one answers 200, a failed one 422 with its error",
+        ),
+    ] = 0,
 ) -> JobOut:
     """Stream a trace to disk and queue its ingest; poll ``/v1/jobs/{job_id}`` (or pass ``wait``).
     The token and ``Content-Length`` are checked before the body is read; 202 while the job is

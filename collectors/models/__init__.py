@@ -15,8 +15,13 @@ MODELS: dict[str, tuple[str, str]] = {
     "phenaki": ("phenaki", "phenaki"),
     "diffusion-lm": ("dlm", "dlm"),
 }
-ALIASES = {"sd": "stable-diffusion", "mav": "make-a-video", "dlm": "diffusion-lm",
-           "llada": "diffusion-lm", "llama2": "llama"}
+ALIASES = {
+    "sd": "stable-diffusion",
+    "mav": "make-a-video",
+    "dlm": "diffusion-lm",
+    "llada": "diffusion-lm",
+    "llama2": "llama",
+}
 SUITE = tuple(MODELS)
 
 

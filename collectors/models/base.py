@@ -25,8 +25,9 @@ class Knobs:
         """``other``'s set values win (``batch`` always comes from ``other`` when given)."""
         if other is None:
             return self
-        return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
-                                if getattr(other, f.name) is not None})
+        return replace(
+            self, **{f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name) is not None}
+        )
 
     def required(self) -> RequiredKnobs:
         """The knobs as a model's ``run`` reads them: set, as numbers."""

@@ -45,8 +45,16 @@ def apply_rope(x: torch.Tensor, tables) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None,
-                 kv_heads: int | None = None, qkv_bias: bool = False, out_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        context_dim: int | None = None,
+        kv_heads: int | None = None,
+        qkv_bias: bool = False,
+        out_bias: bool = True,
+    ) -> None:
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         self.kv_heads = kv_heads or heads
@@ -57,8 +65,16 @@ class Attention(nn.Module):
         self.v = ALinear(cdim, kv_inner, bias=qkv_bias)
         self.o = ALinear(inner, dim, bias=out_bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *, kind: str = "self",
-                is_causal: bool = False, cache: dict | None = None, rope=None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        kind: str = "self",
+        is_causal: bool = False,
+        cache: dict | None = None,
+        rope=None,
+    ) -> torch.Tensor:
         b, s, _ = x.shape
         ctx = x if context is None else context
         q = self.q(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
@@ -111,34 +127,57 @@ def make_norm(kind: str, dim: int, eps: float = 1e-5) -> nn.Module:
 class TransformerBlock(nn.Module):
     """Pre-norm block: self-attention, optional cross-attention, feed-forward."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, ff_inner: int, *, act: str = "gelu",
-                 norm: str = "layer", cross_dim: int | None = None, kv_heads: int | None = None,
-                 qkv_bias: bool = True, out_bias: bool = True, ff_bias: bool = True,
-                 self_attention: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        ff_inner: int,
+        *,
+        act: str = "gelu",
+        norm: str = "layer",
+        cross_dim: int | None = None,
+        kv_heads: int | None = None,
+        qkv_bias: bool = True,
+        out_bias: bool = True,
+        ff_bias: bool = True,
+        self_attention: bool = True,
+    ) -> None:
         super().__init__()
         self.self_attention = self_attention
         if self_attention:
             self.norm1 = make_norm(norm, dim)
-            self.attn1 = Attention(dim, heads, head_dim, kv_heads=kv_heads, qkv_bias=qkv_bias,
-                                   out_bias=out_bias)
+            self.attn1 = Attention(dim, heads, head_dim, kv_heads=kv_heads, qkv_bias=qkv_bias, out_bias=out_bias)
         self.cross = cross_dim is not None
         if self.cross:
             self.norm2 = make_norm(norm, dim)
-            self.attn2 = Attention(dim, heads, head_dim, context_dim=cross_dim, qkv_bias=qkv_bias,
-                                   out_bias=out_bias)
+            self.attn2 = Attention(dim, heads, head_dim, context_dim=cross_dim, qkv_bias=qkv_bias, out_bias=out_bias)
         self.norm3 = make_norm(norm, dim)
         self.ff = FeedForward(dim, ff_inner, act, bias=ff_bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *, kind: str = "self",
-                is_causal: bool = False, cache: dict | None = None, rope=None,
-                cross_kind: str = "cross") -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        kind: str = "self",
+        is_causal: bool = False,
+        cache: dict | None = None,
+        rope=None,
+        cross_kind: str = "cross",
+    ) -> torch.Tensor:
         if self.self_attention:
-            x = x + self.attn1(self.norm1(x), kind=kind, is_causal=is_causal,
-                               cache=None if cache is None else cache.setdefault("self", {}),
-                               rope=rope)
+            x = x + self.attn1(
+                self.norm1(x),
+                kind=kind,
+                is_causal=is_causal,
+                cache=None if cache is None else cache.setdefault("self", {}),
+                rope=rope,
+            )
         if self.cross and context is not None:
-            x = x + self.attn2(self.norm2(x), context, kind=cross_kind,
-                               cache=None if cache is None else cache.setdefault("cross", {}))
+            x = x + self.attn2(
+                self.norm2(x), context, kind=cross_kind, cache=None if cache is None else cache.setdefault("cross", {})
+            )
         return x + self.ff(self.norm3(x))
 
 
@@ -176,28 +215,46 @@ class Transformer(nn.Module):
         self.embed = AEmbedding(cfg.vocab, cfg.dim) if cfg.vocab else None
         self.pos = nn.Parameter(torch.zeros(cfg.max_positions, cfg.dim)) if cfg.max_positions else None
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.heads, cfg.hd, cfg.ff_inner, act=cfg.act, norm=cfg.norm,
-                             cross_dim=cfg.cross_dim, kv_heads=cfg.kv_heads, qkv_bias=cfg.qkv_bias,
-                             out_bias=cfg.out_bias, ff_bias=cfg.ff_bias)
-            for _ in range(cfg.layers))
+            TransformerBlock(
+                cfg.dim,
+                cfg.heads,
+                cfg.hd,
+                cfg.ff_inner,
+                act=cfg.act,
+                norm=cfg.norm,
+                cross_dim=cfg.cross_dim,
+                kv_heads=cfg.kv_heads,
+                qkv_bias=cfg.qkv_bias,
+                out_bias=cfg.out_bias,
+                ff_bias=cfg.ff_bias,
+            )
+            for _ in range(cfg.layers)
+        )
         self.norm = make_norm(cfg.norm, cfg.dim)
         self.head = None
         if cfg.lm_head and not (cfg.tie_head and self.embed is not None):
             self.head = ALinear(cfg.dim, cfg.lm_head, bias=False)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor | None = None, *,
-                kind: str = "self", is_causal: bool = False, caches: list | None = None,
-                start: int = 0, logits: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        kind: str = "self",
+        is_causal: bool = False,
+        caches: list | None = None,
+        start: int = 0,
+        logits: bool = True,
+    ) -> torch.Tensor:
         x = self.embed(tokens) if self.embed is not None else tokens
         s = x.shape[1]
         rope = None
         if self.pos is not None:
-            x = x + self.pos[start:start + s]
+            x = x + self.pos[start : start + s]
         elif self.cfg.rope:
             rope = rope_tables(self.cfg.hd, torch.arange(start, start + s, device=x.device))
         for i, blk in enumerate(self.blocks):
-            x = blk(x, context, kind=kind, is_causal=is_causal,
-                    cache=None if caches is None else caches[i], rope=rope)
+            x = blk(x, context, kind=kind, is_causal=is_causal, cache=None if caches is None else caches[i], rope=rope)
         x = self.norm(x)
         if not logits or not self.cfg.lm_head:
             return x
@@ -240,15 +297,33 @@ class ResnetBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """diffusers ``Transformer2DModel``: GroupNorm, 1x1 proj, BasicTransformerBlock(s), 1x1 proj."""
 
-    def __init__(self, ch: int, heads: int, cross_dim: int | None, groups: int, depth: int = 1,
-                 self_attention: bool = True, kind: str = "self") -> None:
+    def __init__(
+        self,
+        ch: int,
+        heads: int,
+        cross_dim: int | None,
+        groups: int,
+        depth: int = 1,
+        self_attention: bool = True,
+        kind: str = "self",
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.norm = AGroupNorm(groups, ch, eps=1e-6)
         self.proj_in = AConv2d(ch, ch, 1)
         self.blocks = nn.ModuleList(
-            TransformerBlock(ch, heads, ch // heads, 4 * ch, act="geglu", cross_dim=cross_dim,
-                             qkv_bias=False, self_attention=self_attention) for _ in range(depth))
+            TransformerBlock(
+                ch,
+                heads,
+                ch // heads,
+                4 * ch,
+                act="geglu",
+                cross_dim=cross_dim,
+                qkv_bias=False,
+                self_attention=self_attention,
+            )
+            for _ in range(depth)
+        )
         self.proj_out = AConv2d(ch, ch, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -331,8 +406,9 @@ class UNet(nn.Module):
             if cfg.temporal:
                 d["tconv"] = TemporalConv(cout, g)
             if attn:
-                d["attn"] = SpatialTransformer(cout, cfg.heads, cfg.cross_dim, g,
-                                               self_attention=cfg.self_attention, kind=cfg.spatial_kind)
+                d["attn"] = SpatialTransformer(
+                    cout, cfg.heads, cfg.cross_dim, g, self_attention=cfg.self_attention, kind=cfg.spatial_kind
+                )
                 if cfg.temporal:
                     d["tattn"] = TemporalTransformer(cout, cfg.heads, g)
             return d
@@ -380,8 +456,7 @@ class UNet(nn.Module):
             x = d["tattn"](x, frames)
         return x
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None,
-                frames: int = 1) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None, frames: int = 1) -> torch.Tensor:
         """``x``: (B*F, C, H, W); ``t``: (B*F,); ``context``: (B*F, L, D) or None."""
         temb = self.time2(F.silu(self.time1(timestep_embedding(t, self.cfg.channels[0]).to(x.dtype))))
         x = self.conv_in(x)
@@ -449,8 +524,9 @@ class ConvDecoder(nn.Module):
         self.upsample = nn.ModuleList()
         prev = rev[0]
         for i, cout in enumerate(rev):
-            self.up.append(nn.ModuleList(ResnetBlock(prev if j == 0 else cout, cout, None, g)
-                                         for j in range(cfg.layers + 1)))
+            self.up.append(
+                nn.ModuleList(ResnetBlock(prev if j == 0 else cout, cout, None, g) for j in range(cfg.layers + 1))
+            )
             prev = cout
             if i < len(rev) - 1:
                 self.upsample.append(AConv2d(cout, cout, 3, padding=1))

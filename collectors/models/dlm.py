@@ -24,8 +24,9 @@ class DLMConfig:
 
 CONFIGS = {
     "tiny": DLMConfig(llama_config(64, 2, 4, 172, vocab=512), Knobs(text_length=16, decode_tokens=8, steps=4)),
-    "paper": DLMConfig(llama_config(4096, 32, 32, 12288, vocab=126464),
-                       Knobs(text_length=512, decode_tokens=128, steps=128)),
+    "paper": DLMConfig(
+        llama_config(4096, 32, 32, 12288, vocab=126464), Knobs(text_length=512, decode_tokens=128, steps=128)
+    ),
 }
 
 
@@ -37,14 +38,15 @@ def run(m, cfg: DLMConfig, ctx: RunContext) -> None:
     k = ctx.knobs.required()
     vocab = cfg.model.vocab - 1  # the last id is the mask token
     prompt = ctx.randint(vocab, k.batch, k.text_length)
-    parallel_decode(m["transformer"], ctx, k.decode_tokens, vocab, k.steps, None, batch=k.batch,
-                    prefix=prompt)
+    parallel_decode(m["transformer"], ctx, k.decode_tokens, vocab, k.steps, None, batch=k.batch, prefix=prompt)
     ctx.notes["sequence_length"] = k.text_length + k.decode_tokens
 
 
 SPEC = ModelSpec(
     name="diffusion-lm",
-    configs=CONFIGS, build=build, run=run,
+    configs=CONFIGS,
+    build=build,
+    run=run,
     published={"transformer": (8_020_000_000, 0.03)},
     published_note="LLaDA-8B (8.02B)",
     knob_names=("batch", "decode_tokens", "steps", "text_length"),

@@ -46,9 +46,17 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                 is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+def hf_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
     """transformers attention function: ``(b, h, s, d)`` q/k/v in, ``(b, s, h, d)`` out.
 
     Type: ``causal`` (prefill / causal encoder), ``causal-decode`` (one query against a longer
@@ -64,8 +72,9 @@ def hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, valu
     use_causal = causal and sq > 1 and attention_mask is None
     if use_causal and skv > sq:  # prefill into a pre-sized cache: keep the flash-eligible square
         key, value = key[:, :, :sq], value[:, :, :sq]
-    out = attention(query, key, value, kind, is_causal=use_causal, attn_mask=attention_mask,
-                    scale=scaling, seq_major=True)
+    out = attention(
+        query, key, value, kind, is_causal=use_causal, attn_mask=attention_mask, scale=scaling, seq_major=True
+    )
     return out, None
 
 
@@ -74,6 +83,7 @@ def transformers():
     """The ``transformers`` package, offline, with ``tracehouse_sdpa`` registered."""
     _offline()
     import transformers as tf
+
     tf.logging.set_verbosity_error()
     tf.AttentionInterface.register(ATTN_IMPLEMENTATION, hf_attention)
     return tf
@@ -94,6 +104,7 @@ def build_transformers(model_cls: Callable[..., nn.Module], config) -> nn.Module
 def diffusers():
     _offline()
     import diffusers as df
+
     df.utils.logging.set_verbosity_error()
     return df
 
@@ -109,8 +120,9 @@ def _processor_class():
             super().__init__()
             self.self_kind, self.cross_kind = self_kind, cross_kind
 
-        def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                     temb=None, *args, **kwargs):
+        def __call__(
+            self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+        ):
             kind = self.self_kind if encoder_hidden_states is None else self.cross_kind
             residual = hidden_states
             if attn.spatial_norm is not None:
@@ -120,7 +132,8 @@ def _processor_class():
                 batch_size, channel, height, width = hidden_states.shape
                 hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
             batch_size, sequence_length, _ = (
-                hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape)
+                hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+            )
             if attention_mask is not None:
                 attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
                 attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
@@ -141,8 +154,9 @@ def _processor_class():
                 query = attn.norm_q(query)
             if attn.norm_k is not None:
                 key = attn.norm_k(key)
-            hidden_states = attention(query, key, value, kind, attn_mask=attention_mask,
-                                      scale=getattr(attn, "scale", None))
+            hidden_states = attention(
+                query, key, value, kind, attn_mask=attention_mask, scale=getattr(attn, "scale", None)
+            )
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
             hidden_states = hidden_states.to(query.dtype)
             hidden_states = attn.to_out[0](hidden_states)
@@ -175,19 +189,33 @@ def annotate_diffusers(model: nn.Module, kinds: Callable[[str], tuple[str, str]]
 def clip_text_model(c) -> nn.Module:
     """transformers ``CLIPTextModel`` for a ``clip_text`` layout (``TransformerConfig``)."""
     tf = transformers()
-    cfg = tf.CLIPTextConfig(vocab_size=c.vocab, hidden_size=c.dim, intermediate_size=c.ff_inner,
-                            num_hidden_layers=c.layers, num_attention_heads=c.heads,
-                            max_position_embeddings=c.max_positions, hidden_act="quick_gelu",
-                            projection_dim=c.dim)
+    cfg = tf.CLIPTextConfig(
+        vocab_size=c.vocab,
+        hidden_size=c.dim,
+        intermediate_size=c.ff_inner,
+        num_hidden_layers=c.layers,
+        num_attention_heads=c.heads,
+        max_position_embeddings=c.max_positions,
+        hidden_act="quick_gelu",
+        projection_dim=c.dim,
+    )
     return build_transformers(tf.CLIPTextModel, cfg)
 
 
 def _unet_blocks(u, dims: int) -> dict:
     down = tuple(f"CrossAttnDownBlock{dims}D" if a else f"DownBlock{dims}D" for a in u.attn)
     up = tuple(f"CrossAttnUpBlock{dims}D" if a else f"UpBlock{dims}D" for a in reversed(u.attn))
-    return dict(in_channels=u.in_ch, out_channels=u.out_ch, block_out_channels=tuple(u.channels),
-                down_block_types=down, up_block_types=up, layers_per_block=u.layers,
-                cross_attention_dim=u.cross_dim, attention_head_dim=u.heads, norm_num_groups=u.groups)
+    return dict(
+        in_channels=u.in_ch,
+        out_channels=u.out_ch,
+        block_out_channels=tuple(u.channels),
+        down_block_types=down,
+        up_block_types=up,
+        layers_per_block=u.layers,
+        cross_attention_dim=u.cross_dim,
+        attention_head_dim=u.heads,
+        norm_num_groups=u.groups,
+    )
 
 
 def unet2d(u) -> nn.Module:
@@ -234,10 +262,17 @@ def kl_decoder(d) -> nn.Module:
     """``AutoencoderKL`` decoder for a ``DecoderConfig``."""
     n = len(d.channels)
     vae = diffusers().AutoencoderKL(
-        in_channels=d.out_ch, out_channels=d.out_ch, latent_channels=d.latent_ch,
-        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(d.channels), layers_per_block=d.layers, norm_num_groups=d.groups,
-        use_post_quant_conv=d.post_quant, mid_block_add_attention=d.mid_attn)
+        in_channels=d.out_ch,
+        out_channels=d.out_ch,
+        latent_channels=d.latent_ch,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(d.channels),
+        layers_per_block=d.layers,
+        norm_num_groups=d.groups,
+        use_post_quant_conv=d.post_quant,
+        mid_block_add_attention=d.mid_attn,
+    )
     return annotate_diffusers(KLDecoder(vae))
 
 

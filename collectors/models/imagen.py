@@ -33,23 +33,61 @@ class ImagenConfig:
 CONFIGS = {
     "tiny": ImagenConfig(
         text=T5_TINY,
-        base=UNetConfig(in_ch=3, out_ch=3, channels=(32, 64), layers=1, attn=(False, True),
-                        heads=2, cross_dim=32, groups=8),
-        sr=(UNetConfig(in_ch=6, out_ch=3, channels=(16, 32), layers=1, attn=(False, True), heads=2,
-                       cross_dim=32, groups=8, self_attention=False),),
-        sr_factor=2, knobs=Knobs(image_size=32, steps=2, text_length=8),
+        base=UNetConfig(
+            in_ch=3, out_ch=3, channels=(32, 64), layers=1, attn=(False, True), heads=2, cross_dim=32, groups=8
+        ),
+        sr=(
+            UNetConfig(
+                in_ch=6,
+                out_ch=3,
+                channels=(16, 32),
+                layers=1,
+                attn=(False, True),
+                heads=2,
+                cross_dim=32,
+                groups=8,
+                self_attention=False,
+            ),
+        ),
+        sr_factor=2,
+        knobs=Knobs(image_size=32, steps=2, text_length=8),
     ),
     "paper": ImagenConfig(
         text=T5_XXL,
-        base=UNetConfig(in_ch=3, out_ch=3, channels=(512, 1024, 1536, 2048), layers=2,
-                        attn=(False, True, True, True), heads=8, cross_dim=4096),
-        sr=(UNetConfig(in_ch=6, out_ch=3, channels=(128, 256, 512, 1024), layers=4,
-                       attn=(False, False, False, True), heads=8, cross_dim=4096,
-                       self_attention=False),
-            UNetConfig(in_ch=6, out_ch=3, channels=(128, 256, 512, 1024), layers=4,
-                       attn=(False, False, False, False), heads=8, cross_dim=4096,
-                       self_attention=False, mid_attn=True)),
-        sr_factor=4, knobs=Knobs(image_size=1024, steps=50, text_length=128),
+        base=UNetConfig(
+            in_ch=3,
+            out_ch=3,
+            channels=(512, 1024, 1536, 2048),
+            layers=2,
+            attn=(False, True, True, True),
+            heads=8,
+            cross_dim=4096,
+        ),
+        sr=(
+            UNetConfig(
+                in_ch=6,
+                out_ch=3,
+                channels=(128, 256, 512, 1024),
+                layers=4,
+                attn=(False, False, False, True),
+                heads=8,
+                cross_dim=4096,
+                self_attention=False,
+            ),
+            UNetConfig(
+                in_ch=6,
+                out_ch=3,
+                channels=(128, 256, 512, 1024),
+                layers=4,
+                attn=(False, False, False, False),
+                heads=8,
+                cross_dim=4096,
+                self_attention=False,
+                mid_attn=True,
+            ),
+        ),
+        sr_factor=4,
+        knobs=Knobs(image_size=1024, steps=50, text_length=128),
     ),
 }
 
@@ -86,16 +124,31 @@ def run(m, cfg: ImagenConfig, ctx: RunContext) -> None:
         size *= cfg.sr_factor
         low = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         # Each SR stage numbers its steps after the previous stage's, so (component, step) is unique.
-        x = _denoise(m[f"super_resolution{i}" if i else "super_resolution"], ctx.randn(b, 3, size, size),
-                     low, text, n, k.steps, "super_resolution", ctx, extra_step=i * k.steps)
+        x = _denoise(
+            m[f"super_resolution{i}" if i else "super_resolution"],
+            ctx.randn(b, 3, size, size),
+            low,
+            text,
+            n,
+            k.steps,
+            "super_resolution",
+            ctx,
+            extra_step=i * k.steps,
+        )
     ctx.notes["base_size"] = base
 
 
 SPEC = ModelSpec(
     name="imagen",
-    configs=CONFIGS, build=build, run=run,
-    published={"text_encoder": (4_762_310_656, 0.01), "unet": (2_000_000_000, 0.2),
-               "super_resolution": (600_000_000, 0.2), "super_resolution1": (400_000_000, 0.2)},
+    configs=CONFIGS,
+    build=build,
+    run=run,
+    published={
+        "text_encoder": (4_762_310_656, 0.01),
+        "unet": (2_000_000_000, 0.2),
+        "super_resolution": (600_000_000, 0.2),
+        "super_resolution1": (400_000_000, 0.2),
+    },
     published_note="Imagen: T5-XXL encoder 4.76B, base 64x64 UNet 2B, SR 600M + 400M",
     knob_names=("batch", "image_size", "steps", "text_length"),
 )

@@ -19,11 +19,24 @@ from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
 from tracehouse.collectors.models.blocks import Transformer, TransformerConfig
 
 
-def llama_config(dim: int, layers: int, heads: int, ff: int, vocab: int = 32000,
-                 kv_heads: int | None = None) -> TransformerConfig:
-    return TransformerConfig(dim=dim, layers=layers, heads=heads, ff_inner=ff, vocab=vocab,
-                             kv_heads=kv_heads, act="swiglu", norm="rms", rope=True, qkv_bias=False,
-                             out_bias=False, ff_bias=False, lm_head=vocab)
+def llama_config(
+    dim: int, layers: int, heads: int, ff: int, vocab: int = 32000, kv_heads: int | None = None
+) -> TransformerConfig:
+    return TransformerConfig(
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        ff_inner=ff,
+        vocab=vocab,
+        kv_heads=kv_heads,
+        act="swiglu",
+        norm="rms",
+        rope=True,
+        qkv_bias=False,
+        out_bias=False,
+        ff_bias=False,
+        lm_head=vocab,
+    )
 
 
 @dataclass(frozen=True)
@@ -33,8 +46,7 @@ class LlamaConfig:
 
 
 CONFIGS = {
-    "tiny": LlamaConfig(llama_config(64, 2, 4, 172, vocab=512, kv_heads=2),
-                        Knobs(text_length=16, decode_tokens=8)),
+    "tiny": LlamaConfig(llama_config(64, 2, 4, 172, vocab=512, kv_heads=2), Knobs(text_length=16, decode_tokens=8)),
     "paper": LlamaConfig(llama_config(4096, 32, 32, 11008), Knobs(text_length=512, decode_tokens=128)),
 }
 
@@ -42,16 +54,27 @@ CONFIGS = {
 def hf_config(c: TransformerConfig):
     """transformers ``LlamaConfig`` for one of our LLaMA layouts."""
     from tracehouse.collectors.models.hf import transformers
+
     tf = transformers()
-    return tf.LlamaConfig(vocab_size=c.vocab, hidden_size=c.dim, intermediate_size=c.ff_inner,
-                          num_hidden_layers=c.layers, num_attention_heads=c.heads,
-                          num_key_value_heads=c.kv_heads or c.heads, max_position_embeddings=4096,
-                          rms_norm_eps=1e-5, tie_word_embeddings=c.tie_head, attention_bias=c.qkv_bias,
-                          mlp_bias=c.ff_bias, use_cache=True)
+    return tf.LlamaConfig(
+        vocab_size=c.vocab,
+        hidden_size=c.dim,
+        intermediate_size=c.ff_inner,
+        num_hidden_layers=c.layers,
+        num_attention_heads=c.heads,
+        num_key_value_heads=c.kv_heads or c.heads,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=c.tie_head,
+        attention_bias=c.qkv_bias,
+        mlp_bias=c.ff_bias,
+        use_cache=True,
+    )
 
 
 def build(cfg: LlamaConfig):
     from tracehouse.collectors.models.hf import build_transformers, transformers
+
     return {"transformer": build_transformers(transformers().LlamaForCausalLM, hf_config(cfg.model))}
 
 
@@ -71,9 +94,17 @@ def hf_generate(model, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
     return torch.cat(toks, dim=1)
 
 
-def generate(model: Transformer, prompt: torch.Tensor, n_new: int, *, kind_prefill: str = "causal",
-             kind_decode: str = "causal-decode", context: torch.Tensor | None = None,
-             prefill_component: str = "prefill", decode_component: str = "decode") -> torch.Tensor:
+def generate(
+    model: Transformer,
+    prompt: torch.Tensor,
+    n_new: int,
+    *,
+    kind_prefill: str = "causal",
+    kind_decode: str = "causal-decode",
+    context: torch.Tensor | None = None,
+    prefill_component: str = "prefill",
+    decode_component: str = "decode",
+) -> torch.Tensor:
     """Greedy KV-cache generation; ``context`` (cross-attention memory) for encoder-decoders."""
     caches: list[dict[str, Any]] = [{} for _ in model.blocks]
     with component(prefill_component):
@@ -100,7 +131,9 @@ def run(m, cfg: LlamaConfig, ctx: RunContext) -> None:
 
 SPEC = ModelSpec(
     name="llama",
-    configs=CONFIGS, build=build, run=run,
+    configs=CONFIGS,
+    build=build,
+    run=run,
     published={"transformer": (6_738_415_616, 0.01)},
     published_note="LLaMA-2-7B (Touvron et al. 2023; HF Llama-2-7b: 6,738,415,616)",
     knob_names=("batch", "decode_tokens", "text_length"),

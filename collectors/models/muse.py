@@ -40,9 +40,18 @@ class MuseConfig:
 
 
 def token_transformer(dim, layers, heads, ff, codebook, positions, cross_dim) -> TransformerConfig:
-    return TransformerConfig(dim=dim, layers=layers, heads=heads, ff_inner=ff, vocab=codebook + 1,
-                             max_positions=positions, cross_dim=cross_dim, lm_head=codebook,
-                             act="gelu", norm="layer")
+    return TransformerConfig(
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        ff_inner=ff,
+        vocab=codebook + 1,
+        max_positions=positions,
+        cross_dim=cross_dim,
+        lm_head=codebook,
+        act="gelu",
+        norm="layer",
+    )
 
 
 CONFIGS = {
@@ -52,7 +61,11 @@ CONFIGS = {
         sr=token_transformer(32, 2, 2, 64, 256, 64, 32),
         lowres=TransformerConfig(dim=32, layers=1, heads=2, ff_inner=64, vocab=256, max_positions=16),
         vq=DecoderConfig(latent_ch=16, channels=(16, 16, 32, 32), layers=1, groups=8, post_quant=False),
-        codebook=256, base_div=16, sr_div=8, sr_steps=2, knobs=Knobs(image_size=64, steps=2, text_length=8),
+        codebook=256,
+        base_div=16,
+        sr_div=8,
+        sr_steps=2,
+        knobs=Knobs(image_size=64, steps=2, text_length=8),
     ),
     "paper": MuseConfig(
         text=T5_XXL,
@@ -60,7 +73,10 @@ CONFIGS = {
         sr=token_transformer(1024, 32, 16, 4096, 8192, 4096, 4096),
         lowres=TransformerConfig(dim=1024, layers=8, heads=16, ff_inner=4096, vocab=8192, max_positions=256),
         vq=DecoderConfig(latent_ch=256, channels=(128, 128, 256, 512), layers=2, post_quant=False),
-        codebook=8192, base_div=32, sr_div=8, sr_steps=8,
+        codebook=8192,
+        base_div=32,
+        sr_div=8,
+        sr_steps=8,
         knobs=Knobs(image_size=512, steps=24, text_length=77),
     ),
 }
@@ -90,9 +106,13 @@ class VQDecoder(torch.nn.Module):
 
 
 def build(cfg: MuseConfig):
-    return {"text_encoder": Transformer(cfg.text), "transformer": Transformer(cfg.base),
-            "super_resolution": Transformer(cfg.sr), "lowres_encoder": LowresEncoder(cfg.lowres, cfg.text.dim),
-            "vq_decoder": VQDecoder(cfg.vq, cfg.codebook)}
+    return {
+        "text_encoder": Transformer(cfg.text),
+        "transformer": Transformer(cfg.base),
+        "super_resolution": Transformer(cfg.sr),
+        "lowres_encoder": LowresEncoder(cfg.lowres, cfg.text.dim),
+        "vq_decoder": VQDecoder(cfg.vq, cfg.codebook),
+    }
 
 
 def _positions(cfg: TransformerConfig, n: int) -> TransformerConfig:
@@ -110,8 +130,9 @@ def run(m, cfg: MuseConfig, ctx: RunContext) -> None:
     with component("super_resolution"):
         low = m["lowres_encoder"](base)
     memory = torch.cat([text, low], dim=1)
-    sr = parallel_decode(m["super_resolution"], ctx, gs * gs, cfg.codebook, cfg.sr_steps, memory,
-                         batch=b * n, comp="super_resolution")
+    sr = parallel_decode(
+        m["super_resolution"], ctx, gs * gs, cfg.codebook, cfg.sr_steps, memory, batch=b * n, comp="super_resolution"
+    )
     with component("vq_decoder"):
         m["vq_decoder"](sr[:b], gs)
     ctx.notes.update(base_tokens=gb * gb, sr_tokens=gs * gs, sr_steps=cfg.sr_steps)
@@ -119,7 +140,9 @@ def run(m, cfg: MuseConfig, ctx: RunContext) -> None:
 
 SPEC = ModelSpec(
     name="muse",
-    configs=CONFIGS, build=build, run=run,
+    configs=CONFIGS,
+    build=build,
+    run=run,
     published={"text_encoder": (4_762_310_656, 0.01), "transformer": (3_000_000_000, 0.25)},
     published_note="Muse-3B base transformer (T5-XXL text encoder 4.76B); SR ~900M",
     knob_names=("batch", "image_size", "steps", "text_length"),

@@ -45,17 +45,28 @@ class PhenakiConfig:
 CONFIGS = {
     "tiny": PhenakiConfig(
         text=T5_TINY,
-        maskgit=TransformerConfig(dim=32, layers=2, heads=2, ff_inner=64, vocab=257, max_positions=256,
-                                  cross_dim=32, lm_head=256),
+        maskgit=TransformerConfig(
+            dim=32, layers=2, heads=2, ff_inner=64, vocab=257, max_positions=256, cross_dim=32, lm_head=256
+        ),
         cvivit=CViViTConfig(dim=32, layers=1, heads=2, ff=64),
-        codebook=256, knobs=Knobs(image_size=32, frames=5, steps=2, text_length=8),
+        codebook=256,
+        knobs=Knobs(image_size=32, frames=5, steps=2, text_length=8),
     ),
     "paper": PhenakiConfig(
         text=T5_XXL,
-        maskgit=TransformerConfig(dim=2048, layers=24, heads=16, ff_inner=8192, vocab=8193,
-                                  max_positions=6 * 256, cross_dim=4096, lm_head=8192),
+        maskgit=TransformerConfig(
+            dim=2048,
+            layers=24,
+            heads=16,
+            ff_inner=8192,
+            vocab=8193,
+            max_positions=6 * 256,
+            cross_dim=4096,
+            lm_head=8192,
+        ),
         cvivit=CViViTConfig(dim=512, layers=4, heads=8, ff=2048),
-        codebook=8192, knobs=Knobs(image_size=128, frames=11, steps=12, text_length=77),
+        codebook=8192,
+        knobs=Knobs(image_size=128, frames=11, steps=12, text_length=77),
     ),
 }
 
@@ -88,8 +99,11 @@ class CViViTDecoder(nn.Module):
 
 
 def build(cfg: PhenakiConfig):
-    return {"text_encoder": Transformer(cfg.text), "transformer": Transformer(cfg.maskgit),
-            "vq_decoder": CViViTDecoder(cfg.cvivit, cfg.codebook)}
+    return {
+        "text_encoder": Transformer(cfg.text),
+        "transformer": Transformer(cfg.maskgit),
+        "vq_decoder": CViViTDecoder(cfg.cvivit, cfg.codebook),
+    }
 
 
 def token_grid(frames: int, image_size: int, patch: int = 8) -> tuple[int, int]:
@@ -112,7 +126,9 @@ def run(m, cfg: PhenakiConfig, ctx: RunContext) -> None:
 
 SPEC = ModelSpec(
     name="phenaki",
-    configs=CONFIGS, build=build, run=run,
+    configs=CONFIGS,
+    build=build,
+    run=run,
     published={"transformer": (1_800_000_000, 0.1), "text_encoder": (4_762_310_656, 0.01)},
     published_note="Phenaki: 1.8B MaskGIT transformer; T5-XXL text encoder",
     knob_names=("batch", "image_size", "frames", "steps", "text_length"),

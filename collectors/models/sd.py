@@ -37,8 +37,16 @@ class SDConfig:
 CONFIGS = {
     "tiny": SDConfig(
         text=clip_text(32, 2, 2, vocab=1000),
-        unet=UNetConfig(in_ch=4, out_ch=4, channels=(32, 64, 64), layers=1,
-                        attn=(True, True, False), heads=2, cross_dim=32, groups=8),
+        unet=UNetConfig(
+            in_ch=4,
+            out_ch=4,
+            channels=(32, 64, 64),
+            layers=1,
+            attn=(True, True, False),
+            heads=2,
+            cross_dim=32,
+            groups=8,
+        ),
         vae=DecoderConfig(channels=(16, 16, 32, 32), layers=1, groups=8),
         knobs=Knobs(image_size=64, steps=2, text_length=8),
     ),
@@ -53,8 +61,8 @@ CONFIGS = {
 
 def build(cfg: SDConfig):
     from tracehouse.collectors.models.hf import clip_text_model, kl_decoder, unet2d
-    return {"text_encoder": clip_text_model(cfg.text), "unet": unet2d(cfg.unet),
-            "decoder": kl_decoder(cfg.vae)}
+
+    return {"text_encoder": clip_text_model(cfg.text), "unet": unet2d(cfg.unet), "decoder": kl_decoder(cfg.vae)}
 
 
 def run(m, cfg: SDConfig, ctx: RunContext) -> None:
@@ -73,9 +81,10 @@ def run(m, cfg: SDConfig, ctx: RunContext) -> None:
 
 SPEC = ModelSpec(
     name="stable-diffusion",
-    configs=CONFIGS, build=build, run=run,
-    published={"text_encoder": (123_060_480, 0.01), "unet": (859_520_964, 0.01),
-               "decoder": (49_490_199, 0.01)},
+    configs=CONFIGS,
+    build=build,
+    run=run,
+    published={"text_encoder": (123_060_480, 0.01), "unet": (859_520_964, 0.01), "decoder": (49_490_199, 0.01)},
     published_note="SD-1.5 (diffusers): CLIP ViT-L/14 text 123.06M, UNet 859.52M, VAE decoder 49.49M",
     knob_names=("batch", "image_size", "steps", "text_length"),
 )

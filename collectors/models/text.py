@@ -13,17 +13,34 @@ from tracehouse.collectors.models.blocks import Transformer, TransformerConfig
 
 def clip_text(dim: int, layers: int, heads: int, vocab: int = 49408, positions: int = 77) -> TransformerConfig:
     """CLIP text transformer (causal mask, quick-GELU MLP, learned positions)."""
-    return TransformerConfig(dim=dim, layers=layers, heads=heads, ff_inner=4 * dim, vocab=vocab,
-                             max_positions=positions, act="quick_gelu", norm="layer")
+    return TransformerConfig(
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        ff_inner=4 * dim,
+        vocab=vocab,
+        max_positions=positions,
+        act="quick_gelu",
+        norm="layer",
+    )
 
 
-def t5_encoder(dim: int, layers: int, heads: int, ff: int, head_dim: int = 64,
-               vocab: int = 32128) -> TransformerConfig:
+def t5_encoder(dim: int, layers: int, heads: int, ff: int, head_dim: int = 64, vocab: int = 32128) -> TransformerConfig:
     """T5 v1.1 encoder (RMSNorm, gated-GELU, no biases).  The relative position bias table
     (32 x heads, a few thousand parameters) is left out."""
-    return TransformerConfig(dim=dim, layers=layers, heads=heads, head_dim=head_dim, ff_inner=ff,
-                             vocab=vocab, act="gated-gelu", norm="rms", qkv_bias=False,
-                             out_bias=False, ff_bias=False)
+    return TransformerConfig(
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        head_dim=head_dim,
+        ff_inner=ff,
+        vocab=vocab,
+        act="gated-gelu",
+        norm="rms",
+        qkv_bias=False,
+        out_bias=False,
+        ff_bias=False,
+    )
 
 
 T5_XXL = t5_encoder(4096, 24, 64, 10240)
@@ -37,9 +54,18 @@ def encode_text(model: Transformer, ctx: RunContext, batch: int, causal: bool = 
         return model(tokens, kind="causal" if causal else "self", is_causal=causal)
 
 
-def parallel_decode(model: Transformer, ctx: RunContext, n_tokens: int, codebook: int, steps: int,
-                    context: torch.Tensor | None, *, batch: int, comp: str = "transformer",
-                    prefix: torch.Tensor | None = None) -> torch.Tensor:
+def parallel_decode(
+    model: Transformer,
+    ctx: RunContext,
+    n_tokens: int,
+    codebook: int,
+    steps: int,
+    context: torch.Tensor | None,
+    *,
+    batch: int,
+    comp: str = "transformer",
+    prefix: torch.Tensor | None = None,
+) -> torch.Tensor:
     """MaskGIT / Muse / Phenaki / LLaDA decoding: every step runs the bidirectional transformer
     over the whole sequence and unmasks the most confident tokens on a cosine schedule.
 

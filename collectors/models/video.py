@@ -33,16 +33,34 @@ class VideoConfig:
 CONFIGS = {
     "tiny": VideoConfig(
         text=clip_text(32, 2, 2, vocab=1000),
-        unet=UNetConfig(in_ch=3, out_ch=3, channels=(32, 64), layers=1, attn=(True, True), heads=2,
-                        cross_dim=32, groups=8, temporal=True, spatial_kind="spatial"),
+        unet=UNetConfig(
+            in_ch=3,
+            out_ch=3,
+            channels=(32, 64),
+            layers=1,
+            attn=(True, True),
+            heads=2,
+            cross_dim=32,
+            groups=8,
+            temporal=True,
+            spatial_kind="spatial",
+        ),
         knobs=Knobs(image_size=16, frames=4, steps=2, text_length=8),
     ),
     # heads=5 at 320 channels: head_dim 64, diffusers' UNet3DConditionModel default (5/10/20/20 heads).
     "paper": VideoConfig(
         text=CLIP_L,
-        unet=UNetConfig(in_ch=3, out_ch=3, channels=(320, 640, 1280, 1280), layers=2,
-                        attn=(True, True, True, False), heads=5, cross_dim=768, temporal=True,
-                        spatial_kind="spatial"),
+        unet=UNetConfig(
+            in_ch=3,
+            out_ch=3,
+            channels=(320, 640, 1280, 1280),
+            layers=2,
+            attn=(True, True, True, False),
+            heads=5,
+            cross_dim=768,
+            temporal=True,
+            spatial_kind="spatial",
+        ),
         knobs=Knobs(image_size=64, frames=16, steps=50, text_length=77),
     ),
 }
@@ -50,6 +68,7 @@ CONFIGS = {
 
 def build(cfg: VideoConfig):
     from tracehouse.collectors.models.hf import clip_text_model, unet3d
+
     return {"text_encoder": clip_text_model(cfg.text), "unet": unet3d(cfg.unet)}
 
 
@@ -66,7 +85,9 @@ def run(m, cfg: VideoConfig, ctx: RunContext) -> None:
 
 SPEC = ModelSpec(
     name="make-a-video",
-    configs=CONFIGS, build=build, run=run,
+    configs=CONFIGS,
+    build=build,
+    run=run,
     published={"text_encoder": (123_060_480, 0.01)},
     published_note="CLIP ViT-L/14 text encoder; the video UNet count is computed (no single published figure)",
     knob_names=("batch", "image_size", "frames", "steps", "text_length"),

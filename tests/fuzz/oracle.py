@@ -51,8 +51,10 @@ def _parse(path: Path, *, native: bool) -> tuple[ParsedTrace | None, str | None]
 def assert_same_pieces(path: Path, whole: kineto_native.Scanned, piece_sizes: tuple[int, ...]) -> None:
     """The document scanned a few bytes at a time gives the whole-document scan's frames: every
     cut an element can have (in a key, a string, a number, between two elements) is made."""
-    expected = {kind: frame.with_columns(us_text_to_ns(frame["ts"]).alias("ts"))  # pieces keep ns, not text
-                for kind, frame in kineto_native.frames(whole.columns).items()}
+    expected = {
+        kind: frame.with_columns(us_text_to_ns(frame["ts"]).alias("ts"))  # pieces keep ns, not text
+        for kind, frame in kineto_native.frames(whole.columns).items()
+    }
     for piece_bytes in piece_sizes:
         streamed = kineto_stream.scan_file(path, piece_bytes=piece_bytes)
         assert streamed is not None and streamed.event_count == whole.event_count

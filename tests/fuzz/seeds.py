@@ -54,7 +54,7 @@ def trace_slices(path: Path) -> list[bytes]:
     header, out = _header(doc), []
     for n in range(SLICES_PER_TRACE):
         start = rnd.randrange(max(1, len(events) - WINDOW))
-        picked = _one_of_each(events, rnd) if n % 2 else events[start:start + WINDOW]
+        picked = _one_of_each(events, rnd) if n % 2 else events[start : start + WINDOW]
         style = ("indented", "compact")[n % 2]
         data = b""
         while picked and len(data := _doc(header, picked, n, style)) > MAX_BYTES:
@@ -78,10 +78,25 @@ def built_documents() -> list[bytes]:
         else:
             doc = whole[:12]
         out.append(serialise(doc, "plain"))
-    out.append(json.dumps({"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k\\u00e9\\ud83d\\ude00",
-                                            "pid": "3", "tid": "x", "ts": 1, "dur": 2,
-                                            "args": {"stream": "0x1f", "grid": "[1, 2, 3]", "correlation": 4}}]},
-                          ensure_ascii=False).encode())
+    out.append(
+        json.dumps(
+            {
+                "traceEvents": [
+                    {
+                        "ph": "X",
+                        "cat": "kernel",
+                        "name": "k\\u00e9\\ud83d\\ude00",
+                        "pid": "3",
+                        "tid": "x",
+                        "ts": 1,
+                        "dur": 2,
+                        "args": {"stream": "0x1f", "grid": "[1, 2, 3]", "correlation": 4},
+                    }
+                ]
+            },
+            ensure_ascii=False,
+        ).encode()
+    )
     return out
 
 
