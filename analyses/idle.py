@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
+from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
 
 IDLE_CATEGORIES = ("host_wait", "kernel_wait", "other")
@@ -35,7 +36,7 @@ _SCHEMA = {
     "launch_ns": pl.Int64,
     "seq": pl.Int64,
 }
-IDLE_SCHEMA = {
+IDLE_SCHEMA: FrameSchema = {
     "device": pl.Int64,
     "stream": pl.Int64,
     "idle_category": pl.String,
@@ -98,5 +99,5 @@ def idle_time_breakdown(
         frame.with_columns(idle_share=ratio("idle_ns", stream_total))
         .sort(pl.col("device"), pl.col("stream"), order, nulls_last=True)
         .select(list(IDLE_SCHEMA))
-        .cast(IDLE_SCHEMA)
-    )  # type: ignore[arg-type]
+        .cast(IDLE_SCHEMA)  # type: ignore[arg-type]  # polars types the mapping key invariantly
+    )

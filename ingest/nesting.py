@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-CHAIN_SCHEMA = {"query_idx": pl.UInt32, "range_idx": pl.UInt32, "depth": pl.Int32}
+from tracehouse.core.frames import FrameSchema
+
+CHAIN_SCHEMA: FrameSchema = {"query_idx": pl.UInt32, "range_idx": pl.UInt32, "depth": pl.Int32}
 
 
 def range_depths(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +95,9 @@ def enclosing_ranges(ranges: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFram
                 "depth": np.concatenate([p[2] for p in parts])[order],
             }
         )
-        .cast(CHAIN_SCHEMA)
+        .cast(CHAIN_SCHEMA)  # type: ignore[arg-type]  # polars types the mapping key invariantly
         .set_sorted("query_idx")
-    )  # type: ignore[arg-type]
+    )
 
 
 def _thread_rows(frame: pl.DataFrame) -> dict[tuple, np.ndarray]:
