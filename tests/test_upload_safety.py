@@ -10,6 +10,7 @@ import gzip
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
 import zlib
@@ -213,16 +214,39 @@ def count(db: Database, table: type) -> int:
         return s.scalar(select(func.count()).select_from(table))
 
 
+def zeros_gzip(path: Path, total: int) -> Path:
+    """``total`` bytes of zeros (a whole number of MiB), gzipped.  Deflating 3 GiB took
+    10-40 s; instead one MiB is deflated and ended with a full flush, which resets the
+    compressor, so the same bytes are a valid continuation after themselves and are written
+    ``total`` / 1 MiB times.  The gzip trailer (CRC-32 and length) is computed here."""
+    block = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: header and trailer are ours
+    piece = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    assert deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH) == piece  # repeatable
+    crc = 0
+    for _ in range(total // len(block)):
+        crc = zlib.crc32(block, crc)
+    with path.open("wb") as out:
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip, deflate, no name, no mtime
+        for _ in range(total // len(block)):
+            out.write(piece)
+        out.write(zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # the final empty block
+        out.write(struct.pack("<II", crc, total & 0xFFFFFFFF))
+    return path
+
+
 @pytest.fixture(scope="module")
 def bomb(tmp_path_factory) -> Path:
-    """3 GiB of zeros, gzipped (about 3 MB), made a MiB at a time."""
-    path = tmp_path_factory.mktemp("bomb") / "bomb.json.gz"
-    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
-    with path.open("wb") as out:
-        for block in zeros(BOMB_ZEROS):
-            out.write(deflate.compress(block))
-        out.write(deflate.flush())
-    return path
+    """3 GiB of zeros, gzipped (about 3 MB)."""
+    return zeros_gzip(tmp_path_factory.mktemp("bomb") / "bomb.json.gz", BOMB_ZEROS)
+
+
+def test_the_bomb_construction_is_zeros_in_a_valid_gzip(tmp_path: Path, bomb: Path) -> None:
+    # The same construction, small enough to inflate here (gzip checks CRC and length).
+    small = zeros_gzip(tmp_path / "small.gz", 24 << 20)
+    assert gzip.decompress(small.read_bytes()) == bytes(24 << 20)
+    # The bomb is that construction at 3 GiB: the same piece 3,072 times.
+    assert bomb.stat().st_size - 18 - 2 == (small.stat().st_size - 18 - 2) // 24 * 3072
 
 
 # ---- 1. a file name is metadata, never a path -----------------------------------------------
