@@ -20,6 +20,7 @@ from tracehouse.analyses.memory_peak import memory_peak
 from tracehouse.analyses.memory_timeline import BEFORE_TRACE, memory_peak_live, memory_timeline
 from tracehouse.core.errors import BadInput
 from tracehouse.ingest.kineto_memory import records_memory
+from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
 
@@ -77,6 +78,10 @@ def test_stored_events_are_the_traces_exactly(db: Database, raw_dir: Path) -> No
     for _, delta, allocated, *_ in rows:
         total += delta
         assert total == allocated
+    with session_scope(db.engine) as s:  # the rows go with their run
+        delete_run(s, run)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM memory_event")).scalar() == 0
 
 
 def test_timeline_keeps_the_peak_and_the_breakdown_sums_to_it(db: Database, raw_dir: Path, tmp_path: Path) -> None:
