@@ -78,6 +78,27 @@ def test_stored_events_are_the_traces_exactly(db: Database, raw_dir: Path) -> No
     for _, delta, allocated, *_ in rows:
         total += delta
         assert total == allocated
+    # Each event's component is the innermost ``comp=`` annotation around it on its thread.
+    doc = json.loads(gzip.decompress(TRACE.read_bytes()), parse_float=Decimal)
+    spans = [
+        (e["tid"], Decimal(e["ts"]), Decimal(e["ts"]) + Decimal(e["dur"]), part.split("=", 1)[1])
+        for e in doc["traceEvents"]
+        if e.get("cat") == "user_annotation" and e.get("ph") == "X"
+        for part in e["name"].split("|")[1:]
+        if part.startswith("comp=")
+    ]
+    with db.engine.connect() as conn:
+        stored = [
+            c
+            for (c,) in conn.execute(
+                text("SELECT component FROM memory_event WHERE run_id = :r ORDER BY seq"), {"r": run}
+            )
+        ]
+    expected = []
+    for e in raw:
+        around = [sp for sp in spans if sp[0] == e["tid"] and sp[1] <= Decimal(e["ts"]) < sp[2]]
+        expected.append(max(around, key=lambda sp: sp[1])[3] if around else None)
+    assert stored == expected and {"transformer", None} == set(expected)
     with session_scope(db.engine) as s:  # the rows go with their run
         delete_run(s, run)
     with db.engine.connect() as conn:
