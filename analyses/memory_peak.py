@@ -8,8 +8,9 @@ record time and keeps, as run tags, the allocator peak overall and per component
 the weights), the parameters per component (``params.<component>``) and ``weight_bytes``; the
 similarity matrix comes from the stored attention shapes (e·B·H·Lq·Lkv of the largest call;
 0 on a fused backend, which never materialises it).  Runs without those tags (traces recorded
-elsewhere) get null activations.  The events themselves are not kept: the collector drops them
-from the trace to keep it small, so there is no timeline to draw (see docs/NOTES-advise.md).
+elsewhere) get null activations.  ``measured_peak_bytes`` is the peak the stored memory events
+themselves give (``memory_timeline``: the main device's allocated total at its highest, overall
+and inside each component), null for a run ingested without them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio
+from tracehouse.analyses.memory_timeline import measured_peaks
 from tracehouse.analyses.roofline import DTYPES, FUSED_BACKENDS, run_dtype
 from tracehouse.analyses.runs import run_tags
 from tracehouse.analyses.sequence import attention_calls
@@ -32,6 +34,7 @@ SCHEMA = {
     "weight_share": pl.Float64,
     "activation_share": pl.Float64,
     "similarity_share": pl.Float64,
+    "measured_peak_bytes": pl.Int64,
 }
 
 
@@ -45,7 +48,8 @@ def memory_peak(session: Session, run_id: int) -> pl.DataFrame:
     for the whole run: ``params, weight_bytes`` (params × the dtype's bytes),
     ``activation_peak_bytes`` (allocator peak less weights), ``similarity_bytes`` (largest
     similarity matrix), ``peak_bytes`` (weights + activation peak; the whole-run row uses the
-    run's stored peak when it has one) and the shares of ``peak_bytes``."""
+    run's stored peak when it has one), the shares of ``peak_bytes`` and
+    ``measured_peak_bytes`` (from the run's memory events)."""
     run = get_run(session, run_id)
     tags = run_tags(session, run_id)
     elem = DTYPES[run_dtype(run)][0]
@@ -77,10 +81,12 @@ def memory_peak(session: Session, run_id: int) -> pl.DataFrame:
             }
         )
     frame = pl.DataFrame(rows, schema={k: SCHEMA[k] for k in list(SCHEMA)[:6]})
+    measured = measured_peaks(session, run_id)
     return frame.with_columns(
         weight_share=ratio("weight_bytes", "peak_bytes"),
         activation_share=ratio("activation_peak_bytes", "peak_bytes"),
         similarity_share=ratio("similarity_bytes", "peak_bytes"),
+        measured_peak_bytes=pl.Series([measured.get(c) for c in frame["component"]], dtype=pl.Int64),
     )
 
 

@@ -229,11 +229,34 @@ def _register_run_views(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} launches by {by}", lambda s: launch_overhead(s, run_id, by))
 
     @app.command("memory-peak")
-    def memory_peak(run_id: int, fmt: FormatOption = "table", db: DbOption = None) -> None:
+    def memory_peak(
+        run_id: int,
+        live: Annotated[bool, typer.Option(help="What was live at the measured peak, per component")] = False,
+        device: Annotated[str | None, typer.Option(help="With --live: only this device (cpu, cuda:0 ...)")] = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
         """Peak memory per component: weights (params × bytes), activations, the largest similarity matrix."""
         from tracehouse.analyses.memory_peak import memory_peak as peak
+        from tracehouse.analyses.memory_timeline import memory_peak_live
 
-        show_frame(db, fmt, f"run {run_id} memory peak", lambda s: peak(s, run_id))
+        if live:
+            show_frame(db, fmt, f"run {run_id} live at the memory peak", lambda s: memory_peak_live(s, run_id, device))
+        else:
+            show_frame(db, fmt, f"run {run_id} memory peak", lambda s: peak(s, run_id))
+
+    @app.command("memory-timeline")
+    def memory_timeline(
+        run_id: int,
+        points: Annotated[int, typer.Option(help="Time buckets per device (max in each)")] = 200,
+        device: Annotated[str | None, typer.Option(help="Only this device (cpu, cuda:0 ...)")] = None,
+        fmt: FormatOption = "table",
+        db: DbOption = None,
+    ) -> None:
+        """Allocated bytes over time per device, from the profiler's memory events."""
+        from tracehouse.analyses.memory_timeline import memory_timeline as timeline
+
+        show_frame(db, fmt, f"run {run_id} memory timeline", lambda s: timeline(s, run_id, points, device))
 
     @app.command("memory-model")
     def memory(

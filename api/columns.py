@@ -847,6 +847,7 @@ TABLES: dict[str, Table] = {
             "weight_share",
             "activation_share",
             "similarity_share",
+            "measured_peak_bytes",
         ),
         overrides={
             "component": _c("string", "", "Model component (unet, text_encoder ...); null: the whole run"),
@@ -866,6 +867,68 @@ TABLES: dict[str, Table] = {
             "weight_share": _c("number", "fraction", "weight_bytes / peak_bytes"),
             "activation_share": _c("number", "fraction", "activation_peak_bytes / peak_bytes"),
             "similarity_share": _c("number", "fraction", "similarity_bytes / peak_bytes"),
+            "measured_peak_bytes": _c(
+                "integer",
+                "bytes",
+                "Largest allocated total in the run's memory events (main device; per component: inside it);"
+                " null without them",
+            ),
+        },
+    ),
+    "/v1/runs/{run_id}/memory-timeline": Table(
+        (
+            "device",
+            "bucket",
+            "start_ns",
+            "offset_ns",
+            "allocated_bytes",
+            "allocated_end_bytes",
+            "reserved_bytes",
+            "events",
+        ),
+        overrides={
+            "device": _c("string", "", "Device of the allocator: cpu, cuda:0 ..."),
+            "bucket": _c("integer", "", "Time bucket, 0 .. points-1 (buckets without events are left out)"),
+            "start_ns": _c("integer", "ns", "Bucket start, on the kernel rows' clock"),
+            "offset_ns": _c("integer", "ns", "Bucket start less the run's first memory event"),
+            "allocated_bytes": _c("integer", "bytes", "Largest allocated total in the bucket (peaks survive)"),
+            "allocated_end_bytes": _c("integer", "bytes", "Allocated total after the bucket's last event"),
+            "reserved_bytes": _c("integer", "bytes", "Largest reserved total in the bucket (caching allocators)"),
+            "events": _c("integer", "count", "Allocations and frees in the bucket"),
+        },
+    ),
+    "/v1/runs/{run_id}/memory-peak/live": Table(
+        (
+            "device",
+            "peak_ns",
+            "peak_offset_ns",
+            "peak_bytes",
+            "component",
+            "operator",
+            "attention_type",
+            "live_bytes",
+            "allocations",
+            "share",
+            "estimated_weight_bytes",
+        ),
+        overrides={
+            "device": _c("string", "", "Device of the allocator: cpu, cuda:0 ..."),
+            "peak_ns": _c("integer", "ns", "When the device's allocated total first reached its peak"),
+            "peak_offset_ns": _c("integer", "ns", "peak_ns less the run's first memory event"),
+            "peak_bytes": _c("integer", "bytes", "The device's largest allocated total"),
+            "component": _c(
+                "string",
+                "",
+                "Component the live allocations were made in; unattributed outside annotations;"
+                " (before trace): held before profiling began",
+            ),
+            "operator": _c("string", "", "Operator they were made in (annotation, else the enclosing op's rule)"),
+            "live_bytes": _c("integer", "bytes", "Bytes allocated there and not freed by the peak"),
+            "allocations": _c("integer", "count", "Live allocations (null for the before-trace row)"),
+            "share": _c("number", "fraction", "live_bytes / peak_bytes (a device's rows sum to 1)"),
+            "estimated_weight_bytes": _c(
+                "integer", "bytes", "Parameters x bytes per element (memory-peak's weights), for comparison"
+            ),
         },
     ),
     "/v1/runs/{run_id}/launches": Table(_LAUNCHES, ("operator", "kernel", "attention_type", "component")),

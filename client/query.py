@@ -186,6 +186,14 @@ class Client:
     def memory_peak(self, run_id: int) -> pl.DataFrame:
         return self.table(f"/v1/runs/{run_id}/memory-peak")
 
+    def memory_timeline(self, run_id: int, points: int = 200, device: str | None = None) -> pl.DataFrame:
+        """Allocated bytes over time per device (``tracehouse memory-timeline``)."""
+        return self.table(f"/v1/runs/{run_id}/memory-timeline", {"points": points, "device": device})
+
+    def memory_peak_live(self, run_id: int, device: str | None = None) -> pl.DataFrame:
+        """What was live at the measured peak, per component (``tracehouse memory-peak --live``)."""
+        return self.table(f"/v1/runs/{run_id}/memory-peak/live", {"device": device})
+
     # ---------------------------------------------------------------- across runs
     def diff(
         self, a: int | Iterable[int], b: int | Iterable[int], by: str = "operator", threshold: str = "5%"

@@ -128,10 +128,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
-    """Gzip the Chrome trace, dropping the bulky ``[memory]`` instants after reading the peak
-    (overall and per component range) from them.  Returns ``{"": peak, component: peak}``.
-    ``device_type``: the allocator to read (0: CPU, 1: CUDA)."""
+def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool = True) -> dict[str, int]:
+    """Gzip the Chrome trace after reading the allocator peak (overall and per component
+    range) from its ``[memory]`` instants.  Returns ``{"": peak, component: peak}``.
+    ``device_type``: the allocator to read (0: CPU, 1: CUDA).  ``keep_memory``: keep the
+    instants in the trace (ingest stores them as the run's memory timeline); False drops them,
+    which makes a long run's trace smaller, with no timeline to draw."""
     data = json.loads(raw.read_text())
     events = data.get("traceEvents", [])
     mem = [
@@ -156,7 +158,8 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0) -> dict[str, int]:
             lo, hi = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1)
             if hi > lo:
                 peaks[comp] = max(peaks.get(comp, 0), *(v for _, v in mem[lo:hi]))
-    data["traceEvents"] = [e for e in events if e.get("name") != "[memory]"]
+    if not keep_memory:
+        data["traceEvents"] = [e for e in events if e.get("name") != "[memory]"]
     payload = json.dumps(data, separators=(",", ":")).encode()
     with gzip.GzipFile(dest, "wb", compresslevel=9, mtime=0) as fh:
         fh.write(payload)
@@ -193,6 +196,7 @@ def collect_one(
     warmup: bool | None = None,
     seed: int = 0,
     profile_memory: bool = True,
+    keep_memory_events: bool = True,
     max_profiled_steps: int | None = None,
     name_suffix: str = "",
     extra_meta: dict[str, Any] | None = None,
@@ -200,7 +204,8 @@ def collect_one(
     """Profile one pipeline run.  ``max_profiled_steps``: keep only the first N steps of each
     denoising / decode loop in the trace (the rest still runs, with collection off).
     ``name_suffix`` tells repeats' files apart; ``extra_meta`` (experiment, commit, version,
-    tags) goes into the manifest."""
+    tags) goes into the manifest.  ``keep_memory_events``: keep the profiler's ``[memory]``
+    events in the trace (the memory timeline); the peaks in the manifest are read either way."""
     model = canonical(model)
     spec = get_spec(model)
     cfg = spec.config(scale)
@@ -260,7 +265,7 @@ def collect_one(
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(raw))
-        peaks = _postprocess(raw, trace, 1 if dev.type == "cuda" else 0)
+        peaks = _postprocess(raw, trace, 1 if dev.type == "cuda" else 0, keep_memory_events)
     bytes_per = torch.finfo(dt).bits // 8
     # CPU: the profiler's allocator counter starts at zero (activations only);
     # CUDA: the caching allocator's total (weights included).

@@ -26,6 +26,7 @@ from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
+from tracehouse.ingest.kineto_memory import insert_memory, memory_rows
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.schema.db import session_scope
@@ -214,6 +215,7 @@ def ingest_file(
         if existing is not None:
             return existing
     kernels = attribute(parsed, name_rules)
+    memory = memory_rows(path, parsed.ranges, inflate_cap) if fmt == "kineto" else None  # [memory] events
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir, sha256, path)
     kept = False
@@ -231,6 +233,8 @@ def ingest_file(
                 content_sha256=content_sha256,
             )
             insert_kernels(session, run_id, trace_id, kernels)
+            if memory is not None:
+                insert_memory(session, run_id, trace_id, memory)
             if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                 store_counters(session, run_id, parsed.counters)
             # Keep the raw bytes before committing: a committed run always has its file.

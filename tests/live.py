@@ -1,6 +1,6 @@
 """A live server over a database that holds a run of every kind the query routes read: the two
 Stable Diffusion traces (baseline and flash, a Table II pair), a GPU trace recorded with shapes,
-an Nsight Compute run and a year of fleet jobs.  Shared by the OpenAPI and client tests."""
+an Nsight Compute run, a run with the profiler's memory events and a year of fleet jobs.  Shared by the OpenAPI and client tests."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tracehouse.schema.db import session_scope
 
 NCU_RUN = SHARED_TRACES / "ncu" / "v100_deepcam_fp32_O1_fw"
 GPU_TRACE = KINETO_DIR / "a100_record_shapes.json.gz"
+MEMORY_TRACE = DATA / "memory" / "dlm_tiny_cpu_baseline.json.gz"  # recorded with its [memory] events
 
 
 @dataclass
@@ -26,12 +27,14 @@ class Runs:
     flash: int  # the same with flash attention
     gpu: int | None  # a100_record_shapes (None without the shared traces)
     ncu: int | None  # the Nsight Compute run
+    memory: int  # Diffusion-LM, CPU, with the profiler's memory events
 
 
 def populate(db: Database, tmp: Path) -> Runs:
     raw = tmp / "raw"
     baseline = ingest_file(db.engine, DATA / "sd_tiny_cpu_baseline.json.gz", raw_dir=raw).run_id
     flash = ingest_file(db.engine, DATA / "sd_tiny_cpu_flash.json.gz", raw_dir=raw).run_id
+    memory = ingest_file(db.engine, MEMORY_TRACE, raw_dir=raw).run_id
     gpu = ncu = None
     if GPU_TRACE.is_file():
         gpu = ingest_file(db.engine, GPU_TRACE, raw_dir=raw).run_id
@@ -44,7 +47,7 @@ def populate(db: Database, tmp: Path) -> Runs:
     fleet = write_csv(tmp / "fleet.csv", generate_jobs(300))
     with session_scope(db.engine) as s:
         import_fleet(s, parse(read_source(fleet), "auto", name=str(fleet)), str(fleet))
-    return Runs(baseline, flash, gpu, ncu)
+    return Runs(baseline, flash, gpu, ncu, memory)
 
 
 def start(backend: str, tmp: Path, kind: type[AppServer] = AppServer, **env: str) -> tuple[AppServer, Runs]:

@@ -377,6 +377,17 @@ def test_collect_and_ingest(db: Database, tmp_path: Path) -> None:
         by_type = breakdown(s, run.id, "attention_type")
     assert by_type["kernel_count"].sum() == kernels and by_type["total_ns"].sum() == run.total_ns > 0
     assert {"causal", "causal-decode"} & set(by_type["attention_type"].drop_nulls()), by_type  # a decoder: causal
+    # The profiler's memory events stay in the trace and become the run's memory_event rows,
+    # whose peak is the one the collector read from them for the manifest.
+    from tracehouse.analyses.memory_timeline import memory_timeline
+    from tracehouse.schema.memory import MemoryEvent
+
+    recorded = [e for e in load_events(res.trace) if e.get("name") == "[memory]"]
+    with session_scope(db.engine) as s:
+        stored = s.scalar(select(func.count()).select_from(MemoryEvent).where(MemoryEvent.run_id == run.id))
+        timeline = memory_timeline(s, run.id, 20)
+    assert stored == len(recorded) > 0
+    assert timeline["allocated_bytes"].max() == int(meta.tags["peak_activation_bytes"])
 
 
 def test_step_window_bounds_long_decodes(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tracehouse.analyses import (
     launches,
     memory_model,
     memory_peak,
+    memory_timeline,
     rank_jobs,
     roofline,
     sequence,
@@ -201,6 +202,34 @@ def run_memory_peak(run_id: int, session: SessionDep, _: ReadToken, table: Table
     """The profiler's allocator peak per component beside parameters × bytes and the largest
     attention similarity matrix."""
     return table.respond(memory_peak.memory_peak(session, run_id))
+
+
+Device = Annotated[str | None, Query(description="Only this device: cpu, cuda:0 ... (default: every device)")]
+
+
+@router.get("/runs/{run_id}/memory-timeline", summary="Allocated bytes over time per device (memory events)")
+def run_memory_timeline(
+    run_id: int,
+    session: SessionDep,
+    _: ReadToken,
+    table: TableQuery,
+    points: Annotated[int, Query(ge=1, le=memory_timeline.MAX_POINTS, description="Time buckets per device")] = (
+        memory_timeline.DEFAULT_POINTS
+    ),
+    device: Device = None,
+) -> Response:
+    """The profiler's allocated total over time, the largest figure per time bucket (peaks
+    survive the downsampling); no rows for a run recorded without memory events."""
+    return table.respond(memory_timeline.memory_timeline(session, run_id, points, device))
+
+
+@router.get("/runs/{run_id}/memory-peak/live", summary="What was live at the measured memory peak, per component")
+def run_memory_peak_live(
+    run_id: int, session: SessionDep, _: ReadToken, table: TableQuery, device: Device = None
+) -> Response:
+    """Per device, the allocations live at the peak by component / operator / attention type,
+    summing to the peak, beside the parameters × bytes estimate of the weights."""
+    return table.respond(memory_timeline.memory_peak_live(session, run_id, device))
 
 
 @router.get("/jobs", summary="Runs that are ranks of one job: step time, exposed comm, stragglers")
