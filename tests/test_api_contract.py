@@ -20,7 +20,7 @@ from tests.conftest import DATA, Database
 from tests.live_server import LiveServer
 
 MAX_EXAMPLES = 20
-MAX_SECONDS = 75
+MAX_SECONDS = 30
 SEED = 12
 
 

@@ -22,7 +22,7 @@ from tests.fuzz.oracle import Oracle
 from tracehouse.ingest import kineto_native
 
 FUZZ = REPO / "scripts" / "fuzz.sh"
-BOUNDED_SECONDS = 60
+BOUNDED_SECONDS = 25
 
 
 def _script(*args: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""kill -9 of the server while an upload's body is still arriving, ten times: no job, no run
+"""kill -9 of the server while an upload's body is still arriving, three times: no job, no run
 and no row come of a body that never ended, the half-written spool is reclaimed at the next
 start, and the service takes the next upload as if nothing had happened.
 
@@ -23,7 +23,7 @@ from tests.test_service_robust import SD, SD_KERNELS, LoggedServer, _post
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run, Trace
 
-KILLS = 10
+KILLS = 3  # each kill lands at the same point (half the body sent); three leave several spools
 
 
 @pytest.fixture(params=BACKENDS)
@@ -62,7 +62,7 @@ def _spooled(data: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_upload_ten_times_leaves_nothing_behind(database: Database, tmp_path: Path) -> None:
+def test_kill_9_mid_upload_three_times_leaves_nothing_behind(database: Database, tmp_path: Path) -> None:
     data = tmp_path / "data"
     # Plain JSON (2.7 MB): half of it is past the 1 MiB the server hands its parser at a time.
     trace = tmp_path / "sd.json"

@@ -533,10 +533,12 @@ def test_db_gc_refuses_an_empty_database_rather_than_orphan_every_raw_file(empty
 
 
 @pytest.mark.slow
-def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(database: Database, tmp_path: Path) -> None:
+def test_kill_9_mid_job_six_times_every_job_ends_once_and_no_partial_run(database: Database, tmp_path: Path) -> None:
     data, rng = tmp_path / "data", random.Random(12)
     jobs: list[int] = []
-    for i in range(10):
+    # Six rounds, each a server start (1-3 s of it): five kills inside the ingest at random
+    # points, one after it (ten rounds took twice as long on a 2-core CI machine).
+    for i in range(6):
         srv = LoggedServer(database, data).start()
         try:
             job_id = _post(srv, _variant(tmp_path, i), srv.token("write")).json()["job_id"]
@@ -544,8 +546,8 @@ def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(databas
             deadline = time.monotonic() + 30
             while _job(database, job_id).status == "queued" and time.monotonic() < deadline:
                 time.sleep(0.005)
-            # Mostly inside the ingest (about 0.1 s to a few tenths); the last two after it.
-            time.sleep(rng.uniform(0.0, 0.06) if i < 8 else 0.5)
+            # Mostly inside the ingest (about 0.1 s to a few tenths); the last one after it.
+            time.sleep(rng.uniform(0.0, 0.06) if i < 5 else 0.5)
         finally:
             srv.kill()
     srv = LoggedServer(database, data).start()
@@ -561,7 +563,7 @@ def test_kill_9_mid_job_ten_times_every_job_ends_once_and_no_partial_run(databas
         traces = s.scalar(select(func.count()).select_from(Trace))
     assert all(attempts <= MAX_ATTEMPTS for _, _, attempts in finished)
     # Most kills land mid-ingest: those jobs ran again after the restart.
-    assert sum(attempts > 1 for _, _, attempts in finished) >= 4, finished
+    assert sum(attempts > 1 for _, _, attempts in finished) >= 2, finished
     done_runs = sorted(run_id for status, run_id, _ in finished if status == "done")
     assert len(done_runs) == len(set(done_runs)) == len(finished)  # each job once, each its own run
     assert sorted(r.id for r in runs) == done_runs and traces == len(runs)
