@@ -45,6 +45,23 @@ JOB_KNOBS = (
     "text_length",
 )
 STRAGGLER_FACTOR = 1.05
+# job_ranks' columns, in order (the /v1/jobs route documents them from here).
+JOB_RANK_COLUMNS = (
+    "job",
+    "world_size",
+    "ranks_stored",
+    "rank",
+    "run_id",
+    "steps",
+    "median_step_ns",
+    "max_step_ns",
+    "span_ns",
+    "communication_ns",
+    "exposed_comm_ns",
+    "exposed_comm_share",
+    "vs_job_median",
+    "straggler",
+)
 
 
 def step_times(session: Session, run_id: int) -> pl.DataFrame:
@@ -136,21 +153,6 @@ def job_ranks(session: Session, straggler_factor: float = STRAGGLER_FACTOR) -> p
             vs_job_median=ratio("median_step_ns", job_median),
         )
         .with_columns(straggler=(pl.col("vs_job_median") >= straggler_factor) & (pl.col("ranks_stored") > 1))
-        .select(
-            "job",
-            "world_size",
-            "ranks_stored",
-            "rank",
-            "run_id",
-            "steps",
-            "median_step_ns",
-            "max_step_ns",
-            "span_ns",
-            "communication_ns",
-            "exposed_comm_ns",
-            "exposed_comm_share",
-            "vs_job_median",
-            "straggler",
-        )
+        .select(JOB_RANK_COLUMNS)
         .sort("job", "rank", "run_id")
     )

@@ -3,6 +3,7 @@ distributed jobs and the model suite."""
 
 from __future__ import annotations
 
+from tracehouse.analyses.rank_jobs import JOB_RANK_COLUMNS
 from tracehouse.api.columns.catalogue import Table, col
 
 _RUN_KNOBS = (
@@ -141,22 +142,7 @@ TABLES: dict[str, Table] = {
         overrides={"share": col("number", "fraction", "Operator share of the mean run time")},
     ),
     "/v1/jobs": Table(
-        (
-            "job",
-            "world_size",
-            "ranks_stored",
-            "rank",
-            "run_id",
-            "steps",
-            "median_step_ns",
-            "max_step_ns",
-            "span_ns",
-            "communication_ns",
-            "exposed_comm_ns",
-            "exposed_comm_share",
-            "vs_job_median",
-            "straggler",
-        ),
+        JOB_RANK_COLUMNS,
         overrides={
             "job": col(
                 "string", "", "tag:<run tag job> or knobs:<model|hardware|world size|knobs> shared by the ranks"

@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 from tracehouse.api.columns.catalogue import Table, col
+from tracehouse.core.frames import KERNEL_ROW_SCHEMA
 
 BREAKDOWN_KEYS = ("operator", "attention_type", "seq_q", "seq_kv", "component", "kernel", "kind", "min_ns", "max_ns")
 
-# A run's kernel rows as stored (docs/schema.md, table `kernel`), names spelled out.
-_KERNEL_ROW = (
-    "seq",
-    "kind",
-    "device",
-    "stream",
-    "start_ns",
-    "dur_ns",
-    "name",
-    "correlation",
-    "grid_x",
-    "grid_y",
-    "grid_z",
-    "block_x",
-    "block_y",
-    "block_z",
-    "bytes",
-    "operator",
-    "operator_source",
-    "attention_type",
-    "seq_q",
-    "seq_kv",
-    "batch",
-    "heads",
-    "head_dim",
-    "component",
-    "step",
-    "cpu_op",
-    "annotation",
-    "op_flops",
-    "op_bytes",
-    "launch_ns",
-    "launch_dur_ns",
-)
 
+# A run's kernel rows (names from the schema run_kernels reads them with): what the shared
+# vocabulary does not say.
 _KERNEL_ROW_MEANINGS = {
     "seq": col("integer", "", "Execution order within the run"),
     "stream": col("integer", "", "Stream"),
@@ -99,5 +68,5 @@ TABLES: dict[str, Table] = {
         )
     ),
     "/v1/runs/{run_id}/breakdown": Table(("kernel_count", "total_ns", "share", "other_share"), BREAKDOWN_KEYS),
-    "/v1/runs/{run_id}/kernels": Table(_KERNEL_ROW, overrides=_KERNEL_ROW_MEANINGS),
+    "/v1/runs/{run_id}/kernels": Table(tuple(KERNEL_ROW_SCHEMA), overrides=_KERNEL_ROW_MEANINGS),
 }
