@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.compare import operator_totals
 from tracehouse.analyses.idle import idle_time_breakdown
-from tracehouse.analyses.rank_jobs import step_times
+from tracehouse.analyses.steps import step_times
 from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, Symbol
 

@@ -1,9 +1,6 @@
-"""Runs that are ranks of one distributed job, and the device step times they are compared by
-(``analyses.steps`` cuts a run into steps for one run's own view: warm-up, stages, throughput).
-
-A step is what ingest recorded in ``kernel.step``: the enclosing ``ProfilerStep#N`` or the
-collector's step annotation (a denoising step).  Its time is its first kernel's start to its
-last kernel's end on the device: device wall time, so concurrent streams count once.
+"""Runs that are ranks of one distributed job, compared by their device step times
+(:func:`analyses.steps.step_times`: a step's first kernel's start to its last kernel's end,
+so concurrent streams count once).
 
 Ranks of one job: runs with a ``job`` tag are grouped by it; runs without one by what a job's
 ranks share (model, hardware, world size and the run knobs), with ``world_size`` > 1 and a
@@ -19,17 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
+from tracehouse.analyses.steps import step_times
 from tracehouse.analyses.utilization import temporal_breakdown
-from tracehouse.schema.models import Kernel, Run, RunTag
+from tracehouse.schema.models import Run, RunTag
 
-STEP_SCHEMA = {
-    "step": pl.Int64,
-    "kernels": pl.Int64,
-    "start_ns": pl.Int64,
-    "end_ns": pl.Int64,
-    "step_ns": pl.Int64,
-    "vs_median": pl.Float64,
-}
 JOB_KNOBS = (
     "model_id",
     "hardware_id",
@@ -45,30 +35,23 @@ JOB_KNOBS = (
     "text_length",
 )
 STRAGGLER_FACTOR = 1.05
-
-
-def step_times(session: Session, run_id: int) -> pl.DataFrame:
-    """One row per step, in order: ``step, kernels, start_ns, end_ns, step_ns`` and
-    ``vs_median`` (step_ns / the run's median step)."""
-    get_run(session, run_id)
-    k = Kernel
-    rows = to_frame(
-        session,
-        select(k.step, k.start_ns, k.dur_ns).where(k.run_id == run_id, k.step.is_not(None)),
-        {"step": pl.Int64, "start_ns": pl.Int64, "dur_ns": pl.Int64},
-    )
-    steps = (
-        rows.group_by("step")
-        .agg(
-            kernels=pl.len().cast(pl.Int64),
-            start_ns=pl.col("start_ns").min(),
-            end_ns=(pl.col("start_ns") + pl.col("dur_ns")).max(),
-        )
-        .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns"))
-        .sort("step")
-    )
-    steps = steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median()))
-    return steps.cast(STEP_SCHEMA)  # type: ignore[arg-type]
+# job_ranks' columns, in order (the /v1/jobs route documents them from here).
+JOB_RANK_COLUMNS = (
+    "job",
+    "world_size",
+    "ranks_stored",
+    "rank",
+    "run_id",
+    "steps",
+    "median_step_ns",
+    "max_step_ns",
+    "span_ns",
+    "communication_ns",
+    "exposed_comm_ns",
+    "exposed_comm_share",
+    "vs_job_median",
+    "straggler",
+)
 
 
 def _distributed_runs(session: Session) -> pl.DataFrame:
@@ -136,21 +119,6 @@ def job_ranks(session: Session, straggler_factor: float = STRAGGLER_FACTOR) -> p
             vs_job_median=ratio("median_step_ns", job_median),
         )
         .with_columns(straggler=(pl.col("vs_job_median") >= straggler_factor) & (pl.col("ranks_stored") > 1))
-        .select(
-            "job",
-            "world_size",
-            "ranks_stored",
-            "rank",
-            "run_id",
-            "steps",
-            "median_step_ns",
-            "max_step_ns",
-            "span_ns",
-            "communication_ns",
-            "exposed_comm_ns",
-            "exposed_comm_share",
-            "vs_job_median",
-            "straggler",
-        )
+        .select(JOB_RANK_COLUMNS)
         .sort("job", "rank", "run_id")
     )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
-from tracehouse.core.frames import FrameSchema
+from tracehouse.core.frames import KERNEL_ROW_SCHEMA, FrameSchema
 from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
 
 
@@ -240,41 +240,6 @@ def raw_trace(session: Session, run_id: int, trace_id: int | None = None) -> tup
 def run_tags(session: Session, run_id: int) -> dict[str, str]:
     get_run(session, run_id)
     return dict(session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id)).all())
-
-
-KERNEL_ROW_SCHEMA: FrameSchema = {
-    "seq": pl.Int64,
-    "kind": pl.String,
-    "device": pl.Int64,
-    "stream": pl.Int64,
-    "start_ns": pl.Int64,
-    "dur_ns": pl.Int64,
-    "name": pl.String,
-    "correlation": pl.Int64,
-    "grid_x": pl.Int64,
-    "grid_y": pl.Int64,
-    "grid_z": pl.Int64,
-    "block_x": pl.Int64,
-    "block_y": pl.Int64,
-    "block_z": pl.Int64,
-    "bytes": pl.Int64,
-    "operator": pl.String,
-    "operator_source": pl.String,
-    "attention_type": pl.String,
-    "seq_q": pl.Int64,
-    "seq_kv": pl.Int64,
-    "batch": pl.Int64,
-    "heads": pl.Int64,
-    "head_dim": pl.Int64,
-    "component": pl.String,
-    "step": pl.Int64,
-    "cpu_op": pl.String,
-    "annotation": pl.String,
-    "op_flops": pl.Int64,
-    "op_bytes": pl.Int64,
-    "launch_ns": pl.Int64,
-    "launch_dur_ns": pl.Int64,
-}
 
 
 def run_kernels(session: Session, run_id: int, offset: int = 0, limit: int | None = None) -> pl.DataFrame:

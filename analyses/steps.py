@@ -15,7 +15,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracehouse.analyses.common import get_run, to_frame
+from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.analyses.stats import MEDIAN_METHOD, median_interval
 from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
@@ -38,11 +38,10 @@ STEP_SCHEMA: FrameSchema = {
 }
 
 
-def run_steps(session: Session, run_id: int) -> pl.DataFrame:
-    """One row per step or once-run stage, in execution order: ``phase, step`` (null for a
-    stage), ``kind`` (``step`` / ``stage``), ``kernel_count, total_ns, start_ns, end_ns,
-    share`` (of the run's time) and ``warmup``.  Kernels in no phase and no step are left out."""
-    run = get_run(session, run_id)
+def _step_groups(session: Session, run_id: int) -> pl.DataFrame:
+    """The one cut of a run into steps: per ``(phase, step)`` (raw component, null for none),
+    ``kernel_count, total_ns`` (summed durations), ``start_ns, end_ns`` (first start, last end).
+    Kernels in no phase and no step are left out."""
     stmt = (
         select(
             Kernel.component,
@@ -55,7 +54,7 @@ def run_steps(session: Session, run_id: int) -> pl.DataFrame:
         .where(Kernel.run_id == run_id, (Kernel.step.is_not(None)) | (Kernel.component.is_not(None)))
         .group_by(Kernel.component, Kernel.step)
     )
-    raw = to_frame(
+    return to_frame(
         session,
         stmt,
         {
@@ -67,6 +66,14 @@ def run_steps(session: Session, run_id: int) -> pl.DataFrame:
             "end_ns": pl.Int64,
         },
     )
+
+
+def run_steps(session: Session, run_id: int) -> pl.DataFrame:
+    """One row per step or once-run stage, in execution order: ``phase, step`` (null for a
+    stage), ``kind`` (``step`` / ``stage``), ``kernel_count, total_ns, start_ns, end_ns,
+    share`` (of the run's time) and ``warmup``.  Kernels in no phase and no step are left out."""
+    run = get_run(session, run_id)
+    raw = _step_groups(session, run_id)
     frame = raw.with_columns(
         pl.col("phase").fill_null(NO_COMPONENT),
         kind=pl.when(pl.col("step").is_null()).then(pl.lit("stage")).otherwise(pl.lit("step")),
@@ -91,6 +98,38 @@ def _warmup_flags(part: pl.DataFrame) -> list[tuple[str, int | None, bool]]:
             else:
                 break
     return [(p, s, f) for p, s, f in zip(steps["phase"], steps["step"], flags, strict=False)]
+
+
+STEP_TIME_SCHEMA: FrameSchema = {
+    "step": pl.Int64,
+    "kernels": pl.Int64,
+    "start_ns": pl.Int64,
+    "end_ns": pl.Int64,
+    "step_ns": pl.Int64,
+    "vs_median": pl.Float64,
+}
+
+
+def step_times(session: Session, run_id: int) -> pl.DataFrame:
+    """Device step times, for comparing ranks of a job and for advice: one row per step number
+    across phases, in order: ``step, kernels, start_ns, end_ns``, ``step_ns`` (first kernel's
+    start to last kernel's end: device wall time, so concurrent streams count once) and
+    ``vs_median`` (step_ns / the run's median step)."""
+    get_run(session, run_id)
+    steps = (
+        _step_groups(session, run_id)
+        .filter(pl.col("step").is_not_null())
+        .group_by("step")
+        .agg(
+            kernels=pl.col("kernel_count").sum().cast(pl.Int64),
+            start_ns=pl.col("start_ns").min(),
+            end_ns=pl.col("end_ns").max(),
+        )
+        .with_columns(step_ns=pl.col("end_ns") - pl.col("start_ns"))
+        .sort("step")
+    )
+    steps = steps.with_columns(vs_median=ratio("step_ns", pl.col("step_ns").median()))
+    return steps.cast(STEP_TIME_SCHEMA)  # type: ignore[arg-type]
 
 
 def step_breakdown(session: Session, run_id: int, by: str = "operator") -> pl.DataFrame:

@@ -14,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from tracehouse.api.dashboard import router as dashboard_router
-from tracehouse.api.jobs import Worker, service_health
+from tracehouse.api.job_status import service_health
+from tracehouse.api.job_worker import Worker
 from tracehouse.api.responses import ERROR_RESPONSES, install_error_handlers, install_openapi
 from tracehouse.api.routes import analyses, experiments, fleet_usage, runs, tokens, traces
 from tracehouse.core.settings import Settings

@@ -95,11 +95,13 @@ def _fleet_app() -> typer.Typer:
 
         from tracehouse.api.cli_common import open_engine
         from tracehouse.ingest import fleet_import as f
+        from tracehouse.ingest import fleet_parse
         from tracehouse.schema.db import session_scope
 
-        pattern = model_pattern or f.DEFAULT_MODEL_PATTERN
+        pattern = model_pattern or fleet_parse.DEFAULT_MODEL_PATTERN
         parsed = [
-            (p, f.parse(f.read_source(p), fmt, name=str(p), cluster=cluster, model_pattern=pattern)) for p in files
+            (p, fleet_parse.parse(fleet_parse.read_source(p), fmt, name=str(p), cluster=cluster, model_pattern=pattern))
+            for p in files
         ]
         engine, reports = open_engine(db), []
         for path, one in parsed:

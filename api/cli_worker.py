@@ -58,7 +58,7 @@ def worker(
     import signal
 
     from tracehouse.api.cli_common import load_settings, log_to_stderr, open_engine
-    from tracehouse.api.jobs import Worker
+    from tracehouse.api.job_worker import Worker
 
     settings = load_settings(database_url=db, worker_poll_seconds=poll, worker_lease_seconds=lease)
     url = settings.resolved_database_url()

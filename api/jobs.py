@@ -12,21 +12,16 @@ starting on a host also releases at once the jobs of that host's workers whose p
 Queued jobs survive a restart because they are rows, not memory.  The attempt is counted when
 the job is claimed, so a job that takes its worker down with it cannot crash-loop it for ever.
 
-The worker never dies of an exception: every step of its loop is retried with a back-off, and
-an outcome it could not record stays pending (and is written again) before anything new is
-claimed.  ``/healthz`` reads its heartbeat and the oldest queued job's age.
+This module is the queue's rows: enqueue, claim, lease, run one job, record its outcome.  The
+worker's loop is ``job_worker.py``; waiting for a job and ``/healthz``, ``job_status.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import shutil
 import socket
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +29,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import ColumnElement, CursorResult, Engine, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from tracehouse.core.errors import DatabaseError, NotFound, ServiceUnhealthy, TracehouseError
+from tracehouse.core.errors import DatabaseError, TracehouseError
 from tracehouse.core.meta import meta_from_mapping
 from tracehouse.core.settings import Settings
 from tracehouse.ingest.units import ingest_unit, plan_units
@@ -325,214 +319,3 @@ def record_outcome(engine: Engine, job: IngestJob, outcome: Outcome) -> bool:
         # The raw store has the kept copy; the spool folder holds only this upload.
         shutil.rmtree(_spool_folder(job.upload_path), ignore_errors=True)
     return True
-
-
-@dataclass
-class WorkerState:
-    alive: bool
-    heartbeat_age_s: float
-    busy_s: float | None  # how long the current job has run; None when idle
-
-
-class Worker:
-    """One worker draining the queue: a background thread of the service (``start()``;
-    ``wake()`` after enqueueing), or a process's main thread (``run()``).  A second thread
-    renews the lease of the job it holds."""
-
-    def __init__(
-        self, engine: Engine, settings: Settings, poll_seconds: float = 2.0, exit_when_idle: bool = False
-    ) -> None:
-        self.engine, self.settings, self.poll = engine, settings, poll_seconds
-        self.exit_when_idle = exit_when_idle
-        self.worker_id = worker_identity()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tracehouse-ingest", daemon=True)
-        self._renewer = threading.Thread(target=self._renew_loop, name="tracehouse-lease", daemon=True)
-        self._heartbeat = time.monotonic()
-        self._busy_since: float | None = None
-        self._held: int | None = None  # the job whose lease is renewed: claimed, outcome not yet written
-        self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
-        self._watch_lock = threading.Lock()
-        self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-
-    def start(self) -> None:
-        release_dead_local(self.engine)  # before start-up reclaim, so their spool folders count as live
-        self._renewer.start()
-        self._thread.start()
-
-    def run(self) -> None:
-        """Drain the queue in this thread until ``stop()`` (a signal handler's call)."""
-        self._thread = threading.current_thread()
-        release_dead_local(self.engine)
-        self._renewer.start()
-        self._loop()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
-
-    def _renew_loop(self) -> None:
-        lease = self.settings.worker_lease_seconds
-        while not self._stop.wait(lease / 3):
-            job_id = self._held
-            if job_id is None:
-                continue
-            try:
-                if not renew_lease(self.engine, job_id, self.worker_id, lease):
-                    log.warning("ingest job %s: lease lost (this worker was silent past %.0f s)", job_id, lease)
-            except Exception:  # the database is away: the next beat tries again
-                log.exception("ingest job %s: could not renew the lease", job_id)
-
-    def state(self) -> WorkerState:
-        now, busy = time.monotonic(), self._busy_since
-        return WorkerState(
-            alive=self._thread.is_alive(),
-            heartbeat_age_s=now - self._heartbeat,
-            busy_s=None if busy is None else now - busy,
-        )
-
-    def _loop(self) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            self._heartbeat = time.monotonic()
-            try:
-                worked = self._step()
-                backoff = 0.0
-            except Exception:  # the database went away, a disk filled: log, back off, go on
-                backoff = min(max(backoff * 2, 0.25), MAX_BACKOFF_S)
-                log.exception("ingest worker step failed; retrying in %.2f s", backoff)
-                self._stop.wait(backoff)
-                continue
-            if not worked:
-                if self.exit_when_idle:
-                    self._stop.set()
-                    break
-                self._wake.wait(self.poll)
-                self._wake.clear()
-
-    def _step(self) -> bool:
-        """Write a pending outcome, else claim and run one job; False when there was nothing to do."""
-        if self._pending is None:
-            job = claim_next(self.engine, self.worker_id, self.settings.worker_lease_seconds)
-            if job is None:
-                return False
-            self._held, self._busy_since = job.id, time.monotonic()
-            try:
-                self._pending = (job, run_job(self.engine, self.settings, job))
-            finally:
-                self._busy_since = None
-                if self._pending is None:
-                    self._held = None
-        job, outcome = self._pending
-        record_outcome(self.engine, job, outcome)  # raises while the database refuses it
-        self._pending = self._held = None
-        self._notify(job.id)
-        return True
-
-    def watch(self, job_id: int) -> asyncio.Event:
-        """An event set (on the caller's loop) when this worker records ``job_id``'s outcome."""
-        event = asyncio.Event()
-        with self._watch_lock:
-            self._watchers.setdefault(job_id, []).append((asyncio.get_running_loop(), event))
-        return event
-
-    def unwatch(self, job_id: int, event: asyncio.Event) -> None:
-        with self._watch_lock:
-            left = [w for w in self._watchers.get(job_id, []) if w[1] is not event]
-            if left:
-                self._watchers[job_id] = left
-            else:
-                self._watchers.pop(job_id, None)
-
-    def _notify(self, job_id: int) -> None:
-        with self._watch_lock:
-            watchers = list(self._watchers.get(job_id, []))
-        for loop, event in watchers:
-            with contextlib.suppress(RuntimeError):  # that waiter's loop has closed: nobody left to tell
-                loop.call_soon_threadsafe(event.set)
-
-
-def read_job(engine: Engine, job_id: int) -> IngestJob | None:
-    with session_scope(engine) as session:
-        return session.get(IngestJob, job_id)
-
-
-async def wait_for_job(engine: Engine, worker: Worker | None, job_id: int, seconds: float) -> IngestJob:
-    """The job once it is done or failed, or as it stands after ``seconds``.  Waiting holds no
-    database connection: the worker's event wakes the waiter, which then reads the row once in a
-    short session (and every few seconds regardless, for a job another process finishes; twice
-    a second on an API-only replica, where every job is another process's)."""
-    deadline = time.monotonic() + seconds
-    event = worker.watch(job_id) if worker is not None else asyncio.Event()
-    poll = 5.0 if worker is not None else 0.5
-    try:
-        while True:
-            event.clear()
-            job = await run_in_threadpool(read_job, engine, job_id)
-            if job is None:
-                raise NotFound(f"job {job_id} does not exist")
-            remaining = deadline - time.monotonic()
-            if job.status in FINISHED or remaining <= 0:
-                return job
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
-    finally:
-        if worker is not None:
-            worker.unwatch(job_id, event)
-
-
-def _age_s(then: datetime | None) -> float | None:
-    if then is None:
-        return None
-    if then.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
-        then = then.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - then).total_seconds())
-
-
-def _queue_state(engine: Engine) -> tuple[int, datetime | None]:
-    """Queued jobs and the oldest one's creation time."""
-    with session_scope(engine) as session:
-        queued, oldest = session.execute(
-            select(func.count(), func.min(IngestJob.created_at)).where(IngestJob.status == "queued")
-        ).one()
-    return queued, oldest
-
-
-def service_health(engine: Engine, worker: Worker | None, settings: Settings) -> dict[str, object]:
-    """Worker liveness and the queue's state; ``ServiceUnhealthy`` (503) when the in-process
-    worker is dead or silent, or the oldest queued job has waited past ``queue_stuck_seconds``
-    (on an API-only replica, that is how missing ``tracehouse worker`` processes show)."""
-    queued, oldest = _queue_state(engine)
-    oldest_age = _age_s(oldest)
-    state = worker.state() if worker is not None else None
-    if state is not None and (
-        not state.alive or (state.busy_s is None and state.heartbeat_age_s > settings.worker_stale_seconds)
-    ):
-        raise ServiceUnhealthy(
-            f"the ingest worker is not running (last heartbeat {state.heartbeat_age_s:.0f} s "
-            "ago); uploads are queued but not ingested until the service restarts"
-        )
-    if oldest_age is not None and oldest_age > settings.queue_stuck_seconds:
-        raise ServiceUnhealthy(
-            f"the ingest queue is stuck: the oldest of {queued} queued jobs has waited "
-            f"{oldest_age:.0f} s (limit {settings.queue_stuck_seconds:.0f} s)"
-        )
-    queue = {"queued": queued, "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3)}
-    if state is None:  # an API-only replica: `tracehouse worker` processes ingest
-        return {"ok": True, "worker": None, "queue": queue}
-    return {
-        "ok": True,
-        "worker": {
-            "alive": True,
-            "heartbeat_age_s": round(state.heartbeat_age_s, 3),
-            "heartbeat_at": (datetime.now(UTC) - timedelta(seconds=state.heartbeat_age_s)).isoformat(),
-            "busy_s": None if state.busy_s is None else round(state.busy_s, 3),
-        },
-        "queue": queue,
-    }

@@ -44,7 +44,7 @@ UNIT_RULES: tuple[tuple[str, str], ...] = (
 )
 _COMPILED = tuple((re.compile(pattern), unit) for pattern, unit in UNIT_RULES)
 
-# The catalogue's units (api/columns.py) as display units; others (GPU-hours, FLOP/byte ...)
+# The catalogue's units (api/columns/) as display units; others (GPU-hours, FLOP/byte ...)
 # and unitless numbers print as plain numbers, unitless integers as ids.
 CATALOGUE_UNITS = {
     "ns": "time_ns",

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' gener
 
 from tests.test_fleet import MODELS, generate_jobs
 from tracehouse.analyses.fleet_usage import fleet_summary
-from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
+from tracehouse.ingest.fleet_import import import_fleet, register_model
+from tracehouse.ingest.fleet_parse import parse, read_source
 from tracehouse.schema.db import make_engine, session_scope
 from tracehouse.schema.migrate import upgrade
 

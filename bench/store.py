@@ -31,17 +31,19 @@ import hashlib
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy import Engine, func, insert, select, text
+
+if TYPE_CHECKING:
+    from tracehouse.api.serve_process import ServeProcess
 
 REPO = Path(__file__).resolve().parents[1]
 KINETO = REPO.parent / "shared" / "traces" / "kineto"
@@ -307,46 +309,10 @@ def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, obje
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``tracehouse serve`` on the store, logging to a file."""
-
-    def __init__(self, url: str, data_dir: Path) -> None:
-        self.port, self.data_dir = _free_port(), data_dir
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), "TRACEHOUSE_GC_ON_START": "false"}
-        with (data_dir / "serve.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tracehouse.api.cli", "serve", "--db", url, "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError((data_dir / "serve.log").read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
-
-
-def measure(server: Server, token: str, run_ids: list[int], repeat: int, seed: int = 7) -> list[dict]:
+def measure(server: ServeProcess, token: str, run_ids: list[int], repeat: int, seed: int = 7) -> list[dict]:
     rng = random.Random(seed)
     results = []
-    with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
         for name, (kind, pick) in queries(run_ids, rng).items():
             times, rows = [], None
             for attempt in range(repeat + 1):  # the first is a warm-up
@@ -411,6 +377,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Write the figures here")
     args = ap.parse_args()
     from tracehouse.api.auth import create_token
+    from tracehouse.api.serve_process import ServeProcess
     from tracehouse.schema.db import session_scope
     from tracehouse.schema.models import Run
 
@@ -434,13 +401,16 @@ def main() -> None:
         with session_scope(engine) as s:
             run_ids = list(s.scalars(select(Run.id)))
             token = create_token(s, f"bench-{time.time_ns()}", "read")
-        server = Server(url, data)
+        # Start-up housekeeping off: what is measured is the queries.
+        env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data), "TRACEHOUSE_GC_ON_START": "false"}
+        server = ServeProcess(url, data / "serve.log", env)
+        server.start(timeout_s=120)
         try:
             report["load_average_before"] = os.getloadavg()  # a shared machine: how busy it was
             report["queries"] = measure(server, token, run_ids, args.repeat)
             report["load_average_after"] = os.getloadavg()
         finally:
-            server.stop()
+            server.stop(timeout_s=60)
     engine.dispose()
     print(json.dumps(report, indent=1, default=str))
     if args.json:

@@ -70,6 +70,42 @@ RANGE_SCHEMA: FrameSchema = {
     "input_types": pl.String,  # JSON text of the inputs' element types
 }
 
+# A run's kernel rows as ingest's attribution makes them and a run's export reads them back
+# (``analyses.runs.run_kernels``, the kernels route), names spelled out (docs/schema.md, `kernel`).
+KERNEL_ROW_SCHEMA: FrameSchema = {
+    "seq": pl.Int64,
+    "kind": pl.String,
+    "device": pl.Int64,
+    "stream": pl.Int64,
+    "start_ns": pl.Int64,
+    "dur_ns": pl.Int64,
+    "name": pl.String,
+    "correlation": pl.Int64,
+    "grid_x": pl.Int64,
+    "grid_y": pl.Int64,
+    "grid_z": pl.Int64,
+    "block_x": pl.Int64,
+    "block_y": pl.Int64,
+    "block_z": pl.Int64,
+    "bytes": pl.Int64,
+    "operator": pl.String,
+    "operator_source": pl.String,
+    "attention_type": pl.String,
+    "seq_q": pl.Int64,
+    "seq_kv": pl.Int64,
+    "batch": pl.Int64,
+    "heads": pl.Int64,
+    "head_dim": pl.Int64,
+    "component": pl.String,
+    "step": pl.Int64,
+    "cpu_op": pl.String,
+    "annotation": pl.String,
+    "op_flops": pl.Int64,
+    "op_bytes": pl.Int64,
+    "launch_ns": pl.Int64,
+    "launch_dur_ns": pl.Int64,
+}
+
 RANGE_CATEGORIES = ("cpu_op", "annotation", "python")
 # Trace formats whose kernels lie on a timeline (Nsight Compute counters do not); ingest has a
 # parser for each (ingest.pipeline.PARSERS), analyses use it to pick timed runs.

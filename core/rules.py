@@ -37,9 +37,11 @@ OP_RULES: tuple[tuple[str, int, str], ...] = (
     (
         "communication",
         95,
+        # No ``broadcast``: aten::broadcast_tensors is a shape op, not a collective (c10d's
+        # and NCCL's broadcasts are caught by their prefixes).
         (
             r"^nccl:|^gloo:|^c10d::|record_param_comms|all_reduce|allreduce|all_gather|"
-            r"allgather|reduce_scatter|alltoall|all_to_all|^aten::broadcast_tensors$^"
+            r"allgather|reduce_scatter|alltoall|all_to_all"
         ),
     ),
     ("conv", 90, r"conv|cudnn_convolution|mkldnn_convolution|slow_conv|_convolution|upsample.*conv"),

@@ -18,47 +18,14 @@ import polars as pl
 
 from tracehouse.core import rules
 from tracehouse.core.annotation import ANNOTATION_FIELDS, PREFIX, parse_annotation
-from tracehouse.core.frames import ParsedTrace
+from tracehouse.core.frames import KERNEL_ROW_SCHEMA, ParsedTrace
 from tracehouse.core.opcost import op_cost
 from tracehouse.ingest.nesting import enclosing_ranges, top_level
 from tracehouse.ingest.shapes import SHAPE_COLUMNS, qk_shapes
 
-KERNEL_ROW_COLUMNS = (
-    "seq",
-    "kind",
-    "device",
-    "stream",
-    "start_ns",
-    "dur_ns",
-    "name",
-    "correlation",
-    "grid_x",
-    "grid_y",
-    "grid_z",
-    "block_x",
-    "block_y",
-    "block_z",
-    "bytes",
-    "operator",
-    "operator_source",
-    "attention_type",
-    "seq_q",
-    "seq_kv",
-    "batch",
-    "heads",
-    "head_dim",
-    "component",
-    "step",
-    "cpu_op",
-    "annotation",
-    "op_flops",
-    "op_bytes",
-    "launch_ns",
-    "launch_dur_ns",
-    "graph",
-    "rule",
-    "deciding_op",
-)
+# The exported row and what only the store keeps: the CUDA-graph flag and which rule and op
+# decided the operator (``explain`` reads those).
+KERNEL_ROW_COLUMNS = (*KERNEL_ROW_SCHEMA, "graph", "rule", "deciding_op")
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
 

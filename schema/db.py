@@ -63,6 +63,10 @@ def make_engine(url: str) -> Engine:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url)
             event.listen(engine, "connect", _sqlite_pragmas)
+            # A read-only session's query_only pragma outlives its transaction on the pooled
+            # connection: the pool turns it off again as the connection comes back, before
+            # anyone else can check it out.
+            event.listen(engine, "checkin", _sqlite_writable)
             return engine
         return create_engine(url, pool_pre_ping=True)
     except OSError as exc:  # the SQLite file's folder cannot be made
@@ -119,16 +123,13 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     except TracehouseError:
         session.rollback()
         raise
-    except OperationalError as exc:
+    except SQLAlchemyError as exc:  # OperationalError included
         session.rollback()
         if read_only and _is_refused_write(exc):
             raise _refused_write(exc) from exc
-        log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)
-        raise DatabaseUnavailable("database unavailable") from exc
-    except SQLAlchemyError as exc:
-        session.rollback()
-        if read_only and _is_refused_write(exc):
-            raise _refused_write(exc) from exc
+        if isinstance(exc, OperationalError):
+            log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)
+            raise DatabaseUnavailable("database unavailable") from exc
         log.info("database error (%s): %s", safe_url(engine.url), exc)
         raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
     except BaseException:
@@ -141,16 +142,12 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
 def _refuse_writes(session: Session) -> None:
     conn = session.connection()  # begins the transaction the setting applies to
     if conn.dialect.name == "sqlite":
-        # The pragma outlives the transaction on the pooled connection: the pool turns it off
-        # again as the connection comes back, before anyone else can check it out.
-        if not event.contains(conn.engine, "checkin", _sqlite_writable):
-            event.listen(conn.engine, "checkin", _sqlite_writable)
-        conn.exec_driver_sql("PRAGMA query_only=ON")
+        conn.exec_driver_sql("PRAGMA query_only=ON")  # make_engine's checkin hook turns it off
     else:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # the transaction's first statement; ends with it
 
 
-def _sqlite_writable(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_writable(dbapi_conn: DBAPIConnection | None, _record: ConnectionPoolEntry) -> None:
     if dbapi_conn is None:  # the connection was invalidated: nothing to reset
         return
     cur = dbapi_conn.cursor()

@@ -12,7 +12,6 @@ SIGKILL, the installed entry point, streaming limits over raw sockets, the uploa
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from tests.conftest import BACKENDS, Database
 from tracehouse.api.auth import create_token
+from tracehouse.api.serve_process import ServeProcess, free_port
 from tracehouse.schema.db import session_scope
 
 ERROR_KEYS = {"ok", "error", "code", "status"}
@@ -81,12 +81,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 # ---- the service ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settings_from(data_dir: Path, db: Database, flags: tuple[str, ...], env: dict[str, str]):  # type: ignore[no-untyped-def]
     """The Settings ``tracehouse serve FLAGS`` would build with ``env`` set."""
     from tracehouse.core.settings import load_settings
@@ -130,51 +124,29 @@ class AppServer:
 
 
 class Server(AppServer):
-    """A real ``tracehouse serve`` process on a free localhost port; ``http`` is an httpx client."""
+    """A real ``tracehouse serve`` process on a free localhost port (``api/serve_process.py``,
+    shared with the store benchmark); ``http`` is an httpx client."""
 
     def __init__(self, db: Database, data_dir: Path, *flags: str, **env: str) -> None:
-        self.db, self.port, self.flags = db, free_port(), flags
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.db, self.flags = db, flags
         self.env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(data_dir), **env}
-        self.proc: subprocess.Popen | None = None
+        port = free_port()
+        log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{port}.log"
+        self.process = ServeProcess(db.url, log, self.env, *flags, port=port)
+        self.port, self.url = port, self.process.url
         self.http = httpx.Client(timeout=120)
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc
+
     def start(self) -> Server:
-        # Output goes to a file: a pipe nobody reads fills up after a few hundred access-log
-        # lines and then blocks the server.
-        log = Path(self.env["TRACEHOUSE_DATA_DIR"]).parent / f"serve-{self.port}.log"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tracehouse.api.cli",
-                    "serve",
-                    "--db",
-                    self.db.url,
-                    "--port",
-                    str(self.port),
-                    *self.flags,
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not start")
+        self.process.start()
+        return self
 
     def stop(self) -> None:
         self.http.close()
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
+        self.process.stop()
 
 
 def _serve(kind: type[AppServer], backend: str, tmp: Path, **env: str) -> Iterator[AppServer]:

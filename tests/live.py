@@ -11,7 +11,8 @@ from tests.conftest import DATA, KINETO_DIR, SHARED_TRACES, Database
 from tests.fixtures import AppServer
 from tests.test_fleet import MODELS, generate_jobs, write_csv
 from tracehouse.ingest.baselines import set_baseline
-from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
+from tracehouse.ingest.fleet_import import import_fleet, register_model
+from tracehouse.ingest.fleet_parse import parse, read_source
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.units import ingest_all, plan_units
 from tracehouse.schema.db import session_scope

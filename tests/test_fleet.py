@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from tests.conftest import Database
 from tracehouse.analyses.fleet_usage import fleet_summary, models_list, ratio_spread, top_jobs
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.fleet_import import import_fleet, parse, read_source, register_model
+from tracehouse.ingest.fleet_import import import_fleet, register_model
+from tracehouse.ingest.fleet_parse import parse, read_source
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import FleetImport, FleetJob, FleetRollup
 

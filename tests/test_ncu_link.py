@@ -276,7 +276,7 @@ def test_cli_ingests_a_folder_and_prints_the_roofline_by_operator(db: Database, 
 
 def test_counters_by_attention_type_temporal_vs_spatial(db: Database, raw_dir: Path, tmp_path: Path) -> None:
     """Fig 13's question: a video UNet's spatial and temporal attention kernels, L1 / L2 side by side."""
-    from tests.test_analyses import ATTN, gpu_trace
+    from tests.analysis_readings import ATTN, gpu_trace
 
     spatial = ATTN.format(t="spatial", sq=1024, skv=1024, b=16, h=8, d=64)
     temporal = ATTN.format(t="temporal", sq=16, skv=16, b=1024, h=8, d=64)

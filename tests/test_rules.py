@@ -50,6 +50,9 @@ OP_CASES = [
     ("AddmmBackward0", "linear"),
     ("aten::embedding", "embedding"),
     ("nccl:all_reduce", "communication"),
+    ("c10d::broadcast_", "communication"),
+    ("nccl:broadcast", "communication"),
+    ("aten::broadcast_tensors", None),  # a shape op: expands views, no collective
     ("aten::add", "elementwise"),
     ("aten::mean", "reduction"),
     ("aten::view", None),

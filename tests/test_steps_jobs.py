@@ -20,7 +20,8 @@ import pytest
 from tests.conftest import KINETO_DIR, Database, require_shared
 from tests.test_advise import _kernels
 from tracehouse.analyses.idle import idle_time_breakdown
-from tracehouse.analyses.rank_jobs import job_ranks, step_times
+from tracehouse.analyses.rank_jobs import job_ranks
+from tracehouse.analyses.steps import step_times
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import KINETO_DIR, PG_ENV, Database, require_shared
-from tests.test_service_robust import CLI, SD, SD_KERNELS, LoggedServer, _post, _variant
+from tests.robust_server import CLI, SD, SD_KERNELS, LoggedServer, post, variant
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Kernel, Run, Trace
 
@@ -64,7 +64,7 @@ def _uploads(tmp: Path) -> list[tuple[str, Path]]:
     """Fifty (content key, file) pairs: 40 distinct traces, 5 byte-identical re-uploads and 5
     recompressed copies (another file, the same trace)."""
     distinct = [(name, KINETO_DIR / f"{name}.json.gz") for name in BIG]
-    distinct += [(f"sd{i}", _variant(tmp, i)) for i in range(36)]
+    distinct += [(f"sd{i}", variant(tmp, i)) for i in range(36)]
     again = [distinct[i] for i in (0, 1, 2, 3, 4)]
     recompressed = []
     for i in range(5, 10):
@@ -124,7 +124,7 @@ def test_two_api_replicas_three_workers_fifty_uploads_one_worker_killed(tmp_path
         uploads = _uploads(tmp_path)
         token = apis[0].token("write")
         with ThreadPoolExecutor(8) as pool:
-            replies = [pool.submit(_post, apis[i % 2], path, token, 90) for i, (_, path) in enumerate(uploads)]
+            replies = [pool.submit(post, apis[i % 2], path, token, 90) for i, (_, path) in enumerate(uploads)]
             killed_job = _kill_mid_job(db, workers[0])
             answers = [r.result() for r in replies]
         _check_outcomes(db, uploads, answers, killed_job, workers, store)

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, UploaderId, check_id
-from tracehouse.api.jobs import enqueue, wait_for_job
+from tracehouse.api.job_status import wait_for_job
+from tracehouse.api.jobs import enqueue
 from tracehouse.api.upload_body import UploadBody, receive_upload
 from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
 from tracehouse.core.meta import meta_from_mapping, parse_key_values
