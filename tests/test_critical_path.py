@@ -19,6 +19,7 @@ from tests.test_advise import _kernels
 from tests.test_suite import _rest
 from tracehouse.analyses.critical_path import critical_path, critical_path_segments
 from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.reingest import reingest_run
 from tracehouse.schema.db import session_scope
 
 
@@ -110,7 +111,7 @@ def _wait_calls(name: str) -> list[dict]:
 def test_a_cross_stream_wait_moves_the_path_to_the_stream_waited_for(db: Database, raw_dir: Path) -> None:
     """a100_rank3_of8_training step 1010: every wait call is stored with the kernel it gates;
     with them, the path reaches gated kernels from another stream's kernel, and without them
-    (the rows deleted) it does not."""
+    (the rows deleted) it does not; a reingest stores them again."""
     name = "a100_rank3_of8_training.json.gz"
     run = _ingest(db, name, raw_dir)
     rows = {r["seq"]: r for r in _kernels(db, run)}
@@ -135,6 +136,11 @@ def test_a_cross_stream_wait_moves_the_path_to_the_stream_waited_for(db: Databas
     # The kernel it waited for ended no later than the gated kernel began.
     assert all(rows[a]["start_ns"] + rows[a]["dur_ns"] <= rows[b]["start_ns"] for a, b in crossings)
     assert linked["end_ns"].max() == unlinked["end_ns"].max()
+    # A run without the rows (ingested before they were kept) gets them back from a reingest.
+    reingest_run(db.engine, run)
+    with session_scope(db.engine) as s:
+        again = critical_path_segments(s, run, step=1010)
+    assert again.equals(linked)
 
 
 def _cross_stream_holds(segs: list[dict], rows: dict[int, dict], gated: set[int]) -> list[tuple[int, int]]:
