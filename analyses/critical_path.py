@@ -4,20 +4,25 @@ with each operator's share of it.  A step's path runs from the step's first laun
 last kernel's end, through whatever work (of any step) held it in that window.
 
 Built from what the store keeps for every kernel: its stream slot, its launch call's start and
-duration, and its operator.  Walking back from the last kernel to end, each kernel was held
-by whichever came later: the previous kernel on its stream (stream order) or its own launch
-call (the host was late).  A launch call was preceded by the previous launch call on the host
-(the host's time between them is charged to the operator whose kernel the later call launched)
-unless the host resumed within ``SYNC_SLACK_NS`` of a kernel's end, which is read as the host
-having waited on the GPU (a synchronisation: ``.item()``, a blocking copy), and the path then
-continues on that kernel.
+duration, and its operator; and from each run's cross-stream wait calls (``sync_edge``: each
+``cudaStreamWaitEvent`` with the kernel it gates).  Walking back from the last kernel to end,
+each kernel was held by whichever came later: the previous kernel on its stream (stream order)
+or its own launch call (the host was late); a gated kernel that began more than
+``SYNC_SLACK_NS`` after both were ready was held by the event it waited for, read as the kernel
+of another stream on its device that ended last before it began (the trace names the event's
+stream only in ``cuda_sync`` records, which most traces lack).  A launch call was preceded by
+the previous launch call on the host (the host's time between them is charged to the operator
+whose kernel the later call launched) unless the host resumed within ``SYNC_SLACK_NS`` of a
+kernel's end, which is read as the host having waited on the GPU (a synchronisation:
+``.item()``, a blocking copy), and the path then continues on that kernel.  A launch call that
+returned only after its own activity ended (a blocking ``cudaMemcpy``) is charged as ``wait``:
+the host spent it waiting on the GPU (HTA gives such calls no weight).
 
-Why not HTA's full graph: ingest keeps neither CPU-op nesting nor the runtime's sync and event
-records (``cudaStreamWaitEvent``, ``cudaDeviceSynchronize``), only each kernel's launch call, so
-cross-stream event edges are not seen and syncs are inferred from timing.  Rebuilding the full
-graph would mean reading the retained raw trace again through ingest's parser at query time,
-which analyses may not import; storing CPU ops would multiply the kernel table's size.  Host
-threads are not told apart (launches of all threads form one host chain).
+Why not HTA's full graph: ingest keeps no CPU-op nesting and, of the runtime's sync records,
+only the wait calls, so host syncs (``cudaDeviceSynchronize``) are inferred from timing.
+Rebuilding the full graph would mean reading the retained raw trace again through ingest's
+parser at query time, which analyses may not import; storing CPU ops would multiply the kernel
+table's size.  Host threads are not told apart (launches of all threads form one host chain).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy.orm import Session
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import Kernel
+from tracehouse.schema.sync import SyncEdge
 
 SYNC_SLACK_NS = 10_000
 RESOURCES = ("kernel", "launch", "host", "wait")
@@ -60,13 +66,18 @@ PATH_SCHEMA: FrameSchema = {
 
 def _load(session: Session, run_id: int, step: int | None) -> pl.DataFrame:
     """Every kernel (a step's first kernels wait on the previous step's last ones), ``in_step``
-    marking those the path may use."""
+    marking those the path may use, ``gated`` those a cross-stream wait call gates."""
     k = Kernel
     stmt = select(
-        k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator, k.step
+        k.seq, k.device, k.stream, k.start_ns, k.dur_ns, k.launch_ns, k.launch_dur_ns, k.operator, k.step, k.correlation
     ).where(k.run_id == run_id, k.kind != "cpu")
-    frame = to_frame(session, stmt, {**_SCHEMA, "step": pl.Int64}).sort("start_ns", "seq")
-    return frame.with_columns(in_step=pl.lit(True) if step is None else (pl.col("step") == step).fill_null(False))
+    frame = to_frame(session, stmt, {**_SCHEMA, "step": pl.Int64, "correlation": pl.Int64}).sort("start_ns", "seq")
+    waits = select(SyncEdge.dst_correlation).where(SyncEdge.run_id == run_id, SyncEdge.dst_correlation.is_not(None))
+    gated = to_frame(session, waits, {"dst_correlation": pl.Int64})["dst_correlation"]
+    return frame.with_columns(
+        in_step=pl.lit(True) if step is None else (pl.col("step") == step).fill_null(False),
+        gated=pl.col("correlation").is_in(gated.implode()).fill_null(False),
+    )
 
 
 def critical_path_segments(session: Session, run_id: int, step: int | None = None) -> pl.DataFrame:
@@ -109,7 +120,7 @@ def _walk(ks: list[KernelRow], out: list[Segment]) -> None:
         if node is None or node[2] <= floor:
             break
         node = (
-            _step_kernel(ks, node[1], node[2], prev_on_stream, out)
+            _step_kernel(ks, node[1], node[2], prev_on_stream, host, out)
             if node[0] == "kernel"
             else _step_launch(ks, node[1], node[2], host, out)
         )
@@ -128,7 +139,7 @@ def _emit(out: list[Segment], resource: str, operator: str, start: int, end: int
 
 
 def _step_kernel(
-    ks: list[KernelRow], i: int, cap: int, prev_on_stream: dict[int, int | None], out: list[Segment]
+    ks: list[KernelRow], i: int, cap: int, prev_on_stream: dict[int, int | None], host: _Host, out: list[Segment]
 ) -> tuple[str, int, int] | None:
     k = ks[i]
     start = min(k["start_ns"], cap)
@@ -136,10 +147,14 @@ def _step_kernel(
     p = prev_on_stream[i]
     stream_ready = ks[p]["start_ns"] + ks[p]["dur_ns"] if p is not None else None
     launch_ready = k["launch_ns"] + k["launch_dur_ns"] if k["launch_ns"] is not None else None
-    if stream_ready is None and launch_ready is None:
+    held = max((t for t in (stream_ready, launch_ready) if t is not None), default=None)
+    src = _event_source(ks, i, held, host) if k["gated"] else None
+    if src is not None:  # a cross-stream wait let it start only after another stream's kernel
+        ready, nxt = min(ks[src]["start_ns"] + ks[src]["dur_ns"], start), ("kernel", src)
+    elif stream_ready is None and launch_ready is None:
         return None
     # Held by the stream's previous kernel unless the launch call came later (or there is none).
-    if p is not None and (launch_ready is None or launch_ready <= stream_ready):
+    elif p is not None and (launch_ready is None or launch_ready <= stream_ready):
         ready, nxt = min(stream_ready, start), ("kernel", p)
     else:
         ready, nxt = min(launch_ready, start), ("launch", i)
@@ -147,10 +162,30 @@ def _step_kernel(
     return (*nxt, ready)
 
 
+def _event_source(ks: list[KernelRow], i: int, held: int | None, host: _Host) -> int | None:
+    """The kernel a gated kernel waited for: when it began more than ``SYNC_SLACK_NS`` after
+    both its stream and its launch were ready, the kernel of another stream on its device
+    that ended last before it began (and after they were ready)."""
+    k = ks[i]
+    if held is not None and k["start_ns"] - held <= SYNC_SLACK_NS:
+        return None
+    e = bisect.bisect_right(host.ends, k["start_ns"]) - 1
+    while e >= 0 and (held is None or host.ends[e] > held):
+        j = host.by_end[e][1]
+        if ks[j]["device"] == k["device"] and ks[j]["stream"] != k["stream"]:
+            return j
+        e -= 1
+    return None
+
+
 def _step_launch(ks: list[KernelRow], i: int, cap: int, host: _Host, out: list[Segment]) -> tuple[str, int, int] | None:
     k = ks[i]
     start = min(k["launch_ns"], cap)
-    _emit(out, "launch", k["operator"], start, min(k["launch_ns"] + k["launch_dur_ns"], cap))
+    call_end = k["launch_ns"] + k["launch_dur_ns"]
+    # A call that returned only after its own copy or kernel ended (a blocking cudaMemcpy) spent
+    # its time waiting on the GPU, not launching: HTA gives such calls no weight.
+    blocking = call_end >= k["start_ns"] + k["dur_ns"]
+    _emit(out, "wait" if blocking else "launch", k["operator"], start, min(call_end, cap))
     j = bisect.bisect_left(host.call_starts, k["launch_ns"]) - 1
     prev = ks[host.call_kernels[j]] if j >= 0 else None
     prev_end = prev["launch_ns"] + prev["launch_dur_ns"] if prev is not None else None

@@ -27,6 +27,7 @@ from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
 from tracehouse.ingest.kineto_memory import insert_memory, memory_rows
+from tracehouse.ingest.kineto_sync import insert_sync, sync_rows
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.schema.db import session_scope
@@ -235,6 +236,7 @@ def ingest_file(
             insert_kernels(session, run_id, trace_id, kernels)
             if memory is not None:
                 insert_memory(session, run_id, trace_id, memory)
+            insert_sync(session, run_id, trace_id, sync_rows(parsed))  # cross-stream waits
             if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                 store_counters(session, run_id, parsed.counters)
             # Keep the raw bytes before committing: a committed run always has its file.

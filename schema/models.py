@@ -383,3 +383,4 @@ __all__ = [
 
 from tracehouse.schema import experiments as _experiments  # noqa: E402,F401  (baselines)
 from tracehouse.schema import memory as _memory  # noqa: E402,F401  (the profiler's memory events)
+from tracehouse.schema import sync as _sync  # noqa: E402,F401  (cross-stream waits, for the critical path)

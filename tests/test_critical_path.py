@@ -4,6 +4,7 @@ time on a GPU-bound trace and mostly host time on a host-bound one; CLI == REST 
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import subprocess
@@ -11,12 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import KINETO_DIR, Database, require_shared
 from tests.test_advise import _kernels
 from tests.test_suite import _rest
 from tracehouse.analyses.critical_path import critical_path, critical_path_segments
 from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.reingest import reingest_run
 from tracehouse.schema.db import session_scope
 
 
@@ -96,3 +99,60 @@ def test_step_path_stays_inside_the_step_and_interfaces_agree(db: Database, raw_
     assert shown.returncode == 0, shown.stderr
     rest = _rest(db, tmp_path, f"/v1/runs/{run}/critical-path", {"step": 5})
     assert json.loads(shown.stdout) == python == rest and python
+
+
+def _wait_calls(name: str) -> list[dict]:
+    """The trace's ``cudaStreamWaitEvent`` calls, read with the standard library's JSON."""
+    with gzip.open(KINETO_DIR / name) as f:
+        events = json.load(f)["traceEvents"]
+    return [e for e in events if e.get("name") == "cudaStreamWaitEvent" and e.get("ph") == "X"]
+
+
+def test_a_cross_stream_wait_moves_the_path_to_the_stream_waited_for(db: Database, raw_dir: Path) -> None:
+    """a100_rank3_of8_training step 1010: every wait call is stored with the kernel it gates;
+    with them, the path reaches gated kernels from another stream's kernel, and without them
+    (the rows deleted) it does not; a reingest stores them again."""
+    name = "a100_rank3_of8_training.json.gz"
+    run = _ingest(db, name, raw_dir)
+    rows = {r["seq"]: r for r in _kernels(db, run)}
+    with db.engine.connect() as conn:
+        edges = conn.execute(text("SELECT tid, call_ns, dst_correlation FROM sync_edge WHERE run_id = :r"), {"r": run})
+        edges = [dict(e._mapping) for e in edges]
+        corr = dict(conn.execute(text("SELECT correlation, seq FROM kernel WHERE run_id = :r"), {"r": run}).all())
+    assert len(edges) == len(_wait_calls(name)) == 186
+    gated = {corr[e["dst_correlation"]] for e in edges if e["dst_correlation"] is not None}
+    for e in edges:  # the kernel a wait gates was launched after it, by its thread
+        if e["dst_correlation"] is not None:
+            assert rows[corr[e["dst_correlation"]]]["launch_ns"] >= e["call_ns"]
+    with session_scope(db.engine) as s:
+        linked = critical_path_segments(s, run, step=1010)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM sync_edge WHERE run_id = :r"), {"r": run})
+    with session_scope(db.engine) as s:
+        unlinked = critical_path_segments(s, run, step=1010)
+    crossings = _cross_stream_holds(linked.to_dicts(), rows, gated)
+    assert crossings, "no gated kernel reached from another stream"
+    assert not _cross_stream_holds(unlinked.to_dicts(), rows, gated)
+    # The kernel it waited for ended no later than the gated kernel began.
+    assert all(rows[a]["start_ns"] + rows[a]["dur_ns"] <= rows[b]["start_ns"] for a, b in crossings)
+    assert linked["end_ns"].max() == unlinked["end_ns"].max()
+    # A run without the rows (ingested before they were kept) gets them back from a reingest.
+    reingest_run(db.engine, run)
+    with session_scope(db.engine) as s:
+        again = critical_path_segments(s, run, step=1010)
+    assert again.equals(linked)
+
+
+def _cross_stream_holds(segs: list[dict], rows: dict[int, dict], gated: set[int]) -> list[tuple[int, int]]:
+    """(held, gated) kernel pairs where the path steps from a kernel of one stream, through at
+    most a wait, to a gated kernel of another: kernel segments are matched to kernels by start."""
+    by_start = {(r["start_ns"], r["operator"]): seq for seq, r in rows.items()}
+    kernels = [
+        (i, by_start.get((s["start_ns"], s["operator"]))) for i, s in enumerate(segs) if s["resource"] == "kernel"
+    ]
+    pairs = []
+    for (i, a), (j, b) in itertools.pairwise(kernels):
+        between = {s["resource"] for s in segs[i + 1 : j]}
+        if a is not None and b in gated and between <= {"wait"} and rows[a]["stream"] != rows[b]["stream"]:
+            pairs.append((a, b))
+    return pairs

@@ -1,0 +1,49 @@
+"""Cross-stream waits of a parsed trace into ``sync_edge`` rows (see ``schema/sync.py``).
+
+``cudaStreamWaitEvent`` is a runtime call, so it is already in the parse's launch frame (every
+``cuda_runtime`` event is): no second read of the file.  Each call gates the next GPU activity
+its host thread launches, as HTA's ``_get_cuda_stream_wait_event_df`` pairs them (HTA also
+matches the stream, which only the ``cuda_sync`` "Stream Wait Event" records name: traces
+recorded without them, most of ours, give none, so the next launch on the thread is taken).
+Which kernel the event was recorded after is not stored: the trace says so only through
+``cuda_sync`` records and ``cudaEventRecord`` calls, absent from most traces; the critical path
+infers it from time (the kernel of another stream that ended last before the gated one began).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlalchemy.orm import Session
+
+from tracehouse.core.frames import ParsedTrace
+from tracehouse.ingest.load import bulk_insert
+from tracehouse.schema.sync import SyncEdge
+
+WAIT_CALLS = ("cudaStreamWaitEvent", "hipStreamWaitEvent")
+
+
+def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
+    """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``."""
+    launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
+    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns").sort("call_ns")
+    if waits.is_empty():
+        return pl.DataFrame(schema={"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64})
+    activity = parsed.gpu_events["correlation"].drop_nulls().unique()
+    # Launch calls that enqueued a GPU activity, by thread, in time: the first one at or after
+    # the wait's start is the one it gates.
+    launched = (
+        launches.filter(pl.col("correlation").is_in(activity.implode()))
+        .select("tid", call_ns="start_ns", dst_correlation="correlation")
+        .sort("call_ns")
+    )
+    return (
+        waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
+        .with_row_index("seq")
+        .select(pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation")
+    )
+
+
+def insert_sync(session: Session, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
+    """The rows into ``sync_edge``, in the caller's transaction (the run's own)."""
+    out = rows.with_columns(run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64))
+    bulk_insert(session, SyncEdge.__tablename__, out.select([c.name for c in SyncEdge.__table__.columns]))
