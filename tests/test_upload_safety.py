@@ -475,7 +475,7 @@ def _healthz_during_upload(srv: Server, big: Path) -> list[float]:
 def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Path], tmp_path: Path) -> None:
     """A loop blocked by the check stalls one answer for the whole gunzip (most of a second,
     every time); a busy shared machine delays a few answers by tens of ms now and then.  So
-    the upload is tried up to three times, and one clean run (every answer < 100 ms) passes."""
+    the upload is tried up to five times, and one clean run (every answer < 100 ms) passes."""
     srv, _ = roomy
     # 200 MB of stored (level 0) gzip: quick to make, and the server inflates all of it.
     big = tmp_path / "big.json.gz"
@@ -486,7 +486,7 @@ def test_healthz_answers_while_a_200mb_upload_is_checked(roomy: tuple[Server, Pa
             out.write(deflate.compress(block.replace(b"\x00", b" ")))
         out.write(deflate.compress(b"]}") + deflate.flush())
     slowest = []
-    for _ in range(3):
+    for _ in range(5):
         slowest.append(max(_healthz_during_upload(srv, big)))
         if slowest[-1] < 0.1:
             break

@@ -40,6 +40,21 @@ def _models(session: SessionDep) -> list[str]:
     return sorted({m for m in list_runs(session)["model"].to_list() if m})
 
 
+def _default_model(session: SessionDep, column: str) -> str | None:
+    """What a page opened without a model shows: the model whose runs take the most values of
+    ``column`` (the sweep's knob, the hardware), then the one with the most runs, then by name.
+    The first model by name may never have been swept or run on a second device."""
+    runs = list_runs(session).filter(pl.col("model").is_not_null())
+    if column not in runs.columns or not runs.height:
+        return None
+    ranked = (
+        runs.group_by("model")
+        .agg(pl.col(column).drop_nulls().n_unique().alias("values"), pl.len().alias("runs"))
+        .sort(["values", "runs", "model"], descending=[True, True, False])
+    )
+    return str(ranked["model"][0])
+
+
 def _words(text: str) -> list[str]:
     return [w.strip() for w in text.replace(";", ",").split(",") if w.strip()]
 
@@ -96,7 +111,7 @@ def sweep_page(
     filters: str = "",
 ) -> Response:
     models = _models(session)
-    asked, model = model, model or (models[0] if models else None)
+    asked, model = model, model or _default_model(session, knob)
     ops, pins = _words(operators), _words(filters)
     found: list[Chart] = []
     notice, status = None, 200
@@ -128,7 +143,7 @@ def hardware_page(
     request: Request, session: SessionDep, model: str | None = None, reference: str = "slowest", filters: str = ""
 ) -> Response:
     models = _models(session)
-    asked, model = model, model or (models[0] if models else None)
+    asked, model = model, model or _default_model(session, "hardware")
     pins = _words(filters)
     chart, notice, status = None, None, 200
     if model:
