@@ -89,15 +89,13 @@ def list_runs(
     ``activity_count`` is every activity on the run's timeline (what ``total_ns`` sums);
     ``kernel_count``, ``memcpy_count`` and ``memset_count`` split it by kind (a CPU-only run's
     activities are its top-level host ops, counted as kernels), from counts kept on the run row."""
-    # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
-    # counters attached to a timeline run come after the timeline trace.  Looked up per listed
-    # run (the trace table's run_id index), so a page never groups every run's traces.
-    first_trace = select(func.min(Trace.id)).where(Trace.run_id == Run.id).correlate(Run).scalar_subquery()
     order = _SORTABLE.get(sort)
     if order is None:
         raise BadInput(f"cannot sort by {sort!r}")
-    stmt = _filtered(
-        select(*_LISTED.values()).outerjoin(Trace, Trace.id == first_trace),
+    key = order.desc() if descending else order.asc()
+    # The run id is never null: a plain order lets PostgreSQL walk the primary key for a page.
+    ordering = (key if sort == "run_id" else key.nulls_last(), Run.id)
+    filters = RunFilters(
         model=model,
         family=family,
         hardware=hardware,
@@ -107,16 +105,37 @@ def list_runs(
         until=until,
         run_id=run_id,
         experiment=experiment,
-        run_ids=run_ids,
     )
-    stmt = stmt.order_by((order.desc() if descending else order.asc()).nulls_last(), Run.id)
-    frame = to_frame(session, stmt.offset(offset).limit(limit), RUN_SCHEMA)
+    # The page's run ids first (filters, order, offset and limit over the run rows), then
+    # their rows: each listed run's first file is looked up for the page only, not joined
+    # for every run of the store before the page is cut.
+    page = _filtered(select(Run.id), **filters, run_ids=run_ids)
+    if sort in ("source", "format"):
+        page = page.outerjoin(Trace, Trace.id == _first_trace())
+    ids = page.order_by(*ordering).offset(offset).limit(limit).subquery()
+    stmt = (
+        select(*_LISTED.values())
+        .select_from(Run)
+        .join(ids, ids.c.id == Run.id)
+        .outerjoin(Model, Model.id == Run.model_id)
+        .outerjoin(Hardware, Hardware.id == Run.hardware_id)
+        .outerjoin(Trace, Trace.id == _first_trace())
+        .order_by(*ordering)
+    )
+    frame = to_frame(session, stmt, RUN_SCHEMA)
     # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
     return frame.with_columns(
         pl.col("created_at").dt.replace_time_zone("UTC"),
         other_share=ratio("other_ns", "total_ns"),
         graph_share=ratio("graph_ns", "total_ns"),
     )
+
+
+def _first_trace() -> Any:
+    """A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
+    counters attached to a timeline run come after the timeline trace.  Looked up per listed
+    run (the trace table's run_id index)."""
+    return select(func.min(Trace.id)).where(Trace.run_id == Run.id).correlate(Run).scalar_subquery()
 
 
 def count_runs(session: Session, **filters: Any) -> int:
