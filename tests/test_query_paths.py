@@ -4,14 +4,16 @@ answer is checked against the same thing computed from the kernel rows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from tests.conftest import SHARED_TRACES, Database, require_shared
+from tests.fixtures import AppServer, run_cli
 from tracehouse.analyses import launches
 from tracehouse.analyses.runs import count_runs, list_runs
 from tracehouse.core.launches import LAUNCH_BY
@@ -20,7 +22,7 @@ from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.reingest import reingest_run
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.launches import LaunchRollup
-from tracehouse.schema.models import Kernel
+from tracehouse.schema.models import Kernel, Run
 
 # A CUDA-graph trace (70 cudaGraphLaunch calls), a plain training trace with memcpys and
 # memsets, and a CPU-only trace (no launches at all).
@@ -105,3 +107,38 @@ def test_the_listing_is_paged_and_sorted_in_the_database(db: Database, runs: dic
         assert by_time["run_id"].to_list() == whole.sort("total_ns", descending=True)["run_id"].to_list()
         assert list_runs(s, run_ids=[runs["cpu_only"]])["model"].to_list() == ["cpu_only"]
         assert count_runs(s, model="cpu_only") == 1
+
+
+def _more_runs(db: Database, like: int, count: int) -> None:
+    """``count`` more run rows, copies of run ``like``'s row under new ids (as bench/store.py
+    clones runs): a store with more runs than one page of the listing."""
+    columns = [c.name for c in Run.__table__.columns if c.name != "id"]
+    names = ", ".join(f'"{c}"' for c in columns)
+    with db.engine.begin() as conn:
+        for _ in range(count):
+            conn.execute(text(f"INSERT INTO run ({names}) SELECT {names} FROM run WHERE id = :like"), {"like": like})
+
+
+def test_rest_and_cli_answer_a_page_of_100_runs_unless_asked(
+    db: Database, runs: dict[str, int], tmp_path: Path
+) -> None:
+    _more_runs(db, runs["cpu_only"], 102)  # 105 runs in all
+    srv = AppServer(db, tmp_path / "data").start()
+    try:
+        read = srv.token("read")
+        first = srv.http.get(f"{srv.url}/v1/runs", headers=read)
+        assert len(first.json()) == 100 and first.headers["x-total-count"] == "105"
+        assert first.headers["x-truncated"] == "true" and "offset=100" in first.headers["link"]
+        rest = srv.http.get(str(first.url.join(first.headers["link"].split(">")[0].lstrip("<"))), headers=read)
+        assert len(rest.json()) == 5 and rest.headers["x-truncated"] == "false"
+        ids = [r["run_id"] for r in first.json() + rest.json()]
+        assert ids == sorted(ids) and len(set(ids)) == 105
+        asked = srv.http.get(f"{srv.url}/v1/runs", params={"limit": 1000}, headers=read)
+        assert [r["run_id"] for r in asked.json()] == ids and asked.headers["x-truncated"] == "false"
+    finally:
+        srv.stop()
+    out = run_cli("runs", "--db", db.url, "--json")
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == 100 and "of 105; --offset 100 for more" in out.stderr
+    tail = json.loads(run_cli("runs", "--db", db.url, "--json", "--offset", "100").stdout)
+    assert [r["run_id"] for r in tail] == ids[100:]
