@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput
+from tracehouse.core.launches import LAUNCH_BY, LAUNCH_STATS, launch_groups
+from tracehouse.schema.launches import LaunchRollup
 from tracehouse.schema.models import Kernel, Symbol
 
-LAUNCH_BY = ("operator", "kernel", "attention_type", "component")
+__all__ = ["LAUNCH_BY", "launch_overhead"]
+
 _SCHEMA = {
     "operator": pl.String,
     "kernel": pl.String,
@@ -45,12 +48,36 @@ def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.D
     (host time in their launch calls), ``launch_per_gpu`` (launch_ns / gpu_ns), ``launch_bound``
     (directly launched kernels that ran for less time than their launch call took) and its
     share, and the queue delay's ``delay_median_ns``, ``delay_p95_ns`` and ``delay_max_ns``
-    (directly launched kernels only; null for a group of graph kernels)."""
+    (directly launched kernels only; null for a group of graph kernels).
+
+    Read from the launch rollup written at ingest; a run without one (ingested before it
+    existed, or without launches) is computed from its kernel rows, the same way."""
     if by not in LAUNCH_BY:
         raise BadInput(f"unknown grouping {by!r}; expected one of {', '.join(LAUNCH_BY)}")
     get_run(session, run_id)
+    grouped = _from_rollup(session, run_id, by)
+    if grouped.is_empty():
+        grouped = launch_groups(_launched_kernels(session, run_id), by)
+    return grouped.with_columns(
+        launch_per_gpu=ratio("launch_ns", "gpu_ns"),
+        launch_bound_share=ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),
+    ).sort("launch_ns", by, descending=[True, False], nulls_last=True)
+
+
+def _from_rollup(session: Session, run_id: int, by: str) -> pl.DataFrame:
+    r = LaunchRollup
+    key = Symbol.text if by == "kernel" else r.group_key
+    stmt = (
+        select(key, *(getattr(r, name) for name in LAUNCH_STATS))
+        .outerjoin(Symbol, Symbol.id == r.name_id)
+        .where(r.run_id == run_id, r.dimension == by)
+    )
+    return to_frame(session, stmt, {by: pl.String, **LAUNCH_STATS})
+
+
+def _launched_kernels(session: Session, run_id: int) -> pl.DataFrame:
     k = Kernel
-    kernels = to_frame(
+    return to_frame(
         session,
         select(
             k.operator,
@@ -69,32 +96,3 @@ def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.D
         .where(k.run_id == run_id, k.launch_ns.is_not(None)),
         _SCHEMA,
     )
-    direct = ~pl.col("graph").fill_null(False)
-    # A graph launch is one host call however many kernels it ran: charge it to its first kernel.
-    call = pl.struct("correlation", "launch_ns")
-    first_of_graph = ~direct & call.is_first_distinct()
-    charged = direct | first_of_graph
-    delay = pl.when(direct).then(
-        (pl.col("start_ns") - pl.col("launch_ns") - pl.col("launch_dur_ns")).clip(lower_bound=0)
-    )
-    bound = direct & (pl.col("dur_ns") < pl.col("launch_dur_ns"))
-    grouped = (
-        kernels.sort("start_ns", "seq")
-        .with_columns(delay_ns=delay, charged=charged)
-        .group_by(by)
-        .agg(
-            kernels=pl.len().cast(pl.Int64),
-            graph_kernels=(~direct).sum().cast(pl.Int64),
-            launches=pl.col("charged").sum().cast(pl.Int64),
-            gpu_ns=pl.col("dur_ns").sum(),
-            launch_ns=pl.col("launch_dur_ns").filter(pl.col("charged")).sum(),
-            launch_bound=bound.sum().cast(pl.Int64),
-            delay_median_ns=pl.col("delay_ns").median(),
-            delay_p95_ns=pl.col("delay_ns").quantile(0.95, interpolation="nearest").cast(pl.Float64),
-            delay_max_ns=pl.col("delay_ns").max(),
-        )
-    )
-    return grouped.with_columns(
-        launch_per_gpu=ratio("launch_ns", "gpu_ns"),
-        launch_bound_share=ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),
-    ).sort("launch_ns", by, descending=[True, False], nulls_last=True)

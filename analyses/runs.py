@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from tracehouse.analyses.common import get_run, ratio, to_frame
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.frames import KERNEL_ROW_SCHEMA, FrameSchema
-from tracehouse.schema.models import Hardware, Kernel, KernelRollup, Model, Run, RunTag, Symbol, Trace
+from tracehouse.schema.models import Hardware, Kernel, Model, Run, RunTag, Symbol, Trace
 
 
 class RunFilters(TypedDict, total=False):
@@ -45,6 +46,9 @@ RUN_SCHEMA: FrameSchema = {
     "device_kind": pl.String,
     "rank": pl.Int64,
     "activity_count": pl.Int64,
+    "kernel_count": pl.Int64,
+    "memcpy_count": pl.Int64,
+    "memset_count": pl.Int64,
     "total_ns": pl.Int64,
     "span_ns": pl.Int64,
     "source": pl.String,
@@ -70,64 +74,141 @@ def list_runs(
     until: datetime | None = None,
     run_id: int | None = None,
     experiment: str | None = None,
+    run_ids: Collection[int] | None = None,
+    sort: str = "run_id",
+    descending: bool = False,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> pl.DataFrame:
-    """All runs matching the filters, one row each (``hardware`` matches a substring of the
-    device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC).
+    """Runs matching the filters, one row each (``hardware`` matches a substring of the
+    device name; ``since`` / ``until`` bound the ingest time, naive values meaning UTC;
+    ``run_ids`` keeps only those runs), ordered by ``sort`` (any column of the listing, nulls
+    last, then run id), rows ``offset`` to ``offset + limit`` cut in the database: a page of a
+    10,000-run store reads a page of run rows (:func:`count_runs` gives the total).
 
     ``activity_count`` is every activity on the run's timeline (what ``total_ns`` sums);
     ``kernel_count``, ``memcpy_count`` and ``memset_count`` split it by kind (a CPU-only run's
-    activities are its top-level host ops, counted as kernels)."""
-    # A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
-    # counters attached to a timeline run come after the timeline trace.
-    first_trace_query = select(Trace.run_id, func.min(Trace.id).label("trace_id")).group_by(Trace.run_id)
-    if run_id is not None:  # one run's row: group its own traces, not every run's
-        first_trace_query = first_trace_query.where(Trace.run_id == run_id)
-    first_trace = first_trace_query.subquery()
+    activities are its top-level host ops, counted as kernels), from counts kept on the run row."""
+    order = _SORTABLE.get(sort)
+    if order is None:
+        raise BadInput(f"cannot sort by {sort!r}")
+    key = order.desc() if descending else order.asc()
+    # The run id is never null: a plain order lets PostgreSQL walk the primary key for a page.
+    ordering = (key if sort == "run_id" else key.nulls_last(), Run.id)
+    filters = RunFilters(
+        model=model,
+        family=family,
+        hardware=hardware,
+        attention_backend=attention_backend,
+        tags=tags,
+        since=since,
+        until=until,
+        run_id=run_id,
+        experiment=experiment,
+    )
+    # The page's run ids first (filters, order, offset and limit over the run rows), then
+    # their rows: each listed run's first file is looked up for the page only, not joined
+    # for every run of the store before the page is cut.
+    page = _filtered(select(Run.id), **filters, run_ids=run_ids)
+    if sort in ("source", "format"):
+        page = page.outerjoin(Trace, Trace.id == _first_trace())
+    ids = page.order_by(*ordering).offset(offset).limit(limit).subquery()
     stmt = (
-        select(
-            Run.id,
-            Model.name,
-            Model.family,
-            Hardware.name,
-            Run.attention_backend,
-            Run.scale,
-            Run.batch,
-            Run.dtype,
-            Run.image_size,
-            Run.frames,
-            Run.denoising_steps,
-            Run.device_kind,
-            Run.rank,
-            Run.kernel_count,
-            Run.total_ns,
-            Run.span_ns,
-            Trace.original_name,
-            Trace.format,
-            Run.created_at,
-            Run.other_ns,
-            Run.graph_ns,
-            Run.experiment,
-            Run.git_commit,
-            Run.version,
-        )
+        select(*_LISTED.values())
+        .select_from(Run)
+        .join(ids, ids.c.id == Run.id)
         .outerjoin(Model, Model.id == Run.model_id)
         .outerjoin(Hardware, Hardware.id == Run.hardware_id)
-        .outerjoin(first_trace, first_trace.c.run_id == Run.id)
-        .outerjoin(Trace, Trace.id == first_trace.c.trace_id)
-        .order_by(Run.id)
+        .outerjoin(Trace, Trace.id == _first_trace())
+        .order_by(*ordering)
     )
-    if run_id is not None:
-        stmt = stmt.where(Run.id == run_id)
-    if model:
-        stmt = stmt.where(Model.name == model)
-    if family:
-        stmt = stmt.where(Model.family == family)
-    if hardware:
-        stmt = stmt.where(Hardware.name.contains(hardware))
-    if attention_backend:
-        stmt = stmt.where(Run.attention_backend == attention_backend)
-    if experiment:
-        stmt = stmt.where(Run.experiment == experiment)
+    frame = to_frame(session, stmt, RUN_SCHEMA)
+    # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
+    return frame.with_columns(
+        pl.col("created_at").dt.replace_time_zone("UTC"),
+        other_share=ratio("other_ns", "total_ns"),
+        graph_share=ratio("graph_ns", "total_ns"),
+    )
+
+
+def _first_trace() -> Any:
+    """A run's source is its first file: an Nsight Compute run has one trace row per CSV, and
+    counters attached to a timeline run come after the timeline trace.  Looked up per listed
+    run (the trace table's run_id index)."""
+    return select(func.min(Trace.id)).where(Trace.run_id == Run.id).correlate(Run).scalar_subquery()
+
+
+def count_runs(session: Session, **filters: Any) -> int:
+    """How many runs :func:`list_runs` lists with the same filters, over all its pages."""
+    stmt = _filtered(select(func.count(Run.id)), **filters)
+    return int(session.scalar(stmt) or 0)
+
+
+def run_choices(session: Session) -> dict[str, list[str]]:
+    """The distinct models, families, attention backends and device names of the stored runs
+    (a listing's filter choices) without listing the runs."""
+    columns: dict[str, Any] = {"model": Model.name, "family": Model.family, "hardware": Hardware.name}
+    columns["attention_backend"] = Run.attention_backend
+    out: dict[str, list[str]] = {}
+    for name, column in columns.items():
+        stmt = _filtered(select(column).where(column.is_not(None)).distinct())
+        out[name] = sorted(str(v) for v in session.scalars(stmt))
+    return out
+
+
+# The listing's columns, in RUN_SCHEMA's order; the shares are computed on the frame.
+_LISTED: dict[str, Any] = {
+    "run_id": Run.id,
+    "model": Model.name,
+    "family": Model.family,
+    "hardware": Hardware.name,
+    **{c: getattr(Run, c) for c in ("attention_backend", "scale", "batch", "dtype", "image_size", "frames")},
+    **{c: getattr(Run, c) for c in ("denoising_steps", "device_kind", "rank")},
+    "activity_count": Run.kernel_count,
+    # The kernel rows' kinds: every activity but the memory copies and sets is a kernel.
+    "kernel_count": Run.kernel_count - Run.memcpy_count - Run.memset_count,
+    "memcpy_count": Run.memcpy_count,
+    "memset_count": Run.memset_count,
+    "total_ns": Run.total_ns,
+    "span_ns": Run.span_ns,
+    "source": Trace.original_name,
+    "format": Trace.format,
+    **{c: getattr(Run, c) for c in ("created_at", "other_ns", "graph_ns", "experiment", "git_commit", "version")},
+}
+_SORTABLE: dict[str, Any] = {
+    **_LISTED,
+    "other_share": case((Run.total_ns > 0, Run.other_ns * 1.0 / Run.total_ns)),
+    "graph_share": case((Run.total_ns > 0, Run.graph_ns * 1.0 / Run.total_ns)),
+}
+
+
+def _filtered(
+    stmt: Select[Any],
+    *,
+    model: str | None = None,
+    family: str | None = None,
+    hardware: str | None = None,
+    attention_backend: str | None = None,
+    tags: dict[str, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    run_id: int | None = None,
+    experiment: str | None = None,
+    run_ids: Collection[int] | None = None,
+) -> Select[Any]:
+    """``stmt`` over runs with their model and hardware joined, kept to those matching."""
+    stmt = stmt.select_from(Run).outerjoin(Model, Model.id == Run.model_id)
+    stmt = stmt.outerjoin(Hardware, Hardware.id == Run.hardware_id)
+    conditions = [
+        (run_id is not None, Run.id == run_id),
+        (run_ids is not None, Run.id.in_(list(run_ids or ()))),
+        (bool(model), Model.name == model),
+        (bool(family), Model.family == family),
+        (bool(hardware), Hardware.name.contains(hardware or "")),
+        (bool(attention_backend), Run.attention_backend == attention_backend),
+        (bool(experiment), Run.experiment == experiment),
+    ]
+    stmt = stmt.where(*(condition for wanted, condition in conditions if wanted))
     if since:
         stmt = stmt.where(Run.created_at >= _utc(since))
     if until:
@@ -135,57 +216,7 @@ def list_runs(
     for key, value in (tags or {}).items():
         tag = aliased(RunTag)
         stmt = stmt.join(tag, (tag.run_id == Run.id) & (tag.key == key) & (tag.value == value))
-    frame = to_frame(session, stmt, RUN_SCHEMA)
-    # How far the run's breakdown can be trusted: time no rule placed, and time in CUDA graphs.
-    frame = frame.with_columns(
-        pl.col("created_at").dt.replace_time_zone("UTC"),
-        other_share=ratio("other_ns", "total_ns"),
-        graph_share=ratio("graph_ns", "total_ns"),
-    )
-    counts = _counts_by_kind(session, frame)
-    split = frame.join(counts, on="run_id", how="left").with_columns(pl.col(KIND_COUNTS).fill_null(0))
-    at = frame.columns.index("activity_count") + 1
-    return split.select(*frame.columns[:at], *KIND_COUNTS, *frame.columns[at:])
-
-
-# The listing's split of a run's activities, from the kernel rollup's ``kind``.
-KIND_COUNTS = ("kernel_count", "memcpy_count", "memset_count")
-_KIND_COLUMN = {"kernel": "kernel_count", "cpu": "kernel_count", "memcpy": "memcpy_count", "memset": "memset_count"}
-
-
-# Up to this many listed runs are looked up by id; more, by their id range.
-_IN_LIST_MAX = 2000
-
-
-def _counts_by_kind(session: Session, runs: pl.DataFrame) -> pl.DataFrame:
-    """``run_id`` and :data:`KIND_COUNTS` of ``runs`` (``run_id``, ``activity_count``).  Only the
-    few memcpy / memset rollup rows are read: the kernel count is the rest of the run's
-    activities (the rollup sums to ``run.kernel_count``), so a listing of thousands of runs does
-    not aggregate every kernel name of every run."""
-    run_ids = runs["run_id"]
-    which = (
-        KernelRollup.run_id.in_(run_ids.to_list())
-        if run_ids.len() <= _IN_LIST_MAX
-        else KernelRollup.run_id.between(run_ids.min() or 0, run_ids.max() or 0)
-    )
-    stmt = (
-        select(KernelRollup.run_id, KernelRollup.kind, func.sum(KernelRollup.kernel_count))
-        .where(which, KernelRollup.kind.in_(["memcpy", "memset"]))
-        .group_by(KernelRollup.run_id, KernelRollup.kind)
-    )
-    rows = to_frame(session, stmt, {"run_id": pl.Int64, "kind": pl.String, "count": pl.Int64})
-    column = pl.col("kind").replace_strict(_KIND_COLUMN, default="kernel_count")
-    copies = rows.group_by("run_id").agg(*(pl.col("count").filter(column == c).sum().alias(c) for c in KIND_COUNTS[1:]))
-    return (
-        runs.select("run_id", "activity_count")
-        .join(copies, on="run_id", how="left")
-        .with_columns(pl.col(KIND_COUNTS[1:]).fill_null(0))
-        .select(
-            "run_id",
-            (pl.col("activity_count") - pl.col("memcpy_count") - pl.col("memset_count")).alias("kernel_count"),
-            *KIND_COUNTS[1:],
-        )
-    )
+    return stmt
 
 
 def _utc(moment: datetime) -> datetime:

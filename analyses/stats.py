@@ -20,6 +20,7 @@ The seed is fixed, so one query gives one answer on every interface.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,6 +38,9 @@ def _positive_logs(values: Sequence[float]) -> np.ndarray:
     return logs
 
 
+# Kept per (level, df): one integration is ~10 ms, and a sweep asks for the same few
+# quantiles once per series and operator.
+@functools.lru_cache(maxsize=256)
 def t_quantile(level: float, df: int) -> float:
     """Two-sided Student t quantile: ``P(|T| ≤ t) = level`` with ``df`` degrees of freedom.
     Computed, not tabled (no scipy here): with ``x = sqrt(df)·tan θ`` the t density becomes

@@ -14,10 +14,11 @@ interval (slope ± t(n − 2)·SE; null with fewer than three runs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
@@ -30,12 +31,24 @@ KNOBS = ("image_size", "frames", "batch", "denoising_steps", "decode_tokens", "t
 # ``experiment`` too: runs of an earlier demo are another curve, never pooled into this one.
 SERIES_TEXT = ("attention_backend", "hardware", "dtype", "scale", "device_kind", "experiment")
 FILTERS = (*SERIES_TEXT, *KNOBS)
+_RUN_SCHEMA = {
+    "run_id": pl.Int64,
+    "total_ns": pl.Int64,
+    **dict.fromkeys(SERIES_TEXT, pl.String),
+    **dict.fromkeys(KNOBS, pl.Int64),
+}
 TOTAL = "total"  # pseudo-operator: the run's whole summed kernel time (Fig 10's total)
 
 
 def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
     """Runs of ``model`` (``run_id, total_ns`` and the series columns), filtered by equality on
     any of ``FILTERS`` (``hardware`` matches a substring of the device name)."""
+    return to_frame(session, model_runs_query(session, model, **filters).order_by(Run.id), _RUN_SCHEMA)
+
+
+def model_runs_query(session: Session, model: str, **filters: object) -> Select[Any]:
+    """:func:`model_runs` as a statement, for queries that join the runs instead of listing
+    their ids (thousands of ids in an ``IN`` list cost more than the join)."""
     unknown = sorted(set(filters) - set(FILTERS))
     if unknown:
         raise BadInput(f"unknown filter {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
@@ -53,7 +66,7 @@ def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
         **{k: getattr(Run, k) for k in KNOBS},
     }
     stmt = (
-        select(*cols.values())
+        select(*(column.label(name) for name, column in cols.items()))
         .join(Model, Model.id == Run.model_id)
         .outerjoin(Hardware, Hardware.id == Run.hardware_id)
         .where(Model.name == model)
@@ -62,8 +75,7 @@ def model_runs(session: Session, model: str, **filters: object) -> pl.DataFrame:
         if value is None:
             continue
         stmt = stmt.where(Hardware.name.contains(str(value)) if key == "hardware" else cols[key] == value)
-    schema = {k: (pl.String if k in SERIES_TEXT else pl.Int64) for k in cols}
-    return to_frame(session, stmt.order_by(Run.id), schema)
+    return stmt
 
 
 def fit_exponent(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -120,9 +132,10 @@ def sweep(
     ops = list(dict.fromkeys(operators))
     if not ops or not all(isinstance(o, str) and o for o in ops):
         raise BadInput("operators must name at least one operator")
-    runs = model_runs(session, model, **filters).filter(pl.col(knob).is_not_null())
+    chosen = model_runs_query(session, model, **filters).where(getattr(Run, knob).is_not(None))
+    runs = to_frame(session, chosen.order_by(Run.id), _RUN_SCHEMA)
     series = [*SERIES_TEXT, *(k for k in KNOBS if k != knob)]
-    times = _operator_times(session, runs, ops)
+    times = _operator_times(session, runs, chosen, ops)
     per_run = times.join(runs.select("run_id", *series, knob), on="run_id")
     points = per_run.group_by(*series, knob, "operator").agg(
         total_ns=pl.col("total_ns").mean(),
@@ -146,8 +159,9 @@ def sweep(
     return pl.concat(parts).sort(*series, "operator", knob, nulls_last=True)
 
 
-def _operator_times(session: Session, runs: pl.DataFrame, ops: list[str]) -> pl.DataFrame:
-    """``run_id, operator, total_ns`` for every run × requested operator (0 when absent)."""
+def _operator_times(session: Session, runs: pl.DataFrame, chosen: Select[Any], ops: list[str]) -> pl.DataFrame:
+    """``run_id, operator, total_ns`` for every run × requested operator (0 when absent);
+    ``runs`` are the rows of ``chosen``, which the rollup query joins."""
     grid = runs.select("run_id").join(pl.DataFrame({"operator": ops}), how="cross")
     named = [o for o in ops if o != TOTAL]
     if runs.is_empty() or not named:
@@ -155,7 +169,7 @@ def _operator_times(session: Session, runs: pl.DataFrame, ops: list[str]) -> pl.
     else:
         stmt = (
             select(OperatorRollup.run_id, OperatorRollup.operator, func.sum(OperatorRollup.total_ns))
-            .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), OperatorRollup.operator.in_(named))
+            .where(OperatorRollup.run_id.in_(chosen.with_only_columns(Run.id)), OperatorRollup.operator.in_(named))
             .group_by(OperatorRollup.run_id, OperatorRollup.operator)
         )
         found = to_frame(session, stmt, {"run_id": pl.Int64, "operator": pl.String, "total_ns": pl.Int64})

@@ -247,16 +247,18 @@ def runs(
     since: Annotated[datetime | None, typer.Option(help="Ingested at or after (UTC)")] = None,
     until: Annotated[datetime | None, typer.Option(help="Ingested before (UTC)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Runs shown (a page, oldest first)")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Runs skipped: --offset 100 is the second page")] = 0,
 ) -> None:
-    """List the runs in the database, filtered."""
-    from tracehouse.analyses.runs import list_runs
+    """List the runs in the database, filtered: a page of --limit runs (100), and on stderr how
+    many match in all when there are more."""
+    from tracehouse.analyses.runs import RunFilters, count_runs, list_runs
     from tracehouse.api.output import database_caption, render
     from tracehouse.core.meta import parse_key_values
     from tracehouse.schema.db import session_scope
 
     with session_scope(open_engine(db), read_only=True) as session:
-        frame = list_runs(
-            session,
+        filters = RunFilters(
             model=model,
             family=family,
             hardware=hardware,
@@ -265,6 +267,12 @@ def runs(
             since=since,
             until=until,
             experiment=experiment,
+        )
+        frame = list_runs(session, **filters, offset=offset, limit=limit)
+        total = count_runs(session, **filters) if frame.height == limit or offset else frame.height
+    if offset + frame.height < total:  # stderr: --json output stays one JSON document
+        typer.echo(
+            f"runs {offset + 1}-{offset + frame.height} of {total}; --offset {offset + limit} for more", err=True
         )
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select(

@@ -92,6 +92,14 @@ class TableParams:
     ) -> None:
         self.request, self.format, self.offset = request, format, offset
         self.limit = min(limit or settings.max_rows, settings.max_rows)
+        self._asked, self._max_rows = limit, settings.max_rows
+
+    def default_limit(self, rows: int) -> None:
+        """A smaller page than ``max_rows`` for a caller who passes no ``limit`` (a table that
+        grows with the store, such as the runs listing); one who asks for more still gets up to
+        ``max_rows``."""
+        if self._asked is None:
+            self.limit = min(rows, self._max_rows)
 
     def respond(self, frame: pl.DataFrame) -> Response:
         return self.respond_page(frame.slice(self.offset, self.limit), frame.height)

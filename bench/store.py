@@ -53,7 +53,7 @@ BACKENDS = ["baseline", "flash"]
 IMAGE_SIZES = [256, 512, 768, 1024]
 LABS = 100
 CHUNK = 25  # clones per transaction
-COPIED = ("kernel", "operator_rollup", "kernel_rollup")  # a run's rows below the run and trace rows
+COPIED = ("kernel", "operator_rollup", "kernel_rollup", "launch_rollup")  # a run's rows below run and trace
 
 
 def _engine(url: str, schema: str | None) -> tuple[Engine, str]:
@@ -286,7 +286,8 @@ def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, obje
         "kernels page (100 rows)": ("per-run", one("/v1/runs/{run}/kernels", limit=100)),
         "launches": ("per-run", one("/v1/runs/{run}/launches", limit=100)),
         "compare two runs (Table II row)": ("per-run", one("/v1/compare", baseline="{run}", other="{other}")),
-        "runs list, all": ("cross-run", one("/v1/runs")),
+        "runs list, all": ("cross-run", one("/v1/runs")),  # the first page: 100 runs unless asked
+        "runs list, 1,000 a page": ("cross-run", one("/v1/runs", limit=1000)),  # the client's page
         "runs list, model+backend+lab tag": (
             "cross-run",
             one("/v1/runs", model="parti", attention_backend="flash", tag="lab=lab-07"),

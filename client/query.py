@@ -22,6 +22,9 @@ from tracehouse.client.upload import raise_for_error, upload_with, wait_for_job
 from tracehouse.core.errors import BadInput, BadTrace
 
 Params = Mapping[str, Any]
+# Runs per request when the client reads a whole listing: fewer round trips than the
+# server's default page of 100, still a bounded answer each.
+RUNS_PER_REQUEST = 1000
 
 
 def _filters(filters: Mapping[str, object]) -> list[str]:
@@ -48,8 +51,8 @@ class Client:
         self.close()
 
     # ---------------------------------------------------------------- transport
-    def table(self, path: str, params: Params | None = None) -> pl.DataFrame:
-        """GET a table route as a DataFrame, every page of it."""
+    def table(self, path: str, params: Params | None = None, *, follow: bool = True) -> pl.DataFrame:
+        """GET a table route as a DataFrame, every page of it (``follow=False``: the first)."""
         query = {k: v for k, v in (params or {}).items() if v is not None} | {"format": "parquet"}
         reply = self._http.get(path, params=query)
         pages = []
@@ -57,7 +60,7 @@ class Client:
             raise_for_error(reply)
             pages.append(pl.read_parquet(io.BytesIO(reply.content)))
             following = reply.links.get("next", {}).get("url")
-            if reply.headers.get("X-Truncated") != "true" or not following:
+            if reply.headers.get("X-Truncated") != "true" or not following or not follow:
                 break
             reply = self._http.get(following)
         return pages[0] if len(pages) == 1 else pl.concat(pages, how="vertical")
@@ -78,19 +81,25 @@ class Client:
         tags: Mapping[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> pl.DataFrame:
-        return self.table(
-            "/v1/runs",
-            {
-                "model": model,
-                "family": family,
-                "hardware": hardware,
-                "attention_backend": attention_backend,
-                "tag": _filters(tags or {}),
-                "since": since.isoformat() if since else None,
-                "until": until.isoformat() if until else None,
-            },
-        )
+        """Matching runs, oldest first: every one (the server answers 100 a page unless asked
+        for more: read here 1,000 a page, following its links), or with ``limit`` one page
+        of that many from ``offset``."""
+        params: dict[str, Any] = {
+            "model": model,
+            "family": family,
+            "hardware": hardware,
+            "attention_backend": attention_backend,
+            "tag": _filters(tags or {}),
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "offset": offset or None,
+        }
+        if limit is not None:
+            return self.table("/v1/runs", params | {"limit": limit}, follow=False)
+        return self.table("/v1/runs", params | {"limit": RUNS_PER_REQUEST})
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run's metadata and tags."""

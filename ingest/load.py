@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 from tracehouse.core.device_specs import device_row
 from tracehouse.core.errors import DatabaseError
 from tracehouse.core.frames import ParsedTrace
+from tracehouse.core.launches import LAUNCH_BY, LAUNCH_INPUT, LAUNCH_STATS, launch_groups
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.model_catalog import family_and_architecture
+from tracehouse.schema.launches import LaunchRollup
 from tracehouse.schema.models import (
     Base,
     Hardware,
@@ -145,7 +147,7 @@ def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
     kernel start to last kernel end), ``other_ns`` (time no rule attributed) and ``graph_ns``
     (time in kernels a CUDA graph launched) from its kernel rows."""
     if kernels.is_empty():
-        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0}
+        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0} | _kind_counts(kernels)
     totals = kernels.select(
         end=(pl.col("start_ns") + pl.col("dur_ns")).max(),
         start=pl.col("start_ns").min(),
@@ -159,7 +161,14 @@ def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
         "span_ns": int(totals["end"] - totals["start"]),
         "other_ns": int(totals["other"]),
         "graph_ns": int(totals["graph"]),
-    }
+    } | _kind_counts(kernels)
+
+
+def _kind_counts(kernels: pl.DataFrame) -> dict[str, int]:
+    """``memcpy_count`` and ``memset_count``: kept on the run row so the runs listing splits
+    ``kernel_count`` by kind without reading any rollup."""
+    kinds = kernels["kind"] if "kind" in kernels.columns else pl.Series([], dtype=pl.String)
+    return {"memcpy_count": int((kinds == "memcpy").sum()), "memset_count": int((kinds == "memset").sum())}
 
 
 def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
@@ -294,6 +303,28 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
     )
     bulk_insert(session, OperatorRollup.__tablename__, by_op)
     bulk_insert(session, KernelRollup.__tablename__, by_name)
+    bulk_insert(session, LaunchRollup.__tablename__, launch_rollup(run_id, rows))
+
+
+def launch_rollup(run_id: int, rows: pl.DataFrame) -> pl.DataFrame:
+    """The launch rollup rows of a run's kernel rows: every grouping of ``LAUNCH_BY`` whole
+    (medians do not add up), the kernel grouping by name id.  None for a run without launches."""
+    launched = rows.filter(pl.col("launch_ns").is_not_null()).rename({"name_id": "kernel"})
+    if launched.is_empty():
+        return pl.DataFrame()
+    parts = []
+    for by in LAUNCH_BY:
+        groups = launch_groups(launched.select(by, *LAUNCH_INPUT), by)
+        parts.append(
+            groups.select(
+                pl.lit(run_id, pl.Int64).alias("run_id"),
+                pl.lit(by).alias("dimension"),
+                (pl.col(by) if by == "kernel" else pl.lit(None, pl.Int64)).alias("name_id"),
+                (pl.lit(None, pl.String) if by == "kernel" else pl.col(by).cast(pl.String)).alias("group_key"),
+                *LAUNCH_STATS,
+            )
+        )
+    return pl.concat(parts)
 
 
 def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:

@@ -25,6 +25,7 @@ from tracehouse.ingest.load import insert_kernels, kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
 from tracehouse.schema.db import session_scope
+from tracehouse.schema.launches import LaunchRollup
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
 from tracehouse.schema.sync import SyncEdge
 
@@ -56,7 +57,7 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
     kernels = attribute(parsed, name_rules)
     with session_scope(engine) as session:
         before = _keys(session, run_id)
-        for table in (Kernel, OperatorRollup, KernelRollup):
+        for table in (Kernel, OperatorRollup, KernelRollup, LaunchRollup):
             session.execute(delete(table).where(table.run_id == run_id))
         insert_kernels(session, run_id, trace_id, kernels)
         # Runs ingested before sync_edge existed get their wait calls here.

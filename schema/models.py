@@ -102,6 +102,10 @@ class Run(Base):
     # launched (attributed to the graph's launching op only): how far the breakdown can be trusted.
     other_ns: Mapped[int | None] = mapped_column(BigInteger)
     graph_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # How many of ``kernel_count``'s activities are memory copies and sets: the runs listing
+    # splits the count by kind from the run row, not from the kernel rollup.
+    memcpy_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    memset_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # The API token whose upload made it: that token may edit and delete it, others need admin.
     # Null for runs ingested locally (the CLI has the database itself).
@@ -382,5 +386,6 @@ __all__ = [
 ]
 
 from tracehouse.schema import experiments as _experiments  # noqa: E402,F401  (baselines)
+from tracehouse.schema import launches as _launches  # noqa: E402,F401  (the launch rollup)
 from tracehouse.schema import memory as _memory  # noqa: E402,F401  (the profiler's memory events)
 from tracehouse.schema import sync as _sync  # noqa: E402,F401  (cross-stream waits, for the critical path)

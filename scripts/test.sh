@@ -10,4 +10,4 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 export TRACEHOUSE_TEST_POSTGRES_URL=${TRACEHOUSE_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/test}
-exec "$VENV/bin/python" -m pytest -n 2 -q "$@"
+exec "$VENV/bin/python" -m pytest -n 2 --dist worksteal -q "$@"

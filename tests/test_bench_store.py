@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import REPO, require_shared
 from tracehouse.schema.db import make_engine, session_scope
+from tracehouse.schema.launches import LaunchRollup
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run
 
 RUNS = 20  # the smallest store on which every query of the bench has rows to answer
@@ -24,6 +25,7 @@ QUERIES = {
     "launches",
     "compare two runs (Table II row)",
     "runs list, all",
+    "runs list, 1,000 a page",
     "runs list, model+backend+lab tag",
     "runs list, since a date",
     "speedups (Table II)",
@@ -70,6 +72,13 @@ def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_que
                 select(KernelRollup.run_id, func.sum(KernelRollup.kernel_count)).group_by(KernelRollup.run_id)
             ).all()
         )
+        launches = dict(
+            s.execute(
+                select(LaunchRollup.run_id, func.sum(LaunchRollup.kernels))
+                .where(LaunchRollup.dimension == "operator")
+                .group_by(LaunchRollup.run_id)
+            ).all()
+        )
         op_ns = dict(
             s.execute(
                 select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns)).group_by(OperatorRollup.run_id)
@@ -80,5 +89,8 @@ def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_que
     # copy of one of the four seeds (the first four runs, through the real ingest).
     assert report["storage"]["kernel_rows"] == sum(r.kernel_count for r in runs)
     assert all(rows[r.id] == rolled[r.id] == r.kernel_count and op_ns[r.id] == r.total_ns for r in runs)
+    # The launch rollup is copied with the rest: each clone has its seed's launched kernels.
+    seed_launches = {r.kernel_count: launches.get(r.id) for r in runs[:4]}
+    assert any(seed_launches.values()) and all(launches.get(r.id) == seed_launches[r.kernel_count] for r in runs)
     seeds = {(r.kernel_count, r.total_ns) for r in runs[:4]}
     assert len(seeds) == 4 and {(r.kernel_count, r.total_ns) for r in runs[4:]} == seeds

@@ -4,13 +4,14 @@ and a database that is not at head refuses to be used, naming the command that f
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from tests.conftest import Database
 from tracehouse.core.errors import SchemaOutOfDate
-from tracehouse.schema.migrate import current_revision, ensure_schema, head_revision, upgrade
+from tracehouse.schema.migrate import alembic_config, current_revision, ensure_schema, head_revision, upgrade
 from tracehouse.schema.models import Base
 
 
@@ -81,3 +82,39 @@ def test_upgrading_a_filled_store_keeps_every_child_row(empty_db: Database) -> N
     with empty_db.engine.connect() as conn:
         counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t} WHERE run_id = 1")).scalar() for t in children}
     assert counts == dict.fromkeys(children, 1)
+
+
+def test_run_kind_counts_are_backfilled_from_the_kernel_rollup(empty_db: Database) -> None:
+    """0015 keeps each run's memcpy / memset counts on the run row; runs stored before it get
+    theirs from their kernel rollup rows, and a run without any gets 0.  Down and up again
+    keeps every run and its children."""
+    upgrade(empty_db.engine, "0013_memory_events")
+    with empty_db.engine.begin() as conn:
+        for run_id in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO run (id, device_kind, kernel_count, total_ns, span_ns, created_at) "
+                    f"VALUES ({run_id}, 'gpu', 9, 10, 10, CURRENT_TIMESTAMP)"
+                )
+            )
+        conn.execute(text("INSERT INTO symbol (id, digest, text) VALUES (1, 'a', 'k'), (2, 'b', 'c'), (3, 'c', 's')"))
+        rollup = [(1, 1, "gemm", "kernel", 4), (1, 2, "memcpy", "memcpy", 3), (1, 3, "memset", "memset", 2)]
+        for run_id, name_id, operator, kind, count in [*rollup, (2, 1, "gemm", "kernel", 9)]:
+            conn.execute(
+                text(
+                    "INSERT INTO kernel_rollup (run_id, name_id, operator, kind, kernel_count, total_ns, min_ns, "
+                    f"max_ns) VALUES ({run_id}, {name_id}, '{operator}', '{kind}', {count}, 1, 1, 1)"
+                )
+            )
+    upgrade(empty_db.engine)
+    counts = "SELECT id, memcpy_count, memset_count FROM run ORDER BY id"
+    with empty_db.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(counts))] == [(1, 3, 2), (2, 0, 0)]
+    cfg = alembic_config()
+    with empty_db.engine.begin() as conn:  # foreign keys on: the downgrade must not rebuild run
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0013_memory_events")
+    upgrade(empty_db.engine)
+    with empty_db.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(counts))] == [(1, 3, 2), (2, 0, 0)]
+        assert conn.execute(text("SELECT count(*) FROM kernel_rollup")).scalar() == 4

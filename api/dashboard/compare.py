@@ -66,7 +66,7 @@ def paper_figure(model: str | None) -> float | None:
 
 
 def _labels(run_ids: list[int], session: SessionDep) -> dict[int, str]:
-    runs = list_runs(session).unique("run_id", keep="first").filter(pl.col("run_id").is_in(run_ids))
+    runs = list_runs(session, run_ids=run_ids)
     return {
         r["run_id"]: " ".join(
             str(p) for p in (f"run {r['run_id']}:", r["model"], r["hardware"], r["attention_backend"]) if p
@@ -152,7 +152,7 @@ def compare_page(
     labels = _labels(run_ids, session)
     normalized = _normalized(session, run_ids, labels)
     ops, amdahl = _speedups(session, run_ids, labels)
-    runs = list_runs(session).unique("run_id", keep="first").filter(pl.col("run_id").is_in(run_ids))
+    runs = list_runs(session, run_ids=run_ids)
     runs = runs.sort(pl.col("run_id").replace_strict({rid: i for i, rid in enumerate(run_ids)})).select(SHOWN)
     switch = {
         rid: "?" + urlencode([("run", r) for r in [rid, *(o for o in run_ids if o != rid)]]) for rid in run_ids[1:]

@@ -14,7 +14,7 @@ from tracehouse.analyses import fleet_usage as fleet
 from tracehouse.analyses.attention import temporal_vs_spatial
 from tracehouse.analyses.hardware_compare import compare_hardware
 from tracehouse.analyses.params import typed_filters
-from tracehouse.analyses.runs import list_runs
+from tracehouse.analyses.runs import run_choices
 from tracehouse.analyses.sweep import KNOBS, sweep
 from tracehouse.api.dashboard import charts
 from tracehouse.api.dashboard.access import reader
@@ -37,7 +37,7 @@ SWEEP_META = (
 
 
 def _models(session: SessionDep) -> list[str]:
-    return sorted({m for m in list_runs(session)["model"].to_list() if m})
+    return run_choices(session)["model"]
 
 
 def _default_model(session: SessionDep, column: str) -> str | None:

@@ -13,7 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracehouse.analyses.breakdown import BY_CHOICES, breakdown
 from tracehouse.analyses.common import get_run
-from tracehouse.analyses.runs import list_runs, raw_trace, run_kernel_count, run_kernels, run_row, run_tags, run_traces
+from tracehouse.analyses.runs import (
+    RunFilters,
+    count_runs,
+    list_runs,
+    raw_trace,
+    run_kernel_count,
+    run_kernels,
+    run_row,
+    run_tags,
+    run_traces,
+)
 from tracehouse.api.auth import check_run_owner
 from tracehouse.api.deps import ReadToken, SessionDep, WriteToken
 from tracehouse.api.responses import TableQuery
@@ -26,6 +36,8 @@ from tracehouse.ingest.user_rules import name_rules_for
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 # What a raw file is sent as, by its format (a Kineto trace by its gzip magic, too).
+# Runs per answer of the listing when the caller passes no ``limit``: a page, not the store.
+RUNS_PAGE = 100
 MEDIA_TYPES = {"kineto": "application/json", "nsys": "application/vnd.sqlite3", "ncu": "text/csv"}
 
 
@@ -68,9 +80,12 @@ def runs(
     since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Ingested before (ISO 8601)")] = None,
 ) -> Response:
-    """Runs matching every filter, oldest first, one row each."""
-    frame = list_runs(
-        session,
+    """Runs matching every filter, oldest first, one row each, paged in the database:
+    **100 runs per answer when no ``limit`` is given** (up to the server's ``max_rows`` when one
+    is), with ``X-Total-Count`` (every matching run), ``X-Truncated`` and a ``Link: rel="next"``
+    header to the next page; the Python client follows the links and returns every run."""
+    table.default_limit(RUNS_PAGE)
+    filters = RunFilters(
         model=model,
         family=family,
         hardware=hardware,
@@ -80,7 +95,8 @@ def runs(
         until=until,
         experiment=experiment,
     )
-    return table.respond(frame)
+    frame = list_runs(session, **filters, offset=table.offset, limit=table.limit)
+    return table.respond_page(frame, count_runs(session, **filters))
 
 
 def _run_json(session: SessionDep, run_id: int) -> Response:
