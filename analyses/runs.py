@@ -175,6 +175,28 @@ _LISTED: dict[str, Any] = {
     "format": Trace.format,
     **{c: getattr(Run, c) for c in ("created_at", "other_ns", "graph_ns", "experiment", "git_commit", "version")},
 }
+
+
+def model_spread(session: Session, column: str) -> pl.DataFrame:
+    """Per model: how many distinct values of a listed run column (a knob, ``hardware``) its
+    runs take, and how many runs it has; the widest spread first, then the most runs, then by
+    name.  What a page opened without a model choice picks (``model``, ``values``, ``runs``)."""
+    if column not in _LISTED or column in ("model", "source", "format"):  # the last two are the trace's
+        raise BadInput(f"unknown run column {column!r}")
+    value = _LISTED[column]
+    counted: list[Any] = [
+        Model.name.label("model"),
+        func.count(func.distinct(value)).label("values"),
+        func.count(func.distinct(Run.id)).label("runs"),
+    ]
+    stmt = _filtered(select(*counted).where(Model.name.is_not(None)).group_by(Model.name))
+    rows = session.execute(stmt).all()
+    frame = pl.DataFrame(
+        [tuple(r) for r in rows], schema={"model": pl.String, "values": pl.Int64, "runs": pl.Int64}, orient="row"
+    )
+    return frame.sort(["values", "runs", "model"], descending=[True, True, False])
+
+
 _SORTABLE: dict[str, Any] = {
     **_LISTED,
     "other_share": case((Run.total_ns > 0, Run.other_ns * 1.0 / Run.total_ns)),

@@ -88,7 +88,7 @@ def test_run_kind_counts_are_backfilled_from_the_kernel_rollup(empty_db: Databas
     """0015 keeps each run's memcpy / memset counts on the run row; runs stored before it get
     theirs from their kernel rollup rows, and a run without any gets 0.  Down and up again
     keeps every run and its children."""
-    upgrade(empty_db.engine, "0013_memory_events")
+    upgrade(empty_db.engine, "0014_sync_edges")
     with empty_db.engine.begin() as conn:
         for run_id in (1, 2):
             conn.execute(
@@ -113,7 +113,7 @@ def test_run_kind_counts_are_backfilled_from_the_kernel_rollup(empty_db: Databas
     cfg = alembic_config()
     with empty_db.engine.begin() as conn:  # foreign keys on: the downgrade must not rebuild run
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0013_memory_events")
+        command.downgrade(cfg, "0014_sync_edges")
     upgrade(empty_db.engine)
     with empty_db.engine.connect() as conn:
         assert [tuple(r) for r in conn.execute(text(counts))] == [(1, 3, 2), (2, 0, 0)]

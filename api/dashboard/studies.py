@@ -14,7 +14,7 @@ from tracehouse.analyses import fleet_usage as fleet
 from tracehouse.analyses.attention import temporal_vs_spatial
 from tracehouse.analyses.hardware_compare import compare_hardware
 from tracehouse.analyses.params import typed_filters
-from tracehouse.analyses.runs import run_choices
+from tracehouse.analyses.runs import model_spread, run_choices
 from tracehouse.analyses.sweep import KNOBS, sweep
 from tracehouse.api.dashboard import charts
 from tracehouse.api.dashboard.access import reader
@@ -44,15 +44,8 @@ def _default_model(session: SessionDep, column: str) -> str | None:
     """What a page opened without a model shows: the model whose runs take the most values of
     ``column`` (the sweep's knob, the hardware), then the one with the most runs, then by name.
     The first model by name may never have been swept or run on a second device."""
-    runs = list_runs(session).filter(pl.col("model").is_not_null())
-    if column not in runs.columns or not runs.height:
-        return None
-    ranked = (
-        runs.group_by("model")
-        .agg(pl.col(column).drop_nulls().n_unique().alias("values"), pl.len().alias("runs"))
-        .sort(["values", "runs", "model"], descending=[True, True, False])
-    )
-    return str(ranked["model"][0])
+    spread = model_spread(session, column)
+    return str(spread["model"][0]) if spread.height else None
 
 
 def _words(text: str) -> list[str]:

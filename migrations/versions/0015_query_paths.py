@@ -2,7 +2,7 @@
 rows kept at ingest instead of aggregating rollups or kernel rows at query time
 
 Revision ID: 0015_query_paths
-Revises: 0013_memory_events
+Revises: 0014_sync_edges
 Create Date: 2026-11-30
 """
 
