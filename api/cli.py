@@ -235,6 +235,9 @@ def reingest(
             )
 
 
+TABLE_PAGE = 100  # runs in one `tracehouse runs` table
+
+
 @app.command()
 def runs(
     db: DbOption = None,
@@ -247,11 +250,13 @@ def runs(
     since: Annotated[datetime | None, typer.Option(help="Ingested at or after (UTC)")] = None,
     until: Annotated[datetime | None, typer.Option(help="Ingested before (UTC)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="Runs shown (a page, oldest first)")] = 100,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Runs shown, oldest first (default: 100 in a table, all with --json)")
+    ] = None,
     offset: Annotated[int, typer.Option(min=0, help="Runs skipped: --offset 100 is the second page")] = 0,
 ) -> None:
-    """List the runs in the database, filtered: a page of --limit runs (100), and on stderr how
-    many match in all when there are more."""
+    """List the runs in the database, filtered: a page of --limit runs (100 in a table; --json
+    gives every match, for pipes), and on stderr how many match in all when there are more."""
     from tracehouse.analyses.runs import RunFilters, count_runs, list_runs
     from tracehouse.api.output import database_caption, render
     from tracehouse.core.meta import parse_key_values
@@ -268,12 +273,13 @@ def runs(
             until=until,
             experiment=experiment,
         )
-        frame = list_runs(session, **filters, offset=offset, limit=limit)
-        total = count_runs(session, **filters) if frame.height == limit or offset else frame.height
+        # A person reads a page; a pipe (--json into `baseline set`) gets every match unless it asks.
+        page = limit if limit is not None else (None if as_json else TABLE_PAGE)
+        frame = list_runs(session, **filters, offset=offset, limit=page)
+        total = count_runs(session, **filters) if frame.height == page or offset else frame.height
     if offset + frame.height < total:  # stderr: --json output stays one JSON document
-        typer.echo(
-            f"runs {offset + 1}-{offset + frame.height} of {total}; --offset {offset + limit} for more", err=True
-        )
+        more = offset + frame.height
+        typer.echo(f"runs {offset + 1}-{more} of {total}; --offset {more} for more", err=True)
     if not as_json:  # the terminal gets the columns that tell runs apart
         frame = frame.select(
             "run_id",

@@ -137,8 +137,13 @@ def test_rest_and_cli_answer_a_page_of_100_runs_unless_asked(
         assert [r["run_id"] for r in asked.json()] == ids and asked.headers["x-truncated"] == "false"
     finally:
         srv.stop()
+    # A table is a page of 100; --json (what pipes into `baseline set`) is every match.
+    table = run_cli("runs", "--db", db.url)
+    assert table.returncode == 0 and "of 105; --offset 100 for more" in table.stderr, table.stderr
     out = run_cli("runs", "--db", db.url, "--json")
-    assert out.returncode == 0, out.stderr
-    assert len(json.loads(out.stdout)) == 100 and "of 105; --offset 100 for more" in out.stderr
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert [r["run_id"] for r in json.loads(out.stdout)] == ids
+    page = run_cli("runs", "--db", db.url, "--json", "--limit", "100")
+    assert len(json.loads(page.stdout)) == 100 and "of 105; --offset 100 for more" in page.stderr
     tail = json.loads(run_cli("runs", "--db", db.url, "--json", "--offset", "100").stdout)
     assert [r["run_id"] for r in tail] == ids[100:]
