@@ -67,7 +67,7 @@ def scan_file(
         return None
     parts, events, header = found
     frames = {
-        kind: _expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else empty_frame(kind)
+        kind: expanded(pl.concat([p[kind] for p in parts], rechunk=False)) if parts else empty_frame(kind)
         for kind in ("gpu", "launch", "range")
     }
     return Streamed(frames, events, header)
@@ -152,7 +152,7 @@ def _compact(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _expanded(frame: pl.DataFrame) -> pl.DataFrame:
+def expanded(frame: pl.DataFrame) -> pl.DataFrame:
     """A compact frame with its text as String again, as ``kineto.py`` builds it."""
     return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
 
@@ -184,7 +184,7 @@ def _check_header(header: bytes, array_at: int) -> None:
 
 def empty_frame(kind: str) -> pl.DataFrame:
     """The ``kind`` frame of an empty array: the columns and types a scan gives."""
-    return _expanded(_empty_compact(kind))
+    return expanded(_empty_compact(kind))
 
 
 def _empty_compact(kind: str) -> pl.DataFrame:

@@ -248,6 +248,12 @@ def within_integer_columns(kernels: pl.DataFrame) -> pl.DataFrame:
 
 
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
+    insert_rollups(session, run_id, insert_kernel_rows(session, run_id, trace_id, kernels))
+
+
+def insert_kernel_rows(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> pl.DataFrame:
+    """The kernel table's rows of ``kernels``, inserted; returned for the rollups (a big trace
+    inserts its kernels a window at a time and sums the rollups at the end)."""
     kernels = within_integer_columns(kernels)
     named = ("name", "cpu_op", "annotation", "deciding_op")
     symbols = symbol_ids(session, pl.concat([kernels[c] for c in named]))
@@ -260,10 +266,17 @@ def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.Dat
         rule_id=pl.col("rule"),
     ).select(KERNEL_TABLE_COLUMNS)
     bulk_insert(session, Kernel.__tablename__, rows)
-    insert_rollups(session, run_id, rows)
+    return rows
 
 
 def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
+    by_op, by_name = rollups(run_id, rows)
+    bulk_insert(session, OperatorRollup.__tablename__, by_op)
+    bulk_insert(session, KernelRollup.__tablename__, by_name)
+
+
+def rollups(run_id: int, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The operator and kernel rollup rows of ``rows`` (kernel table rows)."""
     keys = ["operator", "attention_type", "seq_q", "seq_kv", "component"]
     costed = pl.col("op_flops").is_not_null()
     run = pl.lit(run_id, pl.Int64)
@@ -292,8 +305,7 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
         ],
         engine="in-memory",
     )
-    bulk_insert(session, OperatorRollup.__tablename__, by_op)
-    bulk_insert(session, KernelRollup.__tablename__, by_name)
+    return by_op, by_name
 
 
 def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
