@@ -34,6 +34,7 @@ from tracehouse.ingest.timestamps import us_text_to_ns
 PIECE_BYTES = 8 << 20  # gunzipped text scanned at a time
 MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stops here
 MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
+_AHEAD = 2  # pieces scanned but not yet framed, at most
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 _CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
 # _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
@@ -110,6 +111,8 @@ def _scan(
             events += count
             if count:
                 framed.append(framing.submit(_handled, table, handle))
+                if len(framed) > _AHEAD:  # the scan waits: a piece's table is as big as its text
+                    framed[-_AHEAD - 1].result()
             if ended:
                 break
             more = next(pieces, None)

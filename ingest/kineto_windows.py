@@ -41,7 +41,7 @@ from tracehouse.ingest import kineto, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
 
-WINDOW_KERNELS = 100_000  # kernels attributed at a time: ~150 MB of attribution's frames
+WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
 _KINDS = ("gpu", "launch", "range")
 
 
