@@ -118,7 +118,7 @@ def _name_table(ranges: pl.DataFrame, op_names: pl.Series | None = None) -> pl.L
     ops = rules.op_rule_columns(pl.col("name"))
     names = ranges.lazy().group_by("name").agg(is_op=(pl.col("cat") == "cpu_op").any())
     if op_names is not None:  # a window of a bigger trace: an op's name elsewhere in it counts
-        names = names.with_columns(is_op=pl.col("is_op") | pl.col("name").is_in(op_names).fill_null(False))
+        names = names.with_columns(is_op=pl.col("is_op") | pl.col("name").is_in(op_names.implode()).fill_null(False))
     return names.with_columns(
         is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
         op_operator=pl.when("is_op").then(ops["op_operator"]),

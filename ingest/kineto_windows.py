@@ -153,7 +153,9 @@ class Windowed:
             rows = attribute(trace, name_rules, op_names=op_names, with_instance=True)
             instance = trace.ranges["gid"].gather(rows["op_instance"])
             has_cost = rows["op_flops"].is_not_null().to_numpy()
-            before = instance.is_in(pl.Series(sorted(seen), dtype=pl.Int64)).fill_null(False).to_numpy() & has_cost
+            before = (
+                instance.is_in(pl.Series(sorted(seen), dtype=pl.Int64).implode()).fill_null(False).to_numpy() & has_cost
+            )
             seen.update(instance.drop_nulls().unique().to_list())
             yield rows.with_columns(
                 seq=pl.col("seq") + seq,
@@ -192,7 +194,7 @@ class Windowed:
         ids = gpu["correlation"].drop_nulls().unique()
         launches, ranges = _empty("launch"), _empty("range")
         if len(ids):
-            launches = self._read("launch", *_bounds(ids)).filter(pl.col("correlation").is_in(ids))
+            launches = self._read("launch", *_bounds(ids)).filter(pl.col("correlation").is_in(ids.implode()))
             # A runtime and a driver record can share an id: the first, as kineto._launches keeps.
             launches = launches.unique("correlation", keep="first", maintain_order=True)
         if launches.height:
