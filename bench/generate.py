@@ -119,7 +119,14 @@ def generated_runs(
             work = Path(tmp)
             target = work / ("big.json.gz" if gzip_it else "big.json")
             json_bytes, events = write_trace(source, target, gb * 1e9, gzip_it=gzip_it)
-            env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(work / "data")}
+            # Past the default 2 GiB size limit (a setting: TRACEHOUSE_MAX_TRACE_BYTES) for 4 GB.
+            limit = str(max(2 << 30, 2 * json_bytes))
+            env = {
+                **os.environ,
+                "TRACEHOUSE_DATA_DIR": str(work / "data"),
+                "TRACEHOUSE_MAX_TRACE_BYTES": limit,
+                "TRACEHOUSE_MAX_INFLATED_BYTES": limit,
+            }
             db = f"sqlite:///{work / 'bench.sqlite3'}"
             subprocess.run([*tracehouse, "db", "upgrade", "--db", db], env=env, check=True, stdout=subprocess.DEVNULL)
             rows = [("tracehouse", measured([*tracehouse, "ingest", str(target), "--db", db], 3600, env))]

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.rules import NAME_RULES, NameRule
+from tracehouse.ingest.jsonchunks import prefetched
 from tracehouse.ingest.kineto_windows import Windowed
 from tracehouse.ingest.load import bulk_insert, insert_kernel_rows, insert_run, insert_trace, rollups
 from tracehouse.schema.models import KernelRollup, OperatorRollup, Run
@@ -93,7 +94,8 @@ def store_windowed(
     run_id = insert_run(session, big.header, big.stand_in_kernels(), meta)
     trace_id = insert_trace(session, run_id, big.header, **trace_row)  # type: ignore[arg-type]
     run = _Run()
-    for kernels in big.windows(name_rules):
+    # The next window is attributed (polars, off the GIL) while this one is inserted.
+    for kernels in prefetched(big.windows(name_rules), depth=1, name="tracehouse-windows"):
         rows = insert_kernel_rows(session, run_id, trace_id, kernels)
         run.add(run_id, kernels, rows)
     if run.by_op is not None and run.by_name is not None:
