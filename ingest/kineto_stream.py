@@ -34,7 +34,8 @@ from tracehouse.ingest.timestamps import us_text_to_ns
 PIECE_BYTES = 8 << 20  # gunzipped text scanned at a time
 MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stops here
 MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
-_AHEAD = 2  # pieces scanned but not yet framed, at most
+_FRAMERS = 2  # threads making pieces' frames (the scan's own thread is one more)
+_AHEAD = 3  # pieces scanned but not yet framed, at most
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 _CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
 # _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
@@ -80,8 +81,8 @@ def scan_pieces(
     max_inflated_bytes: int = INFLATED_CEILING,
     piece_bytes: int | None = None,
 ) -> tuple[list[T], int, bytes] | None:
-    """``handle`` of each piece's compact frames (``_piece_frames``; called in file order, on
-    a second thread), the event count and the header text; None when the extension is not
+    """``handle`` of each piece's compact frames (``_piece_frames``; called on worker threads,
+    two pieces at a time, the results in file order), the event count and the header text; None when the extension is not
     built.  Raises as :func:`scan_file`.  ``kineto_windows`` spills each piece to disk here."""
     scanner = kineto_native._kineto_scan
     if scanner is None:
@@ -100,8 +101,8 @@ def _scan(
     events, at_start = 0, True
     # A piece's rows become frames on a second thread while the scanner reads the next piece
     # (both let go of the GIL): the scan stays as fast as the whole-document one on two threads.
-    # One worker: ``handle`` sees the pieces in file order.
-    with ThreadPoolExecutor(1, thread_name_prefix="tracehouse-frames") as framing:
+    # Results come back in file order; ``handle`` may see two pieces at once.
+    with ThreadPoolExecutor(_FRAMERS, thread_name_prefix="tracehouse-frames") as framing:
         framed = []
         while True:
             found = scan_piece(buf, _CATEGORIES, at_start)

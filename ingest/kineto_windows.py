@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ class _Part:
 
 @dataclass
 class Spill:
-    """The pieces' frames, written as they come (``add`` runs on the scan's framing thread)."""
+    """The pieces' frames, written as they come: ``add`` runs on the scan's framing threads,
+    two pieces at a time, and returns the piece's parts (``place`` puts them in file order)."""
 
     folder: Path
     parts: dict[str, list[_Part]] = field(default_factory=lambda: {k: [] for k in _KINDS})
@@ -66,24 +68,34 @@ class Spill:
     device_ns: dict[int | None, int] = field(default_factory=dict)
     missing_duration: int = 0
     nul_in_text: int = 0
+    _numbers: Iterator[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, frames: dict[str, pl.DataFrame]) -> None:
+    def add(self, frames: dict[str, pl.DataFrame]) -> dict[str, _Part]:
+        parts = {}
         for kind in _KINDS:
             frame = self._valid(frames[kind])
             if kind == "launch":
                 frame = frame.filter(pl.col("correlation").is_not_null())
             if frame.is_empty():
                 continue
-            path = self.folder / f"{kind}{len(self.parts[kind]):06d}.arrow"
+            path = self.folder / f"{kind}{next(self._numbers):06d}.arrow"
             frame.write_ipc(path)
-            self.parts[kind].append(_Part(path, *self._span(kind, frame)))
+            parts[kind] = _Part(path, *self._span(kind, frame))
+        return parts
+
+    def place(self, pieces: list[dict[str, _Part]]) -> None:
+        for piece in pieces:
+            for kind, part in piece.items():
+                self.parts[kind].append(part)
 
     def _valid(self, frame: pl.DataFrame) -> pl.DataFrame:
         """What ``kineto._timed`` keeps (the duration in ns now; the base is added when read),
         with NULs replaced as ``storable_text`` does; both counted once, here."""
         frame = frame.with_columns(dur_ns=(pl.col("dur") * 1000).round(0).cast(pl.Int64, strict=False)).drop("dur")
         valid = frame.filter(pl.col("dur_ns").is_not_null() & (pl.col("dur_ns") >= 0) & pl.col("ts").is_not_null())
-        self.missing_duration += frame.height - valid.height
+        with self._lock:
+            self.missing_duration += frame.height - valid.height
         for name, dtype in valid.schema.items():
             if dtype != pl.Categorical:
                 continue
@@ -92,20 +104,24 @@ class Spill:
             text = valid[name].cast(pl.String)
             hits = int(text.str.contains("\x00", literal=True).sum() or 0)
             if hits:
-                self.nul_in_text += hits
+                with self._lock:
+                    self.nul_in_text += hits
                 valid = valid.with_columns(text.str.replace_all("\x00", "\ufffd", literal=True).cast(pl.Categorical))
         return valid
 
     def _span(self, kind: str, frame: pl.DataFrame) -> tuple[int, int]:
         if kind == "gpu":
-            self.starts.append(frame["ts"].to_numpy())
-            for device, ns in frame.group_by("device").agg(pl.col("dur_ns").sum()).iter_rows():
-                self.device_ns[device] = self.device_ns.get(device, 0) + ns
+            per_device = frame.group_by("device").agg(pl.col("dur_ns").sum()).iter_rows()
+            with self._lock:
+                self.starts.append(frame["ts"].to_numpy())
+                for device, ns in per_device:
+                    self.device_ns[device] = self.device_ns.get(device, 0) + ns
             return _bounds(frame["ts"])
         if kind == "launch":
             return _bounds(frame["correlation"])
         ops = frame.filter(pl.col("cat") == "cpu_op")["name"].cast(pl.String).unique().drop_nulls()
-        self.op_names.update(ops.to_list())
+        with self._lock:
+            self.op_names.update(ops.to_list())
         end = frame["ts"] + frame["dur_ns"].clip(lower_bound=1)
         return int(frame["ts"].min()), int(end.max())  # type: ignore[arg-type]
 
@@ -223,6 +239,7 @@ def spilled(
         found = kineto_stream.scan_pieces(path, spill.add, max_inflated_bytes, piece_bytes)
         if found is None or not spill.starts:
             return None
+        spill.place(found[0])
         header = kineto._decode(found[2])
     except (kineto_stream.Declined, Unsplittable, zlib.error):
         return None  # as kineto._decode_native: the reference path decides
