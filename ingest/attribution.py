@@ -29,16 +29,25 @@ KERNEL_ROW_COLUMNS = (*KERNEL_ROW_SCHEMA, "graph", "rule", "deciding_op")
 COMM_ANNOTATION_PATTERN = r"^(?:gloo|nccl|ucc|mpi):"
 
 
-def attribute(parsed: ParsedTrace, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> pl.DataFrame:
+def attribute(
+    parsed: ParsedTrace,
+    name_rules: Sequence[rules.NameRule] = rules.NAME_RULES,
+    *,
+    op_names: pl.Series | None = None,
+    with_instance: bool = False,
+) -> pl.DataFrame:
     """Kernel rows (``KERNEL_ROW_COLUMNS``) in execution order.  ``name_rules``: the kernel-name
-    rules, a lab's own (``user_rules.py``) first."""
+    rules, a lab's own (``user_rules.py``) first.  For a window of a bigger trace
+    (``kineto_windows``): ``op_names``, the names the whole trace has as cpu ops (a name is an
+    op's wherever it occurs), and ``with_instance`` adds ``op_instance``, the row in
+    ``parsed.ranges`` of each kernel's best-ranked op (its cost is counted once per trace)."""
     ranges = parsed.ranges.with_row_index("range_idx")
     units = _cpu_units(ranges) if parsed.cpu_only else _gpu_units(parsed)
     units = units.sort("start_ns", "device", "stream", maintain_order=True).with_row_index("query_idx")
     # Both rule tables in one call: polars builds them side by side, on separate cores.
     names, kernel_names = pl.collect_all(
         [
-            _name_table(ranges),
+            _name_table(ranges, op_names),
             rules.kernel_name_table(units["name"], name_rules),
         ],
         engine="in-memory",
@@ -64,30 +73,27 @@ def attribute(parsed: ParsedTrace, name_rules: Sequence[rules.NameRule] = rules.
             # The host call that enqueued the kernel (none for CPU-only units): launch overhead.
             launch_ns=pl.when(pl.col("kind") != "cpu").then(pl.col("t_ns")),
         )
-        .select(KERNEL_ROW_COLUMNS)
+        .select(*KERNEL_ROW_COLUMNS, *(("op_instance",) if with_instance else ()))
         .collect(engine="in-memory")
     )
 
 
-def _name_table(ranges: pl.DataFrame) -> pl.LazyFrame:
+def _name_table(ranges: pl.DataFrame, op_names: pl.Series | None = None) -> pl.LazyFrame:
     """Per distinct range name: its op rule (for names that occur as cpu ops), whether it is
     one of our annotations, and its attention-scope and profiler-step matches; every rule runs
     once per name."""
     ops = rules.op_rule_columns(pl.col("name"))
-    return (
-        ranges.lazy()
-        .group_by("name")
-        .agg(is_op=(pl.col("cat") == "cpu_op").any())
-        .with_columns(
-            is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
-            op_operator=pl.when("is_op").then(ops["op_operator"]),
-            op_priority=pl.when("is_op").then(ops["op_priority"]),
-            scope_name=pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"),
-            # A step number past int64 is no step (strict=False): it must not fail the ingest.
-            profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64, strict=False),
-        )
-        .drop("is_op")
-    )
+    names = ranges.lazy().group_by("name").agg(is_op=(pl.col("cat") == "cpu_op").any())
+    if op_names is not None:  # a window of a bigger trace: an op's name elsewhere in it counts
+        names = names.with_columns(is_op=pl.col("is_op") | pl.col("name").is_in(op_names.implode()).fill_null(False))
+    return names.with_columns(
+        is_ours=pl.col("name").str.starts_with(PREFIX) | (pl.col("name") == PREFIX.rstrip("|")),
+        op_operator=pl.when("is_op").then(ops["op_operator"]),
+        op_priority=pl.when("is_op").then(ops["op_priority"]),
+        scope_name=pl.col("name").str.contains(f"(?i){rules.ATTENTION_SCOPE_PATTERN}"),
+        # A step number past int64 is no step (strict=False): it must not fail the ingest.
+        profiler_step=pl.col("name").str.extract(rules.PROFILER_STEP_PATTERN).cast(pl.Int64, strict=False),
+    ).drop("is_op")
 
 
 def _with_annotations(names: pl.DataFrame) -> pl.DataFrame:

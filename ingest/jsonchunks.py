@@ -23,7 +23,7 @@ import threading
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from isal import isal_zlib
 
@@ -60,13 +60,17 @@ class Unsplittable(Exception):
     """The document is not one this module splits; decode it whole."""
 
 
-def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Generator[bytes, None, None]:
+T = TypeVar("T")
+
+
+def prefetched(pieces: Iterator[T], depth: int = 2, name: str = "tracehouse-gunzip") -> Generator[T, None, None]:
     """``pieces``, produced up to ``depth`` ahead on a worker thread: zlib lets go of the GIL
-    while it inflates, so gunzipping runs on another core while the caller decodes."""
+    while it inflates, so gunzipping runs on another core while the caller decodes (and a big
+    trace's next window is attributed while this one is inserted)."""
     ready: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
 
-    def offer(item: bytes | BaseException | None) -> bool:
+    def offer(item: T | BaseException | None) -> bool:
         while not stop.is_set():
             with contextlib.suppress(queue.Full):
                 ready.put(item, timeout=0.05)
@@ -82,7 +86,7 @@ def prefetched(pieces: Iterator[bytes], depth: int = 2) -> Generator[bytes, None
         except BaseException as exc:  # noqa: BLE001  whatever it is, the caller's thread raises it
             offer(exc)
 
-    threading.Thread(target=work, name="tracehouse-gunzip", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
     try:
         while (item := ready.get()) is not None:
             if isinstance(item, BaseException):

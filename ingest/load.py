@@ -147,7 +147,7 @@ def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
     kernel start to last kernel end), ``other_ns`` (time no rule attributed) and ``graph_ns``
     (time in kernels a CUDA graph launched) from its kernel rows."""
     if kernels.is_empty():
-        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0} | _kind_counts(kernels)
+        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0} | kind_counts(kernels)
     totals = kernels.select(
         end=(pl.col("start_ns") + pl.col("dur_ns")).max(),
         start=pl.col("start_ns").min(),
@@ -161,10 +161,10 @@ def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
         "span_ns": int(totals["end"] - totals["start"]),
         "other_ns": int(totals["other"]),
         "graph_ns": int(totals["graph"]),
-    } | _kind_counts(kernels)
+    } | kind_counts(kernels)
 
 
-def _kind_counts(kernels: pl.DataFrame) -> dict[str, int]:
+def kind_counts(kernels: pl.DataFrame) -> dict[str, int]:
     """``memcpy_count`` and ``memset_count``: kept on the run row so the runs listing splits
     ``kernel_count`` by kind without reading any rollup."""
     kinds = kernels["kind"] if "kind" in kernels.columns else pl.Series([], dtype=pl.String)
@@ -257,6 +257,12 @@ def within_integer_columns(kernels: pl.DataFrame) -> pl.DataFrame:
 
 
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
+    insert_rollups(session, run_id, insert_kernel_rows(session, run_id, trace_id, kernels))
+
+
+def insert_kernel_rows(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> pl.DataFrame:
+    """The kernel table's rows of ``kernels``, inserted; returned for the rollups (a big trace
+    inserts its kernels a window at a time and sums the rollups at the end)."""
     kernels = within_integer_columns(kernels)
     named = ("name", "cpu_op", "annotation", "deciding_op")
     symbols = symbol_ids(session, pl.concat([kernels[c] for c in named]))
@@ -269,10 +275,19 @@ def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.Dat
         rule_id=pl.col("rule"),
     ).select(KERNEL_TABLE_COLUMNS)
     bulk_insert(session, Kernel.__tablename__, rows)
-    insert_rollups(session, run_id, rows)
+    return rows
 
 
 def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
+    """The operator, kernel and launch rollups of a run's kernel table rows (all of them)."""
+    by_op, by_name = rollups(run_id, rows)
+    bulk_insert(session, OperatorRollup.__tablename__, by_op)
+    bulk_insert(session, KernelRollup.__tablename__, by_name)
+    bulk_insert(session, LaunchRollup.__tablename__, launch_rollup(run_id, rows))
+
+
+def rollups(run_id: int, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The operator and kernel rollup rows of ``rows`` (kernel table rows)."""
     keys = ["operator", "attention_type", "seq_q", "seq_kv", "component"]
     costed = pl.col("op_flops").is_not_null()
     run = pl.lit(run_id, pl.Int64)
@@ -301,9 +316,7 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
         ],
         engine="in-memory",
     )
-    bulk_insert(session, OperatorRollup.__tablename__, by_op)
-    bulk_insert(session, KernelRollup.__tablename__, by_name)
-    bulk_insert(session, LaunchRollup.__tablename__, launch_rollup(run_id, rows))
+    return by_op, by_name
 
 
 def launch_rollup(run_id: int, rows: pl.DataFrame) -> pl.DataFrame:

@@ -114,10 +114,17 @@ def _columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
 
 
+_BATCH_ROWS = 65_536  # rows fetched at a time: as Python tuples a row is ~10x its frame's size
+
+
 def _frame(con: sqlite3.Connection, sql: str, schema: SchemaLike) -> pl.DataFrame:
-    """Run ``sql`` into a frame with an explicit schema (no type guessing on sparse columns)."""
-    rows = con.execute(sql).fetchall()
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    """Run ``sql`` into a frame with an explicit schema (no type guessing on sparse columns),
+    a batch of rows at a time: a several-GB export never has all its rows as Python tuples."""
+    cursor = con.execute(sql)
+    parts = [
+        pl.DataFrame(rows, schema=schema, orient="row") for rows in iter(lambda: cursor.fetchmany(_BATCH_ROWS), [])
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def _opt(table_cols: set[str], col: str, alias: str | None = None) -> str:

@@ -23,6 +23,7 @@ from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
 from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
+from tracehouse.ingest import kineto_windows
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
@@ -30,6 +31,7 @@ from tracehouse.ingest.kineto_memory import insert_memory, memory_rows
 from tracehouse.ingest.kineto_sync import insert_sync, sync_rows
 from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.nsys import parse_nsys
+from tracehouse.ingest.window_load import store_windowed
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Trace
 
@@ -183,11 +185,14 @@ def ingest_file(
     max_inflated_bytes: int | None = None,
     name_rules: Sequence[NameRule] = NAME_RULES,
     decoder: Decoder = "auto",
+    window_kernels: int | None = None,
 ) -> IngestResult:
     """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
     ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
     ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``);
-    ``decoder``: which Kineto decoder reads the events (``kineto.Decoder``; tests compare them)."""
+    ``decoder``: which Kineto decoder reads the events (``kineto.Decoder``; tests compare them);
+    ``window_kernels``: attribute a Kineto trace this many kernels at a time, whatever its size
+    (by default only a big one is, ``WINDOWED_FROM_BYTES``; tests compare the two)."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
@@ -203,55 +208,114 @@ def ingest_file(
     if fmt not in PARSERS:  # ncu CSVs: several files make one run, see ingest.units
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
     inflate_cap = max_inflated_bytes or default_inflated_limit(limit)
-    content = _Beside(path, inflate_cap) if is_gzip(path) else None
+    with kineto_windows.scratch() as folder:
+        return _parsed_and_stored(
+            engine,
+            path,
+            fmt,
+            Stored(sha256, size, raw_location(raw_dir, sha256, path), original_name or path.name),
+            load_manifest(path).merged(meta or RunMeta()),
+            Options(inflate_cap, name_rules, decoder, window_kernels, Path(folder)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The file as the trace row records it."""
+
+    sha256: str
+    size: int
+    target: Path  # where its raw bytes are kept
+    original_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    inflate_cap: int
+    name_rules: Sequence[NameRule]
+    decoder: Decoder
+    window_kernels: int | None
+    scratch: Path
+
+
+def _parsed_and_stored(
+    engine: Engine, path: Path, fmt: str, file: Stored, run_meta: RunMeta, opt: Options
+) -> IngestResult:
+    content = _Beside(path, opt.inflate_cap) if is_gzip(path) else None
     try:
-        parsed = parse_trace(path, fmt, inflate_cap, decoder)
+        parsed = _windowed(path, fmt, opt) or parse_trace(path, fmt, opt.inflate_cap, opt.decoder)
     except BaseException:
         if content is not None:
             content.join()  # it stops at the same cap; the parse's error is the one to report
         raise
-    content_sha256 = content.result() if content is not None else sha256
-    if content_sha256 != sha256:  # the same trace in another container?
+    content_sha256 = content.result() if content is not None else file.sha256
+    if content_sha256 != file.sha256:  # the same trace in another container?
         existing = existing_run(engine, content_sha256)
         if existing is not None:
             return existing
-    kernels = attribute(parsed, name_rules)
-    memory = memory_rows(path, parsed.ranges, inflate_cap) if fmt == "kineto" else None  # [memory] events
-    run_meta = load_manifest(path).merged(meta or RunMeta())
-    target = raw_location(raw_dir, sha256, path)
+    # The profiler's [memory] events: read before the transaction (a second pass over the file,
+    # only where the header says they were recorded).  A windowed (big) trace keeps no ranges
+    # to attribute them by, and no launch frame for its waits: it is stored without either.
+    memory = None
+    if fmt == "kineto" and not isinstance(parsed, kineto_windows.Windowed):
+        memory = memory_rows(path, parsed.ranges, opt.inflate_cap)
+    trace_row: dict[str, str | int] = {
+        "sha256": file.sha256,
+        "size": file.size,
+        "original_name": file.original_name,
+        "raw_path": str(file.target),
+        "content_sha256": content_sha256,
+    }
     kept = False
     try:
         with session_scope(engine) as session:
-            run_id = insert_run(session, parsed, kernels, run_meta)
-            trace_id = insert_trace(
-                session,
-                run_id,
-                parsed,
-                sha256=sha256,
-                size=size,
-                original_name=original_name or path.name,
-                raw_path=str(target),
-                content_sha256=content_sha256,
-            )
-            insert_kernels(session, run_id, trace_id, kernels)
-            if memory is not None:
-                insert_memory(session, run_id, trace_id, memory)
-            insert_sync(session, run_id, trace_id, sync_rows(parsed))  # cross-stream waits
-            if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
-                store_counters(session, run_id, parsed.counters)
+            if isinstance(parsed, kineto_windows.Windowed):
+                run_id, trace_id, count = store_windowed(session, parsed, run_meta, trace_row, opt.name_rules)
+                warnings = parsed.header.warnings
+            else:
+                kernels = attribute(parsed, opt.name_rules)
+                run_id = insert_run(session, parsed, kernels, run_meta)
+                trace_id = insert_trace(session, run_id, parsed, **trace_row)  # type: ignore[arg-type]
+                insert_kernels(session, run_id, trace_id, kernels)
+                if memory is not None:
+                    insert_memory(session, run_id, trace_id, memory)
+                insert_sync(session, run_id, trace_id, sync_rows(parsed))  # cross-stream waits
+                if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
+                    store_counters(session, run_id, parsed.counters)
+                count, warnings = kernels.height, parsed.warnings
             # Keep the raw bytes before committing: a committed run always has its file.
-            kept = keep_raw(path, target)
+            kept = keep_raw(path, file.target)
     except BaseException as exc:
         if kept:
-            target.unlink(missing_ok=True)
+            file.target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
             raced = existing_run(engine, content_sha256)
             if raced is not None:
                 return raced
         raise
-    return IngestResult(
-        run_id=run_id, trace_id=trace_id, created=True, kernel_count=kernels.height, warnings=dict(parsed.warnings)
-    )
+    return IngestResult(run_id=run_id, trace_id=trace_id, created=True, kernel_count=count, warnings=dict(warnings))
+
+
+# From this size a Kineto file is attributed in windows (``kineto_windows``): below it the
+# whole-trace path peaks well under the memory a window costs, and is quicker on few kernels.
+WINDOWED_FROM_BYTES = 256 << 20  # plain JSON
+WINDOWED_FROM_GZIP_BYTES = 24 << 20  # gzip (Kineto JSON compresses about 15-20x)
+
+
+def _windowed(path: Path, fmt: str, opt: Options) -> kineto_windows.Windowed | None:
+    """The trace spilled for windowed attribution when it is big (or ``window_kernels`` asks
+    for it); None for the whole-trace path (small, declined by the scanner, no GPU activity,
+    another format, or another decoder asked for)."""
+    if fmt != "kineto" or opt.decoder != "auto":
+        return None
+    if opt.window_kernels is None:
+        big = WINDOWED_FROM_GZIP_BYTES if is_gzip(path) else WINDOWED_FROM_BYTES
+        if path.stat().st_size < big:
+            return None
+    found = kineto_windows.spilled(path, opt.scratch, opt.inflate_cap)
+    if found is not None and opt.window_kernels is not None:
+        found.window_kernels = opt.window_kernels
+    return found
 
 
 def keep_raw(path: Path, target: Path) -> bool:

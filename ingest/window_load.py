@@ -1,0 +1,111 @@
+"""A big trace's kernels loaded a window at a time, inside the ingest's one transaction.
+
+The run row is written first (its kernel rows point at it) from stand-in totals and corrected
+at the end; each window's rows are inserted as they come, and its rollups summed into the
+run's: the counts and times add, the minimum and maximum of minima and maxima are the whole
+run's, and a FLOP or byte sum stays null when no window had a costed kernel (as
+``load.rollups`` has it for the run at once).  What is held is one window and the rollups.
+The launch rollup is not written: its medians and percentiles do not add up over windows, and
+``analyses.launches`` answers a run without one from its kernel rows (the same answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from tracehouse.core.meta import RunMeta
+from tracehouse.core.rules import NAME_RULES, NameRule
+from tracehouse.ingest.jsonchunks import prefetched
+from tracehouse.ingest.kineto_windows import Windowed
+from tracehouse.ingest.load import bulk_insert, insert_kernel_rows, insert_run, insert_trace, kind_counts, rollups
+from tracehouse.schema.models import KernelRollup, OperatorRollup, Run
+
+_OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]
+_NAME_KEYS = ["name_id", "operator", "kind", "run_id"]
+
+
+def _nullable_sum(column: str) -> pl.Expr:
+    return pl.when(pl.col(column).is_not_null().any()).then(pl.col(column).sum()).alias(column)
+
+
+def _summed(by_op: pl.DataFrame, by_name: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    added = (pl.col("kernel_count").sum(), pl.col("total_ns").sum())
+    ops = by_op.group_by(_OP_KEYS, maintain_order=True).agg(
+        *added, *(_nullable_sum(c) for c in ("op_flops", "op_bytes", "costed_ns"))
+    )
+    names = by_name.group_by(_NAME_KEYS, maintain_order=True).agg(
+        *added, pl.col("min_ns").min(), pl.col("max_ns").max()
+    )
+    return ops, names
+
+
+class _Run:
+    """The run's totals and rollups, summed window by window."""
+
+    def __init__(self) -> None:
+        self.count = self.total = self.other = self.graph = self.memcpy = self.memset = 0
+        self.start: int | None = None
+        self.end: int | None = None
+        self.by_op: pl.DataFrame | None = None
+        self.by_name: pl.DataFrame | None = None
+
+    def add(self, run_id: int, kernels: pl.DataFrame, rows: pl.DataFrame) -> None:
+        t = kernels.select(
+            start=pl.col("start_ns").min(),
+            end=(pl.col("start_ns") + pl.col("dur_ns")).max(),
+            total=pl.col("dur_ns").sum(),
+            other=pl.col("dur_ns").filter(pl.col("operator") == "other").sum(),
+            graph=pl.col("dur_ns").filter(pl.col("graph")).sum(),
+        ).row(0, named=True)
+        self.count += kernels.height
+        kinds = kind_counts(kernels)
+        self.memcpy, self.memset = self.memcpy + kinds["memcpy_count"], self.memset + kinds["memset_count"]
+        self.total, self.other, self.graph = self.total + t["total"], self.other + t["other"], self.graph + t["graph"]
+        self.start = t["start"] if self.start is None else min(self.start, t["start"])
+        self.end = t["end"] if self.end is None else max(self.end, t["end"])
+        by_op, by_name = rollups(run_id, rows)
+        if self.by_op is not None and self.by_name is not None:
+            by_op, by_name = (
+                pl.concat([self.by_op, by_op], how="diagonal_relaxed"),
+                pl.concat([self.by_name, by_name], how="diagonal_relaxed"),
+            )
+        self.by_op, self.by_name = _summed(by_op, by_name)
+
+    def totals(self) -> dict[str, int]:
+        span = (self.end or 0) - (self.start or 0)
+        return {
+            "kernel_count": self.count,
+            "total_ns": self.total,
+            "span_ns": span,
+            "other_ns": self.other,
+            "graph_ns": self.graph,
+            "memcpy_count": self.memcpy,
+            "memset_count": self.memset,
+        }
+
+
+def store_windowed(
+    session: Session,
+    big: Windowed,
+    meta: RunMeta,
+    trace_row: dict[str, str | int],
+    name_rules: Sequence[NameRule] = NAME_RULES,
+) -> tuple[int, int, int]:
+    """Run, trace, kernel and rollup rows of ``big``: its run id, trace id and kernel count.
+    ``trace_row``: ``insert_trace``'s keyword arguments."""
+    run_id = insert_run(session, big.header, big.stand_in_kernels(), meta)
+    trace_id = insert_trace(session, run_id, big.header, **trace_row)  # type: ignore[arg-type]
+    run = _Run()
+    # The next window is attributed (polars, off the GIL) while this one is inserted.
+    for kernels in prefetched(big.windows(name_rules), depth=1, name="tracehouse-windows"):
+        rows = insert_kernel_rows(session, run_id, trace_id, kernels)
+        run.add(run_id, kernels, rows)
+    if run.by_op is not None and run.by_name is not None:
+        bulk_insert(session, OperatorRollup.__tablename__, run.by_op)
+        bulk_insert(session, KernelRollup.__tablename__, run.by_name)
+    session.execute(update(Run).where(Run.id == run_id).values(**run.totals()))
+    return run_id, trace_id, run.count
