@@ -4,17 +4,14 @@ transaction (one per trace).  Bulk paths: ``COPY`` on PostgreSQL, ``executemany`
 
 from __future__ import annotations
 
-import hashlib
 import io
-import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import polars as pl
-from sqlalchemy import Integer, Table, delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert_stmt
 from sqlalchemy.orm import Session
 
 from tracehouse.core.device_specs import device_row
@@ -22,6 +19,19 @@ from tracehouse.core.errors import DatabaseError
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.model_catalog import family_and_architecture
+from tracehouse.ingest.rows import (
+    busiest_device,
+    chunks,
+    int32,
+    kernel_rows,
+    kernel_totals,
+    now,
+    rollups,
+    sqlite_insert,
+    symbol_digests,
+    symbol_frame,
+    without_null_columns,
+)
 from tracehouse.schema.models import (
     Base,
     Hardware,
@@ -36,61 +46,15 @@ from tracehouse.schema.models import (
     Trace,
 )
 
-KERNEL_TABLE_COLUMNS = (
-    "run_id",
-    "trace_id",
-    "seq",
-    "kind",
-    "device",
-    "stream",
-    "start_ns",
-    "dur_ns",
-    "name_id",
-    "correlation",
-    "grid_x",
-    "grid_y",
-    "grid_z",
-    "block_x",
-    "block_y",
-    "block_z",
-    "bytes",
-    "operator",
-    "operator_source",
-    "attention_type",
-    "seq_q",
-    "seq_kv",
-    "batch",
-    "heads",
-    "head_dim",
-    "component",
-    "step",
-    "cpu_op_id",
-    "annotation_id",
-    "op_flops",
-    "op_bytes",
-    "launch_ns",
-    "launch_dur_ns",
-    "graph",
-    "rule_id",
-    "deciding_op_id",
-)
-_SYMBOL_CHUNK = 500
-_ROWS_PER_INSERT = 200
-
 
 def upsert(session: Session, table: Table, values: dict[str, Any], conflict: list[str]) -> None:
     dialect = session.get_bind().dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert_stmt)(table).values(values)
     session.execute(stmt.on_conflict_do_nothing(index_elements=conflict))
 
 
 def hardware_id(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
-    device = None
-    if parsed.devices and not parsed.cpu_only:
-        busiest = kernels.group_by("device").agg(pl.col("dur_ns").sum()).sort("dur_ns", descending=True)
-        used = busiest["device"][0] if busiest.height else None
-        device = next((d for d in parsed.devices if d.device == used), parsed.devices[0])
-    row = device_row(device, meta.hardware, parsed.cpu_only)
+    row = device_row(busiest_device(parsed, kernels), meta.hardware, parsed.cpu_only)
     upsert(session, Hardware.core_table(), row, ["name"])
     hardware = session.scalar(select(Hardware.id).where(Hardware.name == row["name"]))
     if hardware is None:  # the upsert above made or found the row in this transaction
@@ -119,47 +83,18 @@ def model_id(session: Session, meta: RunMeta) -> int | None:
 
 def symbol_ids(session: Session, names: pl.Series) -> pl.DataFrame:
     """``text → symbol id`` for every distinct non-null name, inserting the new ones."""
-    texts = names.drop_nulls().unique().to_list()
-    digests = {hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest(): t for t in texts}
+    digests = symbol_digests(names)
     found: dict[str, int] = {}
-    keys = list(digests)
-    for i in range(0, len(keys), _SYMBOL_CHUNK):
-        chunk = keys[i : i + _SYMBOL_CHUNK]
+    for chunk in chunks(list(digests)):
         found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
-    missing = [{"digest": d, "text": digests[d]} for d in keys if d not in found]
+    missing = [{"digest": d, "text": digests[d]} for d in digests if d not in found]
     if missing:
         dialect = session.get_bind().dialect.name
-        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Symbol.core_table())
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert_stmt)(Symbol.core_table())
         session.execute(stmt.on_conflict_do_nothing(index_elements=["digest"]), missing)
-        for i in range(0, len(missing), _SYMBOL_CHUNK):
-            chunk = [m["digest"] for m in missing[i : i + _SYMBOL_CHUNK]]
+        for chunk in chunks([m["digest"] for m in missing]):
             found.update(dict(session.execute(select(Symbol.digest, Symbol.id).where(Symbol.digest.in_(chunk))).all()))
-    return pl.DataFrame(
-        {"text": [digests[d] for d in found], "symbol_id": list(found.values())},
-        schema={"text": pl.String, "symbol_id": pl.Int64},
-    )
-
-
-def kernel_totals(kernels: pl.DataFrame) -> dict[str, int]:
-    """The run's ``kernel_count``, ``total_ns`` (summed kernel time), ``span_ns`` (first
-    kernel start to last kernel end), ``other_ns`` (time no rule attributed) and ``graph_ns``
-    (time in kernels a CUDA graph launched) from its kernel rows."""
-    if kernels.is_empty():
-        return {"kernel_count": 0, "total_ns": 0, "span_ns": 0, "other_ns": 0, "graph_ns": 0}
-    totals = kernels.select(
-        end=(pl.col("start_ns") + pl.col("dur_ns")).max(),
-        start=pl.col("start_ns").min(),
-        total=pl.col("dur_ns").sum(),
-        other=pl.col("dur_ns").filter(pl.col("operator") == "other").sum(),
-        graph=pl.col("dur_ns").filter(pl.col("graph")).sum(),
-    ).row(0, named=True)
-    return {
-        "kernel_count": kernels.height,
-        "total_ns": int(totals["total"]),
-        "span_ns": int(totals["end"] - totals["start"]),
-        "other_ns": int(totals["other"]),
-        "graph_ns": int(totals["graph"]),
-    }
+    return symbol_frame(digests, found)
 
 
 def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, meta: RunMeta) -> int:
@@ -177,15 +112,15 @@ def insert_run(session: Session, parsed: ParsedTrace, kernels: pl.DataFrame, met
         text_length=meta.text_length,
         param_count=meta.param_count,
         peak_memory_bytes=meta.peak_memory_bytes,
-        rank=_int32(parsed.rank),
-        world_size=_int32(parsed.world_size),
+        rank=int32(parsed.rank),
+        world_size=int32(parsed.world_size),
         host=meta.host,
         experiment=meta.experiment,
         git_commit=meta.git_commit,
         version=meta.version,
         device_kind="cpu" if parsed.cpu_only else "gpu",
         **kernel_totals(kernels),
-        created_at=datetime.now(UTC),
+        created_at=now(),
     )
     session.add(run)
     session.flush()
@@ -220,78 +155,21 @@ def insert_trace(
         status="ingested",
         warning_count=sum(parsed.warnings.values()),
         warnings=orjson.dumps(parsed.warnings).decode() if parsed.warnings else None,
-        ingested_at=datetime.now(UTC),
+        ingested_at=now(),
     )
     session.add(trace)
     session.flush()
     return trace.id
 
 
-INT32 = (-(2**31), 2**31 - 1)
-
-
-def _int32(value: int | None) -> int | None:
-    return value if value is not None and INT32[0] <= value <= INT32[1] else None
-
-
-def within_integer_columns(kernels: pl.DataFrame) -> pl.DataFrame:
-    """A number from a trace (a grid size, an annotation's ``sq=``) past a 32-bit INTEGER
-    column becomes null: PostgreSQL would refuse the whole trace, SQLite store it as given."""
-    narrow = [
-        c.name
-        for c in Kernel.__table__.columns
-        if type(c.type) is Integer and c.name in kernels.columns and not c.primary_key
-    ]
-    return kernels.with_columns(
-        pl.when(pl.col(c).is_between(*INT32)).then(pl.col(c)).otherwise(None).alias(c) for c in narrow
-    )
-
-
 def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
-    kernels = within_integer_columns(kernels)
-    named = ("name", "cpu_op", "annotation", "deciding_op")
-    symbols = symbol_ids(session, pl.concat([kernels[c] for c in named]))
-    # A hash lookup per name column: a third of the time of three left joins on the text.
-    text, ids = symbols["text"], symbols["symbol_id"]
-    rows = kernels.with_columns(
-        **{f"{c}_id": pl.col(c).replace_strict(text, ids, default=None, return_dtype=pl.Int64) for c in named},
-        run_id=pl.lit(run_id, pl.Int64),
-        trace_id=pl.lit(trace_id, pl.Int64),
-        rule_id=pl.col("rule"),
-    ).select(KERNEL_TABLE_COLUMNS)
+    rows = kernel_rows(kernels, run_id, trace_id, lambda names: symbol_ids(session, names))
     bulk_insert(session, Kernel.__tablename__, rows)
     insert_rollups(session, run_id, rows)
 
 
 def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
-    keys = ["operator", "attention_type", "seq_q", "seq_kv", "component"]
-    costed = pl.col("op_flops").is_not_null()
-    run = pl.lit(run_id, pl.Int64)
-    # One collect for both: polars computes the two group-bys side by side.
-    by_op, by_name = pl.collect_all(
-        [
-            rows.lazy()
-            .group_by(keys)
-            .agg(
-                kernel_count=pl.len().cast(pl.Int64),
-                total_ns=pl.col("dur_ns").sum(),
-                op_flops=pl.when(costed.any()).then(pl.col("op_flops").sum()),
-                op_bytes=pl.when(costed.any()).then(pl.col("op_bytes").sum()),
-                costed_ns=pl.when(costed.any()).then(pl.col("dur_ns").filter(costed).sum()),
-            )
-            .with_columns(run_id=run),
-            rows.lazy()
-            .group_by("name_id", "operator", "kind")
-            .agg(
-                kernel_count=pl.len().cast(pl.Int64),
-                total_ns=pl.col("dur_ns").sum(),
-                min_ns=pl.col("dur_ns").min(),
-                max_ns=pl.col("dur_ns").max(),
-            )
-            .with_columns(run_id=run),
-        ],
-        engine="in-memory",
-    )
+    by_op, by_name = rollups(run_id, rows)
     bulk_insert(session, OperatorRollup.__tablename__, by_op)
     bulk_insert(session, KernelRollup.__tablename__, by_name)
 
@@ -299,52 +177,20 @@ def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
 def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:
     if rows.is_empty():
         return
-    rows = _without_null_columns(rows, table)
+    declared = Base.metadata.tables.get(table)
+    defaults = frozenset(c.name for c in declared.c if c.server_default is not None) if declared is not None else None
+    rows = without_null_columns(rows, None if declared is None else set(declared.c.keys()), defaults or frozenset())
     dbapi = session.connection().connection.driver_connection
     if dbapi is None:  # SQLAlchemy invalidated the connection under us
         raise DatabaseError(f"lost the database connection while writing {table}")
-    columns = ", ".join(f'"{c}"' for c in rows.columns)
     if session.get_bind().dialect.name == "postgresql":
+        columns = ", ".join(f'"{c}"' for c in rows.columns)
         buf = io.BytesIO()
         rows.write_csv(buf, include_header=False)
         with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
             copy.write(buf.getvalue())
         return
-    _sqlite_insert(dbapi, f"INSERT INTO {table} ({columns}) VALUES ", rows)
-
-
-def _sqlite_insert(dbapi: sqlite3.Connection, insert: str, rows: pl.DataFrame) -> None:
-    """Many rows per ``INSERT ... VALUES`` (up to SQLite's bound-variable limit): executing
-    one statement per row is a fifth of ``executemany``'s time for kernel rows."""
-    width = rows.width
-    per = max(1, min(_ROWS_PER_INSERT, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-    # Flat values in row order.  One strided slice assignment per whole column interleaves
-    # them at C speed: a third of the time of zip + chain over every value.
-    values: list = [None] * (rows.height * width)
-    for j, column in enumerate(rows.get_columns()):
-        values[j::width] = column.to_list()
-    step = per * width
-    full = len(values) - len(values) % step
-    row = f"({', '.join('?' * width)})"
-    if full:
-        dbapi.executemany(insert + ", ".join([row] * per), (values[i : i + step] for i in range(0, full, step)))
-    if full < len(values):
-        dbapi.execute(insert + ", ".join([row] * ((len(values) - full) // width)), values[full:])
-
-
-def _without_null_columns(rows: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Leave out columns that are null in every row and have no default, so they get NULL
-    from the database: binding values is most of what an insert costs, and a kernel row's
-    attention and annotation keys are null in most runs."""
-    declared = Base.metadata.tables.get(table)
-    if declared is None:
-        return rows
-    keep = [
-        c
-        for c in rows.columns
-        if c not in declared.c or declared.c[c].server_default is not None or rows[c].null_count() < rows.height
-    ]
-    return rows.select(keep) if keep else rows
+    sqlite_insert(dbapi, table, rows)
 
 
 def delete_run(session: Session, run_id: int) -> None:

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isal import isal_zlib
-from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.frames import ParsedTrace, storable_text
@@ -24,12 +24,14 @@ from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, de
 from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
-from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
 from tracehouse.ingest.nsys import parse_nsys
-from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import Trace
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# SQLAlchemy, the models and the loader are imported where the database is written: the CLI's
+# SQLite ingest (ingest/load_sqlite.py) uses this module's steps without them.
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -161,6 +163,11 @@ def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
 def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
     """The run a trace with this digest (of its file, or of its decompressed content) was
     already ingested into, if any."""
+    from sqlalchemy import or_, select
+
+    from tracehouse.schema.db import session_scope
+    from tracehouse.schema.models import Trace
+
     with session_scope(engine) as session:
         row = session.execute(
             select(Trace.run_id, Trace.id).where(or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)
@@ -214,6 +221,10 @@ def ingest_file(
         if existing is not None:
             return existing
     kernels = attribute(parsed, name_rules)
+    from tracehouse.ingest.counter_ranges import store_counters
+    from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
+    from tracehouse.schema.db import session_scope
+
     run_meta = load_manifest(path).merged(meta or RunMeta())
     target = raw_location(raw_dir, sha256, path)
     kept = False
