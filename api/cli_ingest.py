@@ -87,8 +87,6 @@ def run_ingest(
 ) -> None:
     """Ingest trace files; prints the run id of each (one transaction per run)."""
     from tracehouse.core.meta import meta_from_mapping, parse_key_values
-    from tracehouse.ingest.units import plan_units
-    from tracehouse.ingest.user_rules import name_rules_for
 
     values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
     values.update(
@@ -106,23 +104,15 @@ def run_ingest(
     run_meta = meta_from_mapping(values)
     settings = PathSettings()  # pydantic-settings' import would cost more than a small trace's parse
     conn = _sqlite_at_head(settings.resolved_database_url(db)) if run is None else None
-    engine = open_engine(db) if conn is None else None
-    units = plan_units(paths)
-    if conn is not None and any(u.format == "ncu" for u in units):  # the ncu loader is SQLAlchemy's
-        conn.close()
-        conn, engine = None, open_engine(db)
-    name_rules = name_rules_for(settings.rules_file())  # checked before anything is ingested
-    raw_dir = settings.raw_dir()
-    if conn is not None:
-        landed = _ingest_sqlite(conn, units, run_meta, raw_dir, name_rules)
-    else:
-        from tracehouse.ingest.units import ingest_all
-
-        assert engine is not None  # opened above whenever the SQLite connection is not
-        landed = ingest_all(engine, units, run_meta, raw_dir=raw_dir, run_id=run, name_rules=name_rules)
+    try:
+        landed, count = _plan(conn, paths, db, run, run_meta, settings)
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
     results: list[dict[str, Any]] = []
-    with progress(disable=len(units) < 2 or as_json) as bar:
-        task = bar.add_task("ingesting", total=len(units))
+    with progress(disable=count < 2 or as_json) as bar:
+        task = bar.add_task("ingesting", total=count)
         for unit, res in landed:
             results.append(
                 {
@@ -137,6 +127,32 @@ def run_ingest(
             )
             bar.advance(task)
     _report(results, as_json=as_json)
+
+
+def _plan(
+    conn: sqlite3.Connection | None,
+    paths: list[Path],
+    db: str | None,
+    run: int | None,
+    run_meta: RunMeta,
+    settings: PathSettings,
+) -> tuple[Iterator[tuple[IngestUnit, IngestResult]], int]:
+    """The results as each unit lands, and how many units: errors in the paths, the database
+    or the rules file come before anything is ingested, in the order they always came."""
+    from tracehouse.ingest.units import ingest_all, plan_units
+    from tracehouse.ingest.user_rules import name_rules_for
+
+    engine = open_engine(db) if conn is None else None
+    units = plan_units(paths)
+    if conn is not None and any(u.format == "ncu" for u in units):  # the ncu loader is SQLAlchemy's
+        conn.close()
+        conn, engine = None, open_engine(db)
+    name_rules = name_rules_for(settings.rules_file())  # checked before anything is ingested
+    raw_dir = settings.raw_dir()
+    if conn is not None:
+        return _ingest_sqlite(conn, units, run_meta, raw_dir, name_rules), len(units)
+    assert engine is not None  # opened above whenever the SQLite connection is not
+    return ingest_all(engine, units, run_meta, raw_dir=raw_dir, run_id=run, name_rules=name_rules), len(units)
 
 
 def _sqlite_at_head(url: str) -> sqlite3.Connection | None:
