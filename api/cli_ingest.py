@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from tracehouse.core.meta import RunMeta
     from tracehouse.core.rules import NameRule
+    from tracehouse.ingest.digests import Early
     from tracehouse.ingest.pipeline import IngestResult
     from tracehouse.ingest.units import IngestUnit
 
@@ -103,9 +104,11 @@ def run_ingest(
     )
     run_meta = meta_from_mapping(values)
     settings = PathSettings()  # pydantic-settings' import would cost more than a small trace's parse
-    conn = _sqlite_at_head(settings.resolved_database_url(db)) if run is None else None
+    url = settings.resolved_database_url(db)
+    early = _early_digests(paths) if run is None and url.startswith("sqlite:///") else None
+    conn = _sqlite_at_head(url) if run is None else None
     try:
-        landed, count = _plan(conn, paths, db, run, run_meta, settings)
+        landed, count = _plan(conn, paths, db, run, run_meta, settings, early)
     except BaseException:
         if conn is not None:
             conn.close()
@@ -136,6 +139,7 @@ def _plan(
     run: int | None,
     run_meta: RunMeta,
     settings: PathSettings,
+    early: Early | None,
 ) -> tuple[Iterator[tuple[IngestUnit, IngestResult]], int]:
     """The results as each unit lands, and how many units: errors in the paths, the database
     or the rules file come before anything is ingested, in the order they always came."""
@@ -150,9 +154,18 @@ def _plan(
     name_rules = name_rules_for(settings.rules_file())  # checked before anything is ingested
     raw_dir = settings.raw_dir()
     if conn is not None:
-        return _ingest_sqlite(conn, units, run_meta, raw_dir, name_rules), len(units)
+        return _ingest_sqlite(conn, units, run_meta, raw_dir, name_rules, early), len(units)
     assert engine is not None  # opened above whenever the SQLite connection is not
     return ingest_all(engine, units, run_meta, raw_dir=raw_dir, run_id=run, name_rules=name_rules), len(units)
+
+
+def _early_digests(paths: list[Path]) -> Early:
+    """The trace files' digests, started on another thread before the heavy imports."""
+    from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, default_inflated_limit
+    from tracehouse.ingest.digests import Early
+
+    cap = default_inflated_limit(DEFAULT_MAX_TRACE_BYTES)  # pipeline.ingest_file's, as the CLI calls it
+    return Early([p for p in paths if p.is_file()], DEFAULT_MAX_TRACE_BYTES, cap)
 
 
 def _sqlite_at_head(url: str) -> sqlite3.Connection | None:
@@ -162,13 +175,18 @@ def _sqlite_at_head(url: str) -> sqlite3.Connection | None:
 
 
 def _ingest_sqlite(
-    conn: sqlite3.Connection, units: list[IngestUnit], meta: RunMeta, raw_dir: Path, name_rules: Sequence[NameRule]
+    conn: sqlite3.Connection,
+    units: list[IngestUnit],
+    meta: RunMeta,
+    raw_dir: Path,
+    name_rules: Sequence[NameRule],
+    early: Early | None,
 ) -> Iterator[tuple[IngestUnit, IngestResult]]:
     from tracehouse.ingest.load_sqlite import ingest_file
 
     try:
         for unit in units:
-            yield unit, ingest_file(conn, unit.paths[0], meta, raw_dir=raw_dir, name_rules=name_rules)
+            yield unit, ingest_file(conn, unit.paths[0], meta, raw_dir=raw_dir, name_rules=name_rules, early=early)
     finally:
         conn.close()
 

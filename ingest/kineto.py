@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import msgspec
 import polars as pl
@@ -46,13 +46,10 @@ from tracehouse.core.frames import (
 )
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_stream
+from tracehouse.ingest.digests import GZIP_ERRORS
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
-
-# What a truncated or corrupt gzip raises.  isal's stubs declare its error as an instance
-# (``error: Exception``), not the class it is: hence the one cast.
-GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, cast("type[Exception]", isal_zlib.error))
 
 # Categories we drop, listed only so that they decode without a ``_missing_`` call (below).
 _DROPPED_CATS = (

@@ -30,6 +30,7 @@ from tracehouse.core.model_catalog import family_and_architecture
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest import pipeline
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.digests import Early, _Beside, file_sha256, is_gzip
 from tracehouse.ingest.pipeline import IngestResult
 from tracehouse.ingest.rows import (
     SERVER_DEFAULTS,
@@ -248,14 +249,17 @@ def ingest_file(
     *,
     raw_dir: Path,
     name_rules: Sequence[NameRule] = NAME_RULES,
+    early: Early | None = None,
 ) -> IngestResult:
-    """``pipeline.ingest_file`` (default limits, original name = the file's) into ``conn``.
+    """``pipeline.ingest_file`` (default limits, original name = the file's) into ``conn``;
+    ``early``: the file's digests, if a thread computed them already (``digests.Early``).
     A trace that carries CUPTI counters is written by the SQLAlchemy loader instead (it owns
     the counter tables and their linking), in one transaction of its own."""
     path = Path(path)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
-    sha256, size = pipeline.file_sha256(path)
+    known = early.get(path) if early is not None else None
+    sha256, size = known[:2] if known is not None else file_sha256(path)
     if size > DEFAULT_MAX_TRACE_BYTES:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {DEFAULT_MAX_TRACE_BYTES}-byte limit")
     existing = existing_run(conn, sha256)
@@ -265,14 +269,14 @@ def ingest_file(
     if fmt not in pipeline.PARSERS:
         raise BadInput(f"{path.name}: Nsight Compute CSV; ingest it with ingest.units.ingest_unit")
     inflate_cap = default_inflated_limit(DEFAULT_MAX_TRACE_BYTES)
-    content = pipeline._Beside(path, inflate_cap) if pipeline.is_gzip(path) else None
+    content = _Beside(path, inflate_cap) if known is None and is_gzip(path) else None
     try:
         parsed = pipeline.parse_trace(path, fmt, inflate_cap)
     except BaseException:
         if content is not None:
             content.join()
         raise
-    content_sha256 = content.result() if content is not None else sha256
+    content_sha256 = known[2] if known is not None else content.result() if content is not None else sha256
     if content_sha256 != sha256:
         existing = existing_run(conn, content_sha256)
         if existing is not None:

@@ -8,15 +8,11 @@ file, or the same content in another container (recompressed, or .json vs .json.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from isal import isal_zlib
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.frames import ParsedTrace, storable_text
@@ -24,7 +20,8 @@ from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, de
 from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
+from tracehouse.ingest.digests import _Beside, file_sha256, is_gzip
+from tracehouse.ingest.kineto import Decoder, parse_kineto
 from tracehouse.ingest.nsys import parse_nsys
 
 if TYPE_CHECKING:
@@ -86,73 +83,6 @@ def parse_trace(
     if fmt == "kineto":
         return storable_text(parse_kineto(path, max_inflated_bytes=max_inflated_bytes, decoder=decoder))
     return storable_text(PARSERS[fmt](path))
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-_INFLATE_CHUNK = 1 << 18
-
-
-def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> str:
-    """sha256 of a gzip file's decompressed bytes, inflated a bounded piece at a time so the
-    trace is never held in memory and a bomb stops at ``max_inflated_bytes``; every member of a
-    multi-member file counts, as gunzip has it."""
-    digest, total, inflater = hashlib.sha256(), 0, None
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(_INFLATE_CHUNK):
-                while chunk:
-                    inflater = inflater or isal_zlib.decompressobj(wbits=31)
-                    piece = inflater.decompress(chunk, _INFLATE_CHUNK)
-                    total += len(piece)
-                    if total > max_inflated_bytes:
-                        raise TooLarge(f"{path.name} inflates past the {max_inflated_bytes}-byte limit")
-                    digest.update(piece)
-                    chunk = inflater.unconsumed_tail
-                    if inflater.eof:  # the next member, if any, starts in what was left over
-                        chunk, inflater = inflater.unused_data, None
-        if inflater is not None and not inflater.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker was reached")
-    except GZIP_ERRORS as exc:
-        raise BadTrace(f"{path.name}: truncated or corrupt gzip ({exc})") from None
-    return digest.hexdigest()
-
-
-class _Beside(threading.Thread):
-    """A content digest computed on a second thread while the trace is parsed: inflate and
-    sha256 release the GIL, so a gzip trace's digest costs little wall time."""
-
-    def __init__(self, path: Path, max_inflated_bytes: int) -> None:
-        super().__init__(name="tracehouse-digest", daemon=True)
-        self.path, self.cap = path, max_inflated_bytes
-        self.digest = ""
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.digest = gzip_content_sha256(self.path, self.cap)
-        except BaseException as exc:  # noqa: BLE001  handed to the caller by result(), which raises it
-            self.error = exc
-
-    def result(self) -> str:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.digest
-
-
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
 
 
 def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:

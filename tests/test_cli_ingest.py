@@ -116,3 +116,30 @@ def test_plain_ingest_imports_neither_typer_nor_sqlalchemy(tmp_path: Path) -> No
     tops = {name.split(".")[0] for name in loaded}
     heavy = {"typer", "click", "sqlalchemy", "pydantic", "alembic", "rich"}
     assert not tops & heavy, sorted(tops & heavy)
+
+
+def test_the_command_itself_exits_with_everything_written(tmp_path: Path) -> None:
+    """The installed ``tracehouse`` ends a plain ingest without the interpreter's teardown: its
+    piped output is whole, the run committed, the SQLite file checkpointed (no WAL left)."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.test_cli_errors import _entry_point
+
+    db = tmp_path / "db.sqlite3"
+    assert _entry_point("db", "upgrade", "--db", f"sqlite:///{db}").returncode == 0  # no connection kept here
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe is
+    for command in (None, [sys.executable, "-m", "tracehouse.api.cli"]):
+        args = ["ingest", str(SD), str(DATA / "sd_tiny_cpu_flash.json.gz"), "--db", f"sqlite:///{db}", "--json"]
+        if command is None:
+            out = _entry_point(*args, env=env)
+        else:
+            out = subprocess.run([*command, *args], capture_output=True, text=True, timeout=180, env=env)
+        assert out.returncode == 0, out.stderr
+        assert [r["run_id"] for r in json.loads(out.stdout)] == [1, 2]
+    assert not db.with_name(db.name + "-wal").exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM run").fetchone() == (2,)

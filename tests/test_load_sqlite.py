@@ -14,8 +14,10 @@ from sqlalchemy import Integer, text
 
 from tests.conftest import DATA, KINETO_DIR, SHARED_TRACES, Database, kineto_traces, require_shared
 from tests.test_counter_ranges import _counter_doc
+from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest import load_sqlite
+from tracehouse.ingest.digests import Early, file_sha256, gzip_content_sha256
 from tracehouse.ingest.load_sqlite import ingest_file as sqlite_ingest_file
 from tracehouse.ingest.load_sqlite import open_at_head
 from tracehouse.ingest.pipeline import ingest_file
@@ -153,3 +155,25 @@ def test_only_a_plain_sqlite_file_at_head_is_opened(tmp_path: Path) -> None:
         "postgresql://user@localhost/db",
     ):
         assert open_at_head(url) is None, url
+
+
+def test_early_digests_are_the_ingests_own(tmp_path: Path) -> None:
+    """The digests the CLI starts before its imports equal what the ingest computes; one it
+    could not compute (a truncated gzip, a missing file) is left to the ingest, which reports it."""
+    require_shared()
+    two_members = tmp_path / "two.json.gz"
+    raw = gzip.decompress((KINETO_DIR / "cpu_only.json.gz").read_bytes())
+    two_members.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    truncated = tmp_path / "cut.json.gz"
+    truncated.write_bytes((KINETO_DIR / "cpu_only.json.gz").read_bytes()[:-20])
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(raw)
+    files = [*kineto_traces(), two_members, plain]
+    early = Early([*files, truncated, tmp_path / "missing.json.gz"], DEFAULT_MAX_TRACE_BYTES, 1 << 30)
+    for path in files:
+        sha256, size = file_sha256(path)
+        content = gzip_content_sha256(path) if path.name.endswith(".gz") else sha256
+        assert early.get(path) == (sha256, size, content), path
+    assert early.get(truncated) is None and early.get(tmp_path / "missing.json.gz") is None
+    assert early.get(tmp_path / "never_given.json") is None
+    assert early.get(two_members)[2] == early.get(plain)[2]  # type: ignore[index]  # one content, two containers
