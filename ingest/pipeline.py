@@ -21,6 +21,7 @@ from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.digests import _Beside, file_sha256, is_gzip
+from tracehouse.ingest.digests import gzip_content_sha256 as gzip_content_sha256  # callers import it from here
 from tracehouse.ingest.kineto import Decoder, parse_kineto
 from tracehouse.ingest.nsys import parse_nsys
 
