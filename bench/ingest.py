@@ -12,7 +12,10 @@ of ``--repeat``), peak RSS, and the ratios; ``--stages`` adds tracehouse's time 
 ``--whole-process`` times what a user waits for instead, process start to exit, imports
 included: ``tracehouse ingest FILE --db <fresh SQLite>`` as typed at a shell (into a database
 migrated beforehand, and into a new file it migrates itself), a script that loads the file
-with HTA's ``TraceAnalysis``, and ``python -c`` that gunzips (ISA-L) and ``orjson.loads`` it.
+with HTA's ``TraceAnalysis``, and ``python -c`` that gunzips (ISA-L) and ``orjson.loads`` it;
+and, for the floor under ours, the interpreter's start and the libraries every ingest
+imports (polars, numpy with the ``numpy.ma`` polars loads on first use, msgspec, orjson,
+ISA-L).  tracehouse's bytecode is written first, as an install writes it.
 
 ``--generate SIZES`` (GB, comma-separated) writes, for each size, a valid trace of about that
 many bytes of JSON by replicating FILE's events (``bench/generate.py``), then times
@@ -184,6 +187,7 @@ _HTA_SCRIPT = """import sys
 from hta.trace_analysis import TraceAnalysis
 TraceAnalysis(trace_files={0: sys.argv[1]}, trace_dir="/")
 """
+_IMPORTS_CODE = "import polars, numpy, numpy.ma, msgspec, orjson; from isal import isal_zlib"
 _ORJSON_CODE = (
     "import sys, orjson; from isal import igzip; orjson.loads(igzip.decompress(open(sys.argv[1], 'rb').read()))"
 )
@@ -204,7 +208,9 @@ def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple
     """One fresh process per contender, from spawn to exit."""
     th = _tracehouse_command()
     seconds: dict[str, tuple[float, float]] = {
-        "python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"])
+        "python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"]),
+        # What any polars + numpy ingest pays before reading a byte: the floor under ours.
+        "python -c import polars, numpy": _timed([sys.executable, "-c", _IMPORTS_CODE]),
     }
     for label, migrate_first in (
         ("tracehouse ingest (migrated SQLite)", True),
@@ -223,8 +229,22 @@ def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple
     return seconds
 
 
+def compile_tracehouse() -> None:
+    """Write tracehouse's bytecode, as ``pip install`` does for an installed package (HTA's is
+    in site-packages): with ``PYTHONDONTWRITEBYTECODE`` set, an editable install would
+    otherwise compile its modules in every process timed (~0.1 s)."""
+    import compileall
+
+    from tracehouse import api  # any package of the editable install: its folders sit side by side
+
+    root = Path(api.__path__[0]).parent
+    for package in ("core", "schema", "ingest", "analyses", "api", "client", "migrations"):
+        compileall.compile_dir(root / package, quiet=1)
+
+
 def whole_process(path: Path, rounds: int) -> None:
     """Contenders interleaved round by round (see :func:`interleaved`); best and median kept."""
+    compile_tracehouse()
     samples: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):

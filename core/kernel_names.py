@@ -20,6 +20,7 @@ from functools import lru_cache
 
 # Scopes written with brackets that are part of a name, not a template or parameter list.
 _NAMED_SCOPES = ("(anonymous namespace)", "<unnamed>", "{anonymous}")
+_SCOPE_OPENERS = frozenset(s[0] for s in _NAMED_SCOPES)
 _RETURN_TYPE = re.compile(r"^(?:__global__\s+)?(?:void|[\w:]+::type)\s+")
 _WRAPPER = re.compile(r"(?:^|::)(?:Kernel2?|device_kernel)$")
 _WRAPPER_SCOPE = re.compile(r"^cutlass\w*::")
@@ -60,12 +61,14 @@ def _outer_name(text: str) -> tuple[str, str | None]:
     first_arg: str | None = None
     i, n = 0, len(text)
     while i < n:
-        scope = next((s for s in _NAMED_SCOPES if text.startswith(s, i)), None)
+        c = text[i]
+        # Only a scope's first character can start one: most characters skip the scan (an
+        # ingest pays this once per distinct kernel name, in a process of its own).
+        scope = next((s for s in _NAMED_SCOPES if text.startswith(s, i)), None) if c in _SCOPE_OPENERS else None
         if scope:
             out.append(scope)
             i += len(scope)
             continue
-        c = text[i]
         if c == "(":
             break  # the parameter list
         if c == "<":

@@ -13,13 +13,15 @@ say so (``cupti_range_profiler_ranges``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import polars as pl
-from sqlalchemy.orm import Session
 
 from tracehouse.core.frames import GPU_EVENT_SCHEMA, ParsedTrace, conform
+
+if TYPE_CHECKING:  # the parse reads ranges without SQLAlchemy; only store_counters writes
+    from sqlalchemy.orm import Session
 
 MARKER = b'"cuda_profiler_range"'
 LAUNCH_PATTERN = r"(?i)LaunchKernel|LaunchCooperativeKernel"

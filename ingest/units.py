@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from tracehouse.core.errors import BadInput, BadTrace, TooLarge
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass(frozen=True, slots=True)

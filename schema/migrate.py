@@ -11,14 +11,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
-
 from tracehouse.core.errors import SchemaOutOfDate
-from tracehouse.schema.db import first_connect, safe_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine
+
+# SQLAlchemy is imported by the functions that use it: the CLI's SQLite ingest reads the head
+# from the files (``head_from_files``) without it.
 
 # Alembic costs ~0.1 s to import, more than a small trace's whole parse: every CLI command
 # checks the schema first, so the check for a database already at head uses neither Alembic
@@ -54,6 +54,8 @@ def head_revision() -> str:
 
 def _connect(engine: Engine) -> Connection:
     """The first connection, where a database that cannot be reached becomes one clear error."""
+    from tracehouse.schema.db import first_connect
+
     with first_connect(engine):
         return engine.connect()
 
@@ -79,6 +81,8 @@ def head_from_files() -> str | None:
 def _stored_revisions(engine: Engine) -> list[str] | None:
     """The revisions in ``alembic_version``, read with a plain query; None when there is no
     such table (or it cannot be read that way): Alembic then looks for itself."""
+    from sqlalchemy.exc import DBAPIError
+
     with _connect(engine) as conn:
         try:
             return [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
@@ -120,6 +124,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def upgrade_command(url: str) -> str:
     # The message is printed and may be served: the password stays out of it.
+    from tracehouse.schema.db import safe_url
+
     return f"tracehouse db upgrade --db '{safe_url(url)}'"
 
 
