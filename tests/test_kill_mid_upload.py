@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import BACKENDS, Database
-from tests.test_service_robust import SD, SD_KERNELS, LoggedServer, _post
+from tests.robust_server import SD, SD_KERNELS, LoggedServer, post
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run, Trace
 
@@ -86,7 +86,7 @@ def test_kill_9_mid_upload_three_times_leaves_nothing_behind(database: Database,
     srv = LoggedServer(database, data, TRACEHOUSE_GC_GRACE_SECONDS="0").start()
     try:
         assert _spooled(data) == []  # ... and the next start reclaimed them
-        reply = _post(srv, trace, srv.token("write"), wait=60)
+        reply = post(srv, trace, srv.token("write"), wait=60)
         assert reply.status_code == 200 and reply.json()["status"] == "done", reply.text
     finally:
         srv.stop()
