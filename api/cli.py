@@ -63,7 +63,7 @@ def _run(argv: list[str]) -> Any:
 def _exit_without_teardown() -> None:
     """End a finished plain ingest now: the interpreter's teardown of polars' and numpy's
     modules takes 70-100 ms, a sixth of a whole ``tracehouse ingest`` of a large trace, and has
-    nothing left to do here (each trace committed, the SQLite connection closed, the raw file
+    nothing left to do here (each trace committed, the engine disposed, the raw file
     written and closed; ``run_ingest`` returns only then).  Only in the ``tracehouse`` process
     itself, never when a program or a test calls ``main()``; output that cannot be flushed
     takes the ordinary way out."""
