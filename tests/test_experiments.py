@@ -14,11 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
 from tests.conftest import BACKENDS, DATA, KINETO_DIR, Database, require_shared
+from tests.fixtures import AppServer, run_cli
 from tests.trace_warp import op_jitter, warp_trace
 from tracehouse.analyses.check import check, list_baselines
 from tracehouse.analyses.diff import TOTAL_KEY, diff
@@ -150,42 +150,41 @@ def test_steps_of_a_diffusion_run(store) -> None:  # type: ignore[no-untyped-def
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
+    """The installed command in its own process: collecting runs torch."""
     return subprocess.run(
         [sys.executable, "-m", "tracehouse.api.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 
 def test_cli_rest_and_python_agree(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.fixtures import Server
-
     db, base, slowed, same = store
     with session_scope(db.engine) as s:
         expected_diff = diff(s, base, slowed, "operator").to_dicts()
         expected_check = check(s, slowed, "main").to_dicts()
         expected_steps = run_steps(s, base[0]).to_dicts()
     ids = ",".join(map(str, base)), ",".join(map(str, slowed))
-    shown = _cli("diff", *ids, "--format", "json", "--db", db.url)
+    shown = run_cli("diff", *ids, "--format", "json", "--db", db.url)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == json.loads(json.dumps(expected_diff))
-    gate = _cli("check", *map(str, slowed), "--baseline", "main", "--format", "json", "--db", db.url)
+    gate = run_cli("check", *map(str, slowed), "--baseline", "main", "--format", "json", "--db", db.url)
     assert gate.returncode == 1, gate.stderr  # attention regressed
     assert json.loads(gate.stdout) == json.loads(json.dumps(expected_check))
-    assert _cli("check", *map(str, same), "--baseline", "main", "--db", db.url).returncode == 0
-    srv = Server(db, tmp_path / "data").start()
+    assert run_cli("check", *map(str, same), "--baseline", "main", "--db", db.url).returncode == 0
+    srv = AppServer(db, tmp_path / "data").start()
     try:
         read = srv.token("read")
-        rest = httpx.get(f"{srv.url}/v1/diff", params={"a": base, "b": slowed}, headers=read, timeout=60)
+        rest = srv.http.get("/v1/diff", params={"a": base, "b": slowed}, headers=read)
         assert rest.status_code == 200, rest.text
         assert rest.json() == json.loads(json.dumps(expected_diff))
-        gated = httpx.get(f"{srv.url}/v1/check", params={"run": slowed, "baseline": "main"}, headers=read)
+        gated = srv.http.get("/v1/check", params={"run": slowed, "baseline": "main"}, headers=read)
         assert gated.json() == json.loads(json.dumps(expected_check))
-        steps = httpx.get(f"{srv.url}/v1/runs/{base[0]}/steps", headers=read)
+        steps = srv.http.get(f"/v1/runs/{base[0]}/steps", headers=read)
         assert steps.json() == json.loads(json.dumps(expected_steps))
-        put = httpx.put(f"{srv.url}/v1/baselines/next", json={"run_ids": same}, headers=srv.token("write"))
+        put = srv.http.put("/v1/baselines/next", json={"run_ids": same}, headers=srv.token("write"))
         assert put.status_code == 200, put.text
-        listed = httpx.get(f"{srv.url}/v1/baselines", headers=read).json()
+        listed = srv.http.get("/v1/baselines", headers=read).json()
         assert {b["baseline"]: b["run_ids"] for b in listed} == {"main": base, "next": same}
-        gone = httpx.delete(f"{srv.url}/v1/baselines/next", headers=srv.token("write"))
+        gone = srv.http.delete("/v1/baselines/next", headers=srv.token("write"))
         assert gone.status_code == 204
     finally:
         srv.stop()

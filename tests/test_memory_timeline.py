@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import DATA, Database
+from tests.fixtures import run_cli
 from tests.test_suite import _rest
 from tracehouse.analyses.memory_peak import memory_peak
 from tracehouse.analyses.memory_timeline import BEFORE_TRACE, memory_peak_live, memory_timeline
@@ -38,12 +37,7 @@ def _raw_memory(path: Path) -> tuple[list[dict], int]:
 
 
 def _cli(db: Database, *args: str) -> object:
-    shown = subprocess.run(
-        [sys.executable, "-m", "tracehouse.api.cli", *args, "--format", "json", "--db", db.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run_cli(*args, "--format", "json", "--db", db.url)
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
 

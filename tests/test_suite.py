@@ -4,14 +4,13 @@ forms (Fig 14, §V): numbers recomputed from the stored rows, CLI == REST == Pyt
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from tests.conftest import DATA, KINETO_DIR, Database, require_shared
+from tests.fixtures import run_cli
 from tests.test_advise import _kernels, _union
 from tracehouse.analyses.attention import attention_flops_by_frames, temporal_vs_spatial
 from tracehouse.analyses.memory_model import similarity_matrix_memory
@@ -22,12 +21,7 @@ from tracehouse.schema.db import session_scope
 
 def _cli(db: Database | None, *args: str) -> object:
     extra = ["--db", db.url] if db else []
-    shown = subprocess.run(
-        [sys.executable, "-m", "tracehouse.api.cli", *args, "--format", "json", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run_cli(*args, "--format", "json", *extra)
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
 
