@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.collected import tiny_traces  # noqa: E402
 from tests.conftest import Database  # noqa: E402
 from tracehouse.collectors.models import SUITE, get_spec  # noqa: E402
 from tracehouse.collectors.models.blocks import count_params  # noqa: E402
@@ -138,10 +139,7 @@ def test_paper_configs_run_on_the_meta_device(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    out = tmp_path_factory.mktemp("tiny_suite")
-    return {
-        (name, backend): collect_one(name, "tiny", backend, out=out).trace for name in SUITE for backend in BACKENDS
-    }
+    return tiny_traces(tmp_path_factory, [(name, backend) for name in SUITE for backend in BACKENDS])
 
 
 @pytest.mark.parametrize("name", SUITE)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +21,7 @@ from tests.analysis_readings import (
     manifest_of,
     raw_attention_calls,
 )
+from tests.collected import tiny_traces
 from tests.conftest import KINETO_DIR, Database, require_shared
 from tracehouse.analyses.attention import attention_flops_by_frames, temporal_vs_spatial
 from tracehouse.analyses.memory_model import memory_model_vs_run, similarity_matrix_memory
@@ -100,28 +99,10 @@ def test_attention_flops_by_frames_is_fig_14() -> None:
 
 @pytest.fixture(scope="session")
 def video_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny make-a-video trace, shared with the collector tests' tiny suite."""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch not installed: the make-a-video collector trace cannot be generated")
-    out = tmp_path_factory.mktemp("mav")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tracehouse.collectors.run",
-            "--model",
-            "make-a-video",
-            "--scale",
-            "tiny",
-            "--attention",
-            "baseline",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return next(out.glob("*.json.gz"))
+    return tiny_traces(tmp_path_factory, [("make-a-video", "baseline")])[("make-a-video", "baseline")]
 
 
 def test_temporal_vs_spatial_on_make_a_video(db: Database, raw_dir: Path, video_trace: Path) -> None:
