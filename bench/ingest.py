@@ -108,8 +108,8 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
     from tracehouse.core.meta import RunMeta
     from tracehouse.ingest import kineto, kineto_native
     from tracehouse.ingest.attribution import attribute
-    from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-    from tracehouse.schema.db import make_engine, session_scope
+    from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
+    from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import upgrade
 
     best: dict[str, float] = {}
@@ -121,12 +121,13 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
         return out
 
     def load(engine: Engine, parsed: ParsedTrace, kernels: pl.DataFrame, i: int) -> None:
-        with session_scope(engine) as session:
-            run_id = insert_run(session, parsed, kernels, RunMeta())
-            trace_id = insert_trace(
-                session, run_id, parsed, sha256=f"{i:064d}", size=0, original_name=path.name, raw_path=""
+        writer = SqlAlchemyWriter(engine)
+        with writer.transaction():
+            run_id = writer.insert_run(parsed, kernels, RunMeta())
+            trace_id = writer.insert_trace(
+                run_id, parsed, sha256=f"{i:064d}", size=0, original_name=path.name, raw_path=""
             )
-            insert_kernels(session, run_id, trace_id, kernels)
+            writer.insert_kernels(run_id, trace_id, kernels)
 
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
