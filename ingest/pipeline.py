@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest import kineto_windows
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
 from tracehouse.ingest.kineto_memory import memory_rows
 from tracehouse.ingest.kineto_sync import sync_rows
@@ -128,28 +128,12 @@ def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) 
     return digest.hexdigest()
 
 
-class _Beside(threading.Thread):
-    """A content digest computed on a second thread while the trace is parsed: inflate and
-    sha256 release the GIL, so a gzip trace's digest costs little wall time."""
-
-    def __init__(self, path: Path, max_inflated_bytes: int) -> None:
-        super().__init__(name="tracehouse-digest", daemon=True)
-        self.path, self.cap = path, max_inflated_bytes
-        self.digest = ""
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.digest = gzip_content_sha256(self.path, self.cap)
-        except BaseException as exc:  # noqa: BLE001  handed to the caller by result(), which raises it
-            self.error = exc
-
-    def result(self) -> str:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.digest
+def _content_sha256(path: Path, key: tuple[int, ...] | None, max_inflated_bytes: int) -> str | None:
+    """A gzip trace's content digest: the one its parse's inflate took (``CONTENT_DIGESTS``),
+    else computed here (a trace the scanner declined is read another way); None for a plain file."""
+    if key is None:
+        return None
+    return CONTENT_DIGESTS.take(key) or gzip_content_sha256(path, max_inflated_bytes)
 
 
 def is_gzip(path: Path) -> bool:
@@ -238,14 +222,14 @@ class Options:
 def _parsed_and_stored(
     writer: Writer, path: Path, fmt: str, file: Stored, run_meta: RunMeta, opt: Options
 ) -> IngestResult:
-    content = _Beside(path, opt.inflate_cap) if is_gzip(path) else None
+    digest_key = CONTENT_DIGESTS.want(path) if is_gzip(path) else None
     try:
         parsed = _windowed(path, fmt, opt) or parse_trace(path, fmt, opt.inflate_cap, opt.decoder)
     except BaseException:
-        if content is not None:
-            content.join()  # it stops at the same cap; the parse's error is the one to report
+        if digest_key is not None:
+            CONTENT_DIGESTS.take(digest_key)
         raise
-    content_sha256 = content.result() if content is not None else file.sha256
+    content_sha256 = _content_sha256(path, digest_key, opt.inflate_cap) or file.sha256
     if content_sha256 != file.sha256:  # the same trace in another container?
         existing = existing_run(writer, content_sha256)
         if existing is not None:

@@ -192,3 +192,38 @@ def test_only_a_sqlite_file_at_head_gets_the_sqlite3_writer(tmp_path: Path) -> N
 def test_the_sqlalchemy_writer_refuses_writes_outside_a_transaction(db: Database) -> None:
     with pytest.raises(DatabaseError, match="outside"):
         SqlAlchemyWriter(db.engine).insert_rows("symbol", rows.symbol_frame({}, {}))
+
+
+def _content_digests(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT content_sha256 FROM trace ORDER BY id")]
+
+
+def test_the_content_digest_comes_from_the_parses_own_inflate(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip trace is inflated once: its content digest is hashed by the scan's gunzip thread
+    (a second gunzip cost ~50 ms of CPU), equal to the one the file's own inflate gives, a
+    two-member gzip included; a trace read another way (the reference decoder) still gets it."""
+    import gzip
+    import hashlib
+
+    from tracehouse.ingest import pipeline
+
+    rank3 = KINETO_DIR / "a100_rank3_of8_training.json.gz"
+    text = gzip.decompress((DATA / "sd_tiny_cpu_flash.json.gz").read_bytes())
+    two = tmp_path / "two_members.json.gz"
+    two.write_bytes(gzip.compress(text[:1000]) + gzip.compress(text[1000:]))
+    expected = [pipeline.gzip_content_sha256(rank3), hashlib.sha256(text).hexdigest()]
+
+    def second_inflate(*_: object) -> str:
+        raise AssertionError("inflated a second time")
+
+    monkeypatch.setattr(pipeline, "gzip_content_sha256", second_inflate)
+    for path in (rank3, two):
+        ingest_file(db.engine, path, raw_dir=tmp_path / "raw")
+    assert _content_digests(db) == expected
+    monkeypatch.undo()
+    alexnet = KINETO_DIR / "a100_alexnet_small.json.gz"
+    ingest_file(db.engine, alexnet, raw_dir=tmp_path / "raw", decoder="reference")
+    assert _content_digests(db)[-1] == pipeline.gzip_content_sha256(alexnet)
