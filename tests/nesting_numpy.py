@@ -1,5 +1,6 @@
 """The nesting of host ranges as ingest computed it with numpy before it moved to polars:
 the oracle ``tests/test_nesting.py`` compares ``ingest/nesting.py`` with (verbatim but this docstring)."""
+
 from __future__ import annotations
 
 import numpy as np
