@@ -1,5 +1,8 @@
-"""Loading: attributed kernel rows and run metadata into the database, inside the caller's
-transaction (one per trace).  Bulk paths: ``COPY`` on PostgreSQL, ``executemany`` on SQLite.
+"""SQLAlchemy's inserts, inside the caller's transaction (one per trace): the run and trace rows
+(ORM), symbols, and bulk rows (``COPY`` on PostgreSQL, multi-row ``INSERT`` on SQLite).  What
+the rows are comes from ``ingest/rows.py``; an ingest sends them through
+``writer_sqlalchemy.SqlAlchemyWriter`` (or the plain-sqlite3 writer), the Nsight Compute loader
+and the fleet import call these directly.
 """
 
 from __future__ import annotations
@@ -17,29 +20,15 @@ from tracehouse.core.errors import DatabaseError
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest import rows as table_rows
-from tracehouse.ingest.rows import (  # noqa: F401  (re-exported: other modules import them from here)
-    KERNEL_TABLE_COLUMNS,
-    kernel_totals,
-    kind_counts,
-    launch_rollup,
-    rollups,
-    within_integer_columns,
-)
-from tracehouse.schema.launches import LaunchRollup
-from tracehouse.schema.memory import MemoryEvent
 from tracehouse.schema.models import (
     Hardware,
     IngestJob,
-    Kernel,
-    KernelRollup,
     Model,
-    OperatorRollup,
     Run,
     RunTag,
     Symbol,
     Trace,
 )
-from tracehouse.schema.sync import SyncEdge
 
 
 def upsert(session: Session, table: Table, values: dict[str, Any], conflict: list[str]) -> None:
@@ -130,41 +119,6 @@ def insert_trace(
     session.add(trace)
     session.flush()
     return trace.id
-
-
-def insert_kernels(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> None:
-    insert_rollups(session, run_id, insert_kernel_rows(session, run_id, trace_id, kernels))
-
-
-def insert_kernel_rows(session: Session, run_id: int, trace_id: int, kernels: pl.DataFrame) -> pl.DataFrame:
-    """The kernel table's rows of ``kernels``, inserted; returned for the rollups (a big trace
-    inserts its kernels a window at a time and sums the rollups at the end)."""
-    kernels = within_integer_columns(kernels)
-    symbols = symbol_ids(session, table_rows.kernel_names(kernels))
-    rows = table_rows.kernel_table_rows(kernels, symbols, run_id, trace_id)
-    bulk_insert(session, Kernel.__tablename__, rows)
-    return rows
-
-
-def insert_rollups(session: Session, run_id: int, rows: pl.DataFrame) -> None:
-    """The operator, kernel and launch rollups of a run's kernel table rows (all of them)."""
-    by_op, by_name = rollups(run_id, rows)
-    bulk_insert(session, OperatorRollup.__tablename__, by_op)
-    bulk_insert(session, KernelRollup.__tablename__, by_name)
-    bulk_insert(session, LaunchRollup.__tablename__, launch_rollup(run_id, rows))
-
-
-def insert_memory(session: Session, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
-    """A trace's memory events (``kineto_memory.memory_rows``) into ``memory_event``."""
-    if rows.is_empty():
-        return
-    symbols = symbol_ids(session, rows["cpu_op"])
-    bulk_insert(session, MemoryEvent.__tablename__, table_rows.memory_table_rows(rows, symbols, run_id, trace_id))
-
-
-def insert_sync(session: Session, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
-    """Cross-stream waits (``kineto_sync.sync_rows``) into ``sync_edge``."""
-    bulk_insert(session, SyncEdge.__tablename__, table_rows.sync_table_rows(rows, run_id, trace_id))
 
 
 def bulk_insert(session: Session, table: str, rows: pl.DataFrame) -> None:

@@ -21,9 +21,9 @@ from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.kineto_sync import sync_rows
-from tracehouse.ingest.load import kernel_totals
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
+from tracehouse.ingest.rows import kernel_totals
 from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.launches import LaunchRollup
