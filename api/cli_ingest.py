@@ -21,11 +21,10 @@ import orjson
 from tracehouse.api.cli_base import PathSettings, echo, open_engine, progress
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from tracehouse.core.meta import RunMeta
     from tracehouse.ingest.pipeline import IngestResult
     from tracehouse.ingest.units import IngestUnit
+    from tracehouse.ingest.writer import Writer
 
 # The ingest command's options taking one value (``--meta`` may repeat), and its one flag.
 _VALUED = {
@@ -100,14 +99,28 @@ def run_ingest(
     )
     run_meta = meta_from_mapping(values)
     settings = PathSettings()  # pydantic-settings' import would cost more than a small trace's parse
-    engine = open_engine(db)
+    writer = open_writer(db)
     try:
-        landed, count = _plan(engine, paths, run, run_meta, settings)
+        landed, count = _plan(writer, paths, run, run_meta, settings)
         _ingest_and_report(landed, count, as_json=as_json)
     finally:
-        # Closes the pooled connections: SQLite checkpoints its WAL on the last close, before
-        # the entry point ends the process without the interpreter's teardown.
-        engine.dispose()
+        # Closes the connections: SQLite checkpoints its WAL on the last close, before the
+        # entry point ends the process without the interpreter's teardown.
+        writer.close()
+
+
+def open_writer(db: str | None) -> Writer:
+    """The plain-``sqlite3`` writer for a SQLite file at the schema head (no SQLAlchemy is
+    imported), else SQLAlchemy's on ``open_engine`` (which migrates a new database or names
+    what is wrong with the one given)."""
+    from tracehouse.ingest.writer_sqlite import open_at_head
+
+    writer = open_at_head(PathSettings().resolved_database_url(db))
+    if writer is not None:
+        return writer
+    from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
+
+    return SqlAlchemyWriter(open_engine(db))
 
 
 def _ingest_and_report(landed: Iterator[tuple[IngestUnit, IngestResult]], count: int, *, as_json: bool) -> None:
@@ -131,7 +144,7 @@ def _ingest_and_report(landed: Iterator[tuple[IngestUnit, IngestResult]], count:
 
 
 def _plan(
-    engine: Engine, paths: list[Path], run: int | None, run_meta: RunMeta, settings: PathSettings
+    writer: Writer, paths: list[Path], run: int | None, run_meta: RunMeta, settings: PathSettings
 ) -> tuple[Iterator[tuple[IngestUnit, IngestResult]], int]:
     """The results as each unit lands, and how many units: errors in the paths, the database
     or the rules file come before anything is ingested, in the order they always came."""
@@ -141,7 +154,7 @@ def _plan(
     units = plan_units(paths)
     name_rules = name_rules_for(settings.rules_file())  # checked before anything is ingested
     raw_dir = settings.raw_dir()
-    return ingest_all(engine, units, run_meta, raw_dir=raw_dir, run_id=run, name_rules=name_rules), len(units)
+    return ingest_all(writer, units, run_meta, raw_dir=raw_dir, run_id=run, name_rules=name_rules), len(units)
 
 
 def _report(results: list[dict[str, Any]], *, as_json: bool) -> None:

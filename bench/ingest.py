@@ -108,8 +108,8 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
     from tracehouse.core.meta import RunMeta
     from tracehouse.ingest import kineto, kineto_native
     from tracehouse.ingest.attribution import attribute
-    from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
-    from tracehouse.schema.db import make_engine, session_scope
+    from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
+    from tracehouse.schema.db import make_engine
     from tracehouse.schema.migrate import upgrade
 
     best: dict[str, float] = {}
@@ -121,12 +121,13 @@ def child_stages(path: Path, repeat: int) -> dict[str, float]:
         return out
 
     def load(engine: Engine, parsed: ParsedTrace, kernels: pl.DataFrame, i: int) -> None:
-        with session_scope(engine) as session:
-            run_id = insert_run(session, parsed, kernels, RunMeta())
-            trace_id = insert_trace(
-                session, run_id, parsed, sha256=f"{i:064d}", size=0, original_name=path.name, raw_path=""
+        writer = SqlAlchemyWriter(engine)
+        with writer.transaction():
+            run_id = writer.insert_run(parsed, kernels, RunMeta())
+            trace_id = writer.insert_trace(
+                run_id, parsed, sha256=f"{i:064d}", size=0, original_name=path.name, raw_path=""
             )
-            insert_kernels(session, run_id, trace_id, kernels)
+            writer.insert_kernels(run_id, trace_id, kernels)
 
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
@@ -204,8 +205,11 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, f
     return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple[float, float]]:
-    """One fresh process per contender, from spawn to exit."""
+def whole_process_round(
+    path: Path, tmp: Path, round_no: int, baseline: Path | None = None
+) -> dict[str, tuple[float, float]]:
+    """One fresh process per contender, from spawn to exit; ``baseline``: another install's
+    ``tracehouse`` (e.g. main's), timed the same way into a migrated SQLite file."""
     th = _tracehouse_command()
     seconds: dict[str, tuple[float, float]] = {
         "python -c pass (interpreter start)": _timed([sys.executable, "-c", "pass"]),
@@ -222,11 +226,28 @@ def whole_process_round(path: Path, tmp: Path, round_no: int) -> dict[str, tuple
         if migrate_first:  # not timed: a user's database exists before their next ingest
             subprocess.run([*th, "db", "upgrade", "--db", db], env=env, check=True, stdout=subprocess.DEVNULL)
         seconds[label] = _timed([*th, "ingest", str(path), "--db", db], env)
+    if baseline is not None:
+        seconds[f"baseline: {baseline}"] = _timed_baseline(baseline, path, tmp / f"r{round_no}b")
     script = tmp / "hta_load.py"
     script.write_text(_HTA_SCRIPT)
     seconds["HTA TraceAnalysis load (script)"] = _timed([sys.executable, str(script), str(path.resolve())])
     seconds["python -c orjson.loads(ISA-L gunzip)"] = _timed([sys.executable, "-c", _ORJSON_CODE, str(path)])
     return seconds
+
+
+def _baseline_env(work: Path) -> dict[str, str]:
+    """The other install writes its bytecode to a folder of its own (``PYTHONPYCACHEPREFIX``):
+    its checkout is left untouched, and its modules are not compiled in the timed process."""
+    env = {**os.environ, "TRACEHOUSE_DATA_DIR": str(work), "PYTHONPYCACHEPREFIX": str(work.parent / "baseline-pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _timed_baseline(exe: Path, path: Path, work: Path) -> tuple[float, float]:
+    """``exe ingest`` into a SQLite file migrated beforehand (untimed), as ours is timed."""
+    env, db = _baseline_env(work), f"sqlite:///{work / 'bench.sqlite3'}"
+    subprocess.run([str(exe), "db", "upgrade", "--db", db], env=env, check=True, stdout=subprocess.DEVNULL)
+    return _timed([str(exe), "ingest", str(path), "--db", db], env)
 
 
 def compile_tracehouse() -> None:
@@ -242,13 +263,15 @@ def compile_tracehouse() -> None:
         compileall.compile_dir(root / package, quiet=1)
 
 
-def whole_process(path: Path, rounds: int) -> None:
+def whole_process(path: Path, rounds: int, baseline: Path | None = None) -> None:
     """Contenders interleaved round by round (see :func:`interleaved`); best and median kept."""
     compile_tracehouse()
     samples: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if baseline is not None:  # once, untimed: writes the baseline's bytecode
+            _timed_baseline(baseline, path, Path(tmp) / "warm")
         for i in range(rounds):
-            for label, timing in whole_process_round(path, Path(tmp), i).items():
+            for label, timing in whole_process_round(path, Path(tmp), i, baseline).items():
                 samples.setdefault(label, []).append(timing)
     hta = samples["HTA TraceAnalysis load (script)"]
     hta_wall, hta_cpu = min(w for w, _ in hta), min(c for _, c in hta)
@@ -281,6 +304,9 @@ def main() -> None:
         default=1.0,
         help="with --generate: largest size (GB) HTA is run on (it needs ~10x the JSON in memory)",
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="with --whole-process: another install's tracehouse to time too (e.g. main's)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -298,7 +324,7 @@ def main() -> None:
         return
     if args.whole_process:
         print(f"file: {args.file} ({os.path.getsize(args.file) / 1e6:.1f} MB on disk)")
-        whole_process(args.file, args.repeat)
+        whole_process(args.file, args.repeat, args.baseline)
         return
     if args.child == "stages":
         print(json.dumps(child_stages(args.file, args.repeat)))

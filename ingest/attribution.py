@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import polars as pl
 
 from tracehouse.core import rules
@@ -157,28 +156,38 @@ def _chain_keys(chain: pl.DataFrame, ranges: pl.DataFrame, units: int) -> pl.Dat
     """One row per unit: each key from the range that decides it.  The innermost value of each
     annotation key; the annotation, cpu op and profiler step innermost; whether any enclosing
     Python / annotation range names attention; the best-ranked op (``_best_op``)."""
-    query = chain["query_idx"].to_numpy()
-    rows = chain["range_idx"].to_numpy()
     # A null flag (a range without a name or category) counts as no match, as a filter would.
     flags = ranges.select(
+        range_idx=pl.int_range(pl.len(), dtype=pl.UInt32),
+        priority=pl.col("op_priority"),
         annotation=pl.col("is_ours"),
         cpu_op=pl.col("cat") == "cpu_op",
         profiler_step=pl.col("profiler_step").is_not_null(),
         scope=pl.col("cat").is_in(["python", "annotation"]) & ~pl.col("is_ours") & pl.col("scope_name"),
         op=pl.col("op_priority").is_not_null(),
-        **{f: pl.col(f).is_not_null() for f in _ANN_COLUMNS},
-    ).fill_null(False)
-    at = {c: flags[c].to_numpy()[rows] for c in ("annotation", "cpu_op", "profiler_step", "scope", "op")}
-    pick = {key: _innermost(query, rows, at[key], units) for key in ("annotation", "cpu_op", "profiler_step")}
-    priority = ranges["op_priority"].fill_null(-1).to_numpy()[rows]  # read only where ``op`` holds
-    pick["op"] = _best_op(query, rows, at["op"], priority, units)
-    # Annotation keys are set on our ranges only: look among those chain rows (most traces have none).
-    ours = np.flatnonzero(at["annotation"])
-    for f in _ANN_COLUMNS:
-        has = flags[f].to_numpy()[rows[ours]] if len(ours) else np.zeros(0, dtype=bool)
-        pick[f] = _innermost(query[ours], rows[ours], has, units)
-    in_scope = np.zeros(units, dtype=bool)
-    in_scope[query[at["scope"]]] = True
+        # Annotation keys are set on our ranges only.
+        **{f: pl.col(f).is_not_null() & pl.col("is_ours") for f in _ANN_COLUMNS},
+    ).with_columns(pl.exclude("range_idx", "priority").fill_null(False))
+    # The chain is sorted by query, then depth (outermost first), and a group keeps that order.
+    at = pl.col("range_idx")
+    innermost = ("annotation", "cpu_op", "profiler_step", *_ANN_COLUMNS)
+    best = pl.col("priority").filter(pl.col("op")).max()
+    picked = (
+        chain.join(flags, on="range_idx", how="left", maintain_order="left")
+        .group_by("query_idx")
+        .agg(
+            *(at.filter(pl.col(key)).last().alias(key) for key in innermost),
+            # The first (outermost) op at the highest rule priority: on ties the SDPA call, not
+            # its math-backend children, carries the user-facing q/k shapes.
+            at.filter(pl.col("op") & (pl.col("priority") == best)).first().alias("op"),
+            in_scope=pl.col("scope").any(),
+        )
+    )
+    pick = (
+        pl.DataFrame({"query_idx": pl.int_range(units, dtype=pl.UInt32, eager=True)})
+        .join(picked, on="query_idx", how="left", maintain_order="left")
+        .with_columns(pl.col("in_scope").fill_null(False))
+    )
     schema = ranges.schema
     return ranges.select(
         **{f: _gathered(schema, f, pick[f]) for f in _ANN_COLUMNS},
@@ -187,51 +196,19 @@ def _chain_keys(chain: pl.DataFrame, ranges: pl.DataFrame, units: int) -> pl.Dat
         profiler_step=_gathered(schema, "profiler_step", pick["profiler_step"]),
         **{c: _gathered(schema, c, pick["op"]) for c in _COST_KEYS if c != "op_name"},
         op_name=_gathered(schema, "name", pick["op"]),
-        op_instance=pl.lit(pl.Series(pick["op"]).cast(pl.UInt32, strict=False)),
-        in_attention_scope=pl.lit(pl.Series(in_scope)),
+        op_instance=pl.lit(pick["op"]),
+        in_attention_scope=pl.lit(pick["in_scope"]),
     )
 
 
 _ANN_COLUMNS = tuple(f"ann_{f}" for f in ANNOTATION_FIELDS)
 
 
-def _gathered(schema: pl.Schema, column: str, at: np.ndarray) -> pl.Expr:
-    """``column`` of the range picked for each unit; null where none is (``at`` -1, which the
-    non-strict cast to an index makes null)."""
-    if not (at >= 0).any():  # skip the gather: our annotations are absent from most traces
+def _gathered(schema: pl.Schema, column: str, at: pl.Series) -> pl.Expr:
+    """``column`` of the range picked for each unit; null where none is (``at`` null)."""
+    if at.null_count() == len(at):  # skip the gather: our annotations are absent from most traces
         return pl.repeat(None, len(at), dtype=schema[column])
-    return pl.col(column).gather(pl.Series(at).cast(pl.UInt32, strict=False))
-
-
-def _innermost(query: np.ndarray, rows: np.ndarray, hit: np.ndarray, units: int) -> np.ndarray:
-    """Per unit, the last (innermost) matching range of its chain, else -1 (the chain is sorted
-    by query, then depth)."""
-    found = np.flatnonzero(hit)
-    q = query[found]
-    last = np.ones(len(found), dtype=bool)
-    last[:-1] = q[1:] != q[:-1]
-    out = np.full(units, -1, dtype=np.int64)
-    out[q[last]] = rows[found[last]]
-    return out
-
-
-def _best_op(query: np.ndarray, rows: np.ndarray, is_op: np.ndarray, priority: np.ndarray, units: int) -> np.ndarray:
-    """Per unit, the enclosing op with the highest rule priority, else -1.  Outermost on ties:
-    the SDPA call, not its math-backend children, carries the user-facing q/k shapes."""
-    out = np.full(units, -1, dtype=np.int64)
-    found = np.flatnonzero(is_op)
-    if not len(found):
-        return out
-    q, prio = query[found], priority[found]
-    starts = np.ones(len(found), dtype=bool)
-    starts[1:] = q[1:] != q[:-1]
-    group = np.cumsum(starts) - 1
-    # A query's ranges run outermost first, so the first at its highest priority wins.
-    top = np.flatnonzero(prio == np.maximum.reduceat(prio, np.flatnonzero(starts))[group])
-    first = np.ones(len(top), dtype=bool)
-    first[1:] = q[top][1:] != q[top][:-1]
-    out[q[top[first]]] = rows[found[top[first]]]
-    return out
+    return pl.col(column).gather(at)
 
 
 def _op_signatures(keys: pl.DataFrame) -> pl.DataFrame:

@@ -17,13 +17,15 @@ else unexpected raises ``Unsplittable`` for the caller to decode the whole docum
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import queue
 import re
 import threading
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from isal import isal_zlib
 
@@ -96,6 +98,52 @@ def prefetched(pieces: Iterator[T], depth: int = 2, name: str = "tracehouse-gunz
         stop.set()  # the caller stopped early: let the worker go
 
 
+class ContentDigests:
+    """The sha256 of a gzip trace's content, taken from the inflate that reads it for the scan
+    instead of a second one (a second gunzip of the largest shared trace costs ~50 ms of CPU).
+    The ingest asks for a file's digest before it parses (``want``); ``file_pieces`` then hashes
+    what it inflates of that file and, once it has inflated every member to the end, keeps the
+    digest for ``take``.  A file read some other way, or not to its end, leaves none: the
+    caller computes it itself.  Files are told apart by their stat (device, inode, size,
+    modification time), so a file replaced in between is never given the old one's digest."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: dict[tuple[int, ...], str | None] = {}
+
+    @staticmethod
+    def key(path: Path) -> tuple[int, ...]:
+        st = path.stat()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def want(self, path: Path) -> tuple[int, ...]:
+        key = self.key(path)
+        with self._lock:
+            self._wanted.setdefault(key, None)
+        return key
+
+    def take(self, key: tuple[int, ...]) -> str | None:
+        with self._lock:
+            return self._wanted.pop(key, None)
+
+    def hasher(self, fh: BinaryIO) -> Any:
+        """A sha256 to update with the content of the open file ``fh``, if its digest is wanted."""
+        st = os.fstat(fh.fileno())
+        with self._lock:
+            wanted = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) in self._wanted
+        return hashlib.sha256() if wanted else None
+
+    def keep(self, fh: BinaryIO, digest: str) -> None:
+        st = os.fstat(fh.fileno())
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if key in self._wanted:
+                self._wanted[key] = digest
+
+
+CONTENT_DIGESTS = ContentDigests()
+
+
 def file_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int = INFLATED_CEILING) -> Iterator[bytes]:
     """The file's bytes at most ``piece_bytes`` at a time, gunzipped when it is gzip (by magic);
     raises :class:`TooLarge` as soon as the inflated text passes ``max_inflated_bytes``.
@@ -118,6 +166,7 @@ def _inflated(fh: BinaryIO, path: Path, piece_bytes: int, max_inflated_bytes: in
     ``gunzip`` and ``kineto.read_bytes`` read them; the cap counts them all together."""
     inflate = None
     room = max_inflated_bytes
+    digest = CONTENT_DIGESTS.hasher(fh)  # sha256 lets go of the GIL: hashed on this (gunzip) thread
     while data := fh.read(_READ):
         while data:
             inflate = inflate or isal_zlib.decompressobj(wbits=31)
@@ -127,12 +176,16 @@ def _inflated(fh: BinaryIO, path: Path, piece_bytes: int, max_inflated_bytes: in
                     raise TooLarge(
                         f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
                     )
+                if digest is not None:
+                    digest.update(piece)
                 yield piece
             data = inflate.unconsumed_tail
             if inflate.eof:  # the next member, if any, starts in what was left over
                 data, inflate = inflate.unused_data, None
     if inflate is not None:
         raise Unsplittable("truncated gzip")
+    if digest is not None:
+        CONTENT_DIGESTS.keep(fh, digest.hexdigest())
 
 
 class ArrayChunks:

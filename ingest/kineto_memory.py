@@ -24,16 +24,13 @@ from pathlib import Path
 
 import msgspec
 import polars as pl
-from sqlalchemy.orm import Session
 
 from tracehouse.core import rules
 from tracehouse.core.annotation import is_annotation, parse_annotation
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces
-from tracehouse.ingest.load import bulk_insert, symbol_ids
 from tracehouse.ingest.nesting import enclosing_ranges
 from tracehouse.ingest.timestamps import us_text_to_ns
-from tracehouse.schema.memory import MemoryEvent
 
 MEMORY_NAME = "[memory]"
 EVENT_SCHEMA = {
@@ -227,21 +224,6 @@ def _range_keys(ranges: pl.DataFrame) -> pl.DataFrame:
 
 
 def memory_rows(path: Path, ranges: pl.DataFrame, max_inflated_bytes: int = INFLATED_CEILING) -> pl.DataFrame:
-    """The trace's memory events, attributed, ready for ``insert_memory`` (empty: none)."""
+    """The trace's memory events, attributed, ready for ``Writer.insert_memory`` (empty: none)."""
     events, _ = read_memory_events(path, max_inflated_bytes)
     return attribute_memory(events, ranges)
-
-
-def insert_memory(session: Session, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
-    """The rows into ``memory_event``, in the caller's transaction (the run's own)."""
-    if rows.is_empty():
-        return
-    symbols = symbol_ids(session, rows["cpu_op"])
-    out = rows.with_columns(
-        cpu_op_id=pl.col("cpu_op").replace_strict(
-            symbols["text"], symbols["symbol_id"], default=None, return_dtype=pl.Int64
-        ),
-        run_id=pl.lit(run_id, pl.Int64),
-        trace_id=pl.lit(trace_id, pl.Int64),
-    ).select([c.name for c in MemoryEvent.__table__.columns])
-    bulk_insert(session, MemoryEvent.__tablename__, out)

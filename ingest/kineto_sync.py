@@ -13,11 +13,8 @@ infers it from time (the kernel of another stream that ended last before the gat
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy.orm import Session
 
 from tracehouse.core.frames import ParsedTrace
-from tracehouse.ingest.load import bulk_insert
-from tracehouse.schema.sync import SyncEdge
 
 WAIT_CALLS = ("cudaStreamWaitEvent", "hipStreamWaitEvent")
 
@@ -41,9 +38,3 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
         .with_row_index("seq")
         .select(pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation")
     )
-
-
-def insert_sync(session: Session, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
-    """The rows into ``sync_edge``, in the caller's transaction (the run's own)."""
-    out = rows.with_columns(run_id=pl.lit(run_id, pl.Int64), trace_id=pl.lit(trace_id, pl.Int64))
-    bulk_insert(session, SyncEdge.__tablename__, out.select([c.name for c in SyncEdge.__table__.columns]))

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import polars as pl
 
 from tracehouse.core import rules
@@ -63,7 +62,7 @@ class Spill:
 
     folder: Path
     parts: dict[str, list[_Part]] = field(default_factory=lambda: {k: [] for k in _KINDS})
-    starts: list[np.ndarray] = field(default_factory=list)  # every kernel's ts, for the windows
+    starts: list[pl.Series] = field(default_factory=list)  # every kernel's ts, for the windows
     op_names: set[str] = field(default_factory=set)
     device_ns: dict[int | None, int] = field(default_factory=dict)
     missing_duration: int = 0
@@ -113,7 +112,7 @@ class Spill:
         if kind == "gpu":
             per_device = frame.group_by("device").agg(pl.col("dur_ns").sum()).iter_rows()
             with self._lock:
-                self.starts.append(frame["ts"].to_numpy())
+                self.starts.append(frame["ts"])
                 for device, ns in per_device:
                     self.device_ns[device] = self.device_ns.get(device, 0) + ns
             return _bounds(frame["ts"])
@@ -170,10 +169,8 @@ class Windowed:
             trace = self._window(lo, hi)
             rows = attribute(trace, name_rules, op_names=op_names, with_instance=True)
             instance = trace.ranges["gid"].gather(rows["op_instance"])
-            has_cost = rows["op_flops"].is_not_null().to_numpy()
-            before = (
-                instance.is_in(pl.Series(sorted(seen), dtype=pl.Int64).implode()).fill_null(False).to_numpy() & has_cost
-            )
+            has_cost = rows["op_flops"].is_not_null()
+            before = instance.is_in(pl.Series(sorted(seen), dtype=pl.Int64).implode()).fill_null(False) & has_cost
             seen.update(instance.drop_nulls().unique().to_list())
             yield rows.with_columns(
                 seq=pl.col("seq") + seq,
@@ -185,8 +182,8 @@ class Windowed:
     def _bounds(self) -> list[tuple[int | None, int | None]]:
         """Start ranges ``[lo, hi)`` of about ``window_kernels`` kernels each (kernels that
         start together stay together)."""
-        starts = np.sort(np.concatenate(self.spill.starts)) if self.spill.starts else np.zeros(0, np.int64)
-        cuts = np.unique(starts[self.window_kernels :: self.window_kernels]).tolist()
+        starts = pl.concat(self.spill.starts).sort() if self.spill.starts else pl.Series([], dtype=pl.Int64)
+        cuts = starts.gather_every(self.window_kernels, offset=self.window_kernels).unique().sort().to_list()
         edges: list[int | None] = [None, *cuts, None]
         return list(itertools.pairwise(edges))
 

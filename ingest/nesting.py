@@ -1,64 +1,35 @@
 """Which host ranges enclose a point in time on a thread: vectorized, no per-event Python.
 
 Within one thread, ranges sorted by (start, longest first) nest properly, so a range's depth
-is its index minus the number of ranges that ended before it started (one ``searchsorted``).
-Ranges at one depth never overlap, so for every query the candidate at each depth is found
-with one more ``searchsorted``; the query is inside it when it starts before the candidate
-ends.  Cost: O((ranges + queries) · log n · max depth), all in numpy.
+is its index minus the number of ranges that ended before it started (one sorted search per
+thread).  Ranges at one depth never overlap, so for every query the candidate at each depth is
+the last range of that depth starting at or before it (an as-of join by thread and depth); the
+query is inside it when it starts before the candidate ends.  All in polars, so the ingest
+needs no numpy (its import is ~70 ms of a whole ``tracehouse ingest``);
+``tests/test_nesting.py`` checks the answers equal the numpy version's on every shared trace.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from tracehouse.core.frames import FrameSchema
 
 CHAIN_SCHEMA: FrameSchema = {"query_idx": pl.UInt32, "range_idx": pl.UInt32, "depth": pl.Int32}
+_THREAD = ["pid", "tid"]
 
 
-def range_depths(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort order and nesting depth of the ranges of one thread (``end`` exclusive, > start)."""
-    order = _start_then_longest(start, end)
-    s, e = start[order], end[order]
-    # Ends come nearly sorted (ranges are mostly short and start-ordered): the stable sort
-    # (timsort) is ten times quicker there than the default introsort.
-    depth = np.arange(len(s)) - np.searchsorted(np.sort(e, kind="stable"), s, side="right")
-    return order, depth
-
-
-def _start_then_longest(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """``np.lexsort((-end, start))``, computed faster: a stable sort on the start alone (near
-    free, ranges come nearly start-ordered), then the full sort only within runs of equal
-    starts.  Same permutation: both are stable, and only tied starts look at the end."""
-    order = np.argsort(start, kind="stable")
-    s = start[order]
-    tie = s[1:] == s[:-1]
-    if not tie.any():
-        return order
-    in_run = np.zeros(len(s), dtype=bool)
-    in_run[1:] |= tie
-    in_run[:-1] |= tie
-    at = np.flatnonzero(in_run)  # each run keeps its positions: its start sorts before the next run's
-    tied = order[at]
-    order[at] = tied[np.lexsort((-end[tied], start[tied]))]
-    return order
-
-
-def _thread_chain(
-    start: np.ndarray, end: np.ndarray, range_ids: np.ndarray, t: np.ndarray, query_ids: np.ndarray
-) -> list[tuple[np.ndarray, ...]]:
-    order, depth = range_depths(start, end)
-    s, e, ids = start[order], end[order], range_ids[order]
-    parts: list[tuple[np.ndarray, ...]] = []
-    for level in range(int(depth.max()) + 1 if len(depth) else 0):
-        at_level = np.nonzero(depth == level)[0]
-        pos = np.searchsorted(s[at_level], t, side="right") - 1
-        has = pos >= 0
-        cand = at_level[pos[has]]
-        inside = t[has] < e[cand]
-        parts.append((query_ids[has][inside], ids[cand[inside]], np.full(int(inside.sum()), level, dtype=np.int32)))
-    return parts
+def _nested(ranges: pl.DataFrame) -> pl.DataFrame:
+    """``ranges`` (``pid, tid, start_ns, dur_ns`` and whatever else) with ``start``, ``end``
+    (exclusive; a zero-length range counts as 1 ns) and ``depth`` on its thread, sorted by
+    thread, start, longest first (ties in frame order)."""
+    spans = ranges.with_columns(
+        start=pl.col("start_ns"), end=pl.col("start_ns") + pl.col("dur_ns").clip(lower_bound=1)
+    ).sort([*_THREAD, "start", "end"], descending=[False, False, False, True], nulls_last=True, maintain_order=True)
+    # Per thread: position in that order minus the ranges that ended at or before its start.
+    ended = pl.col("end").sort().search_sorted(pl.col("start"), side="right")
+    depth = (pl.int_range(pl.len(), dtype=pl.Int64) - ended.cast(pl.Int64)).over(_THREAD)
+    return spans.with_columns(depth=depth.cast(pl.Int32))
 
 
 def enclosing_ranges(ranges: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
@@ -69,64 +40,44 @@ def enclosing_ranges(ranges: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFram
     depth, so "innermost" is "last of its query".  Zero-length ranges count as 1 ns so a host
     op with a rounded-away duration still encloses its own start.
     """
-    parts: list[tuple[np.ndarray, ...]] = []
-    by_thread = _thread_rows(ranges)
-    start_ns, dur_ns = ranges["start_ns"].to_numpy(), ranges["dur_ns"].to_numpy()
-    range_ids = ranges["range_idx"].to_numpy()
-    t, query_ids = queries["t_ns"].to_numpy(), queries["query_idx"].to_numpy()
-    for key, q in _thread_rows(queries).items():
-        r = by_thread.get(key)
-        if r is None or not len(r):
-            continue
-        start = start_ns[r]
-        end = start + np.maximum(dur_ns[r], 1)
-        parts.extend(_thread_chain(start, end, range_ids[r], t[q], query_ids[q]))
-    if not parts:
+    if ranges.is_empty() or queries.is_empty():
         return pl.DataFrame(schema=CHAIN_SCHEMA)
-    query = np.concatenate([p[0] for p in parts])
-    # Each thread's parts come level by level, so a stable sort on the query alone orders
-    # every query's ranges by depth.
-    order = np.argsort(query, kind="stable")
-    return (
-        pl.DataFrame(
-            {
-                "query_idx": query[order],
-                "range_idx": np.concatenate([p[1] for p in parts])[order],
-                "depth": np.concatenate([p[2] for p in parts])[order],
-            }
-        )
-        .cast(CHAIN_SCHEMA)  # type: ignore[arg-type]  # polars types the mapping key invariantly
-        .set_sorted("query_idx")
+    nested = _nested(ranges.select("range_idx", *_THREAD, "start_ns", "dur_ns"))
+    # Threads as one integer key (a null pid or tid is a thread of its own, as in a group-by).
+    threads = nested.select(_THREAD).unique(maintain_order=True).with_row_index("thread")
+    levels = (
+        nested.group_by(_THREAD)
+        .agg(levels=pl.int_range(pl.col("depth").max() + 1, dtype=pl.Int32))
+        .join(threads, on=_THREAD, nulls_equal=True)
+        .select("thread", depth=pl.col("levels"))
+        .explode("depth")
     )
-
-
-def _thread_rows(frame: pl.DataFrame) -> dict[tuple, np.ndarray]:
-    """``(pid, tid) → the frame's row numbers on that thread``, in frame order (what
-    ``partition_by`` gives, at a tenth of its cost: one stable sort of a packed thread key)."""
-    pid, tid = frame["pid"], frame["tid"]
-    if not (_fits_int32(pid) and _fits_int32(tid)):  # ids beyond 32 bits, or missing: polars groups them
-        rows = frame.select("pid", "tid").with_row_index("_row").partition_by(["pid", "tid"], as_dict=True)
-        return {key: part["_row"].to_numpy() for key, part in rows.items()}
-    pids, tids = pid.to_numpy().astype(np.int64), tid.to_numpy().astype(np.int64)
-    key = pids * 2**32 + (tids + 2**31)  # one int64 per thread, no two threads alike
-    order = np.argsort(key, kind="stable")
-    cuts = np.flatnonzero(np.diff(key[order])) + 1
-    return {(int(pids[g[0]]), int(tids[g[0]])): g for g in np.split(order, cuts) if len(g)}
-
-
-def _fits_int32(ids: pl.Series) -> bool:
-    if not ids.dtype.is_integer() or ids.null_count():
-        return False
-    return bool(ids.is_between(-(2**31), 2**31 - 1).all())  # True for an empty series too
+    spans = (
+        nested.join(threads, on=_THREAD, nulls_equal=True, maintain_order="left")
+        .select("thread", "depth", "start", "end", "range_idx")
+        .sort("start")
+    )
+    asked = (
+        queries.select("query_idx", *_THREAD, t="t_ns")
+        .join(threads, on=_THREAD, nulls_equal=True)
+        .join(levels, on="thread")
+        .sort("t")
+    )
+    # Both sorted by time just above; within a thread and depth that is the order the as-of join needs.
+    found = asked.join_asof(
+        spans, left_on="t", right_on="start", by=["thread", "depth"], strategy="backward", check_sortedness=False
+    )
+    return (
+        found.filter(pl.col("t") < pl.col("end"))
+        .select("query_idx", "range_idx", "depth")
+        .cast(CHAIN_SCHEMA)  # type: ignore[arg-type]  # polars types the mapping key invariantly
+        .sort("query_idx", "depth")
+    )
 
 
 def top_level(ranges: pl.DataFrame) -> pl.Series:
     """Boolean mask: ranges not enclosed by another range of the same frame on their thread."""
-    mask = np.zeros(ranges.height, dtype=bool)
-    start_ns, dur_ns = ranges["start_ns"].to_numpy(), ranges["dur_ns"].to_numpy()
-    for rows in _thread_rows(ranges).values():
-        start = start_ns[rows]
-        end = start + np.maximum(dur_ns[rows], 1)
-        order, depth = range_depths(start, end)
-        mask[rows[order][depth == 0]] = True
-    return pl.Series("top_level", mask)
+    if ranges.is_empty():
+        return pl.Series("top_level", [], dtype=pl.Boolean)
+    nested = _nested(ranges.select(*_THREAD, "start_ns", "dur_ns").with_row_index("_row"))
+    return nested.sort("_row").select(top_level=pl.col("depth") == 0).to_series()

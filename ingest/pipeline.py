@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isal import isal_zlib
-from sqlalchemy import Engine, or_, select
 
 from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
 from tracehouse.core.frames import ParsedTrace, storable_text
@@ -25,15 +24,16 @@ from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest import kineto_windows
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.counter_ranges import store_counters
+from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
-from tracehouse.ingest.kineto_memory import insert_memory, memory_rows
-from tracehouse.ingest.kineto_sync import insert_sync, sync_rows
-from tracehouse.ingest.load import insert_kernels, insert_run, insert_trace
+from tracehouse.ingest.kineto_memory import memory_rows
+from tracehouse.ingest.kineto_sync import sync_rows
 from tracehouse.ingest.nsys import parse_nsys
 from tracehouse.ingest.window_load import store_windowed
-from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import Trace
+from tracehouse.ingest.writer import Writer, as_writer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -128,28 +128,12 @@ def gzip_content_sha256(path: Path, max_inflated_bytes: int = INFLATED_CEILING) 
     return digest.hexdigest()
 
 
-class _Beside(threading.Thread):
-    """A content digest computed on a second thread while the trace is parsed: inflate and
-    sha256 release the GIL, so a gzip trace's digest costs little wall time."""
-
-    def __init__(self, path: Path, max_inflated_bytes: int) -> None:
-        super().__init__(name="tracehouse-digest", daemon=True)
-        self.path, self.cap = path, max_inflated_bytes
-        self.digest = ""
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.digest = gzip_content_sha256(self.path, self.cap)
-        except BaseException as exc:  # noqa: BLE001  handed to the caller by result(), which raises it
-            self.error = exc
-
-    def result(self) -> str:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.digest
+def _content_sha256(path: Path, key: tuple[int, ...] | None, max_inflated_bytes: int) -> str | None:
+    """A gzip trace's content digest: the one its parse's inflate took (``CONTENT_DIGESTS``),
+    else computed here (a trace the scanner declined is read another way); None for a plain file."""
+    if key is None:
+        return None
+    return CONTENT_DIGESTS.take(key) or gzip_content_sha256(path, max_inflated_bytes)
 
 
 def is_gzip(path: Path) -> bool:
@@ -162,20 +146,15 @@ def raw_location(raw_dir: Path, sha256: str, path: Path) -> Path:
     return raw_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
-def existing_run(engine: Engine, sha256: str) -> IngestResult | None:
+def existing_run(target: Engine | Writer, sha256: str) -> IngestResult | None:
     """The run a trace with this digest (of its file, or of its decompressed content) was
-    already ingested into, if any."""
-    with session_scope(engine) as session:
-        row = session.execute(
-            select(Trace.run_id, Trace.id).where(or_(Trace.sha256 == sha256, Trace.content_sha256 == sha256)).limit(1)
-        ).first()
-    if row is None or row[0] is None:  # a trace outside any run is nothing to point the caller at
-        return None
-    return IngestResult(run_id=row[0], trace_id=row[1], created=False)
+    already ingested into, if any (a trace outside any run is nothing to point the caller at)."""
+    found = as_writer(target).existing(sha256)
+    return None if found is None else IngestResult(run_id=found[0], trace_id=found[1], created=False)
 
 
 def ingest_file(
-    engine: Engine,
+    target: Engine | Writer,
     path: Path,
     meta: RunMeta | None = None,
     *,
@@ -187,20 +166,22 @@ def ingest_file(
     decoder: Decoder = "auto",
     window_kernels: int | None = None,
 ) -> IngestResult:
-    """Ingest ``path``; metadata from its manifest (if any) overridden by ``meta``.
+    """Ingest ``path`` through ``target`` (an engine: SQLAlchemy's writer; or a ``Writer``);
+    metadata from its manifest (if any) overridden by ``meta``.
     ``max_inflated_bytes`` caps what a gzip trace may inflate to (default: from ``max_bytes``);
     ``name_rules``: the kernel-name rules in effect (a lab's own first, ``user_rules.py``);
     ``decoder``: which Kineto decoder reads the events (``kineto.Decoder``; tests compare them);
     ``window_kernels``: attribute a Kineto trace this many kernels at a time, whatever its size
     (by default only a big one is, ``WINDOWED_FROM_BYTES``; tests compare the two)."""
     path = Path(path)
+    writer = as_writer(target)
     if not path.is_file():
         raise BadTrace(f"{path}: no such file")
     sha256, size = file_sha256(path)
     limit = max_bytes or DEFAULT_MAX_TRACE_BYTES
     if size > limit:
         raise TooLarge(f"{path.name}: {size} bytes exceeds the {limit}-byte limit")
-    existing = existing_run(engine, sha256)  # the same file again: no parse
+    existing = existing_run(writer, sha256)  # the same file again: no parse
     if existing is not None:
         return existing
 
@@ -210,7 +191,7 @@ def ingest_file(
     inflate_cap = max_inflated_bytes or default_inflated_limit(limit)
     with kineto_windows.scratch() as folder:
         return _parsed_and_stored(
-            engine,
+            writer,
             path,
             fmt,
             Stored(sha256, size, raw_location(raw_dir, sha256, path), original_name or path.name),
@@ -239,18 +220,18 @@ class Options:
 
 
 def _parsed_and_stored(
-    engine: Engine, path: Path, fmt: str, file: Stored, run_meta: RunMeta, opt: Options
+    writer: Writer, path: Path, fmt: str, file: Stored, run_meta: RunMeta, opt: Options
 ) -> IngestResult:
-    content = _Beside(path, opt.inflate_cap) if is_gzip(path) else None
+    digest_key = CONTENT_DIGESTS.want(path) if is_gzip(path) else None
     try:
         parsed = _windowed(path, fmt, opt) or parse_trace(path, fmt, opt.inflate_cap, opt.decoder)
     except BaseException:
-        if content is not None:
-            content.join()  # it stops at the same cap; the parse's error is the one to report
+        if digest_key is not None:
+            CONTENT_DIGESTS.take(digest_key)
         raise
-    content_sha256 = content.result() if content is not None else file.sha256
+    content_sha256 = _content_sha256(path, digest_key, opt.inflate_cap) or file.sha256
     if content_sha256 != file.sha256:  # the same trace in another container?
-        existing = existing_run(engine, content_sha256)
+        existing = existing_run(writer, content_sha256)
         if existing is not None:
             return existing
     # The profiler's [memory] events: read before the transaction (a second pass over the file,
@@ -268,20 +249,20 @@ def _parsed_and_stored(
     }
     kept = False
     try:
-        with session_scope(engine) as session:
+        with writer.transaction():
             if isinstance(parsed, kineto_windows.Windowed):
-                run_id, trace_id, count = store_windowed(session, parsed, run_meta, trace_row, opt.name_rules)
+                run_id, trace_id, count = store_windowed(writer, parsed, run_meta, trace_row, opt.name_rules)
                 warnings = parsed.header.warnings
             else:
                 kernels = attribute(parsed, opt.name_rules)
-                run_id = insert_run(session, parsed, kernels, run_meta)
-                trace_id = insert_trace(session, run_id, parsed, **trace_row)  # type: ignore[arg-type]
-                insert_kernels(session, run_id, trace_id, kernels)
+                run_id = writer.insert_run(parsed, kernels, run_meta)
+                trace_id = writer.insert_trace(run_id, parsed, **trace_row)
+                writer.insert_kernels(run_id, trace_id, kernels)
                 if memory is not None:
-                    insert_memory(session, run_id, trace_id, memory)
-                insert_sync(session, run_id, trace_id, sync_rows(parsed))  # cross-stream waits
+                    writer.insert_memory(run_id, trace_id, memory)
+                writer.insert_sync(run_id, trace_id, sync_rows(parsed))  # cross-stream waits
                 if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
-                    store_counters(session, run_id, parsed.counters)
+                    writer.store_counters(run_id, parsed.counters)
                 count, warnings = kernels.height, parsed.warnings
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, file.target)
@@ -289,7 +270,7 @@ def _parsed_and_stored(
         if kept:
             file.target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
-            raced = existing_run(engine, content_sha256)
+            raced = existing_run(writer, content_sha256)
             if raced is not None:
                 return raced
         raise

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
-from tracehouse.ingest.kineto_sync import insert_sync, sync_rows
-from tracehouse.ingest.load import insert_kernels, kernel_totals
+from tracehouse.ingest.kineto_sync import sync_rows
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
+from tracehouse.ingest.rows import kernel_totals
+from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.launches import LaunchRollup
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
@@ -59,10 +60,11 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
         before = _keys(session, run_id)
         for table in (Kernel, OperatorRollup, KernelRollup, LaunchRollup):
             session.execute(delete(table).where(table.run_id == run_id))
-        insert_kernels(session, run_id, trace_id, kernels)
+        writer = SqlAlchemyWriter(engine, session)  # the ingest's own writes, in this transaction
+        writer.insert_kernels(run_id, trace_id, kernels)
         # Runs ingested before sync_edge existed get their wait calls here.
         session.execute(delete(SyncEdge).where(SyncEdge.run_id == run_id))
-        insert_sync(session, run_id, trace_id, sync_rows(parsed))
+        writer.insert_sync(run_id, trace_id, sync_rows(parsed))
         session.execute(update(Run).where(Run.id == run_id).values(**kernel_totals(kernels)))
         after = _keys(session, run_id)
         linked = relink(session, run_id)

@@ -13,6 +13,7 @@ from tracehouse.core.errors import BadInput, BadTrace, TooLarge
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.pipeline import IngestResult, detect_format, ingest_file
+from tracehouse.ingest.writer import Writer, engine_of
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -67,7 +68,7 @@ def plan_units(paths: list[Path]) -> list[IngestUnit]:
 
 
 def ingest_unit(
-    engine: Engine,
+    target: Engine | Writer,
     unit: IngestUnit,
     meta: RunMeta | None = None,
     *,
@@ -78,7 +79,8 @@ def ingest_unit(
     max_inflated_bytes: int | None = None,
     name_rules: Sequence[NameRule] = NAME_RULES,
 ) -> IngestResult:
-    """Ingest one unit in one transaction; ``run_id`` attaches ncu counters to that run;
+    """Ingest one unit in one transaction through ``target`` (an engine, or a ``Writer``; ncu
+    CSVs always go through SQLAlchemy); ``run_id`` attaches ncu counters to that run;
     ``name_rules``: the kernel-name rules in effect."""
     if unit.format == "ncu":
         from tracehouse.ingest.ncu_load import ingest_ncu  # its imports cost more than a small trace's parse
@@ -86,14 +88,14 @@ def ingest_unit(
         for path in unit.paths:
             if max_bytes is not None and path.stat().st_size > max_bytes:
                 raise TooLarge(f"{path.name}: {path.stat().st_size} bytes exceeds the {max_bytes}-byte limit")
-        return ingest_ncu(engine, list(unit.paths), meta, raw_dir=raw_dir, run_id=run_id)
+        return ingest_ncu(engine_of(target), list(unit.paths), meta, raw_dir=raw_dir, run_id=run_id)
     if run_id is not None:
         raise BadInput(
             f"{unit.paths[0].name}: only Nsight Compute counters attach to an existing run; "
             "a timeline trace makes its own run"
         )
     return ingest_file(
-        engine,
+        target,
         unit.paths[0],
         meta,
         raw_dir=raw_dir,
@@ -123,7 +125,7 @@ def attach_plan(units: list[IngestUnit], run_id: int | None) -> tuple[list[Inges
 
 
 def ingest_all(
-    engine: Engine,
+    target: Engine | Writer,
     units: list[IngestUnit],
     meta: RunMeta | None = None,
     *,
@@ -138,7 +140,7 @@ def ingest_all(
     for unit in ordered:
         attach = run_id if unit.format == "ncu" else None
         result = ingest_unit(
-            engine,
+            target,
             unit,
             meta,
             raw_dir=raw_dir,

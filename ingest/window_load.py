@@ -12,17 +12,18 @@ The launch rollup is not written: its medians and percentiles do not add up over
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
-from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from tracehouse.core.meta import RunMeta
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.jsonchunks import prefetched
-from tracehouse.ingest.kineto_windows import Windowed
-from tracehouse.ingest.load import bulk_insert, insert_kernel_rows, insert_run, insert_trace, kind_counts, rollups
-from tracehouse.schema.models import KernelRollup, OperatorRollup, Run
+from tracehouse.ingest.rows import kind_counts, rollups
+from tracehouse.ingest.writer import Writer
+
+if TYPE_CHECKING:
+    from tracehouse.ingest.kineto_windows import Windowed
 
 _OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]
 _NAME_KEYS = ["name_id", "operator", "kind", "run_id"]
@@ -89,23 +90,24 @@ class _Run:
 
 
 def store_windowed(
-    session: Session,
+    writer: Writer,
     big: Windowed,
     meta: RunMeta,
     trace_row: dict[str, str | int],
     name_rules: Sequence[NameRule] = NAME_RULES,
 ) -> tuple[int, int, int]:
-    """Run, trace, kernel and rollup rows of ``big``: its run id, trace id and kernel count.
-    ``trace_row``: ``insert_trace``'s keyword arguments."""
-    run_id = insert_run(session, big.header, big.stand_in_kernels(), meta)
-    trace_id = insert_trace(session, run_id, big.header, **trace_row)  # type: ignore[arg-type]
+    """Run, trace, kernel and rollup rows of ``big`` through ``writer``, inside its open
+    transaction: its run id, trace id and kernel count.  ``trace_row``: ``insert_trace``'s
+    keyword arguments."""
+    run_id = writer.insert_run(big.header, big.stand_in_kernels(), meta)
+    trace_id = writer.insert_trace(run_id, big.header, **trace_row)
     run = _Run()
     # The next window is attributed (polars, off the GIL) while this one is inserted.
     for kernels in prefetched(big.windows(name_rules), depth=1, name="tracehouse-windows"):
-        rows = insert_kernel_rows(session, run_id, trace_id, kernels)
+        rows = writer.insert_kernel_rows(run_id, trace_id, kernels)
         run.add(run_id, kernels, rows)
     if run.by_op is not None and run.by_name is not None:
-        bulk_insert(session, OperatorRollup.__tablename__, run.by_op)
-        bulk_insert(session, KernelRollup.__tablename__, run.by_name)
-    session.execute(update(Run).where(Run.id == run_id).values(**run.totals()))
+        writer.insert_rows("operator_rollup", run.by_op)
+        writer.insert_rows("kernel_rollup", run.by_name)
+    writer.update_run(run_id, run.totals())
     return run_id, trace_id, run.count

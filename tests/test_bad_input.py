@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from tests.conftest import DATA, Database
 from tests.fixtures import CliResult, run_cli
 from tracehouse.core.errors import BadTrace, TooLarge
-from tracehouse.ingest import pipeline
 from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.writer import Writer
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import ALL_TABLES, Trace
 
@@ -86,13 +86,13 @@ def test_too_large_is_rejected(db: Database, tmp_path: Path) -> None:
 
 def test_failure_mid_load_rolls_back_everything(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection after kernels are written: the run, trace, symbols and raw file all go."""
-    real = pipeline.insert_kernels
+    real = Writer.insert_kernels
 
     def insert_then_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
         real(*args, **kwargs)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pipeline, "insert_kernels", insert_then_fail)
+    monkeypatch.setattr(Writer, "insert_kernels", insert_then_fail)
     before = _row_counts(db)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(db.engine, SOUND, raw_dir=tmp_path / "raw")

@@ -4,6 +4,7 @@ database at head imports neither typer's argument parsing nor SQLAlchemy."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +110,23 @@ def test_errors_from_the_plain_path_are_one_line_with_the_exit_code(tmp_path: Pa
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "--meta" in out.stderr
 
 
-def test_plain_ingest_imports_neither_typer_nor_pydantic(tmp_path: Path) -> None:
+def test_plain_ingest_imports_neither_typer_nor_sqlalchemy(tmp_path: Path) -> None:
+    """Into a SQLite file at head the plain-sqlite3 writer writes (``ingest/writer_sqlite.py``):
+    no SQLAlchemy, no models, no Alembic; a new file still goes SQLAlchemy's way (Alembic
+    makes it), and the rows land either way."""
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     assert run_cli("db", "upgrade", "--db", url).returncode == 0
     loaded = _modules_after("ingest", str(SD), "--db", url)
     tops = {name.split(".")[0] for name in loaded}
-    # SQLAlchemy stays: one loader for every backend (a sqlite3-only twin saved ~0.25 s).
-    heavy = {"typer", "click", "pydantic", "alembic", "rich"}
+    heavy = {"typer", "click", "pydantic", "alembic", "rich", "sqlalchemy", "numpy"}
     assert not tops & heavy, sorted(tops & heavy)
+    assert not {"tracehouse.schema.models", "tracehouse.schema.db", "tracehouse.ingest.load"} & loaded
+    assert "tracehouse.ingest.writer_sqlite" in loaded
+    fresh = _modules_after("ingest", str(SD), "--db", f"sqlite:///{tmp_path / 'new.sqlite3'}")
+    assert "sqlalchemy" in fresh and "tracehouse.ingest.writer_sqlalchemy" in fresh
+    for name in ("db.sqlite3", "new.sqlite3"):
+        with sqlite3.connect(tmp_path / name) as conn:
+            assert conn.execute("SELECT count(*) FROM run").fetchone() == (1,)
 
 
 def test_the_command_itself_exits_with_everything_written(tmp_path: Path) -> None:
