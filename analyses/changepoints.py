@@ -50,35 +50,48 @@ def partition_counted(logs: np.ndarray, allowed: Collection[int], min_size: int)
     may_cut[cuts_at] = True
     best, back = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=np.int64)
     best[0] = -beta
-    live = np.zeros(0, dtype=np.int64)  # usable starts, ascending
+    # The usable starts, ascending, with their best cost and sums beside them (gathered once,
+    # when a start becomes usable, not at every end): the first ``k`` of each buffer.
+    starts, start_best = np.empty(n + 1, dtype=np.int64), np.empty(n + 1)
+    start_csum, start_csq = np.empty(n + 1), np.empty(n + 1)
+    k = 0
     dropped: dict[int, np.ndarray] = {}  # end -> starts dropped from then on
     for end in range(min_size, n + 1):
         start = end - min_size  # the start that becomes usable at this end
         if (start == 0 or (may_cut[start] and start >= min_size)) and np.isfinite(best[start]):
-            live = np.append(live, start)
+            starts[k], start_best[k], start_csum[k], start_csq[k] = start, best[start], csum[start], csq[start]
+            k += 1
         if end in dropped:
-            live = live[~np.isin(live, dropped.pop(end), assume_unique=True)]
-        if (end < n and not may_cut[end]) or not live.size:
+            kept = ~np.isin(starts[:k], dropped.pop(end), assume_unique=True)
+            k = int(kept.sum())
+            for buffer in (starts, start_best, start_csum, start_csq):
+                buffer[:k] = buffer[: len(kept)][kept]
+        if (end < n and not may_cut[end]) or not k:
             continue
         # float_power is the C library's pow, as ``np.float64 ** 2`` in the plain loop; ``** 2``
         # on an array multiplies, which differs in the last bit for ~0.1 % of values and so
         # can break a near-tie between two partitions the other way.
-        squared = np.float_power(csum[end] - csum[live], 2.0)
-        costs = best[live] + (csq[end] - csq[live] - squared / (end - live)) + beta
-        costed += costs.size
+        squared = np.float_power(csum[end] - start_csum[:k], 2.0)
+        costs = start_best[:k] + (csq[end] - start_csq[:k] - squared / (end - starts[:k])) + beta
+        costed += k
         at = int(np.argmin(costs))
         if np.isnan(costs[at]):  # argmin stops at a NaN, which the plain loop's < skips
             costs = np.where(np.isnan(costs), np.inf, costs)
             at = int(np.argmin(costs))
         if costs[at] < np.inf:
-            best[end], back[end] = costs[at], live[at]
+            best[end], back[end] = costs[at], starts[at]
         if end < n and end >= min_size and np.isfinite(best[end]):
-            beaten = live[costs - beta > best[end] + tol]
+            beaten = starts[:k][costs - beta > best[end] + tol]
             if beaten.size:
                 dropped[end + min_size] = beaten
+    return _cuts(back, n), costed
+
+
+def _cuts(back: np.ndarray, n: int) -> list[int]:
+    """The cuts of the best partition of ``[0, n)``, followed back from its end."""
     cuts, at = [], n
     while at > 0:
         at = int(back[at])
         if at:
             cuts.append(at)
-    return sorted(cuts), costed
+    return sorted(cuts)

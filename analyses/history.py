@@ -235,9 +235,12 @@ def matrix_page(
     last = total // keys.len() if limit is None else -(-(offset + limit) // keys.len())
     runs = list_runs(session, **filters, offset=first, limit=last - first)
     runs = runs.select("run_id", "model", "attention_backend", "experiment", "total_ns")
+    # The page's runs joined, not sent as an IN list of up to thousands of ids.
+    page_ids = filtered.order_by(Run.id).offset(first).limit(last - first).subquery()
     stmt = (
         select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
-        .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), col.is_not(None))
+        .join(page_ids, page_ids.c.id == OperatorRollup.run_id)
+        .where(col.is_not(None))
         .group_by(OperatorRollup.run_id, col)
     )
     cells = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})

@@ -329,6 +329,10 @@ def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, obje
             one("/v1/hardware", model="llama-2-7b", filter=["attention_backend=flash", "image_size=512", "batch=1"]),
         ),
         "runs x operator matrix, one model": ("cross-run", one("/v1/matrix", model="stable-diffusion")),
+        "runs x operator matrix, 10,000 a page": (  # the client's page
+            "cross-run",
+            one("/v1/matrix", model="stable-diffusion", limit=10_000),
+        ),
         "history of attention time, one model": (
             "cross-run",
             one("/v1/history", model="stable-diffusion", key="attention", filter=["attention_backend=flash"]),

@@ -32,6 +32,7 @@ QUERIES = {
     "sweep image_size",
     "across hardware",
     "runs x operator matrix, one model",
+    "runs x operator matrix, 10,000 a page",
     "history of attention time, one model",
 }
 
