@@ -98,22 +98,27 @@ def ingest_seeds(engine: Engine, seeds: list[Path], raw_dir: Path) -> tuple[list
     return run_ids, time.perf_counter() - started, rows
 
 
+def parse_seed(spec: str) -> tuple[Path, int]:
+    """``NAME`` or ``NAME*K``: the trace file and K (checked before anything is built or dropped)."""
+    name, _, times = spec.partition("*")
+    source = KINETO / f"{name}.json.gz"
+    copies = int(times) if times.isdigit() else 0 if times else 1
+    if copies < 1 or not source.is_file():
+        raise SystemExit(f"--seeds {spec}: want NAME or NAME*K (K >= 1) with {source} present")
+    return source, copies
+
+
 def seed_paths(specs: list[str], work: Path) -> list[Path]:
     """The seed trace files: ``NAME`` is ``KINETO/NAME.json.gz``; ``NAME*K`` is that trace
     replicated K times in time, written under ``work``."""
     paths = []
-    for spec in specs:
-        name, _, times = spec.partition("*")
-        source = KINETO / f"{name}.json.gz"
-        copies = int(times or 1)
-        if copies < 1 or not source.is_file():
-            raise SystemExit(f"--seeds {spec}: want NAME or NAME*K (K >= 1) with {source} present")
+    for source, copies in map(parse_seed, specs):
         if copies == 1:
             paths.append(source)
             continue
         from generate import write_trace  # beside this file
 
-        target = work / f"{name}-x{copies}.json.gz"
+        target = work / f"{source.name.removesuffix('.json.gz')}-x{copies}.json.gz"
         write_trace(source, target, copies=copies, gzip_it=True)
         paths.append(target)
     return paths
@@ -418,6 +423,8 @@ def main() -> None:
     from tracehouse.schema.db import session_scope
     from tracehouse.schema.models import Run
 
+    for spec in args.seeds:  # a bad --seeds stops here, before a store is dropped
+        parse_seed(spec)
     pg = args.db.startswith("postgresql")
     if pg and not args.reuse:
         _drop(args.db, args.schema)
