@@ -22,13 +22,14 @@ from typing import Unpack
 
 import numpy as np
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
+from tracehouse.analyses.changepoints import partition
 from tracehouse.analyses.common import to_frame
-from tracehouse.analyses.runs import RunFilters, list_runs
+from tracehouse.analyses.runs import RunFilters, count_runs, list_runs, run_ids_query
 from tracehouse.analyses.stats import ratio_interval
-from tracehouse.analyses.sweep import model_runs
+from tracehouse.analyses.sweep import model_runs_query
 from tracehouse.core.errors import BadInput
 from tracehouse.core.frames import FrameSchema
 from tracehouse.schema.models import OperatorRollup, Run
@@ -52,21 +53,50 @@ HISTORY_SCHEMA: FrameSchema = {
     "change_low": pl.Float64,
     "change_high": pl.Float64,
 }
+_MATRIX_SCHEMA: FrameSchema = {
+    "run_id": pl.Int64,
+    "model": pl.String,
+    "attention_backend": pl.String,
+    "experiment": pl.String,
+    "key": pl.String,
+    "value": pl.Float64,
+}
+_SERIES_SCHEMA: FrameSchema = {
+    "run_id": pl.Int64,
+    "git_commit": pl.String,
+    "version": pl.String,
+    "created_at": pl.Datetime(time_zone="UTC"),
+    "total_ns": pl.Int64,
+    "ns": pl.Float64,
+}
 
 
-def _values(session: Session, run_ids: list[int], key: str, metric: str, by: str) -> dict[int, float]:
-    if key == "total":
-        rows = session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all()
-        return {r: float(v) if metric == "time" else 1.0 for r, v in rows}
-    col = OperatorRollup.attention_type if by == "attention_type" else OperatorRollup.operator
-    stmt = (
-        select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns))
-        .where(OperatorRollup.run_id.in_(run_ids), col == key)
-        .group_by(OperatorRollup.run_id)
+def _series(session: Session, model: str, key: str, metric: str, by: str, **filters: object) -> pl.DataFrame:
+    """The alike runs (``run_id, git_commit, version, created_at``) with their ``value``, in one
+    query: the filter is joined, not listed as thousands of run ids, and only these runs are read."""
+    alike = model_runs_query(session, model, **filters).subquery()
+    stmt = select(Run.id, Run.git_commit, Run.version, Run.created_at, Run.total_ns).join(
+        alike, alike.c.run_id == Run.id
     )
-    found = {r: float(v) for r, v in session.execute(stmt).all()}
-    totals = dict(session.execute(select(Run.id, Run.total_ns).where(Run.id.in_(run_ids))).all())
-    return {r: (found.get(r, 0.0) if metric == "time" else found.get(r, 0.0) / (totals[r] or 1)) for r in run_ids}
+    if key != "total":
+        col = OperatorRollup.attention_type if by == "attention_type" else OperatorRollup.operator
+        sums = (
+            select(OperatorRollup.run_id, func.sum(OperatorRollup.total_ns).label("ns"))
+            .join(alike, alike.c.run_id == OperatorRollup.run_id)
+            .where(col == key)
+            .group_by(OperatorRollup.run_id)
+            .subquery()
+        )
+        stmt = stmt.outerjoin(sums, sums.c.run_id == Run.id).add_columns(sums.c.ns)
+    else:
+        stmt = stmt.add_columns(literal(None).label("ns"))
+    frame = to_frame(session, stmt, _SERIES_SCHEMA).with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
+    total, ns = pl.col("total_ns").cast(pl.Float64), pl.col("ns").fill_null(0.0)
+    if key == "total":
+        value = total if metric == "time" else pl.lit(1.0)
+    else:  # a run without the key has 0; a run of no recorded time is divided by 1
+        value = ns if metric == "time" else ns / pl.when(total.is_null() | (total == 0)).then(1.0).otherwise(total)
+    return frame.with_columns(value=value.cast(pl.Float64)).drop("total_ns", "ns")
 
 
 def history(
@@ -91,14 +121,8 @@ def history(
         raise BadInput("order is date or commit; by is operator or attention_type")
     if min_size < 1:
         raise BadInput("min_size must be at least 1")
-    ids = model_runs(session, model, **filters)["run_id"].to_list()
-    runs = list_runs(session, model=model).filter(pl.col("run_id").is_in(ids))
-    series = _ordered(runs.select("run_id", "git_commit", "version", "created_at"), order)
-    values = _values(session, series["run_id"].to_list(), key, metric, by)
-    series = series.with_columns(
-        value=pl.col("run_id").replace_strict(values, return_dtype=pl.Float64),
-        key=pl.lit(key),
-        position=pl.int_range(pl.len(), dtype=pl.Int64),
+    series = _ordered(_series(session, model, key, metric, by, **filters), order).with_columns(
+        key=pl.lit(key), position=pl.int_range(pl.len(), dtype=pl.Int64)
     )
     cuts = sorted(_segment(series["value"].to_numpy(), _boundaries(series, order), threshold, min_size))
     return _label(series, cuts)
@@ -127,7 +151,7 @@ def _boundaries(series: pl.DataFrame, order: str) -> set[int]:
 def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: int) -> set[int]:
     """Change points (module docstring): optimal partitioning of the log values, then each cut
     kept only while the interval between its neighbouring segments supports it."""
-    cuts = _partition(np.log(np.clip(values, 1e-12, None)), allowed, min_size)
+    cuts = partition(np.log(np.clip(values, 1e-12, None)), allowed, min_size)
     while cuts:
         edges = [0, *cuts, len(values)]
         weakest = None
@@ -140,38 +164,6 @@ def _segment(values: np.ndarray, allowed: set[int], threshold: float, min_size: 
             break
         cuts = [c for c in cuts if c != weakest]  # merge, and judge the merged segments again
     return set(cuts)
-
-
-def _partition(logs: np.ndarray, allowed: set[int], min_size: int) -> list[int]:
-    """Cuts minimising Σ within-segment squared error + β per segment (β = 2σ² ln n, σ from
-    the median absolute first difference: robust to the shifts themselves)."""
-    n = len(logs)
-    if n < 2 * min_size:
-        return []
-    sigma = float(np.median(np.abs(np.diff(logs)))) / (0.6745 * np.sqrt(2)) or 1e-3
-    beta = 2 * sigma**2 * np.log(n)
-    csum, csq = np.concatenate([[0.0], np.cumsum(logs)]), np.concatenate([[0.0], np.cumsum(logs**2)])
-
-    def sse(a: int, b: int) -> float:
-        return float(csq[b] - csq[a] - (csum[b] - csum[a]) ** 2 / (b - a))
-
-    best, back = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=int)
-    best[0] = -beta
-    for end in range(min_size, n + 1):
-        for start in range(end - min_size + 1):
-            if (start and start not in allowed) or (start and start < min_size) or not np.isfinite(best[start]):
-                continue
-            if end < n and end not in allowed:
-                continue
-            cost = best[start] + sse(start, end) + beta
-            if cost < best[end]:
-                best[end], back[end] = cost, start
-    cuts, at = [], n
-    while at > 0:
-        at = int(back[at])
-        if at:
-            cuts.append(at)
-    return sorted(cuts)
 
 
 def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
@@ -197,29 +189,67 @@ def _label(series: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
 
 
 def matrix(
-    session: Session, metric: str = "share", by: str = "operator", **filters: Unpack[RunFilters]
+    session: Session,
+    metric: str = "share",
+    by: str = "operator",
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+    **filters: Unpack[RunFilters],
 ) -> pl.DataFrame:
     """Runs × keys, the table behind a heatmap, in long form (one row per cell, as plotting
     libraries take it; ``tracehouse matrix`` pivots it for a terminal): ``run_id, model,
     attention_backend, experiment, key`` (operator or attention type) and ``value`` — its
-    ``time`` (ns) or ``share`` of the run; every run × key, 0 where the run has none.
-    ``filters`` are :func:`~tracehouse.analyses.runs.list_runs`' (model, family, hardware,
-    attention_backend, experiment, tags, since, until)."""
+    ``time`` (ns) or ``share`` of the run; every run × key, 0 where the run has none, ordered by
+    run id then key.  ``offset`` / ``limit`` cut cells ``offset`` to ``offset + limit`` of that
+    order (:func:`matrix_page` gives the total too).  ``filters`` are
+    :func:`~tracehouse.analyses.runs.list_runs`' (model, family, hardware, attention_backend,
+    experiment, tags, since, until)."""
+    return matrix_page(session, metric, by, offset=offset, limit=limit, **filters)[0]
+
+
+def matrix_page(
+    session: Session,
+    metric: str = "share",
+    by: str = "operator",
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+    **filters: Unpack[RunFilters],
+) -> tuple[pl.DataFrame, int]:
+    """:func:`matrix`'s cells ``offset`` to ``offset + limit`` and how many cells it has in all.
+    The page is cut over the runs in the database: its K keys are every filtered run's, so cell
+    ``i`` is run ``i // K``'s key ``i % K``, and only the page's runs and their rollups are read."""
     if metric not in METRICS or by not in ("operator", "attention_type"):
         raise BadInput("metric is time or share; by is operator or attention_type")
-    runs = list_runs(session, **filters).select("run_id", "model", "attention_backend", "experiment", "total_ns")
+    if offset < 0 or (limit is not None and limit < 0):
+        raise BadInput("offset and limit must not be negative")
     col = getattr(OperatorRollup, by)
+    filtered = run_ids_query(**filters)
+    found = session.scalars(select(col).where(OperatorRollup.run_id.in_(filtered), col.is_not(None)).distinct())
+    keys = pl.Series("key", list(found), dtype=pl.String).sort()  # the cells' order within a run
+    total = count_runs(session, **filters) * keys.len()
+    if limit == 0 or offset >= total:
+        return pl.DataFrame(schema=_MATRIX_SCHEMA), total
+    first = offset // keys.len()
+    last = total // keys.len() if limit is None else -(-(offset + limit) // keys.len())
+    runs = list_runs(session, **filters, offset=first, limit=last - first)
+    runs = runs.select("run_id", "model", "attention_backend", "experiment", "total_ns")
+    # The page's runs joined, not sent as an IN list of up to thousands of ids.
+    page_ids = filtered.order_by(Run.id).offset(first).limit(last - first).subquery()
     stmt = (
         select(OperatorRollup.run_id, col, func.sum(OperatorRollup.total_ns))
-        .where(OperatorRollup.run_id.in_(runs["run_id"].to_list()), col.is_not(None))
+        .join(page_ids, page_ids.c.id == OperatorRollup.run_id)
+        .where(col.is_not(None))
         .group_by(OperatorRollup.run_id, col)
     )
     cells = to_frame(session, stmt, {"run_id": pl.Int64, "key": pl.String, "ns": pl.Float64})
-    grid = runs.join(cells.select("key").unique(), how="cross")
+    grid = runs.join(keys.to_frame(), how="cross")
     full = grid.join(cells, on=["run_id", "key"], how="left").with_columns(pl.col("ns").fill_null(0.0))
     value = pl.col("ns") if metric == "time" else pl.col("ns") / pl.col("total_ns")
-    return (
+    page = (
         full.with_columns(value=pl.when(pl.col("total_ns") > 0).then(value).otherwise(0.0))
-        .select("run_id", "model", "attention_backend", "experiment", "key", "value")
+        .select(list(_MATRIX_SCHEMA))
         .sort("run_id", "key")
     )
+    return page.slice(offset - first * keys.len(), limit), total

@@ -144,6 +144,12 @@ def count_runs(session: Session, **filters: Any) -> int:
     return int(session.scalar(stmt) or 0)
 
 
+def run_ids_query(**filters: Any) -> Select[Any]:
+    """The ids of the runs :func:`list_runs` lists with the same filters, as a statement to join
+    or use in ``IN (SELECT ...)`` instead of sending thousands of ids."""
+    return _filtered(select(Run.id), **filters)
+
+
 def run_choices(session: Session) -> dict[str, list[str]]:
     """The distinct models, families, attention backends and device names of the stored runs
     (a listing's filter choices) without listing the runs."""

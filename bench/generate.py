@@ -60,9 +60,12 @@ def _replicas(events: list[dict], span: int, id_step: int) -> Iterator[bytes]:
         copy += 1
 
 
-def write_trace(source: Path, target: Path, size: float, *, gzip_it: bool = False) -> tuple[int, int]:
-    """About ``size`` bytes of JSON at ``target`` (gzipped when ``gzip_it``); the JSON bytes
-    written and the events in them."""
+def write_trace(
+    source: Path, target: Path, size: float = float("inf"), *, copies: int | None = None, gzip_it: bool = False
+) -> tuple[int, int]:
+    """About ``size`` bytes of JSON at ``target`` (gzipped when ``gzip_it``), or exactly
+    ``copies`` copies of ``source``'s events when given; the JSON bytes written and the events
+    in them."""
     events, header = _events_and_header(source)
     times = [(e["ts"], e.get("dur") or 0) for e in events if isinstance(e.get("ts"), (int, float))]
     span = int(max(t + d for t, d in times) - min(t for t, _ in times)) + 1000
@@ -75,7 +78,7 @@ def write_trace(source: Path, target: Path, size: float, *, gzip_it: bool = Fals
         out.write(head)
         written += len(head)
         for copy, text in enumerate(_replicas(events, span, id_step)):
-            if written >= size:
+            if (copy >= copies) if copies is not None else written >= size:
                 break
             out.write(b"," + text if copy else text)
             written += len(text) + (1 if copy else 0)

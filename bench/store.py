@@ -4,6 +4,8 @@
     python bench/store.py --db postgresql://postgres@127.0.0.1:5432/test --runs 10000 [--schema store_bench]
     ... --defer-indexes  # build the kernel indexes after the copy (big stores)
     ... --reuse          # measure a store built earlier (same --db / --schema), skip the build
+    ... --build-only     # build the store and exit (measure it later with --reuse)
+    ... --seeds a100_nccl_training*3 v100_ns_resolution*2 ...  # bigger runs: a seed K times over
     ... --json out.json
 
 Build: a few real traces (``--seeds``: the four A100/V100 training traces under
@@ -16,7 +18,10 @@ copies its seed's kernel rows, operator and kernel rollups row for row (``INSERT
 ingest writes them) under a new run and trace row whose
 metadata vary with the clone's index (model, attention backend, image size, batch, host, a
 ``lab`` tag among 100 labs, an upload time spread over a year).  Durations are the seed's: a clone
-is a copy, not a new measurement.  PostgreSQL is ANALYZEd after the build (autovacuum would);
+is a copy, not a new measurement.  A seed named ``NAME*K`` is NAME's events replicated K times
+one after another in time (``bench/generate.py``'s ``write_trace``: each copy a later,
+identical stretch of the run), ingested as one trace of K times the kernels: runs of ~10,000
+kernel rows make 10,000 runs ~100 M rows.  PostgreSQL is ANALYZEd after the build (autovacuum would);
 SQLite is left as ingest leaves it.
 
 Measure: a real ``tracehouse serve`` on the store; each query is asked ``--repeat`` times
@@ -91,6 +96,32 @@ def ingest_seeds(engine: Engine, seeds: list[Path], raw_dir: Path) -> tuple[list
         run_ids.append(result.run_id)
         rows += result.kernel_count or 0
     return run_ids, time.perf_counter() - started, rows
+
+
+def parse_seed(spec: str) -> tuple[Path, int]:
+    """``NAME`` or ``NAME*K``: the trace file and K (checked before anything is built or dropped)."""
+    name, _, times = spec.partition("*")
+    source = KINETO / f"{name}.json.gz"
+    copies = int(times) if times.isdigit() else 0 if times else 1
+    if copies < 1 or not source.is_file():
+        raise SystemExit(f"--seeds {spec}: want NAME or NAME*K (K >= 1) with {source} present")
+    return source, copies
+
+
+def seed_paths(specs: list[str], work: Path) -> list[Path]:
+    """The seed trace files: ``NAME`` is ``KINETO/NAME.json.gz``; ``NAME*K`` is that trace
+    replicated K times in time, written under ``work``."""
+    paths = []
+    for source, copies in map(parse_seed, specs):
+        if copies == 1:
+            paths.append(source)
+            continue
+        from generate import write_trace  # beside this file
+
+        target = work / f"{source.name.removesuffix('.json.gz')}-x{copies}.json.gz"
+        write_trace(source, target, copies=copies, gzip_it=True)
+        paths.append(target)
+    return paths
 
 
 def _columns(engine: Engine, table: str) -> list[str]:
@@ -303,6 +334,10 @@ def queries(run_ids: list[int], rng: random.Random) -> dict[str, tuple[str, obje
             one("/v1/hardware", model="llama-2-7b", filter=["attention_backend=flash", "image_size=512", "batch=1"]),
         ),
         "runs x operator matrix, one model": ("cross-run", one("/v1/matrix", model="stable-diffusion")),
+        "runs x operator matrix, 10,000 a page": (  # the client's page
+            "cross-run",
+            one("/v1/matrix", model="stable-diffusion", limit=10_000),
+        ),
         "history of attention time, one model": (
             "cross-run",
             one("/v1/history", model="stable-diffusion", key="attention", filter=["attention_backend=flash"]),
@@ -367,7 +402,12 @@ def main() -> None:
     ap.add_argument("--db", required=True, help="sqlite:///PATH or postgresql://...")
     ap.add_argument("--schema", default="store_bench", help="PostgreSQL schema the store is built in")
     ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--seeds", nargs="*", default=SEEDS, help="kineto trace names under ../shared/traces/kineto")
+    ap.add_argument(
+        "--seeds",
+        nargs="*",
+        default=SEEDS,
+        help="kineto trace names under ../shared/traces/kineto; NAME*K replicates one K times in time",
+    )
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument(
         "--defer-indexes",
@@ -375,6 +415,7 @@ def main() -> None:
         help="Build the kernel indexes after the clones instead of during (big stores)",
     )
     ap.add_argument("--reuse", action="store_true", help="Measure the store already there; build nothing")
+    ap.add_argument("--build-only", action="store_true", help="Build the store, print its storage, measure nothing")
     ap.add_argument("--json", type=Path, help="Write the figures here")
     args = ap.parse_args()
     from tracehouse.api.auth import create_token
@@ -382,6 +423,8 @@ def main() -> None:
     from tracehouse.schema.db import session_scope
     from tracehouse.schema.models import Run
 
+    for spec in args.seeds:  # a bad --seeds stops here, before a store is dropped
+        parse_seed(spec)
     pg = args.db.startswith("postgresql")
     if pg and not args.reuse:
         _drop(args.db, args.schema)
@@ -393,12 +436,15 @@ def main() -> None:
         report: dict[str, object] = {"backend": engine.dialect.name, "runs_requested": args.runs}
         if not args.reuse:
             started = time.perf_counter()
-            report["build"] = build(
-                engine, args.runs, [KINETO / f"{n}.json.gz" for n in args.seeds], data / "raw", args.defer_indexes
-            )
+            seeds = seed_paths(args.seeds, data)
+            report["build"] = build(engine, args.runs, seeds, data / "raw", args.defer_indexes)
+            report["build"]["seeds"] = args.seeds  # type: ignore[index]
             report["build"]["total_s"] = round(time.perf_counter() - started, 1)  # type: ignore[index]
         report["storage"] = storage(engine)
         print(f"  store: {report['storage']}", file=sys.stderr)
+        if args.build_only:
+            _finish(engine, report, args.json)
+            return
         with session_scope(engine) as s:
             run_ids = list(s.scalars(select(Run.id)))
             token = create_token(s, f"bench-{time.time_ns()}", "read")
@@ -412,10 +458,14 @@ def main() -> None:
             report["load_average_after"] = os.getloadavg()
         finally:
             server.stop(timeout_s=60)
+    _finish(engine, report, args.json)
+
+
+def _finish(engine: Engine, report: dict[str, object], out: Path | None) -> None:
     engine.dispose()
     print(json.dumps(report, indent=1, default=str))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=str))
+    if out:
+        out.write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":

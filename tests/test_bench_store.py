@@ -32,6 +32,7 @@ QUERIES = {
     "sweep image_size",
     "across hardware",
     "runs x operator matrix, one model",
+    "runs x operator matrix, 10,000 a page",
     "history of attention time, one model",
 }
 
@@ -94,3 +95,33 @@ def test_store_bench_builds_clones_that_match_their_seeds_and_measures_every_que
     assert any(seed_launches.values()) and all(launches.get(r.id) == seed_launches[r.kernel_count] for r in runs)
     seeds = {(r.kernel_count, r.total_ns) for r in runs[:4]}
     assert len(seeds) == 4 and {(r.kernel_count, r.total_ns) for r in runs[4:]} == seeds
+
+
+def test_a_seed_replicated_k_times_makes_runs_k_times_bigger(tmp_path: Path) -> None:
+    """``--seeds NAME*K``: NAME's events K times over in time, ingested as one trace of K times
+    its kernels (each copy a later stretch of the run); ``--build-only`` measures nothing."""
+    require_shared()
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    out = tmp_path / "store.json"
+    seeds = ["a100_alexnet_small*3", "a100_alexnet_small"]
+    bench = [sys.executable, str(REPO / "bench" / "store.py"), "--db", url]
+    done = subprocess.run(
+        [*bench, "--runs", "4", "--seeds", *seeds, "--build-only", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "queries" not in report and report["build"]["seeds"] == seeds
+    engine = make_engine(url)
+    with session_scope(engine) as s:
+        runs = s.execute(select(Run.kernel_count, Run.span_ns, Run.total_ns).order_by(Run.id)).all()
+    engine.dispose()
+    (big, big_span, big_ns), (one, one_span, one_ns) = runs[0], runs[1]
+    assert one > 0 and big == 3 * one and big_ns == 3 * one_ns
+    assert big_span > 2.5 * one_span  # the copies follow one another, they do not overlap
+    assert runs[2:] == runs[:2]  # the clones are copies of the seeds
+    bad = subprocess.run([*bench, "--seeds", "a100_alexnet_small*0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "NAME*K" in bad.stderr
+    assert out.exists() and Path(url.removeprefix("sqlite:///")).exists()  # refused before the old store went

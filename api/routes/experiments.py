@@ -21,6 +21,9 @@ from tracehouse.ingest.baselines import delete_baseline, set_baseline
 router = APIRouter(prefix="/v1", tags=["experiments"])
 DiffBy = Literal["operator", "attention_type", "kernel", "component"]
 Threshold = Annotated[str, Query(description="Smallest change that counts: 5% or 0.05")]
+# Cells per answer of the matrix when the caller passes no ``limit``: it grows with runs x keys
+# (25,000 cells for 2,500 runs of a model), so a page, as the runs listing answers.
+MATRIX_PAGE = 1000
 
 
 @router.get("/runs/{run_id}/steps", summary="A run cut into steps: per-step time, warm-up, throughput")
@@ -141,15 +144,21 @@ def run_matrix(
     attention_backend: str | None = None,
     hardware: Annotated[str | None, Query(description="Substring of the device name")] = None,
 ) -> Response:
+    """One row per run x key, ordered by run id then key, paged in the database: **1,000 cells
+    per answer when no ``limit`` is given** (up to the server's ``max_rows`` when one is), with
+    ``X-Total-Count`` (runs x keys), ``X-Truncated`` and a ``Link: rel="next"`` header to the
+    next page; the Python client follows the links and returns every cell."""
+    table.default_limit(MATRIX_PAGE)
     # An empty value filters nothing.
-    return table.respond(
-        histories.matrix(
-            session,
-            metric,
-            by,
-            model=model or None,
-            experiment=experiment or None,
-            attention_backend=attention_backend or None,
-            hardware=hardware or None,
-        )
+    page, total = histories.matrix_page(
+        session,
+        metric,
+        by,
+        offset=table.offset,
+        limit=table.limit,
+        model=model or None,
+        experiment=experiment or None,
+        attention_backend=attention_backend or None,
+        hardware=hardware or None,
     )
+    return table.respond_page(page, total)
