@@ -22,7 +22,12 @@ from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.jsonchunks import prefetched
 from tracehouse.ingest.kineto_windows import Windowed
 from tracehouse.ingest.load import bulk_insert, insert_kernel_rows, insert_run, insert_trace, kind_counts, rollups
+from tracehouse.ingest.nsys_windows import NsysWindowed
 from tracehouse.schema.models import KernelRollup, OperatorRollup, Run
+
+# A trace stored by windows: both present ``header``, ``stand_in_kernels()`` and ``windows()``.
+BigTrace = Windowed | NsysWindowed
+BIG_TRACE_TYPES = (Windowed, NsysWindowed)
 
 _OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]
 _NAME_KEYS = ["name_id", "operator", "kind", "run_id"]
@@ -90,7 +95,7 @@ class _Run:
 
 def store_windowed(
     session: Session,
-    big: Windowed,
+    big: BigTrace,
     meta: RunMeta,
     trace_row: dict[str, str | int],
     name_rules: Sequence[NameRule] = NAME_RULES,
