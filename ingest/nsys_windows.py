@@ -110,7 +110,7 @@ class NsysWindowed:
         con.execute("DELETE FROM want")
         con.executemany("INSERT INTO want VALUES (?)", ((c,) for c in gpu["correlation"].drop_nulls().unique()))
         runtime = nsys.runtime_calls(
-            con, cols, "WHERE t.rowid IN (SELECT r.rowid FROM ix.rt AS r WHERE r.corr IN (SELECT corr FROM want))"
+            con, cols, "WHERE t.rowid IN (SELECT r.rid FROM ix.rt AS r WHERE r.corr IN (SELECT corr FROM want))"
         )
         gpu, launches, _ = nsys.assembled(gpu, runtime, _no_ranges(), qualify=self.qualify)
         ranges = _no_ranges()
@@ -136,7 +136,7 @@ def _overlapping(
     """The NVTX ranges that could enclose a time in ``t_lo``..``t_hi``: for each duration order
     of magnitude ``lvl`` (a duration under ``10**lvl`` ns), those starting from ``10**lvl``
     before ``t_lo``; then exactly (``nesting``: a zero-length range counts as 1 ns)."""
-    picks = " UNION ALL ".join("SELECT rowid FROM ix.nv WHERE lvl = ? AND start BETWEEN ? AND ?" for _ in levels)
+    picks = " UNION ALL ".join("SELECT rid FROM ix.nv WHERE lvl = ? AND start BETWEEN ? AND ?" for _ in levels)
     params = [v for lvl in levels for v in (lvl, max(t_lo - 10**lvl, _FIRST), t_hi)]
     ranges, _ = nsys.nvtx_ranges(con, cols, f"AND t.rowid IN ({picks})", params)
     end = pl.col("start_ns") + pl.col("dur_ns").clip(lower_bound=1)
@@ -175,43 +175,44 @@ def indexed(path: Path, folder: Path) -> NsysWindowed | None:
     return NsysWindowed(header, path, index, kernel_count, device_ns, qualify, levels)
 
 
+# Each key table is one b-tree (WITHOUT ROWID, filled in key order): no table plus index.
 def _index_gpu(con: sqlite3.Connection, cols: dict[str, set[str]]) -> None:
     con.execute(
-        "CREATE TABLE ix.gpu (start INTEGER, src INTEGER, rid INTEGER, pid INTEGER, device INTEGER, dur INTEGER)"
+        "CREATE TABLE ix.gpu (start INTEGER, src INTEGER, rid INTEGER, pid INTEGER, device INTEGER, dur INTEGER, "
+        "PRIMARY KEY (start, src, rid)) WITHOUT ROWID"
     )
+    parts = []
     for src, table in enumerate(nsys.GPU_TABLES):
-        if table not in cols:
-            continue
-        c = cols[table]
-        pid = nsys.PID_SQL.format(col="t.globalPid") if "globalPid" in c else "NULL"
-        device = "t.deviceId" if "deviceId" in c else "NULL"
-        con.execute(
-            f'INSERT INTO ix.gpu SELECT t.start, {src}, t.rowid, {pid}, {device}, t."end" - t.start FROM {table} AS t'
-        )
-    con.execute("CREATE INDEX ix.gpu_start ON gpu (start, src, rid)")
+        if table in cols:
+            c = cols[table]
+            pid = nsys.PID_SQL.format(col="t.globalPid") if "globalPid" in c else "NULL"
+            device = "t.deviceId" if "deviceId" in c else "NULL"
+            parts.append(f'SELECT t.start, {src}, t.rowid, {pid}, {device}, t."end" - t.start FROM {table} AS t')
+    if parts:
+        con.execute(f"INSERT INTO ix.gpu {' UNION ALL '.join(parts)} ORDER BY 1, 2, 3")
 
 
 def _index_runtime(con: sqlite3.Connection, cols: dict[str, set[str]]) -> None:
-    con.execute("CREATE TABLE ix.rt (corr INTEGER, pid INTEGER)")  # rowid: the export's
+    """The runtime calls by correlation id (-1 for none: CUPTI's ids are unsigned)."""
+    con.execute("CREATE TABLE ix.rt (corr INTEGER, rid INTEGER, pid INTEGER, PRIMARY KEY (corr, rid)) WITHOUT ROWID")
     if nsys.RUNTIME in cols:
-        corr = "t.correlationId" if "correlationId" in cols[nsys.RUNTIME] else "NULL"
+        corr = "ifnull(t.correlationId, -1)" if "correlationId" in cols[nsys.RUNTIME] else "-1"
         pid = nsys.PID_SQL.format(col="t.globalTid")
-        con.execute(f"INSERT INTO ix.rt (rowid, corr, pid) SELECT t.rowid, {corr}, {pid} FROM {nsys.RUNTIME} AS t")
-    con.execute("CREATE INDEX ix.rt_corr ON rt (corr)")
+        con.execute(f"INSERT INTO ix.rt SELECT {corr}, t.rowid, {pid} FROM {nsys.RUNTIME} AS t ORDER BY 1, 2")
 
 
 def _index_nvtx(con: sqlite3.Connection, cols: dict[str, set[str]]) -> list[int]:
     """The ended NVTX ranges by (duration's number of decimal digits, start)."""
-    con.execute("CREATE TABLE ix.nv (lvl INTEGER, start INTEGER)")  # rowid: the export's
+    con.execute(
+        "CREATE TABLE ix.nv (lvl INTEGER, start INTEGER, rid INTEGER, PRIMARY KEY (lvl, start, rid)) WITHOUT ROWID"
+    )
     if nsys.NVTX not in cols:
         return []
     types = ", ".join(str(i) for i in nsys.nvtx_type_ids(con, cols))
     con.execute(
-        "INSERT INTO ix.nv (rowid, lvl, start) SELECT t.rowid, "
-        'length(CAST(max(t."end" - t.start, 1) AS TEXT)), t.start '
-        f'FROM {nsys.NVTX} AS t WHERE t.eventType IN ({types}) AND t."end" IS NOT NULL'
+        'INSERT INTO ix.nv SELECT length(CAST(max(t."end" - t.start, 1) AS TEXT)), t.start, t.rowid '
+        f'FROM {nsys.NVTX} AS t WHERE t.eventType IN ({types}) AND t."end" IS NOT NULL ORDER BY 1, 2, 3'
     )
-    con.execute("CREATE INDEX ix.nv_lvl ON nv (lvl, start)")
     return [r[0] for r in con.execute("SELECT DISTINCT lvl FROM ix.nv ORDER BY lvl")]
 
 
