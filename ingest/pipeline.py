@@ -22,7 +22,7 @@ from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
 from tracehouse.core.meta import RunMeta, load_manifest
 from tracehouse.core.rules import NAME_RULES, NameRule
-from tracehouse.ingest import kineto_windows
+from tracehouse.ingest import kineto_windows, nsys_windows
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS
 from tracehouse.ingest.kineto import GZIP_ERRORS, Decoder, parse_kineto
@@ -34,6 +34,11 @@ from tracehouse.ingest.writer import Writer, as_writer
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from tracehouse.ingest.window_load import BigTrace
+
+# A trace stored by windows (``window_load.store_windowed``) rather than attributed whole.
+BIG_TRACE_TYPES = (kineto_windows.Windowed, nsys_windows.NsysWindowed)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -238,7 +243,7 @@ def _parsed_and_stored(
     # only where the header says they were recorded).  A windowed (big) trace keeps no ranges
     # to attribute them by, and no launch frame for its waits: it is stored without either.
     memory = None
-    if fmt == "kineto" and not isinstance(parsed, kineto_windows.Windowed):
+    if fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
         memory = memory_rows(path, parsed.ranges, opt.inflate_cap)
     trace_row: dict[str, str | int] = {
         "sha256": file.sha256,
@@ -250,7 +255,7 @@ def _parsed_and_stored(
     kept = False
     try:
         with writer.transaction():
-            if isinstance(parsed, kineto_windows.Windowed):
+            if isinstance(parsed, BIG_TRACE_TYPES):
                 run_id, trace_id, count = store_windowed(writer, parsed, run_meta, trace_row, opt.name_rules)
                 warnings = parsed.header.warnings
             else:
@@ -281,12 +286,17 @@ def _parsed_and_stored(
 # whole-trace path peaks well under the memory a window costs, and is quicker on few kernels.
 WINDOWED_FROM_BYTES = 256 << 20  # plain JSON
 WINDOWED_FROM_GZIP_BYTES = 24 << 20  # gzip (Kineto JSON compresses about 15-20x)
+# An nsys export from this size is read by window (``nsys_windows``): the whole-export path
+# peaks at about 7x the export's size (3.8 GB for 0.5 GB), the windowed one near 0.4 GB.
+NSYS_WINDOWED_FROM_BYTES = 64 << 20
 
 
-def _windowed(path: Path, fmt: str, opt: Options) -> kineto_windows.Windowed | None:
-    """The trace spilled for windowed attribution when it is big (or ``window_kernels`` asks
-    for it); None for the whole-trace path (small, declined by the scanner, no GPU activity,
-    another format, or another decoder asked for)."""
+def _windowed(path: Path, fmt: str, opt: Options) -> BigTrace | None:
+    """The trace spilled (Kineto) or indexed (nsys) for windowed attribution when it is big
+    (or ``window_kernels`` asks for it); None for the whole-trace path (small, declined by the
+    scanner, no GPU activity, another format, or another decoder asked for)."""
+    if fmt == "nsys":
+        return _nsys_windowed(path, opt)
     if fmt != "kineto" or opt.decoder != "auto":
         return None
     if opt.window_kernels is None:
@@ -294,6 +304,15 @@ def _windowed(path: Path, fmt: str, opt: Options) -> kineto_windows.Windowed | N
         if path.stat().st_size < big:
             return None
     found = kineto_windows.spilled(path, opt.scratch, opt.inflate_cap)
+    if found is not None and opt.window_kernels is not None:
+        found.window_kernels = opt.window_kernels
+    return found
+
+
+def _nsys_windowed(path: Path, opt: Options) -> nsys_windows.NsysWindowed | None:
+    if opt.window_kernels is None and path.stat().st_size < NSYS_WINDOWED_FROM_BYTES:
+        return None
+    found = nsys_windows.indexed(path, opt.scratch)
     if found is not None and opt.window_kernels is not None:
         found.window_kernels = opt.window_kernels
     return found

@@ -23,7 +23,13 @@ from tracehouse.ingest.rows import kind_counts, rollups
 from tracehouse.ingest.writer import Writer
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from tracehouse.ingest.kineto_windows import Windowed
+    from tracehouse.ingest.nsys_windows import NsysWindowed
+
+    # A trace stored by windows: both present ``header``, ``stand_in_kernels()`` and ``windows()``.
+    BigTrace: TypeAlias = Windowed | NsysWindowed
 
 _OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]
 _NAME_KEYS = ["name_id", "operator", "kind", "run_id"]
@@ -91,7 +97,7 @@ class _Run:
 
 def store_windowed(
     writer: Writer,
-    big: Windowed,
+    big: BigTrace,
     meta: RunMeta,
     trace_row: dict[str, str | int],
     name_rules: Sequence[NameRule] = NAME_RULES,
