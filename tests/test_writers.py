@@ -91,9 +91,10 @@ def test_both_writers_write_the_same_rows(db: Database, tmp_path: Path, windowed
     row for row, and the same results (run ids, kernel counts, warnings, duplicates)."""
     traces = _traces(tmp_path)
     kw: dict[str, Any] = {"window_kernels": 3000} if windowed else {}
-    if windowed:  # every Kineto trace with kernels, attributed and stored a window at a time
-        kineto = [p for p, _ in traces if p.name.startswith(("a100", "v100", "mi250", "triton"))]
-        traces = [(p, RunMeta(model="llama-3-8b", tags={"k": str(i)})) for i, p in enumerate(kineto)]
+    if windowed:  # every Kineto trace with kernels and every nsys export, a window at a time
+        big = [p for p, _ in traces if p.name.startswith(("a100", "v100", "mi250", "triton")) or p.suffix == ".sqlite"]
+        assert any(p.suffix == ".sqlite" for p in big)
+        traces = [(p, RunMeta(model="llama-3-8b", tags={"k": str(i)})) for i, p in enumerate(big)]
     raw = tmp_path / "raw"  # one raw store: the same raw_path in both
     through_sqlalchemy = _ingest_all(db.engine, traces, raw, **kw)
 
