@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tracehouse.core.errors import BadInput, NotFound
 from tracehouse.core.rules import NAME_RULES, NameRule
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.kineto_memory import memory_rows
 from tracehouse.ingest.kineto_sync import sync_rows
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, parse_trace
@@ -27,6 +28,7 @@ from tracehouse.ingest.rows import kernel_totals
 from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.launches import LaunchRollup
+from tracehouse.schema.memory import MemoryEvent
 from tracehouse.schema.models import Kernel, KernelRollup, OperatorRollup, Run, Symbol, Trace
 from tracehouse.schema.sync import SyncEdge
 
@@ -56,6 +58,9 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
         trace_id, fmt, path = _timeline_trace(session, run_id)
     parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed, name_rules)
+    # The profiler's [memory] events, attributed to today's ranges: runs ingested before
+    # memory_event existed get theirs here, as they get their wait calls below.
+    memory = memory_rows(path, parsed.ranges) if fmt == "kineto" else None
     with session_scope(engine) as session:
         before = _keys(session, run_id)
         for table in (Kernel, OperatorRollup, KernelRollup, LaunchRollup):
@@ -65,6 +70,9 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
         # Runs ingested before sync_edge existed get their wait calls here.
         session.execute(delete(SyncEdge).where(SyncEdge.run_id == run_id))
         writer.insert_sync(run_id, trace_id, sync_rows(parsed))
+        if memory is not None:
+            session.execute(delete(MemoryEvent).where(MemoryEvent.run_id == run_id))
+            writer.insert_memory(run_id, trace_id, memory)
         session.execute(update(Run).where(Run.id == run_id).values(**kernel_totals(kernels)))
         after = _keys(session, run_id)
         linked = relink(session, run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from tests.conftest import KINETO_DIR, Database
 from tests.test_ncu_link import write_ncu_csv
@@ -20,6 +20,7 @@ from tracehouse.ingest.ncu_load import ingest_ncu
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.reingest import reingest_candidates, reingest_run
 from tracehouse.schema.db import session_scope
+from tracehouse.schema.memory import MemoryEvent
 from tracehouse.schema.models import Kernel, KernelRollup, NcuMetric, OperatorRollup, Run, Symbol, Trace
 
 TRACE = KINETO_DIR / "a100_alexnet_small.json.gz"
@@ -113,3 +114,28 @@ def test_cli_reingest_all(db: Database, raw_dir: Path) -> None:
     assert result["run_id"] == run_id and result["other_ns_after"] == 0 < result["other_ns_before"]
     nothing = _cli("reingest", "--db", db.url)
     assert nothing.returncode == 2 and "--all" in nothing.stderr
+
+
+def test_reingest_backfills_memory_events(db: Database, raw_dir: Path) -> None:
+    """A run stored before memory_event existed (its rows gone) gets the profiler's [memory]
+    events back, the same rows a fresh ingest writes; a second re-ingest does not double them."""
+    trace = Path(__file__).parent / "data" / "memory" / "dlm_tiny_cpu_baseline.json.gz"
+    run_id = ingest_file(db.engine, trace, RunMeta(model="diffusion-lm"), raw_dir=raw_dir).run_id
+    columns = list(MemoryEvent.__table__.columns)
+
+    def memory() -> list[tuple]:
+        with session_scope(db.engine) as s:
+            return [
+                tuple(r)
+                for r in s.execute(select(*columns).where(MemoryEvent.run_id == run_id).order_by(MemoryEvent.seq))
+            ]
+
+    fresh = memory()
+    assert len(fresh) > 100  # the trace records allocations and frees
+    with session_scope(db.engine) as s:
+        s.execute(delete(MemoryEvent).where(MemoryEvent.run_id == run_id))
+    assert memory() == []
+    reingest_run(db.engine, run_id)
+    assert memory() == fresh
+    reingest_run(db.engine, run_id)
+    assert memory() == fresh
