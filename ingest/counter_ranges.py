@@ -109,18 +109,11 @@ def store_counters(session: Session, run_id: int, counters: pl.DataFrame) -> int
     order (as Nsight Compute's are); returns how many launches found their kernel."""
     from tracehouse.ingest.load import bulk_insert, symbol_ids
     from tracehouse.ingest.ncu_load import relink
+    from tracehouse.ingest.rows import counter_table_rows
     from tracehouse.schema.models import NcuMetric
 
     if counters.is_empty():
         return 0
-    names = symbol_ids(session, counters["kernel_name"])
-    rows = counters.join(names, left_on="kernel_name", right_on="text", how="left").select(
-        run_id=pl.lit(run_id, pl.Int64),
-        kernel_id="kernel_id",
-        name_id="symbol_id",
-        metric_name="metric_name",
-        metric_unit="metric_unit",
-        value="metric_value",
-    )
+    rows = counter_table_rows(counters, symbol_ids(session, counters["kernel_name"]), run_id)
     bulk_insert(session, NcuMetric.__tablename__, rows)
     return relink(session, run_id)
