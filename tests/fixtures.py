@@ -12,6 +12,7 @@ SIGKILL, the installed entry point, streaming limits over raw sockets, the uploa
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,6 +80,33 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
 
 
 # ---- the service ---------------------------------------------------------------------------------
+
+
+_INGEST_PEAK = """import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def ingest_peak(trace: Path, db: Path, timeout: float) -> tuple[int, tuple[int, int]]:
+    """``tracehouse ingest TRACE`` into a SQLite file as a user runs it (a process of its own):
+    its peak RSS in bytes (from its parent, so the whole process counts), and the stored
+    kernels' ``(count, max(seq))``."""
+    tracehouse = [sys.executable, "-m", "tracehouse.api.cli"]
+    out = subprocess.run(
+        [sys.executable, "-c", _INGEST_PEAK, *tracehouse, "ingest", str(trace), "--db", f"sqlite:///{db}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    con = sqlite3.connect(db)
+    try:
+        stored = con.execute("SELECT count(*), max(seq) FROM kernel").fetchone()
+    finally:
+        con.close()
+    return int(out.stdout.split()[-1]) * 1024, stored
 
 
 def _settings_from(data_dir: Path, db: Database, flags: tuple[str, ...], env: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
 from tests.conftest import REPO, Database, kineto_traces, require_shared
+from tests.fixtures import ingest_peak
 from tests.fuzz.oracle import assert_same_pieces
 from tests.kineto_docs import assert_same_parse, documents, event, parse_or_error, write_doc
 from tracehouse.ingest import kineto, kineto_native, kineto_stream, kineto_windows
@@ -167,10 +166,6 @@ def test_a_big_trace_is_cut_into_windows_over_its_parts(tmp_path: Path) -> None:
     assert all(len(parts) > 10 for parts in big.spill.parts.values())
 
 
-_INGEST_PEAK = """import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 PEAK_LIMIT_BYTES = 1 << 30  # issue 17: 1 GiB whatever the trace's size (0.5 GB measured at 0.8 GB)
 
 
@@ -188,21 +183,6 @@ def test_a_1gb_trace_ingests_in_bounded_memory(tmp_path: Path) -> None:
     written, events = write_trace(source, big, 1.0e9)
     per_copy = kineto.parse_kineto(source)
     copies, left = divmod(events, per_copy.event_count)
-    db = tmp_path / "big.sqlite3"
-    tracehouse = [sys.executable, "-m", "tracehouse.api.cli"]
-    out = subprocess.run(
-        [sys.executable, "-c", _INGEST_PEAK, *tracehouse, "ingest", str(big), "--db", f"sqlite:///{db}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    peak_kb = int(out.stdout.split()[-1])
-    assert written > 0.95e9 and left == 0 and peak_kb * 1024 < PEAK_LIMIT_BYTES, (written, peak_kb)
-    con = sqlite3.connect(db)
-    try:
-        stored = con.execute("SELECT count(*), max(seq) FROM kernel").fetchone()
-    finally:
-        con.close()
+    peak, stored = ingest_peak(big, tmp_path / "big.sqlite3", timeout=900)
+    assert written > 0.95e9 and left == 0 and peak < PEAK_LIMIT_BYTES, (written, peak)
     assert stored == (copies * per_copy.gpu_events.height, copies * per_copy.gpu_events.height - 1)

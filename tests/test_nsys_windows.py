@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tests.conftest import REPO, SHARED_TRACES, Database, require_shared
+from tests.fixtures import ingest_peak
 from tests.test_kineto_stream import _stored
 from tracehouse.core.annotation import format_annotation
 from tracehouse.ingest import nsys_windows, pipeline
@@ -135,10 +135,6 @@ def test_the_annotated_copy_has_what_windows_could_get_wrong(tmp_path: Path) -> 
     assert rows["component"].drop_nulls().unique().to_list() == ["block"]
 
 
-_INGEST_PEAK = """import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 # Measured (docs/NOTES-nsysbig2.md): the whole-export path peaks at ~880 MB on this export,
 # the windowed one at ~360 MB; the windowed peak does not grow with the export.
 PEAK_LIMIT_BYTES = 600 << 20
@@ -156,21 +152,6 @@ def test_a_big_export_ingests_in_windows_in_bounded_memory(tmp_path: Path) -> No
     big = tmp_path / "big.sqlite"
     size, copies = write_export(NSYS / NVTX_EXPORT, big, pipeline.NSYS_WINDOWED_FROM_BYTES + (2 << 20))
     assert size > pipeline.NSYS_WINDOWED_FROM_BYTES
-    db = tmp_path / "big.sqlite3"
-    tracehouse = [sys.executable, "-m", "tracehouse.api.cli"]
-    out = subprocess.run(
-        [sys.executable, "-c", _INGEST_PEAK, *tracehouse, "ingest", str(big), "--db", f"sqlite:///{db}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    peak_kb = int(out.stdout.split()[-1])
-    assert peak_kb * 1024 < PEAK_LIMIT_BYTES, peak_kb
-    con = sqlite3.connect(db)
-    try:
-        stored = con.execute("SELECT count(*), max(seq) FROM kernel").fetchone()
-    finally:
-        con.close()
+    peak, stored = ingest_peak(big, tmp_path / "big.sqlite3", timeout=300)
+    assert peak < PEAK_LIMIT_BYTES, peak
     assert stored == (copies * 2048, copies * 2048 - 1)
