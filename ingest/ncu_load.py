@@ -22,6 +22,7 @@ from tracehouse.ingest.load import bulk_insert, insert_run, insert_trace, symbol
 from tracehouse.ingest.ncu import parse_ncu_csv
 from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.pipeline import IngestResult, file_sha256, keep_raw, raw_location
+from tracehouse.ingest.rows import counter_table_rows
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.lookups import get_run
 from tracehouse.schema.models import Kernel, NcuMetric, Run, Symbol, Trace
@@ -130,20 +131,8 @@ def timeline_kernels(session: Session, run_id: int) -> pl.DataFrame:
 
 
 def _insert_metrics(session: Session, run_id: int, long: pl.DataFrame, links: pl.DataFrame) -> None:
-    names = symbol_ids(session, long["kernel_name"])
-    rows = (
-        long.join(names, left_on="kernel_name", right_on="text", how="left")
-        .join(links, on="kernel_id", how="left")
-        .select(
-            run_id=pl.lit(run_id, pl.Int64),
-            kernel_id="kernel_id",
-            name_id="symbol_id",
-            metric_name="metric_name",
-            metric_unit="metric_unit",
-            value="metric_value",
-            kernel_ref="kernel_ref",
-        )
-    )
+    rows = counter_table_rows(long, symbol_ids(session, long["kernel_name"]), run_id)
+    rows = rows.join(links.select("kernel_id", "kernel_ref"), on="kernel_id", how="left")
     bulk_insert(session, NcuMetric.__tablename__, rows)
 
 

@@ -280,7 +280,9 @@ def sync_table_rows(rows: pl.DataFrame, run_id: int, trace_id: int) -> pl.DataFr
 
 
 def counter_table_rows(counters: pl.DataFrame, symbols: pl.DataFrame, run_id: int) -> pl.DataFrame:
-    """A CUPTI range-profiler trace's counters (``counter_ranges.COUNTER_SCHEMA``) as ``ncu_metric`` rows."""
+    """Counters by launch (``kernel_id, kernel_name, metric_name, metric_unit, metric_value``: a
+    CUPTI range-profiler trace's, ``counter_ranges.COUNTER_SCHEMA``, or an Nsight Compute CSV's)
+    as ``ncu_metric`` rows, their names as ``symbols``' ids."""
     return counters.join(symbols, left_on="kernel_name", right_on="text", how="left").select(
         run_id=pl.lit(run_id, pl.Int64),
         kernel_id="kernel_id",
