@@ -112,12 +112,11 @@ class ContentDigests:
         self._wanted: dict[tuple[int, ...], str | None] = {}
 
     @staticmethod
-    def key(path: Path) -> tuple[int, ...]:
-        st = path.stat()
+    def key(st: os.stat_result) -> tuple[int, ...]:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def want(self, path: Path) -> tuple[int, ...]:
-        key = self.key(path)
+        key = self.key(path.stat())
         with self._lock:
             self._wanted.setdefault(key, None)
         return key
@@ -128,14 +127,13 @@ class ContentDigests:
 
     def hasher(self, fh: BinaryIO) -> Any:
         """A sha256 to update with the content of the open file ``fh``, if its digest is wanted."""
-        st = os.fstat(fh.fileno())
+        key = self.key(os.fstat(fh.fileno()))
         with self._lock:
-            wanted = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) in self._wanted
+            wanted = key in self._wanted
         return hashlib.sha256() if wanted else None
 
     def keep(self, fh: BinaryIO, digest: str) -> None:
-        st = os.fstat(fh.fileno())
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = self.key(os.fstat(fh.fileno()))
         with self._lock:
             if key in self._wanted:
                 self._wanted[key] = digest
