@@ -58,20 +58,17 @@ def reingest_run(engine: Engine, run_id: int, name_rules: Sequence[NameRule] = N
         trace_id, fmt, path = _timeline_trace(session, run_id)
     parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed, name_rules)
-    # The profiler's [memory] events, attributed to today's ranges: runs ingested before
-    # memory_event existed get theirs here, as they get their wait calls below.
+    # The profiler's [memory] events (a Kineto trace's only), attributed to today's ranges.
     memory = memory_rows(path, parsed.ranges) if fmt == "kineto" else None
     with session_scope(engine) as session:
         before = _keys(session, run_id)
-        for table in (Kernel, OperatorRollup, KernelRollup, LaunchRollup):
+        # Sync edges and memory events too: runs ingested before their tables existed get them here.
+        for table in (Kernel, OperatorRollup, KernelRollup, LaunchRollup, SyncEdge, MemoryEvent):
             session.execute(delete(table).where(table.run_id == run_id))
         writer = SqlAlchemyWriter(engine, session)  # the ingest's own writes, in this transaction
         writer.insert_kernels(run_id, trace_id, kernels)
-        # Runs ingested before sync_edge existed get their wait calls here.
-        session.execute(delete(SyncEdge).where(SyncEdge.run_id == run_id))
         writer.insert_sync(run_id, trace_id, sync_rows(parsed))
         if memory is not None:
-            session.execute(delete(MemoryEvent).where(MemoryEvent.run_id == run_id))
             writer.insert_memory(run_id, trace_id, memory)
         session.execute(update(Run).where(Run.id == run_id).values(**kernel_totals(kernels)))
         after = _keys(session, run_id)
