@@ -13,15 +13,12 @@ say so (``cupti_range_profiler_ranges``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import polars as pl
 
 from tracehouse.core.frames import GPU_EVENT_SCHEMA, ParsedTrace, conform
-
-if TYPE_CHECKING:  # the parse reads ranges without SQLAlchemy; only store_counters writes
-    from sqlalchemy.orm import Session
 
 MARKER = b'"cuda_profiler_range"'
 LAUNCH_PATTERN = r"(?i)LaunchKernel|LaunchCooperativeKernel"
@@ -102,18 +99,3 @@ def _counters(ranges: list[_Event]) -> pl.DataFrame:
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     ]
     return pl.DataFrame(rows, schema=COUNTER_SCHEMA, orient="row")
-
-
-def store_counters(session: Session, run_id: int, counters: pl.DataFrame) -> int:
-    """The counters as the run's per-launch counter rows, linked to its kernels by name and
-    order (as Nsight Compute's are); returns how many launches found their kernel."""
-    from tracehouse.ingest.load import bulk_insert, symbol_ids
-    from tracehouse.ingest.ncu_load import relink
-    from tracehouse.ingest.rows import counter_table_rows
-    from tracehouse.schema.models import NcuMetric
-
-    if counters.is_empty():
-        return 0
-    rows = counter_table_rows(counters, symbol_ids(session, counters["kernel_name"]), run_id)
-    bulk_insert(session, NcuMetric.__tablename__, rows)
-    return relink(session, run_id)

@@ -12,7 +12,7 @@ computed once, in ``ingest/rows.py``; a writer only sends them.  Two writers:
   standard library's ``sqlite3``, so ``tracehouse ingest`` into it imports no SQLAlchemy
   (its import and the models' declarations cost ~0.25 s, a third of the whole command).
 
-The steps shared by both (kernel rows then their rollups, memory and sync rows) are this
+The steps shared by both (kernel rows then their rollups, memory, counter and sync rows) are this
 class's own methods, built on the few each writer implements.
 """
 
@@ -65,9 +65,9 @@ class Writer(ABC):
         """Set the run row's ``values`` (a windowed ingest's totals, known at the end)."""
 
     @abstractmethod
-    def store_counters(self, run_id: int, counters: pl.DataFrame) -> int:
-        """A CUPTI range-profiler trace's counters as the run's counter rows, linked to its
-        kernels; how many launches found their kernel."""
+    def relink_counters(self, run_id: int) -> int:
+        """Match the run's stored counter rows to its kernels by name and order, as
+        ``ncu_load.relink`` does; how many launches found their kernel."""
 
     @abstractmethod
     def engine(self) -> Engine:
@@ -104,6 +104,15 @@ class Writer(ABC):
             return
         symbols = self.symbol_ids(rows["cpu_op"])
         self.insert_rows("memory_event", table_rows.memory_table_rows(rows, symbols, run_id, trace_id))
+
+    def store_counters(self, run_id: int, counters: pl.DataFrame) -> int:
+        """A CUPTI range-profiler trace's counters as the run's counter rows, linked to its
+        kernels (as Nsight Compute's are); how many launches found their kernel."""
+        if counters.is_empty():
+            return 0
+        symbols = self.symbol_ids(counters["kernel_name"])
+        self.insert_rows("ncu_metric", table_rows.counter_table_rows(counters, symbols, run_id))
+        return self.relink_counters(run_id)
 
     def insert_sync(self, run_id: int, trace_id: int, rows: pl.DataFrame) -> None:
         """Cross-stream waits (``kineto_sync.sync_rows``) into ``sync_edge``."""

@@ -16,7 +16,6 @@ from tracehouse.core.errors import DatabaseError
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.core.meta import RunMeta
 from tracehouse.ingest import load
-from tracehouse.ingest.counter_ranges import store_counters
 from tracehouse.ingest.writer import Writer
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import Run, Trace
@@ -69,8 +68,10 @@ class SqlAlchemyWriter(Writer):
     def update_run(self, run_id: int, values: dict[str, Any]) -> None:
         self.session.execute(update(Run).where(Run.id == run_id).values(**values))
 
-    def store_counters(self, run_id: int, counters: pl.DataFrame) -> int:
-        return store_counters(self.session, run_id, counters)
+    def relink_counters(self, run_id: int) -> int:
+        from tracehouse.ingest.ncu_load import relink  # it imports the pipeline, which imports writers
+
+        return relink(self.session, run_id)
 
     def engine(self) -> Engine:
         return self._engine

@@ -204,12 +204,8 @@ class SqliteWriter(Writer):
         sets = ", ".join(f'"{k}" = ?' for k in values)
         self._conn.execute(f"UPDATE run SET {sets} WHERE id = ?", [*map(_stored, values.values()), run_id])
 
-    def store_counters(self, run_id: int, counters: pl.DataFrame) -> int:
-        """As ``counter_ranges.store_counters``: the rows, then ``ncu_load.relink``'s matching."""
-        if counters.is_empty():
-            return 0
-        symbols = self.symbol_ids(counters["kernel_name"])
-        self.insert_rows("ncu_metric", table_rows.counter_table_rows(counters, symbols, run_id))
+    def relink_counters(self, run_id: int) -> int:
+        """``ncu_load.relink``'s matching, in SQL of its own (no SQLAlchemy here)."""
         launches = self._frame(
             "SELECT ncu_metric.kernel_id, symbol.text FROM ncu_metric JOIN symbol ON symbol.id = ncu_metric.name_id"
             " WHERE ncu_metric.run_id = ?",
