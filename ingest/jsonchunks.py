@@ -40,7 +40,7 @@ def _isal_error_class() -> type[Exception]:
     return error
 
 
-_ISAL_ERROR = _isal_error_class()
+ISAL_ERROR = _isal_error_class()
 
 _WS = re.compile(rb"[ \t\n\r]*")
 
@@ -155,7 +155,7 @@ def file_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int = INFLATED
             return
         try:
             yield from _inflated(fh, path, piece_bytes, max_inflated_bytes)
-        except _ISAL_ERROR as exc:
+        except ISAL_ERROR as exc:
             raise zlib.error(str(exc)) from None
 
 

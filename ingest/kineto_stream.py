@@ -28,7 +28,8 @@ import polars as pl
 
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto_native
-from tracehouse.ingest.jsonchunks import file_pieces, prefetched
+from tracehouse.ingest.jsonchunks import prefetched
+from tracehouse.ingest.piece_ring import RING, Piece, read_pieces
 from tracehouse.ingest.timestamps import us_text_to_ns
 
 PIECE_BYTES = 8 << 20  # gunzipped text scanned at a time
@@ -36,12 +37,14 @@ MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stop
 MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
 _FRAMERS = 2  # threads making pieces' frames (the scan's own thread is one more)
 _AHEAD = 3  # pieces scanned but not yet framed, at most
+_PREFETCH = RING - 2  # the ring holds the piece scanned, these and the one being read
+_WS = re.compile(rb"[ \t\n\r]*")
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 _CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
 # _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
 # ended), or the offset where it declined.
 T = TypeVar("T")
-ScanPiece = Callable[[bytes, tuple[bytes, ...], bool], int | tuple[tuple[object, object], int, int, bool]]
+ScanPiece = Callable[[memoryview | bytes, tuple[bytes, ...], bool], int | tuple[tuple[object, object], int, int, bool]]
 
 
 class Declined(Exception):
@@ -87,7 +90,9 @@ def scan_pieces(
     scanner = kineto_native._kineto_scan
     if scanner is None:
         return None
-    pieces = prefetched(file_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes))
+    # Read (and gunzipped) on another thread into the ring's buffers, at most ``_PREFETCH``
+    # pieces ahead of the scan (``piece_ring.RING`` counts them).
+    pieces = prefetched(read_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes), depth=_PREFETCH)
     try:
         return _scan(pieces, scanner.scan_piece, handle)
     finally:
@@ -95,7 +100,7 @@ def scan_pieces(
 
 
 def _scan(
-    pieces: Iterator[bytes], scan_piece: ScanPiece, handle: Callable[[dict[str, pl.DataFrame]], T]
+    pieces: Iterator[Piece], scan_piece: ScanPiece, handle: Callable[[dict[str, pl.DataFrame]], T]
 ) -> tuple[list[T], int, bytes]:
     prefix, buf = _array_start(pieces)
     events, at_start = 0, True
@@ -116,13 +121,16 @@ def _scan(
                     framed[-_AHEAD - 1].result()
             if ended:
                 break
+            # The element the piece cut off, copied out before the next piece is taken: its
+            # buffer is the next to be refilled.
+            carry = bytes(buf[consumed:])
             more = next(pieces, None)
             if more is None or (consumed == 0 and len(buf) > MAX_ELEMENT_BYTES):
                 raise Declined("an element that does not parse")
-            buf = buf[consumed:] + more
+            buf = more.joined(carry)
             at_start = at_start and consumed == 0
         parts = [piece.result() for piece in framed]
-    header = prefix + b"]" + buf[consumed:] + b"".join(pieces)
+    header = prefix + b"]" + bytes(buf[consumed:]) + b"".join(bytes(piece.text) for piece in pieces)
     _check_header(header, len(prefix) - 1)
     return parts, events, header
 
@@ -161,21 +169,25 @@ def expanded(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
 
 
-def _array_start(pieces: Iterator[bytes]) -> tuple[bytes, bytes]:
+def _array_start(pieces: Iterator[Piece]) -> tuple[bytes, memoryview | bytes]:
     """The document up to and including the events array's ``[``, and the text after it read
     so far.  A match of the key in a nested object is caught by ``_check_header``."""
-    buf = b""
+    piece = next(pieces, None)
+    if piece is None:
+        raise Declined("no events array")
+    buf: memoryview | bytes = piece.text
     while True:
-        start = len(buf) - len(buf.lstrip())
-        if buf[start : start + 1] == b"[":  # the document is the events array itself
-            return buf[: start + 1], buf[start + 1 :]
-        found = _OPENER.search(buf) if buf[start : start + 1] == b"{" else None
+        start = _WS.match(buf).end()  # type: ignore[union-attr]  # matches the empty string
+        first = bytes(buf[start : start + 1])
+        if first == b"[":  # the document is the events array itself
+            return bytes(buf[: start + 1]), buf[start + 1 :]
+        found = _OPENER.search(buf) if first == b"{" else None
         if found:
-            return buf[: found.end()], buf[found.end() :]
-        more = next(pieces, None)
-        if more is None or len(buf) > MAX_HEADER_BYTES or buf[start : start + 1] not in (b"", b"{"):
+            return bytes(buf[: found.end()]), buf[found.end() :]
+        piece = next(pieces, None)
+        if piece is None or len(buf) > MAX_HEADER_BYTES or first not in (b"", b"{"):
             raise Declined("no events array")
-        buf += more
+        buf = bytes(buf) + bytes(piece.text)  # a header longer than a piece: rare, copied
 
 
 def _check_header(header: bytes, array_at: int) -> None:

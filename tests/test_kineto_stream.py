@@ -78,14 +78,14 @@ def test_a_malformed_element_declines_without_reading_on(tmp_path: Path, monkeyp
     assert isinstance(kineto_native.scan(path.read_bytes()), int)  # the whole scan declines it too
     monkeypatch.setattr(kineto_stream, "MAX_ELEMENT_BYTES", 50_000)
     read: list[int] = []
-    real_pieces = kineto_stream.file_pieces
+    real_pieces = kineto_stream.read_pieces
 
     def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         for piece in real_pieces(*args, **kwargs):  # type: ignore[arg-type]
-            read.append(len(piece))
+            read.append(piece.n)
             yield piece
 
-    monkeypatch.setattr(kineto_stream, "file_pieces", counted)
+    monkeypatch.setattr(kineto_stream, "read_pieces", counted)
     with pytest.raises(kineto_stream.Declined):
         kineto_stream.scan_file(path, piece_bytes=4096)
     assert sum(read) < len(text) / 4  # gave up near the element, not at the end of the file

@@ -27,6 +27,7 @@ from tracehouse.core.errors import TooLarge
 from tracehouse.ingest import kineto
 from tracehouse.ingest.jsonchunks import file_pieces
 from tracehouse.ingest.nsys import parse_nsys
+from tracehouse.ingest.piece_ring import read_pieces
 from tracehouse.ingest.pipeline import gzip_content_sha256, ingest_file
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Kernel, Run, Symbol, Trace
@@ -423,6 +424,7 @@ def test_every_reader_stops_at_the_inflated_cap(db: Database, bomb: Path, tmp_pa
     for read in (
         lambda: kineto.read_bytes(bomb, cap),
         lambda: sum(map(len, file_pieces(bomb, 1 << 20, cap))),
+        lambda: sum(piece.n for piece in read_pieces(bomb, 1 << 20, cap)),  # the scan's reader
         lambda: kineto.parse_kineto(bomb, max_inflated_bytes=cap),
         lambda: gzip_content_sha256(bomb, cap),
     ):  # the dedupe digest, beside the parse
