@@ -115,7 +115,7 @@ def open_writer(db: str | None) -> Writer:
     what is wrong with the one given)."""
     from tracehouse.ingest.writer_sqlite import open_at_head
 
-    writer = open_at_head(PathSettings().resolved_database_url(db))
+    writer = open_at_head(PathSettings().resolved_database_url(db), create=True)
     if writer is not None:
         return writer
     from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter

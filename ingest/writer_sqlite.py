@@ -53,10 +53,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def open_at_head(url: str) -> SqliteWriter | None:
-    """The writer for ``url`` when it names an existing SQLite file at the schema head, else None."""
+def open_at_head(url: str, *, create: bool = False) -> SqliteWriter | None:
+    """The writer for ``url`` when it names an existing SQLite file at the schema head, else
+    None; ``create``: a file that does not exist yet is made at the head first, from the
+    migrations' snapshot (``schema/sqlite_head.py``), where the snapshot is at the head."""
     path = sqlite_path(url)
-    if path is None or not path.is_file():
+    if path is None:
+        return None
+    if create and not path.exists():
+        from tracehouse.schema.sqlite_head import create_at_head
+
+        create_at_head(path)
+    if not path.is_file():
         return None
     from tracehouse.schema.migrate import head_from_files
 

@@ -112,8 +112,8 @@ def test_errors_from_the_plain_path_are_one_line_with_the_exit_code(tmp_path: Pa
 
 def test_plain_ingest_imports_neither_typer_nor_sqlalchemy(tmp_path: Path) -> None:
     """Into a SQLite file at head the plain-sqlite3 writer writes (``ingest/writer_sqlite.py``):
-    no SQLAlchemy, no models, no Alembic; a new file still goes SQLAlchemy's way (Alembic
-    makes it), and the rows land either way."""
+    no SQLAlchemy, no models, no Alembic; a new file is made at head from the migrations'
+    snapshot (``schema/sqlite_head.py``), with neither, and the rows land either way."""
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     assert run_cli("db", "upgrade", "--db", url).returncode == 0
     loaded = _modules_after("ingest", str(SD), "--db", url)
@@ -122,9 +122,10 @@ def test_plain_ingest_imports_neither_typer_nor_sqlalchemy(tmp_path: Path) -> No
     assert not tops & heavy, sorted(tops & heavy)
     assert not {"tracehouse.schema.models", "tracehouse.schema.db", "tracehouse.ingest.load"} & loaded
     assert "tracehouse.ingest.writer_sqlite" in loaded
-    fresh = _modules_after("ingest", str(SD), "--db", f"sqlite:///{tmp_path / 'new.sqlite3'}")
-    assert "sqlalchemy" in fresh and "tracehouse.ingest.writer_sqlalchemy" in fresh
-    for name in ("db.sqlite3", "new.sqlite3"):
+    fresh = _modules_after("ingest", str(SD), "--db", f"sqlite:///{tmp_path / 'new' / 'new.sqlite3'}")
+    assert not {name.split(".")[0] for name in fresh} & heavy
+    assert "tracehouse.schema.sqlite_head" in fresh and "tracehouse.ingest.writer_sqlalchemy" not in fresh
+    for name in ("db.sqlite3", "new/new.sqlite3"):
         with sqlite3.connect(tmp_path / name) as conn:
             assert conn.execute("SELECT count(*) FROM run").fetchone() == (1,)
 
