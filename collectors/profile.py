@@ -11,10 +11,12 @@ import platform
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -134,7 +136,7 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool 
     ``device_type``: the allocator to read (0: CPU, 1: CUDA).  ``keep_memory``: keep the
     instants in the trace (ingest stores them as the run's memory timeline); False drops them,
     which makes a long run's trace smaller, with no timeline to draw."""
-    data = json.loads(raw.read_text())
+    data, encode = _read_chrome_trace(raw.read_bytes())
     events = data.get("traceEvents", [])
     mem = [
         (e["ts"], int(e["args"].get("Total Allocated", 0)))
@@ -160,10 +162,25 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool 
                 peaks[comp] = max(peaks.get(comp, 0), *(v for _, v in mem[lo:hi]))
     if not keep_memory:
         data["traceEvents"] = [e for e in events if e.get("name") != "[memory]"]
-    payload = json.dumps(data, separators=(",", ":")).encode()
+    payload = encode(data)
     with gzip.GzipFile(dest, "wb", compresslevel=9, mtime=0) as fh:
         fh.write(payload)
     return peaks
+
+
+def _read_chrome_trace(text: bytes) -> tuple[dict[str, Any], Callable[[Any], bytes]]:
+    """The exported trace, decoded, and the encoder that writes it back compactly.  orjson
+    reads and writes it in a fraction of the standard library's time (the two were ~17% of a
+    tiny-suite collect); a trace orjson refuses (NaN, an integer past 64 bits) is read and
+    written the standard way, so nothing in it changes on the way."""
+    try:
+        return orjson.loads(text), orjson.dumps
+    except orjson.JSONDecodeError:
+        return json.loads(text), _std_compact
+
+
+def _std_compact(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 _PROFILER_WARM = {"done": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import subprocess
 import sys
 from collections import Counter
@@ -398,3 +399,27 @@ def test_step_window_bounds_long_decodes(tmp_path: Path) -> None:
     assert attention_calls(res.trace, "prefill")
     meta = load_manifest(res.trace)
     assert meta.decode_tokens == 12 and meta.tags["unprofiled_steps"] == "decode:9"
+
+
+def test_the_exported_trace_is_written_back_as_it_was_read(tmp_path: Path) -> None:
+    """The profiler's export, gzipped by ``_postprocess`` (orjson both ways): the same JSON,
+    the memory peaks read from it; a trace orjson refuses (a NaN) is kept as the standard
+    library reads it, not written with nulls."""
+    from tracehouse.collectors.profile import _postprocess
+
+    events = [
+        {"ph": "X", "cat": "user_annotation", "name": "th|comp=unet", "ts": 10, "dur": 5, "args": {}},
+        {"ph": "i", "name": "[memory]", "ts": 12, "args": {"Total Allocated": 4096, "Device Type": 0}},
+        {"ph": "i", "name": "[memory]", "ts": 40, "args": {"Total Allocated": 8192, "Device Type": 0}},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 11, "dur": 1.5, "args": {"Input Dims": [[2, 3]]}},
+    ]
+    for extra, parsed_by in (({"note": "ünïcode"}, "orjson"), ({"ratio": float("nan")}, "json")):
+        raw = tmp_path / f"{parsed_by}.json"
+        raw.write_text(json.dumps({"traceEvents": events, **extra}))
+        dest = tmp_path / f"{parsed_by}.json.gz"
+        peaks = _postprocess(raw, dest)
+        assert peaks == {"": 8192, "unet": 4096}
+        written = json.loads(gzip.decompress(dest.read_bytes()))
+        if parsed_by == "json":  # NaN != NaN: it must still be a NaN, not orjson's null
+            assert math.isnan(written.pop("ratio"))
+        assert written == {"traceEvents": events, **({} if parsed_by == "json" else extra)}
