@@ -50,8 +50,14 @@ class PathSettings(DataPaths):
 
 def open_engine(db: str | None, *, migrate_empty: bool = True) -> Engine:
     from tracehouse.schema.migrate import ensure_schema
+    from tracehouse.schema.sqlite_head import create_at_head, sqlite_path
 
     url = PathSettings().resolved_database_url(db)
+    path = sqlite_path(url)
+    if migrate_empty and path is not None and not path.exists():
+        # A new SQLite file at head from the migrations' snapshot, without running them
+        # (ensure_schema then finds it at head); Alembic makes it where the snapshot cannot.
+        create_at_head(path)
     engine = engine_for_url(url)
     ensure_schema(engine, url, create_if_empty=migrate_empty)
     return engine

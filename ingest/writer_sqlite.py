@@ -6,8 +6,9 @@ The same rows as ``writer_sqlalchemy`` (both take them from ``ingest/rows.py``, 
 ``schema.db.make_engine`` (foreign keys, WAL, busy timeout, synchronous NORMAL), the same
 transaction (``BEGIN`` ... ``COMMIT``, rolled back on anything) and the same one-line errors as
 ``session_scope``.  ``open_at_head`` declines (None: the caller takes SQLAlchemy's way) anything
-but a plain ``sqlite:///PATH`` of an existing file whose ``alembic_version`` is the head the
-migration files name: a new, older, newer or foreign database is Alembic's to judge.
+but a plain ``sqlite:///PATH`` of an existing file (or, with ``create``, of one it has just made
+from the migrations' snapshot, ``schema/sqlite_head.py``) whose ``alembic_version`` is the head
+the migration files name: an older, newer or foreign database is Alembic's to judge.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -28,6 +28,8 @@ from tracehouse.core.meta import RunMeta
 from tracehouse.ingest import rows as table_rows
 from tracehouse.ingest.ncu_link import link_launches
 from tracehouse.ingest.writer import Writer
+from tracehouse.schema.migrate import head_from_files
+from tracehouse.schema.sqlite_head import create_at_head, sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -39,18 +41,6 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA synchronous=NORMAL",
 )
-_PREFIX = "sqlite:///"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a plain ``sqlite:///PATH`` URL; None for anything SQLAlchemy would read
-    more into (a driver, a query, escapes, ``:memory:``, ``~``)."""
-    if not url.startswith(_PREFIX):
-        return None
-    path = url[len(_PREFIX) :]
-    if not path or any(ch in path for ch in "?%#~") or path == ":memory:":
-        return None
-    return Path(path)
 
 
 def open_at_head(url: str, *, create: bool = False) -> SqliteWriter | None:
@@ -61,13 +51,9 @@ def open_at_head(url: str, *, create: bool = False) -> SqliteWriter | None:
     if path is None:
         return None
     if create and not path.exists():
-        from tracehouse.schema.sqlite_head import create_at_head
-
         create_at_head(path)
     if not path.is_file():
         return None
-    from tracehouse.schema.migrate import head_from_files
-
     head = head_from_files()
     if head is None:
         return None

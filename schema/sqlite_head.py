@@ -26,6 +26,18 @@ from tracehouse.schema.migrate import head_from_files
 
 SNAPSHOT_NAME = "sqlite_head.sql"
 _REVISION_LINE = "-- revision: "
+_PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL; None for anything SQLAlchemy would read
+    more into (a driver, a query, escapes, ``:memory:``, ``~``)."""
+    if not url.startswith(_PREFIX):
+        return None
+    path = url[len(_PREFIX) :]
+    if not path or any(ch in path for ch in "?%#~") or path == ":memory:":
+        return None
+    return Path(path)
 
 
 def snapshot_path() -> Path:

@@ -76,3 +76,19 @@ def test_makers_racing_for_one_file_leave_one_whole_database(tmp_path: Path) -> 
     assert os.listdir(tmp_path) == ["db.sqlite3"]
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+
+
+def test_any_command_makes_a_new_sqlite_file_from_the_snapshot(tmp_path: Path) -> None:
+    """The first command on a new database (here ``tracehouse runs``) makes the file at head
+    without Alembic; ``db upgrade`` and an existing file still go Alembic's way."""
+    from tests.test_cli_errors import _modules_after
+
+    new = tmp_path / "data" / "new.sqlite3"
+    loaded = _modules_after("runs", "--db", f"sqlite:///{new}")
+    assert "alembic" not in {name.split(".")[0] for name in loaded}
+    assert "tracehouse.schema.sqlite_head" in loaded
+    engine = create_engine(f"sqlite:///{new}")
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
