@@ -8,12 +8,15 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from polars.testing import assert_frame_equal
 
 from tracehouse.core.frames import ParsedTrace
-from tracehouse.ingest import kineto
+from tracehouse.ingest import kineto, kineto_stream
 
 NAMES = ["aten::mm", "x}, {y", "a}]b", '}, {"ph": "X"}', "k}  ,\n {", '\\"}, {', "plain"]
 
@@ -107,3 +110,18 @@ def parse_or_error(path: Path, decoder: kineto.Decoder = "auto") -> tuple[Parsed
         return kineto.parse_kineto(path, decoder=decoder), None
     except Exception as exc:  # noqa: BLE001
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def count_pieces_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the pieces the scan reads from here on (``kineto_stream.read_pieces``
+    wrapped), filled in as it reads them."""
+    read: list[int] = []
+    real_pieces = kineto_stream.read_pieces
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for piece in real_pieces(*args, **kwargs):
+            read.append(piece.n)
+            yield piece
+
+    monkeypatch.setattr(kineto_stream, "read_pieces", counted)
+    return read

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from tests.conftest import REPO, Database, kineto_traces, require_shared
 from tests.fixtures import ingest_peak
 from tests.fuzz.oracle import assert_same_pieces
-from tests.kineto_docs import assert_same_parse, documents, event, parse_or_error, write_doc
+from tests.kineto_docs import assert_same_parse, count_pieces_read, documents, event, parse_or_error, write_doc
 from tracehouse.ingest import kineto, kineto_native, kineto_stream, kineto_windows
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
@@ -77,15 +77,7 @@ def test_a_malformed_element_declines_without_reading_on(tmp_path: Path, monkeyp
     path = write_doc(tmp_path, text.encode())
     assert isinstance(kineto_native.scan(path.read_bytes()), int)  # the whole scan declines it too
     monkeypatch.setattr(kineto_stream, "MAX_ELEMENT_BYTES", 50_000)
-    read: list[int] = []
-    real_pieces = kineto_stream.read_pieces
-
-    def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        for piece in real_pieces(*args, **kwargs):  # type: ignore[arg-type]
-            read.append(piece.n)
-            yield piece
-
-    monkeypatch.setattr(kineto_stream, "read_pieces", counted)
+    read = count_pieces_read(monkeypatch)
     with pytest.raises(kineto_stream.Declined):
         kineto_stream.scan_file(path, piece_bytes=4096)
     assert sum(read) < len(text) / 4  # gave up near the element, not at the end of the file

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KINETO_DIR, require_shared
-from tests.kineto_docs import assert_same_parse, parse_or_error
+from tests.kineto_docs import assert_same_parse, count_pieces_read, parse_or_error
 from tracehouse.core.errors import TooLarge
 from tracehouse.ingest import kineto_stream, piece_ring
 from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS, Unsplittable
@@ -96,15 +96,7 @@ def test_an_element_bigger_than_the_headroom_is_joined_by_a_copy(
     plain.write_bytes(gzip.decompress(trace.read_bytes()))
     assert kineto_stream.scan_file(plain, piece_bytes=4096) is not None
     monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 4096)
-    read: list[int] = []
-    real_pieces = kineto_stream.read_pieces
-
-    def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        for piece in real_pieces(*args, **kwargs):  # type: ignore[arg-type]
-            read.append(piece.n)
-            yield piece
-
-    monkeypatch.setattr(kineto_stream, "read_pieces", counted)
+    read = count_pieces_read(monkeypatch)
     native, error = parse_or_error(plain)
     monkeypatch.undo()
     assert len(read) > 20  # the native scan read it, 4 KiB at a time
