@@ -291,6 +291,14 @@ WINDOWED_FROM_GZIP_BYTES = 24 << 20  # gzip (Kineto JSON compresses about 15-20x
 NSYS_WINDOWED_FROM_BYTES = 64 << 20
 
 
+def big_trace(path: Path, fmt: str, scratch: Path, *, window_kernels: int | None = None) -> BigTrace | None:
+    """``path`` spilled or indexed in ``scratch`` for windowed attribution where the ingest
+    would read it so (big, or ``window_kernels`` asked for), else None: ``reingest`` reads a
+    stored trace as its ingest did, in bounded memory."""
+    inflate_cap = default_inflated_limit(DEFAULT_MAX_TRACE_BYTES)
+    return _windowed(path, fmt, Options(inflate_cap, NAME_RULES, "auto", window_kernels, scratch))
+
+
 def _windowed(path: Path, fmt: str, opt: Options) -> BigTrace | None:
     """The trace spilled (Kineto) or indexed (nsys) for windowed attribution when it is big
     (or ``window_kernels`` asks for it); None for the whole-trace path (small, declined by the

@@ -11,7 +11,7 @@ The launch rollup is not written: its medians and percentiles do not add up over
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -107,13 +107,36 @@ def store_windowed(
     keyword arguments."""
     run_id = writer.insert_run(big.header, big.stand_in_kernels(), meta)
     trace_id = writer.insert_trace(run_id, big.header, **trace_row)
+    count = store_windowed_kernels(writer, big, run_id, trace_id, name_rules)
+    return run_id, trace_id, count
+
+
+def store_windowed_kernels(
+    writer: Writer,
+    big: BigTrace,
+    run_id: int,
+    trace_id: int,
+    name_rules: Sequence[NameRule] = NAME_RULES,
+    *,
+    before_window: Callable[[int, int], None] | None = None,
+    after_window: Callable[[int, int], None] | None = None,
+) -> int:
+    """The kernel and rollup rows of ``big`` for an existing run and trace, and the run's
+    totals, inside ``writer``'s open transaction: the kernel count.  ``before_window`` and
+    ``after_window`` are called with each window's first and last ``seq`` around its insert
+    (``reingest`` replaces a stored run's kernels a window at a time with them)."""
     run = _Run()
     # The next window is attributed (polars, off the GIL) while this one is inserted.
     for kernels in prefetched(big.windows(name_rules), depth=1, name="tracehouse-windows"):
+        first, last = int(kernels["seq"].min()), int(kernels["seq"].max())  # type: ignore[arg-type]
+        if before_window is not None:
+            before_window(first, last)
         rows = writer.insert_kernel_rows(run_id, trace_id, kernels)
         run.add(run_id, kernels, rows)
+        if after_window is not None:
+            after_window(first, last)
     if run.by_op is not None and run.by_name is not None:
         writer.insert_rows("operator_rollup", run.by_op)
         writer.insert_rows("kernel_rollup", run.by_name)
     writer.update_run(run_id, run.totals())
-    return run_id, trace_id, run.count
+    return run.count

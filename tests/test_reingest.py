@@ -139,3 +139,84 @@ def test_reingest_backfills_memory_events(db: Database, raw_dir: Path) -> None:
     assert memory() == fresh
     reingest_run(db.engine, run_id)
     assert memory() == fresh
+
+
+def _stored(db: Database, run_id: int) -> tuple[list[tuple], list[tuple], tuple]:
+    """The run's kernel rows (by seq, without ids), operator rollup and totals."""
+    with session_scope(db.engine) as s:
+        kernels = s.execute(
+            select(
+                Kernel.seq,
+                Kernel.start_ns,
+                Kernel.dur_ns,
+                Symbol.text,
+                Kernel.operator,
+                Kernel.operator_source,
+                Kernel.attention_type,
+                Kernel.seq_q,
+                Kernel.op_flops,
+            )
+            .join(Symbol, Symbol.id == Kernel.name_id)
+            .where(Kernel.run_id == run_id)
+            .order_by(Kernel.seq)
+        ).all()
+        rollup = s.execute(
+            select(OperatorRollup.operator, OperatorRollup.attention_type, OperatorRollup.total_ns)
+            .where(OperatorRollup.run_id == run_id)
+            .order_by(OperatorRollup.operator, OperatorRollup.attention_type, OperatorRollup.total_ns)
+        ).all()
+        run = s.get(Run, run_id)
+        assert run is not None
+        totals = (run.kernel_count, run.total_ns, run.span_ns, run.other_ns)
+    return [tuple(k) for k in kernels], [tuple(r) for r in rollup], totals
+
+
+def test_a_windowed_reingest_replaces_a_window_at_a_time_as_the_whole_one_does(
+    db: Database, raw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace read in windows is re-read in windows (a multi-GB trace never parsed whole):
+    the same kernel rows, rollup, totals and change report as the whole-trace re-ingest; a
+    stored kernel past today's last one is deleted and reported."""
+    from tracehouse.ingest import reingest
+
+    if not TRACE.is_file():
+        pytest.skip(f"shared trace not found at {TRACE}")
+    run_id = ingest_file(db.engine, TRACE, raw_dir=raw_dir).run_id
+    fresh = _stored(db, run_id)
+    _stale(db, run_id)
+    whole = reingest_run(db.engine, run_id)
+    assert _stored(db, run_id) == fresh
+    _stale(db, run_id)
+    with session_scope(db.engine) as s:  # a kernel stored past the end, as an older parser might have left
+        last = s.scalars(select(Kernel).where(Kernel.run_id == run_id).order_by(Kernel.seq.desc())).first()
+        assert last is not None
+        s.execute(
+            Kernel.__table__.insert().values(
+                run_id=run_id,
+                trace_id=last.trace_id,
+                seq=last.seq + 1000,
+                kind="kernel",
+                start_ns=last.start_ns,
+                dur_ns=7,
+                name_id=last.name_id,
+                operator="other",
+                operator_source="none",
+            )
+        )
+
+    def parsed_whole(*_: object, **__: object) -> None:
+        raise AssertionError("the windowed re-ingest parsed the trace whole")
+
+    monkeypatch.setattr(reingest, "parse_trace", parsed_whole)
+    windowed = reingest_run(db.engine, run_id, window_kernels=97)
+    kernels, rollup, totals = _stored(db, run_id)
+    assert (kernels, totals) == (fresh[0], fresh[2])
+    assert rollup == fresh[1]
+    assert windowed.kernel_count == whole.kernel_count == len(kernels)
+    assert windowed.reclassified == whole.reclassified + 1  # the extra kernel, gone
+    assert windowed.other_ns_before == whole.other_ns_before + 7
+    assert windowed.other_ns_after == whole.other_ns_after
+    by_change = {(c["kernel"], c["operator_before"], c["operator_after"]): c for c in windowed.changes}
+    for change in whole.changes:
+        key = (change["kernel"], change["operator_before"], change["operator_after"])
+        assert by_change[key]["kernels"] == change["kernels"] and by_change[key]["total_ns"] == change["total_ns"]
