@@ -74,13 +74,17 @@ def create_at_head(path: Path) -> bool:
     built = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file where a folder should be, no permission ...: make_engine says which
+        return False
+    try:
         _build(built, script, revision)
         with contextlib.suppress(FileExistsError):  # made by another process meanwhile: theirs is whole
             os.link(built, path)
     except (OSError, sqlite3.Error):
         return False
     finally:
-        built.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never made, or its folder is not writable
+            built.unlink(missing_ok=True)
     return True
 
 

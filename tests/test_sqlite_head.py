@@ -92,3 +92,18 @@ def test_any_command_makes_a_new_sqlite_file_from_the_snapshot(tmp_path: Path) -
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_a_folder_that_cannot_be_made_is_left_to_alembics_way(tmp_path: Path) -> None:
+    """A file where the folder should be, or a folder it may not write: no snapshot file, no
+    exception (``make_engine`` then names what is wrong, in one line)."""
+    (tmp_path / "a_file").write_text("x")
+    assert not sqlite_head.create_at_head(tmp_path / "a_file" / "deeper" / "db.sqlite3")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        made = sqlite_head.create_at_head(locked / "db.sqlite3")
+        assert made == (os.geteuid() == 0)  # root writes anywhere
+    finally:
+        locked.chmod(0o700)
