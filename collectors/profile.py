@@ -170,7 +170,7 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool 
 
 def _read_chrome_trace(text: bytes) -> tuple[dict[str, Any], Callable[[Any], bytes]]:
     """The exported trace, decoded, and the encoder that writes it back compactly.  orjson
-    reads and writes it in a fraction of the standard library's time (the two were ~17% of a
+    reads and writes it in a fraction of the standard library's time (the two were ~16% of a
     tiny-suite collect); a trace orjson refuses (NaN, an integer past 64 bits) is read and
     written the standard way, so nothing in it changes on the way."""
     try:
