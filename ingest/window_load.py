@@ -128,7 +128,8 @@ def store_windowed_kernels(
     run = _Run()
     # The next window is attributed (polars, off the GIL) while this one is inserted.
     for kernels in prefetched(big.windows(name_rules), depth=1, name="tracehouse-windows"):
-        first, last = int(kernels["seq"].min()), int(kernels["seq"].max())  # type: ignore[arg-type]
+        seqs = kernels["seq"]
+        first, last = (int(seqs.min()), int(seqs.max())) if len(seqs) else (0, -1)  # type: ignore[arg-type]
         if before_window is not None:
             before_window(first, last)
         rows = writer.insert_kernel_rows(run_id, trace_id, kernels)
