@@ -28,7 +28,7 @@ _REVISION = re.compile(r"^(down_)?revision\s*(?::[^=]*)?=\s*(.+?)\s*(?:#.*)?$", 
 _QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
 
 
-def _migrations_dir() -> Path:
+def migrations_dir() -> Path:
     # Found, not imported: the migrations (a layer above, they import the models) are Alembic's
     # to load; this module only tells Alembic where they are.
     spec = importlib.util.find_spec("tracehouse.migrations")
@@ -40,7 +40,7 @@ def alembic_config() -> Config:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(_migrations_dir()))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
 
 
@@ -67,7 +67,7 @@ def head_from_files() -> str | None:
     Alembic's own head."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for path in (_migrations_dir() / "versions").glob("*.py"):
+    for path in (migrations_dir() / "versions").glob("*.py"):
         for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
             names = _QUOTED.findall(value)
             if down:

@@ -14,7 +14,6 @@ every run, that it is exactly what migrating a new file gives.  Regenerate it wi
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
 import sqlite3
@@ -22,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tracehouse.schema.migrate import head_from_files
+from tracehouse.schema import migrate
 
 SNAPSHOT_NAME = "sqlite_head.sql"
 _REVISION_LINE = "-- revision: "
@@ -41,10 +40,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def snapshot_path() -> Path:
-    # Found, not imported: the migrations package is Alembic's to load (see migrate.py).
-    spec = importlib.util.find_spec("tracehouse.migrations")
-    assert spec is not None and spec.origin is not None, "tracehouse.migrations is not installed"
-    return Path(spec.origin).resolve().parent / SNAPSHOT_NAME
+    return migrate.migrations_dir() / SNAPSHOT_NAME
 
 
 def read_snapshot(path: Path | None = None) -> tuple[str, str] | None:
@@ -62,11 +58,11 @@ def read_snapshot(path: Path | None = None) -> tuple[str, str] | None:
 def create_at_head(path: Path) -> bool:
     """Make the SQLite file ``path`` at the schema head from the snapshot, unless it exists;
     False where the snapshot is missing or behind the migrations (the caller then migrates),
-    or the folder cannot be made (``make_engine`` makes it too, and names what is wrong).  The file appears whole or not at all: it is built
-    beside ``path`` and linked into place, so a second process making the same file at the
-    same time finds one complete database."""
+    or the folder cannot be made (``make_engine`` makes it too, and names what is wrong).
+    The file appears whole or not at all: it is built beside ``path`` and linked into place,
+    so a second process making the same file at the same time finds one complete database."""
     snapshot = read_snapshot()
-    if snapshot is None or snapshot[0] != head_from_files() or path.exists():
+    if snapshot is None or snapshot[0] != migrate.head_from_files() or path.exists():
         return False
     revision, script = snapshot
     # Made by sqlite3 itself (not mkstemp's 0600), so the file has the mode SQLite gives any
@@ -123,18 +119,16 @@ def migrated_snapshot(folder: Path) -> str:
     """The snapshot text of a new SQLite file that the Alembic migrations bring to head."""
     from sqlalchemy import create_engine
 
-    from tracehouse.schema.migrate import head_revision, upgrade
-
     db = folder / "migrated.sqlite3"
     engine = create_engine(f"sqlite:///{db}")
     try:
-        upgrade(engine)
+        migrate.upgrade(engine)
     finally:
         engine.dispose()
     lines = [
         "-- What the Alembic migrations leave in a new SQLite file: schema/sqlite_head.py makes new",
         "-- files from it while this revision is the head.  Generated: python -m tracehouse.schema.sqlite_head",
-        f"{_REVISION_LINE}{head_revision()}",
+        f"{_REVISION_LINE}{migrate.head_revision()}",
     ]
     return "\n".join([*lines, *(f"{ddl};" for ddl in schema_of(db))]) + "\n"
 

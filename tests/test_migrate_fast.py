@@ -23,10 +23,10 @@ def test_head_read_from_the_files_is_alembics_head() -> None:
 def test_a_second_head_in_the_files_is_left_to_alembic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     versions = tmp_path / "versions"
     versions.mkdir()
-    for name in migrate._migrations_dir().joinpath("versions").glob("*.py"):
+    for name in migrate.migrations_dir().joinpath("versions").glob("*.py"):
         (versions / name.name).write_text(name.read_text())
     head = head_revision()
-    monkeypatch.setattr(migrate, "_migrations_dir", lambda: tmp_path)
+    monkeypatch.setattr(migrate, "migrations_dir", lambda: tmp_path)
     assert head_from_files() == head  # the copied files: the same head
     (versions / "9999_branch.py").write_text("revision: str = 'zz_branch'\ndown_revision = '0001'  # a second head\n")
     assert head_from_files() is None

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from tracehouse.schema import sqlite_head
+from tracehouse.schema import migrate, sqlite_head
 from tracehouse.schema.migrate import current_revision, head_revision
 from tracehouse.schema.models import Base
 
@@ -46,7 +46,7 @@ def test_a_file_made_from_the_snapshot_is_a_migrated_one(tmp_path: Path) -> None
 
 
 def test_a_snapshot_behind_the_migrations_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_head, "head_from_files", lambda: "9999_a_newer_migration")
+    monkeypatch.setattr(migrate, "head_from_files", lambda: "9999_a_newer_migration")
     assert not sqlite_head.create_at_head(tmp_path / "db.sqlite3")
     assert not (tmp_path / "db.sqlite3").exists()
 
