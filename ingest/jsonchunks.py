@@ -45,7 +45,7 @@ ISAL_ERROR = _isal_error_class()
 _WS = re.compile(rb"[ \t\n\r]*")
 
 
-def _after_ws(buf: bytes | bytearray, pos: int) -> int:
+def after_ws(buf: bytes | bytearray | memoryview, pos: int) -> int:
     """The first index at or after ``pos`` that is not JSON whitespace (``_WS`` matches the
     empty string, so it always matches)."""
     match = _WS.match(buf, pos)
@@ -56,6 +56,11 @@ _CUT = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*(?=\{)")  # one object element ends,
 _END = re.compile(rb"\}[ \t\n\r]*\]")  # the last element ends
 _TRIES = 8  # cuts tried per chunk before giving up on the document
 _READ = 1 << 18  # compressed bytes read at a time
+
+
+def inflated_past(path: Path, max_inflated_bytes: int) -> TooLarge:
+    """The error of a trace whose text passes ``max_inflated_bytes``, as every reader words it."""
+    return TooLarge(f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size")
 
 
 class Unsplittable(Exception):
@@ -171,9 +176,7 @@ def _inflated(fh: BinaryIO, path: Path, piece_bytes: int, max_inflated_bytes: in
             if piece := inflate.decompress(data, piece_bytes):
                 room -= len(piece)
                 if room < 0:
-                    raise TooLarge(
-                        f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
-                    )
+                    raise inflated_past(path, max_inflated_bytes)
                 if digest is not None:
                     digest.update(piece)
                 yield piece
@@ -228,7 +231,7 @@ class ArrayChunks:
         """Just past the array's ``[``, reading as far as it takes to find it."""
         searched = 0
         while True:
-            start = _after_ws(self.buf, 0)
+            start = after_ws(self.buf, 0)
             first = self.buf[start : start + 1]
             found = self.opener.search(self.buf, max(0, searched - 256)) if first == b"{" else None
             if first == b"[" or found:
@@ -242,7 +245,7 @@ class ArrayChunks:
                 raise Unsplittable("no array to split")
 
     def _skip_ws(self, pos: int) -> int:
-        while (pos := _after_ws(self.buf, pos)) == len(self.buf):
+        while (pos := after_ws(self.buf, pos)) == len(self.buf):
             if not self._more(pos):
                 raise Unsplittable("document ends inside the array")
             pos = 0

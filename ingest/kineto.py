@@ -35,7 +35,7 @@ import msgspec
 import polars as pl
 from isal import isal_zlib
 
-from tracehouse.core.errors import BadTrace, TooLarge
+from tracehouse.core.errors import BadTrace
 from tracehouse.core.frames import (
     GPU_EVENT_SCHEMA,
     LAUNCH_SCHEMA,
@@ -46,7 +46,7 @@ from tracehouse.core.frames import (
 )
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_stream
-from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, prefetched
+from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, inflated_past, prefetched
 from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
 
@@ -172,9 +172,7 @@ def read_bytes(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> bytes:
             members.append(inflater.decompress(data, room + 1))
             room -= len(members[-1])
             if room < 0:
-                raise TooLarge(
-                    f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
-                )
+                raise inflated_past(path, max_inflated_bytes)
             if not inflater.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker was reached")
             data = inflater.unused_data

@@ -28,7 +28,7 @@ import polars as pl
 
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto_native
-from tracehouse.ingest.jsonchunks import prefetched
+from tracehouse.ingest.jsonchunks import after_ws, prefetched
 from tracehouse.ingest.piece_ring import RING, Piece, read_pieces
 from tracehouse.ingest.timestamps import us_text_to_ns
 
@@ -38,7 +38,6 @@ MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties .
 _FRAMERS = 2  # threads making pieces' frames (the scan's own thread is one more)
 _AHEAD = 3  # pieces scanned but not yet framed, at most
 _PREFETCH = RING - 2  # the ring holds the piece scanned, these and the one being read
-_WS = re.compile(rb"[ \t\n\r]*")
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 _CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
 # _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
@@ -177,7 +176,7 @@ def _array_start(pieces: Iterator[Piece]) -> tuple[bytes, memoryview | bytes]:
         raise Declined("no events array")
     buf: memoryview | bytes = piece.text
     while True:
-        start = _WS.match(buf).end()  # type: ignore[union-attr]  # matches the empty string
+        start = after_ws(buf, 0)
         first = bytes(buf[start : start + 1])
         if first == b"[":  # the document is the events array itself
             return bytes(buf[: start + 1]), buf[start + 1 :]

@@ -23,8 +23,7 @@ from typing import BinaryIO, Protocol
 
 from isal import igzip, isal_zlib
 
-from tracehouse.core.errors import TooLarge
-from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS, ISAL_ERROR, Unsplittable
+from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS, ISAL_ERROR, Unsplittable, inflated_past
 
 FIRST_PIECE = 1 << 20  # pieces double from here up to the size asked for (see read_pieces)
 HEADROOM = 1 << 20  # room for the element a piece cuts off, in front of the next piece
@@ -87,9 +86,7 @@ def read_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int) -> Iterat
                 break
             room -= n
             if room < 0:
-                raise TooLarge(
-                    f"{path.name}: inflates past the {max_inflated_bytes}-byte limit on a trace's decompressed size"
-                )
+                raise inflated_past(path, max_inflated_bytes)
             if digest is not None:
                 digest.update(buffer[HEADROOM : HEADROOM + n])
             count += 1
