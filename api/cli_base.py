@@ -54,7 +54,7 @@ def open_engine(db: str | None, *, migrate_empty: bool = True) -> Engine:
 
     url = PathSettings().resolved_database_url(db)
     path = sqlite_path(url)
-    if migrate_empty and path is not None and not path.exists():
+    if migrate_empty and path is not None:
         # A new SQLite file at head from the migrations' snapshot, without running them
         # (ensure_schema then finds it at head); Alembic makes it where the snapshot cannot.
         create_at_head(path)

@@ -50,7 +50,7 @@ def open_at_head(url: str, *, create: bool = False) -> SqliteWriter | None:
     path = sqlite_path(url)
     if path is None:
         return None
-    if create and not path.exists():
+    if create:
         create_at_head(path)
     if not path.is_file():
         return None

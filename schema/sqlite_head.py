@@ -61,8 +61,10 @@ def create_at_head(path: Path) -> bool:
     or the folder cannot be made (``make_engine`` makes it too, and names what is wrong).
     The file appears whole or not at all: it is built beside ``path`` and linked into place,
     so a second process making the same file at the same time finds one complete database."""
+    if path.exists():  # first: every CLI command asks, and nearly always the file is there
+        return False
     snapshot = read_snapshot()
-    if snapshot is None or snapshot[0] != migrate.head_from_files() or path.exists():
+    if snapshot is None or snapshot[0] != migrate.head_from_files():
         return False
     revision, script = snapshot
     # Made by sqlite3 itself (not mkstemp's 0600), so the file has the mode SQLite gives any
@@ -115,16 +117,20 @@ def canonical_schema(path: Path) -> list[tuple[str, ...]]:
     )
 
 
-def migrated_snapshot(folder: Path) -> str:
-    """The snapshot text of a new SQLite file that the Alembic migrations bring to head."""
+def migrated_file(path: Path) -> Path:
+    """``path``, a new SQLite file, brought to head by the Alembic migrations."""
     from sqlalchemy import create_engine
 
-    db = folder / "migrated.sqlite3"
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(f"sqlite:///{path}")
     try:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+    return path
+
+
+def snapshot_of(db: Path) -> str:
+    """The snapshot text of ``db``, a file the migrations brought to head (``migrated_file``)."""
     lines = [
         "-- What the Alembic migrations leave in a new SQLite file: schema/sqlite_head.py makes new",
         "-- files from it while this revision is the head.  Generated: python -m tracehouse.schema.sqlite_head",
@@ -135,7 +141,7 @@ def migrated_snapshot(folder: Path) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        text = migrated_snapshot(Path(folder))
+        text = snapshot_of(migrated_file(Path(folder) / "migrated.sqlite3"))
     snapshot_path().write_text(text, encoding="utf-8")
     print(f"wrote {snapshot_path()}", file=sys.stderr)
 

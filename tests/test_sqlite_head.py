@@ -27,8 +27,7 @@ def test_a_file_made_from_the_snapshot_is_a_migrated_one(tmp_path: Path) -> None
     assert sqlite_head.create_at_head(made)
     snapshot = sqlite_head.read_snapshot()
     assert snapshot is not None and snapshot[0] == head_revision()
-    sqlite_head.migrated_snapshot(tmp_path)  # migrates a new tmp_path / "migrated.sqlite3"
-    migrated = sqlite_head.canonical_schema(tmp_path / "migrated.sqlite3")
+    migrated = sqlite_head.canonical_schema(sqlite_head.migrated_file(tmp_path / "migrated.sqlite3"))
     assert sqlite_head.canonical_schema(made) == migrated, (
         "migrations/sqlite_head.sql is out of date: python -m tracehouse.schema.sqlite_head"
     )
