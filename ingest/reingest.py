@@ -115,7 +115,7 @@ def _reingest_windowed(
             writer, big, run_id, trace_id, name_rules, before_window=replace, after_window=compare
         )
         # Stored kernels past today's last one (the trace read as fewer kernels today).
-        changes.add(_keys(session, run_id, count, None), _keys(session, run_id, -1, -1))
+        changes.add(_keys(session, run_id, count, None), pl.DataFrame(schema=_KEYS_SCHEMA))
         session.execute(delete(Kernel).where(Kernel.run_id == run_id, Kernel.seq >= count))
         linked = relink(session, run_id)
     return changes.result(run_id, count, linked)
@@ -194,17 +194,16 @@ def _keys(session: Session, run_id: int, first: int | None = None, last: int | N
     if last is not None:
         query = query.where(Kernel.seq <= last)
     rows = session.execute(query).all()
-    return pl.DataFrame(
-        [tuple(r) for r in rows],
-        orient="row",
-        schema={
-            "seq": pl.Int64,
-            "operator": pl.String,
-            "attention_type": pl.String,
-            "dur_ns": pl.Int64,
-            "name": pl.String,
-        },
-    )
+    return pl.DataFrame([tuple(r) for r in rows], orient="row", schema=_KEYS_SCHEMA)
+
+
+_KEYS_SCHEMA = {
+    "seq": pl.Int64,
+    "operator": pl.String,
+    "attention_type": pl.String,
+    "dur_ns": pl.Int64,
+    "name": pl.String,
+}
 
 
 def _other_ns(keys: pl.DataFrame) -> int:
