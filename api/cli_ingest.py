@@ -82,6 +82,18 @@ def run_ingest(
     as_json: bool = False,
 ) -> None:
     """Ingest trace files; prints the run id of each (one transaction per run)."""
+    from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, default_inflated_limit
+    from tracehouse.ingest import scan_ahead
+
+    # The first file is gunzipped and scanned on a thread while the rest is imported; the
+    # limit is the one ``ingest_file`` applies when given none, as here.
+    with scan_ahead.started(paths[0] if paths else None, default_inflated_limit(DEFAULT_MAX_TRACE_BYTES)):
+        _ingest_paths(paths, db, run, as_json, _run_meta(model, hardware, backend, experiment, meta))
+
+
+def _run_meta(
+    model: str | None, hardware: str | None, backend: str | None, experiment: str | None, meta: list[str] | None
+) -> RunMeta:
     from tracehouse.core.meta import meta_from_mapping, parse_key_values
 
     values: dict[str, object] = dict(parse_key_values(meta or [], "--meta"))
@@ -97,7 +109,10 @@ def run_ingest(
             if v is not None
         }
     )
-    run_meta = meta_from_mapping(values)
+    return meta_from_mapping(values)
+
+
+def _ingest_paths(paths: list[Path], db: str | None, run: int | None, as_json: bool, run_meta: RunMeta) -> None:
     settings = PathSettings()  # pydantic-settings' import would cost more than a small trace's parse
     writer = open_writer(db)
     try:

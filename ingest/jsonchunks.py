@@ -138,7 +138,10 @@ class ContentDigests:
         return hashlib.sha256() if wanted else None
 
     def keep(self, fh: BinaryIO, digest: str) -> None:
-        key = self.key(os.fstat(fh.fileno()))
+        self.keep_key(self.key(os.fstat(fh.fileno())), digest)
+
+    def keep_key(self, key: tuple[int, ...], digest: str) -> None:
+        """The digest of the file ``key`` names (its stat when it was read), if it is wanted."""
         with self._lock:
             if key in self._wanted:
                 self._wanted[key] = digest

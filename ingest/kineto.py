@@ -47,7 +47,7 @@ from tracehouse.core.frames import (
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import counter_ranges, kineto_stream
 from tracehouse.ingest.jsonchunks import ArrayChunks, Unsplittable, file_pieces, inflated_past, prefetched
-from tracehouse.ingest.kineto_native import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
+from tracehouse.ingest.kineto_pieces import GPU_KINDS, LAUNCH_CATS, RANGE_CATS
 from tracehouse.ingest.timestamps import start_and_duration_ns
 
 # What a truncated or corrupt gzip raises.  isal's stubs declare its error as an instance

@@ -14,6 +14,8 @@ from types import ModuleType
 
 import polars as pl
 
+from tracehouse.ingest.kineto_pieces import CATEGORIES, GPU_KINDS, LAUNCH_CATS, RANGE_CATS
+
 _kineto_scan: ModuleType | None  # the compiled scanner (interface in _kineto_scan.pyi), if built
 try:
     from tracehouse.ingest import _kineto_scan
@@ -22,18 +24,6 @@ except ImportError:  # installed where nothing could compile it: the msgspec pat
 
 AVAILABLE = _kineto_scan is not None
 
-# The categories of complete events a trace's frames are made of, by frame.
-GPU_KINDS = {
-    "kernel": "kernel",
-    "Kernel": "kernel",
-    "gpu_memcpy": "memcpy",
-    "Memcpy": "memcpy",
-    "gpu_memset": "memset",
-    "Memset": "memset",
-}
-LAUNCH_CATS = ("Runtime", "cuda_driver", "cuda_runtime", "hip_runtime")
-RANGE_CATS = {"cpu_op": "cpu_op", "Operator": "cpu_op", "user_annotation": "annotation", "python_function": "python"}
-KEPT = (*GPU_KINDS, *LAUNCH_CATS, *RANGE_CATS)  # a scanned event's ``cat`` indexes this
 _FIRST_LAUNCH, _FIRST_RANGE = len(GPU_KINDS), len(GPU_KINDS) + len(LAUNCH_CATS)
 
 
@@ -68,7 +58,7 @@ def scan(raw: bytes) -> Scanned | int | None:
     where the scanner declined the document, or None when the extension is not built."""
     if _kineto_scan is None:
         return None
-    found = _kineto_scan.scan(raw, tuple(c.encode() for c in KEPT))
+    found = _kineto_scan.scan(raw, CATEGORIES)
     if isinstance(found, int):
         return found
     return Scanned(*found)

@@ -1,7 +1,7 @@
 """The C scanner fed a piece at a time: a Kineto trace of any size is read in bounded memory.
 
 The file is read (and gunzipped, on another thread) a piece at a time; the scanner
-(``_kineto_scan.scan_piece``) takes the events array's elements from each piece, stopping at
+(``_kineto_scan.scan_piece``, walked by ``kineto_pieces.PieceScan``) takes the events array's elements from each piece, stopping at
 the last element the piece cuts off, which comes again at the start of the next piece.  Each
 piece's kept events become the gpu / launch / range frames at once (``ts`` already in integer
 ns, names as Categorical), so neither the JSON text nor the scanner's columns of the whole
@@ -12,42 +12,34 @@ when the whole-document scan accepts it, and gives the same frames
 (tests/test_kineto_stream.py checks both against the reference decoder).
 
 Where an element does not parse, more text is appended until it does; past
-``MAX_ELEMENT_BYTES`` or at the end of the file, the element is malformed, not cut off, and
-the scan declines (the caller then takes the reference path).
+``kineto_pieces.MAX_ELEMENT_BYTES`` or at the end of the file, the element is malformed, not
+cut off, and the scan declines (the caller then takes the reference path).  A file the command
+line scanned ahead, while it imported polars (``scan_ahead``), is framed from that scan.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import polars as pl
 
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import kineto_native
-from tracehouse.ingest.jsonchunks import after_ws, prefetched
-from tracehouse.ingest.piece_ring import RING, Piece, read_pieces
+from tracehouse.ingest import kineto_native, scan_ahead
+from tracehouse.ingest.jsonchunks import prefetched
+from tracehouse.ingest.kineto_pieces import CATEGORIES, Declined, PieceScan, Table
+from tracehouse.ingest.piece_ring import RING, read_pieces
 from tracehouse.ingest.timestamps import us_text_to_ns
 
+__all__ = ["Declined", "Streamed", "empty_frame", "expanded", "scan_file", "scan_pieces"]
+
 PIECE_BYTES = 8 << 20  # gunzipped text scanned at a time
-MAX_ELEMENT_BYTES = 64 << 20  # no real event is near this; a malformed one stops here
-MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties ...)
 _FRAMERS = 2  # threads making pieces' frames (the scan's own thread is one more)
 _AHEAD = 3  # pieces scanned but not yet framed, at most
 _PREFETCH = RING - 2  # the ring holds the piece scanned, these and the one being read
-_OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
-_CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
-# _kineto_scan.scan_piece(buffer, categories, at_start): ((schema, array) capsules, events, consumed,
-# ended), or the offset where it declined.
 T = TypeVar("T")
-ScanPiece = Callable[[memoryview | bytes, tuple[bytes, ...], bool], int | tuple[tuple[object, object], int, int, bool]]
-
-
-class Declined(Exception):
-    """The scanner does not take this document; the reference decoder will."""
 
 
 class Streamed:
@@ -65,8 +57,11 @@ def scan_file(
 ) -> Streamed | None:
     """The file's kept events as frames, scanned a piece at a time; None when the extension
     is not built.  Raises :class:`Declined` where the scanner declines the document, and
-    whatever reading raises (TooLarge past ``max_inflated_bytes``, zlib's errors ...)."""
-    found = scan_pieces(path, _kept, max_inflated_bytes, piece_bytes)
+    whatever reading raises (TooLarge past ``max_inflated_bytes``, zlib's errors ...).
+    Where the command scanned this very file ahead while it imported (``scan_ahead``), that
+    scan's tables are framed instead; a caller asking for its own ``piece_bytes`` gets its own."""
+    early = scan_ahead.take(path, max_inflated_bytes) if piece_bytes is None else None
+    found = _framed(early, _kept) if early is not None else scan_pieces(path, _kept, max_inflated_bytes, piece_bytes)
     if found is None:
         return None
     parts, events, header = found
@@ -93,45 +88,34 @@ def scan_pieces(
     # pieces ahead of the scan (``piece_ring.RING`` counts them).
     pieces = prefetched(read_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes), depth=_PREFETCH)
     try:
-        return _scan(pieces, scanner.scan_piece, handle)
+        return _framed(PieceScan(pieces, scanner.scan_piece), handle)
     finally:
         pieces.close()  # stops the gunzip thread when the scan ends early
 
 
-def _scan(
-    pieces: Iterator[Piece], scan_piece: ScanPiece, handle: Callable[[dict[str, pl.DataFrame]], T]
-) -> tuple[list[T], int, bytes]:
-    prefix, buf = _array_start(pieces)
-    events, at_start = 0, True
+class _Scan(Protocol):
+    """What ``_framed`` takes: ``kineto_pieces.PieceScan``, or the tables ``scan_ahead`` kept."""
+
+    events: int
+    header: bytes
+    array_at: int
+
+    def __iter__(self) -> Iterator[Table]: ...
+
+
+def _framed(scan: _Scan, handle: Callable[[dict[str, pl.DataFrame]], T]) -> tuple[list[T], int, bytes]:
     # A piece's rows become frames on a second thread while the scanner reads the next piece
     # (both let go of the GIL): the scan stays as fast as the whole-document one on two threads.
     # Results come back in file order; ``handle`` may see two pieces at once.
     with ThreadPoolExecutor(_FRAMERS, thread_name_prefix="tracehouse-frames") as framing:
         framed = []
-        while True:
-            found = scan_piece(buf, _CATEGORIES, at_start)
-            if isinstance(found, int):
-                raise Declined(f"element at +{found}")
-            table, count, consumed, ended = found
-            events += count
-            if count:
-                framed.append(framing.submit(_handled, table, handle))
-                if len(framed) > _AHEAD:  # the scan waits: a piece's table is as big as its text
-                    framed[-_AHEAD - 1].result()
-            if ended:
-                break
-            # The element the piece cut off, copied out before the next piece is taken: its
-            # buffer is the next to be refilled.
-            carry = bytes(buf[consumed:])
-            more = next(pieces, None)
-            if more is None or (consumed == 0 and len(buf) > MAX_ELEMENT_BYTES):
-                raise Declined("an element that does not parse")
-            buf = more.joined(carry)
-            at_start = at_start and consumed == 0
+        for table in scan:
+            framed.append(framing.submit(_handled, table, handle))
+            if len(framed) > _AHEAD:  # the scan waits: a piece's table is as big as its text
+                framed[-_AHEAD - 1].result()
         parts = [piece.result() for piece in framed]
-    header = prefix + b"]" + bytes(buf[consumed:]) + b"".join(bytes(piece.text) for piece in pieces)
-    _check_header(header, len(prefix) - 1)
-    return parts, events, header
+    _check_header(scan.header, scan.array_at)
+    return parts, scan.events, scan.header
 
 
 def _kept(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -168,27 +152,6 @@ def expanded(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
 
 
-def _array_start(pieces: Iterator[Piece]) -> tuple[bytes, memoryview | bytes]:
-    """The document up to and including the events array's ``[``, and the text after it read
-    so far.  A match of the key in a nested object is caught by ``_check_header``."""
-    piece = next(pieces, None)
-    if piece is None:
-        raise Declined("no events array")
-    buf: memoryview | bytes = piece.text
-    while True:
-        start = after_ws(buf, 0)
-        first = bytes(buf[start : start + 1])
-        if first == b"[":  # the document is the events array itself
-            return bytes(buf[: start + 1]), buf[start + 1 :]
-        found = _OPENER.search(buf) if first == b"{" else None
-        if found:
-            return bytes(buf[: found.end()]), buf[found.end() :]
-        piece = next(pieces, None)
-        if piece is None or len(buf) > MAX_HEADER_BYTES or first not in (b"", b"{"):
-            raise Declined("no events array")
-        buf = bytes(buf) + bytes(piece.text)  # a header longer than a piece: rare, copied
-
-
 def _check_header(header: bytes, array_at: int) -> None:
     """The document with its array emptied must be one the whole-document scanner takes, with
     its one events array where the pieces' was (not a nested ``traceEvents``, not two)."""
@@ -206,7 +169,7 @@ def _empty_compact(kind: str) -> pl.DataFrame:
     scanner = kineto_native._kineto_scan
     if scanner is None:
         raise Declined("the scanner is not built")
-    found = scanner.scan_piece(b"]", _CATEGORIES, True)  # an empty array: the frames' columns and types
+    found = scanner.scan_piece(b"]", CATEGORIES, True)  # an empty array: the frames' columns and types
     if isinstance(found, int):
         raise Declined(f"empty array at +{found}")
     return _compact(kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*found[0])))[kind])

@@ -20,7 +20,7 @@ from tests.conftest import REPO, Database, kineto_traces, require_shared
 from tests.fixtures import ingest_peak
 from tests.fuzz.oracle import assert_same_pieces
 from tests.kineto_docs import assert_same_parse, count_pieces_read, documents, event, parse_or_error, write_doc
-from tracehouse.ingest import kineto, kineto_native, kineto_stream, kineto_windows
+from tracehouse.ingest import kineto, kineto_native, kineto_pieces, kineto_stream, kineto_windows
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
@@ -76,7 +76,7 @@ def test_a_malformed_element_declines_without_reading_on(tmp_path: Path, monkeyp
     text = json.dumps({"traceEvents": events}).replace('"dup": 1', '"na\\u006de": "y"', 1)  # an escaped key
     path = write_doc(tmp_path, text.encode())
     assert isinstance(kineto_native.scan(path.read_bytes()), int)  # the whole scan declines it too
-    monkeypatch.setattr(kineto_stream, "MAX_ELEMENT_BYTES", 50_000)
+    monkeypatch.setattr(kineto_pieces, "MAX_ELEMENT_BYTES", 50_000)
     read = count_pieces_read(monkeypatch)
     with pytest.raises(kineto_stream.Declined):
         kineto_stream.scan_file(path, piece_bytes=4096)

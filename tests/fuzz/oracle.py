@@ -15,13 +15,13 @@ from pathlib import Path
 from tests.kineto_docs import assert_same_parse, parse_or_error
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.ingest import kineto, kineto_native, kineto_stream
+from tracehouse.ingest.kineto_pieces import CATEGORIES
 from tracehouse.ingest.timestamps import us_text_to_ns
 
 _LIBC = ctypes.CDLL(None)  # malloc / free as the process has them: ASan's, when preloaded
 _LIBC.malloc.restype = ctypes.c_void_p
 _LIBC.malloc.argtypes = [ctypes.c_size_t]
 _LIBC.free.argtypes = [ctypes.c_void_p]
-_CATEGORIES = tuple(c.encode() for c in kineto_native.KEPT)
 
 
 def scan_exact(data: bytes) -> object:
@@ -29,13 +29,13 @@ def scan_exact(data: bytes) -> object:
     scanner = kineto_native._kineto_scan
     assert scanner is not None, "the C scanner is not built"
     if not data:
-        return scanner.scan(b"", _CATEGORIES)
+        return scanner.scan(b"", CATEGORIES)
     address = _LIBC.malloc(len(data))
     if not address:
         raise MemoryError
     try:
         ctypes.memmove(address, data, len(data))
-        found = scanner.scan(memoryview((ctypes.c_char * len(data)).from_address(address)), _CATEGORIES)
+        found = scanner.scan(memoryview((ctypes.c_char * len(data)).from_address(address)), CATEGORIES)
         if not isinstance(found, int):
             kineto_native.Scanned(*found)  # the capsules must import into polars
         return found

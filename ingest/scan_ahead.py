@@ -1,0 +1,200 @@
+"""The command line's first trace, gunzipped and scanned while the command imports polars.
+
+A ``tracehouse ingest FILE`` process spends ~0.1 s importing polars and the pipeline before
+it reads a byte, and the gunzip and the C scan of a typical trace take about as long again
+while needing neither polars nor, mostly, the GIL.  So ``run_ingest`` calls :func:`started`
+first: a thread reads the file whole, inflates it in one call and walks it with
+``kineto_pieces.PieceScan`` (one scanner call), and ``kineto_stream.scan_file`` takes the
+tables (:func:`take`) and frames them exactly as it frames its own scan's.
+
+Why whole, and in one call each: whenever this thread wants the GIL back from the importing
+thread it waits up to the interpreter's switch interval (5 ms).  An earlier attempt that ran
+the pipeline's piece-by-piece read here gained only 4-8 % (docs/NOTES-scanahead.md).  Beside
+``import polars``, the pipeline's gzip reader (isal's, which pulls its input through the file
+object) took 60-69 ms to inflate the largest shared trace; one ``decompressobj`` call, 27 ms.
+
+What keeps this safe and bounded:
+- Only a regular file whose first bytes are gzip's or JSON's, up to ``AHEAD_BYTES`` of text
+  (a gzip file up to an eighth of that); a longer text is dropped as soon as it shows.
+- Anything the early read or scan raises only drops it: the pipeline then reads the file
+  itself, and its own read names the error, as it always has.
+- The tables are taken only for the same file (device, inode, size and modification time,
+  before and after the read) and the same inflate limit; ``discard`` drops them and joins the
+  thread whatever happens, and ``started`` calls it on the way out.
+- Nothing here imports polars (tests/test_scan_ahead.py checks that in a fresh process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from isal import isal_zlib
+
+from tracehouse.ingest.jsonchunks import CONTENT_DIGESTS, ContentDigests, after_ws
+from tracehouse.ingest.kineto_pieces import PieceScan, Table
+
+AHEAD_BYTES = 64 << 20  # the most text the early scan holds (and its tables, about as much)
+_GZIP_RATIO = 8  # Kineto JSON compresses 15-20x: a bigger gzip file would pass AHEAD_BYTES
+_SNIFF_BYTES = 4096
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Scanned:
+    """The early scan's tables, event count and header: what ``kineto_stream`` frames."""
+
+    __slots__ = ("array_at", "events", "header", "tables")
+
+    def __init__(self, scan: PieceScan, tables: list[Table]) -> None:
+        self.tables, self.events, self.header, self.array_at = tables, scan.events, scan.header, scan.array_at
+
+    def __iter__(self) -> Iterator[Table]:
+        return iter(self.tables)
+
+
+class _Whole:
+    """The whole text as the one piece ``PieceScan`` reads."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+    def joined(self, carry: bytes) -> bytes:
+        return carry + self.text
+
+
+class _Ahead:
+    def __init__(self, path: Path, key: tuple[int, ...], max_inflated_bytes: int) -> None:
+        self.path, self.key, self.limit = path, key, max_inflated_bytes
+        self.scanned: Scanned | None = None
+        self.thread = threading.Thread(target=self._run, name="tracehouse-scanahead", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+            gzipped = raw[:2] == _GZIP_MAGIC
+            text = _inflated(raw, min(self.limit, AHEAD_BYTES)) if gzipped else raw
+            if text is None or len(text) > self.limit:
+                return
+            scan = PieceScan(iter([_Whole(text)]))
+            tables = list(scan)
+            if ContentDigests.key(self.path.stat()) != self.key:  # replaced while it was read
+                return
+            if gzipped:  # the pipeline asks for the content's digest: this read has the content
+                CONTENT_DIGESTS.want(self.path)
+                CONTENT_DIGESTS.keep_key(self.key, hashlib.sha256(text).hexdigest())
+            self.scanned = Scanned(scan, tables)
+        except Exception:  # noqa: BLE001  dropped: the pipeline's own read reports what is wrong
+            self.scanned = None
+
+
+def _inflated(raw: bytes, limit: int) -> bytes | None:
+    """Every gzip member of ``raw`` inflated, in one call each (a reader pulling its input
+    through Python would take the GIL back from the importing thread dozens of times); None
+    past ``limit`` bytes or for anything but whole members back to back (the pipeline's own
+    read takes those, and names what is wrong)."""
+    parts: list[bytes] = []
+    room = limit
+    while raw:
+        if raw[:2] != _GZIP_MAGIC:
+            return None
+        member = isal_zlib.decompressobj(wbits=31)
+        parts.append(member.decompress(raw, room + 1))
+        room -= len(parts[-1])
+        if not member.eof or room < 0:
+            return None
+        raw = member.unused_data
+    return b"".join(parts)
+
+
+class _Slot:
+    """The one early scan a process holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ahead: _Ahead | None = None
+
+    def put(self, ahead: _Ahead) -> None:
+        with self._lock:
+            self._ahead = ahead
+
+    def held(self) -> _Ahead | None:
+        with self._lock:
+            return self._ahead
+
+    def pop(self, ahead: _Ahead | None = None) -> _Ahead | None:
+        """The scan held (only where it is ``ahead``, when given), no longer held."""
+        with self._lock:
+            held = self._ahead
+            if ahead is None or held is ahead:
+                self._ahead = None
+            return held
+
+
+_SLOT = _Slot()
+
+
+def start(path: Path, max_inflated_bytes: int) -> None:
+    """Scan ``path`` on a thread where it may be a Kineto trace short enough to hold whole."""
+    discard()
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or not _may_be_kineto(path, st.st_size):
+            return
+    except OSError:
+        return  # the pipeline says what is wrong with it
+    ahead = _Ahead(path, ContentDigests.key(st), max_inflated_bytes)
+    _SLOT.put(ahead)
+    ahead.thread.start()
+
+
+def _may_be_kineto(path: Path, size: int) -> bool:
+    with path.open("rb") as fh:
+        first = fh.read(_SNIFF_BYTES)
+    if first[:2] == _GZIP_MAGIC:
+        return size <= AHEAD_BYTES // _GZIP_RATIO
+    at = after_ws(first, 0)
+    return size <= AHEAD_BYTES and first[at : at + 1] in (b"{", b"[")
+
+
+def take(path: Path, max_inflated_bytes: int) -> Scanned | None:
+    """The early scan of ``path`` at this inflate limit, once (waiting for it to finish), or
+    None where there is none for this very file (another file, replaced since, dropped)."""
+    ahead = _SLOT.held()
+    if ahead is None:
+        return None  # the service, and every later file: one read of a global
+    try:
+        key = ContentDigests.key(path.stat())
+    except OSError:
+        return None
+    if key != ahead.key or max_inflated_bytes != ahead.limit:
+        return None
+    ahead.thread.join()
+    _SLOT.pop(ahead)
+    return ahead.scanned
+
+
+def discard() -> None:
+    """Drop the early scan, if any, once its thread has finished."""
+    ahead = _SLOT.pop()
+    if ahead is None:
+        return
+    ahead.thread.join()
+    ahead.scanned = None
+    CONTENT_DIGESTS.take(ahead.key)  # the digest request the early read made, if still there
+
+
+@contextmanager
+def started(path: Path | None, max_inflated_bytes: int) -> Iterator[None]:
+    """``start`` (none for no path), and ``discard`` on the way out whatever happens."""
+    if path is not None:
+        start(path, max_inflated_bytes)
+    try:
+        yield
+    finally:
+        discard()
