@@ -62,13 +62,11 @@ class Piece:
         return self.buffer[start : HEADROOM + self.n]
 
 
-def read_pieces(
-    path: Path, piece_bytes: int, max_inflated_bytes: int, first_piece: int = FIRST_PIECE
-) -> Iterator[Piece]:
+def read_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int) -> Iterator[Piece]:
     """The file's text ``piece_bytes`` at a time (gunzipped when it is gzip, by magic), each
-    piece in the next buffer of the ring (the first ``first_piece``, doubling from there);
-    raises :class:`TooLarge` as soon as the text passes ``max_inflated_bytes``, and gzip's
-    errors as ``zlib.error`` (``Unsplittable`` for a truncated file), as ``file_pieces`` does.  A gzip file's content digest is taken on the way
+    piece in the next buffer of the ring; raises :class:`TooLarge` as soon as the text passes
+    ``max_inflated_bytes``, and gzip's errors as ``zlib.error`` (``Unsplittable`` for a
+    truncated file), as ``file_pieces`` does.  A gzip file's content digest is taken on the way
     where it is wanted (``CONTENT_DIGESTS``)."""
     # Anonymous maps: a page costs memory only once written, so a small trace touches little.
     ring = [memoryview(mmap.mmap(-1, HEADROOM + piece_bytes)) for _ in range(RING)]
@@ -82,7 +80,7 @@ def read_pieces(
             buffer = ring[count % RING]
             # The scan waits for the first piece: a small one lets it start after a few ms of
             # gunzip instead of ~20 ms, and the pieces grow to full size within a few.
-            size = min(piece_bytes, first_piece << count)
+            size = min(piece_bytes, FIRST_PIECE << count)
             n = _fill(reader, buffer[HEADROOM : HEADROOM + size])
             if not n:
                 break
