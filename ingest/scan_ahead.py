@@ -76,7 +76,10 @@ class _Ahead:
 
     def _run(self) -> None:
         try:
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as fh:
+                raw = fh.read(AHEAD_BYTES + 1)  # bounded, should the file have grown since
+            if len(raw) > AHEAD_BYTES:
+                return
             gzipped = raw[:2] == _GZIP_MAGIC
             text = _inflated(raw, min(self.limit, AHEAD_BYTES)) if gzipped else raw
             if text is None or len(text) > self.limit:
