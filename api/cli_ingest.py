@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from tracehouse.ingest.pipeline import IngestResult
     from tracehouse.ingest.units import IngestUnit
     from tracehouse.ingest.writer import Writer
+
+T = TypeVar("T")
 
 # The ingest command's options taking one value (``--meta`` may repeat), and its one flag.
 _VALUED = {
@@ -117,11 +119,21 @@ def _ingest_paths(paths: list[Path], db: str | None, run: int | None, as_json: b
     writer = open_writer(db)
     try:
         landed, count = _plan(writer, paths, run, run_meta, settings)
-        _ingest_and_report(landed, count, as_json=as_json)
+        _ingest_and_report(_dropping_the_early_scan(landed), count, as_json=as_json)
     finally:
         # Closes the connections: SQLite checkpoints its WAL on the last close, before the
         # entry point ends the process without the interpreter's teardown.
         writer.close()
+
+
+def _dropping_the_early_scan(landed: Iterator[T]) -> Iterator[T]:
+    """``landed``, the first file's early scan let go once the first unit has landed: a first
+    file the pipeline never parsed (a duplicate) does not hold its tables while the rest ingest."""
+    from tracehouse.ingest import scan_ahead
+
+    for item in landed:
+        scan_ahead.discard()
+        yield item
 
 
 def open_writer(db: str | None) -> Writer:

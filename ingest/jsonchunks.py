@@ -121,10 +121,17 @@ class ContentDigests:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def want(self, path: Path) -> tuple[int, ...]:
-        key = self.key(path.stat())
+        return self.want_key(self.key(path.stat()))
+
+    def want_key(self, key: tuple[int, ...]) -> tuple[int, ...]:
         with self._lock:
             self._wanted.setdefault(key, None)
         return key
+
+    def __len__(self) -> int:
+        """How many files' digests are wanted or kept, not yet taken."""
+        with self._lock:
+            return len(self._wanted)
 
     def take(self, key: tuple[int, ...]) -> str | None:
         with self._lock:

@@ -34,10 +34,16 @@ SD = DATA / "sd_tiny_cpu_baseline.json.gz"
 
 @pytest.fixture(autouse=True)
 def _nothing_left_behind() -> Iterator[None]:
+    digests = len(CONTENT_DIGESTS)
     yield
     scan_ahead.discard()
     assert scan_ahead._SLOT.held() is None
-    assert not [t for t in threading.enumerate() if t.name == "tracehouse-scanahead"]
+    assert not _threads()
+    assert len(CONTENT_DIGESTS) == digests  # no digest request left behind
+
+
+def _threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tracehouse-scanahead"]
 
 
 def _parse(path: Path, *, ahead: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[kineto.ParsedTrace, list[int]]:
@@ -67,11 +73,14 @@ def test_the_early_scan_frames_and_digests_as_the_piece_scan(monkeypatch: pytest
     path = next(p for p in kineto_traces() if p.name == "a100_rank3_of8_training.json.gz")
     key = CONTENT_DIGESTS.want(path)
     try:
-        scan_ahead.start(path, LIMIT)
-        early = kineto_stream.scan_file(path, LIMIT)
+        with monkeypatch.context() as m:
+            read = count_pieces_read(m)
+            scan_ahead.start(path, LIMIT)
+            early = kineto_stream.scan_file(path, LIMIT)
         digest = CONTENT_DIGESTS.take(key)
     finally:
         CONTENT_DIGESTS.take(key)
+    assert read == []  # the early scan's tables were framed
     own = kineto_stream.scan_file(path, LIMIT, piece_bytes=1 << 20)  # its own pieces, never the early scan
     assert early is not None and own is not None
     assert (early.event_count, early.header_text) == (own.event_count, own.header_text)
@@ -105,7 +114,16 @@ def test_it_is_taken_only_for_the_same_file_and_limit(tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated", "garbage after", "zero padding", "second member", "past AHEAD_BYTES", "not gzip", "past the limit"],
+    [
+        "truncated",
+        "garbage after",
+        "zero padding",
+        "second member",
+        "too many members",
+        "past AHEAD_BYTES",
+        "not gzip",
+        "past the limit",
+    ],
 )
 def test_what_it_cannot_read_whole_is_dropped_and_the_pipeline_decides(
     damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -122,6 +140,10 @@ def test_what_it_cannot_read_whole_is_dropped_and_the_pipeline_decides(
     elif damage == "second member":  # whole members back to back: read, and equal
         text = gzip.decompress(data)
         path.write_bytes(gzip.compress(text[:1000]) + gzip.compress(text[1000:]))
+    elif damage == "too many members":  # each member copies the rest: dropped past _MAX_MEMBERS
+        text = gzip.decompress(data)
+        cut = len(text) // (scan_ahead._MAX_MEMBERS + 1) + 1
+        path.write_bytes(b"".join(gzip.compress(text[i : i + cut]) for i in range(0, len(text), cut)))
     elif damage == "past AHEAD_BYTES":
         monkeypatch.setattr(scan_ahead, "AHEAD_BYTES", len(gzip.decompress(data)) - 1)
     elif damage == "not gzip":
@@ -150,14 +172,46 @@ def _parse_or_error(path: Path, limit: int) -> tuple[kineto.ParsedTrace | None, 
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def test_a_file_changed_while_it_is_read_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _trace(tmp_path)
+    real_scan = scan_ahead.PieceScan
+
+    def touched(*args: object) -> object:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        return real_scan(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_ahead, "PieceScan", touched)
+    scan_ahead.start(path, LIMIT)
+    held = scan_ahead._SLOT.held()
+    assert held is not None
+    held.thread.join()
+    assert held.scanned is None
+
+
+def test_a_fifo_put_in_the_files_place_does_not_block(tmp_path: Path) -> None:
+    path = _trace(tmp_path)
+    key = ContentDigests.key(path.stat())
+    path.unlink()
+    os.mkfifo(path)
+    ahead = scan_ahead._Ahead(path, key, LIMIT)  # as if ``start`` had looked at the regular file
+    ahead.thread.start()
+    ahead.thread.join(timeout=10)
+    assert not ahead.thread.is_alive() and ahead.scanned is None
+    scan_ahead.start(path, LIMIT)  # and a FIFO itself starts nothing
+    assert scan_ahead._SLOT.held() is None
+
+
 def test_folders_missing_and_other_files_start_nothing(tmp_path: Path) -> None:
     csv = tmp_path / "counters.csv"
     csv.write_text('"ID","Kernel Name"\n')
     (tmp_path / "plain").mkdir()
     plain = _trace(tmp_path / "plain", gz=False)
-    for path in (tmp_path, tmp_path / "missing.json", csv):
+    for path in (tmp_path, tmp_path / "missing.json"):
         scan_ahead.start(path, LIMIT)
         assert scan_ahead._SLOT.held() is None, path
+    scan_ahead.start(csv, LIMIT)  # sniffed on the thread: dropped there
+    assert scan_ahead.take(csv, LIMIT) is None
     scan_ahead.start(plain, LIMIT)  # plain JSON is scanned too
     assert scan_ahead.take(plain, LIMIT) is not None
 
@@ -175,6 +229,28 @@ def test_the_command_takes_it_and_its_digest_finds_the_same_content_again(
     again = run_cli("ingest", str(copy), "--db", db.url, "--json")
     assert again.returncode == 0 and '"created":false' in again.stdout, again.stderr  # same content digest
     assert read
+
+
+def test_the_command_lets_go_of_it_whatever_happens(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    digests = len(CONTENT_DIGESTS)
+    held: list[object] = []
+    real_discard = scan_ahead.discard
+
+    def watched() -> None:
+        held.append(scan_ahead._SLOT.held())
+        real_discard()
+
+    monkeypatch.setattr(scan_ahead, "discard", watched)
+    assert run_cli("ingest", str(SD), "--db", db.url).returncode == 0
+    before = len(held)
+    duplicate = run_cli("ingest", str(SD), str(DATA / "sd_tiny_cpu_flash.json.gz"), "--db", db.url)
+    assert duplicate.returncode == 0 and "duplicate of run 1" in duplicate.stdout, duplicate.stderr
+    # The duplicate's scan was never taken: let go once the first unit landed, not at the end
+    # (calls: start's own, after the first unit, after the second, on the way out).
+    assert [h is not None for h in held[before:]] == [False, True, False, False]
+    bad_meta = run_cli("ingest", str(SD), "--meta", "novalue", "--db", db.url)
+    assert bad_meta.returncode == 2 and "--meta" in bad_meta.stderr
+    assert scan_ahead._SLOT.held() is None and not _threads() and len(CONTENT_DIGESTS) == digests
 
 
 def test_the_early_scan_imports_no_polars() -> None:
