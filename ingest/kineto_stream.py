@@ -1,8 +1,9 @@
 """The C scanner fed a piece at a time: a Kineto trace of any size is read in bounded memory.
 
 The file is read (and gunzipped, on another thread) a piece at a time; the scanner
-(``_kineto_scan.scan_piece``, walked by ``kineto_pieces.PieceScan``) takes the events array's elements from each piece, stopping at
-the last element the piece cuts off, which comes again at the start of the next piece.  Each
+(``_kineto_scan.scan_piece``, walked by ``kineto_pieces.PieceScan``) takes the events
+array's elements from each piece, stopping at the last element the piece cuts off, which
+comes again at the start of the next piece.  Each
 piece's kept events become the gpu / launch / range frames at once (``ts`` already in integer
 ns, names as Categorical), so neither the JSON text nor the scanner's columns of the whole
 trace ever exist, only the frames.  The small rest of
