@@ -14,13 +14,11 @@ from types import ModuleType
 
 import polars as pl
 
-from tracehouse.ingest.kineto_pieces import CATEGORIES, GPU_KINDS, LAUNCH_CATS, RANGE_CATS
+from tracehouse.ingest.kineto_pieces import CATEGORIES, GPU_KINDS, LAUNCH_CATS, RANGE_CATS, SCANNER
 
-_kineto_scan: ModuleType | None  # the compiled scanner (interface in _kineto_scan.pyi), if built
-try:
-    from tracehouse.ingest import _kineto_scan
-except ImportError:  # installed where nothing could compile it: the msgspec path does it all
-    _kineto_scan = None
+# The compiled scanner (interface in _kineto_scan.pyi), if built; None where nothing could
+# compile it, and the msgspec path does it all.
+_kineto_scan: ModuleType | None = SCANNER
 
 AVAILABLE = _kineto_scan is not None
 

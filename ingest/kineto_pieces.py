@@ -8,17 +8,19 @@ table into frames.  Both get the same tables, the same event count and the same 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Protocol
 
 from tracehouse.ingest.jsonchunks import after_ws
 
-_kineto_scan: ModuleType | None  # the compiled scanner (interface in _kineto_scan.pyi), if built
+_kineto_scan: ModuleType | None
 try:
     from tracehouse.ingest import _kineto_scan
 except ImportError:  # installed where nothing could compile it: the msgspec path does it all
     _kineto_scan = None
+# The compiled scanner (interface in _kineto_scan.pyi), if built: the one ``kineto_native`` uses too.
+SCANNER = _kineto_scan
 
 # The categories of complete events a trace's frames are made of, by frame.
 GPU_KINDS = {
@@ -39,9 +41,6 @@ MAX_HEADER_BYTES = 64 << 20  # text before the events array (device properties .
 _OPENER = re.compile(rb'"traceEvents"[ \t\n\r]*:[ \t\n\r]*\[')
 
 Table = tuple[object, object]  # (schema, array) capsules of one piece's kept events
-# _kineto_scan.scan_piece(buffer, categories, at_start): (table, events, consumed, ended), or
-# the offset where it declined.
-ScanPiece = Callable[[memoryview | bytes, tuple[bytes, ...], bool], int | tuple[Table, int, int, bool]]
 
 
 class Piece(Protocol):
@@ -68,12 +67,10 @@ class PieceScan:
     Where an element does not parse, more text is appended until it does; past
     ``MAX_ELEMENT_BYTES`` or at the end of the file, the element is malformed, not cut off."""
 
-    def __init__(self, pieces: Iterator[Piece], scan_piece: ScanPiece | None = None) -> None:
-        if scan_piece is None:
-            if _kineto_scan is None:
-                raise Declined("the scanner is not built")
-            scan_piece = _kineto_scan.scan_piece
-        self._pieces, self._scan_piece = pieces, scan_piece
+    def __init__(self, pieces: Iterator[Piece]) -> None:
+        if SCANNER is None:
+            raise Declined("the scanner is not built")
+        self._pieces, self._scan_piece = pieces, SCANNER.scan_piece
         self.events = 0
         self.header = b""
         self.array_at = -1  # the events array's ``[`` in ``header``
@@ -83,6 +80,7 @@ class PieceScan:
         prefix, buf = _array_start(pieces)
         at_start = True
         while True:
+            # (table, events, consumed, ended), or the offset where the scanner declined
             found = self._scan_piece(buf, CATEGORIES, at_start)
             if isinstance(found, int):
                 raise Declined(f"element at +{found}")

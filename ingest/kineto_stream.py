@@ -82,14 +82,13 @@ def scan_pieces(
     """``handle`` of each piece's compact frames (``_piece_frames``; called on worker threads,
     two pieces at a time, the results in file order), the event count and the header text; None when the extension is not
     built.  Raises as :func:`scan_file`.  ``kineto_windows`` spills each piece to disk here."""
-    scanner = kineto_native._kineto_scan
-    if scanner is None:
+    if kineto_native._kineto_scan is None:
         return None
     # Read (and gunzipped) on another thread into the ring's buffers, at most ``_PREFETCH``
     # pieces ahead of the scan (``piece_ring.RING`` counts them).
     pieces = prefetched(read_pieces(path, piece_bytes or PIECE_BYTES, max_inflated_bytes), depth=_PREFETCH)
     try:
-        return _framed(PieceScan(pieces, scanner.scan_piece), handle)
+        return _framed(PieceScan(pieces), handle)
     finally:
         pieces.close()  # stops the gunzip thread when the scan ends early
 

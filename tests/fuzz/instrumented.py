@@ -1,5 +1,6 @@
 """Load an instrumented build of the Kineto scanner (``scripts/fuzz.sh build-asan|build-fuzz``)
-in place of the installed one, before anything imports ``kineto_native``.
+in place of the installed one, before anything imports ``kineto_pieces`` (which holds the
+scanner ``kineto_native`` and ``kineto_stream`` use).
 
 Used as a pytest plugin (``pytest -p tests.fuzz.instrumented``) and by the fuzz harness; the
 build to load is named by ``TRACEHOUSE_KINETO_SCAN_SO``.
@@ -18,8 +19,8 @@ MODULE = "tracehouse.ingest._kineto_scan"
 
 
 def load(path: Path) -> ModuleType:
-    if "tracehouse.ingest.kineto_native" in sys.modules:
-        raise RuntimeError("kineto_native was imported before the instrumented scanner was loaded")
+    if "tracehouse.ingest.kineto_pieces" in sys.modules:
+        raise RuntimeError("kineto_pieces was imported before the instrumented scanner was loaded")
     import tracehouse.ingest as package
 
     spec = importlib.util.spec_from_file_location(MODULE, path)
