@@ -86,7 +86,8 @@ class _Ahead:
                 return
             gzipped = raw[:2] == _GZIP_MAGIC
             text = _inflated(raw, min(self.limit, AHEAD_BYTES)) if gzipped else raw
-            if text is None or len(text) > self.limit or not _may_be_json(text):
+            # Plain text was sniffed as it was read; inflated text is sniffed here.
+            if text is None or len(text) > self.limit or (gzipped and not _may_be_json(text)):
                 return
             scan = PieceScan(iter([_Whole(text)]))
             tables = list(scan)
