@@ -88,6 +88,14 @@ class DatabaseUnavailable(DatabaseError):
     code = "database_unavailable"
 
 
+class DatabaseConflict(DatabaseError):
+    """PostgreSQL rolled the transaction back because it conflicted with a concurrent one (a
+    deadlock, a serialization failure): nothing of it was written, and the same request may
+    succeed when tried again.  Not an outage, so not ``DatabaseUnavailable``."""
+
+    code = "database_conflict"
+
+
 class ServiceUnhealthy(TracehouseError):
     """The service is up but cannot do its work: the ingest worker is dead or the queue is stuck."""
 

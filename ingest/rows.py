@@ -116,10 +116,16 @@ def int32(value: int | None) -> int | None:
 
 
 def symbol_digests(names: pl.Series) -> dict[str, str]:
-    """``sha1 digest -> text`` of every distinct non-null name, in first-seen order (so symbol
-    ids come out the same, run after run and writer after writer)."""
-    texts = names.drop_nulls().unique(maintain_order=True).to_list()
-    return {hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest(): t for t in texts}
+    """``sha1 digest -> text`` of every distinct non-null name, in digest order.
+
+    Every ingest inserts its new symbols in this order, so it takes their rows' locks in the
+    same order as any other: two PostgreSQL ingests adding the same new names (two A100 traces
+    share most of their kernels) queue behind each other.  In the order each trace first used
+    them, one would wait for a name the other holds while holding one the other waits for, and
+    PostgreSQL ends that deadlock by failing one ingest.  The order also makes symbol ids come
+    out the same, run after run and writer after writer."""
+    texts = names.drop_nulls().unique().to_list()
+    return dict(sorted((hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest(), t) for t in texts))
 
 
 def symbol_frame(digests: dict[str, str], found: dict[str, int]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from tracehouse.core.errors import DatabaseError, DatabaseUnavailable, TracehouseError
+from tracehouse.core.errors import DatabaseConflict, DatabaseError, DatabaseUnavailable, TracehouseError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,11 @@ def first_connect(engine: Engine) -> Iterator[None]:
         raise unavailable(engine, exc) from None
 
 
+# SQLSTATEs of a transaction PostgreSQL rolled back for a concurrent one's sake: deadlock_detected,
+# serialization_failure.  The database is there; the request may be tried again.
+_CONFLICTS = frozenset({"40P01", "40001"})
+
+
 @contextmanager
 def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """Commit on success, roll back on any error.  Database errors become one message that names
@@ -127,6 +132,13 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         session.rollback()
         if read_only and _is_refused_write(exc):
             raise _refused_write(exc) from exc
+        orig = getattr(exc, "orig", None)
+        if getattr(orig, "sqlstate", None) in _CONFLICTS:
+            log.info("transaction rolled back by the database (%s): %s", safe_url(engine.url), orig)
+            raise DatabaseConflict(
+                "database conflict: the database rolled this write back for a concurrent one (a deadlock or a serialization failure); "
+                "nothing was written, try again"
+            ) from exc
         if isinstance(exc, OperationalError):
             log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)
             raise DatabaseUnavailable("database unavailable") from exc
