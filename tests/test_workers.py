@@ -82,6 +82,22 @@ def _uploads(tmp: Path) -> list[tuple[str, Path]]:
     return order
 
 
+def _leases_lost(workers: list[WorkerProcess]) -> defaultdict[int, set[str]]:
+    """Job id -> the workers that logged losing their lease on it (the renewal found the job
+    claimed by another, or the outcome's write did)."""
+    lost: defaultdict[int, set[str]] = defaultdict(set)
+    for w in workers:
+        for job in re.findall(r"ingest job (\d+): lease lost", w.log.read_text()):
+            lost[int(job)].add(w.worker_id)
+    return lost
+
+
+def _log_lines(workers: list[WorkerProcess], jobs: dict[int, object]) -> list[str]:
+    ids = "|".join(map(str, jobs))
+    wanted = re.compile(rf"ingest job ({ids})\b")
+    return [line for w in workers for line in w.log.read_text().splitlines() if wanted.search(line)]
+
+
 def _holding(db: Database, worker_id: str) -> int | None:
     with session_scope(db.engine) as s:
         return s.scalar(select(IngestJob.id).where(IngestJob.status == "running", IngestJob.worker_id == worker_id))
@@ -170,7 +186,17 @@ def _check_outcomes(
     assert kernels == runs and sum(k == SD_KERNELS for k in runs.values()) == 36  # nothing partial
     # The killed worker's job was taken over by another worker after its lease ran out.
     taken = jobs[killed_job]
-    assert taken.attempts == 2 and taken.worker_id not in (None, workers[0].worker_id)
+    assert taken.worker_id not in (None, workers[0].worker_id)
+    # Every job ran once, the killed one twice, plus once more for each worker that reports
+    # having lost its lease on it (a worker starved past the 2 s lease on a busy machine):
+    # no retry goes unexplained (a deadlock's), and no lease is reported lost that was not.
+    lost = _leases_lost(workers)
+    unexplained = {
+        j.id: (j.attempts, lost[j.id])
+        for j in jobs.values()
+        if j.attempts != 1 + (j.id == killed_job) + len(lost[j.id])
+    }
+    assert not unexplained, (unexplained, _log_lines(workers, unexplained))
     # No job finished twice: each outcome written once, by one worker.
     finished = Counter(job for w in workers for job in w.finished_jobs())
     assert finished == Counter(job_ids) and killed_job not in workers[0].finished_jobs()
