@@ -22,7 +22,7 @@ WAIT_CALLS = ("cudaStreamWaitEvent", "hipStreamWaitEvent")
 def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``."""
     launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
-    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns").sort("call_ns")
+    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns").sort("call_ns", "tid")
     if waits.is_empty():
         return pl.DataFrame(schema={"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64})
     activity = parsed.gpu_events["correlation"].drop_nulls().unique()

@@ -12,9 +12,12 @@ a kernel), the names that occur as cpu ops, per-device kernel time and warning c
 keeps the launches of the window's kernels and the ranges around those launches, and runs
 the same ``attribute`` as a whole trace.  The rows are the whole trace's: a window holds every
 kernel of its start range (``seq`` is offset by the kernels before), every launch of those
-kernels, and every range enclosing one of those launches.  Two things are whole-trace facts
-and are carried across windows: a name is an op's when it occurs as a cpu op anywhere, and an
-op's FLOPs and bytes are counted on its first kernel only (``op_instance``, kept by range).
+kernels, and every range enclosing one of those launches.  Three things are whole-trace facts
+and are carried across windows: a name is an op's when it occurs as a cpu op anywhere; an
+op's FLOPs and bytes are counted on its first kernel only (``op_instance``, kept by range);
+and a cross-stream wait gates the first launch after it on its thread, whichever window that
+launch is in (the wait calls are kept aside as the pieces are spilled, 16 bytes each, and
+:meth:`Windowed.sync_rows` gives ``kineto_sync.sync_rows``' rows once the windows are read).
 Nesting depths are computed within the window: equal to the whole trace's when ranges on a
 thread nest (RecordFunction scopes do); a range that partly overlaps another one which ended
 before the window could shift a depth.  tests/test_kineto_stream.py compares the rows with
@@ -40,6 +43,7 @@ from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
+from tracehouse.ingest.kineto_sync import WAIT_CALLS
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
 _KINDS = ("gpu", "launch", "range")
@@ -64,6 +68,7 @@ class Spill:
     parts: dict[str, list[_Part]] = field(default_factory=lambda: {k: [] for k in _KINDS})
     starts: list[pl.Series] = field(default_factory=list)  # every kernel's ts, for the windows
     op_names: set[str] = field(default_factory=set)
+    waits: list[pl.DataFrame] = field(default_factory=list)  # wait calls (tid, ts): the sync edges' sources
     device_ns: dict[int | None, int] = field(default_factory=dict)
     missing_duration: int = 0
     nul_in_text: int = 0
@@ -76,6 +81,7 @@ class Spill:
             frame = self._valid(frames[kind])
             if kind == "launch":
                 frame = frame.filter(pl.col("correlation").is_not_null())
+                self._keep_waits(frame)
             if frame.is_empty():
                 continue
             path = self.folder / f"{kind}{next(self._numbers):06d}.arrow"
@@ -87,6 +93,16 @@ class Spill:
         for piece in pieces:
             for kind, part in piece.items():
                 self.parts[kind].append(part)
+
+    def _keep_waits(self, launches: pl.DataFrame) -> None:
+        """The piece's cross-stream wait calls, as ``kineto._launches`` keeps them (the first
+        record of a correlation id: here the first within the piece, where a runtime call and
+        its driver record are written together)."""
+        firsts = launches.unique("correlation", keep="first", maintain_order=True)
+        waits = firsts.filter(pl.col("name").cast(pl.String).is_in(WAIT_CALLS)).select("tid", "ts")
+        if waits.height:
+            with self._lock:
+                self.waits.append(waits)
 
     def _valid(self, frame: pl.DataFrame) -> pl.DataFrame:
         """What ``kineto._timed`` keeps (the duration in ns now; the base is added when read),
@@ -144,6 +160,7 @@ class Windowed:
     spill: Spill
     base_ns: int
     window_kernels: int = WINDOW_KERNELS
+    _gates: pl.DataFrame | None = None  # each wait and the earliest launch after it seen so far
 
     @property
     def kernel_count(self) -> int:
@@ -165,8 +182,10 @@ class Windowed:
         # on none when it was not one the op decided (attribution's rule, kept as it is).
         seen: set[int] = set()
         seq = 0
+        self._gates = self._waits()
         for lo, hi in self._bounds():
             trace = self._window(lo, hi)
+            self._gate(trace.launches)
             rows = attribute(trace, name_rules, op_names=op_names, with_instance=True)
             instance = trace.ranges["gid"].gather(rows["op_instance"])
             has_cost = rows["op_flops"].is_not_null()
@@ -178,6 +197,44 @@ class Windowed:
                 op_bytes=pl.when(pl.Series(before)).then(0).otherwise(pl.col("op_bytes")),
             ).drop("op_instance")
             seq += rows.height
+
+    def sync_rows(self) -> pl.DataFrame:
+        """``kineto_sync.sync_rows`` of the whole trace, once :meth:`windows` has run through:
+        a wait gates the first launch of a GPU activity on its thread at or after it, which
+        may be in any window (launches come in kernel order, not call order), so each window's
+        candidate replaces an earlier window's only when it was called earlier."""
+        if self._gates is None:
+            raise RuntimeError("sync_rows() before windows() has run")
+        return self._gates.with_row_index("seq").select(
+            pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation"
+        )
+
+    def _waits(self) -> pl.DataFrame:
+        schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
+        if not self.spill.waits:
+            return pl.DataFrame(schema=schema)
+        waits = pl.concat(self.spill.waits).select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
+        return conform(waits.sort("call_ns", "tid"), schema)  # as kineto_sync orders them
+
+    def _gate(self, launches: pl.DataFrame) -> None:
+        assert self._gates is not None
+        if self._gates.is_empty() or launches.is_empty():
+            return
+        launched = (
+            launches.filter(pl.col("start_ns").is_not_null())
+            .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", here_ns="start_ns", here="correlation")
+            .sort("call_ns")
+        )
+        found = self._gates.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
+        earlier = pl.col("here_ns").is_not_null() & (
+            pl.col("gate_ns").is_null() | (pl.col("here_ns") < pl.col("gate_ns"))
+        )
+        self._gates = found.select(
+            "tid",
+            "call_ns",
+            gate_ns=pl.when(earlier).then("here_ns").otherwise("gate_ns"),
+            dst_correlation=pl.when(earlier).then("here").otherwise("dst_correlation").cast(pl.Int64),
+        )
 
     def _bounds(self) -> list[tuple[int | None, int | None]]:
         """Start ranges ``[lo, hi)`` of about ``window_kernels`` kernels each (kernels that

@@ -71,6 +71,9 @@ class NsysWindowed:
             schema={"device": pl.Int64, "dur_ns": pl.Int64},
         ).with_columns(start_ns=pl.lit(0, pl.Int64), operator=pl.lit("other"), graph=pl.lit(False))
 
+    def sync_rows(self) -> None:
+        """None: an export read by window keeps no sync edges (its wait calls are not gathered)."""
+
     def windows(self, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> Iterator[pl.DataFrame]:
         """Kernel rows (``attribution.KERNEL_ROW_COLUMNS``), window by window in ``seq`` order."""
         # Read on the thread that runs the generator (store_windowed prefetches a window ahead).

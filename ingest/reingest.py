@@ -96,7 +96,7 @@ def _reingest_windowed(
 ) -> ReingestResult:
     """The windowed ingest's writes for an existing run: each window's stored kernels (by
     ``seq``) are read for the comparison, deleted and written again before the next window is
-    taken; like a windowed ingest, it keeps no sync edges, memory events or launch rollup."""
+    taken; like a windowed ingest, it keeps no memory events or launch rollup."""
     changes = _Changes()
     with session_scope(engine) as session:
         for table in (OperatorRollup, KernelRollup, LaunchRollup, SyncEdge, MemoryEvent):
@@ -114,6 +114,8 @@ def _reingest_windowed(
         count = store_windowed_kernels(
             writer, big, run_id, trace_id, name_rules, before_window=replace, after_window=compare
         )
+        if (waits := big.sync_rows()) is not None:
+            writer.insert_sync(run_id, trace_id, waits)
         # Stored kernels past today's last one (the trace read as fewer kernels today).
         changes.add(_keys(session, run_id, count, None), pl.DataFrame(schema=_KEYS_SCHEMA))
         session.execute(delete(Kernel).where(Kernel.run_id == run_id, Kernel.seq >= count))

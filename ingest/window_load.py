@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from tracehouse.ingest.kineto_windows import Windowed
     from tracehouse.ingest.nsys_windows import NsysWindowed
 
-    # A trace stored by windows: both present ``header``, ``stand_in_kernels()`` and ``windows()``.
+    # A trace stored by windows: both present ``header``, ``stand_in_kernels()``, ``windows()``
+    # and ``sync_rows()``.
     BigTrace: TypeAlias = Windowed | NsysWindowed
 
 _OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]
@@ -102,12 +103,14 @@ def store_windowed(
     trace_row: dict[str, str | int],
     name_rules: Sequence[NameRule] = NAME_RULES,
 ) -> tuple[int, int, int]:
-    """Run, trace, kernel and rollup rows of ``big`` through ``writer``, inside its open
-    transaction: its run id, trace id and kernel count.  ``trace_row``: ``insert_trace``'s
-    keyword arguments."""
+    """Run, trace, kernel, rollup and (a Kineto trace's) sync edge rows of ``big`` through
+    ``writer``, inside its open transaction: its run id, trace id and kernel count.
+    ``trace_row``: ``insert_trace``'s keyword arguments."""
     run_id = writer.insert_run(big.header, big.stand_in_kernels(), meta)
     trace_id = writer.insert_trace(run_id, big.header, **trace_row)
     count = store_windowed_kernels(writer, big, run_id, trace_id, name_rules)
+    if (waits := big.sync_rows()) is not None:  # known once every window has been read
+        writer.insert_sync(run_id, trace_id, waits)
     return run_id, trace_id, count
 
 

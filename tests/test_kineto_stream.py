@@ -109,6 +109,7 @@ def _stored(engine: Engine, run_id: int) -> dict[str, pl.DataFrame]:
         "FROM kernel_rollup r WHERE run_id = :r",
         "run": "SELECT * FROM run WHERE id = :r",
         "trace": "SELECT * FROM trace WHERE run_id = :r",
+        "sync_edge": "SELECT * FROM sync_edge WHERE run_id = :r",
     }
     unstable = {"id", "run_id", "trace_id", "created_at", "ingested_at", "name_id", *_SYMBOLS}
     out = {}

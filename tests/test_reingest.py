@@ -22,6 +22,7 @@ from tracehouse.ingest.reingest import reingest_candidates, reingest_run
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.memory import MemoryEvent
 from tracehouse.schema.models import Kernel, KernelRollup, NcuMetric, OperatorRollup, Run, Symbol, Trace
+from tracehouse.schema.sync import SyncEdge
 
 TRACE = KINETO_DIR / "a100_alexnet_small.json.gz"
 
@@ -171,6 +172,16 @@ def _stored(db: Database, run_id: int) -> tuple[list[tuple], list[tuple], tuple]
     return [tuple(k) for k in kernels], [tuple(r) for r in rollup], totals
 
 
+def _sync_edges(db: Database, run_id: int) -> list[tuple]:
+    with session_scope(db.engine) as s:
+        edges = s.execute(
+            select(SyncEdge.seq, SyncEdge.tid, SyncEdge.call_ns, SyncEdge.dst_correlation)
+            .where(SyncEdge.run_id == run_id)
+            .order_by(SyncEdge.seq)
+        ).all()
+    return [tuple(e) for e in edges]
+
+
 def test_a_windowed_reingest_replaces_a_window_at_a_time_as_the_whole_one_does(
     db: Database, raw_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,7 +193,8 @@ def test_a_windowed_reingest_replaces_a_window_at_a_time_as_the_whole_one_does(
     if not TRACE.is_file():
         pytest.skip(f"shared trace not found at {TRACE}")
     run_id = ingest_file(db.engine, TRACE, raw_dir=raw_dir).run_id
-    fresh = _stored(db, run_id)
+    fresh, edges = _stored(db, run_id), _sync_edges(db, run_id)
+    assert len(edges) == 34  # the trace's cudaStreamWaitEvent calls
     _stale(db, run_id)
     whole = reingest_run(db.engine, run_id)
     assert _stored(db, run_id) == fresh
@@ -212,6 +224,7 @@ def test_a_windowed_reingest_replaces_a_window_at_a_time_as_the_whole_one_does(
     kernels, rollup, totals = _stored(db, run_id)
     assert (kernels, totals) == (fresh[0], fresh[2])
     assert rollup == fresh[1]
+    assert _sync_edges(db, run_id) == edges  # the cross-stream waits, gathered across windows
     assert windowed.kernel_count == whole.kernel_count == len(kernels)
     assert windowed.reclassified == whole.reclassified + 1  # the extra kernel, gone
     assert windowed.other_ns_before == whole.other_ns_before + 7
