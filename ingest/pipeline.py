@@ -241,7 +241,7 @@ def _parsed_and_stored(
             return existing
     # The profiler's [memory] events: read before the transaction (a second pass over the file,
     # only where the header says they were recorded).  A windowed (big) trace keeps no ranges
-    # to attribute them by, and no launch frame for its waits: it is stored without either.
+    # to attribute them by: it is stored without them (its waits are ``store_windowed``'s).
     memory = None
     if fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
         memory = memory_rows(path, parsed.ranges, opt.inflate_cap)
