@@ -60,9 +60,11 @@ class Worker:
         self._busy_since: float | None = None
         self._held: int | None = None  # the job whose lease is renewed: claimed, outcome not yet written
         self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
-        # Held by a renewal and by the outcome's write: a renewal that ran while the outcome was
-        # committed would find the job no longer running and report a lease lost that was not.
-        self._lease_lock = threading.Lock()
+        # The job whose outcome is being, or was last, written: a renewal that ran as it was
+        # committed finds the job no longer running, and must not report that as a lost lease.
+        # (Set, never cleared: job ids are not reused.)  No lock: the renewal and the outcome's
+        # write are database round trips, and neither may wait on the other's.
+        self._outcome_of: int | None = None
         self._watch_lock = threading.Lock()
         self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
@@ -90,16 +92,19 @@ class Worker:
     def _renew_loop(self) -> None:
         lease = self.settings.worker_lease_seconds
         while not self._stop.wait(lease / 3):
-            with self._lease_lock:
-                if self._held is not None:
-                    self._renew(self._held, lease)
+            if (job_id := self._held) is not None:
+                self._renew(job_id, lease)
 
     def _renew(self, job_id: int, lease: float) -> None:
         try:
-            if not renew_lease(self.engine, job_id, self.worker_id, lease):
-                log.warning("ingest job %s: lease lost (this worker was silent past %.0f s)", job_id, lease)
+            renewed = renew_lease(self.engine, job_id, self.worker_id, lease)
         except Exception:  # the database is away: the next beat tries again
             log.exception("ingest job %s: could not renew the lease", job_id)
+            return
+        # Lost only if it is not this worker's own outcome that ended the job (a lease truly lost
+        # while the outcome is written is reported by ``record_outcome``, which drops it).
+        if not renewed and self._outcome_of != job_id:
+            log.warning("ingest job %s: lease lost (this worker was silent past %.0f s)", job_id, lease)
 
     def state(self) -> WorkerState:
         now, busy = time.monotonic(), self._busy_since
@@ -142,9 +147,9 @@ class Worker:
                 if self._pending is None:
                     self._held = None
         job, outcome = self._pending
-        with self._lease_lock:
-            record_outcome(self.engine, job, outcome)  # raises while the database refuses it
-            self._pending = self._held = None
+        self._outcome_of = job.id
+        record_outcome(self.engine, job, outcome)  # raises while the database refuses it
+        self._pending = self._held = None
         self._notify(job.id)
         return True
 

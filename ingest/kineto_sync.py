@@ -31,7 +31,7 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     launched = (
         launches.filter(pl.col("correlation").is_in(activity.implode()))
         .select("tid", call_ns="start_ns", dst_correlation="correlation")
-        .sort("call_ns")
+        .sort("call_ns", "dst_correlation")  # on a tie, the lower id: the same whatever the sort
     )
     return (
         waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)

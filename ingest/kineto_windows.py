@@ -68,7 +68,8 @@ class Spill:
     parts: dict[str, list[_Part]] = field(default_factory=lambda: {k: [] for k in _KINDS})
     starts: list[pl.Series] = field(default_factory=list)  # every kernel's ts, for the windows
     op_names: set[str] = field(default_factory=set)
-    waits: list[pl.DataFrame] = field(default_factory=list)  # wait calls (tid, ts): the sync edges' sources
+    # The wait calls of each launch part (correlation, tid, ts): the sync edges' sources.
+    waits: list[tuple[_Part, pl.DataFrame]] = field(default_factory=list)
     device_ns: dict[int | None, int] = field(default_factory=dict)
     missing_duration: int = 0
     nul_in_text: int = 0
@@ -81,12 +82,13 @@ class Spill:
             frame = self._valid(frames[kind])
             if kind == "launch":
                 frame = frame.filter(pl.col("correlation").is_not_null())
-                self._keep_waits(frame)
             if frame.is_empty():
                 continue
             path = self.folder / f"{kind}{next(self._numbers):06d}.arrow"
             frame.write_ipc(path)
             parts[kind] = _Part(path, *self._span(kind, frame))
+            if kind == "launch":
+                self._keep_waits(frame, parts[kind])
         return parts
 
     def place(self, pieces: list[dict[str, _Part]]) -> None:
@@ -94,15 +96,39 @@ class Spill:
             for kind, part in piece.items():
                 self.parts[kind].append(part)
 
-    def _keep_waits(self, launches: pl.DataFrame) -> None:
-        """The piece's cross-stream wait calls, as ``kineto._launches`` keeps them (the first
-        record of a correlation id: here the first within the piece, where a runtime call and
-        its driver record are written together)."""
+    def _keep_waits(self, launches: pl.DataFrame, part: _Part) -> None:
+        """The piece's cross-stream wait calls that are the first record of their correlation id
+        within the piece, as ``kineto._launches`` keeps them (:meth:`first_waits` drops those
+        an earlier piece's record came before)."""
         firsts = launches.unique("correlation", keep="first", maintain_order=True)
-        waits = firsts.filter(pl.col("name").cast(pl.String).is_in(WAIT_CALLS)).select("tid", "ts")
+        waits = firsts.filter(pl.col("name").cast(pl.String).is_in(WAIT_CALLS))
         if waits.height:
             with self._lock:
-                self.waits.append(waits)
+                self.waits.append((part, waits.select("correlation", "tid", "ts")))
+
+    def first_waits(self) -> pl.DataFrame:
+        """Every kept wait call (``correlation, tid, ts``) that is its id's first record in the
+        file.  Ids repeat across pieces only where launch parts' id spans overlap, so the parts
+        are read (their ids only) just when some do."""
+        if not self.waits:
+            return pl.DataFrame(schema={"correlation": pl.Int64, "tid": pl.Int64, "ts": pl.Int64})
+        launch_parts = self.parts["launch"]
+        spans = sorted((part.lo, part.hi) for part in launch_parts)
+        if all(hi < lo for (_, hi), (lo, _) in itertools.pairwise(spans)):
+            return pl.concat([waits for _, waits in self.waits])
+        ids = pl.concat([waits["correlation"] for _, waits in self.waits]).unique()
+        first_part: dict[int, int] = {}  # id -> the first part (file order) holding a record of it
+        for number, part in enumerate(launch_parts):
+            held = pl.read_ipc(part.path.read_bytes(), columns=["correlation"])["correlation"]
+            for found in held.filter(held.is_in(ids.implode())).unique().to_list():
+                first_part.setdefault(found, number)
+        number_of = {id(part): number for number, part in enumerate(launch_parts)}
+        return pl.concat(
+            [
+                waits.filter(pl.col("correlation").replace_strict(first_part, default=-1) == number_of[id(part)])
+                for part, waits in self.waits
+            ]
+        )
 
     def _valid(self, frame: pl.DataFrame) -> pl.DataFrame:
         """What ``kineto._timed`` keeps (the duration in ns now; the base is added when read),
@@ -160,7 +186,8 @@ class Windowed:
     spill: Spill
     base_ns: int
     window_kernels: int = WINDOW_KERNELS
-    _gates: pl.DataFrame | None = None  # each wait and the earliest launch after it seen so far
+    # Each wait and the earliest launch after it in the windows read so far.
+    _gates: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kernel_count(self) -> int:
@@ -211,9 +238,7 @@ class Windowed:
 
     def _waits(self) -> pl.DataFrame:
         schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
-        if not self.spill.waits:
-            return pl.DataFrame(schema=schema)
-        waits = pl.concat(self.spill.waits).select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
+        waits = self.spill.first_waits().select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
         return conform(waits.sort("call_ns", "tid"), schema)  # as kineto_sync orders them
 
     def _gate(self, launches: pl.DataFrame) -> None:
@@ -223,12 +248,13 @@ class Windowed:
         launched = (
             launches.filter(pl.col("start_ns").is_not_null())
             .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", here_ns="start_ns", here="correlation")
-            .sort("call_ns")
+            .sort("call_ns", "here")  # as kineto_sync orders them: the lower id first on a tie
         )
         found = self._gates.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
-        earlier = pl.col("here_ns").is_not_null() & (
-            pl.col("gate_ns").is_null() | (pl.col("here_ns") < pl.col("gate_ns"))
-        )
+        here_ns, gate_ns = pl.col("here_ns"), pl.col("gate_ns")
+        # Called earlier, or at the same ns with a lower id (as the whole trace's sort has it).
+        before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (pl.col("here") < pl.col("dst_correlation")))
+        earlier = here_ns.is_not_null() & (gate_ns.is_null() | before)
         self._gates = found.select(
             "tid",
             "call_ns",

@@ -9,6 +9,7 @@ file, or the same content in another container (recompressed, or .json vs .json.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from isal import isal_zlib
 
-from tracehouse.core.errors import BadInput, BadTrace, DatabaseError, TooLarge
+from tracehouse.core.errors import BadInput, BadTrace, DatabaseConflict, DatabaseError, TooLarge
 from tracehouse.core.frames import ParsedTrace, storable_text
 from tracehouse.core.limits import DEFAULT_MAX_TRACE_BYTES, INFLATED_CEILING, default_inflated_limit
 from tracehouse.core.meta import RunMeta, load_manifest
@@ -33,9 +34,12 @@ from tracehouse.ingest.window_load import store_windowed
 from tracehouse.ingest.writer import Writer, as_writer
 
 if TYPE_CHECKING:
+    import polars as pl
     from sqlalchemy import Engine
 
     from tracehouse.ingest.window_load import BigTrace
+
+log = logging.getLogger(__name__)
 
 # A trace stored by windows (``window_load.store_windowed``) rather than attributed whole.
 BIG_TRACE_TYPES = (kineto_windows.Windowed, nsys_windows.NsysWindowed)
@@ -252,14 +256,42 @@ def _parsed_and_stored(
         "raw_path": str(file.target),
         "content_sha256": content_sha256,
     }
+    attempt = 1
+    while True:
+        try:
+            return _stored(writer, parsed, path, file, run_meta, opt.name_rules, trace_row, memory)
+        except DatabaseConflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            attempt += 1
+            log.info("ingest of %s rolled back for a concurrent write; writing it again", file.original_name)
+
+
+# A transaction PostgreSQL rolled back for a concurrent one's sake (``DatabaseConflict``) is
+# written again from the parse in hand: two ingests that add the same new kernel names over
+# several calls (a windowed trace's windows) can still deadlock, and one of them then goes on.
+CONFLICT_ATTEMPTS = 3
+
+
+def _stored(
+    writer: Writer,
+    parsed: ParsedTrace | BigTrace,
+    path: Path,
+    file: Stored,
+    run_meta: RunMeta,
+    name_rules: Sequence[NameRule],
+    trace_row: dict[str, str | int],
+    memory: pl.DataFrame | None,
+) -> IngestResult:
+    """The run's rows in one transaction, the raw file kept before it commits."""
     kept = False
     try:
         with writer.transaction():
             if isinstance(parsed, BIG_TRACE_TYPES):
-                run_id, trace_id, count = store_windowed(writer, parsed, run_meta, trace_row, opt.name_rules)
+                run_id, trace_id, count = store_windowed(writer, parsed, run_meta, trace_row, name_rules)
                 warnings = parsed.header.warnings
             else:
-                kernels = attribute(parsed, opt.name_rules)
+                kernels = attribute(parsed, name_rules)
                 run_id = writer.insert_run(parsed, kernels, run_meta)
                 trace_id = writer.insert_trace(run_id, parsed, **trace_row)
                 writer.insert_kernels(run_id, trace_id, kernels)
@@ -275,7 +307,7 @@ def _parsed_and_stored(
         if kept:
             file.target.unlink(missing_ok=True)
         if isinstance(exc, DatabaseError):  # lost a race with an ingest of the same bytes?
-            raced = existing_run(writer, content_sha256)
+            raced = existing_run(writer, str(trace_row["content_sha256"]))
             if raced is not None:
                 return raced
         raise

@@ -136,8 +136,8 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         if getattr(orig, "sqlstate", None) in _CONFLICTS:
             log.info("transaction rolled back by the database (%s): %s", safe_url(engine.url), orig)
             raise DatabaseConflict(
-                "database conflict: the database rolled this write back for a concurrent one (a deadlock or a serialization failure); "
-                "nothing was written, try again"
+                "database conflict: the database rolled this write back for a concurrent one "
+                "(a deadlock or a serialization failure); nothing was written, try again"
             ) from exc
         if isinstance(exc, OperationalError):
             log.info("database unavailable (%s): %s", safe_url(engine.url), exc.orig)

@@ -1,13 +1,15 @@
 """Two ingests writing to PostgreSQL at once (a team server's workers, two lab machines'
-``tracehouse ingest``): new kernel names that both add are inserted in one order by every
-ingest, so neither deadlocks; and a transaction PostgreSQL does roll back for a concurrent
-one's sake is reported as a conflict to retry, not as a database that is down.
+``tracehouse ingest``): new kernel names that both add in one call are inserted in one order
+by every ingest, so neither deadlocks; a transaction PostgreSQL does roll back for a
+concurrent one's sake is reported as a conflict to retry, not as a database that is down;
+and an ingest so rolled back writes itself again.
 
 SQLite has one writer at a time, so there is nothing to race there."""
 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import threading
 import time
@@ -18,14 +20,17 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests import independent
 from tests.conftest import KINETO_DIR, PG_ENV, Database, require_shared
 from tracehouse.core.errors import DatabaseConflict
+from tracehouse.ingest import rows
+from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.pipeline import ingest_file, parse_trace
 from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
 from tracehouse.schema.db import session_scope
-from tracehouse.schema.models import Symbol
+from tracehouse.schema.models import Kernel, Run, Symbol
 
 
 @pytest.fixture
@@ -106,3 +111,52 @@ def test_a_deadlock_is_a_conflict_to_retry_and_the_other_write_lands(pg: Databas
     with session_scope(pg.engine) as s:
         stored = set(s.scalars(select(Symbol.text).where(Symbol.text.like("deadlock-%"))))
     assert stored == {"deadlock-a", "deadlock-b"}  # the winner's two rows, and only those
+
+
+def _wait_for_a_lock_wait(pg: Database, seconds: float = 30) -> None:
+    """Until another session of this database waits on a lock (the ingest, on the held name)."""
+    deadline = time.monotonic() + seconds
+    with pg.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the ingest never waited on the held name")
+
+
+def test_an_ingest_rolled_back_for_a_deadlock_is_written_again(
+    pg: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another transaction holds the last of the trace's new names (in the order the ingest
+    inserts them) and, once the ingest waits for it, asks for the first: a deadlock, which
+    PostgreSQL ends by rolling the ingest back (the other session waits 10 s before it would
+    look).  The ingest writes itself again from the parse in hand, and lands once."""
+    require_shared()
+    trace = KINETO_DIR / "a100_alexnet_small.json.gz"
+    names = rows.symbol_digests(rows.kernel_names(attribute(parse_trace(trace, "kineto"))))
+    first, last = min(names), max(names)
+    holding = threading.Event()
+
+    def hold_last_then_want_first() -> None:
+        with session_scope(pg.engine) as s:
+            s.execute(text("SET LOCAL deadlock_timeout = '10s'"))  # so the ingest is the one rolled back
+            s.add(Symbol(digest=last, text=names[last]))
+            s.flush()
+            holding.set()
+            _wait_for_a_lock_wait(pg)
+            s.add(Symbol(digest=first, text=names[first]))
+            s.flush()
+
+    with ThreadPoolExecutor(1) as pool, caplog.at_level(logging.INFO, logger="tracehouse.ingest.pipeline"):
+        holder = pool.submit(hold_last_then_want_first)
+        assert holding.wait(30)
+        result = ingest_file(pg.engine, trace, raw_dir=tmp_path / "raw")
+        holder.result(timeout=60)
+    assert any("writing it again" in r.getMessage() for r in caplog.records), "the ingest was not rolled back"
+    with session_scope(pg.engine) as s:
+        runs = s.scalars(select(Run.id)).all()
+        kernels = s.scalar(select(func.count()).select_from(Kernel).where(Kernel.run_id == result.run_id))
+    assert result.created and runs == [result.run_id] and kernels == result.kernel_count > 0

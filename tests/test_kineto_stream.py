@@ -5,6 +5,7 @@ memory stays bounded: a ~1 GB trace ingests, whole process, under 1 GiB."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
@@ -16,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
-from tests.conftest import REPO, Database, kineto_traces, require_shared
+from tests.conftest import KINETO_DIR, REPO, Database, kineto_traces, require_shared
 from tests.fixtures import ingest_peak
 from tests.fuzz.oracle import assert_same_pieces
 from tests.kineto_docs import assert_same_parse, count_pieces_read, documents, event, parse_or_error, write_doc
@@ -145,6 +146,30 @@ def test_a_trace_attributed_in_windows_stores_what_the_whole_trace_does(
     got = _stored(db.engine, windowed.run_id)
     for table, frame in expected.items():
         assert_frame_equal(got[table], frame, check_dtypes=False, check_exact=True)
+
+
+def test_a_wait_whose_id_an_earlier_piece_holds_is_dropped_in_windows_too(
+    db: Database, raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parse keeps the first record of a correlation id in the file (``kineto._launches``).
+    A driver record put first in a100_alexnet_small, with the id of its first
+    ``cudaStreamWaitEvent``, makes the whole-trace ingest drop that wait (33 edges, not 34);
+    cut into 64 KB pieces, the record and the wait are pieces apart, and the windowed ingest
+    must drop it too."""
+    require_shared()
+    doc = json.loads(gzip.decompress((KINETO_DIR / "a100_alexnet_small.json.gz").read_bytes()))
+    wait = next(e for e in doc["traceEvents"] if e.get("name") == "cudaStreamWaitEvent")
+    doc["traceEvents"].insert(0, {**wait, "cat": "cuda_driver", "name": "cuStreamWaitEvent"})
+    path = write_doc(tmp_path, doc)
+    assert path.read_text().index('"cudaStreamWaitEvent"') > 4 * (1 << 16)  # pieces apart
+    whole = ingest_file(db.engine, path, raw_dir=raw_dir)
+    expected = _stored(db.engine, whole.run_id)["sync_edge"]
+    assert expected.height == 33
+    with session_scope(db.engine) as session:
+        delete_run(session, whole.run_id)
+    monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 16)
+    windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
+    assert_frame_equal(_stored(db.engine, windowed.run_id)["sync_edge"], expected, check_exact=True)
 
 
 def test_a_big_trace_is_cut_into_windows_over_its_parts(tmp_path: Path) -> None:
