@@ -18,7 +18,9 @@ ThresholdOption = Annotated[str, typer.Option("--threshold", help="Smallest chan
 
 
 def register(app: typer.Typer) -> None:
-    baseline_app = typer.Typer(help="Named baselines (sets of repeat runs) for `check`.", no_args_is_help=True)
+    baseline_app = typer.Typer(
+        rich_markup_mode=None, help="Named baselines (sets of repeat runs) for `check`.", no_args_is_help=True
+    )
     app.add_typer(baseline_app, name="baseline")
     _register_diff(app)
     _register_baselines(baseline_app)

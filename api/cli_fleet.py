@@ -16,7 +16,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def _models_app() -> typer.Typer:
-    models = typer.Typer(help="The model registry (name, family, parameter count).", no_args_is_help=True)
+    models = typer.Typer(
+        rich_markup_mode=None, help="The model registry (name, family, parameter count).", no_args_is_help=True
+    )
 
     @models.command("add")
     def add(
@@ -77,7 +79,9 @@ def _print_report(report: dict) -> None:
 
 def _fleet_app() -> typer.Typer:
     fleet = typer.Typer(
-        help="Fleet job records: GPUs per parameter and memory utilisation (Fig 1).", no_args_is_help=True
+        rich_markup_mode=None,
+        help="Fleet job records: GPUs per parameter and memory utilisation (Fig 1).",
+        no_args_is_help=True,
     )
 
     @fleet.command("import")

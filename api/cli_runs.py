@@ -36,7 +36,7 @@ def _make_runs_a_group(app: typer.Typer) -> None:
     if listing is None:
         raise RuntimeError("`runs` was registered without its function")
     app.registered_commands.remove(info)
-    group = typer.Typer(help=inspect.getdoc(listing), no_args_is_help=False)
+    group = typer.Typer(rich_markup_mode=None, help=inspect.getdoc(listing), no_args_is_help=False)
     group.callback(invoke_without_command=True)(_listing_unless_subcommand(listing))
     group.command("edit")(edit)
     app.add_typer(group, name="runs")

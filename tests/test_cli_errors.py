@@ -324,6 +324,7 @@ HEAVY = {
     "psycopg",
     "msgspec",
     "isal",
+    "rich",  # help is click's plain text: rich is for progress bars
 }  # pydantic: typer 0.29 coerces with it
 
 _MODULES_AFTER_MAIN = """
