@@ -16,7 +16,7 @@ kernels, and every range enclosing one of those launches.  Three things are whol
 and are carried across windows: a name is an op's when it occurs as a cpu op anywhere; an
 op's FLOPs and bytes are counted on its first kernel only (``op_instance``, kept by range);
 and a cross-stream wait gates the first launch after it on its thread, whichever window that
-launch is in (the wait calls are kept aside as the pieces are spilled, 16 bytes each, and
+launch is in (the wait calls are kept aside as the pieces are spilled, 24 bytes each, and
 :meth:`Windowed.sync_rows` gives ``kineto_sync.sync_rows``' rows once the windows are read).
 Nesting depths are computed within the window: equal to the whole trace's when ranges on a
 thread nest (RecordFunction scopes do); a range that partly overlaps another one which ended
