@@ -62,8 +62,10 @@ class Worker:
         self._pending: tuple[IngestJob, Outcome] | None = None  # an outcome not yet written
         # The job whose outcome is being, or was last, written: a renewal that ran as it was
         # committed finds the job no longer running, and must not report that as a lost lease.
-        # (Set, never cleared: job ids are not reused.)  No lock: the renewal and the outcome's
-        # write are database round trips, and neither may wait on the other's.
+        # Never cleared: should this worker claim the same job again (its outcome was a retry),
+        # a lease lost on that claim is reported by ``record_outcome`` when it drops the outcome.
+        # No lock: the renewal and the outcome's write are database round trips, and neither
+        # may wait on the other's.
         self._outcome_of: int | None = None
         self._watch_lock = threading.Lock()
         self._watchers: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
