@@ -22,6 +22,7 @@ from tracehouse.api.cli_base import progress
 from tracehouse.api.cli_collect import collect
 from tracehouse.api.cli_common import (
     DbOption,
+    command_group,
     engine_for_url,
     load_settings,
     log_to_stderr,
@@ -34,15 +35,12 @@ from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_worker import register as register_worker
 from tracehouse.core.errors import BadInput
 
-# Every group's help is click's plain text (``rich_markup_mode=None``): typer renders it with
-# rich otherwise, whose import is 0.12 s of the 0.3 s a ``tracehouse --help`` may take.
-app = typer.Typer(
-    rich_markup_mode=None,
+app = command_group(
     help="tracehouse: where GPU time goes in generative-AI workloads.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(rich_markup_mode=None, help="Database schema management.", no_args_is_help=True)
+db_app = command_group(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
@@ -284,7 +282,7 @@ def serve(
     )
 
 
-token_app = typer.Typer(rich_markup_mode=None, help="API tokens.", no_args_is_help=True)
+token_app = command_group(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 register_runs(app, token_app)  # runs edit, delete, token list|revoke
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tracehouse.api.cli_analyses import DbOption, FormatOption, show_frame
+from tracehouse.api.cli_common import command_group
 
 if TYPE_CHECKING:
     import polars as pl
@@ -18,9 +19,7 @@ ThresholdOption = Annotated[str, typer.Option("--threshold", help="Smallest chan
 
 
 def register(app: typer.Typer) -> None:
-    baseline_app = typer.Typer(
-        rich_markup_mode=None, help="Named baselines (sets of repeat runs) for `check`.", no_args_is_help=True
-    )
+    baseline_app = command_group(help="Named baselines (sets of repeat runs) for `check`.", no_args_is_help=True)
     app.add_typer(baseline_app, name="baseline")
     _register_diff(app)
     _register_baselines(baseline_app)

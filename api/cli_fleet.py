@@ -10,15 +10,14 @@ from typing import Annotated
 import typer
 
 from tracehouse.api.cli_analyses import DbOption, FormatOption, show_frame
+from tracehouse.api.cli_common import command_group
 
 PhaseOption = Annotated[str | None, typer.Option(help="training | inference")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
 def _models_app() -> typer.Typer:
-    models = typer.Typer(
-        rich_markup_mode=None, help="The model registry (name, family, parameter count).", no_args_is_help=True
-    )
+    models = command_group(help="The model registry (name, family, parameter count).", no_args_is_help=True)
 
     @models.command("add")
     def add(
@@ -78,8 +77,7 @@ def _print_report(report: dict) -> None:
 
 
 def _fleet_app() -> typer.Typer:
-    fleet = typer.Typer(
-        rich_markup_mode=None,
+    fleet = command_group(
         help="Fleet job records: GPUs per parameter and memory utilisation (Fig 1).",
         no_args_is_help=True,
     )

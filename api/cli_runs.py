@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tracehouse.api.cli_analyses import DbOption
+from tracehouse.api.cli_common import command_group
 
 if TYPE_CHECKING:  # core.frames loads polars, which a CLI start does not pay for
     from tracehouse.core.frames import FrameSchema
@@ -36,7 +37,7 @@ def _make_runs_a_group(app: typer.Typer) -> None:
     if listing is None:
         raise RuntimeError("`runs` was registered without its function")
     app.registered_commands.remove(info)
-    group = typer.Typer(rich_markup_mode=None, help=inspect.getdoc(listing), no_args_is_help=False)
+    group = command_group(help=inspect.getdoc(listing), no_args_is_help=False)
     group.callback(invoke_without_command=True)(_listing_unless_subcommand(listing))
     group.command("edit")(edit)
     app.add_typer(group, name="runs")
