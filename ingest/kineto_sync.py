@@ -26,15 +26,22 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     if waits.is_empty():
         return pl.DataFrame(schema={"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64})
     activity = parsed.gpu_events["correlation"].drop_nulls().unique()
-    # Launch calls that enqueued a GPU activity, by thread, in time: the first one at or after
-    # the wait's start is the one it gates.
-    launched = (
-        launches.filter(pl.col("correlation").is_in(activity.implode()))
-        .select("tid", call_ns="start_ns", dst_correlation="correlation")
-        .sort("call_ns", "dst_correlation")  # on a tie, the lower id: the same whatever the sort
-    )
+    launched = launches.filter(pl.col("correlation").is_in(activity.implode()))
     return (
-        waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
+        next_launches(waits, launched)
         .with_row_index("seq")
         .select(pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation")
     )
+
+
+def next_launches(waits: pl.DataFrame, launches: pl.DataFrame) -> pl.DataFrame:
+    """``waits`` (``tid, call_ns``, in that order) with ``gate_ns, dst_correlation``: the first
+    of ``launches`` (calls that enqueued a GPU activity) on the wait's thread at or after its
+    start, the lower id on a tie; null where there is none.  A windowed ingest asks this of
+    each window's launches and keeps the earliest answer (``kineto_windows``)."""
+    launched = (
+        launches.filter(pl.col("start_ns").is_not_null())
+        .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", gate_ns="start_ns", dst_correlation="correlation")
+        .sort("call_ns", "dst_correlation")
+    )
+    return waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)

@@ -43,7 +43,7 @@ from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
-from tracehouse.ingest.kineto_sync import WAIT_CALLS
+from tracehouse.ingest.kineto_sync import WAIT_CALLS, next_launches
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
 _KINDS = ("gpu", "launch", "range")
@@ -245,21 +245,16 @@ class Windowed:
         assert self._gates is not None
         if self._gates.is_empty() or launches.is_empty():
             return
-        launched = (
-            launches.filter(pl.col("start_ns").is_not_null())
-            .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", here_ns="start_ns", here="correlation")
-            .sort("call_ns", "here")  # as kineto_sync orders them: the lower id first on a tie
-        )
-        found = self._gates.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
-        here_ns, gate_ns = pl.col("here_ns"), pl.col("gate_ns")
+        here = next_launches(self._gates.select("tid", "call_ns"), launches)
+        here_ns, gate_ns = here["gate_ns"], pl.col("gate_ns")
         # Called earlier, or at the same ns with a lower id (as the whole trace's sort has it).
-        before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (pl.col("here") < pl.col("dst_correlation")))
+        before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (here["dst_correlation"] < pl.col("dst_correlation")))
         earlier = here_ns.is_not_null() & (gate_ns.is_null() | before)
-        self._gates = found.select(
+        self._gates = self._gates.select(
             "tid",
             "call_ns",
-            gate_ns=pl.when(earlier).then("here_ns").otherwise("gate_ns"),
-            dst_correlation=pl.when(earlier).then("here").otherwise("dst_correlation").cast(pl.Int64),
+            gate_ns=pl.when(earlier).then(here_ns).otherwise("gate_ns"),
+            dst_correlation=pl.when(earlier).then(here["dst_correlation"]).otherwise("dst_correlation"),
         )
 
     def _bounds(self) -> list[tuple[int | None, int | None]]:
