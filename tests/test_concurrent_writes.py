@@ -116,7 +116,9 @@ def test_a_deadlock_is_a_conflict_to_retry_and_the_other_write_lands(pg: Databas
 def _wait_for_a_lock_wait(pg: Database, seconds: float = 30) -> None:
     """Until another session of this database waits on a lock (the ingest, on the held name)."""
     deadline = time.monotonic() + seconds
-    with pg.engine.connect() as conn:
+    # Autocommit: a backend reads pg_stat_activity once per transaction, so polling inside one
+    # transaction never sees a wait that began after the first look.
+    with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         while time.monotonic() < deadline:
             waiting = conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
