@@ -4,6 +4,7 @@ its manifest ``<out>/<name>.manifest.json`` (keys: ``tracehouse.core.meta.RunMet
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import json
 import os
@@ -11,7 +12,7 @@ import platform
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,26 @@ def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool 
     ``device_type``: the allocator to read (0: CPU, 1: CUDA).  ``keep_memory``: keep the
     instants in the trace (ingest stores them as the run's memory timeline); False drops them,
     which makes a long run's trace smaller, with no timeline to draw."""
+    with _cyclic_gc_paused():
+        return _peaks_and_gzip(raw, dest, device_type, keep_memory)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The decoded trace is ~10^5 acyclic containers: each allocation burst would start a
+    collection that walks every object the process holds (torch, transformers, the model), which
+    made decoding 2-3x slower than the decode itself (0.28 s against 0.11 s per tiny trace).
+    Reference counting still frees everything; only the cycle search waits until the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _peaks_and_gzip(raw: Path, dest: Path, device_type: int, keep_memory: bool) -> dict[str, int]:
     data, encode = _read_chrome_trace(raw.read_bytes())
     events = data.get("traceEvents", [])
     mem = [
