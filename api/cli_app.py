@@ -34,6 +34,7 @@ from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_worker import register as register_worker
 from tracehouse.core.errors import BadInput
+from tracehouse.core.limits import UPLOAD_RETRY_FOR_S
 
 app = command_group(
     help="tracehouse: where GPU time goes in generative-AI workloads.",
@@ -311,7 +312,15 @@ def upload(
     run: Annotated[int | None, typer.Option("--run", help="Attach the Nsight Compute CSVs to this run")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the ingest jobs to finish")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    retry_for: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to keep sending a request the server answers 503 with Retry-After "
+            "(its database restarting); 0: fail at once",
+        ),
+    ] = UPLOAD_RETRY_FOR_S,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
     pairs = [*(meta or []), *([f"experiment={experiment}"] if experiment else [])]
-    upload_and_report(paths, server, token, pairs, run_id=run, wait=wait, as_json=as_json)
+    upload_and_report(paths, server, token, pairs, run_id=run, wait=wait, as_json=as_json, retry_for_s=retry_for)

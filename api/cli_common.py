@@ -16,6 +16,7 @@ import typer
 
 from tracehouse.api.cli_base import PathSettings, engine_for_url, load_settings, open_engine
 from tracehouse.core.errors import BadInput, ServerUnreachable
+from tracehouse.core.limits import UPLOAD_RETRY_FOR_S
 
 __all__ = [
     "DbOption",
@@ -50,11 +51,14 @@ def upload_and_report(
     run_id: int | None = None,
     wait: bool = True,
     as_json: bool = False,
+    retry_for_s: float = UPLOAD_RETRY_FOR_S,
 ) -> None:
     """Upload, print one line per job (or a JSON list), and exit 2 when the server's ingest of any
     of them failed; ``upload`` and ``collect --upload`` both end here."""
     bars = not as_json and sys.stdout.isatty()  # a pipe or a log gets the result lines only
-    results = upload_files_reporting(paths, server, token, meta, run_id=run_id, wait=wait, progress=bars)
+    results = upload_files_reporting(
+        paths, server, token, meta, run_id=run_id, wait=wait, progress=bars, retry_for_s=retry_for_s
+    )
     if as_json:
         typer.echo(orjson.dumps(results).decode())
     else:

@@ -50,7 +50,8 @@ def error_body(message: str, status: int, code: str) -> dict[str, object]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TracehouseError)
     async def tracehouse_error(_: Request, exc: TracehouseError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        retry = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=retry)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,13 +6,17 @@ query-only client never loads the ingest stack."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import httpx
 
 from tracehouse.core.errors import TracehouseError
+from tracehouse.core.limits import MAX_RETRY_AFTER_S, UPLOAD_RETRY_FOR_S
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -37,6 +41,50 @@ class _ProgressFile:
         self._fh.close()
 
 
+log = logging.getLogger(__name__)
+MIN_RETRY_AFTER_S = 0.5  # "Retry-After: 0" must not become a loop of requests as fast as they go
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The wait a 503 asks for in its Retry-After header (seconds; the HTTP-date form is not
+    sent by tracehouse and counts as none); None when the answer is not one to try again."""
+    if response.status_code != 503:
+        return None
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, MIN_RETRY_AFTER_S), MAX_RETRY_AFTER_S)
+
+
+def send_until_taken(
+    send: Callable[[], httpx.Response], what: str, retry_for_s: float = UPLOAD_RETRY_FOR_S
+) -> httpx.Response:
+    """``send()`` again after each 503 that carries Retry-After, waiting what it asks, until an
+    answer of another kind or ``retry_for_s`` has passed; that last answer comes back.  An
+    upload is safe to send again: the server took nothing when it answered 503, and a trace
+    sent twice is recognised by its content digest."""
+    deadline = time.monotonic() + retry_for_s
+    while True:
+        response = send()
+        wait = retry_after_s(response)
+        if wait is None or time.monotonic() + wait > deadline:
+            return response
+        code = _error_code(response)
+        log.warning("%s: the server is unavailable (%s); trying again in %g s", what, code, wait)
+        time.sleep(wait)
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return "http_error"
+    return str(body.get("code", "http_error")) if isinstance(body, dict) else "http_error"
+
+
 def raise_for_error(response: httpx.Response) -> None:
     """The server's one error shape as a :class:`TracehouseError`: its message, ``status`` and
     ``code``; exit code 2 for the caller's mistakes (4xx), 1 for the server's (5xx)."""
@@ -56,7 +104,12 @@ def raise_for_error(response: httpx.Response) -> None:
 
 
 def _post(
-    client: httpx.Client, unit: IngestUnit, meta: list[str], run_id: int | None, progress: Progress | None
+    client: httpx.Client,
+    unit: IngestUnit,
+    meta: list[str],
+    run_id: int | None,
+    progress: Progress | None,
+    retry_for_s: float,
 ) -> dict:
     """One request per unit: a timeline trace (with its manifest) or an ncu run's CSVs."""
     from tracehouse.core.meta import manifest_path_for
@@ -67,17 +120,23 @@ def _post(
         data["manifest"] = manifest.read_text()
     if run_id is not None:
         data["run_id"] = str(run_id)
-    bodies = []
-    for path in unit.paths:
-        task = progress.add_task(path.name, total=path.stat().st_size) if progress else None
-        bodies.append(_ProgressFile(path, progress, task))
-    try:
-        # httpx only calls read() on a file; its type asks for the whole IO interface.
-        files = [("file", (path.name, cast("IO[bytes]", body))) for path, body in zip(unit.paths, bodies, strict=True)]
-        response = client.post("/v1/traces", files=files, data=data)
-    finally:
-        for body in bodies:
-            body.close()
+    tasks = [progress.add_task(path.name, total=path.stat().st_size) if progress else None for path in unit.paths]
+
+    def send() -> httpx.Response:  # each try streams the files again, from their start
+        bodies = []
+        for path, task in zip(unit.paths, tasks, strict=True):
+            if progress is not None and task is not None:
+                progress.reset(task)
+            bodies.append(_ProgressFile(path, progress, task))
+        try:
+            # httpx only calls read() on a file; its type asks for the whole IO interface.
+            files = [("file", (p.name, cast("IO[bytes]", body))) for p, body in zip(unit.paths, bodies, strict=True)]
+            return client.post("/v1/traces", files=files, data=data)
+        finally:
+            for body in bodies:
+                body.close()
+
+    response = send_until_taken(send, f"upload of {unit.label}", retry_for_s)
     raise_for_error(response)
     return response.json()
 
@@ -91,10 +150,12 @@ def upload_with(
     wait: bool = True,
     progress: bool = True,
     timeout_s: float = 600,
+    retry_for_s: float = UPLOAD_RETRY_FOR_S,
 ) -> list[dict]:
     """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
     ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
-    waited for first).  ``client`` carries the server URL and token."""
+    waited for first).  ``client`` carries the server URL and token.  A request the server
+    answers 503 with Retry-After is sent again for up to ``retry_for_s`` (0: never)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from tracehouse.ingest.units import attach_plan, plan_units
@@ -106,12 +167,15 @@ def upload_with(
         for unit in units:
             # Jobs are polled rather than waited on with ?wait=, so a failed ingest comes back as
             # a job with its error (reported per file) instead of ending the whole upload.
-            job = _post(client, unit, meta, run_id if unit.format == "ncu" else None, bar)
+            job = _post(client, unit, meta, run_id if unit.format == "ncu" else None, bar, retry_for_s)
             if unit is host:  # the counters that follow join its run: wait for it
-                job = wait_for_job(client, job, timeout_s)
+                job = wait_for_job(client, job, timeout_s, retry_for_s)
                 run_id = job.get("run_id")
             jobs.append((unit.label, job))
-        return [{"path": label, **(wait_for_job(client, job, timeout_s) if wait else job)} for label, job in jobs]
+        return [
+            {"path": label, **(wait_for_job(client, job, timeout_s, retry_for_s) if wait else job)}
+            for label, job in jobs
+        ]
 
 
 def upload_files(
@@ -124,19 +188,31 @@ def upload_files(
     wait: bool = True,
     progress: bool = True,
     timeout_s: float = 600,
+    retry_for_s: float = UPLOAD_RETRY_FOR_S,
 ) -> list[dict]:
     """:func:`upload_with` on a connection of its own to ``server`` with ``token``."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server, headers=headers, timeout=120) as client:
-        return upload_with(client, paths, meta, run_id=run_id, wait=wait, progress=progress, timeout_s=timeout_s)
+        return upload_with(
+            client,
+            paths,
+            meta,
+            run_id=run_id,
+            wait=wait,
+            progress=progress,
+            timeout_s=timeout_s,
+            retry_for_s=retry_for_s,
+        )
 
 
-def wait_for_job(client: httpx.Client, job: dict, timeout_s: float) -> dict:
-    """Poll ``/v1/jobs/{id}`` until the job is done or failed, or ``timeout_s`` has passed."""
+def wait_for_job(client: httpx.Client, job: dict, timeout_s: float, retry_for_s: float = UPLOAD_RETRY_FOR_S) -> dict:
+    """Poll ``/v1/jobs/{id}`` until the job is done or failed, or ``timeout_s`` has passed; a
+    poll answered 503 with Retry-After is tried again (the job is queued whatever happens)."""
     deadline = time.monotonic() + timeout_s
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
-        reply = client.get(f"/v1/jobs/{job['job_id']}")
+        poll = functools.partial(client.get, f"/v1/jobs/{job['job_id']}")
+        reply = send_until_taken(poll, f"job {job['job_id']}", retry_for_s)
         raise_for_error(reply)
         job = reply.json()
     return job

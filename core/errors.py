@@ -13,6 +13,9 @@ class TracehouseError(Exception):
     status = 500
     exit_code = 1
     code = "internal_error"
+    # Seconds after which the same request may well succeed (the service sends it as
+    # Retry-After, and the upload client waits that long); None: trying again will not help.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -86,6 +89,7 @@ class DatabaseUnavailable(DatabaseError):
     unopenable SQLite file.  The message names the database, never its password."""
 
     code = "database_unavailable"
+    retry_after_s = 5  # a restart or fail-over of the database server takes seconds
 
 
 class DatabaseConflict(DatabaseError):
@@ -94,6 +98,7 @@ class DatabaseConflict(DatabaseError):
     succeed when tried again.  Not an outage, so not ``DatabaseUnavailable``."""
 
     code = "database_conflict"
+    retry_after_s = 1  # the concurrent transaction has been let through by then
 
 
 class ServiceUnhealthy(TracehouseError):

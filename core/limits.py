@@ -1,5 +1,6 @@
-"""Size limits on one trace, with their defaults.  Plain constants, no settings machinery: the
-ingest path imports these, and the edges (CLI, service) pass the configured values down."""
+"""Size limits on one trace, and how long an upload keeps trying, with their defaults.  Plain
+constants, no settings machinery: the ingest path and the upload client import these, and the
+edges (CLI, service) pass the configured values down."""
 
 from __future__ import annotations
 
@@ -12,3 +13,10 @@ INFLATED_CEILING = 1024**3
 
 def default_inflated_limit(max_trace_bytes: int) -> int:
     return min(INFLATED_RATIO * max_trace_bytes, INFLATED_CEILING)
+
+
+# How long an upload keeps sending a request the server answers 503 with Retry-After (a
+# database restart or fail-over, a transaction rolled back for a concurrent one), and the
+# longest single wait it accepts from that header.
+UPLOAD_RETRY_FOR_S = 120.0
+MAX_RETRY_AFTER_S = 30.0

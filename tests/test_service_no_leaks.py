@@ -4,11 +4,9 @@ PostgreSQL is shut), an out-of-date schema, a database that cannot be opened (on
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,7 @@ import pytest
 from tests.conftest import BACKENDS, Database
 from tests.fixtures import assert_error, run_cli
 from tests.robust_server import CLI, SD, LoggedServer, job_row, post, variant
+from tests.tcp_proxy import TcpProxy
 from tracehouse.api.jobs import MAX_ATTEMPTS
 
 # -- item 9: no host, port, password or server path in any answer ---------------------------------
@@ -48,44 +47,6 @@ def test_a_failed_job_and_a_page_link_name_no_server_path_or_host(db: Database, 
         srv.stop()
 
 
-class TcpProxy:
-    """A TCP forwarder in front of PostgreSQL: closing it is a real outage for its clients."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: str, tmp_path: Path) -> None:
     if backend == "sqlite":
@@ -101,6 +62,7 @@ def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: 
         proxy.close()
         reply = httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"})
         assert_error(reply, 503)
+        assert reply.headers["Retry-After"] == "5"  # an outage passes: clients may try again
         for secret in (str(proxy.port), "127.0.0.1", target.database):  # the database: this test's own name
             assert secret not in reply.text, (secret, reply.text)
         health = httpx.get(f"{srv.url}/healthz")
