@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import httpx
 
-from tracehouse.core.errors import TracehouseError
+from tracehouse.core.errors import BadInput, TracehouseError
 from tracehouse.core.limits import MAX_RETRY_AFTER_S, UPLOAD_RETRY_FOR_S
 
 if TYPE_CHECKING:
@@ -64,8 +64,10 @@ def send_until_taken(
 ) -> httpx.Response:
     """``send()`` again after each 503 that carries Retry-After, waiting what it asks, until an
     answer of another kind or ``retry_for_s`` has passed; that last answer comes back.  An
-    upload is safe to send again: the server took nothing when it answered 503, and a trace
-    sent twice is recognised by its content digest."""
+    upload is safe to send again: a 503 with Retry-After comes before the job is queued (and
+    a trace that did land twice is recognised by its content digest, so it makes no second run)."""
+    if not retry_for_s >= 0:  # NaN too: it would compare as never past the deadline
+        raise BadInput(f"the time to keep trying must be 0 or more seconds, not {retry_for_s}")
     deadline = time.monotonic() + retry_for_s
     while True:
         response = send()
@@ -212,7 +214,8 @@ def wait_for_job(client: httpx.Client, job: dict, timeout_s: float, retry_for_s:
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
         poll = functools.partial(client.get, f"/v1/jobs/{job['job_id']}")
-        reply = send_until_taken(poll, f"job {job['job_id']}", retry_for_s)
+        left = max(0.0, deadline - time.monotonic())  # retries do not stretch the caller's timeout
+        reply = send_until_taken(poll, f"job {job['job_id']}", min(retry_for_s, left))
         raise_for_error(reply)
         job = reply.json()
     return job

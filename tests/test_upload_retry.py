@@ -11,8 +11,11 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import orjson
@@ -20,23 +23,23 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import PG_ENV, Database
-from tests.robust_server import CLI, SD, LoggedServer
+from tests.robust_server import CLI, SD, LoggedServer, post
 from tests.tcp_proxy import TcpProxy
 from tracehouse.client.upload import retry_after_s
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run
 
 
-@pytest.fixture
-def behind_proxy(tmp_path: Path) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
-    """A real server whose database connections all go through a proxy this test can shut."""
+@contextmanager
+def _behind_proxy(tmp_path: Path, *flags: str) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
+    """A real server whose database connections all go through a proxy the test can shut."""
     if not os.environ.get(PG_ENV):
         pytest.skip(f"a database outage needs the PostgreSQL server; {PG_ENV} not set")
     db = Database("postgresql", tmp_path).migrate()
     target = db.engine.url
     proxy = TcpProxy(target.port or 5432)
     proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
-    srv = LoggedServer(proxied, tmp_path / "data").start()
+    srv = LoggedServer(proxied, tmp_path / "data", *flags).start()
     try:
         yield srv, proxy, db
     finally:
@@ -44,12 +47,18 @@ def behind_proxy(tmp_path: Path) -> Iterator[tuple[LoggedServer, TcpProxy, Datab
         db.drop()
 
 
+@pytest.fixture
+def behind_proxy(tmp_path: Path) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
+    with _behind_proxy(tmp_path) as served:
+        yield served
+
+
 def _counts(db: Database) -> tuple[int, int]:
     """Runs and ingest jobs, read past the proxy."""
     with session_scope(db.engine) as s:
-        return s.scalar(select(func.count()).select_from(Run)) or 0, s.scalar(
-            select(func.count()).select_from(IngestJob)
-        ) or 0
+        runs = s.scalar(select(func.count()).select_from(Run))
+        jobs = s.scalar(select(func.count()).select_from(IngestJob))
+    return runs or 0, jobs or 0
 
 
 def _upload(srv: LoggedServer, token: str, *flags: str) -> subprocess.Popen[str]:
@@ -61,9 +70,15 @@ def _upload(srv: LoggedServer, token: str, *flags: str) -> subprocess.Popen[str]
     )
 
 
-def _lines_of(stream: object) -> queue.Queue[str]:
+def _lines_of(stream: IO[str]) -> queue.Queue[str]:
+    """Each line of ``stream`` as it comes (the reader ends with the stream)."""
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()  # type: ignore[attr-defined]
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     return lines
 
 
@@ -83,20 +98,44 @@ def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
 
     # By default it waits what the server asks, and lands once the database is back.
     waiting = _upload(srv, token)
-    assert waiting.stderr is not None
-    said = _lines_of(waiting.stderr)
-    first = said.get(timeout=60)
-    assert "upload of" in first and "database_unavailable" in first and "trying again in 5 s" in first, first
-    assert waiting.poll() is None  # still waiting, not failed
-    proxy = proxy.reopen()
+    assert waiting.stdout is not None and waiting.stderr is not None
     try:
-        out, _ = waiting.communicate(timeout=120)
-        assert waiting.returncode == 0, list(said.queue)
+        said = _lines_of(waiting.stderr)
+        first = said.get(timeout=60)
+        assert "upload of" in first and "database_unavailable" in first and "trying again in 5 s" in first, first
+        assert waiting.poll() is None  # still waiting, not failed
+        proxy = proxy.reopen()
+        out = waiting.stdout.read()  # to its end: the upload's exit
+        assert waiting.wait(120) == 0, [first, *said.queue]
         (job,) = orjson.loads(out)
         assert job["status"] == "done" and job["run_id"] is not None, job
         assert _counts(db) == (1, 1)  # the refused tries left nothing: one job, one run
     finally:
+        waiting.kill()
         proxy.close()
+
+
+def test_a_wait_that_loses_the_database_answers_the_queued_job_not_503(tmp_path: Path) -> None:
+    """``POST /v1/traces?wait=`` whose job was queued before the database went away: a 503 with
+    Retry-After would have the client send it again (a second job); it gets the 202 and the job
+    to poll instead.  An API-only replica, so nothing takes the job while the test looks."""
+    with _behind_proxy(tmp_path, "--no-worker") as (srv, proxy, db):
+        headers = srv.token("write")
+        answer: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: answer.append(post(srv, SD, headers, wait=30)))
+        sender.start()
+        try:
+            deadline = time.monotonic() + 60
+            while _counts(db)[1] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert _counts(db) == (0, 1)  # queued, and the upload is waiting on it
+        finally:
+            proxy.close()
+            sender.join(60)
+        (reply,) = answer
+        assert reply.status_code == 202 and "Retry-After" not in reply.headers, reply.text
+        assert reply.json()["status"] == "queued" and reply.json()["job_id"] > 0
+        assert _counts(db) == (0, 1)
 
 
 def test_only_a_503_with_retry_after_is_tried_again() -> None:

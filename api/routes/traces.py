@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -18,12 +19,22 @@ from tracehouse.api.deps import ReadToken, SessionDep, SettingsDep, UploaderId, 
 from tracehouse.api.job_status import wait_for_job
 from tracehouse.api.jobs import enqueue
 from tracehouse.api.upload_body import UploadBody, receive_upload
-from tracehouse.core.errors import BadInput, BadTrace, InvalidField, NotFound, TooLarge, TracehouseError
+from tracehouse.core.errors import (
+    BadInput,
+    BadTrace,
+    DatabaseError,
+    InvalidField,
+    NotFound,
+    TooLarge,
+    TracehouseError,
+)
 from tracehouse.core.meta import meta_from_mapping, parse_key_values
 from tracehouse.ingest.kineto import GZIP_ERRORS
 from tracehouse.ingest.units import IngestUnit, plan_units
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 CHUNK = 1 << 20
@@ -229,15 +240,21 @@ async def upload_trace(
     if request.app.state.worker is not None:  # an API-only replica has none: workers poll the queue
         request.app.state.worker.wake()
     if wait:
-        job = await _wait_for(request, job.job_id, wait)
+        job = await _wait_for(request, job, wait)
     if job.status == "done":
         response.status_code = 200  # 202 means "accepted, not finished"; a finished job is plain OK
     return job
 
 
-async def _wait_for(request: Request, job_id: int, seconds: float) -> JobOut:
+async def _wait_for(request: Request, queued: JobOut, seconds: float) -> JobOut:
     # Waiting holds no pooled connection (16 waiters once starved the worker of them).
-    job = await wait_for_job(request.app.state.engine, request.app.state.worker, job_id, seconds)
+    try:
+        job = await wait_for_job(request.app.state.engine, request.app.state.worker, queued.job_id, seconds)
+    except DatabaseError:
+        # The upload is queued (committed) already: a 503 would tell the client to send it again,
+        # making a second job.  It gets the 202 with the job to poll, as without ``wait``.
+        log.warning("upload job %s: queued, but its state could not be read while waiting", queued.job_id)
+        return queued
     if job.status == "failed":
         error: TracehouseError = BadTrace(job.error or "ingest failed")
         if (job.error or "").startswith("internal error"):
