@@ -23,9 +23,11 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import PG_ENV, Database
+from tests.fixtures import run_cli
 from tests.robust_server import CLI, SD, LoggedServer, post
 from tests.tcp_proxy import TcpProxy
-from tracehouse.client.upload import retry_after_s
+from tracehouse.client.upload import retry_after_s, send_until_taken
+from tracehouse.core.errors import BadInput
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run
 
@@ -153,3 +155,13 @@ def test_only_a_503_with_retry_after_is_tried_again() -> None:
     assert retry_after_s(reply(503, **{"Retry-After": "nan"})) is None
     assert retry_after_s(reply(429, **{"Retry-After": "5"})) is None
     assert retry_after_s(reply(500, **{"Retry-After": "5"})) is None
+
+
+def test_a_retry_time_that_is_not_a_number_is_refused_before_anything_is_sent() -> None:
+    """NaN compares false with everything: as a deadline it would never pass."""
+    out = run_cli("upload", str(SD), "--server", "http://127.0.0.1:9", "--token", "t", "--retry-for", "nan")
+    assert out.returncode == 2 and "--retry-for" in out.stderr, out.stderr
+    sent: list[int] = []
+    with pytest.raises(BadInput, match="0 or more seconds"):
+        send_until_taken(lambda: httpx.Response(sent.append(1) or 503), "upload", float("nan"))
+    assert sent == []
