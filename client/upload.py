@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import httpx
 
 from tracehouse.core.errors import BadInput, TracehouseError
-from tracehouse.core.limits import MAX_RETRY_AFTER_S, UPLOAD_RETRY_FOR_S
+from tracehouse.core.limits import MAX_RETRY_AFTER_S, MIN_RETRY_AFTER_S, UPLOAD_RETRY_FOR_S
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -42,7 +42,6 @@ class _ProgressFile:
 
 
 log = logging.getLogger(__name__)
-MIN_RETRY_AFTER_S = 0.5  # "Retry-After: 0" must not become a loop of requests as fast as they go
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
@@ -74,17 +73,18 @@ def send_until_taken(
         wait = retry_after_s(response)
         if wait is None or time.monotonic() + wait > deadline:
             return response
-        code = _error_code(response)
+        code = _error_body(response).get("code", "http_error")
         log.warning("%s: the server is unavailable (%s); trying again in %g s", what, code, wait)
         time.sleep(wait)
 
 
-def _error_code(response: httpx.Response) -> str:
+def _error_body(response: httpx.Response) -> dict:
+    """The server's error object, or {} where the answer is not one (a proxy's page)."""
     try:
         body = response.json()
     except ValueError:
-        return "http_error"
-    return str(body.get("code", "http_error")) if isinstance(body, dict) else "http_error"
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -92,12 +92,7 @@ def raise_for_error(response: httpx.Response) -> None:
     ``code``; exit code 2 for the caller's mistakes (4xx), 1 for the server's (5xx)."""
     if response.status_code < 400:
         return
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
+    body = _error_body(response)
     error = TracehouseError(f"server said {response.status_code}: {body.get('error', response.text)}")
     error.status = response.status_code
     error.code = str(body.get("code", "http_error"))

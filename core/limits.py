@@ -17,6 +17,8 @@ def default_inflated_limit(max_trace_bytes: int) -> int:
 
 # How long an upload keeps sending a request the server answers 503 with Retry-After (a
 # database restart or fail-over, a transaction rolled back for a concurrent one), and the
-# longest single wait it accepts from that header.
+# shortest and longest single wait it accepts from that header ("Retry-After: 0" must not
+# become a loop of requests as fast as they go).
 UPLOAD_RETRY_FOR_S = 120.0
+MIN_RETRY_AFTER_S = 0.5
 MAX_RETRY_AFTER_S = 30.0
