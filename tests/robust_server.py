@@ -5,15 +5,20 @@ put on the queue by hand with its spooled upload."""
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import DATA, Database
+from tests.conftest import DATA, PG_ENV, Database
 from tests.fixtures import Server
+from tests.tcp_proxy import TcpProxy
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob
 
@@ -35,6 +40,25 @@ class LoggedServer(Server):
 
     def kill(self) -> None:
         self.process.kill()
+
+
+@contextmanager
+def served_behind_proxy(tmp: Path, *flags: str) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
+    """A real server on a PostgreSQL database of its own whose connections all go through a
+    proxy the test can shut (an outage) and open again; the database itself, past the proxy."""
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"a database outage needs the PostgreSQL server; {PG_ENV} not set")
+    db = Database("postgresql", tmp).migrate()
+    target = db.engine.url
+    proxy = TcpProxy(target.port or 5432)
+    proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
+    assert proxied.url != db.url
+    srv = LoggedServer(proxied, tmp / "data", *flags).start()
+    try:
+        yield srv, proxy, db
+    finally:
+        srv.stop()
+        db.drop()
 
 
 def variant(tmp: Path, i: int) -> Path:

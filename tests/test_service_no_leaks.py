@@ -14,8 +14,7 @@ import pytest
 
 from tests.conftest import BACKENDS, Database
 from tests.fixtures import assert_error, run_cli
-from tests.robust_server import CLI, SD, LoggedServer, job_row, post, variant
-from tests.tcp_proxy import TcpProxy
+from tests.robust_server import CLI, SD, LoggedServer, job_row, post, served_behind_proxy, variant
 from tracehouse.api.jobs import MAX_ATTEMPTS
 
 # -- item 9: no host, port, password or server path in any answer ---------------------------------
@@ -51,25 +50,16 @@ def test_a_failed_job_and_a_page_link_name_no_server_path_or_host(db: Database, 
 def test_a_database_outage_answers_503_naming_no_host_port_or_database(backend: str, tmp_path: Path) -> None:
     if backend == "sqlite":
         pytest.skip("SQLite has no host or port to leak and no outage short of its file's removal")
-    db = Database(backend, tmp_path).migrate()
-    target = db.engine.url
-    proxy = TcpProxy(target.port or 5432)
-    proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
-    assert proxied.url != db.url
-    srv = LoggedServer(proxied, tmp_path / "data").start()
-    try:
+    with served_behind_proxy(tmp_path) as (srv, proxy, db):
         assert httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
         proxy.close()
         reply = httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": "Bearer nope"})
         assert_error(reply, 503)
         assert reply.headers["Retry-After"] == "5"  # an outage passes: clients may try again
-        for secret in (str(proxy.port), "127.0.0.1", target.database):  # the database: this test's own name
+        for secret in (str(proxy.port), "127.0.0.1", db.engine.url.database):  # the database: this test's own
             assert secret not in reply.text, (secret, reply.text)
         health = httpx.get(f"{srv.url}/healthz")
         assert health.status_code == 503 and str(proxy.port) not in health.text
-    finally:
-        srv.stop()
-        db.drop()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

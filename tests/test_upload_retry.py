@@ -7,13 +7,11 @@ same port.  (A SQLite file has no outage short of its removal.)"""
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -22,9 +20,9 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import PG_ENV, Database
+from tests.conftest import Database
 from tests.fixtures import run_cli
-from tests.robust_server import CLI, SD, LoggedServer, post
+from tests.robust_server import CLI, SD, LoggedServer, post, served_behind_proxy
 from tests.tcp_proxy import TcpProxy
 from tracehouse.client.upload import retry_after_s, send_until_taken
 from tracehouse.core.errors import BadInput
@@ -32,26 +30,9 @@ from tracehouse.schema.db import session_scope
 from tracehouse.schema.models import IngestJob, Run
 
 
-@contextmanager
-def _behind_proxy(tmp_path: Path, *flags: str) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
-    """A real server whose database connections all go through a proxy the test can shut."""
-    if not os.environ.get(PG_ENV):
-        pytest.skip(f"a database outage needs the PostgreSQL server; {PG_ENV} not set")
-    db = Database("postgresql", tmp_path).migrate()
-    target = db.engine.url
-    proxy = TcpProxy(target.port or 5432)
-    proxied = db.reached_through(db.url.replace(f"{target.host}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
-    srv = LoggedServer(proxied, tmp_path / "data", *flags).start()
-    try:
-        yield srv, proxy, db
-    finally:
-        srv.stop()
-        db.drop()
-
-
 @pytest.fixture
 def behind_proxy(tmp_path: Path) -> Iterator[tuple[LoggedServer, TcpProxy, Database]]:
-    with _behind_proxy(tmp_path) as served:
+    with served_behind_proxy(tmp_path) as served:
         yield served
 
 
@@ -121,7 +102,7 @@ def test_a_wait_that_loses_the_database_answers_the_queued_job_not_503(tmp_path:
     """``POST /v1/traces?wait=`` whose job was queued before the database went away: a 503 with
     Retry-After would have the client send it again (a second job); it gets the 202 and the job
     to poll instead.  An API-only replica, so nothing takes the job while the test looks."""
-    with _behind_proxy(tmp_path, "--no-worker") as (srv, proxy, db):
+    with served_behind_proxy(tmp_path, "--no-worker") as (srv, proxy, db):
         headers = srv.token("write")
         answer: list[httpx.Response] = []
         sender = threading.Thread(target=lambda: answer.append(post(srv, SD, headers, wait=30)))
