@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import mmap
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from gzip import BadGzipFile
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -62,7 +62,7 @@ class Piece:
         return self.buffer[start : HEADROOM + self.n]
 
 
-def read_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int) -> Iterator[Piece]:
+def read_pieces(path: Path, piece_bytes: int, max_inflated_bytes: int) -> Generator[Piece, None, None]:
     """The file's text ``piece_bytes`` at a time (gunzipped when it is gzip, by magic), each
     piece in the next buffer of the ring; raises :class:`TooLarge` as soon as the text passes
     ``max_inflated_bytes``, and gzip's errors as ``zlib.error`` (``Unsplittable`` for a
