@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import httpx
 
 from tracehouse.core.errors import BadInput, TracehouseError
-from tracehouse.core.limits import MAX_RETRY_AFTER_S, MIN_RETRY_AFTER_S, UPLOAD_RETRY_FOR_S
+from tracehouse.core.limits import MAX_RETRY_AFTER_S, MIN_RETRY_AFTER_S, RECONNECT_WAIT_S, UPLOAD_RETRY_FOR_S
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -59,17 +59,32 @@ def retry_after_s(response: httpx.Response) -> float | None:
 
 
 def send_until_taken(
-    send: Callable[[], httpx.Response], what: str, retry_for_s: float = UPLOAD_RETRY_FOR_S
+    send: Callable[[], httpx.Response],
+    what: str,
+    retry_for_s: float = UPLOAD_RETRY_FOR_S,
+    *,
+    reconnect: bool = False,
 ) -> httpx.Response:
     """``send()`` again after each 503 that carries Retry-After, waiting what it asks, until an
     answer of another kind or ``retry_for_s`` has passed; that last answer comes back.  An
     upload is safe to send again: a 503 with Retry-After comes before the job is queued (and
-    a trace that did land twice is recognised by its content digest, so it makes no second run)."""
+    a trace that did land twice is recognised by its content digest, so it makes no second run).
+    With ``reconnect`` (a job poll, to a server known to be there), a request the server could
+    not be reached for is sent again every ``RECONNECT_WAIT_S`` too; without it, that raises at
+    once (a mistyped ``--server`` must not hang)."""
     if not retry_for_s >= 0:  # NaN too: it would compare as never past the deadline
         raise BadInput(f"the time to keep trying must be 0 or more seconds, not {retry_for_s}")
     deadline = time.monotonic() + retry_for_s
     while True:
-        response = send()
+        try:
+            response = send()
+        except httpx.TransportError as exc:
+            if not reconnect or time.monotonic() + RECONNECT_WAIT_S > deadline:
+                raise
+            reason = str(exc) or type(exc).__name__
+            log.warning("%s: cannot reach the server (%s); trying again in %g s", what, reason, RECONNECT_WAIT_S)
+            time.sleep(RECONNECT_WAIT_S)
+            continue
         wait = retry_after_s(response)
         if wait is None or time.monotonic() + wait > deadline:
             return response
@@ -204,13 +219,14 @@ def upload_files(
 
 def wait_for_job(client: httpx.Client, job: dict, timeout_s: float, retry_for_s: float = UPLOAD_RETRY_FOR_S) -> dict:
     """Poll ``/v1/jobs/{id}`` until the job is done or failed, or ``timeout_s`` has passed; a
-    poll answered 503 with Retry-After is tried again (the job is queued whatever happens)."""
+    poll answered 503 with Retry-After, or one that cannot reach the server (it restarts), is
+    tried again for up to ``retry_for_s``: the job is queued in the database whatever happens."""
     deadline = time.monotonic() + timeout_s
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
         poll = functools.partial(client.get, f"/v1/jobs/{job['job_id']}")
         left = max(0.0, deadline - time.monotonic())  # retries do not stretch the caller's timeout
-        reply = send_until_taken(poll, f"job {job['job_id']}", min(retry_for_s, left))
+        reply = send_until_taken(poll, f"job {job['job_id']}", min(retry_for_s, left), reconnect=True)
         raise_for_error(reply)
         job = reply.json()
     return job

@@ -22,3 +22,6 @@ def default_inflated_limit(max_trace_bytes: int) -> int:
 UPLOAD_RETRY_FOR_S = 120.0
 MIN_RETRY_AFTER_S = 0.5
 MAX_RETRY_AFTER_S = 30.0
+# How often a job poll that cannot reach the server tries again: the server that took the
+# upload is restarting, and the job waits for it in the database.
+RECONNECT_WAIT_S = 1.0

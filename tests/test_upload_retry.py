@@ -2,11 +2,14 @@
 it and lands: the service answers 503 with ``Retry-After``, and ``tracehouse upload`` sends the
 same request again after that long, for as long as ``--retry-for`` allows.
 
-PostgreSQL only: the outage is a TCP proxy in front of it, shut and then opened again on the
-same port.  (A SQLite file has no outage short of its removal.)"""
+The database outages are PostgreSQL only: the outage is a TCP proxy in front of it, shut and
+then opened again on the same port.  (A SQLite file has no outage short of its removal.)  So
+is a restart of the server itself after it took the upload, which begins as an API-only
+replica (PostgreSQL only): the upload polls its job until the server answers again."""
 
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import threading
@@ -20,10 +23,11 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import Database
+from tests.conftest import PG_ENV, Database
 from tests.fixtures import run_cli
 from tests.robust_server import CLI, SD, LoggedServer, post, served_behind_proxy
 from tests.tcp_proxy import TcpProxy
+from tracehouse.api.serve_process import ServeProcess
 from tracehouse.client.upload import retry_after_s, send_until_taken
 from tracehouse.core.errors import BadInput
 from tracehouse.schema.db import session_scope
@@ -119,6 +123,40 @@ def test_a_wait_that_loses_the_database_answers_the_queued_job_not_503(tmp_path:
         assert reply.status_code == 202 and "Retry-After" not in reply.headers, reply.text
         assert reply.json()["status"] == "queued" and reply.json()["job_id"] > 0
         assert _counts(db) == (0, 1)
+
+
+def test_an_upload_waits_for_its_job_across_a_restart_of_the_server(tmp_path: Path) -> None:
+    """The job is queued in the database when the server that took it goes down: the upload's
+    polls cannot reach it, and try again until it is back (an API-only replica first, so the
+    job is still queued at the kill; it comes back with its worker and ingests it)."""
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"an API-only replica needs the PostgreSQL server; {PG_ENV} not set")
+    db = Database("postgresql", tmp_path).migrate()
+    srv = LoggedServer(db, tmp_path / "data", "--no-worker").start()
+    token = srv.token("write")["Authorization"].removeprefix("Bearer ")
+    waiting = _upload(srv, token)
+    assert waiting.stdout is not None and waiting.stderr is not None
+    again = ServeProcess(db.url, srv.process.log, srv.env, port=srv.port)  # the same address
+    try:
+        deadline = time.monotonic() + 60
+        while _counts(db)[1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _counts(db) == (0, 1), waiting.stderr.read() if waiting.poll() is not None else ""
+        srv.kill()
+        said = _lines_of(waiting.stderr)
+        first = said.get(timeout=60)
+        assert "job " in first and "cannot reach the server" in first and "trying again in 1 s" in first, first
+        assert waiting.poll() is None  # still polling, not failed
+        again.start()
+        out = waiting.stdout.read()
+        assert waiting.wait(120) == 0, [first, *said.queue]
+        (job,) = orjson.loads(out)
+        assert job["status"] == "done" and job["run_id"] is not None, job
+        assert _counts(db) == (1, 1)
+    finally:
+        waiting.kill()
+        again.stop()
+        db.drop()
 
 
 def test_only_a_503_with_retry_after_is_tried_again() -> None:
