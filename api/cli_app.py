@@ -317,7 +317,8 @@ def upload(
         typer.Option(
             min=0,
             help="Seconds to keep sending a request the server answers 503 with Retry-After "
-            "(its database restarting); 0: fail at once",
+            "(its database restarting), and a job poll that cannot reach the server (it "
+            "restarts); 0: fail at once",
         ),
     ] = UPLOAD_RETRY_FOR_S,
 ) -> None:
