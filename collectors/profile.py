@@ -23,7 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tracehouse.collectors.annotate import FALLBACKS, StepWindow, step_window
 from tracehouse.collectors.models import canonical, get_spec, short_name
-from tracehouse.collectors.models.base import Knobs, RunContext
+from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
 from tracehouse.collectors.models.blocks import count_params
 from tracehouse.core.annotation import parse_annotation
 from tracehouse.core.meta import manifest_path_for
@@ -245,126 +245,153 @@ def collect_one(
     tags) goes into the manifest.  ``keep_memory_events``: keep the profiler's ``[memory]``
     events in the trace (the memory timeline); the peaks in the manifest are read either way."""
     model = canonical(model)
-    spec = get_spec(model)
-    cfg = spec.config(scale)
-    dt = resolve_dtype(dtype)
-    dev = torch.device(device)
-    eff = cfg.knobs.over(knobs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = (
-        name
-        or (
-            trace_name(model, scale, dev.type, attention, knobs, dt)
-            + (f"_w{max_profiled_steps}" if max_profiled_steps is not None else "")
-        )
-        + name_suffix
-    )
+    dt, dev = resolve_dtype(dtype), torch.device(device)
     if dev.type == "cuda" and attention == "flash" and dt == torch.float32:
         raise ValueError("flash attention on CUDA needs --dtype float16 or bfloat16")
-
-    torch.manual_seed(seed)
-    with torch.device(dev):
-        modules = spec.build(cfg)
-    for m in modules.values():
-        m.to(dtype=dt).eval()
-    n_params = sum(count_params(m) for m in modules.values())
-    per_comp_params = {k: count_params(m) for k, m in modules.items()}
-
-    def once(prof=None) -> RunContext:
-        FALLBACKS.clear()
-        ctx = RunContext(device=dev, dtype=dt, knobs=eff, generator=torch.Generator().manual_seed(seed))
-        window = None
-        if prof is not None and max_profiled_steps is not None:
-            window = StepWindow(prof, activities, max_profiled_steps)
-            ctx.notes["max_profiled_steps"] = max_profiled_steps
-        with torch.inference_mode(), _backend_ctx(attention), step_window(window):
-            spec.run(modules, cfg, ctx)
-        if window is not None and window.skipped:
-            ctx.notes["unprofiled_steps"] = ",".join(f"{k}:{v}" for k, v in sorted(window.skipped.items()))
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return ctx
-
+    if not name:
+        window = f"_w{max_profiled_steps}" if max_profiled_steps is not None else ""
+        name = trace_name(model, scale, dev.type, attention, knobs, dt) + window
+    trace = Path(out) / f"{name}{name_suffix}.json.gz"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    pipeline = _Pipeline.built(model, scale, attention, knobs, dev, dt, seed)
     if warmup if warmup is not None else True:
-        once()
-    _warm_profiler()
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if dev.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-        torch.cuda.reset_peak_memory_stats(dev)
-    t0 = time.perf_counter()
-    with torch.profiler.profile(
-        activities=activities, record_shapes=True, profile_memory=profile_memory, with_stack=False
-    ) as prof:
-        ctx = once(prof)
-    wall = time.perf_counter() - t0
-    trace = out / f"{name}.json.gz"
+        pipeline.run()
+    prof, ctx, wall = _profiled(pipeline, profile_memory, max_profiled_steps)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(raw))
         peaks = _postprocess(raw, trace, 1 if dev.type == "cuda" else 0, keep_memory_events)
-    bytes_per = torch.finfo(dt).bits // 8
-    # CPU: the profiler's allocator counter starts at zero (activations only);
-    # CUDA: the caching allocator's total (weights included).
-    mem_key = "peak_allocated_bytes" if dev.type == "cuda" else "peak_activation_bytes"
-    weight_bytes = sum(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
-    activation_peak = peaks.get("")  # CPU: allocations since profiling began; CUDA: all allocated
-    if dev.type == "cuda":
-        peak: int | None = int(torch.cuda.max_memory_allocated(dev))
-    else:
-        # The CPU allocator's counter starts at zero when profiling starts: add the weights so the
-        # figure means what torch.cuda.max_memory_allocated means (weights + activations).
-        peak = None if activation_peak is None else weight_bytes + activation_peak
-    tags: dict[str, str] = {
-        **_host_info(dev),
-        "collector": "tracehouse.collectors",
-        "seed": str(seed),
-        "wall_s": f"{wall:.3f}",
-        "param_bytes_estimate": str(n_params * bytes_per),
-        "sdpa_backends": ",".join(b.name for b in (ATTENTION_BACKENDS[attention] or [])) or "auto",
-        "peak_memory_source": "torch.cuda.max_memory_allocated"
-        if dev.type == "cuda"
-        else "weights + profiler CPU allocator peak ([memory] events)",
-        "weight_bytes": str(weight_bytes),
-    }
-    if activation_peak is not None:
-        tags[f"{mem_key}"] = str(activation_peak)
-    for comp, n in per_comp_params.items():
-        tags[f"params.{comp}"] = str(n)
-    for comp, v in peaks.items():
-        if comp:
-            tags[f"{mem_key}.{comp}"] = str(v)
-    for key, value in ctx.notes.items():
-        tags[key] = str(value)
-    if FALLBACKS:
-        tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
-    meta: dict[str, Any] = {
-        # One vocabulary for family / architecture: the store's catalogue.
-        "model": model,
-        **dict(zip(("family", "architecture"), family_and_architecture(model), strict=True)),
-        "param_count": n_params,
-        "scale": scale,
-        "hardware": _cpu_name() if dev.type == "cpu" else None,
-        "attention_backend": attention,
-        "batch": eff.batch,
-        "dtype": DTYPE_SHORT.get(dt, str(dt)),
-        "image_size": eff.image_size,
-        "frames": eff.frames,
-        "denoising_steps": eff.steps,
-        "decode_tokens": eff.decode_tokens,
-        "text_length": eff.text_length,
-        "peak_memory_bytes": peak,
-        "host": socket.gethostname(),
-        "tags": tags,
-    }
-    if "steps" not in spec.knob_names:
-        meta["denoising_steps"] = None
-    meta.update(ctx.meta)
-    extra = dict(extra_meta or {})
-    tags.update(extra.pop("tags", {}))
-    meta.update(extra)
-    meta = {k: v for k, v in meta.items() if v is not None}
+    meta = pipeline.manifest(peaks, ctx, wall, extra_meta or {})
     manifest = manifest_path_for(trace)
     manifest.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return CollectResult(trace=trace, manifest=manifest, meta=meta, wall_s=wall, notes=ctx.notes)
+
+
+@dataclass
+class _Pipeline:
+    """One model of the suite built on its device in its dtype, and how it is run."""
+
+    model: str
+    scale: str
+    attention: str
+    spec: ModelSpec
+    cfg: Any
+    knobs: Knobs  # the scale's knobs with the caller's overrides
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    modules: dict[str, torch.nn.Module]
+
+    @classmethod
+    def built(
+        cls, model: str, scale: str, attention: str, knobs: Knobs | None, dev: torch.device, dt: torch.dtype, seed: int
+    ) -> _Pipeline:
+        spec = get_spec(model)
+        cfg = spec.config(scale)
+        torch.manual_seed(seed)
+        with torch.device(dev):
+            modules = spec.build(cfg)
+        for m in modules.values():
+            m.to(dtype=dt).eval()
+        return cls(model, scale, attention, spec, cfg, cfg.knobs.over(knobs), dev, dt, seed, modules)
+
+    def run(self, window: StepWindow | None = None) -> RunContext:
+        """The pipeline once, from the same seed; ``window`` bounds the steps profiled."""
+        FALLBACKS.clear()
+        generator = torch.Generator().manual_seed(self.seed)
+        ctx = RunContext(device=self.device, dtype=self.dtype, knobs=self.knobs, generator=generator)
+        if window is not None:
+            ctx.notes["max_profiled_steps"] = window.max_steps
+        with torch.inference_mode(), _backend_ctx(self.attention), step_window(window):
+            self.spec.run(self.modules, self.cfg, ctx)
+        if window is not None and window.skipped:
+            ctx.notes["unprofiled_steps"] = ",".join(f"{k}:{v}" for k, v in sorted(window.skipped.items()))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return ctx
+
+    def manifest(
+        self, peaks: dict[str, int], ctx: RunContext, wall: float, extra_meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The manifest's keys (``RunMeta`` fields), ``extra_meta`` over them, none left None."""
+        eff, n_params = self.knobs, sum(count_params(m) for m in self.modules.values())
+        meta: dict[str, Any] = {
+            # One vocabulary for family / architecture: the store's catalogue.
+            "model": self.model,
+            **dict(zip(("family", "architecture"), family_and_architecture(self.model), strict=True)),
+            "param_count": n_params,
+            "scale": self.scale,
+            "hardware": _cpu_name() if self.device.type == "cpu" else None,
+            "attention_backend": self.attention,
+            "batch": eff.batch,
+            "dtype": DTYPE_SHORT.get(self.dtype, str(self.dtype)),
+            "image_size": eff.image_size,
+            "frames": eff.frames,
+            "denoising_steps": eff.steps if "steps" in self.spec.knob_names else None,
+            "decode_tokens": eff.decode_tokens,
+            "text_length": eff.text_length,
+            "peak_memory_bytes": self._peak_memory_bytes(peaks),
+            "host": socket.gethostname(),
+            "tags": self._tags(n_params, peaks, ctx, wall),
+        }
+        meta.update(ctx.meta)
+        extra = dict(extra_meta)
+        meta["tags"].update(extra.pop("tags", {}))
+        meta.update(extra)
+        return {k: v for k, v in meta.items() if v is not None}
+
+    def _weight_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for m in self.modules.values() for p in m.parameters())
+
+    def _peak_memory_bytes(self, peaks: dict[str, int]) -> int | None:
+        """Weights + activations, as ``torch.cuda.max_memory_allocated`` means it."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        # The CPU allocator's counter starts at zero when profiling starts (activations only):
+        # the weights are added.
+        activation_peak = peaks.get("")
+        return None if activation_peak is None else self._weight_bytes() + activation_peak
+
+    def _tags(self, n_params: int, peaks: dict[str, int], ctx: RunContext, wall: float) -> dict[str, str]:
+        """Host, collector settings, parameter and memory figures, and the run's notes."""
+        cuda = self.device.type == "cuda"
+        # CPU: the profiler's allocator counter (activations only); CUDA: the caching
+        # allocator's total (weights included).
+        mem_key = "peak_allocated_bytes" if cuda else "peak_activation_bytes"
+        tags: dict[str, str] = {
+            **_host_info(self.device),
+            "collector": "tracehouse.collectors",
+            "seed": str(self.seed),
+            "wall_s": f"{wall:.3f}",
+            "param_bytes_estimate": str(n_params * (torch.finfo(self.dtype).bits // 8)),
+            "sdpa_backends": ",".join(b.name for b in (ATTENTION_BACKENDS[self.attention] or [])) or "auto",
+            "peak_memory_source": "torch.cuda.max_memory_allocated"
+            if cuda
+            else "weights + profiler CPU allocator peak ([memory] events)",
+            "weight_bytes": str(self._weight_bytes()),
+        }
+        if "" in peaks:
+            tags[mem_key] = str(peaks[""])
+        tags.update({f"params.{comp}": str(count_params(m)) for comp, m in self.modules.items()})
+        tags.update({f"{mem_key}.{comp}": str(v) for comp, v in peaks.items() if comp})
+        tags.update({key: str(value) for key, value in ctx.notes.items()})
+        if FALLBACKS:
+            tags["attention_fallbacks"] = ",".join(f"{k}={v}" for k, v in sorted(FALLBACKS.items()))
+        return tags
+
+
+def _profiled(
+    pipeline: _Pipeline, profile_memory: bool, max_steps: int | None
+) -> tuple[torch.profiler.profile, RunContext, float]:
+    """The pipeline run once under torch.profiler: the profile, the run's context and its wall time."""
+    _warm_profiler()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if pipeline.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+        torch.cuda.reset_peak_memory_stats(pipeline.device)
+    t0 = time.perf_counter()
+    with torch.profiler.profile(
+        activities=activities, record_shapes=True, profile_memory=profile_memory, with_stack=False
+    ) as prof:
+        ctx = pipeline.run(None if max_steps is None else StepWindow(prof, activities, max_steps))
+    return prof, ctx, time.perf_counter() - t0
