@@ -178,7 +178,7 @@ def breakdown_normalized(session: Session, run_id: int, reference_run_id: int, b
 
 # Knobs two runs must share to be a baseline / optimised pair (everything but the backend).
 PAIR_KEYS = tuple(k for k in KNOB_COLUMNS if k != "attention_backend")
-_PAIR_TYPES: FrameSchema = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
+PAIR_TYPES: FrameSchema = {k: pl.String if k in ("scale", "dtype", "device_kind") else pl.Int64 for k in PAIR_KEYS}
 # The pair's knobs as Table II shows them (model and hardware come as names instead of ids).
 PAIR_KNOBS = tuple(k for k in PAIR_KEYS if k not in ("model_id", "hardware_id"))
 
@@ -206,7 +206,7 @@ def backend_speedups(
         .where(Run.attention_backend.in_([baseline, other]), Run.id.in_(timed))
         .group_by(Run.attention_backend, *cols)
     )
-    runs = to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, **_PAIR_TYPES})
+    runs = to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, **PAIR_TYPES})
     pairs = runs.filter(pl.col("backend") == baseline).join(
         runs.filter(pl.col("backend") == other), on=list(PAIR_KEYS), nulls_equal=True, suffix="_other"
     )
@@ -240,7 +240,7 @@ def backend_speedups(
         "model": pl.String,
         "family": pl.String,
         "hardware": pl.String,
-        **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
+        **{k: PAIR_TYPES[k] for k in PAIR_KNOBS},
         **SUMMARY_SCHEMA,
     }
     return pl.DataFrame(rows, schema=schema).sort("family", "model", "hardware", *PAIR_KNOBS, nulls_last=True)

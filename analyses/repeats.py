@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracehouse.analyses.common import to_frame
-from tracehouse.analyses.compare import _PAIR_TYPES, PAIR_KEYS, PAIR_KNOBS, compare_summary
+from tracehouse.analyses.compare import PAIR_KEYS, PAIR_KNOBS, PAIR_TYPES, compare_summary
 from tracehouse.analyses.stats import MEDIAN_METHOD, median_interval
 from tracehouse.core.frames import TIMELINE_FORMATS, FrameSchema
 from tracehouse.schema.models import Hardware, Model, Run, Trace
@@ -27,7 +27,7 @@ REPEAT_SCHEMA: FrameSchema = {
     "model": pl.String,
     "family": pl.String,
     "hardware": pl.String,
-    **{k: _PAIR_TYPES[k] for k in PAIR_KNOBS},
+    **{k: PAIR_TYPES[k] for k in PAIR_KNOBS},
     "experiment": pl.String,
     "operator": pl.String,
     "repeats": pl.Int64,
@@ -48,7 +48,7 @@ def _runs(session: Session, backends: tuple[str, str], experiment: str | None) -
     )
     if experiment is not None:
         stmt = stmt.where(Run.experiment == experiment)
-    return to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, "experiment": pl.String, **_PAIR_TYPES})
+    return to_frame(session, stmt, {"run_id": pl.Int64, "backend": pl.String, "experiment": pl.String, **PAIR_TYPES})
 
 
 def speedups_over_repeats(
