@@ -199,7 +199,7 @@ class _NotUtf8(Exception):
 
 def _decode_or_refuse(raw: bytes | str, label: str) -> _Trace:
     try:
-        return _decode(raw)
+        return decode_document(raw)
     except UnicodeDecodeError:
         raise _NotUtf8 from None
     except msgspec.ValidationError as exc:
@@ -221,7 +221,9 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
-def _decode(raw: bytes | str) -> _Trace:
+def decode_document(raw: bytes | str) -> _Trace:
+    """The document as msgspec decodes it (a bare events list as its ``traceEvents``); raises
+    msgspec's errors as they are (``decode_trace`` turns them into the user's)."""
     stripped = raw.lstrip()[:1]
     if stripped in ("[", b"["):
         return _Trace(traceEvents=_LIST_DECODER.decode(raw))
@@ -263,7 +265,7 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, deco
         gpu_events=conform(_timed(*frames.pop("gpu"), base_ns, warnings), GPU_EVENT_SCHEMA),
         launches=_launches(_timed(*frames.pop("launch"), base_ns, warnings)),
         ranges=conform(_timed(*frames.pop("range"), base_ns, warnings), RANGE_SCHEMA),
-        devices=_devices(header.deviceProperties or []),
+        devices=device_infos(header.deviceProperties or []),
         event_count=event_count,
         warnings=warnings,
     )
@@ -296,7 +298,7 @@ def _decode_native(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, _F
     if streamed is None:
         return None
     try:
-        header = _decode(streamed.header_text)
+        header = decode_document(streamed.header_text)
     except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
     return header, streamed.event_count, {k: (df, {}) for k, df in streamed.frames.items()}
@@ -311,7 +313,7 @@ def _decode_streamed(path: Path, max_inflated_bytes: int) -> tuple[_Trace, int, 
     for events in chunks:
         _add_events(frames, events)
         count += len(events)
-    return _decode(chunks.rest), count, _finished(frames)
+    return decode_document(chunks.rest), count, _finished(frames)
 
 
 def _decode_events(text: bytes) -> list[_Event] | None:
@@ -572,7 +574,8 @@ def _launches(df: pl.DataFrame) -> pl.DataFrame:
     return conform(df.unique("correlation", keep="first", maintain_order=True), LAUNCH_SCHEMA)
 
 
-def _devices(props: list[_Device]) -> list[DeviceInfo]:
+def device_infos(props: list[_Device]) -> list[DeviceInfo]:
+    """The trace's ``deviceProperties`` as the store's device rows."""
     out = []
     for p in props:
         cc = f"{p.computeMajor}.{p.computeMinor}" if p.computeMajor is not None else None

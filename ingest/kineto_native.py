@@ -10,17 +10,13 @@ for every error message; ``tests/test_kineto_native.py`` checks that both give e
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import polars as pl
 
 from tracehouse.ingest.kineto_pieces import CATEGORIES, GPU_KINDS, LAUNCH_CATS, RANGE_CATS, SCANNER
 
-# The compiled scanner (interface in _kineto_scan.pyi), if built; None where nothing could
-# compile it, and the msgspec path does it all.
-_kineto_scan: ModuleType | None = SCANNER
-
-AVAILABLE = _kineto_scan is not None
+# The compiled scanner (interface in _kineto_scan.pyi, held by kineto_pieces.SCANNER) is None
+# where nothing could compile it, and the msgspec path does it all.
+AVAILABLE = SCANNER is not None
 
 _FIRST_LAUNCH, _FIRST_RANGE = len(GPU_KINDS), len(GPU_KINDS) + len(LAUNCH_CATS)
 
@@ -54,12 +50,17 @@ class Scanned:
 def scan(raw: bytes) -> Scanned | int | None:
     """The complete (``ph`` X) events of the ``KEPT`` categories in ``raw``; the byte offset
     where the scanner declined the document, or None when the extension is not built."""
-    if _kineto_scan is None:
+    if SCANNER is None:
         return None
-    found = _kineto_scan.scan(raw, CATEGORIES)
+    found = SCANNER.scan(raw, CATEGORIES)
     if isinstance(found, int):
         return found
     return Scanned(*found)
+
+
+def table_frames(table: tuple[object, object]) -> dict[str, pl.DataFrame]:
+    """:func:`frames` of one table the piece scanner gave (its Arrow schema and array capsules)."""
+    return frames(pl.DataFrame(_ArrowArray(*table)))
 
 
 def frames(columns: pl.DataFrame) -> dict[str, pl.DataFrame]:

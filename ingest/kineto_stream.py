@@ -30,7 +30,7 @@ import polars as pl
 from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto_native, scan_ahead
 from tracehouse.ingest.jsonchunks import prefetched
-from tracehouse.ingest.kineto_pieces import CATEGORIES, Declined, PieceScan, Table
+from tracehouse.ingest.kineto_pieces import CATEGORIES, SCANNER, Declined, PieceScan, Table
 from tracehouse.ingest.piece_ring import RING, read_pieces
 from tracehouse.ingest.timestamps import us_text_to_ns
 
@@ -85,7 +85,7 @@ def scan_pieces(
     """``handle`` of each piece's compact frames (``_piece_frames``; called on worker threads,
     two pieces at a time, the results in file order), the event count and the header text; None when the extension is not
     built.  Raises as :func:`scan_file`.  ``kineto_windows`` spills each piece to disk here."""
-    if kineto_native._kineto_scan is None:
+    if not kineto_native.AVAILABLE:
         return None
     # Read (and gunzipped) on another thread into the ring's buffers, at most ``_PREFETCH``
     # pieces ahead of the scan (``piece_ring.RING`` counts them).
@@ -133,7 +133,7 @@ def _handled(table: tuple[object, object], handle: Callable[[dict[str, pl.DataFr
 
 
 def _piece_frames(table: tuple[object, object]) -> dict[str, pl.DataFrame]:
-    frames = kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*table)))
+    frames = kineto_native.table_frames(table)
     return {kind: _compact(frame) for kind, frame in frames.items()}
 
 
@@ -172,10 +172,9 @@ def empty_frame(kind: str) -> pl.DataFrame:
 
 
 def _empty_compact(kind: str) -> pl.DataFrame:
-    scanner = kineto_native._kineto_scan
-    if scanner is None:
+    if SCANNER is None:
         raise Declined("the scanner is not built")
-    found = scanner.scan_piece(b"]", CATEGORIES, True)  # an empty array: the frames' columns and types
+    found = SCANNER.scan_piece(b"]", CATEGORIES, True)  # an empty array: the frames' columns and types
     if isinstance(found, int):
         raise Declined(f"empty array at +{found}")
-    return _compact(kineto_native.frames(pl.DataFrame(kineto_native._ArrowArray(*found[0])))[kind])
+    return _compact(kineto_native.table_frames(found[0])[kind])

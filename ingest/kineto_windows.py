@@ -315,7 +315,7 @@ def spilled(
         if found is None or not spill.starts:
             return None
         spill.place(found[0])
-        header = kineto._decode(found[2])
+        header = kineto.decode_document(found[2])
     except (kineto_stream.Declined, Unsplittable, zlib.error):
         return None  # as kineto._decode_native: the reference path decides
     except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
@@ -326,7 +326,7 @@ def spilled(
         gpu_events=conform(pl.DataFrame(), GPU_EVENT_SCHEMA),
         launches=conform(pl.DataFrame(), LAUNCH_SCHEMA),
         ranges=conform(pl.DataFrame(), RANGE_SCHEMA),
-        devices=kineto._devices(header.deviceProperties or []),
+        devices=kineto.device_infos(header.deviceProperties or []),
         event_count=found[1],
         warnings=warnings,
     )

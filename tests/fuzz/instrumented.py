@@ -30,10 +30,10 @@ def load(path: Path) -> ModuleType:
     spec.loader.exec_module(module)
     sys.modules[MODULE] = module
     package._kineto_scan = module  # type: ignore[attr-defined]
-    from tracehouse.ingest import kineto_native
+    from tracehouse.ingest import kineto_pieces
 
     # The whole point: the scan under test must be the instrumented one.
-    assert kineto_native._kineto_scan is module, "the installed scanner was loaded instead"
+    assert kineto_pieces.SCANNER is module, "the installed scanner was loaded instead"
     return module
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.kineto_docs import assert_same_parse, parse_or_error
 from tracehouse.core.frames import ParsedTrace
-from tracehouse.ingest import kineto, kineto_native, kineto_stream
+from tracehouse.ingest import kineto, kineto_native, kineto_pieces, kineto_stream
 from tracehouse.ingest.kineto_pieces import CATEGORIES
 from tracehouse.ingest.timestamps import us_text_to_ns
 
@@ -26,7 +26,7 @@ _LIBC.free.argtypes = [ctypes.c_void_p]
 
 def scan_exact(data: bytes) -> object:
     """``_kineto_scan.scan`` over a buffer that ends where ``data`` ends."""
-    scanner = kineto_native._kineto_scan
+    scanner = kineto_pieces.SCANNER
     assert scanner is not None, "the C scanner is not built"
     if not data:
         return scanner.scan(b"", CATEGORIES)
