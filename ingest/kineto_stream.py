@@ -88,7 +88,8 @@ def scan_pieces(
     if not kineto_native.AVAILABLE:
         return None
     # Read (and gunzipped) on another thread into the ring's buffers, at most ``_PREFETCH``
-    # pieces ahead of the scan (``piece_ring.RING`` counts them).
+    # pieces ahead of the scan (``piece_ring.RING`` counts them); pieces under
+    # ``_PREFETCH_MIN_BYTES`` on this thread, each when the scan asks for it.
     size = piece_bytes or PIECE_BYTES
     pieces = read_pieces(path, size, max_inflated_bytes)
     if size >= _PREFETCH_MIN_BYTES:
