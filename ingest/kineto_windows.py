@@ -40,7 +40,7 @@ import polars as pl
 from tracehouse.core import rules
 from tracehouse.core.frames import GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, ParsedTrace, conform, storable_text
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import kineto, kineto_stream
+from tracehouse.ingest import kineto, kineto_events, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
 from tracehouse.ingest.kineto_sync import WAIT_CALLS, next_launches
@@ -315,7 +315,7 @@ def spilled(
         if found is None or not spill.starts:
             return None
         spill.place(found[0])
-        header = kineto.decode_document(found[2])
+        header = kineto_events.decode_document(found[2])
     except (kineto_stream.Declined, Unsplittable, zlib.error):
         return None  # as kineto._decode_native: the reference path decides
     except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
