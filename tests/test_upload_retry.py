@@ -4,8 +4,8 @@ same request again after that long, for as long as ``--retry-for`` allows.
 
 The database outages are PostgreSQL only: the outage is a TCP proxy in front of it, shut and
 then opened again on the same port.  (A SQLite file has no outage short of its removal.)  So
-is a restart of the server itself after it took the upload, which begins as an API-only
-replica (PostgreSQL only): the upload polls its job until the server answers again."""
+is a restart of the server itself after it took the upload (it begins as an API-only replica,
+which needs PostgreSQL): the upload polls its job until the server answers again."""
 
 from __future__ import annotations
 
@@ -155,6 +155,7 @@ def test_an_upload_waits_for_its_job_across_a_restart_of_the_server(tmp_path: Pa
         assert _counts(db) == (1, 1)
     finally:
         waiting.kill()
+        srv.stop()  # nothing to do once killed; a test failing before the kill leaves no server
         again.stop()
         db.drop()
 
