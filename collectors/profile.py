@@ -4,6 +4,7 @@ its manifest ``<out>/<name>.manifest.json`` (keys: ``tracehouse.core.meta.RunMet
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import gzip
 import json
@@ -254,7 +255,7 @@ def collect_one(
     trace = Path(out) / f"{name}{name_suffix}.json.gz"
     trace.parent.mkdir(parents=True, exist_ok=True)
     pipeline = _Pipeline.built(model, scale, attention, knobs, dev, dt, seed)
-    if warmup if warmup is not None else True:
+    if warmup is None or warmup:
         pipeline.run()
     prof, ctx, wall = _profiled(pipeline, profile_memory, max_profiled_steps)
     with tempfile.TemporaryDirectory() as tmp:
@@ -340,7 +341,8 @@ class _Pipeline:
         meta.update(extra)
         return {k: v for k, v in meta.items() if v is not None}
 
-    def _weight_bytes(self) -> int:
+    @functools.cached_property
+    def _weight_bytes(self) -> int:  # read by the tags and the CPU peak; the weights never change
         return sum(p.numel() * p.element_size() for m in self.modules.values() for p in m.parameters())
 
     def _peak_memory_bytes(self, peaks: dict[str, int]) -> int | None:
@@ -350,7 +352,7 @@ class _Pipeline:
         # The CPU allocator's counter starts at zero when profiling starts (activations only):
         # the weights are added.
         activation_peak = peaks.get("")
-        return None if activation_peak is None else self._weight_bytes() + activation_peak
+        return None if activation_peak is None else self._weight_bytes + activation_peak
 
     def _tags(self, n_params: int, peaks: dict[str, int], ctx: RunContext, wall: float) -> dict[str, str]:
         """Host, collector settings, parameter and memory figures, and the run's notes."""
@@ -368,7 +370,7 @@ class _Pipeline:
             "peak_memory_source": "torch.cuda.max_memory_allocated"
             if cuda
             else "weights + profiler CPU allocator peak ([memory] events)",
-            "weight_bytes": str(self._weight_bytes()),
+            "weight_bytes": str(self._weight_bytes),
         }
         if "" in peaks:
             tags[mem_key] = str(peaks[""])
