@@ -167,7 +167,8 @@ def upload_with(
     """Upload files and folders as ``tracehouse ingest`` would ingest them: one job per run, and
     ncu CSVs given with exactly one timeline trace attach to that trace's run (so that one is
     waited for first).  ``client`` carries the server URL and token.  A request the server
-    answers 503 with Retry-After is sent again for up to ``retry_for_s`` (0: never)."""
+    answers 503 with Retry-After, and a job poll that cannot reach the server, is sent again
+    for up to ``retry_for_s`` (0: never)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from tracehouse.ingest.units import attach_plan, plan_units
