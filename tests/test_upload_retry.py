@@ -13,7 +13,6 @@ import os
 import queue
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -25,7 +24,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import PG_ENV, Database
 from tests.fixtures import run_cli
-from tests.robust_server import CLI, SD, LoggedServer, post, served_behind_proxy
+from tests.robust_server import CLI, SD, LoggedServer, post, served_behind_proxy, wait_until
 from tests.tcp_proxy import TcpProxy
 from tracehouse.api.serve_process import ServeProcess
 from tracehouse.client.upload import retry_after_s, send_until_taken
@@ -112,9 +111,7 @@ def test_a_wait_that_loses_the_database_answers_the_queued_job_not_503(tmp_path:
         sender = threading.Thread(target=lambda: answer.append(post(srv, SD, headers, wait=30)))
         sender.start()
         try:
-            deadline = time.monotonic() + 60
-            while _counts(db)[1] == 0 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: _counts(db)[1] > 0, 60, "the upload's job to be queued")
             assert _counts(db) == (0, 1)  # queued, and the upload is waiting on it
         finally:
             proxy.close()
@@ -138,9 +135,7 @@ def test_an_upload_waits_for_its_job_across_a_restart_of_the_server(tmp_path: Pa
     assert waiting.stdout is not None and waiting.stderr is not None
     again = ServeProcess(db.url, srv.process.log, srv.env, port=srv.port)  # the same address
     try:
-        deadline = time.monotonic() + 60
-        while _counts(db)[1] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: _counts(db)[1] > 0 or waiting.poll() is not None, 60, "the upload's job to be queued")
         assert _counts(db) == (0, 1), waiting.stderr.read() if waiting.poll() is not None else ""
         srv.kill()
         said = _lines_of(waiting.stderr)
