@@ -22,6 +22,7 @@ from tracehouse.api.cli_base import progress
 from tracehouse.api.cli_collect import collect
 from tracehouse.api.cli_common import (
     DbOption,
+    RetryForOption,
     command_group,
     engine_for_url,
     load_settings,
@@ -312,15 +313,7 @@ def upload(
     run: Annotated[int | None, typer.Option("--run", help="Attach the Nsight Compute CSVs to this run")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the ingest jobs to finish")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
-    retry_for: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds to keep sending a request the server answers 503 with Retry-After "
-            "(its database restarting), and a job poll that cannot reach the server (it "
-            "restarts); 0: fail at once",
-        ),
-    ] = UPLOAD_RETRY_FOR_S,
+    retry_for: RetryForOption = UPLOAD_RETRY_FOR_S,
 ) -> None:
     """Upload traces to a tracehouse service (manifests beside them go along)."""
     pairs = [*(meta or []), *([f"experiment={experiment}"] if experiment else [])]

@@ -14,6 +14,9 @@ from typing import Annotated
 
 import typer
 
+from tracehouse.api.cli_common import RetryForOption, upload_and_report
+from tracehouse.core.limits import UPLOAD_RETRY_FOR_S
+
 # Sweep knobs -> Knobs field / run setting.  Spelled with - or _ alike (image-size, image_size),
 # as every knob is everywhere (`tracehouse sweep`, REST ?knob=, --filter, --meta).
 _SWEEP_KEYS = {
@@ -107,6 +110,7 @@ def collect(
     ] = None,
     upload: Annotated[str | None, typer.Option(help="Upload each trace to this tracehouse service URL")] = None,
     token: Annotated[str | None, typer.Option(envvar="TRACEHOUSE_TOKEN", help="Write token for --upload")] = None,
+    retry_for: RetryForOption = UPLOAD_RETRY_FOR_S,
     repeat: Annotated[
         int,
         typer.Option(
@@ -158,9 +162,7 @@ def collect(
         plan, scale, device, out, max_profiled_steps, _ingester(db) if ingest else None, repeat=repeat, extra=extra
     )
     if upload:
-        from tracehouse.api.cli_common import upload_and_report
-
-        upload_and_report(written, upload, token or "", [])
+        upload_and_report(written, upload, token or "", [], retry_for_s=retry_for)
     return written
 
 

@@ -21,6 +21,7 @@ from tracehouse.core.limits import UPLOAD_RETRY_FOR_S
 __all__ = [
     "DbOption",
     "PathSettings",
+    "RetryForOption",
     "command_group",
     "engine_for_url",
     "load_settings",
@@ -39,6 +40,18 @@ def command_group(**options: Any) -> typer.Typer:
 DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: $TRACEHOUSE_DATABASE_URL, else a SQLite file in the data dir)"),
+]
+
+# ``upload`` and ``collect --upload`` take the same patience, spelled the same way.
+RetryForOption = Annotated[
+    float,
+    typer.Option(
+        "--retry-for",
+        min=0,
+        help="Seconds to keep sending a request the server answers 503 with Retry-After "
+        "(its database restarting), and a job poll that cannot reach the server (it "
+        "restarts); 0: fail at once",
+    ),
 ]
 
 

@@ -69,7 +69,7 @@ def _lines_of(stream: IO[str]) -> queue.Queue[str]:
 
 
 def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
-    behind_proxy: tuple[LoggedServer, TcpProxy, Database],
+    behind_proxy: tuple[LoggedServer, TcpProxy, Database], tmp_path: Path
 ) -> None:
     srv, proxy, db = behind_proxy
     token = srv.token("write")["Authorization"].removeprefix("Bearer ")
@@ -80,6 +80,19 @@ def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
     out, err = at_once.communicate(timeout=60)
     assert at_once.returncode == 1 and err.startswith("error: server said 503: "), err
     assert "trying again" not in err
+    assert _counts(db) == (0, 0)
+
+    # collect --upload takes the same --retry-for: the trace is written, and its upload fails at once.
+    collect = [*CLI, "collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path)]
+    collected = subprocess.run(
+        [*collect, "--upload", srv.url, "--token", token, "--retry-for", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = collected.stderr.strip().splitlines()[-1]
+    assert collected.returncode == 1 and last.startswith("error: server said 503: "), collected.stderr
+    assert "trying again" not in collected.stderr and list(tmp_path.glob("*.json.gz"))
     assert _counts(db) == (0, 0)
 
     # By default it waits what the server asks, and lands once the database is back.
