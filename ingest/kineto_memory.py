@@ -107,20 +107,30 @@ def read_memory_events(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -
     empty = pl.DataFrame(schema=EVENT_SCHEMA)
     if not records_memory(path, max_inflated_bytes):
         return empty, 0
-    rows: list[tuple] = []
-    texts: list[bytes] = []
+    # A chunk's events become columns before the next chunk is read: a trace's memory events
+    # are held as 72 bytes each, not as Python rows.
+    frames = [empty]
     chunks = ArrayChunks(file_pieces(path, _PIECE_BYTES, max_inflated_bytes), b"traceEvents", _decode, _CHUNK_BYTES)
     try:
-        for events in chunks:
-            _collect(events, rows, texts)
+        frames.extend(frame for frame in map(_memory_frame, chunks) if frame is not None)
         base = _HEADER.decode(chunks.rest).baseTimeNanoseconds or 0
     except (Unsplittable, msgspec.MsgspecError, zlib.error, RecursionError, UnicodeDecodeError):
         return empty, 0  # the kernel path read the trace; the memory pass only adds what it can
-    frame = pl.DataFrame(rows, schema=list(EVENT_SCHEMA)[1:], orient="row")
-    ts = us_text_to_ns(pl.Series(texts, dtype=pl.Binary).cast(pl.String)) + base
-    frame = frame.insert_column(0, ts.alias("ts_ns")).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
+    frame = pl.concat(frames).with_columns(pl.col("ts_ns") + base)
     readable = frame.filter(pl.col("ts_ns").is_not_null() & pl.col("bytes").is_not_null())
     return readable, frame.height - readable.height
+
+
+def _memory_frame(events: list[_Event]) -> pl.DataFrame | None:
+    """A chunk's memory events (``EVENT_SCHEMA``, time relative to the trace's base); None: none."""
+    rows: list[tuple] = []
+    texts: list[bytes] = []
+    _collect(events, rows, texts)
+    if not rows:
+        return None
+    frame = pl.DataFrame(rows, schema=list(EVENT_SCHEMA)[1:], orient="row")
+    ts = us_text_to_ns(pl.Series(texts, dtype=pl.Binary).cast(pl.String))
+    return frame.insert_column(0, ts.alias("ts_ns")).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _decode(text: bytes) -> list | None:
@@ -162,8 +172,19 @@ def _int(value: int | str | None) -> int | None:
 def attribute_memory(events: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
     """``events`` in time order (file order on ties) with ``seq`` and the keys of the ranges
     enclosing each on its thread (``KEY_SCHEMA``); ``ranges``: the parse's host ranges."""
+    return attributed(in_time_order(events), ranges)
+
+
+def in_time_order(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` sorted by time (file order on ties), numbered by ``seq`` in that order."""
     events = events.with_row_index("file_order").sort("ts_ns", "file_order").drop("file_order")
-    events = events.with_row_index("seq").with_columns(pl.col("seq").cast(pl.Int64))
+    return events.with_row_index("seq").with_columns(pl.col("seq").cast(pl.Int64))
+
+
+def attributed(events: pl.DataFrame, ranges: pl.DataFrame) -> pl.DataFrame:
+    """``events`` (numbered by :func:`in_time_order`) with the keys of the ranges enclosing each
+    on its thread (``KEY_SCHEMA``).  ``ranges`` may be only those that reach the events' time
+    span (a big trace's window): the ranges enclosing an event are among them."""
     if events.is_empty() or ranges.is_empty():
         return events.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in KEY_SCHEMA.items())
     ranges = _range_keys(ranges.with_row_index("range_idx"))
