@@ -20,8 +20,10 @@ launch is in (the wait calls are kept aside as the pieces are spilled, 24 bytes 
 :meth:`Windowed.sync_rows` gives ``kineto_sync.sync_rows``' rows once the windows are read).
 Nesting depths are computed within the window: equal to the whole trace's when ranges on a
 thread nest (RecordFunction scopes do); a range that partly overlaps another one which ended
-before the window could shift a depth.  tests/test_kineto_stream.py compares the rows with
-the whole-trace ingest on every shared trace, cut into windows of a few hundred kernels.
+before the window could shift a depth.  The profiler's memory events are attributed the same
+way, a batch at a time in time order, by the ranges that reach the batch's time span
+(:meth:`Windowed.memory_rows`).  tests/test_kineto_stream.py compares the rows with the
+whole-trace ingest on every shared trace, cut into windows of a few hundred kernels.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ import polars as pl
 from tracehouse.core import rules
 from tracehouse.core.frames import GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, ParsedTrace, conform, storable_text
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import kineto, kineto_events, kineto_stream
+from tracehouse.ingest import kineto, kineto_events, kineto_memory, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
 from tracehouse.ingest.kineto_sync import WAIT_CALLS, next_launches
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
+WINDOW_MEMORY_EVENTS = 200_000  # memory events attributed at a time
 _KINDS = ("gpu", "launch", "range")
 
 
@@ -256,6 +259,23 @@ class Windowed:
             gate_ns=pl.when(earlier).then(here_ns).otherwise("gate_ns"),
             dst_correlation=pl.when(earlier).then(here["dst_correlation"]).otherwise("dst_correlation"),
         )
+
+    def memory_rows(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> pl.DataFrame:
+        """``kineto_memory.memory_rows`` of the whole trace: its memory events (held, 72 bytes
+        each) in time order, attributed ``WINDOW_MEMORY_EVENTS`` at a time by the spilled
+        ranges that reach each window's time span (every range enclosing one of its events)."""
+        events = kineto_memory.in_time_order(kineto_memory.read_memory_events(path, max_inflated_bytes)[0])
+        size = WINDOW_MEMORY_EVENTS
+        windows = [events.slice(offset, size) for offset in range(0, events.height, size)]
+        parts = [kineto_memory.attributed(window, self._ranges_around(window["ts_ns"])) for window in windows]
+        return pl.concat(parts) if parts else kineto_memory.attributed(events, pl.DataFrame())
+
+    def _ranges_around(self, times_ns: pl.Series) -> pl.DataFrame:
+        """The host ranges that reach ``times_ns``' span, timed as the parse's are."""
+        lo, hi = (bound - self.base_ns for bound in _bounds(times_ns))
+        ranges = self._read("range", lo, hi)
+        ranges = ranges.filter(pl.col("ts") <= hi, pl.col("ts") + pl.col("dur_ns").clip(lower_bound=1) > lo)
+        return conform(ranges.with_columns(start_ns=pl.col("ts") + self.base_ns), RANGE_SCHEMA)
 
     def _bounds(self) -> list[tuple[int | None, int | None]]:
         """Start ranges ``[lo, hi)`` of about ``window_kernels`` kernels each (kernels that

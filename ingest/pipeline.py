@@ -244,10 +244,12 @@ def _parsed_and_stored(
         if existing is not None:
             return existing
     # The profiler's [memory] events: read before the transaction (a second pass over the file,
-    # only where the header says they were recorded).  A windowed (big) trace keeps no ranges
-    # to attribute them by: it is stored without them (its waits are ``store_windowed``'s).
+    # only where the header says they were recorded); a windowed (big) trace attributes them
+    # by its spilled ranges.
     memory = None
-    if fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
+    if isinstance(parsed, kineto_windows.Windowed):
+        memory = parsed.memory_rows(path, opt.inflate_cap)
+    elif fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
         memory = memory_rows(path, parsed.ranges, opt.inflate_cap)
     trace_row: dict[str, str | int] = {
         "sha256": file.sha256,
@@ -295,12 +297,12 @@ def _stored(
                 run_id = writer.insert_run(parsed, kernels, run_meta)
                 trace_id = writer.insert_trace(run_id, parsed, **trace_row)
                 writer.insert_kernels(run_id, trace_id, kernels)
-                if memory is not None:
-                    writer.insert_memory(run_id, trace_id, memory)
                 writer.insert_sync(run_id, trace_id, sync_rows(parsed))  # cross-stream waits
                 if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                     writer.store_counters(run_id, parsed.counters)
                 count, warnings = kernels.height, parsed.warnings
+            if memory is not None:
+                writer.insert_memory(run_id, trace_id, memory)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, file.target)
     except BaseException as exc:

@@ -69,7 +69,7 @@ def reingest_run(
     with kineto_windows.scratch() as folder:
         big = big_trace(path, fmt, Path(folder), window_kernels=window_kernels)
         if big is not None:
-            return _reingest_windowed(engine, run_id, trace_id, big, name_rules)
+            return _reingest_windowed(engine, run_id, trace_id, big, name_rules, path)
     parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed, name_rules)
     # The profiler's [memory] events (a Kineto trace's only), attributed to today's ranges.
@@ -92,11 +92,12 @@ def reingest_run(
 
 
 def _reingest_windowed(
-    engine: Engine, run_id: int, trace_id: int, big: BigTrace, name_rules: Sequence[NameRule]
+    engine: Engine, run_id: int, trace_id: int, big: BigTrace, name_rules: Sequence[NameRule], path: Path
 ) -> ReingestResult:
     """The windowed ingest's writes for an existing run: each window's stored kernels (by
     ``seq``) are read for the comparison, deleted and written again before the next window is
-    taken; like a windowed ingest, it keeps no memory events or launch rollup."""
+    taken; like a windowed ingest, it keeps no launch rollup."""
+    memory = big.memory_rows(path) if isinstance(big, kineto_windows.Windowed) else None
     changes = _Changes()
     with session_scope(engine) as session:
         for table in (OperatorRollup, KernelRollup, LaunchRollup, SyncEdge, MemoryEvent):
@@ -116,6 +117,8 @@ def _reingest_windowed(
         )
         if (waits := big.sync_rows()) is not None:
             writer.insert_sync(run_id, trace_id, waits)
+        if memory is not None:
+            writer.insert_memory(run_id, trace_id, memory)
         # Stored kernels past today's last one (the trace read as fewer kernels today).
         changes.add(_keys(session, run_id, count, None), pl.DataFrame(schema=_KEYS_SCHEMA))
         session.execute(delete(Kernel).where(Kernel.run_id == run_id, Kernel.seq >= count))

@@ -24,6 +24,7 @@ from tests.kineto_docs import assert_same_parse, count_pieces_read, documents, e
 from tracehouse.ingest import kineto, kineto_native, kineto_pieces, kineto_stream, kineto_windows
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
+from tracehouse.ingest.reingest import reingest_run
 from tracehouse.schema.db import session_scope
 
 pytestmark = pytest.mark.skipif(
@@ -103,6 +104,8 @@ def _stored(engine: Engine, run_id: int) -> dict[str, pl.DataFrame]:
         "run": "SELECT * FROM run WHERE id = :r",
         "trace": "SELECT * FROM trace WHERE run_id = :r",
         "sync_edge": "SELECT * FROM sync_edge WHERE run_id = :r",
+        "memory_event": "SELECT m.*, (SELECT text FROM symbol s WHERE s.id = m.cpu_op_id) AS cpu_op "
+        "FROM memory_event m WHERE run_id = :r ORDER BY seq",
     }
     unstable = {"id", "run_id", "trace_id", "created_at", "ingested_at", "name_id", *_SYMBOLS}
     out = {}
@@ -113,7 +116,7 @@ def _stored(engine: Engine, run_id: int) -> dict[str, pl.DataFrame]:
                 [tuple(r) for r in rows], schema=list(rows.keys()), orient="row", infer_schema_length=None
             )
             frame = frame.drop([c for c in frame.columns if c in unstable])
-            out[table] = frame if table == "kernel" else frame.sort(frame.columns, nulls_last=True)
+            out[table] = frame if table in ("kernel", "memory_event") else frame.sort(frame.columns, nulls_last=True)
     return out
 
 
@@ -162,6 +165,51 @@ def test_a_wait_whose_id_an_earlier_piece_holds_is_dropped_in_windows_too(
     monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 16)
     windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
     assert_frame_equal(_stored(db.engine, windowed.run_id)["sync_edge"], expected, check_exact=True)
+
+
+def _with_memory_events(tmp_path: Path) -> Path:
+    """a100_record_shapes with the profiler's memory flag and a ``[memory]`` instant inside every
+    fifth cpu op (at its middle, on its thread), and three before any range: real ranges to
+    attribute made-up allocations by."""
+    doc = json.loads(gzip.decompress((KINETO_DIR / "a100_record_shapes.json.gz").read_bytes()))
+    events, allocated = [], 0
+
+    def memory(e: dict, ts: float, size: int) -> dict:
+        args = {"Device Type": 1, "Device Id": 0, "Addr": len(events), "Bytes": size, "Total Allocated": allocated}
+        return {"ph": "i", "cat": "cpu_instant_event", "s": "t", "name": "[memory]", "pid": e["pid"], "tid": e["tid"],
+                "ts": ts, "args": {**args, "Total Reserved": 1 << 30}}  # fmt: skip
+
+    first = doc["traceEvents"][0]
+    for number, e in enumerate(doc["traceEvents"]):
+        events.append(e)
+        if e.get("ph") == "X" and e.get("cat") == "cpu_op" and number % 5 == 0:
+            allocated += (size := 512 * (number % 97 + 1))
+            events.append(memory(e, e["ts"] + e.get("dur", 0) / 2, size))
+    events += [memory(first, first["ts"] - 10 - n, 256) for n in range(3)]
+    return write_doc(tmp_path, {"profile_memory": 1, **doc, "traceEvents": events})
+
+
+def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_stores_them(
+    db: Database, raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big trace recorded with ``profile_memory`` keeps its memory events: attributed by the
+    spilled ranges, 500 events at a time, they are the whole-trace ingest's rows, and a
+    windowed re-ingest writes them again."""
+    require_shared()
+    path = _with_memory_events(tmp_path)
+    whole = ingest_file(db.engine, path, raw_dir=raw_dir)
+    expected = _stored(db.engine, whole.run_id)
+    memory = expected["memory_event"]
+    assert memory.height > 4 * 500 and memory["cpu_op"].null_count() == 3  # the three before any range
+    assert memory["operator"].drop_nulls().n_unique() > 3
+    with session_scope(db.engine) as session:
+        delete_run(session, whole.run_id)
+    monkeypatch.setattr(kineto_windows, "WINDOW_MEMORY_EVENTS", 500)
+    windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
+    assert_frame_equal(_stored(db.engine, windowed.run_id)["memory_event"], memory, check_dtypes=False)
+    again = reingest_run(db.engine, windowed.run_id, window_kernels=997)
+    assert (again.kernel_count, again.reclassified) == (windowed.kernel_count, 0)
+    assert_frame_equal(_stored(db.engine, windowed.run_id)["memory_event"], memory, check_dtypes=False)
 
 
 def test_a_big_trace_is_cut_into_windows_over_its_parts(tmp_path: Path) -> None:
