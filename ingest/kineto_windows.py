@@ -48,7 +48,8 @@ from tracehouse.ingest.jsonchunks import Unsplittable
 from tracehouse.ingest.kineto_sync import WAIT_CALLS, next_launches
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
-WINDOW_MEMORY_EVENTS = 200_000  # memory events attributed at a time
+WINDOW_MEMORY_EVENTS = 100_000  # memory events attributed at a time, at most
+RANGE_PARTS_PER_WINDOW = 64  # and those of a stretch of time where at most this many range parts start
 _KINDS = ("gpu", "launch", "range")
 
 
@@ -262,13 +263,25 @@ class Windowed:
 
     def memory_rows(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> pl.DataFrame:
         """``kineto_memory.memory_rows`` of the whole trace: its memory events (held, 72 bytes
-        each) in time order, attributed ``WINDOW_MEMORY_EVENTS`` at a time by the spilled
-        ranges that reach each window's time span (every range enclosing one of its events)."""
+        each) in time order, attributed a window at a time by the spilled ranges that reach the
+        window's time span (every range enclosing one of its events)."""
         events = kineto_memory.in_time_order(kineto_memory.read_memory_events(path, max_inflated_bytes)[0])
-        size = WINDOW_MEMORY_EVENTS
-        windows = [events.slice(offset, size) for offset in range(0, events.height, size)]
-        parts = [kineto_memory.attributed(window, self._ranges_around(window["ts_ns"])) for window in windows]
+        parts = [
+            kineto_memory.attributed(window, self._ranges_around(window["ts_ns"]))
+            for window in self._memory_windows(events)
+        ]
         return pl.concat(parts) if parts else kineto_memory.attributed(events, pl.DataFrame())
+
+    def _memory_windows(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        """``events`` (in time order) cut where every ``RANGE_PARTS_PER_WINDOW``-th range part
+        starts, and into at most ``WINDOW_MEMORY_EVENTS``: however few the events, a window
+        reaches the parts of a bounded stretch of time (and those of the ranges around it)."""
+        starts = sorted(part.lo for part in self.spill.parts["range"])
+        edges = pl.Series(starts[RANGE_PARTS_PER_WINDOW::RANGE_PARTS_PER_WINDOW], dtype=pl.Int64) + self.base_ns
+        stretches = events.with_columns(stretch=edges.search_sorted(events["ts_ns"], side="right"))
+        for _, in_stretch in stretches.group_by("stretch", maintain_order=True):  # in time order
+            for offset in range(0, in_stretch.height, WINDOW_MEMORY_EVENTS):
+                yield in_stretch.slice(offset, WINDOW_MEMORY_EVENTS).drop("stretch")
 
     def _ranges_around(self, times_ns: pl.Series) -> pl.DataFrame:
         """The host ranges that reach ``times_ns``' span, timed as the parse's are."""

@@ -193,8 +193,8 @@ def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_store
     db: Database, raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A big trace recorded with ``profile_memory`` keeps its memory events: attributed by the
-    spilled ranges, 500 events at a time, they are the whole-trace ingest's rows, and a
-    windowed re-ingest writes them again."""
+    spilled ranges, in windows of at most 500 events cut where every third range part starts,
+    they are the whole-trace ingest's rows, and a windowed re-ingest writes them again."""
     require_shared()
     path = _with_memory_events(tmp_path)
     whole = ingest_file(db.engine, path, raw_dir=raw_dir)
@@ -204,6 +204,8 @@ def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_store
     assert memory["operator"].drop_nulls().n_unique() > 3
     with session_scope(db.engine) as session:
         delete_run(session, whole.run_id)
+    monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 20)  # 24 range parts
+    monkeypatch.setattr(kineto_windows, "RANGE_PARTS_PER_WINDOW", 3)
     monkeypatch.setattr(kineto_windows, "WINDOW_MEMORY_EVENTS", 500)
     windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
     assert_frame_equal(_stored(db.engine, windowed.run_id)["memory_event"], memory, check_dtypes=False)
