@@ -30,6 +30,7 @@ from tracehouse.api.cli_common import (
     open_engine,
     upload_and_report,
 )
+from tracehouse.api.cli_diagnose import register as register_diagnose
 from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_fleet import register as register_fleet
 from tracehouse.api.cli_runs import register as register_runs
@@ -46,6 +47,7 @@ db_app = command_group(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("collect")(collect)
 register_analyses(app)
+register_diagnose(app)
 register_experiments(app)
 register_fleet(app)
 register_worker(app)
