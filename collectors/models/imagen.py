@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import Transformer, TransformerConfig, UNet, UNetConfig
+from tracehouse.collectors.models.blocks import Transformer, TransformerConfig
 from tracehouse.collectors.models.text import T5_TINY, T5_XXL, encode_text
+from tracehouse.collectors.models.unet import UNet, UNetConfig
 
 
 @dataclass(frozen=True)

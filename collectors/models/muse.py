@@ -15,13 +15,9 @@ import torch
 
 from tracehouse.collectors.annotate import AEmbedding, ALinear, component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import (
-    ConvDecoder,
-    DecoderConfig,
-    Transformer,
-    TransformerConfig,
-)
+from tracehouse.collectors.models.blocks import Transformer, TransformerConfig
 from tracehouse.collectors.models.text import T5_TINY, T5_XXL, encode_text, parallel_decode
+from tracehouse.collectors.models.unet import ConvDecoder, DecoderConfig
 
 
 @dataclass(frozen=True)

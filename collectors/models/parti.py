@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import DecoderConfig, Transformer, TransformerConfig
+from tracehouse.collectors.models.blocks import Transformer, TransformerConfig
 from tracehouse.collectors.models.llama import generate
 from tracehouse.collectors.models.muse import VQDecoder
+from tracehouse.collectors.models.unet import DecoderConfig
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import (
-    DecoderConfig,
-    TransformerConfig,
-    UNetConfig,
-)
+from tracehouse.collectors.models.blocks import TransformerConfig
 from tracehouse.collectors.models.hf import denoise
 from tracehouse.collectors.models.text import clip_text
+from tracehouse.collectors.models.unet import DecoderConfig, UNetConfig
 
 
 @dataclass(frozen=True)

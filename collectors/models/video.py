@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from tracehouse.collectors.annotate import component
 from tracehouse.collectors.models.base import Knobs, ModelSpec, RunContext
-from tracehouse.collectors.models.blocks import TransformerConfig, UNetConfig
+from tracehouse.collectors.models.blocks import TransformerConfig
 from tracehouse.collectors.models.hf import denoise
 from tracehouse.collectors.models.text import CLIP_L, clip_text
+from tracehouse.collectors.models.unet import UNetConfig
 
 
 @dataclass(frozen=True)
