@@ -12,11 +12,16 @@ infers it from time (the kernel of another stream that ended last before the gat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
-from tracehouse.core.frames import ParsedTrace
+from tracehouse.core.frames import ParsedTrace, conform
 
 WAIT_CALLS = ("cudaStreamWaitEvent", "hipStreamWaitEvent")
+
+
+SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64}
 
 
 def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
@@ -24,7 +29,7 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
     waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns").sort("call_ns", "tid")
     if waits.is_empty():
-        return pl.DataFrame(schema={"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64})
+        return pl.DataFrame(schema=SYNC_SCHEMA)
     activity = parsed.gpu_events["correlation"].drop_nulls().unique()
     launched = launches.filter(pl.col("correlation").is_in(activity.implode()))
     return (
@@ -45,3 +50,42 @@ def next_launches(waits: pl.DataFrame, launches: pl.DataFrame) -> pl.DataFrame:
         .sort("call_ns", "dst_correlation")
     )
     return waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
+
+
+@dataclass
+class WaitGates:
+    """:func:`sync_rows` of a trace read window by window (``kineto_windows``, ``nsys_windows``):
+    each wait call and the launch it gates among the windows' launches seen so far.  A wait
+    gates the first launch of a GPU activity on its thread at or after it, which may be in any
+    window (windows follow kernel order, not call order), so a window's candidate replaces an
+    earlier window's only when it was called earlier."""
+
+    gates: pl.DataFrame  # tid, call_ns, gate_ns, dst_correlation
+
+    @classmethod
+    def of(cls, waits: pl.DataFrame) -> WaitGates:
+        """``waits``: ``tid, call_ns``, one row per wait call of the whole trace."""
+        schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
+        return cls(conform(waits.sort("call_ns", "tid"), schema))  # as sync_rows orders them
+
+    def see(self, launches: pl.DataFrame) -> None:
+        """A window's launches (calls that enqueued its GPU activity)."""
+        if self.gates.is_empty() or launches.is_empty():
+            return
+        here = next_launches(self.gates.select("tid", "call_ns"), launches)
+        here_ns, gate_ns = here["gate_ns"], pl.col("gate_ns")
+        # Called earlier, or at the same ns with a lower id (as the whole trace's sort has it).
+        before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (here["dst_correlation"] < pl.col("dst_correlation")))
+        earlier = here_ns.is_not_null() & (gate_ns.is_null() | before)
+        self.gates = self.gates.select(
+            "tid",
+            "call_ns",
+            gate_ns=pl.when(earlier).then(here_ns).otherwise("gate_ns"),
+            dst_correlation=pl.when(earlier).then(here["dst_correlation"]).otherwise("dst_correlation"),
+        )
+
+    def rows(self) -> pl.DataFrame:
+        """``sync_rows``' rows, once every window has been seen."""
+        return self.gates.with_row_index("seq").select(
+            pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation"
+        )

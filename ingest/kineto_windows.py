@@ -45,7 +45,7 @@ from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto, kineto_events, kineto_memory, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
-from tracehouse.ingest.kineto_sync import WAIT_CALLS, next_launches
+from tracehouse.ingest.kineto_sync import WAIT_CALLS, WaitGates
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
 WINDOW_MEMORY_EVENTS = 100_000  # memory events attributed at a time, at most
@@ -191,7 +191,7 @@ class Windowed:
     base_ns: int
     window_kernels: int = WINDOW_KERNELS
     # Each wait and the earliest launch after it in the windows read so far.
-    _gates: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _gates: WaitGates | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kernel_count(self) -> int:
@@ -216,7 +216,7 @@ class Windowed:
         self._gates = self._waits()
         for lo, hi in self._bounds():
             trace = self._window(lo, hi)
-            self._gate(trace.launches)
+            self._gates.see(trace.launches)
             rows = attribute(trace, name_rules, op_names=op_names, with_instance=True)
             instance = trace.ranges["gid"].gather(rows["op_instance"])
             has_cost = rows["op_flops"].is_not_null()
@@ -230,36 +230,15 @@ class Windowed:
             seq += rows.height
 
     def sync_rows(self) -> pl.DataFrame:
-        """``kineto_sync.sync_rows`` of the whole trace, once :meth:`windows` has run through:
-        a wait gates the first launch of a GPU activity on its thread at or after it, which
-        may be in any window (launches come in kernel order, not call order), so each window's
-        candidate replaces an earlier window's only when it was called earlier."""
+        """``kineto_sync.sync_rows`` of the whole trace, once :meth:`windows` has run through
+        (``kineto_sync.WaitGates``)."""
         if self._gates is None:
             raise RuntimeError("sync_rows() before windows() has run")
-        return self._gates.with_row_index("seq").select(
-            pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation"
-        )
+        return self._gates.rows()
 
-    def _waits(self) -> pl.DataFrame:
-        schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
+    def _waits(self) -> WaitGates:
         waits = self.spill.first_waits().select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
-        return conform(waits.sort("call_ns", "tid"), schema)  # as kineto_sync orders them
-
-    def _gate(self, launches: pl.DataFrame) -> None:
-        assert self._gates is not None
-        if self._gates.is_empty() or launches.is_empty():
-            return
-        here = next_launches(self._gates.select("tid", "call_ns"), launches)
-        here_ns, gate_ns = here["gate_ns"], pl.col("gate_ns")
-        # Called earlier, or at the same ns with a lower id (as the whole trace's sort has it).
-        before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (here["dst_correlation"] < pl.col("dst_correlation")))
-        earlier = here_ns.is_not_null() & (gate_ns.is_null() | before)
-        self._gates = self._gates.select(
-            "tid",
-            "call_ns",
-            gate_ns=pl.when(earlier).then(here_ns).otherwise("gate_ns"),
-            dst_correlation=pl.when(earlier).then(here["dst_correlation"]).otherwise("dst_correlation"),
-        )
+        return WaitGates.of(waits)
 
     def memory_rows(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> pl.DataFrame:
         """``kineto_memory.memory_rows`` of the whole trace: its memory events (held, 72 bytes
