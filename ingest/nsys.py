@@ -30,6 +30,7 @@ from tracehouse.core.frames import (
     SchemaLike,
     conform,
 )
+from tracehouse.ingest.kineto_sync import WAIT_CALLS
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
@@ -141,8 +142,10 @@ def assembled(
     (ties in the order read: the same in a window as in the whole export)."""
     gpu, runtime = _qualify_correlation(gpu, runtime, qualify)
     # A launch is a call that enqueued GPU work; the other runtime calls (cuGetProcAddress,
-    # cudaStreamIsCapturing ...) would only dilute attribution.
-    launches = runtime.join(gpu.select("correlation").unique(), on="correlation", how="semi", maintain_order="left")
+    # cudaStreamIsCapturing ...) would only dilute attribution.  Cross-stream waits stay too:
+    # ``kineto_sync.sync_rows`` reads them from here, as from a Kineto trace's launches.
+    enqueued = pl.col("correlation").is_in(gpu["correlation"].drop_nulls().unique().implode())
+    launches = runtime.filter(enqueued | pl.col("name").is_in(WAIT_CALLS))
     return (
         conform(gpu.sort("start_ns", maintain_order=True), GPU_EVENT_SCHEMA),
         conform(launches.sort("start_ns", maintain_order=True), LAUNCH_SCHEMA),
@@ -155,7 +158,7 @@ def _columns(con: sqlite3.Connection, table: str) -> set[str]:
 
 
 Where = Callable[[str], str]  # a GPU activity table -> the WHERE clause that picks its rows
-Params = Sequence[int]  # the values of a clause's ``?``
+Params = Sequence[int | str]  # the values of a clause's ``?``
 
 _BATCH_ROWS = 65_536  # rows fetched at a time: as Python tuples a row is ~10x its frame's size
 
@@ -263,6 +266,17 @@ def runtime_calls(
         return pl.DataFrame(schema=RUNTIME_RAW)
     df = _frame(con, f"{sql} {where}", RUNTIME_RAW, params)
     return df.with_columns(pl.col("name").str.replace(_API_VERSION, ""))
+
+
+def wait_calls(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
+    """The cross-stream wait calls (``kineto_sync.WAIT_CALLS``), ``tid, call_ns``: found by
+    their names' ids first, so a big export's other calls are not read for them."""
+    if RUNTIME not in cols or "nameId" not in cols[RUNTIME]:
+        return pl.DataFrame(schema={"tid": pl.Int64, "call_ns": pl.Int64})
+    names = " OR ".join("value GLOB ?" for _ in WAIT_CALLS)
+    where = f"WHERE t.nameId IN (SELECT id FROM StringIds WHERE {names})"
+    calls = runtime_calls(con, cols, where, [f"{call}*" for call in WAIT_CALLS])
+    return calls.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns")
 
 
 def runtime_sql(cols: dict[str, set[str]]) -> str | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -42,6 +42,7 @@ from tracehouse.core import rules
 from tracehouse.core.frames import GPU_EVENT_SCHEMA, LAUNCH_SCHEMA, RANGE_SCHEMA, ParsedTrace, conform, storable_text
 from tracehouse.ingest import nsys
 from tracehouse.ingest.attribution import attribute
+from tracehouse.ingest.kineto_sync import WaitGates
 
 WINDOW_KERNELS = 50_000  # GPU rows attributed at a time, as kineto_windows
 INDEX_FILE = "nsys-index.sqlite"
@@ -62,6 +63,7 @@ class NsysWindowed:
     qualify: bool  # correlation ids qualified by pid (several processes)
     levels: list[int]  # the NVTX ranges' duration orders of magnitude
     window_kernels: int = WINDOW_KERNELS
+    _gates: WaitGates | None = field(default=None, init=False, repr=False, compare=False)
 
     def stand_in_kernels(self) -> pl.DataFrame:
         """One row per device with its GPU time: what ``load.insert_run`` reads to pick the
@@ -71,8 +73,13 @@ class NsysWindowed:
             schema={"device": pl.Int64, "dur_ns": pl.Int64},
         ).with_columns(start_ns=pl.lit(0, pl.Int64), operator=pl.lit("other"), graph=pl.lit(False))
 
-    def sync_rows(self) -> None:
-        """None: an export read by window keeps no sync edges (its wait calls are not gathered)."""
+    def sync_rows(self) -> pl.DataFrame:
+        """``kineto_sync.sync_rows`` of the whole export, once :meth:`windows` has run through:
+        its wait calls (read by name), each paired with the launch it gates among the windows'
+        launches (``kineto_sync.WaitGates``)."""
+        if self._gates is None:
+            raise RuntimeError("sync_rows() before windows() has run")
+        return self._gates.rows()
 
     def windows(self, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> Iterator[pl.DataFrame]:
         """Kernel rows (``attribution.KERNEL_ROW_COLUMNS``), window by window in ``seq`` order."""
@@ -82,9 +89,11 @@ class NsysWindowed:
             with nsys.damage_as_bad_trace(self.path):
                 cols = nsys.export_columns(con, self.path.name)
                 con.execute("CREATE TEMP TABLE want (corr INTEGER PRIMARY KEY)")
+                self._gates = WaitGates.of(nsys.wait_calls(con, cols))
                 seq = 0
                 for lo, hi in self._bounds(con):
                     trace = storable_text(self._window(con, cols, lo, hi))  # its count is the header's
+                    self._gates.see(trace.launches)
                     rows = attribute(trace, name_rules)
                     yield rows.with_columns(seq=pl.col("seq") + seq)
                     seq += rows.height

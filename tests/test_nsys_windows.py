@@ -32,13 +32,35 @@ def _exports() -> list[str]:
     return sorted(p.name for p in NSYS.glob("*.sqlite")) if NSYS.is_dir() else []
 
 
+def _add_waits(con: sqlite3.Connection, every: int) -> list[tuple[int, int, int | None]]:
+    """A ``cudaStreamWaitEvent`` call 2 ns before every ``every``-th kernel launch, on its
+    thread, and one after the last launch (it gates nothing): ``(tid, call_ns, the correlation
+    of the launch it gates)`` for each, as the sync edges must hold them."""
+    name_id = con.execute("SELECT max(id) + 1 FROM StringIds").fetchone()[0]
+    con.execute("INSERT INTO StringIds (id, value) VALUES (?, 'cudaStreamWaitEvent_v3020')", (name_id,))
+    launches = con.execute(
+        f"SELECT r.start, r.globalTid, r.correlationId FROM {RUNTIME} r "
+        f"WHERE r.correlationId IN (SELECT correlationId FROM {KERNEL}) ORDER BY r.start"
+    ).fetchall()
+    waits = [(start - 2, tid, corr) for start, tid, corr in launches[::every]]
+    waits.append((launches[-1][0] + 5, launches[-1][1], None))
+    next_id = con.execute(f"SELECT max(correlationId) + 1 FROM {RUNTIME}").fetchone()[0]
+    con.executemany(
+        f"INSERT INTO {RUNTIME} (start, end, eventClass, globalTid, correlationId, nameId, returnValue) "
+        "VALUES (?, ?, 0, ?, ?, ?, 0)",
+        [(call, call + 1, tid, next_id + i, name_id) for i, (call, tid, _) in enumerate(waits)],
+    )
+    return [(tid & 0xFFFFFF, call, corr) for call, tid, corr in waits]
+
+
 def _annotated(folder: Path) -> Path:
     """A copy of the NVTX export with, on its launching thread: one of our annotations
     around every 50th launch (nested in one around every other token's range, nested in a
     range with a NUL in its name around the whole capture: ranges span many windows); a range left
     open (a warning); a kernel moved past the last one, so its window is the last and its
-    launch, with the annotation around it, is in the first; and its first 100 kernels again,
-    launched by a second process with the same correlation ids (ids qualified by pid)."""
+    launch, with the annotation around it, is in the first; a cross-stream wait before every
+    40th launch (the late kernel's among them); and its first 100 kernels again, launched by a
+    second process with the same correlation ids (ids qualified by pid)."""
     path = folder / "annotated.sqlite"
     shutil.copyfile(NSYS / NVTX_EXPORT, path)
     path.chmod(0o644)
@@ -63,6 +85,7 @@ def _annotated(folder: Path) -> Path:
         f"INSERT INTO {NVTX} (start, end, eventType, globalTid, text) VALUES (?, ?, ?, ?, ?)",
         [(start, end, push_pop, tid, text) for start, end, text in ranges],
     )
+    _add_waits(con, 40)
     last = con.execute(f"SELECT max(end) FROM {KERNEL}").fetchone()[0]
     moved = launches[600][3]  # annotated: an attention range is around its launch
     con.execute(
@@ -133,6 +156,28 @@ def test_the_annotated_copy_has_what_windows_could_get_wrong(tmp_path: Path) -> 
         rows.vstack(w, in_place=True)
     assert rows.filter(rows["operator"] == "attention").height == len(range(0, 1536, 50))  # every 50th kernel
     assert rows["component"].drop_nulls().unique().to_list() == ["block"]
+
+
+def test_cross_stream_waits_of_an_export_become_sync_edges(db: Database, raw_dir: Path, tmp_path: Path) -> None:
+    """Each ``cudaStreamWaitEvent`` call gates the next launch on its thread: the edges the
+    critical path reads, for an export read whole and in windows alike (the comparison above
+    has them too, on the annotated copy)."""
+    require_shared()
+    path = tmp_path / "waits.sqlite"
+    shutil.copyfile(NSYS / NVTX_EXPORT, path)
+    path.chmod(0o644)
+    con = sqlite3.connect(path)
+    expected = _add_waits(con, 40)
+    con.commit()
+    con.close()
+    assert len(expected) == len(range(0, 1536, 40)) + 1  # 1,536 launches of its 2,048 kernels
+    whole = ingest_file(db.engine, path, raw_dir=raw_dir)
+    edges = _stored(db.engine, whole.run_id)["sync_edge"].sort("seq")
+    assert edges.select("tid", "call_ns", "dst_correlation").rows() == expected
+    with session_scope(db.engine) as session:
+        delete_run(session, whole.run_id)
+    windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=97)
+    assert_frame_equal(_stored(db.engine, windowed.run_id)["sync_edge"].sort("seq"), edges)
 
 
 # Measured (docs/NOTES-nsysbig2.md): the whole-export path peaks at ~880 MB on this export,
