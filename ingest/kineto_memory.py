@@ -128,7 +128,9 @@ def _memory_frame(events: list[_Event]) -> pl.DataFrame | None:
     _collect(events, rows, texts)
     if not rows:
         return None
-    frame = pl.DataFrame(rows, schema=list(EVENT_SCHEMA)[1:], orient="row")
+    # Every column's type given: one inferred from the first rows fails on a later row that
+    # has a field those lacked (an Addr, a Total Reserved).
+    frame = pl.DataFrame(rows, schema=dict(list(EVENT_SCHEMA.items())[1:]), orient="row")
     ts = us_text_to_ns(pl.Series(texts, dtype=pl.Binary).cast(pl.String))
     return frame.insert_column(0, ts.alias("ts_ns")).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
 

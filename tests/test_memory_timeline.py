@@ -18,7 +18,7 @@ from tests.test_suite import _rest
 from tracehouse.analyses.memory_peak import memory_peak
 from tracehouse.analyses.memory_timeline import BEFORE_TRACE, memory_peak_live, memory_timeline
 from tracehouse.core.errors import BadInput
-from tracehouse.ingest.kineto_memory import records_memory
+from tracehouse.ingest.kineto_memory import read_memory_events, records_memory
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.schema.db import session_scope
@@ -161,3 +161,17 @@ def test_a_run_without_memory_events_answers_empty(db: Database, raw_dir: Path, 
     assert measured.null_count() == measured.len()
     assert _rest(db, tmp_path, f"/v1/runs/{run}/memory-timeline", {}) == []
     assert _cli(db, "memory-peak", str(run), "--live") == []
+
+
+def test_events_whose_first_hundreds_lack_a_field_are_all_read(tmp_path: Path) -> None:
+    """The allocator leaves out what it does not know (an address, the reserved total): the first
+    300 events of the Diffusion-LM trace without them, the rest with, are read whole."""
+    doc = json.loads(gzip.decompress(TRACE.read_bytes()))
+    memory = [e for e in doc["traceEvents"] if e.get("name") == "[memory]"]
+    for event in memory[:300]:
+        del event["args"]["Addr"], event["args"]["Total Reserved"]
+    path = tmp_path / "fields.json"
+    path.write_text(json.dumps(doc))
+    events, unreadable = read_memory_events(path)
+    assert (events.height, unreadable) == (len(memory), 0) and len(memory) > 300
+    assert events["addr"].null_count() == events["total_reserved"].null_count() == 300
