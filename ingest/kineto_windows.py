@@ -21,8 +21,8 @@ launch is in (the wait calls are kept aside as the pieces are spilled, 24 bytes 
 Nesting depths are computed within the window: equal to the whole trace's when ranges on a
 thread nest (RecordFunction scopes do); a range that partly overlaps another one which ended
 before the window could shift a depth.  The profiler's memory events are attributed the same
-way, a batch at a time in time order, by the ranges that reach the batch's time span
-(:meth:`Windowed.memory_rows`).  tests/test_kineto_stream.py compares the rows with the
+way, a window at a time in time order, by the ranges that reach the window's time span
+(:meth:`Windowed.memory_windows`).  tests/test_kineto_stream.py compares the rows with the
 whole-trace ingest on every shared trace, cut into windows of a few hundred kernels.
 """
 
@@ -189,6 +189,8 @@ class Windowed:
     header: ParsedTrace
     spill: Spill
     base_ns: int
+    source: Path  # the trace file: its memory events are read from it again
+    max_inflated_bytes: int
     window_kernels: int = WINDOW_KERNELS
     # Each wait and the earliest launch after it in the windows read so far.
     _gates: WaitGates | None = field(default=None, init=False, repr=False, compare=False)
@@ -240,16 +242,16 @@ class Windowed:
         waits = self.spill.first_waits().select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
         return WaitGates.of(waits)
 
-    def memory_rows(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> pl.DataFrame:
-        """``kineto_memory.memory_rows`` of the whole trace: its memory events (held, 72 bytes
-        each) in time order, attributed a window at a time by the spilled ranges that reach the
-        window's time span (every range enclosing one of its events)."""
-        events = kineto_memory.in_time_order(kineto_memory.read_memory_events(path, max_inflated_bytes)[0])
-        parts = [
-            kineto_memory.attributed(window, self._ranges_around(window["ts_ns"]))
-            for window in self._memory_windows(events)
-        ]
-        return pl.concat(parts) if parts else kineto_memory.attributed(events, pl.DataFrame())
+    def memory_windows(self) -> Iterator[pl.DataFrame]:
+        """``kineto_memory.memory_rows`` of the whole trace, a window at a time: its memory
+        events, read again from the file and held in time order (80 bytes each), attributed by
+        the spilled ranges that reach each window's time span (every range enclosing one of its
+        events).  Each window's rows are for the caller to insert before the next is made."""
+        read, _ = kineto_memory.read_memory_events(self.source, self.max_inflated_bytes)
+        events = kineto_memory.in_time_order(read)
+        del read
+        for window in self._memory_windows(events):
+            yield kineto_memory.attributed(window, self._ranges_around(window["ts_ns"]))
 
     def _memory_windows(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
         """``events`` (in time order) cut where every ``RANGE_PARTS_PER_WINDOW``-th range part
@@ -257,10 +259,10 @@ class Windowed:
         reaches the parts of a bounded stretch of time (and those of the ranges around it)."""
         starts = sorted(part.lo for part in self.spill.parts["range"])
         edges = pl.Series(starts[RANGE_PARTS_PER_WINDOW::RANGE_PARTS_PER_WINDOW], dtype=pl.Int64) + self.base_ns
-        stretches = events.with_columns(stretch=edges.search_sorted(events["ts_ns"], side="right"))
-        for _, in_stretch in stretches.group_by("stretch", maintain_order=True):  # in time order
-            for offset in range(0, in_stretch.height, WINDOW_MEMORY_EVENTS):
-                yield in_stretch.slice(offset, WINDOW_MEMORY_EVENTS).drop("stretch")
+        cuts = events["ts_ns"].search_sorted(edges, side="left").to_list()  # the events before each edge
+        for start, end in itertools.pairwise([0, *cuts, events.height]):
+            for offset in range(start, end, WINDOW_MEMORY_EVENTS):
+                yield events.slice(offset, min(WINDOW_MEMORY_EVENTS, end - offset))
 
     def _ranges_around(self, times_ns: pl.Series) -> pl.DataFrame:
         """The host ranges that reach ``times_ns``' span, timed as the parse's are."""
@@ -347,7 +349,7 @@ def spilled(
     parsed = storable_text(parsed)  # the devices' names; the frames' NULs were counted per piece
     if spill.nul_in_text:
         parsed.warnings["nul_in_text"] = parsed.warnings.get("nul_in_text", 0) + spill.nul_in_text
-    return Windowed(parsed, spill, header.baseTimeNanoseconds or 0)
+    return Windowed(parsed, spill, header.baseTimeNanoseconds or 0, path, max_inflated_bytes)
 
 
 def scratch(near: Path | None = None) -> tempfile.TemporaryDirectory[str]:

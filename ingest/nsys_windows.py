@@ -81,6 +81,10 @@ class NsysWindowed:
             raise RuntimeError("sync_rows() before windows() has run")
         return self._gates.rows()
 
+    def memory_windows(self) -> Iterator[pl.DataFrame]:
+        """None to insert: Nsight Systems exports carry no allocator events we read."""
+        return iter(())
+
     def windows(self, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> Iterator[pl.DataFrame]:
         """Kernel rows (``attribution.KERNEL_ROW_COLUMNS``), window by window in ``seq`` order."""
         # Read on the thread that runs the generator (store_windowed prefetches a window ahead).

@@ -244,12 +244,10 @@ def _parsed_and_stored(
         if existing is not None:
             return existing
     # The profiler's [memory] events: read before the transaction (a second pass over the file,
-    # only where the header says they were recorded); a windowed (big) trace attributes them
-    # by its spilled ranges.
+    # only where the header says they were recorded); a windowed (big) trace stores them a
+    # window at a time (``store_windowed``).
     memory = None
-    if isinstance(parsed, kineto_windows.Windowed):
-        memory = parsed.memory_rows(path, opt.inflate_cap)
-    elif fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
+    if fmt == "kineto" and not isinstance(parsed, BIG_TRACE_TYPES):
         memory = memory_rows(path, parsed.ranges, opt.inflate_cap)
     trace_row: dict[str, str | int] = {
         "sha256": file.sha256,
@@ -300,9 +298,9 @@ def _stored(
                 writer.insert_sync(run_id, trace_id, sync_rows(parsed))  # cross-stream waits
                 if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                     writer.store_counters(run_id, parsed.counters)
+                if memory is not None:
+                    writer.insert_memory(run_id, trace_id, memory)
                 count, warnings = kernels.height, parsed.warnings
-            if memory is not None:
-                writer.insert_memory(run_id, trace_id, memory)
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, file.target)
     except BaseException as exc:

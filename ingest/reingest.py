@@ -63,13 +63,14 @@ def reingest_run(
     """Parse the run's raw timeline trace again and replace its kernels and rollups, classified
     with ``name_rules`` (today's, a lab's own first).  A trace the ingest reads in windows (big,
     or ``window_kernels`` asked for) is re-read the same way, its kernels replaced a window at
-    a time: memory stays bounded whatever the trace's size."""
+    a time: memory does not grow with its kernels and ranges (its memory events, if recorded,
+    are held while they are attributed, as the ingest holds them)."""
     with session_scope(engine) as session:
         trace_id, fmt, path = _timeline_trace(session, run_id)
     with kineto_windows.scratch() as folder:
         big = big_trace(path, fmt, Path(folder), window_kernels=window_kernels)
         if big is not None:
-            return _reingest_windowed(engine, run_id, trace_id, big, name_rules, path)
+            return _reingest_windowed(engine, run_id, trace_id, big, name_rules)
     parsed = parse_trace(path, fmt)  # parse outside the transaction
     kernels = attribute(parsed, name_rules)
     # The profiler's [memory] events (a Kineto trace's only), attributed to today's ranges.
@@ -92,12 +93,11 @@ def reingest_run(
 
 
 def _reingest_windowed(
-    engine: Engine, run_id: int, trace_id: int, big: BigTrace, name_rules: Sequence[NameRule], path: Path
+    engine: Engine, run_id: int, trace_id: int, big: BigTrace, name_rules: Sequence[NameRule]
 ) -> ReingestResult:
     """The windowed ingest's writes for an existing run: each window's stored kernels (by
     ``seq``) are read for the comparison, deleted and written again before the next window is
     taken; like a windowed ingest, it keeps no launch rollup."""
-    memory = big.memory_rows(path) if isinstance(big, kineto_windows.Windowed) else None
     changes = _Changes()
     with session_scope(engine) as session:
         for table in (OperatorRollup, KernelRollup, LaunchRollup, SyncEdge, MemoryEvent):
@@ -115,9 +115,8 @@ def _reingest_windowed(
         count = store_windowed_kernels(
             writer, big, run_id, trace_id, name_rules, before_window=replace, after_window=compare
         )
-        if (waits := big.sync_rows()) is not None:
-            writer.insert_sync(run_id, trace_id, waits)
-        if memory is not None:
+        writer.insert_sync(run_id, trace_id, big.sync_rows())
+        for memory in big.memory_windows():
             writer.insert_memory(run_id, trace_id, memory)
         # Stored kernels past today's last one (the trace read as fewer kernels today).
         changes.add(_keys(session, run_id, count, None), pl.DataFrame(schema=_KEYS_SCHEMA))

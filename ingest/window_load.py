@@ -103,14 +103,15 @@ def store_windowed(
     trace_row: dict[str, str | int],
     name_rules: Sequence[NameRule] = NAME_RULES,
 ) -> tuple[int, int, int]:
-    """Run, trace, kernel, rollup and (a Kineto trace's) sync edge rows of ``big`` through
+    """Run, trace, kernel, rollup, sync edge and (a Kineto trace's) memory rows of ``big`` through
     ``writer``, inside its open transaction: its run id, trace id and kernel count.
     ``trace_row``: ``insert_trace``'s keyword arguments."""
     run_id = writer.insert_run(big.header, big.stand_in_kernels(), meta)
     trace_id = writer.insert_trace(run_id, big.header, **trace_row)
     count = store_windowed_kernels(writer, big, run_id, trace_id, name_rules)
-    if (waits := big.sync_rows()) is not None:  # known once every window has been read
-        writer.insert_sync(run_id, trace_id, waits)
+    writer.insert_sync(run_id, trace_id, big.sync_rows())  # known once every window has been read
+    for memory in big.memory_windows():  # a Kineto trace's allocator events
+        writer.insert_memory(run_id, trace_id, memory)
     return run_id, trace_id, count
 
 

@@ -168,9 +168,9 @@ def test_a_wait_whose_id_an_earlier_piece_holds_is_dropped_in_windows_too(
 
 
 def _with_memory_events(tmp_path: Path) -> Path:
-    """a100_record_shapes with the profiler's memory flag and a ``[memory]`` instant inside every
-    fifth cpu op (at its middle, on its thread), and three before any range: real ranges to
-    attribute made-up allocations by."""
+    """a100_record_shapes with the profiler's memory flag and a ``[memory]`` instant on the
+    thread of two in five cpu ops (at the op's middle, or at its very start), and three before
+    any range: real ranges to attribute made-up allocations by."""
     doc = json.loads(gzip.decompress((KINETO_DIR / "a100_record_shapes.json.gz").read_bytes()))
     events, allocated = [], 0
 
@@ -182,9 +182,9 @@ def _with_memory_events(tmp_path: Path) -> Path:
     first = doc["traceEvents"][0]
     for number, e in enumerate(doc["traceEvents"]):
         events.append(e)
-        if e.get("ph") == "X" and e.get("cat") == "cpu_op" and number % 5 == 0:
+        if e.get("ph") == "X" and e.get("cat") == "cpu_op" and number % 5 in (0, 1):
             allocated += (size := 512 * (number % 97 + 1))
-            events.append(memory(e, e["ts"] + e.get("dur", 0) / 2, size))
+            events.append(memory(e, e["ts"] + e.get("dur", 0) / 2 if number % 5 == 0 else e["ts"], size))
     events += [memory(first, first["ts"] - 10 - n, 256) for n in range(3)]
     return write_doc(tmp_path, {"profile_memory": 1, **doc, "traceEvents": events})
 
@@ -204,9 +204,13 @@ def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_store
     assert memory["operator"].drop_nulls().n_unique() > 3
     with session_scope(db.engine) as session:
         delete_run(session, whole.run_id)
-    monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 20)  # 24 range parts
+    monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 20)
     monkeypatch.setattr(kineto_windows, "RANGE_PARTS_PER_WINDOW", 3)
     monkeypatch.setattr(kineto_windows, "WINDOW_MEMORY_EVENTS", 500)
+    big = kineto_windows.spilled(path, tmp_path)
+    assert big is not None and len(big.spill.parts["range"]) > 4 * 3  # cut by parts, not only by count
+    sizes = [rows.height for rows in big.memory_windows()]
+    assert sum(sizes) == memory.height and max(sizes) <= 500 and len(sizes) > memory.height // 500 + 1
     windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
     assert_frame_equal(_stored(db.engine, windowed.run_id)["memory_event"], memory, check_dtypes=False)
     again = reingest_run(db.engine, windowed.run_id, window_kernels=997)
