@@ -69,7 +69,7 @@ def _lines_of(stream: IO[str]) -> queue.Queue[str]:
 
 
 def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
-    behind_proxy: tuple[LoggedServer, TcpProxy, Database], tmp_path: Path
+    behind_proxy: tuple[LoggedServer, TcpProxy, Database],
 ) -> None:
     srv, proxy, db = behind_proxy
     token = srv.token("write")["Authorization"].removeprefix("Bearer ")
@@ -80,19 +80,6 @@ def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
     out, err = at_once.communicate(timeout=60)
     assert at_once.returncode == 1 and err.startswith("error: server said 503: "), err
     assert "trying again" not in err
-    assert _counts(db) == (0, 0)
-
-    # collect --upload takes the same --retry-for: the trace is written, and its upload fails at once.
-    collect = [*CLI, "collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(tmp_path)]
-    collected = subprocess.run(
-        [*collect, "--upload", srv.url, "--token", token, "--retry-for", "0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    last = collected.stderr.strip().splitlines()[-1]
-    assert collected.returncode == 1 and last.startswith("error: server said 503: "), collected.stderr
-    assert "trying again" not in collected.stderr and list(tmp_path.glob("*.json.gz"))
     assert _counts(db) == (0, 0)
 
     # By default it waits what the server asks, and lands once the database is back.
@@ -112,6 +99,29 @@ def test_an_upload_during_a_database_outage_lands_once_the_database_is_back(
     finally:
         waiting.kill()
         proxy.close()
+
+
+def test_collect_upload_takes_the_same_retry_for(
+    behind_proxy: tuple[LoggedServer, TcpProxy, Database], tmp_path: Path
+) -> None:
+    """``collect --upload --retry-for 0`` during the outage: the trace is written, and its
+    upload fails at once with the server's 503 (the default would wait 120 s)."""
+    pytest.importorskip("torch")
+    srv, proxy, db = behind_proxy
+    token = srv.token("write")["Authorization"].removeprefix("Bearer ")
+    proxy.close()
+    out = tmp_path / "traces"
+    collect = [*CLI, "collect", "--model", "sd", "--device", "cpu", "--steps", "1", "--out", str(out)]
+    collected = subprocess.run(
+        [*collect, "--upload", srv.url, "--token", token, "--retry-for", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = collected.stderr.strip().splitlines()[-1]
+    assert collected.returncode == 1 and last.startswith("error: server said 503: "), collected.stderr
+    assert "trying again" not in collected.stderr and list(out.glob("*.json.gz"))
+    assert _counts(db) == (0, 0)
 
 
 def test_a_wait_that_loses_the_database_answers_the_queued_job_not_503(tmp_path: Path) -> None:
