@@ -295,11 +295,11 @@ def _stored(
                 run_id = writer.insert_run(parsed, kernels, run_meta)
                 trace_id = writer.insert_trace(run_id, parsed, **trace_row)
                 writer.insert_kernels(run_id, trace_id, kernels)
+                if memory is not None:
+                    writer.insert_memory(run_id, trace_id, memory)
                 writer.insert_sync(run_id, trace_id, sync_rows(parsed))  # cross-stream waits
                 if parsed.counters is not None:  # a CUPTI range profiler trace carries its own
                     writer.store_counters(run_id, parsed.counters)
-                if memory is not None:
-                    writer.insert_memory(run_id, trace_id, memory)
                 count, warnings = kernels.height, parsed.warnings
             # Keep the raw bytes before committing: a committed run always has its file.
             kept = keep_raw(path, file.target)
