@@ -1,4 +1,5 @@
-"""Cross-stream waits of a parsed trace into ``sync_edge`` rows (see ``schema/sync.py``).
+"""Cross-stream waits of a parsed trace into ``sync_edge`` rows (see ``schema/sync.py``); a
+Kineto trace's, and an Nsight Systems export's (``nsys.assembled`` keeps its wait calls).
 
 ``cudaStreamWaitEvent`` is a runtime call, so it is already in the parse's launch frame (every
 ``cuda_runtime`` event is): no second read of the file.  Each call gates the next GPU activity

@@ -82,7 +82,7 @@ class NsysWindowed:
         return self._gates.rows()
 
     def memory_windows(self) -> Iterator[pl.DataFrame]:
-        """None to insert: Nsight Systems exports carry no allocator events we read."""
+        """Nothing to insert: we read no allocator events from Nsight Systems exports."""
         return iter(())
 
     def windows(self, name_rules: Sequence[rules.NameRule] = rules.NAME_RULES) -> Iterator[pl.DataFrame]:
