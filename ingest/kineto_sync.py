@@ -19,7 +19,8 @@ import polars as pl
 
 from tracehouse.core.frames import ParsedTrace, conform
 
-WAIT_CALLS = ("cudaStreamWaitEvent", "hipStreamWaitEvent")
+# The per-thread default stream's variant (``--default-stream per-thread``) waits the same way.
+WAIT_CALLS = ("cudaStreamWaitEvent", "cudaStreamWaitEvent_ptsz", "hipStreamWaitEvent")
 
 
 SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64}
@@ -44,7 +45,7 @@ def next_launches(waits: pl.DataFrame, launches: pl.DataFrame) -> pl.DataFrame:
     """``waits`` (``tid, call_ns``, in that order) with ``gate_ns, dst_correlation``: the first
     of ``launches`` (calls that enqueued a GPU activity) on the wait's thread at or after its
     start, the lower id on a tie; null where there is none.  A windowed ingest asks this of
-    each window's launches and keeps the earliest answer (``kineto_windows``)."""
+    each window's launches and keeps the earliest answer (:class:`WaitGates`)."""
     launched = (
         launches.filter(pl.col("start_ns").is_not_null())
         .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", gate_ns="start_ns", dst_correlation="correlation")
@@ -69,8 +70,12 @@ class WaitGates:
         schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
         return cls(conform(waits.sort("call_ns", "tid"), schema))  # as sync_rows orders them
 
-    def see(self, launches: pl.DataFrame) -> None:
-        """A window's launches (calls that enqueued its GPU activity)."""
+    def see(self, window: ParsedTrace) -> None:
+        """A window's launches: its calls that enqueued its GPU activity (a window of a
+        multi-process export can hold another process's wait call whose raw id is one of its
+        kernels'; qualified, it enqueued nothing, and must not gate itself)."""
+        activity = window.gpu_events["correlation"].drop_nulls().unique()
+        launches = window.launches.filter(pl.col("correlation").is_in(activity.implode()))
         if self.gates.is_empty() or launches.is_empty():
             return
         here = next_launches(self.gates.select("tid", "call_ns"), launches)

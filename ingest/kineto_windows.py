@@ -215,10 +215,11 @@ class Windowed:
         # on none when it was not one the op decided (attribution's rule, kept as it is).
         seen: set[int] = set()
         seq = 0
-        self._gates = self._waits()
+        # Local: a retried ingest's second run of this generator must not share the first's.
+        gates = self._gates = self._waits()
         for lo, hi in self._bounds():
             trace = self._window(lo, hi)
-            self._gates.see(trace.launches)
+            gates.see(trace)
             rows = attribute(trace, name_rules, op_names=op_names, with_instance=True)
             instance = trace.ranges["gid"].gather(rows["op_instance"])
             has_cost = rows["op_flops"].is_not_null()

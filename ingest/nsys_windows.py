@@ -20,7 +20,9 @@ in start order, into windows of about ``WINDOW_KERNELS``, and for each reads by 
 and runs the same ``nsys.assembled`` and ``attribute`` as the whole export.  The rows are the
 whole export's: a window holds every GPU row of its start range (``seq`` offset by the rows
 before), all their launches, and every range enclosing one of those launches.  NVTX ranges
-are annotations, never cpu ops, so no op cost is carried across windows.  Nesting depths are
+are annotations, never cpu ops, so no op cost is carried across windows.  The cross-stream wait
+calls are read by name before the windows, and each is paired with the launch it gates as the
+windows pass (``kineto_sync.WaitGates``).  Nesting depths are
 computed within the window: the whole export's where a thread's ranges nest (push/pop ranges
 do); start/end ranges that overlap without nesting could order differently.  The warnings and
 the event count are whole-export facts, counted once in SQL before the windows (a range read
@@ -93,11 +95,12 @@ class NsysWindowed:
             with nsys.damage_as_bad_trace(self.path):
                 cols = nsys.export_columns(con, self.path.name)
                 con.execute("CREATE TEMP TABLE want (corr INTEGER PRIMARY KEY)")
-                self._gates = WaitGates.of(nsys.wait_calls(con, cols))
+                # Local: a retried ingest's second run of this generator must not share the first's.
+                gates = self._gates = WaitGates.of(nsys.wait_calls(con, cols))
                 seq = 0
                 for lo, hi in self._bounds(con):
                     trace = storable_text(self._window(con, cols, lo, hi))  # its count is the header's
-                    self._gates.see(trace.launches)
+                    gates.see(trace)
                     rows = attribute(trace, name_rules)
                     yield rows.with_columns(seq=pl.col("seq") + seq)
                     seq += rows.height

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from tracehouse.ingest.kineto_windows import Windowed
     from tracehouse.ingest.nsys_windows import NsysWindowed
 
-    # A trace stored by windows: both present ``header``, ``stand_in_kernels()``, ``windows()``
-    # and ``sync_rows()``.
+    # A trace stored by windows: both present ``header``, ``stand_in_kernels()``, ``windows()``,
+    # ``sync_rows()`` and ``memory_windows()``.
     BigTrace: TypeAlias = Windowed | NsysWindowed
 
 _OP_KEYS = ["operator", "attention_type", "seq_q", "seq_kv", "component", "run_id"]

@@ -33,11 +33,13 @@ def _exports() -> list[str]:
 
 
 def _add_waits(con: sqlite3.Connection, every: int) -> list[tuple[int, int, int | None]]:
-    """A ``cudaStreamWaitEvent`` call 2 ns before every ``every``-th kernel launch, on its
-    thread, and one after the last launch (it gates nothing): ``(tid, call_ns, the correlation
-    of the launch it gates)`` for each, as the sync edges must hold them."""
+    """A ``cudaStreamWaitEvent`` call (every other one the per-thread default stream's
+    ``_ptsz``) 2 ns before every ``every``-th kernel launch, on its thread, and one after the
+    last launch (it gates nothing): ``(tid, call_ns, the correlation of the launch it gates)``
+    for each, as the sync edges must hold them."""
     name_id = con.execute("SELECT max(id) + 1 FROM StringIds").fetchone()[0]
-    con.execute("INSERT INTO StringIds (id, value) VALUES (?, 'cudaStreamWaitEvent_v3020')", (name_id,))
+    names = [(name_id, "cudaStreamWaitEvent_v3020"), (name_id + 1, "cudaStreamWaitEvent_ptsz_v7000")]
+    con.executemany("INSERT INTO StringIds (id, value) VALUES (?, ?)", names)
     launches = con.execute(
         f"SELECT r.start, r.globalTid, r.correlationId FROM {RUNTIME} r "
         f"WHERE r.correlationId IN (SELECT correlationId FROM {KERNEL}) ORDER BY r.start"
@@ -48,7 +50,7 @@ def _add_waits(con: sqlite3.Connection, every: int) -> list[tuple[int, int, int 
     con.executemany(
         f"INSERT INTO {RUNTIME} (start, end, eventClass, globalTid, correlationId, nameId, returnValue) "
         "VALUES (?, ?, 0, ?, ?, ?, 0)",
-        [(call, call + 1, tid, next_id + i, name_id) for i, (call, tid, _) in enumerate(waits)],
+        [(call, call + 1, tid, next_id + i, name_id + i % 2) for i, (call, tid, _) in enumerate(waits)],
     )
     return [(tid & 0xFFFFFF, call, corr) for call, tid, corr in waits]
 
@@ -60,7 +62,8 @@ def _annotated(folder: Path) -> Path:
     open (a warning); a kernel moved past the last one, so its window is the last and its
     launch, with the annotation around it, is in the first; a cross-stream wait before every
     40th launch (the late kernel's among them); and its first 100 kernels again, launched by a
-    second process with the same correlation ids (ids qualified by pid)."""
+    second process with the same correlation ids (ids qualified by pid), and a wait of that
+    process whose raw id is one of the first process's kernels'."""
     path = folder / "annotated.sqlite"
     shutil.copyfile(NSYS / NVTX_EXPORT, path)
     path.chmod(0o644)
@@ -99,6 +102,14 @@ def _annotated(folder: Path) -> Path:
     con.execute(
         f"INSERT INTO {RUNTIME} ({cols}, globalTid) SELECT {cols}, globalTid + (1 << 24) FROM {RUNTIME} "
         f"WHERE correlationId IN (SELECT correlationId FROM {KERNEL} WHERE rowid <= 100)"
+    )
+    # A wait of the second process after its last launch, whose raw id is one of the first
+    # process's kernels': the window of that kernel reads it, and it gates nothing.
+    con.execute(
+        f"INSERT INTO {RUNTIME} ({cols}, globalTid) SELECT max(r.start) + 5, max(r.start) + 6, 0, "
+        f"(SELECT correlationId FROM {KERNEL} WHERE rowid = 500), "
+        "(SELECT id FROM StringIds WHERE value = 'cudaStreamWaitEvent_v3020'), 0, NULL, r.globalTid "
+        f"FROM {RUNTIME} r WHERE r.globalTid = {tid} + (1 << 24)"
     )
     con.commit()
     con.close()
