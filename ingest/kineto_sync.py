@@ -29,7 +29,8 @@ SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_corre
 def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``."""
     launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
-    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("tid", call_ns="start_ns").sort("call_ns", "tid")
+    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("pid", "tid", call_ns="start_ns")
+    waits = waits.sort(WAIT_ORDER)
     if waits.is_empty():
         return pl.DataFrame(schema=SYNC_SCHEMA)
     activity = parsed.gpu_events["correlation"].drop_nulls().unique()
@@ -41,17 +42,25 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     )
 
 
+# The order of the wait calls, and so of their ``seq``.
+WAIT_ORDER = ("call_ns", "tid", "pid")
+
+
 def next_launches(waits: pl.DataFrame, launches: pl.DataFrame) -> pl.DataFrame:
-    """``waits`` (``tid, call_ns``, in that order) with ``gate_ns, dst_correlation``: the first
-    of ``launches`` (calls that enqueued a GPU activity) on the wait's thread at or after its
-    start, the lower id on a tie; null where there is none.  A windowed ingest asks this of
-    each window's launches and keeps the earliest answer (:class:`WaitGates`)."""
+    """``waits`` (``pid, tid, call_ns``, in that order) with ``gate_ns, dst_correlation``: the
+    first of ``launches`` (calls that enqueued a GPU activity) on the wait's thread of the
+    wait's process at or after its start, the lower id on a tie; null where there is none.  A
+    thread is its process's: two processes' threads can share a number (containers, an nsys
+    export of several processes).  A windowed ingest asks this of each window's launches and
+    keeps the earliest answer (:class:`WaitGates`)."""
+    thread = [pl.col("pid").cast(pl.Int64).fill_null(-1), pl.col("tid").cast(pl.Int64)]
     launched = (
         launches.filter(pl.col("start_ns").is_not_null())
-        .select(pl.col("tid").cast(pl.Int64), call_ns="start_ns", gate_ns="start_ns", dst_correlation="correlation")
+        .select(*thread, call_ns="start_ns", gate_ns="start_ns", dst_correlation="correlation")
         .sort("call_ns", "dst_correlation")
     )
-    return waits.join_asof(launched, on="call_ns", by="tid", strategy="forward", check_sortedness=False)
+    asked = waits.with_columns(thread)
+    return asked.join_asof(launched, on="call_ns", by=["pid", "tid"], strategy="forward", check_sortedness=False)
 
 
 @dataclass
@@ -62,13 +71,19 @@ class WaitGates:
     window (windows follow kernel order, not call order), so a window's candidate replaces an
     earlier window's only when it was called earlier."""
 
-    gates: pl.DataFrame  # tid, call_ns, gate_ns, dst_correlation
+    gates: pl.DataFrame  # pid, tid, call_ns, gate_ns, dst_correlation
 
     @classmethod
     def of(cls, waits: pl.DataFrame) -> WaitGates:
-        """``waits``: ``tid, call_ns``, one row per wait call of the whole trace."""
-        schema = {"tid": pl.Int64, "call_ns": pl.Int64, "gate_ns": pl.Int64, "dst_correlation": pl.Int64}
-        return cls(conform(waits.sort("call_ns", "tid"), schema))  # as sync_rows orders them
+        """``waits``: ``pid, tid, call_ns``, one row per wait call of the whole trace."""
+        schema = {
+            "pid": pl.Int64,
+            "tid": pl.Int64,
+            "call_ns": pl.Int64,
+            "gate_ns": pl.Int64,
+            "dst_correlation": pl.Int64,
+        }
+        return cls(conform(waits, schema).sort(WAIT_ORDER))  # as sync_rows orders them
 
     def see(self, window: ParsedTrace) -> None:
         """A window's launches: its calls that enqueued its GPU activity (a window of a
@@ -78,12 +93,13 @@ class WaitGates:
         launches = window.launches.filter(pl.col("correlation").is_in(activity.implode()))
         if self.gates.is_empty() or launches.is_empty():
             return
-        here = next_launches(self.gates.select("tid", "call_ns"), launches)
+        here = next_launches(self.gates.select("pid", "tid", "call_ns"), launches)
         here_ns, gate_ns = here["gate_ns"], pl.col("gate_ns")
         # Called earlier, or at the same ns with a lower id (as the whole trace's sort has it).
         before = (here_ns < gate_ns) | ((here_ns == gate_ns) & (here["dst_correlation"] < pl.col("dst_correlation")))
         earlier = here_ns.is_not_null() & (gate_ns.is_null() | before)
         self.gates = self.gates.select(
+            "pid",
             "tid",
             "call_ns",
             gate_ns=pl.when(earlier).then(here_ns).otherwise("gate_ns"),

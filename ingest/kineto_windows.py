@@ -16,7 +16,7 @@ kernels, and every range enclosing one of those launches.  Three things are whol
 and are carried across windows: a name is an op's when it occurs as a cpu op anywhere; an
 op's FLOPs and bytes are counted on its first kernel only (``op_instance``, kept by range);
 and a cross-stream wait gates the first launch after it on its thread, whichever window that
-launch is in (the wait calls are kept aside as the pieces are spilled, 24 bytes each, and
+launch is in (the wait calls are kept aside as the pieces are spilled, 32 bytes each, and
 :meth:`Windowed.sync_rows` gives ``kineto_sync.sync_rows``' rows once the windows are read).
 Nesting depths are computed within the window: equal to the whole trace's when ranges on a
 thread nest (RecordFunction scopes do); a range that partly overlaps another one which ended
@@ -108,14 +108,14 @@ class Spill:
         waits = firsts.filter(pl.col("name").cast(pl.String).is_in(WAIT_CALLS))
         if waits.height:
             with self._lock:
-                self.waits.append((part, waits.select("correlation", "tid", "ts")))
+                self.waits.append((part, waits.select("correlation", "pid", "tid", "ts")))
 
     def first_waits(self) -> pl.DataFrame:
-        """Every kept wait call (``correlation, tid, ts``) that is its id's first record in the
-        file.  Ids repeat across pieces only where launch parts' id spans overlap, so the parts
-        are read (their ids only) just when some do."""
+        """Every kept wait call (``correlation, pid, tid, ts``) that is its id's first record in
+        the file.  Ids repeat across pieces only where launch parts' id spans overlap, so the
+        parts are read (their ids only) just when some do."""
         if not self.waits:
-            return pl.DataFrame(schema={"correlation": pl.Int64, "tid": pl.Int64, "ts": pl.Int64})
+            return pl.DataFrame(schema={"correlation": pl.Int64, "pid": pl.Int64, "tid": pl.Int64, "ts": pl.Int64})
         launch_parts = self.parts["launch"]
         spans = sorted((part.lo, part.hi) for part in launch_parts)
         if all(hi < lo for (_, hi), (lo, _) in itertools.pairwise(spans)):
@@ -240,7 +240,7 @@ class Windowed:
         return self._gates.rows()
 
     def _waits(self) -> WaitGates:
-        waits = self.spill.first_waits().select(pl.col("tid").cast(pl.Int64), call_ns=pl.col("ts") + self.base_ns)
+        waits = self.spill.first_waits().select("pid", "tid", call_ns=pl.col("ts") + self.base_ns)
         return WaitGates.of(waits)
 
     def memory_windows(self) -> Iterator[pl.DataFrame]:

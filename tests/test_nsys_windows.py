@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -103,13 +104,20 @@ def _annotated(folder: Path) -> Path:
         f"INSERT INTO {RUNTIME} ({cols}, globalTid) SELECT {cols}, globalTid + (1 << 24) FROM {RUNTIME} "
         f"WHERE correlationId IN (SELECT correlationId FROM {KERNEL} WHERE rowid <= 100)"
     )
-    # A wait of the second process after its last launch, whose raw id is one of the first
-    # process's kernels': the window of that kernel reads it, and it gates nothing.
+    # Waits of the second process: one after its last launch, whose raw id is one of the first
+    # process's kernels' (the window of that kernel reads it, and it gates nothing); one just
+    # before its launch of kernel 41, which the first process's thread of the same number
+    # launches at the same ns.
+    wait = "(SELECT id FROM StringIds WHERE value = 'cudaStreamWaitEvent_v3020')"
     con.execute(
         f"INSERT INTO {RUNTIME} ({cols}, globalTid) SELECT max(r.start) + 5, max(r.start) + 6, 0, "
-        f"(SELECT correlationId FROM {KERNEL} WHERE rowid = 500), "
-        "(SELECT id FROM StringIds WHERE value = 'cudaStreamWaitEvent_v3020'), 0, NULL, r.globalTid "
+        f"(SELECT correlationId FROM {KERNEL} WHERE rowid = 500), {wait}, 0, NULL, r.globalTid "
         f"FROM {RUNTIME} r WHERE r.globalTid = {tid} + (1 << 24)"
+    )
+    con.execute(
+        f"INSERT INTO {RUNTIME} ({cols}, globalTid) SELECT r.start - 3, r.start - 2, 0, NULL, {wait}, 0, NULL, "
+        f"r.globalTid FROM {RUNTIME} r WHERE r.globalTid = {tid} + (1 << 24) "
+        f"AND r.correlationId = (SELECT correlationId FROM {KERNEL} WHERE rowid = 41)"
     )
     con.commit()
     con.close()
@@ -167,6 +175,22 @@ def test_the_annotated_copy_has_what_windows_could_get_wrong(tmp_path: Path) -> 
         rows.vstack(w, in_place=True)
     assert rows.filter(rows["operator"] == "attention").height == len(range(0, 1536, 50))  # every 50th kernel
     assert rows["component"].drop_nulls().unique().to_list() == ["block"]
+    # Every wait gates a launch of its own process (the second's shares its thread's number).
+    with sqlite3.connect(path) as con:
+        second = con.execute(
+            f"SELECT start, (globalTid >> 24) & 16777215 AS pid FROM {RUNTIME} "
+            f"WHERE pid = (SELECT max((globalTid >> 24) & 16777215) FROM {RUNTIME}) AND nameId IN "
+            "(SELECT id FROM StringIds WHERE value GLOB 'cudaStreamWaitEvent*') ORDER BY start"
+        ).fetchall()
+    con.close()
+    edges = big.sync_rows()
+    gated = edges.filter(pl.col("call_ns").is_in([start for start, _ in second]))
+    assert gated.height == 2 and gated["dst_correlation"].null_count() == 1
+    assert (gated["dst_correlation"].drop_nulls() // (1 << 32)).to_list() == [second[0][1]]
+    firsts = edges.filter(
+        pl.col("dst_correlation").is_not_null() & ~pl.col("call_ns").is_in(gated["call_ns"].implode())
+    )
+    assert firsts.height > 30 and (firsts["dst_correlation"] // (1 << 32)).unique().to_list() == [second[0][1] - 1]
 
 
 def test_cross_stream_waits_of_an_export_become_sync_edges(db: Database, raw_dir: Path, tmp_path: Path) -> None:
