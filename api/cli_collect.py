@@ -135,6 +135,8 @@ def collect(
     device = _check_device(torch, device)
     if upload and not token:  # before minutes of profiling, not after
         raise typer.BadParameter("--upload needs --token (or TRACEHOUSE_TOKEN)")
+    if not upload and retry_for != UPLOAD_RETRY_FOR_S:
+        raise typer.BadParameter("--retry-for is how long --upload keeps trying; give --upload too")
     if suite is not None:
         scale, models = suite, list(SUITE)
     elif model:

@@ -228,6 +228,12 @@ def test_collect_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_collect_retry_for_without_upload_is_refused_before_profiling(tmp_path: Path) -> None:
+    out = _entry_point("collect", "--model", "sd", "--device", "cpu", "--out", str(tmp_path), "--retry-for", "5")
+    assert out.returncode == 2 and "--retry-for" in out.stderr and "--upload" in out.stderr, out.stderr
+    assert not list(tmp_path.iterdir())  # nothing was profiled
+
+
 def test_collect_upload_to_an_unreachable_server_is_one_line_exit_5(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = _entry_point(
