@@ -19,8 +19,15 @@ import polars as pl
 
 from tracehouse.core.frames import ParsedTrace, conform
 
-# The per-thread default stream's variant (``--default-stream per-thread``) waits the same way.
-WAIT_CALLS = ("cudaStreamWaitEvent", "cudaStreamWaitEvent_ptsz", "hipStreamWaitEvent")
+# The per-thread default stream's variant (``--default-stream per-thread``) waits the same way,
+# and so does the driver's call (Triton's and XLA's launchers use the driver API).
+WAIT_CALLS = (
+    "cudaStreamWaitEvent",
+    "cudaStreamWaitEvent_ptsz",
+    "cuStreamWaitEvent",
+    "cuStreamWaitEvent_ptsz",
+    "hipStreamWaitEvent",
+)
 
 
 SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64}
@@ -29,8 +36,8 @@ SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_corre
 def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
     """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``."""
     launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
-    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS)).select("pid", "tid", call_ns="start_ns")
-    waits = waits.sort(WAIT_ORDER)
+    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS))
+    waits = one_per_call(waits.select("pid", "tid", "correlation", call_ns="start_ns"))
     if waits.is_empty():
         return pl.DataFrame(schema=SYNC_SCHEMA)
     activity = parsed.gpu_events["correlation"].drop_nulls().unique()
@@ -44,6 +51,16 @@ def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
 
 # The order of the wait calls, and so of their ``seq``.
 WAIT_ORDER = ("call_ns", "tid", "pid")
+
+
+def one_per_call(waits: pl.DataFrame) -> pl.DataFrame:
+    """``waits`` (``pid, tid, correlation, call_ns``) with one row per call, in ``WAIT_ORDER``:
+    a runtime call's driver call shares its correlation id (an Nsight Systems export records
+    both), and the earlier one, the runtime's, stands for the call."""
+    ordered = waits.sort(WAIT_ORDER)
+    known = pl.col("correlation").is_not_null()
+    once = ordered.filter(known).unique(["pid", "correlation"], keep="first", maintain_order=True)
+    return pl.concat([once, ordered.filter(~known)]).sort(WAIT_ORDER).drop("correlation")
 
 
 def next_launches(waits: pl.DataFrame, launches: pl.DataFrame) -> pl.DataFrame:
@@ -75,7 +92,7 @@ class WaitGates:
 
     @classmethod
     def of(cls, waits: pl.DataFrame) -> WaitGates:
-        """``waits``: ``pid, tid, call_ns``, one row per wait call of the whole trace."""
+        """``waits``: ``pid, tid, correlation, call_ns``, every wait call record of the trace."""
         schema = {
             "pid": pl.Int64,
             "tid": pl.Int64,
@@ -83,7 +100,7 @@ class WaitGates:
             "gate_ns": pl.Int64,
             "dst_correlation": pl.Int64,
         }
-        return cls(conform(waits, schema).sort(WAIT_ORDER))  # as sync_rows orders them
+        return cls(conform(one_per_call(waits), schema))  # as sync_rows has them
 
     def see(self, window: ParsedTrace) -> None:
         """A window's launches: its calls that enqueued its GPU activity (a window of a

@@ -240,7 +240,7 @@ class Windowed:
         return self._gates.rows()
 
     def _waits(self) -> WaitGates:
-        waits = self.spill.first_waits().select("pid", "tid", call_ns=pl.col("ts") + self.base_ns)
+        waits = self.spill.first_waits().select("pid", "tid", "correlation", call_ns=pl.col("ts") + self.base_ns)
         return WaitGates.of(waits)
 
     def memory_windows(self) -> Iterator[pl.DataFrame]:

@@ -269,14 +269,14 @@ def runtime_calls(
 
 
 def wait_calls(con: sqlite3.Connection, cols: dict[str, set[str]]) -> pl.DataFrame:
-    """The cross-stream wait calls (``kineto_sync.WAIT_CALLS``), ``pid, tid, call_ns``: found by
-    their names' ids first, so a big export's other calls are not read for them."""
+    """The cross-stream wait call records (``kineto_sync.WAIT_CALLS``), ``pid, tid, correlation,
+    call_ns``: found by their names' ids first, so a big export's other calls are not read."""
     if RUNTIME not in cols or "nameId" not in cols[RUNTIME]:
-        return pl.DataFrame(schema={"pid": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64})
+        return pl.DataFrame(schema={"pid": pl.Int64, "tid": pl.Int64, "correlation": pl.Int64, "call_ns": pl.Int64})
     names = " OR ".join("value GLOB ?" for _ in WAIT_CALLS)
     where = f"WHERE t.nameId IN (SELECT id FROM StringIds WHERE {names})"
     calls = runtime_calls(con, cols, where, [f"{call}*" for call in WAIT_CALLS])
-    return calls.filter(pl.col("name").is_in(WAIT_CALLS)).select("pid", "tid", call_ns="start_ns")
+    return calls.filter(pl.col("name").is_in(WAIT_CALLS)).select("pid", "tid", "correlation", call_ns="start_ns")
 
 
 def runtime_sql(cols: dict[str, set[str]]) -> str | None:

@@ -154,7 +154,7 @@ def test_a_wait_whose_id_an_earlier_piece_holds_is_dropped_in_windows_too(
     require_shared()
     doc = json.loads(gzip.decompress((KINETO_DIR / "a100_alexnet_small.json.gz").read_bytes()))
     wait = next(e for e in doc["traceEvents"] if e.get("name") == "cudaStreamWaitEvent")
-    doc["traceEvents"].insert(0, {**wait, "cat": "cuda_driver", "name": "cuStreamWaitEvent"})
+    doc["traceEvents"].insert(0, {**wait, "cat": "cuda_driver", "name": "cuEventRecord"})
     path = write_doc(tmp_path, doc)
     assert path.read_text().index('"cudaStreamWaitEvent"') > 2 * (1 << 16)  # pieces apart
     whole = ingest_file(db.engine, path, raw_dir=raw_dir)

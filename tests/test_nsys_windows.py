@@ -34,13 +34,14 @@ def _exports() -> list[str]:
 
 
 def _add_waits(con: sqlite3.Connection, every: int) -> list[tuple[int, int, int | None]]:
-    """A ``cudaStreamWaitEvent`` call (every other one the per-thread default stream's
-    ``_ptsz``) 2 ns before every ``every``-th kernel launch, on its thread, and one after the
-    last launch (it gates nothing): ``(tid, call_ns, the correlation of the launch it gates)``
-    for each, as the sync edges must hold them."""
+    """A wait call 2 ns before every ``every``-th kernel launch, on its thread, and one after the
+    last launch (it gates nothing): ``cudaStreamWaitEvent``, its per-thread default stream's
+    ``_ptsz``, or the driver's ``cuStreamWaitEvent`` in turn; every fourth runtime call also has
+    the driver record of the same call (its correlation id, 1 ns later).  ``(tid, call_ns, the
+    correlation of the launch it gates)`` for each call, as the sync edges must hold them."""
     name_id = con.execute("SELECT max(id) + 1 FROM StringIds").fetchone()[0]
-    names = [(name_id, "cudaStreamWaitEvent_v3020"), (name_id + 1, "cudaStreamWaitEvent_ptsz_v7000")]
-    con.executemany("INSERT INTO StringIds (id, value) VALUES (?, ?)", names)
+    names = ["cudaStreamWaitEvent_v3020", "cudaStreamWaitEvent_ptsz_v7000", "cuStreamWaitEvent"]
+    con.executemany("INSERT INTO StringIds (id, value) VALUES (?, ?)", [(name_id + i, n) for i, n in enumerate(names)])
     launches = con.execute(
         f"SELECT r.start, r.globalTid, r.correlationId FROM {RUNTIME} r "
         f"WHERE r.correlationId IN (SELECT correlationId FROM {KERNEL}) ORDER BY r.start"
@@ -48,10 +49,14 @@ def _add_waits(con: sqlite3.Connection, every: int) -> list[tuple[int, int, int 
     waits = [(start - 2, tid, corr) for start, tid, corr in launches[::every]]
     waits.append((launches[-1][0] + 5, launches[-1][1], None))
     next_id = con.execute(f"SELECT max(correlationId) + 1 FROM {RUNTIME}").fetchone()[0]
+    records = [(call, call + 1, tid, next_id + i, name_id + i % 3) for i, (call, tid, _) in enumerate(waits)]
+    records += [
+        (call + 1, call + 1, tid, corr, name_id + 2) for call, _, tid, corr, name in records[::4] if name != name_id + 2
+    ]
     con.executemany(
         f"INSERT INTO {RUNTIME} (start, end, eventClass, globalTid, correlationId, nameId, returnValue) "
         "VALUES (?, ?, 0, ?, ?, ?, 0)",
-        [(call, call + 1, tid, next_id + i, name_id + i % 2) for i, (call, tid, _) in enumerate(waits)],
+        records,
     )
     return [(tid & 0xFFFFFF, call, corr) for call, tid, corr in waits]
 
