@@ -55,8 +55,8 @@ WAIT_ORDER = ("call_ns", "tid", "pid")
 
 def one_per_call(waits: pl.DataFrame) -> pl.DataFrame:
     """``waits`` (``pid, tid, correlation, call_ns``) with one row per call, in ``WAIT_ORDER``:
-    a runtime call's driver call shares its correlation id (an Nsight Systems export records
-    both), and the earlier one, the runtime's, stands for the call."""
+    where a runtime call and the driver call it makes are both recorded under one correlation
+    id, the earlier record, the runtime's, stands for the call."""
     ordered = waits.sort(WAIT_ORDER)
     known = pl.col("correlation").is_not_null()
     once = ordered.filter(known).unique(["pid", "correlation"], keep="first", maintain_order=True)
