@@ -30,23 +30,13 @@ WAIT_CALLS = (
 )
 
 
-SYNC_SCHEMA = {"seq": pl.Int64, "tid": pl.Int64, "call_ns": pl.Int64, "dst_correlation": pl.Int64}
-
-
 def sync_rows(parsed: ParsedTrace) -> pl.DataFrame:
-    """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``."""
-    launches = parsed.launches.filter(pl.col("start_ns").is_not_null())
-    waits = launches.filter(pl.col("name").is_in(WAIT_CALLS))
-    waits = one_per_call(waits.select("pid", "tid", "correlation", call_ns="start_ns"))
-    if waits.is_empty():
-        return pl.DataFrame(schema=SYNC_SCHEMA)
-    activity = parsed.gpu_events["correlation"].drop_nulls().unique()
-    launched = launches.filter(pl.col("correlation").is_in(activity.implode()))
-    return (
-        next_launches(waits, launched)
-        .with_row_index("seq")
-        .select(pl.col("seq").cast(pl.Int64), "tid", "call_ns", "dst_correlation")
-    )
+    """One row per wait call, earliest first: ``seq, tid, call_ns, dst_correlation``; the whole
+    trace is one window to :class:`WaitGates`."""
+    waits = parsed.launches.filter(pl.col("start_ns").is_not_null() & pl.col("name").is_in(WAIT_CALLS))
+    gates = WaitGates.of(waits.select("pid", "tid", "correlation", call_ns="start_ns"))
+    gates.see(parsed)
+    return gates.rows()
 
 
 # The order of the wait calls, and so of their ``seq``.
