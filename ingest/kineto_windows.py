@@ -268,9 +268,14 @@ class Windowed:
     def _ranges_around(self, times_ns: pl.Series) -> pl.DataFrame:
         """The host ranges that reach ``times_ns``' span, timed as the parse's are."""
         lo, hi = (bound - self.base_ns for bound in _bounds(times_ns))
-        ranges = self._read("range", lo, hi)
-        ranges = ranges.filter(pl.col("ts") <= hi, pl.col("ts") + pl.col("dur_ns").clip(lower_bound=1) > lo)
+        ranges = self._ranges_reaching(lo, hi)
         return conform(ranges.with_columns(start_ns=pl.col("ts") + self.base_ns), RANGE_SCHEMA)
+
+    def _ranges_reaching(self, lo: int, hi: int) -> pl.DataFrame:
+        """The spilled ranges (``ts`` relative to the base, ``gid``) that reach ``lo``..``hi``:
+        every range enclosing a time in it (a zero-length range counts as 1 ns)."""
+        ranges = self._read("range", lo, hi)
+        return ranges.filter(pl.col("ts") <= hi, pl.col("ts") + pl.col("dur_ns").clip(lower_bound=1) > lo)
 
     def _bounds(self) -> list[tuple[int | None, int | None]]:
         """Start ranges ``[lo, hi)`` of about ``window_kernels`` kernels each (kernels that
@@ -306,9 +311,7 @@ class Windowed:
             # A runtime and a driver record can share an id: the first, as kineto._launches keeps.
             launches = launches.unique("correlation", keep="first", maintain_order=True)
         if launches.height:
-            t_lo, t_hi = _bounds(launches["ts"])
-            ranges = self._read("range", t_lo, t_hi)
-            ranges = ranges.filter(start <= t_hi, start + pl.col("dur_ns").clip(lower_bound=1) > t_lo)
+            ranges = self._ranges_reaching(*_bounds(launches["ts"]))
         timed = pl.col("ts") + self.base_ns
         return ParsedTrace(
             format="kineto",
