@@ -27,7 +27,7 @@ from tracehouse.ingest.kineto_sync import sync_rows
 from tracehouse.ingest.ncu_load import relink
 from tracehouse.ingest.pipeline import PARSERS, big_trace, parse_trace
 from tracehouse.ingest.rows import kernel_totals
-from tracehouse.ingest.window_load import store_windowed_kernels
+from tracehouse.ingest.window_load import store_after_windows, store_windowed_kernels
 from tracehouse.ingest.writer_sqlalchemy import SqlAlchemyWriter
 from tracehouse.schema.db import session_scope
 from tracehouse.schema.launches import LaunchRollup
@@ -115,9 +115,7 @@ def _reingest_windowed(
         count = store_windowed_kernels(
             writer, big, run_id, trace_id, name_rules, before_window=replace, after_window=compare
         )
-        writer.insert_sync(run_id, trace_id, big.sync_rows())
-        for memory in big.memory_windows():
-            writer.insert_memory(run_id, trace_id, memory)
+        store_after_windows(writer, big, run_id, trace_id)
         # Stored kernels past today's last one (the trace read as fewer kernels today).
         changes.add(_keys(session, run_id, count, None), pl.DataFrame(schema=_KEYS_SCHEMA))
         session.execute(delete(Kernel).where(Kernel.run_id == run_id, Kernel.seq >= count))

@@ -109,10 +109,16 @@ def store_windowed(
     run_id = writer.insert_run(big.header, big.stand_in_kernels(), meta)
     trace_id = writer.insert_trace(run_id, big.header, **trace_row)
     count = store_windowed_kernels(writer, big, run_id, trace_id, name_rules)
-    writer.insert_sync(run_id, trace_id, big.sync_rows())  # known once every window has been read
-    for memory in big.memory_windows():  # a Kineto trace's allocator events
-        writer.insert_memory(run_id, trace_id, memory)
+    store_after_windows(writer, big, run_id, trace_id)
     return run_id, trace_id, count
+
+
+def store_after_windows(writer: Writer, big: BigTrace, run_id: int, trace_id: int) -> None:
+    """What ``big`` stores once its kernels' windows are in: its sync edges (known only when
+    every window has been read) and (a Kineto trace's) memory events, a window at a time."""
+    writer.insert_sync(run_id, trace_id, big.sync_rows())
+    for memory in big.memory_windows():
+        writer.insert_memory(run_id, trace_id, memory)
 
 
 def store_windowed_kernels(
