@@ -16,7 +16,7 @@ object) took 60-69 ms to inflate the largest shared trace; one ``decompressobj``
 What keeps this safe and bounded:
 - Only a regular file (opened without blocking, checked again once open) whose text starts as
   JSON, up to ``AHEAD_BYTES`` of it (a gzip file up to an eighth of that, in at most
-  ``_MAX_MEMBERS`` members); a longer text is dropped as soon as it shows.
+  ``MAX_MEMBERS`` members); a longer text is dropped as soon as it shows.
 - Anything the early read or scan raises only drops it: the pipeline then reads the file
   itself, and its own read names the error, as it always has.
 - The tables are taken only for the same file (device, inode, size and modification time,
@@ -45,7 +45,7 @@ from tracehouse.ingest.kineto_pieces import PieceScan, Table
 AHEAD_BYTES = 64 << 20  # the most text the early scan holds (and its tables, about as much)
 _GZIP_RATIO = 8  # Kineto JSON compresses 15-20x: a bigger gzip file would pass AHEAD_BYTES
 _SNIFF_BYTES = 4096
-_MAX_MEMBERS = 64  # real traces are one member, or a few appended
+MAX_MEMBERS = 64  # real traces are one member, or a few appended
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -73,7 +73,10 @@ class _Whole:
         return carry + bytes(self.text)
 
 
-class _Ahead:
+class Ahead:
+    """One file's early scan, on a thread of its own: ``scanned`` once the thread has finished,
+    None where the scan was dropped (the pipeline's own read then says what is wrong)."""
+
     def __init__(self, path: Path, key: tuple[int, ...], max_inflated_bytes: int) -> None:
         self.path, self.key, self.limit = path, key, max_inflated_bytes
         self.scanned: Scanned | None = None
@@ -128,13 +131,13 @@ def _may_be_json(text: bytes) -> bool:
 def _inflated(raw: bytes, limit: int) -> bytes | None:
     """Every gzip member of ``raw`` inflated, in one call each (a reader pulling its input
     through Python would take the GIL back from the importing thread dozens of times); None
-    past ``limit`` bytes, past ``_MAX_MEMBERS`` members (each one copies the rest of the file)
+    past ``limit`` bytes, past ``MAX_MEMBERS`` members (each one copies the rest of the file)
     or for anything but whole members back to back: the pipeline's own read takes those, and
     names what is wrong."""
     parts: list[bytes] = []
     room = limit
     while raw:
-        if raw[:2] != _GZIP_MAGIC or len(parts) == _MAX_MEMBERS:
+        if raw[:2] != _GZIP_MAGIC or len(parts) == MAX_MEMBERS:
             return None
         member = isal_zlib.decompressobj(wbits=31)
         parts.append(member.decompress(raw, room + 1))
@@ -150,7 +153,7 @@ class _Slot:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ahead: _Ahead | None = None
+        self._ahead: Ahead | None = None
         self._taken: list[tuple[int, ...]] = []  # files whose scans were taken: their digest requests
 
     def taken(self, key: tuple[int, ...]) -> None:
@@ -162,15 +165,15 @@ class _Slot:
             keys, self._taken = self._taken, []
             return keys
 
-    def put(self, ahead: _Ahead) -> None:
+    def put(self, ahead: Ahead) -> None:
         with self._lock:
             self._ahead = ahead
 
-    def held(self) -> _Ahead | None:
+    def held(self) -> Ahead | None:
         with self._lock:
             return self._ahead
 
-    def pop(self, ahead: _Ahead | None = None) -> _Ahead | None:
+    def pop(self, ahead: Ahead | None = None) -> Ahead | None:
         """The scan held (only where it is ``ahead``, when given), no longer held."""
         with self._lock:
             held = self._ahead
@@ -192,12 +195,17 @@ def start(path: Path, max_inflated_bytes: int) -> None:
         return  # the pipeline says what is wrong with it
     if not stat.S_ISREG(st.st_mode) or st.st_size > AHEAD_BYTES:
         return
-    ahead = _Ahead(path, ContentDigests.key(st), max_inflated_bytes)
+    ahead = Ahead(path, ContentDigests.key(st), max_inflated_bytes)
     _SLOT.put(ahead)
     try:
         ahead.thread.start()
     except RuntimeError:  # no thread to be had: the pipeline reads the file itself
         _SLOT.pop(ahead)
+
+
+def held() -> Ahead | None:
+    """The early scan this process holds, if any: taken or discarded scans are no longer held."""
+    return _SLOT.held()
 
 
 def take(path: Path, max_inflated_bytes: int) -> Scanned | None:

@@ -37,7 +37,7 @@ def _nothing_left_behind() -> Iterator[None]:
     digests = len(CONTENT_DIGESTS)
     yield
     scan_ahead.discard()
-    assert scan_ahead._SLOT.held() is None
+    assert scan_ahead.held() is None
     assert not _threads()
     assert len(CONTENT_DIGESTS) == digests  # no digest request left behind
 
@@ -65,7 +65,7 @@ def test_the_early_scan_parses_every_shared_trace_as_the_pipelines_own(
     early, early_read = _parse(path, ahead=True, monkeypatch=monkeypatch)
     assert own_read and early_read == []  # taken: the pipeline read nothing itself
     assert_same_parse(early, own)
-    assert scan_ahead._SLOT.held() is None  # taken once, then let go
+    assert scan_ahead.held() is None  # taken once, then let go
 
 
 def test_the_early_scan_frames_and_digests_as_the_piece_scan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,11 +102,11 @@ def test_it_is_taken_only_for_the_same_file_and_limit(tmp_path: Path, monkeypatc
     assert scan_ahead.take(other, LIMIT) is None  # the same bytes, another file
     assert scan_ahead.take(path, LIMIT - 1) is None  # another limit
     assert kineto_stream.scan_file(path, LIMIT, piece_bytes=4096) is not None  # asked for its own pieces
-    assert scan_ahead._SLOT.held() is not None  # none of those took it
+    assert scan_ahead.held() is not None  # none of those took it
     assert scan_ahead.take(path, LIMIT) is not None
     assert scan_ahead.take(path, LIMIT) is None  # once
     scan_ahead.start(path, LIMIT)
-    scan_ahead._SLOT.held().thread.join()  # type: ignore[union-attr]
+    scan_ahead.held().thread.join()  # type: ignore[union-attr]
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # replaced since it was read
     assert scan_ahead.take(path, LIMIT) is None
@@ -140,9 +140,9 @@ def test_what_it_cannot_read_whole_is_dropped_and_the_pipeline_decides(
     elif damage == "second member":  # whole members back to back: read, and equal
         text = gzip.decompress(data)
         path.write_bytes(gzip.compress(text[:1000]) + gzip.compress(text[1000:]))
-    elif damage == "too many members":  # each member copies the rest: dropped past _MAX_MEMBERS
+    elif damage == "too many members":  # each member copies the rest: dropped past MAX_MEMBERS
         text = gzip.decompress(data)
-        cut = len(text) // (scan_ahead._MAX_MEMBERS + 1) + 1
+        cut = len(text) // (scan_ahead.MAX_MEMBERS + 1) + 1
         path.write_bytes(b"".join(gzip.compress(text[i : i + cut]) for i in range(0, len(text), cut)))
     elif damage == "past AHEAD_BYTES":
         monkeypatch.setattr(scan_ahead, "AHEAD_BYTES", len(gzip.decompress(data)) - 1)
@@ -151,7 +151,7 @@ def test_what_it_cannot_read_whole_is_dropped_and_the_pipeline_decides(
     elif damage == "past the limit":
         limit = len(gzip.decompress(data)) - 1
     scan_ahead.start(path, limit)
-    held = scan_ahead._SLOT.held()
+    held = scan_ahead.held()
     if held is not None:
         held.thread.join()
     taken = held is not None and held.scanned is not None
@@ -183,7 +183,7 @@ def test_a_file_changed_while_it_is_read_is_dropped(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(scan_ahead, "PieceScan", touched)
     scan_ahead.start(path, LIMIT)
-    held = scan_ahead._SLOT.held()
+    held = scan_ahead.held()
     assert held is not None
     held.thread.join()
     assert held.scanned is None
@@ -194,12 +194,12 @@ def test_a_fifo_put_in_the_files_place_does_not_block(tmp_path: Path) -> None:
     key = ContentDigests.key(path.stat())
     path.unlink()
     os.mkfifo(path)
-    ahead = scan_ahead._Ahead(path, key, LIMIT)  # as if ``start`` had looked at the regular file
+    ahead = scan_ahead.Ahead(path, key, LIMIT)  # as if ``start`` had looked at the regular file
     ahead.thread.start()
     ahead.thread.join(timeout=10)
     assert not ahead.thread.is_alive() and ahead.scanned is None
     scan_ahead.start(path, LIMIT)  # and a FIFO itself starts nothing
-    assert scan_ahead._SLOT.held() is None
+    assert scan_ahead.held() is None
 
 
 def test_folders_missing_and_other_files_start_nothing(tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ def test_folders_missing_and_other_files_start_nothing(tmp_path: Path) -> None:
     plain = _trace(tmp_path / "plain", gz=False)
     for path in (tmp_path, tmp_path / "missing.json"):
         scan_ahead.start(path, LIMIT)
-        assert scan_ahead._SLOT.held() is None, path
+        assert scan_ahead.held() is None, path
     scan_ahead.start(csv, LIMIT)  # sniffed on the thread: dropped there
     assert scan_ahead.take(csv, LIMIT) is None
     scan_ahead.start(plain, LIMIT)  # plain JSON is scanned too
@@ -237,7 +237,7 @@ def test_the_command_lets_go_of_it_whatever_happens(db: Database, monkeypatch: p
     real_discard = scan_ahead.discard
 
     def watched() -> None:
-        held.append(scan_ahead._SLOT.held())
+        held.append(scan_ahead.held())
         real_discard()
 
     monkeypatch.setattr(scan_ahead, "discard", watched)
@@ -250,7 +250,7 @@ def test_the_command_lets_go_of_it_whatever_happens(db: Database, monkeypatch: p
     assert [h is not None for h in held[before:]] == [False, True, False, False]
     bad_meta = run_cli("ingest", str(SD), "--meta", "novalue", "--db", db.url)
     assert bad_meta.returncode == 2 and "--meta" in bad_meta.stderr
-    assert scan_ahead._SLOT.held() is None and not _threads() and len(CONTENT_DIGESTS) == digests
+    assert scan_ahead.held() is None and not _threads() and len(CONTENT_DIGESTS) == digests
 
 
 def test_the_early_scan_imports_no_polars() -> None:
