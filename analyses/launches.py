@@ -57,7 +57,7 @@ def launch_overhead(session: Session, run_id: int, by: str = "operator") -> pl.D
     get_run(session, run_id)
     grouped = _from_rollup(session, run_id, by)
     if grouped.is_empty():
-        grouped = launch_groups(_launched_kernels(session, run_id), by)
+        grouped = launch_groups(launched_kernels(session, run_id), by)
     return grouped.with_columns(
         launch_per_gpu=ratio("launch_ns", "gpu_ns"),
         launch_bound_share=ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),
@@ -75,7 +75,9 @@ def _from_rollup(session: Session, run_id: int, by: str) -> pl.DataFrame:
     return to_frame(session, stmt, {by: pl.String, **LAUNCH_STATS})
 
 
-def _launched_kernels(session: Session, run_id: int) -> pl.DataFrame:
+def launched_kernels(session: Session, run_id: int) -> pl.DataFrame:
+    """The run's kernels that have a launch call, with what ``launch_groups`` groups by and sums:
+    the rows the launch rollup is made of, read back for a run that has none."""
     k = Kernel
     return to_frame(
         session,

@@ -132,7 +132,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _postprocess(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool = True) -> dict[str, int]:
+def postprocess_export(raw: Path, dest: Path, device_type: int = 0, keep_memory: bool = True) -> dict[str, int]:
     """Gzip the Chrome trace after reading the allocator peak (overall and per component
     range) from its ``[memory]`` instants.  Returns ``{"": peak, component: peak}``.
     ``device_type``: the allocator to read (0: CPU, 1: CUDA).  ``keep_memory``: keep the
@@ -261,7 +261,7 @@ def collect_one(
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(raw))
-        peaks = _postprocess(raw, trace, 1 if dev.type == "cuda" else 0, keep_memory_events)
+        peaks = postprocess_export(raw, trace, 1 if dev.type == "cuda" else 0, keep_memory_events)
     meta = pipeline.manifest(peaks, ctx, wall, extra_meta or {})
     manifest = manifest_path_for(trace)
     manifest.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")

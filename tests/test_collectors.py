@@ -402,10 +402,10 @@ def test_step_window_bounds_long_decodes(tmp_path: Path) -> None:
 
 
 def test_the_exported_trace_is_written_back_as_it_was_read(tmp_path: Path) -> None:
-    """The profiler's export, gzipped by ``_postprocess`` (orjson both ways): the same JSON,
+    """The profiler's export, gzipped by ``postprocess_export`` (orjson both ways): the same JSON,
     the memory peaks read from it; a trace orjson refuses (a NaN) is kept as the standard
     library reads it, not written with nulls."""
-    from tracehouse.collectors.profile import _postprocess
+    from tracehouse.collectors.profile import postprocess_export
 
     events = [
         {"ph": "X", "cat": "user_annotation", "name": "th|comp=unet", "ts": 10, "dur": 5, "args": {}},
@@ -417,7 +417,7 @@ def test_the_exported_trace_is_written_back_as_it_was_read(tmp_path: Path) -> No
         raw = tmp_path / f"{parsed_by}.json"
         raw.write_text(json.dumps({"traceEvents": events, **extra}))
         dest = tmp_path / f"{parsed_by}.json.gz"
-        peaks = _postprocess(raw, dest)
+        peaks = postprocess_export(raw, dest)
         assert peaks == {"": 8192, "unet": 4096}
         written = json.loads(gzip.decompress(dest.read_bytes()))
         if parsed_by == "json":  # NaN != NaN: it must still be a NaN, not orjson's null

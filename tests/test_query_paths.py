@@ -41,7 +41,7 @@ def runs(db: Database, raw_dir: Path) -> dict[str, int]:
 
 
 def _from_kernel_rows(session, run_id: int, by: str) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    grouped = launches.launch_groups(launches._launched_kernels(session, run_id), by)
+    grouped = launches.launch_groups(launches.launched_kernels(session, run_id), by)
     return grouped.with_columns(
         launch_per_gpu=launches.ratio("launch_ns", "gpu_ns"),
         launch_bound_share=launches.ratio("launch_bound", pl.col("kernels") - pl.col("graph_kernels")),
