@@ -60,7 +60,7 @@ from tracehouse.ingest.timestamps import start_and_duration_ns
 # (``error: Exception``), not the class it is: hence the one cast.
 GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, cast("type[Exception]", isal_zlib.error))
 
-_CHUNK_BYTES = 1 << 19  # JSON text decoded at a time (~1.6k events)
+CHUNK_BYTES = 1 << 19  # JSON text decoded at a time (~1.6k events); tests cut smaller
 _PIECE_BYTES = 1 << 20  # gunzipped text handed over at a time
 _CHUNK = 2048  # events framed at a time after a whole-document decode
 
@@ -131,13 +131,21 @@ def _is_utf8(raw: bytes) -> bool:
 
 # Which decoder reads the events (HTA's ParserBackend habit): "auto" is the C scanner where it
 # accepts the document, else the msgspec reference; "native" is the scanner or NativeDeclined;
-# "reference" is msgspec only.  Tests pick one to compare them; a user never needs to.
-Decoder = Literal["auto", "native", "reference"]
-DECODERS: tuple[str, ...] = ("auto", "native", "reference")
+# "reference" is msgspec only: decoded a chunk at a time ("streamed"), or where the chunks
+# cannot be cut or decoded, in one piece ("whole"), which names the error.  Tests pick one to
+# compare them; a user never needs to.
+Decoder = Literal["auto", "native", "reference", "streamed", "whole"]
+DECODERS: tuple[str, ...] = ("auto", "native", "reference", "streamed", "whole")
+# What the streamed decode trips on, and leaves to the whole decode to decide.
+_STREAM_ERRORS = (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error, RecursionError)
 
 
 class NativeDeclined(BadTrace):
     """``decoder="native"``, and the C scanner declines the document (or is not built)."""
+
+
+class StreamDeclined(BadTrace):
+    """``decoder="streamed"``, and the document cannot be decoded a chunk at a time."""
 
 
 def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, decoder: Decoder = "auto") -> ParsedTrace:
@@ -145,17 +153,7 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, deco
     if decoder not in DECODERS:
         raise ValueError(f"unknown Kineto decoder {decoder!r}; one of {', '.join(DECODERS)}")
     warnings: dict[str, int] = {}
-    decoded = None if decoder == "reference" else _decode_native(path, max_inflated_bytes)  # None: declined
-    if decoded is None and decoder == "native":
-        raise NativeDeclined(f"{path.name}: the native Kineto decoder declines this document")
-    if decoded is None:
-        try:
-            decoded = _decode_streamed(path, max_inflated_bytes)
-        except (Unsplittable, msgspec.MsgspecError, UnicodeDecodeError, zlib.error, RecursionError):
-            # Whatever the streamed decode trips on, the one-piece decode decides: it names
-            # the error, or replaces stray bytes and counts them, exactly as it always has.
-            decoded = _decode_whole(read_bytes(path, max_inflated_bytes), path.name, warnings)
-    header, event_count, frames = decoded
+    header, event_count, frames = _decoded(path, max_inflated_bytes, decoder, warnings)
     base_ns = header.baseTimeNanoseconds or 0
     parsed = ParsedTrace(
         format="kineto",
@@ -177,6 +175,25 @@ def parse_kineto(path: Path, *, max_inflated_bytes: int = INFLATED_CEILING, deco
             raise BadTrace(f"{path.name}: trace has no GPU kernels and no CPU ops")
         parsed.cpu_only = True
     return parsed
+
+
+def _decoded(
+    path: Path, max_inflated_bytes: int, decoder: Decoder, warnings: dict[str, int]
+) -> tuple[Trace, int, Frames]:
+    """The header, event count and columns, by the decoder asked for (see ``Decoder``)."""
+    if decoder in ("auto", "native") and (native := _decode_native(path, max_inflated_bytes)) is not None:
+        return native
+    if decoder == "native":
+        raise NativeDeclined(f"{path.name}: the native Kineto decoder declines this document")
+    if decoder != "whole":
+        try:
+            return _decode_streamed(path, max_inflated_bytes)
+        except _STREAM_ERRORS as exc:
+            if decoder == "streamed":
+                raise StreamDeclined(f"{path.name}: the streamed decode declines it ({type(exc).__name__})") from exc
+    # Whatever the streamed decode trips on, the one-piece decode decides: it names the
+    # error, or replaces stray bytes and counts them, exactly as it always has.
+    return _decode_whole(read_bytes(path, max_inflated_bytes), path.name, warnings)
 
 
 def _decode_native(path: Path, max_inflated_bytes: int) -> tuple[Trace, int, Frames] | None:
@@ -203,7 +220,7 @@ def _decode_streamed(path: Path, max_inflated_bytes: int) -> tuple[Trace, int, F
     read and gunzipped (on another thread: zlib lets go of the GIL)."""
     frames, count = new_frames(), 0
     pieces = prefetched(file_pieces(path, _PIECE_BYTES, max_inflated_bytes))
-    chunks = ArrayChunks(pieces, b"traceEvents", decode_events, _CHUNK_BYTES)
+    chunks = ArrayChunks(pieces, b"traceEvents", decode_events, CHUNK_BYTES)
     for events in chunks:
         add_events(frames, events)
         count += len(events)

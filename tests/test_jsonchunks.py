@@ -13,39 +13,24 @@ from tests.conftest import kineto_traces, require_shared
 from tests.kineto_docs import assert_same_parse, documents, parse_or_error, write_doc
 from tracehouse.core.frames import ParsedTrace
 from tracehouse.ingest import kineto
-from tracehouse.ingest.jsonchunks import Unsplittable
 
 
 def _parse(
-    path: Path, monkeypatch: pytest.MonkeyPatch, *, whole: bool, chunk_bytes: int
-) -> tuple[ParsedTrace | None, str | None, bool]:
-    """(parsed, error, streamed?) with the streamed path on, or forced off; the reference
-    decoder throughout (tests/test_kineto_native.py compares the C scanner with it)."""
-    used_whole: list[bool] = []
-    real_whole = kineto._decode_whole
-
-    def spy(*args):  # type: ignore[no-untyped-def]
-        used_whole.append(True)
-        return real_whole(*args)
-
-    def refuse(*_: object):  # type: ignore[no-untyped-def]
-        raise Unsplittable("forced")
-
+    path: Path, monkeypatch: pytest.MonkeyPatch, decoder: kineto.Decoder, *, chunk_bytes: int
+) -> tuple[ParsedTrace | None, str | None]:
+    """(parsed, error) by one of the reference decoder's paths (tests/test_kineto_native.py
+    compares the C scanner with it), the streamed one cutting ``chunk_bytes`` at a time."""
     with monkeypatch.context() as m:
-        m.setattr(kineto, "_CHUNK_BYTES", chunk_bytes)
-        m.setattr(kineto, "_decode_whole", spy)
-        if whole:
-            m.setattr(kineto, "_decode_streamed", refuse)
-        parsed, error = parse_or_error(path, "reference")
-    return parsed, error, not used_whole
+        m.setattr(kineto, "CHUNK_BYTES", chunk_bytes)
+        return parse_or_error(path, decoder)
 
 
 @pytest.mark.parametrize("path", kineto_traces(), ids=lambda p: p.name)
 def test_real_traces_cut_small_decode_as_one(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_shared()
-    streamed, error, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=2048)
-    whole, _, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=2048)
-    assert error is None and was_streamed and streamed is not None and whole is not None
+    streamed, error = _parse(path, monkeypatch, "streamed", chunk_bytes=2048)
+    whole, _ = _parse(path, monkeypatch, "whole", chunk_bytes=2048)
+    assert error is None and streamed is not None and whole is not None
     assert_same_parse(streamed, whole)
 
 
@@ -56,9 +41,9 @@ def test_documents_built_to_fool_the_cutter(
     label: str, doc: object, style: str, gz: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_doc(tmp_path, doc, style=style, gz=gz)
-    streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
-    whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
-    assert was_streamed and error_a == error_b  # the cutter itself decoded it, no fallback
+    streamed, error_a = _parse(path, monkeypatch, "streamed", chunk_bytes=300)
+    whole, error_b = _parse(path, monkeypatch, "whole", chunk_bytes=300)
+    assert error_a == error_b  # the cutter itself decoded it (it declines nothing here)
     if streamed is not None and whole is not None:
         assert_same_parse(streamed, whole)
 
@@ -69,6 +54,10 @@ def test_a_repeated_events_key_is_left_to_the_whole_decode(tmp_path: Path, monke
         b'{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1, '
         b'"args": {"correlation": 1}}], "traceEvents": []}'
     )
-    _streamed, error_a, was_streamed = _parse(path, monkeypatch, whole=False, chunk_bytes=300)
-    _whole, error_b, _ = _parse(path, monkeypatch, whole=True, chunk_bytes=300)
-    assert not was_streamed and error_a == error_b
+    _streamed, declined = _parse(path, monkeypatch, "streamed", chunk_bytes=300)
+    assert declined is not None and declined.startswith("StreamDeclined: dup.json: the streamed decode declines it")
+    reference, error_a = _parse(path, monkeypatch, "reference", chunk_bytes=300)
+    whole, error_b = _parse(path, monkeypatch, "whole", chunk_bytes=300)
+    assert error_a == error_b and (reference is None) == (whole is None)
+    if reference is not None and whole is not None:
+        assert_same_parse(reference, whole)
