@@ -21,15 +21,14 @@ MODULE = "tracehouse.ingest._kineto_scan"
 def load(path: Path) -> ModuleType:
     if "tracehouse.ingest.kineto_pieces" in sys.modules:
         raise RuntimeError("kineto_pieces was imported before the instrumented scanner was loaded")
-    import tracehouse.ingest as package
-
     spec = importlib.util.spec_from_file_location(MODULE, path)
     if spec is None or spec.loader is None:
         raise RuntimeError(f"not an extension module: {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # ``from tracehouse.ingest import _kineto_scan`` finds it here: the package has no such
+    # attribute yet, since nothing has imported the installed build.
     sys.modules[MODULE] = module
-    package._kineto_scan = module  # type: ignore[attr-defined]
     from tracehouse.ingest import kineto_pieces
 
     # The whole point: the scan under test must be the instrumented one.
