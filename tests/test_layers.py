@@ -36,9 +36,10 @@ def _is_module(name: str) -> bool:
 
 def _private_reaches(path: Path, package: str) -> list[str]:
     """Where the module at ``path`` (in ``package``) uses another module's ``_private`` name: by
-    ``from tracehouse.x import _name``, or as ``module._name`` on a tracehouse module it imported.
-    A package's own private submodule (``ingest/_kineto_scan``, the C extension) may be imported
-    inside that package."""
+    ``from tracehouse.x import _name``, as ``module._name`` on a tracehouse module it imported,
+    or by patching it (``setattr(module, "_name", ...)``, monkeypatch's too).  A package's own
+    private submodule (``ingest/_kineto_scan``, the C extension) may be imported inside that
+    package."""
     tree = ast.parse(path.read_text())
     modules: set[str] = set()  # the local names bound to tracehouse modules
     found = []
@@ -61,13 +62,25 @@ def _private_reaches(path: Path, package: str) -> list[str]:
         and node.attr.startswith("_")
         and not node.attr.startswith("__")
     ]
+    found += [
+        f"{path.relative_to(REPO)}:{node.lineno} patches {node.args[0].id}.{node.args[1].value}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) == "setattr" or getattr(node.func, "attr", None) == "setattr")
+        and len(node.args) >= 2
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id in modules
+        and isinstance(node.args[1], ast.Constant)
+        and str(node.args[1].value).startswith("_")
+    ]
     return found
 
 
 def test_no_module_reaches_into_another_modules_private_names() -> None:
+    """The tests, benchmarks and scripts too: what they need of a module is part of its public face."""
     package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     found = []
-    for root_package, folder in package_dir.items():
+    for root_package, folder in [*package_dir.items(), ("tests", "tests"), ("bench", "bench"), ("scripts", "scripts")]:
         for path in sorted((REPO / folder).rglob("*.py")):
             package = ".".join([root_package, *path.relative_to(REPO / folder).parent.parts])
             found += _private_reaches(path, package)
