@@ -28,20 +28,26 @@ def show_frame(
     """Render ``query``'s frame; a terminal table shows only ``table_columns`` when given (JSON
     and CSV always carry every column)."""
     from tracehouse.api.cli_common import open_engine
-    from tracehouse.api.output import FORMATS, database_caption, render
-    from tracehouse.core.errors import BadInput
+    from tracehouse.api.output import database_caption
     from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
-    if fmt not in FORMATS:
-        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _check_format(fmt)  # before the query: a typo costs no database work
     with session_scope(open_engine(db), read_only=True) as session:  # a query never writes
         frame = query(session)
     if fmt == "table" and table_columns:
         frame = frame.select(table_columns)
     # Without --db the table says which database it read (the default is easy to mistake).
     source = None if db else database_caption(load_settings().resolved_database_url())
-    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
+    print_frame(fmt, title, frame, source)
+
+
+def _check_format(fmt: str) -> None:
+    from tracehouse.api.output import FORMATS
+    from tracehouse.core.errors import BadInput
+
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -302,14 +308,13 @@ def _register_rooflines(app: typer.Typer) -> None:
         show_frame(db, fmt, f"run {run_id} counters", lambda s: counter_roofline(s, run_id))
 
 
-def print_frame(fmt: str, title: str, frame: pl.DataFrame) -> None:
-    """Render a frame that needs no database (the paper's closed-form models)."""
-    from tracehouse.api.output import FORMATS, render
-    from tracehouse.core.errors import BadInput
+def print_frame(fmt: str, title: str, frame: pl.DataFrame, source: str | None = None) -> None:
+    """Render a frame made already (the paper's closed-form models need no database);
+    ``source`` names the database it was read from, under a table."""
+    from tracehouse.api.output import render
 
-    if fmt not in FORMATS:
-        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    typer.echo(render(frame, fmt, title=title), nl=False)
+    _check_format(fmt)
+    typer.echo(render(frame, fmt, title=title, source=source), nl=False)
 
 
 def _register_formulas(app: typer.Typer) -> None:
