@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -105,20 +106,43 @@ def read_memory_events(path: Path, max_inflated_bytes: int = INFLATED_CEILING) -
     as unreadable (an args field of another type, no timestamp).  Empty when the header does not
     say memory was recorded."""
     empty = pl.DataFrame(schema=EVENT_SCHEMA)
-    if not records_memory(path, max_inflated_bytes):
+    chunks = MemoryChunks(path, max_inflated_bytes)
+    frames = [empty, *chunks]
+    if chunks.failed:
         return empty, 0
-    # A chunk's events become columns before the next chunk is read: a trace's memory events
-    # are held as 72 bytes each, not as Python rows.
-    frames = [empty]
-    chunks = ArrayChunks(file_pieces(path, _PIECE_BYTES, max_inflated_bytes), b"traceEvents", _decode, _CHUNK_BYTES)
-    try:
-        frames.extend(frame for frame in map(_memory_frame, chunks) if frame is not None)
-        base = _HEADER.decode(chunks.rest).baseTimeNanoseconds or 0
-    except (Unsplittable, msgspec.MsgspecError, zlib.error, RecursionError, UnicodeDecodeError):
-        return empty, 0  # the kernel path read the trace; the memory pass only adds what it can
-    frame = pl.concat(frames).with_columns(pl.col("ts_ns") + base)
-    readable = frame.filter(pl.col("ts_ns").is_not_null() & pl.col("bytes").is_not_null())
-    return readable, frame.height - readable.height
+    return pl.concat(frames).with_columns(pl.col("ts_ns") + chunks.base), chunks.unreadable
+
+
+class MemoryChunks:
+    """The trace's readable memory events a chunk of text at a time (``EVENT_SCHEMA``, time
+    relative to the trace's base; none where the header does not say memory was recorded).
+    Once every chunk is read: ``base``, the trace's base time, and ``unreadable``, how many
+    events were left out; ``failed`` where the text tripped the pass (the kernel path read the
+    trace, so what was read is dropped: this pass only adds what it can)."""
+
+    def __init__(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> None:
+        self.path, self.max_inflated_bytes = path, max_inflated_bytes
+        self.base = self.unreadable = 0
+        self.failed = False
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        if not records_memory(self.path, self.max_inflated_bytes):
+            return
+        # A chunk's events become columns before the next chunk is read: a trace's memory
+        # events are never held as Python rows.
+        pieces = file_pieces(self.path, _PIECE_BYTES, self.max_inflated_bytes)
+        chunks = ArrayChunks(pieces, b"traceEvents", _decode, _CHUNK_BYTES)
+        try:
+            for frame in map(_memory_frame, chunks):
+                if frame is None:
+                    continue
+                readable = frame.filter(pl.col("ts_ns").is_not_null() & pl.col("bytes").is_not_null())
+                self.unreadable += frame.height - readable.height
+                if readable.height:
+                    yield readable
+            self.base = _HEADER.decode(chunks.rest).baseTimeNanoseconds or 0
+        except (Unsplittable, msgspec.MsgspecError, zlib.error, RecursionError, UnicodeDecodeError):
+            self.failed = True
 
 
 def _memory_frame(events: list[_Event]) -> pl.DataFrame | None:
