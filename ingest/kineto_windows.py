@@ -45,6 +45,7 @@ from tracehouse.core.limits import INFLATED_CEILING
 from tracehouse.ingest import kineto, kineto_events, kineto_memory, kineto_stream
 from tracehouse.ingest.attribution import attribute
 from tracehouse.ingest.jsonchunks import Unsplittable
+from tracehouse.ingest.kineto_memory_spill import spill_memory
 from tracehouse.ingest.kineto_sync import WAIT_CALLS, WaitGates
 
 WINDOW_KERNELS = 50_000  # kernels attributed at a time: ~150 MB of attribution's frames
@@ -245,25 +246,29 @@ class Windowed:
 
     def memory_windows(self) -> Iterator[pl.DataFrame]:
         """``kineto_memory.memory_rows`` of the whole trace, a window at a time: its memory
-        events, read again from the file and held in time order (80 bytes each), attributed by
-        the spilled ranges that reach each window's time span (every range enclosing one of its
-        events).  Each window's rows are for the caller to insert before the next is made."""
-        read, _ = kineto_memory.read_memory_events(self.source, self.max_inflated_bytes)
-        events = kineto_memory.in_time_order(read)
-        del read
-        for window in self._memory_windows(events):
-            yield kineto_memory.attributed(window, self._ranges_around(window["ts_ns"]))
+        events, read again from the file into the spill folder (``kineto_memory_spill``: held
+        are only their times and file order, 16 bytes each), attributed by the spilled ranges
+        that reach each window's time span (every range enclosing one of its events).  Each
+        window's rows are for the caller to insert before the next is made."""
+        spilled = spill_memory(self.source, self.max_inflated_bytes, self.spill.folder / "memory")
+        try:
+            for start, end in self._memory_windows(spilled.times):
+                window = spilled.ranked(start, end)
+                yield kineto_memory.attributed(window, self._ranges_around(window["ts_ns"]))
+        finally:
+            spilled.remove()
 
-    def _memory_windows(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        """``events`` (in time order) cut where every ``RANGE_PARTS_PER_WINDOW``-th range part
-        starts, and into at most ``WINDOW_MEMORY_EVENTS``: however few the events, a window
-        reaches the parts of a bounded stretch of time (and those of the ranges around it)."""
+    def _memory_windows(self, times: pl.Series) -> Iterator[tuple[int, int]]:
+        """Ranks (start, end) into ``times`` (the events' times relative to the base, in time
+        order), cut where every ``RANGE_PARTS_PER_WINDOW``-th range part starts, and into at
+        most ``WINDOW_MEMORY_EVENTS``: however few the events, a window reaches the parts of a
+        bounded stretch of time (and those of the ranges around it)."""
         starts = sorted(part.lo for part in self.spill.parts["range"])
-        edges = pl.Series(starts[RANGE_PARTS_PER_WINDOW::RANGE_PARTS_PER_WINDOW], dtype=pl.Int64) + self.base_ns
-        cuts = events["ts_ns"].search_sorted(edges, side="left").to_list()  # the events before each edge
-        for start, end in itertools.pairwise([0, *cuts, events.height]):
+        edges = pl.Series(starts[RANGE_PARTS_PER_WINDOW::RANGE_PARTS_PER_WINDOW], dtype=pl.Int64)
+        cuts = times.search_sorted(edges, side="left").to_list()  # the events before each edge
+        for start, end in itertools.pairwise([0, *cuts, times.len()]):
             for offset in range(start, end, WINDOW_MEMORY_EVENTS):
-                yield events.slice(offset, min(WINDOW_MEMORY_EVENTS, end - offset))
+                yield offset, min(offset + WINDOW_MEMORY_EVENTS, end)
 
     def _ranges_around(self, times_ns: pl.Series) -> pl.DataFrame:
         """The host ranges that reach ``times_ns``' span, timed as the parse's are."""

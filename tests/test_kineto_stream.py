@@ -6,6 +6,7 @@ memory stays bounded: a ~1 GB trace ingests, whole process, under 1 GiB."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import random
 import shutil
@@ -21,7 +22,7 @@ from tests.conftest import KINETO_DIR, REPO, Database, kineto_traces, require_sh
 from tests.fixtures import ingest_peak
 from tests.fuzz.oracle import assert_same_pieces
 from tests.kineto_docs import assert_same_parse, count_pieces_read, documents, event, parse_or_error, write_doc
-from tracehouse.ingest import kineto, kineto_native, kineto_pieces, kineto_stream, kineto_windows
+from tracehouse.ingest import kineto, kineto_memory_spill, kineto_native, kineto_pieces, kineto_stream, kineto_windows
 from tracehouse.ingest.load import delete_run
 from tracehouse.ingest.pipeline import ingest_file
 from tracehouse.ingest.reingest import reingest_run
@@ -207,10 +208,15 @@ def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_store
     monkeypatch.setattr(kineto_stream, "PIECE_BYTES", 1 << 20)
     monkeypatch.setattr(kineto_windows, "RANGE_PARTS_PER_WINDOW", 3)
     monkeypatch.setattr(kineto_windows, "WINDOW_MEMORY_EVENTS", 500)
+    monkeypatch.setattr(kineto_memory_spill, "PART_EVENTS", 700)  # the events spilled in parts
     big = kineto_windows.spilled(path, tmp_path)
     assert big is not None and len(big.spill.parts["range"]) > 4 * 3  # cut by parts, not only by count
-    sizes = [rows.height for rows in big.memory_windows()]
+    assert len(kineto_memory_spill.spill_memory(path, big.max_inflated_bytes, tmp_path / "memory").parts) > 4
+    windows = list(big.memory_windows())
+    sizes = [rows.height for rows in windows]
     assert sum(sizes) == memory.height and max(sizes) <= 500 and len(sizes) > memory.height // 500 + 1
+    # Some cut falls between events of the same time: the file order decides which window has them.
+    assert any(a["ts_ns"][-1] == b["ts_ns"][0] for a, b in itertools.pairwise(windows))
     windowed = ingest_file(db.engine, path, raw_dir=raw_dir, window_kernels=997)
     assert_frame_equal(_stored(db.engine, windowed.run_id)["memory_event"], memory, check_dtypes=False)
     again = reingest_run(db.engine, windowed.run_id, window_kernels=997)
