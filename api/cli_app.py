@@ -33,12 +33,14 @@ from tracehouse.api.cli_common import (
 from tracehouse.api.cli_diagnose import register as register_diagnose
 from tracehouse.api.cli_experiments import register as register_experiments
 from tracehouse.api.cli_fleet import register as register_fleet
+from tracehouse.api.cli_help import SectionedHelp
 from tracehouse.api.cli_runs import register as register_runs
 from tracehouse.api.cli_worker import register as register_worker
 from tracehouse.core.errors import BadInput
 from tracehouse.core.limits import UPLOAD_RETRY_FOR_S
 
 app = command_group(
+    cls=SectionedHelp,
     help="tracehouse: where GPU time goes in generative-AI workloads.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

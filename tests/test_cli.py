@@ -71,3 +71,25 @@ def test_analysis_commands_print_the_functions_frames(db: Database) -> None:
             assert json.loads(shown.stdout) == json.loads(json.dumps(fn(s).to_dicts()))
     bad = _cli("sequence", str(base), "--view", "sideways", "--db", db.url)
     assert bad.returncode == 2 and "unknown view" in bad.stderr
+
+
+def test_help_lists_every_command_once_under_its_heading() -> None:
+    """``tracehouse --help`` groups the commands (``api/cli_help.SECTIONS``): every command is
+    under one heading, the headings come in their order, none falls to "Other commands"."""
+    import typer.main
+
+    from tracehouse.api.cli_app import app
+    from tracehouse.api.cli_help import SECTIONS, SectionedHelp
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, SectionedHelp)
+    commands = list(group.commands)
+    placed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(placed) == sorted(commands)  # each once, and nothing left over
+    out = run_cli("--help")
+    assert out.returncode == 0 and "Other commands" not in out.stdout
+    at = [out.stdout.index(f"\n{title}:\n") for title in SECTIONS]
+    assert at == sorted(at)
+    for (title, names), start, end in zip(SECTIONS.items(), at, [*at[1:], len(out.stdout)], strict=True):
+        listed = [line.split()[0] for line in out.stdout[start:end].splitlines()[2:] if line.startswith("  ")]
+        assert listed == list(names), title
