@@ -114,6 +114,24 @@ def test_run_page_draws_every_figure_from_the_analyses(served, headers, tab, tmp
     assert csv.ok and csv.text() == httpx.get(f"{srv.url}{base}/breakdown?by=operator&format=csv", headers=headers).text
 
 
+def test_run_page_shows_what_to_fix_and_memory_over_time(served, headers, tab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    srv, runs = served
+    page, watch = tab
+    visit(page, watch, f"{srv.url}{UI}/runs/{runs.memory}", tmp_path / "memory-run.png")
+    advice = rest(srv, headers, f"/v1/runs/{runs.memory}/advice")
+    assert len(advice) >= 2 and page.locator('table[data-table="advice"] tbody tr').count() == len(advice)
+    for row, finding in enumerate(advice):  # the table is open, best first, as REST ranks them
+        assert cell(page, "advice", "rule", row) == finding["rule"]
+    timeline = rest(srv, headers, f"/v1/runs/{runs.memory}/memory-timeline")
+    assert timeline and drawn(page, "memory")["points"] == len(timeline)  # a marker per time bucket
+    allocated = page.evaluate(
+        "() => document.getElementById('chart-memory').data.filter(t => t.name.endsWith(' allocated')).flatMap(t => t.y)"
+    )
+    assert max(allocated) == max(r["allocated_bytes"] for r in timeline)
+    visit(page, watch, f"{srv.url}{UI}/runs/{runs.baseline}", tmp_path / "run-without-memory.png")
+    assert "memory" not in charts_on(page) and "No memory events" in page.inner_text("#box-memory")
+
+
 def test_gpu_run_page_roofline_has_the_device_ceilings(served, headers, tab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     srv, runs = served
     if runs.gpu is None:

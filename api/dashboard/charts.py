@@ -262,3 +262,30 @@ def error_bars(frame: pl.DataFrame, key: str, value: str, spread: str | None, ax
     )
     fig.update_layout(yaxis_title=axis)
     return fig
+
+
+def memory_chart(frame: pl.DataFrame) -> go.Figure:
+    """``memory_timeline``'s rows: per device, the largest allocated total of each time bucket
+    (a marker per bucket) and the reserved total under it, against time from the first event."""
+    fig = new_figure()
+    for i, device in enumerate(sorted(frame["device"].unique().to_list())):
+        rows = frame.filter(pl.col("device") == device)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_scatter(
+            x=rows["offset_ns"].to_list(),
+            y=rows["allocated_bytes"].to_list(),
+            mode="lines+markers",
+            name=f"{device} allocated",
+            line={"color": color},
+            hovertemplate="%{x:,} ns<br>%{y:,} bytes<extra>" + device + " allocated</extra>",
+        )
+        fig.add_scatter(
+            x=rows["offset_ns"].to_list(),
+            y=rows["reserved_bytes"].to_list(),
+            mode="lines",
+            name=f"{device} reserved",
+            line={"color": color, "dash": "dot"},
+            hovertemplate="%{x:,} ns<br>%{y:,} bytes<extra>" + device + " reserved</extra>",
+        )
+    fig.update_layout(xaxis_title="time from the first memory event [ns]", yaxis_title="bytes")
+    return fig

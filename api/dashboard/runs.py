@@ -1,5 +1,5 @@
 """The Runs page (filter, sort, pick runs to compare) and one run's page (the paper's Fig 5, 7,
-8 and 9 over that run, with utilisation and launch overhead).  Every figure comes from the
+8 and 9 over that run, with utilisation, launch overhead, what to fix and memory over time).  Every figure comes from the
 analysis function its REST route calls, with the same arguments."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import polars as pl
 from fastapi import Query, Request
 from fastapi.responses import Response
 
+from tracehouse.analyses.advise import advise
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run
 from tracehouse.analyses.launches import launch_overhead
+from tracehouse.analyses.memory_timeline import memory_timeline
 from tracehouse.analyses.roofline import roofline_by
 from tracehouse.analyses.runs import RunFilters, count_runs, list_runs, run_choices, run_tags
 from tracehouse.analyses.sequence import attention_calls, fundamental_period, seq_len_histogram
@@ -262,6 +264,33 @@ def _device_charts(session: SessionDep, run_id: int, top: int) -> list[Chart]:
     return [roofline, utilization, launch]
 
 
+def _diagnosis_charts(session: SessionDep, run_id: int) -> list[Chart]:
+    """What to fix (``advise``, as ``tracehouse advise``) and the allocated memory over time."""
+    findings = advise(session, run_id)
+    advice = Chart(
+        "advice",
+        "What to fix, by estimated time saved",
+        None,
+        findings.select("rank", "rule", "finding", "saved_ns", "saved_share", "query"),
+        rest_path(f"/v1/runs/{run_id}/advice"),
+        note="" if findings.height else "No rule found anything to fix in this run.",
+        caption="Each finding's evidence and how its saving was estimated: the REST answer, or `tracehouse advise`.",
+    )
+    timeline = memory_timeline(session, run_id)
+    memory = Chart(
+        "memory",
+        "Allocated memory over time",
+        charts.memory_chart(timeline) if timeline.height else None,
+        timeline,
+        rest_path(f"/v1/runs/{run_id}/memory-timeline"),
+        note=""
+        if timeline.height
+        else "No memory events: the run was profiled without profile_memory (tracehouse collect keeps them).",
+        caption="Per time bucket, the largest allocated total (markers) and the reserved total (dotted).",
+    )
+    return [advice, memory]
+
+
 def _downloads(request: Request, run_id: int) -> dict[str, str]:
     """Whole-run downloads the REST API offers (the raw trace and kernel rows, where this server has them)."""
     paths = request.app.openapi()["paths"]  # what this server's REST API offers, however its routers nest
@@ -293,6 +322,7 @@ def run_page(
         breakdowns=_breakdown_charts(session, run_id, operators, top),
         sequence=_sequence_charts(session, run_id),
         device=_device_charts(session, run_id, top),
+        diagnosis=_diagnosis_charts(session, run_id),
         downloads=_downloads(request, run_id),
         top=top,
     )
