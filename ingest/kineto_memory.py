@@ -55,7 +55,7 @@ KEY_SCHEMA = {
 _HEADER_BYTES = 1 << 20  # the header precedes the events array; this is far more than it takes
 _FLAG = re.compile(rb'"profile_memory"[ \t\n\r]*:[ \t\n\r]*(?:true|[1-9])')
 _EVENTS_KEY = re.compile(rb'"traceEvents"[ \t\n\r]*:')
-_CHUNK_BYTES = 1 << 19
+CHUNK_BYTES = 1 << 19  # JSON text decoded at a time; tests cut smaller
 _PIECE_BYTES = 1 << 20
 _NO_RAW = msgspec.Raw(b"")
 
@@ -118,7 +118,8 @@ class MemoryChunks:
     relative to the trace's base; none where the header does not say memory was recorded).
     Once every chunk is read: ``base``, the trace's base time, and ``unreadable``, how many
     events were left out; ``failed`` where the text tripped the pass (the kernel path read the
-    trace, so what was read is dropped: this pass only adds what it can)."""
+    trace, so what was read is dropped: this pass only adds what it can).  Each iteration reads
+    the file again and starts these afresh."""
 
     def __init__(self, path: Path, max_inflated_bytes: int = INFLATED_CEILING) -> None:
         self.path, self.max_inflated_bytes = path, max_inflated_bytes
@@ -126,12 +127,14 @@ class MemoryChunks:
         self.failed = False
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
+        self.base = self.unreadable = 0
+        self.failed = False
         if not records_memory(self.path, self.max_inflated_bytes):
             return
         # A chunk's events become columns before the next chunk is read: a trace's memory
         # events are never held as Python rows.
         pieces = file_pieces(self.path, _PIECE_BYTES, self.max_inflated_bytes)
-        chunks = ArrayChunks(pieces, b"traceEvents", _decode, _CHUNK_BYTES)
+        chunks = ArrayChunks(pieces, b"traceEvents", _decode, CHUNK_BYTES)
         try:
             for frame in map(_memory_frame, chunks):
                 if frame is None:

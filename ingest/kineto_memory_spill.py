@@ -23,7 +23,7 @@ _ORDER_SCHEMA = {"ts_ns": pl.Int64, "file_order": pl.Int64}
 
 
 @dataclass(frozen=True, slots=True)
-class _Part:
+class _MemoryPart:
     path: Path
     lo: int  # its earliest and latest event's time (relative to the trace's base)
     hi: int
@@ -31,8 +31,10 @@ class _Part:
 
 @dataclass
 class SpilledMemory:
+    """A trace's memory events in ``folder``'s parts, and every event's (time, file order)."""
+
     folder: Path
-    parts: list[_Part]
+    parts: list[_MemoryPart]
     order: pl.DataFrame  # every event's ts_ns (relative) and file_order, in time order
     base: int
 
@@ -73,7 +75,7 @@ def spill_memory(path: Path, max_inflated_bytes: int, folder: Path) -> SpilledMe
     recorded, or where the pass trips on its text, as ``read_memory_events``), in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     chunks = MemoryChunks(path, max_inflated_bytes)
-    parts: list[_Part] = []
+    parts: list[_MemoryPart] = []
     orders: list[pl.DataFrame] = []
     pending = pl.DataFrame(schema={**EVENT_SCHEMA, "file_order": pl.Int64})
     read = 0
@@ -83,17 +85,17 @@ def spill_memory(path: Path, max_inflated_bytes: int, folder: Path) -> SpilledMe
         while pending.height >= PART_EVENTS:  # each part a bounded read, however big the chunk
             _write_part(pending.head(PART_EVENTS), folder, parts, orders)
             pending = pending.slice(PART_EVENTS)
-    if pending.height:
-        _write_part(pending, folder, parts, orders)
-    if chunks.failed:
+    if chunks.failed:  # as read_memory_events: none of them (``remove`` takes the parts written)
         parts, orders = [], []
+    elif pending.height:
+        _write_part(pending, folder, parts, orders)
     order = pl.concat([pl.DataFrame(schema=_ORDER_SCHEMA), *orders]).sort("ts_ns", "file_order")
     return SpilledMemory(folder, parts, order, chunks.base)
 
 
-def _write_part(frame: pl.DataFrame, folder: Path, parts: list[_Part], orders: list[pl.DataFrame]) -> None:
+def _write_part(frame: pl.DataFrame, folder: Path, parts: list[_MemoryPart], orders: list[pl.DataFrame]) -> None:
     path = folder / f"memory{len(parts):06d}.arrow"
-    frame.select(*EVENT_SCHEMA, "file_order").write_ipc(path)
+    frame.select(*EVENT_SCHEMA, "file_order").rechunk().write_ipc(path)  # one batch, not one per chunk read
     times = frame["ts_ns"]
-    parts.append(_Part(path, int(times.min()), int(times.max())))  # type: ignore[arg-type]
+    parts.append(_MemoryPart(path, int(times.min()), int(times.max())))  # type: ignore[arg-type]
     orders.append(frame.select("ts_ns", "file_order"))

@@ -64,7 +64,7 @@ def reingest_run(
     with ``name_rules`` (today's, a lab's own first).  A trace the ingest reads in windows (big,
     or ``window_kernels`` asked for) is re-read the same way, its kernels replaced a window at
     a time: memory does not grow with its kernels and ranges (its memory events, if recorded,
-    are held while they are attributed, as the ingest holds them)."""
+    are spilled and attributed a window at a time, as the ingest does)."""
     with session_scope(engine) as session:
         trace_id, fmt, path = _timeline_trace(session, run_id)
     with kineto_windows.scratch() as folder:

@@ -211,7 +211,9 @@ def test_memory_events_attributed_in_windows_are_stored_as_the_whole_trace_store
     monkeypatch.setattr(kineto_memory_spill, "PART_EVENTS", 700)  # the events spilled in parts
     big = kineto_windows.spilled(path, tmp_path)
     assert big is not None and len(big.spill.parts["range"]) > 4 * 3  # cut by parts, not only by count
-    assert len(kineto_memory_spill.spill_memory(path, big.max_inflated_bytes, tmp_path / "memory").parts) > 4
+    spilled = kineto_memory_spill.spill_memory(path, big.max_inflated_bytes, tmp_path / "spilled-apart")
+    assert len(spilled.parts) > 4
+    spilled.remove()
     windows = list(big.memory_windows())
     sizes = [rows.height for rows in windows]
     assert sum(sizes) == memory.height and max(sizes) <= 500 and len(sizes) > memory.height // 500 + 1

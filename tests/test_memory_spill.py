@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from tests.kineto_docs import write_doc
 from tracehouse.core.limits import INFLATED_CEILING
-from tracehouse.ingest import kineto_memory_spill
+from tracehouse.ingest import kineto_memory, kineto_memory_spill
 from tracehouse.ingest.kineto_memory import in_time_order, read_memory_events
 from tracehouse.ingest.kineto_memory_spill import spill_memory
 
@@ -41,16 +41,23 @@ def _trace_with_ties(tmp_path: Path) -> Path:
     return write_doc(tmp_path, {"profile_memory": 1, "baseTimeNanoseconds": BASE_NS, "traceEvents": events})
 
 
-@pytest.mark.parametrize("part_events", [3, 8, 1000])
+@pytest.mark.parametrize(
+    ("part_events", "chunk_bytes"),
+    [(3, 1 << 19), (8, 600), (1000, 600), (1000, 1 << 19)],
+    ids=["parts-of-3", "parts-of-8-many-chunks", "one-part-many-chunks", "one-part-one-chunk"],
+)
 def test_every_stretch_of_the_time_order_reads_back_as_the_whole_traces(
-    part_events: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    part_events: int, chunk_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _trace_with_ties(tmp_path)
-    whole, unreadable = read_memory_events(path)
+    whole, unreadable = read_memory_events(path)  # the whole trace's, read in one chunk
     expected = in_time_order(whole)
     assert (expected.height, unreadable) == (EVENTS, 1)
     assert expected["ts_ns"].n_unique() == 5
     monkeypatch.setattr(kineto_memory_spill, "PART_EVENTS", part_events)
+    monkeypatch.setattr(kineto_memory, "CHUNK_BYTES", chunk_bytes)  # numbered across chunks too
+    frames = len(list(kineto_memory.MemoryChunks(path)))
+    assert frames == 1 if chunk_bytes > len(path.read_bytes()) else frames > 4
     spilled = spill_memory(path, INFLATED_CEILING, tmp_path / "spill")
     assert len(spilled.parts) == -(-EVENTS // part_events)
     assert (spilled.times + BASE_NS).to_list() == expected["ts_ns"].to_list()
