@@ -34,14 +34,23 @@ def _is_module(name: str) -> bool:
         return False
 
 
-def _private_reaches(path: Path, package: str) -> list[str]:
-    """Where the module at ``path`` (in ``package``) uses another module's ``_private`` name: by
-    ``from tracehouse.x import _name``, as ``module._name`` on a tracehouse module it imported,
-    or by patching it (``setattr(module, "_name", ...)``, monkeypatch's too).  A package's own
-    private submodule (``ingest/_kineto_scan``, the C extension) may be imported inside that
-    package."""
-    tree = ast.parse(path.read_text())
-    modules: set[str] = set()  # the local names bound to tracehouse modules
+def _private(name: object) -> bool:
+    return isinstance(name, str) and name.startswith("_") and not name.startswith("__")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of a name and attributes, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def _imports(tree: ast.Module, package: str, where: str) -> tuple[set[str], list[str]]:
+    """The local names bound to tracehouse modules (``tracehouse`` itself after a plain
+    ``import tracehouse.x``), and the private names imported from another module."""
+    modules: set[str] = set()
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tracehouse"):
@@ -50,29 +59,45 @@ def _private_reaches(path: Path, package: str) -> list[str]:
                 if _is_module(full):
                     modules.add(alias.asname or alias.name)
                 if alias.name.startswith("_") and not (_is_module(full) and node.module == package):
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno} imports {full}")
+                    found.append(f"{where}:{node.lineno} imports {full}")
         elif isinstance(node, ast.Import):
-            modules.update(a.asname for a in node.names if a.name.startswith("tracehouse") and a.asname)
-    found += [
-        f"{path.relative_to(REPO)}:{node.lineno} uses {node.value.id}.{node.attr}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id in modules
-        and node.attr.startswith("_")
-        and not node.attr.startswith("__")
-    ]
-    found += [
-        f"{path.relative_to(REPO)}:{node.lineno} patches {node.args[0].id}.{node.args[1].value}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and (getattr(node.func, "id", None) == "setattr" or getattr(node.func, "attr", None) == "setattr")
-        and len(node.args) >= 2
-        and isinstance(node.args[0], ast.Name)
-        and node.args[0].id in modules
-        and isinstance(node.args[1], ast.Constant)
-        and str(node.args[1].value).startswith("_")
-    ]
+            for alias in node.names:
+                if alias.name.startswith("tracehouse"):
+                    modules.add(alias.asname or alias.name.split(".")[0])
+    return modules, found
+
+
+def _patched(node: ast.Call, modules: set[str]) -> str | None:
+    """The private name a ``setattr`` / ``delattr`` / ``getattr`` / ``hasattr`` call (monkeypatch's
+    included) reaches: ``(module, "_name")``, or ``("tracehouse.x._name", ...)``."""
+    if getattr(node.func, "id", getattr(node.func, "attr", None)) not in {"setattr", "delattr", "getattr", "hasattr"}:
+        return None
+    first = node.args[0] if node.args else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("tracehouse."):
+        return first.value if any(_private(part) for part in first.value.split(".")) else None
+    chain = _dotted(first) if isinstance(first, ast.expr) else None
+    if chain is None or chain.split(".")[0] not in modules or len(node.args) < 2:
+        return None
+    name = node.args[1]
+    return f"{chain}.{name.value}" if isinstance(name, ast.Constant) and _private(name.value) else None
+
+
+def _private_reaches(path: Path, package: str) -> list[str]:
+    """Where the module at ``path`` (in ``package``) uses another module's ``_private`` name: by
+    ``from tracehouse.x import _name``, as ``module._name`` (or ``tracehouse.x._name``) on a
+    tracehouse module it imported, or by patching or reading it through ``setattr`` and its
+    kin, monkeypatch's included.  A package's own private submodule (``ingest/_kineto_scan``,
+    the C extension) may be imported inside that package."""
+    tree = ast.parse(path.read_text())
+    where = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+    modules, found = _imports(tree, package, where)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            chain = _dotted(node.value)
+            if chain is not None and chain.split(".")[0] in modules:
+                found.append(f"{where}:{node.lineno} uses {chain}.{node.attr}")
+        elif isinstance(node, ast.Call) and (reached := _patched(node, modules)) is not None:
+            found.append(f"{where}:{node.lineno} patches {reached}")
     return found
 
 
@@ -85,3 +110,27 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
             package = ".".join([root_package, *path.relative_to(REPO / folder).parent.parts])
             found += _private_reaches(path, package)
     assert not found, "\n".join(found)
+
+
+def test_the_private_name_check_sees_each_way_of_reaching_in(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import tracehouse.ingest.kineto\n"
+        "from tracehouse import ingest\n"
+        "from tracehouse.ingest import kineto\n"
+        "from tracehouse.ingest.kineto import _decode_whole\n"
+        "def t(monkeypatch):\n"
+        "    monkeypatch.setattr(kineto, '_a', None)\n"
+        "    monkeypatch.setattr('tracehouse.ingest.kineto._b', None)\n"
+        "    monkeypatch.delattr(kineto, '_c')\n"
+        "    getattr(kineto, '_d')\n"
+        "    tracehouse.ingest.kineto._e\n"
+        "    ingest.kineto._f\n"
+        "    kineto._g\n"
+        "    setattr(kineto, '__doc__', 'public')\n"
+        "    monkeypatch.setattr(kineto, 'CHUNK_BYTES', 1)\n"
+        "    kineto.CHUNK_BYTES, kineto.__name__\n"
+    )
+    found = _private_reaches(probe, "tests")
+    reached = sorted(line.rsplit(".", 1)[-1] for line in found)
+    assert reached == ["_a", "_b", "_c", "_d", "_decode_whole", "_e", "_f", "_g"], found
