@@ -32,7 +32,7 @@ def show_frame(
     from tracehouse.core.settings import load_settings
     from tracehouse.schema.db import session_scope
 
-    _check_format(fmt)  # before the query: a typo costs no database work
+    _check_format(fmt)  # before the query too: a typo costs no database work
     with session_scope(open_engine(db), read_only=True) as session:  # a query never writes
         frame = query(session)
     if fmt == "table" and table_columns:
