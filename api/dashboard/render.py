@@ -5,6 +5,7 @@ downsampling.  Nothing here queries the database."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -51,6 +52,22 @@ class Chart:
     note: str = ""
     caption: str = ""
     total_rows: int | None = None  # rows before downsampling, when downsampled
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        title: str,
+        frame: pl.DataFrame,
+        draw: Callable[[pl.DataFrame], go.Figure] | None,
+        rest: str,
+        *,
+        empty: str,
+        caption: str = "",
+    ) -> Chart:
+        """``frame`` drawn by ``draw`` (None: a table only), or ``empty`` said where it has no rows."""
+        figure = draw(frame) if draw is not None and frame.height else None
+        return cls(key, title, figure, frame, rest, note="" if frame.height else empty, caption=caption)
 
     def __post_init__(self) -> None:
         if self.figure is not None:

@@ -239,53 +239,45 @@ def _device_charts(session: SessionDep, run_id: int, top: int) -> list[Chart]:
         caption="Circles: analytic (shape-derived) costs; diamonds: Nsight Compute counters.",
     )
     util = temporal_breakdown(session, run_id)
-    utilization = Chart(
+    utilization = Chart.of(
         "utilization",
         "Utilization: busy, idle, communication",
-        charts.utilization_chart(util) if util.height else None,
         util,
+        charts.utilization_chart,
         rest_path(f"/v1/runs/{run_id}/utilization"),
-        note="" if util.height else "No kernels.",
+        empty="No kernels.",
     )
-    launches = launch_overhead(session, run_id, "operator")
-    shown = launches.head(top)
-    launch = Chart(
+    launch = Chart.of(
         "launches",
         "Launch overhead by operator",
-        charts.paired_bars(
+        launch_overhead(session, run_id, "operator").head(top),
+        lambda shown: charts.paired_bars(
             shown, "operator", [("gpu_ns", "kernel time"), ("launch_ns", "launch calls")], "time [ns]", log=True
-        )
-        if shown.height
-        else None,
-        shown,
+        ),
         rest_path(f"/v1/runs/{run_id}/launches", by="operator"),
-        note="" if shown.height else "No launches recorded (a CPU-only run has none).",
+        empty="No launches recorded (a CPU-only run has none).",
     )
     return [roofline, utilization, launch]
 
 
 def _diagnosis_charts(session: SessionDep, run_id: int) -> list[Chart]:
     """What to fix (``advise``, as ``tracehouse advise``) and the allocated memory over time."""
-    findings = advise(session, run_id)
-    advice = Chart(
+    advice = Chart.of(
         "advice",
         "What to fix, by estimated time saved",
+        advise(session, run_id).select("rank", "rule", "finding", "saved_ns", "saved_share", "query"),
         None,
-        findings.select("rank", "rule", "finding", "saved_ns", "saved_share", "query"),
         rest_path(f"/v1/runs/{run_id}/advice"),
-        note="" if findings.height else "No rule found anything to fix in this run.",
+        empty="No rule found anything to fix in this run.",
         caption="Each finding's evidence and how its saving was estimated: the REST answer, or `tracehouse advise`.",
     )
-    timeline = memory_timeline(session, run_id)
-    memory = Chart(
+    memory = Chart.of(
         "memory",
         "Allocated memory over time",
-        charts.memory_chart(timeline) if timeline.height else None,
-        timeline,
+        memory_timeline(session, run_id),
+        charts.memory_chart,
         rest_path(f"/v1/runs/{run_id}/memory-timeline"),
-        note=""
-        if timeline.height
-        else "No memory events: the run was profiled without profile_memory (tracehouse collect keeps them).",
+        empty="No memory events: the run was profiled without profile_memory (tracehouse collect keeps them).",
         caption="Per time bucket, the largest allocated total (markers) and the reserved total (dotted).",
     )
     return [advice, memory]
