@@ -86,6 +86,15 @@ RULES: tuple[Rule, ...] = (
         r.conv_after_fused_attention,
     ),
     Rule(
+        "attention.temporal_slow",
+        f"temporal attention ≥ {r.MIN_TEMPORAL_SHARE:.0%} of attention time at ≤ 1/{r.MIN_TEMPORAL_SLOWDOWN:g} of "
+        "spatial attention's FLOP/s (paper §VI)",
+        "temporal attention's shaped time − its FLOPs at spatial attention's FLOP/s",
+        "tracehouse temporal-spatial {run}",
+        "/v1/runs/{run}/temporal-spatial",
+        r.temporal_attention_slow,
+    ),
+    Rule(
         "comm.exposed",
         f"communication not overlapped with compute ≥ {r.MIN_EXPOSED_COMM_SHARE:.0%} of the span",
         "communication_ns − overlap_ns on the worst device",

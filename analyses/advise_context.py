@@ -10,6 +10,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tracehouse.analyses.attention import temporal_vs_spatial
 from tracehouse.analyses.common import get_run, to_frame
 from tracehouse.analyses.compare import operator_totals
 from tracehouse.analyses.idle import idle_time_breakdown
@@ -46,6 +47,11 @@ class RunFacts:
             op: int(ns)
             for op, ns in operator_totals(self.session, self.run_id).select("operator", "total_ns").iter_rows()
         }
+
+    @cached_property
+    def attention_types(self) -> pl.DataFrame:
+        """Per attention type: time, FLOPs and achieved FLOP/s (``temporal_vs_spatial``)."""
+        return temporal_vs_spatial(self.session, self.run_id)
 
     @cached_property
     def utilization(self) -> pl.DataFrame:

@@ -31,6 +31,8 @@ MIN_OTHER_SHARE = 0.20
 MIN_LAUNCH_SAVED_SHARE = 0.01
 MIN_STEPS = 3
 MAX_SLOWEST_OVER_MEDIAN = 1.05
+MIN_TEMPORAL_SHARE = 0.25  # of the run's attention time
+MIN_TEMPORAL_SLOWDOWN = 2.0  # spatial attention's FLOP/s over temporal attention's
 
 # The paper's Table II: measured end-to-end speedup of Flash Attention over baseline attention.
 PAPER_FLASH_SPEEDUP = {
@@ -254,6 +256,39 @@ def conv_after_fused_attention(f: RunFacts) -> Finding | None:
         },
         "no stored measurement sizes a conv change: see `tracehouse roofline` for conv's "
         "efficiency against the device's ceiling",
+    )
+
+
+def temporal_attention_slow(f: RunFacts) -> Finding | None:
+    """The paper's §VI bottleneck: temporal attention (the frame count its sequence length)
+    running far below spatial attention's FLOP rate while taking much of the attention time."""
+    rows = {row["attention_type"]: row for row in f.attention_types.iter_rows(named=True)}
+    temporal, spatial = rows.get("temporal"), rows.get("spatial")
+    if temporal is None or spatial is None or not temporal["achieved_flops_s"] or not spatial["achieved_flops_s"]:
+        return None
+    slowdown = spatial["achieved_flops_s"] / temporal["achieved_flops_s"]
+    if temporal["time_share"] < MIN_TEMPORAL_SHARE or slowdown < MIN_TEMPORAL_SLOWDOWN:
+        return None
+    shaped_ns = temporal["flops"] / temporal["achieved_flops_s"] * 1e9  # its calls with known shapes
+    at_spatial_rate_ns = temporal["flops"] / spatial["achieved_flops_s"] * 1e9
+    return Finding(
+        f"temporal attention runs at 1/{slowdown:.1f} of spatial attention's FLOP/s and takes "
+        f"{temporal['time_share']:.0%} of attention time (the paper's §VI bottleneck: the frame count is its "
+        "sequence length, so its matmuls are small): read its kernels' memory counters (Nsight Compute) "
+        "and try a fused attention kernel for the temporal layers",
+        round(shaped_ns - at_spatial_rate_ns),
+        {
+            "temporal_ns": temporal["total_ns"],
+            "spatial_ns": spatial["total_ns"],
+            "temporal_time_share": temporal["time_share"],
+            "temporal_flops": temporal["flops"],
+            "spatial_flops": spatial["flops"],
+            "temporal_flops_s": temporal["achieved_flops_s"],
+            "spatial_flops_s": spatial["achieved_flops_s"],
+            "slowdown": slowdown,
+        },
+        "the time temporal attention's calls with known shapes would take at spatial attention's FLOP/s, "
+        "taken from their time: an upper bound (short sequences rarely reach long ones' rate)",
     )
 
 
