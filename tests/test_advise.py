@@ -30,7 +30,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import polars as pl
 import pytest
 from sqlalchemy import text
 
@@ -110,6 +112,37 @@ def test_each_rule_fires_on_its_trace_and_not_on_the_other(store: tuple[Database
     row = found[rule]
     assert json.loads(row["evidence"]) and row["basis"] and row["query"].startswith("tracehouse ")
     assert str(runs[fires]) in row["query"] or "--model" in row["query"]
+
+
+def _attention_types(temporal: dict | None, spatial: dict | None) -> SimpleNamespace:
+    """What ``temporal_attention_slow`` reads of a run: ``temporal_vs_spatial``'s rows."""
+    rows = [{"attention_type": t, **row} for t, row in (("temporal", temporal), ("spatial", spatial)) if row]
+    columns = {"attention_type": pl.String, "total_ns": pl.Int64, "flops": pl.Float64}
+    schema = {**columns, "time_share": pl.Float64, "achieved_flops_s": pl.Float64}
+    return SimpleNamespace(attention_types=pl.DataFrame(rows, schema=schema))
+
+
+def test_temporal_rule_holds_back_below_each_threshold() -> None:
+    """The rule's limits, each just missed and just met, and the rows it cannot rate."""
+    from tracehouse.analyses.advise_rules import MIN_TEMPORAL_SHARE, MIN_TEMPORAL_SLOWDOWN, temporal_attention_slow
+
+    spatial = {"total_ns": 1_000, "flops": 4e6, "time_share": 0.5, "achieved_flops_s": 4e9}
+
+    def temporal(share: float, slowdown: float, rate: float | None = 1.0) -> dict:
+        achieved = None if rate is None else 4e9 / slowdown * rate
+        return {"total_ns": 2_000, "flops": 2e5, "time_share": share, "achieved_flops_s": achieved}
+
+    def fires(t: dict | None, s: dict | None = spatial) -> bool:
+        return temporal_attention_slow(_attention_types(t, s)) is not None  # type: ignore[arg-type]
+
+    assert fires(temporal(MIN_TEMPORAL_SHARE, MIN_TEMPORAL_SLOWDOWN))
+    assert not fires(temporal(MIN_TEMPORAL_SHARE - 0.01, MIN_TEMPORAL_SLOWDOWN))
+    assert not fires(temporal(MIN_TEMPORAL_SHARE, MIN_TEMPORAL_SLOWDOWN * 0.99))
+    assert not fires(temporal(0.9, 10, rate=None)) and not fires(temporal(0.9, 10, rate=0.0))
+    assert not fires(temporal(0.9, 10), None) and not fires(None)
+    assert not fires(temporal(0.9, 10), {**spatial, "achieved_flops_s": None})
+    found = temporal_attention_slow(_attention_types(temporal(0.5, 4), spatial))  # type: ignore[arg-type]
+    assert found is not None and found.saved_ns == round(2e5 / 1e9 * 1e9 - 2e5 / 4e9 * 1e9)
 
 
 def test_one_rule_only_and_an_unknown_rule_refused(store: tuple[Database, dict[str, int]]) -> None:
