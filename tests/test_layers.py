@@ -58,7 +58,7 @@ def _imports(tree: ast.Module, package: str, where: str) -> tuple[set[str], list
                 full = f"{node.module}.{alias.name}"
                 if _is_module(full):
                     modules.add(alias.asname or alias.name)
-                if alias.name.startswith("_") and not (_is_module(full) and node.module == package):
+                if _private(alias.name) and not (_is_module(full) and node.module == package):
                     found.append(f"{where}:{node.lineno} imports {full}")
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -69,8 +69,10 @@ def _imports(tree: ast.Module, package: str, where: str) -> tuple[set[str], list
 
 def _patched(node: ast.Call, modules: set[str]) -> str | None:
     """The private name a ``setattr`` / ``delattr`` / ``getattr`` / ``hasattr`` call (monkeypatch's
-    included) reaches: ``(module, "_name")``, or ``("tracehouse.x._name", ...)``."""
-    if getattr(node.func, "id", getattr(node.func, "attr", None)) not in {"setattr", "delattr", "getattr", "hasattr"}:
+    included) or a ``mock.patch`` / ``patch.object`` reaches: ``(module, "_name")``, or
+    ``("tracehouse.x._name", ...)``."""
+    called = getattr(node.func, "id", getattr(node.func, "attr", None))
+    if called not in {"setattr", "delattr", "getattr", "hasattr", "patch", "object"}:
         return None
     first = node.args[0] if node.args else None
     if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("tracehouse."):
@@ -130,7 +132,9 @@ def test_the_private_name_check_sees_each_way_of_reaching_in(tmp_path: Path) -> 
         "    setattr(kineto, '__doc__', 'public')\n"
         "    monkeypatch.setattr(kineto, 'CHUNK_BYTES', 1)\n"
         "    kineto.CHUNK_BYTES, kineto.__name__\n"
+        "    mock.patch('tracehouse.ingest.kineto._h'), mock.patch.object(kineto, '_i')\n"
+        "from tracehouse import __name__ as public\n"
     )
     found = _private_reaches(probe, "tests")
     reached = sorted(line.rsplit(".", 1)[-1] for line in found)
-    assert reached == ["_a", "_b", "_c", "_d", "_decode_whole", "_e", "_f", "_g"], found
+    assert reached == ["_a", "_b", "_c", "_d", "_decode_whole", "_e", "_f", "_g", "_h", "_i"], found

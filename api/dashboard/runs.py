@@ -269,7 +269,7 @@ def _diagnosis_charts(session: SessionDep, run_id: int) -> list[Chart]:
         None,
         rest_path(f"/v1/runs/{run_id}/advice"),
         empty="No rule found anything to fix in this run.",
-        caption="Each finding's evidence and how its saving was estimated: the REST answer, or `tracehouse advise`.",
+        caption="Each finding's evidence and how its saving was estimated: the REST answer, or tracehouse advise.",
     )
     memory = Chart.of(
         "memory",
