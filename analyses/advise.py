@@ -143,13 +143,16 @@ def rule_table() -> pl.DataFrame:
     )
 
 
-def advise(session: Session, run_id: int, rules: tuple[str, ...] | None = None) -> pl.DataFrame:
+def advise(
+    session: Session, run_id: int, rules: tuple[str, ...] | None = None, *, facts: RunFacts | None = None
+) -> pl.DataFrame:
     """Findings for one run, best first (see the module docstring for the columns).
-    ``rules``: only these rule ids (default: all)."""
+    ``rules``: only these rule ids (default: all).  ``facts``: the run's facts where a caller
+    has read some of them already (the dashboard's run page draws its utilization)."""
     unknown = sorted(set(rules or ()) - {rule.id for rule in RULES})
     if unknown:
         raise BadInput(f"unknown rule {', '.join(unknown)}; see `tracehouse advise-rules`")
-    facts = RunFacts(session, run_id)
+    facts = facts if facts is not None else RunFacts(session, run_id)
     rows = []
     for rule in RULES:
         if rules is not None and rule.id not in rules:

@@ -12,6 +12,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 
 from tracehouse.analyses.advise import advise
+from tracehouse.analyses.advise_context import RunFacts
 from tracehouse.analyses.breakdown import breakdown
 from tracehouse.analyses.common import get_run
 from tracehouse.analyses.launches import launch_overhead
@@ -19,7 +20,6 @@ from tracehouse.analyses.memory_timeline import memory_timeline
 from tracehouse.analyses.roofline import roofline_by
 from tracehouse.analyses.runs import RunFilters, count_runs, list_runs, run_choices, run_tags
 from tracehouse.analyses.sequence import attention_calls, fundamental_period, seq_len_histogram
-from tracehouse.analyses.utilization import temporal_breakdown
 from tracehouse.api.dashboard import charts
 from tracehouse.api.dashboard.access import reader
 from tracehouse.api.dashboard.render import Chart, downsample, page, rest_path
@@ -222,7 +222,7 @@ def _sequence_charts(session: SessionDep, run_id: int) -> list[Chart]:
     return [fig8, fig9, periods]
 
 
-def _device_charts(session: SessionDep, run_id: int, top: int) -> list[Chart]:
+def _device_charts(session: SessionDep, run_id: int, top: int, facts: RunFacts) -> list[Chart]:
     roof = roofline_by(session, run_id, "operator")
     placed = charts.roofline_points(roof)
     has_peaks = roof.height > 0 and roof["peak_flops_s"].drop_nulls().len() > 0
@@ -238,7 +238,7 @@ def _device_charts(session: SessionDep, run_id: int, top: int) -> list[Chart]:
         note=roof_note,
         caption="Circles: analytic (shape-derived) costs; diamonds: Nsight Compute counters.",
     )
-    util = temporal_breakdown(session, run_id)
+    util = facts.utilization  # temporal_breakdown, read once for this chart and advise's rules
     utilization = Chart.of(
         "utilization",
         "Utilization: busy, idle, communication",
@@ -260,12 +260,12 @@ def _device_charts(session: SessionDep, run_id: int, top: int) -> list[Chart]:
     return [roofline, utilization, launch]
 
 
-def _diagnosis_charts(session: SessionDep, run_id: int) -> list[Chart]:
+def _diagnosis_charts(session: SessionDep, run_id: int, facts: RunFacts) -> list[Chart]:
     """What to fix (``advise``, as ``tracehouse advise``) and the allocated memory over time."""
     advice = Chart.of(
         "advice",
         "What to fix, by estimated time saved",
-        advise(session, run_id).select("rank", "rule", "finding", "saved_ns", "saved_share", "query"),
+        advise(session, run_id, facts=facts).select("rank", "rule", "finding", "saved_ns", "saved_share", "query"),
         None,
         rest_path(f"/v1/runs/{run_id}/advice"),
         empty="No rule found anything to fix in this run.",
@@ -304,6 +304,7 @@ def run_page(
 ) -> Response:
     operators = breakdown(session, run_id, "operator")
     meta = _metadata(session, run_id, operators)
+    facts = RunFacts(session, run_id)  # what advise's rules read: the charts share what they draw of it
     return page(
         request,
         "run.html",
@@ -313,8 +314,8 @@ def run_page(
         tags=run_tags(session, run_id),
         breakdowns=_breakdown_charts(session, run_id, operators, top),
         sequence=_sequence_charts(session, run_id),
-        device=_device_charts(session, run_id, top),
-        diagnosis=_diagnosis_charts(session, run_id),
+        device=_device_charts(session, run_id, top, facts),
+        diagnosis=_diagnosis_charts(session, run_id, facts),
         downloads=_downloads(request, run_id),
         top=top,
     )
